@@ -1,0 +1,198 @@
+"""Audio in and out through PyAV: streaming decode to PCM, resampling, encoders.
+
+PCM everywhere in VoxBeam is signed 16-bit little-endian mono ("s16le"); rates are in Hz.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import IO, Any
+
+import av
+import numpy as np
+
+from voxbeam.errors import AudioError
+
+BYTES_PER_SAMPLE = 2
+
+# Dead-letter codes for inputs that are not usable audio.
+EMPTY_AUDIO = "EMPTY_AUDIO"
+NOT_AUDIO = "NOT_AUDIO"
+CORRUPT_AUDIO = "CORRUPT_AUDIO"
+
+_CONTAINERS = {"wav": ("wav", "pcm_s16le"), "mp3": ("mp3", "libmp3lame"), "flac": ("flac", "flac"), "opus": ("ogg", "libopus")}
+CONTENT_TYPES = {
+    "wav": "audio/wav",
+    "pcm": "audio/L16",
+    "mp3": "audio/mpeg",
+    "flac": "audio/flac",
+    "opus": "audio/ogg",
+}
+FILE_EXTENSIONS = {"wav": "wav", "pcm": "pcm", "mp3": "mp3", "flac": "flac", "opus": "ogg"}
+# Rates each lossy encoder accepts; others are encoded at the nearest allowed rate above.
+_ENCODER_RATES = {
+    "opus": (8000, 12000, 16000, 24000, 48000),
+    "mp3": (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000),
+}
+# A stream that decodes this much shorter than its header declares is truncated.
+_TRUNCATION_SLACK_S = 0.5
+
+
+def ms(samples: int, rate: int) -> int:
+    return int(round(samples * 1000 / rate))
+
+
+def pcm_frame(pcm: bytes, rate: int) -> av.AudioFrame:
+    frame = av.AudioFrame.from_ndarray(np.frombuffer(pcm, dtype="<i2").reshape(1, -1), format="s16", layout="mono")
+    frame.sample_rate = rate
+    return frame
+
+
+def _frame_bytes(frame: av.AudioFrame) -> bytes:
+    return bytes(frame.planes[0])[: frame.samples * BYTES_PER_SAMPLE]
+
+
+class PcmResampler:
+    """Streaming s16le mono resampler; keeps filter state across pushes."""
+
+    def __init__(self, src_rate: int, dst_rate: int) -> None:
+        self.src_rate = src_rate
+        self.dst_rate = dst_rate
+        self._rs = None if src_rate == dst_rate else av.AudioResampler(format="s16", layout="mono", rate=dst_rate)
+
+    def push(self, pcm: bytes) -> bytes:
+        if self._rs is None or not pcm:
+            return pcm
+        return b"".join(_frame_bytes(f) for f in self._rs.resample(pcm_frame(pcm, self.src_rate)))
+
+    def flush(self) -> bytes:
+        if self._rs is None:
+            return b""
+        out = b"".join(_frame_bytes(f) for f in self._rs.resample(None))
+        self._rs = av.AudioResampler(format="s16", layout="mono", rate=self.dst_rate)
+        return out
+
+
+def resample(pcm: bytes, src_rate: int, dst_rate: int) -> bytes:
+    rs = PcmResampler(src_rate, dst_rate)
+    return rs.push(pcm) + rs.flush()
+
+
+def decode_to_pcm(source: str | IO[bytes], rate: int = 16000, chunk_ms: int = 200) -> Iterator[bytes]:
+    """Decode any container PyAV reads to PCM s16le mono at ``rate``, chunk by chunk.
+
+    Streams: memory stays bounded by one chunk plus the decoder's own buffers. Raises
+    ``AudioError`` with EMPTY_AUDIO, NOT_AUDIO or CORRUPT_AUDIO (truncated or broken streams).
+    """
+    chunk_bytes = max(2, rate * chunk_ms // 1000 * BYTES_PER_SAMPLE)
+    try:
+        container = av.open(source, mode="r", metadata_errors="ignore")
+    except av.error.FileNotFoundError:
+        raise
+    except (av.FFmpegError, ValueError, OSError) as exc:
+        code = EMPTY_AUDIO if _is_empty(source) else NOT_AUDIO
+        raise AudioError(f"not a readable audio file: {exc}", code=code) from None
+    try:
+        if not container.streams.audio:
+            raise AudioError("the file has no audio stream", code=NOT_AUDIO)
+        stream = container.streams.audio[0]
+        declared = _declared_seconds(container, stream)
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+        buf = bytearray()
+        total = 0
+        try:
+            for packet in container.demux(stream):
+                for frame in packet.decode():
+                    for out in resampler.resample(frame):
+                        buf += _frame_bytes(out)
+                    while len(buf) >= chunk_bytes:
+                        total += chunk_bytes
+                        yield bytes(buf[:chunk_bytes])
+                        del buf[:chunk_bytes]
+            for out in resampler.resample(None):
+                buf += _frame_bytes(out)
+        except av.FFmpegError as exc:
+            raise AudioError(f"the audio stream is corrupt: {exc}", code=CORRUPT_AUDIO) from None
+        if buf:
+            total += len(buf)
+            yield bytes(buf)
+        if total == 0:
+            raise AudioError("the file holds no audio samples", code=EMPTY_AUDIO)
+        decoded = total / BYTES_PER_SAMPLE / rate
+        if declared is not None and declared - decoded > max(_TRUNCATION_SLACK_S, 0.02 * declared):
+            raise AudioError(
+                f"the audio is truncated: the header declares {declared:.2f} s, only {decoded:.2f} s decode",
+                code=CORRUPT_AUDIO,
+            )
+    finally:
+        container.close()
+
+
+def _is_empty(source: str | IO[bytes]) -> bool:
+    try:
+        if isinstance(source, str):
+            with open(source, "rb") as fh:
+                return not fh.read(1)
+        pos = source.tell()
+        source.seek(0)
+        empty = not source.read(1)
+        source.seek(pos)
+        return empty
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _declared_seconds(container: Any, stream: Any) -> float | None:
+    """Duration the header states (frame counts, Xing/VBRI), not one estimated from bitrate."""
+    # FFmpeg estimates mp3/aac durations from bitrate when no header says so; ignore those.
+    if getattr(container, "duration_estimation_method", None) not in (None, "from_pts", "from_stream"):
+        return None
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    return None
+
+
+def encoder_rate(fmt: str, rate: int) -> int:
+    allowed = _ENCODER_RATES.get(fmt)
+    if not allowed or rate in allowed:
+        return rate
+    return next((r for r in allowed if r >= rate), allowed[-1])
+
+
+def encode(pcm: bytes, rate: int, fmt: str) -> bytes:
+    """Encode a whole utterance of PCM into one file of ``fmt`` (wav, pcm, mp3, flac, opus)."""
+    if fmt == "pcm":
+        return pcm
+    container_fmt, codec = _CONTAINERS[fmt]
+    out_rate = encoder_rate(fmt, rate)
+    if out_rate != rate:
+        pcm = resample(pcm, rate, out_rate)
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format=container_fmt) as out:
+        stream = out.add_stream(codec, rate=out_rate, layout="mono")
+        if fmt == "mp3":
+            stream.bit_rate = 64000
+        elif fmt == "opus":
+            stream.bit_rate = 32000
+        step = out_rate * BYTES_PER_SAMPLE  # one second per frame keeps memory flat
+        pts = 0
+        for i in range(0, len(pcm), step):
+            piece = pcm[i : i + step]
+            frame = pcm_frame(piece, out_rate)
+            frame.pts = pts
+            pts += len(piece) // BYTES_PER_SAMPLE
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def duration_ms(data: bytes | str) -> int:
+    """Exact duration of an encoded file by decoding it (used for manifests and checks)."""
+    samples = 0
+    source: str | IO[bytes] = io.BytesIO(data) if isinstance(data, bytes) else data
+    for chunk in decode_to_pcm(source, rate=16000, chunk_ms=1000):
+        samples += len(chunk) // BYTES_PER_SAMPLE
+    return ms(samples, 16000)

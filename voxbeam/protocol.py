@@ -1,0 +1,395 @@
+"""Sans-I/O core of the VoxNexus WebSocket protocol, shared by client and server.
+
+Message dataclasses, parsing and serialisation, validation and error codes. Nothing here
+knows about sockets or asyncio: callers hand in text frames and get messages back, or a
+``ProtocolError`` that carries the code the peer should be told.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import json
+import re
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, Union
+
+STT_PATH = "/v1/stt/realtime"
+TTS_PATH = "/v1/tts/realtime"
+PUBLIC_STT_URL = "wss://api.voxnexus.ai" + STT_PATH
+PUBLIC_TTS_URL = "wss://api.voxnexus.ai" + TTS_PATH
+
+MIN_SAMPLE_RATE = 8000
+MAX_SAMPLE_RATE = 48000
+STT_FORMATS = ("pcm",)
+TTS_FORMATS = ("wav", "pcm", "mp3", "flac", "opus")
+# ogg is the container of opus; both names are accepted for it.
+TTS_FORMAT_ALIASES = {"ogg": "opus", "ogg_opus": "opus"}
+
+# Close codes (RFC 6455 and the registry's application range).
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_MESSAGE_TOO_BIG = 1009
+CLOSE_INTERNAL_ERROR = 1011
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+class ErrorCode(str, enum.Enum):
+    UNAUTHORIZED = "UNAUTHORIZED"
+    INVALID_MESSAGE = "INVALID_MESSAGE"
+    NOT_INITIALIZED = "NOT_INITIALIZED"
+    UNSUPPORTED_FORMAT = "UNSUPPORTED_FORMAT"
+    UNSUPPORTED_LANGUAGE = "UNSUPPORTED_LANGUAGE"
+    UNSUPPORTED_SAMPLE_RATE = "UNSUPPORTED_SAMPLE_RATE"
+    VOICE_NOT_FOUND = "VOICE_NOT_FOUND"
+    INVALID_AUDIO = "INVALID_AUDIO"
+    TEXT_TOO_LONG = "TEXT_TOO_LONG"
+    MESSAGE_TOO_LARGE = "MESSAGE_TOO_LARGE"
+    SERVER_BUSY = "SERVER_BUSY"
+    IDLE_TIMEOUT = "IDLE_TIMEOUT"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+RETRYABLE_CODES = frozenset(
+    {ErrorCode.SERVER_BUSY.value, ErrorCode.IDLE_TIMEOUT.value, ErrorCode.INTERNAL_ERROR.value}
+)
+
+
+class ProtocolError(Exception):
+    """A frame broke the protocol; ``code`` is what the peer is told."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def new_request_id() -> str:
+    return "req_" + uuid.uuid4().hex[:20]
+
+
+_TOKEN_RE = re.compile(r"((?:^|[?&;\s])(?:token|api_key|key)=)[^&;\s\"']+", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """Hide ``token=`` (and similar) query values in a URL or log line."""
+    return _TOKEN_RE.sub(r"\1***", text)
+
+
+# ---------------------------------------------------------------------------
+# Messages
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    offset: int
+    duration: int
+    confidence: float
+
+
+@dataclass(frozen=True)
+class SttInit:
+    type: Literal["init"] = "init"
+    language: str = "en-US"
+    format: str = "pcm"
+    sample_rate: int = 16000
+    enable_timestamps: bool = False
+    enable_language_detection: bool = False
+
+
+@dataclass(frozen=True)
+class TtsInit:
+    type: Literal["init"] = "init"
+    voice_id: str | None = None
+    language: str | None = None
+    format: str = "wav"
+    sample_rate: int = 16000
+    speed: float = 1.0
+    pitch: float = 0.0
+    volume: float = 1.0
+    voice_config: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Client audio (STT) or server audio (TTS); ``data`` is raw bytes, base64 on the wire."""
+
+    data: bytes
+    is_final: bool = False
+    type: Literal["audio"] = "audio"
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+    is_final: bool = False
+    type: Literal["text"] = "text"
+
+
+@dataclass(frozen=True)
+class Command:
+    command: str
+    type: Literal["command"] = "command"
+
+
+@dataclass(frozen=True)
+class Ping:
+    type: Literal["ping"] = "ping"
+
+
+@dataclass(frozen=True)
+class Pong:
+    type: Literal["pong"] = "pong"
+
+
+@dataclass(frozen=True)
+class SttReady:
+    request_id: str
+    language: str
+    format: str
+    sample_rate: int
+    type: Literal["ready"] = "ready"
+
+
+@dataclass(frozen=True)
+class TtsReady:
+    request_id: str
+    voice_id: str
+    language: str
+    format: str
+    sample_rate: int
+    type: Literal["ready"] = "ready"
+
+
+@dataclass(frozen=True)
+class Transcript:
+    request_id: str
+    text: str
+    is_final: bool
+    offset: int = 0
+    duration: int = 0
+    language: str | None = None
+    confidence: float | None = None
+    words: tuple[Word, ...] | None = None
+    type: Literal["transcript"] = "transcript"
+
+
+@dataclass(frozen=True)
+class FlushDone:
+    request_id: str
+    type: Literal["flush_done"] = "flush_done"
+
+
+@dataclass(frozen=True)
+class Error:
+    error: str
+    code: str
+    request_id: str | None = None
+    type: Literal["error"] = "error"
+
+
+ClientMessage = Union[SttInit, TtsInit, Audio, Text, Command, Ping]
+ServerMessage = Union[SttReady, TtsReady, Transcript, FlushDone, Audio, Error, Pong]
+Message = Union[ClientMessage, ServerMessage]
+
+
+# ---------------------------------------------------------------------------
+# Serialisation
+
+
+def serialize(msg: Message) -> str:
+    """One message as a JSON text frame; ``None`` fields are left out."""
+    if isinstance(msg, Audio):
+        return json.dumps(
+            {"type": "audio", "data": base64.b64encode(msg.data).decode("ascii"), "is_final": msg.is_final}
+        )
+    out: dict[str, Any] = {}
+    for key, value in asdict(msg).items():
+        if value is None:
+            continue
+        if key == "words":
+            value = list(value)
+        out[key] = value
+    return json.dumps(out, separators=(",", ":"))
+
+
+def _load(frame: str | bytes) -> dict[str, Any]:
+    if isinstance(frame, bytes):
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "binary frames are not supported; send JSON text frames")
+    try:
+        obj = json.loads(frame)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"malformed JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "a message must be a JSON object")
+    if not isinstance(obj.get("type"), str):
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "a message needs a string 'type'")
+    return obj
+
+
+def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+    value = obj.get(name, default)
+    if value is None:
+        return default
+    # bool is an int in Python; numbers must not accept it and vice versa.
+    if isinstance(value, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"'{name}' must be {_kind_name(kind)}")
+    if not isinstance(value, kind):
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"'{name}' must be {_kind_name(kind)}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", dict: "an object"}
+    return " or ".join(sorted({names.get(k, k.__name__) for k in kinds}))
+
+
+def _b64(data: Any) -> bytes:
+    if not isinstance(data, str):
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "'data' must be a base64 string")
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError(ErrorCode.INVALID_AUDIO, "'data' is not valid base64") from None
+
+
+def check_sample_rate(rate: int) -> None:
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise ProtocolError(
+            ErrorCode.UNSUPPORTED_SAMPLE_RATE,
+            f"sample_rate {rate} is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz",
+        )
+
+
+def normalize_tts_format(fmt: str) -> str:
+    fmt = fmt.lower()
+    fmt = TTS_FORMAT_ALIASES.get(fmt, fmt)
+    if fmt not in TTS_FORMATS:
+        raise ProtocolError(
+            ErrorCode.UNSUPPORTED_FORMAT, f"format '{fmt}' is not supported; use one of {', '.join(TTS_FORMATS)}"
+        )
+    return fmt
+
+
+def parse_client_message(frame: str | bytes, service: Literal["stt", "tts"]) -> ClientMessage:
+    """Parse and validate one frame a client sent to the STT or TTS endpoint."""
+    obj = _load(frame)
+    kind = obj["type"]
+    if kind == "ping":
+        return Ping()
+    if kind == "init":
+        return _parse_stt_init(obj) if service == "stt" else _parse_tts_init(obj)
+    if service == "stt" and kind == "audio":
+        return Audio(data=_b64(obj.get("data")))
+    if service == "stt" and kind == "command":
+        command = _field(obj, "command", str)
+        if command != "flush":
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"unknown command {command!r}; the only command is 'flush'")
+        return Command(command=command)
+    if service == "tts" and kind == "text":
+        text = _field(obj, "text", str)
+        if text is None:
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, "'text' must be a string")
+        return Text(text=text, is_final=bool(_field(obj, "is_final", bool, False)))
+    raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"unknown message type {kind!r} for the {service} endpoint")
+
+
+def _parse_stt_init(obj: dict[str, Any]) -> SttInit:
+    rate = _field(obj, "sample_rate", int, 16000)
+    check_sample_rate(rate)
+    fmt = _field(obj, "format", str, "pcm").lower()
+    if fmt not in STT_FORMATS:
+        raise ProtocolError(ErrorCode.UNSUPPORTED_FORMAT, f"format '{fmt}' is not supported; send 'pcm' (s16le mono)")
+    return SttInit(
+        language=_field(obj, "language", str, "en-US"),
+        format=fmt,
+        sample_rate=rate,
+        enable_timestamps=_field(obj, "enable_timestamps", bool, False),
+        enable_language_detection=_field(obj, "enable_language_detection", bool, False),
+    )
+
+
+def _parse_tts_init(obj: dict[str, Any]) -> TtsInit:
+    rate = _field(obj, "sample_rate", int, 16000)
+    check_sample_rate(rate)
+    voice_config = _field(obj, "voice_config", dict)
+    return TtsInit(
+        voice_id=_field(obj, "voice_id", str),
+        language=_field(obj, "language", str),
+        format=normalize_tts_format(_field(obj, "format", str, "wav")),
+        sample_rate=rate,
+        speed=float(_field(obj, "speed", (int, float), 1.0)),
+        pitch=float(_field(obj, "pitch", (int, float), 0.0)),
+        volume=float(_field(obj, "volume", (int, float), 1.0)),
+        voice_config=voice_config,
+    )
+
+
+def parse_server_message(frame: str | bytes) -> ServerMessage:
+    """Parse one frame from the service. Unknown fields are ignored, as a client should."""
+    obj = _load(frame)
+    kind = obj["type"]
+    try:
+        if kind == "ready":
+            if "voice_id" in obj:
+                return TtsReady(
+                    request_id=str(obj.get("request_id", "")),
+                    voice_id=str(obj["voice_id"]),
+                    language=str(obj.get("language", "")),
+                    format=str(obj.get("format", "")),
+                    sample_rate=int(obj.get("sample_rate", 0)),
+                )
+            return SttReady(
+                request_id=str(obj.get("request_id", "")),
+                language=str(obj.get("language", "")),
+                format=str(obj.get("format", "")),
+                sample_rate=int(obj.get("sample_rate", 0)),
+            )
+        if kind == "audio":
+            return Audio(data=_b64(obj.get("data")), is_final=bool(obj.get("is_final", False)))
+        if kind == "transcript":
+            words = obj.get("words")
+            return Transcript(
+                request_id=str(obj.get("request_id", "")),
+                text=str(obj.get("text", "")),
+                is_final=bool(obj.get("is_final", False)),
+                offset=int(obj.get("offset", 0)),
+                duration=int(obj.get("duration", 0)),
+                language=obj.get("language"),
+                confidence=None if obj.get("confidence") is None else float(obj["confidence"]),
+                words=None
+                if words is None
+                else tuple(
+                    Word(
+                        word=str(w["word"]),
+                        offset=int(w.get("offset", 0)),
+                        duration=int(w.get("duration", 0)),
+                        confidence=float(w.get("confidence", 0.0)),
+                    )
+                    for w in words
+                ),
+            )
+        if kind == "flush_done":
+            return FlushDone(request_id=str(obj.get("request_id", "")))
+        if kind == "error":
+            return Error(
+                error=str(obj.get("error", "")),
+                code=str(obj.get("code", ErrorCode.INTERNAL_ERROR.value)),
+                request_id=obj.get("request_id"),
+            )
+        if kind == "pong":
+            return Pong()
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"malformed {kind!r} message: {exc}") from None
+    raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"unknown server message type {kind!r}")
+
+
+def error(code: ErrorCode, message: str, request_id: str | None = None) -> Error:
+    return Error(error=message, code=code.value, request_id=request_id)
+
