@@ -21,7 +21,12 @@ EMPTY_AUDIO = "EMPTY_AUDIO"
 NOT_AUDIO = "NOT_AUDIO"
 CORRUPT_AUDIO = "CORRUPT_AUDIO"
 
-_CONTAINERS = {"wav": ("wav", "pcm_s16le"), "mp3": ("mp3", "libmp3lame"), "flac": ("flac", "flac"), "opus": ("ogg", "libopus")}
+_CONTAINERS = {
+    "wav": ("wav", "pcm_s16le"),
+    "mp3": ("mp3", "libmp3lame"),
+    "flac": ("flac", "flac"),
+    "opus": ("ogg", "libopus"),
+}
 CONTENT_TYPES = {
     "wav": "audio/wav",
     "pcm": "audio/L16",

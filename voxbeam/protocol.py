@@ -14,7 +14,7 @@ import json
 import re
 import uuid
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 STT_PATH = "/v1/stt/realtime"
 TTS_PATH = "/v1/tts/realtime"
@@ -38,7 +38,7 @@ CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
 
 
-class ErrorCode(str, enum.Enum):
+class ErrorCode(enum.StrEnum):
     UNAUTHORIZED = "UNAUTHORIZED"
     INVALID_MESSAGE = "INVALID_MESSAGE"
     NOT_INITIALIZED = "NOT_INITIALIZED"
@@ -193,9 +193,9 @@ class Error:
     type: Literal["error"] = "error"
 
 
-ClientMessage = Union[SttInit, TtsInit, Audio, Text, Command, Ping]
-ServerMessage = Union[SttReady, TtsReady, Transcript, FlushDone, Audio, Error, Pong]
-Message = Union[ClientMessage, ServerMessage]
+ClientMessage = SttInit | TtsInit | Audio | Text | Command | Ping
+ServerMessage = SttReady | TtsReady | Transcript | FlushDone | Audio | Error | Pong
+Message = ClientMessage | ServerMessage
 
 
 # ---------------------------------------------------------------------------

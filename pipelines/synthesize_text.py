@@ -1,0 +1,14 @@
+"""Render text records into audio objects plus a Parquet manifest with Apache Beam.
+
+    python pipelines/synthesize_text.py --input examples/sentences.txt --output out/
+
+Thin main over voxbeam.jobs; every option is described by --help. Also the entry point
+of the synthesize_text Flex Template.
+"""
+
+import sys
+
+from voxbeam.jobs import main
+
+if __name__ == "__main__":
+    sys.exit(main("synthesize"))

@@ -1,0 +1,406 @@
+"""Private DoFns behind the public transforms.
+
+Each worker process shares one speech client (a session pool on a background event loop)
+and one thread pool through ``apache_beam.utils.shared.Shared``. A DoFn keeps many records in
+flight across ``process`` calls and drains them in ``finish_bundle``, so the pool's sessions
+stream concurrently instead of one record at a time. Nothing that holds a socket is pickled.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import datetime as dt
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.metrics import Metrics
+from apache_beam.utils import shared
+from apache_beam.utils.windowed_value import WindowedValue
+
+from voxbeam import audio
+from voxbeam.beam import progress, storage
+from voxbeam.beam.options import ServiceSettings
+from voxbeam.errors import AudioError, InputError, RetriesExhaustedError, VoxBeamError
+from voxbeam.protocol import redact
+
+_LOG = logging.getLogger(__name__)
+NAMESPACE = "voxbeam"
+DEAD_LETTERS = "dead_letters"
+STT_RATE = 16000
+
+_SHARED = shared.Shared()
+
+
+class _WorkerHandle:
+    """Per-process speech client and threads; weak-referenceable for Shared."""
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        from voxbeam.client import SyncSpeechClient
+
+        self.client = SyncSpeechClient(settings.client_config())
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=settings.sessions_per_worker, thread_name_prefix="voxbeam-record"
+        )
+        self._lock = threading.Lock()
+        self._reported: dict[str, int] = {}
+
+    def stats_delta(self) -> dict[str, int]:
+        """Client counters since the last call (by any DoFn instance in this process)."""
+        with self._lock:
+            current = dict(self.client.stats())
+            delta = {k: v - self._reported.get(k, 0) for k, v in current.items()}
+            self._reported = current
+            return delta
+
+
+def _settings_tag(settings: ServiceSettings) -> str:
+    key = settings.api_key.reveal() if settings.api_key else ""
+    parts = [
+        ",".join(settings.endpoints),
+        settings.auth,
+        str(settings.sessions_per_worker),
+        str(settings.max_attempts),
+        str(settings.record_timeout),
+        settings.ca_bundle or "",
+        settings.api_key_secret or "",
+        hashlib.sha256(key.encode()).hexdigest(),
+    ]
+    return "voxbeam-client:" + hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def dead_letter(stage: str, record: Any, exc: BaseException, attempts: int | None = None) -> dict[str, Any]:
+    """The dead-letter row for a record that failed with ``exc``."""
+    if isinstance(exc, VoxBeamError):
+        code = exc.code
+        attempts = attempts or getattr(exc, "attempts", None) or 1
+    elif isinstance(exc, FileNotFoundError):
+        code = "NOT_FOUND"
+    elif isinstance(exc, OSError):
+        code = "UNREADABLE"
+    else:
+        code = "INTERNAL_ERROR"
+    return {
+        "stage": stage,
+        "input": json.dumps(record, sort_keys=True, default=str),
+        "error_code": code,
+        "error_message": redact(str(exc))[:2000] or type(exc).__name__,
+        "attempts": int(attempts or 1),
+        "failed_at": dt.datetime.now(dt.UTC),
+    }
+
+
+class _InFlightDoFn(beam.DoFn):  # type: ignore[misc]
+    """Runs ``work(element)`` on the shared thread pool, many records at a time.
+
+    ``work`` returns ``(ok, row)``; ok rows go to the main output, the rest to dead letters.
+    """
+
+    stage = "record"
+
+    def __init__(self, settings: ServiceSettings, progress_id: str | None = None) -> None:
+        self._settings = settings
+        self._progress_id = progress_id
+        self._max_in_flight = max(1, 2 * settings.sessions_per_worker)
+        self._shared = _SHARED
+        self._failures: dict[str, Any] = {}
+
+    def setup(self) -> None:
+        if storage.emulator_host():
+            storage.configure_beam_for_emulator()
+        tag = _settings_tag(self._settings)
+        self._handle = self._shared.acquire(lambda: _WorkerHandle(self._settings), tag=tag)
+        self._records = Metrics.counter(NAMESPACE, f"{self.stage}_records")
+        self._failed = Metrics.counter(NAMESPACE, f"{self.stage}_failures")
+        self._retries = Metrics.counter(NAMESPACE, "retries")
+        self._sessions = Metrics.counter(NAMESPACE, "sessions_opened")
+        self._latency = Metrics.distribution(NAMESPACE, f"{self.stage}_latency_ms")
+
+    def start_bundle(self) -> None:
+        self._pending: collections.deque[tuple[concurrent.futures.Future[tuple[bool, dict[str, Any]]], Any, Any]]
+        self._pending = collections.deque()
+
+    def work(self, element: Any) -> tuple[bool, dict[str, Any]]:
+        raise NotImplementedError
+
+    def _timed(self, element: Any) -> tuple[bool, dict[str, Any]]:
+        started = time.monotonic()
+        try:
+            ok, row = self.work(element)
+        except Exception as exc:  # every record ends somewhere: never lose one to a bug
+            _LOG.warning("%s failed unexpectedly: %s", self.stage, redact(repr(exc)))
+            ok, row = False, dead_letter(self.stage, _describe(element), exc)
+        self._latency.update(int((time.monotonic() - started) * 1000))
+        return ok, row
+
+    def process(
+        self, element: Any, window: Any = beam.DoFn.WindowParam, timestamp: Any = beam.DoFn.TimestampParam
+    ) -> Iterator[Any]:
+        self._pending.append((self._handle.executor.submit(self._timed, element), window, timestamp))
+        yield from self._drain(block=len(self._pending) >= self._max_in_flight)
+
+    def finish_bundle(self) -> Iterator[Any]:
+        yield from self._drain(block=True, everything=True)
+        delta = self._handle.stats_delta()
+        self._retries.inc(max(0, delta.get("retries", 0)))
+        self._sessions.inc(max(0, delta.get("sessions_opened", 0)))
+
+    def _drain(self, *, block: bool, everything: bool = False) -> Iterator[Any]:
+        """Emit finished records; wait for the oldest when ``block`` (all when ``everything``)."""
+        while self._pending:
+            future, window, timestamp = self._pending[0]
+            if not future.done():
+                if not block:
+                    return
+                concurrent.futures.wait([future])
+                block = everything
+            self._pending.popleft()
+            ok, row = future.result()
+            self._records.inc()
+            value = WindowedValue(row, timestamp, (window,))
+            if ok:
+                yield value
+            else:
+                self._failed.inc()
+                Metrics.counter(NAMESPACE, f"failures_{row['error_code']}").inc()
+                yield beam.pvalue.TaggedOutput(DEAD_LETTERS, value)
+
+
+def _describe(element: Any) -> Any:
+    if isinstance(element, fileio.ReadableFile):
+        return {"uri": element.metadata.path}
+    if isinstance(element, storage.SourceFile):
+        return {"uri": element.uri}
+    return element
+
+
+def _source_of(element: Any) -> storage.SourceFile:
+    if isinstance(element, storage.SourceFile):
+        return element
+    if isinstance(element, fileio.ReadableFile):
+        m = element.metadata
+        return storage.SourceFile(m.path, int(m.size_in_bytes), f"{float(m.last_updated_in_seconds or 0.0):.6f}")
+    if isinstance(element, str) and element.strip():
+        return storage.stat(element.strip())
+    raise InputError(f"not a file path or URI: {element!r}")
+
+
+class TranscribeFn(_InFlightDoFn):
+    stage = "transcribe"
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        language: str = "en-US",
+        timestamps: bool = True,
+        progress_id: str | None = None,
+    ) -> None:
+        super().__init__(settings, progress_id)
+        self._language = language
+        self._timestamps = timestamps
+
+    def setup(self) -> None:
+        super().setup()
+        self._audio_ms = Metrics.counter(NAMESPACE, "audio_ms")
+        self._words = Metrics.counter(NAMESPACE, "words")
+        self._rtf = Metrics.distribution(NAMESPACE, "real_time_factor_x1000")
+
+    def work(self, element: Any) -> tuple[bool, dict[str, Any]]:
+        tracker = progress.lookup(self._progress_id)
+        started = time.monotonic()
+        try:
+            source = _source_of(element)
+            if source.size == 0:
+                raise AudioError("the file is empty", code=audio.EMPTY_AUDIO)
+            uri = source.uri
+
+            def pcm() -> Iterator[bytes]:
+                return audio.decode_to_pcm(storage.open_read(uri), rate=STT_RATE, chunk_ms=200)
+
+            result = self._handle.client.transcribe(
+                pcm, sample_rate=STT_RATE, language=self._language, timestamps=self._timestamps
+            )
+        except (VoxBeamError, OSError, ValueError) as exc:
+            attempts = exc.attempts if isinstance(exc, RetriesExhaustedError) else None
+            if tracker:
+                tracker.add(ok=False)
+            return False, dead_letter(self.stage, _describe(element), exc, attempts)
+        elapsed_ms = (time.monotonic() - started) * 1000
+        self._audio_ms.inc(result.audio_duration_ms)
+        self._words.inc(len(result.words))
+        if result.audio_duration_ms:
+            self._rtf.update(int(1000 * elapsed_ms / result.audio_duration_ms))
+        if tracker:
+            tracker.add(ok=True, audio_ms=result.audio_duration_ms)
+        return True, transcript_row(source, result)
+
+
+def transcript_row(source: storage.SourceFile, result: Any) -> dict[str, Any]:
+    return {
+        "source_uri": source.uri,
+        "source_size": source.size,
+        "source_generation_or_mtime": source.version,
+        "language": result.language,
+        "text": result.text,
+        "confidence": float(result.confidence),
+        "audio_duration_ms": int(result.audio_duration_ms),
+        "words": [
+            {"word": w.word, "offset_ms": w.offset_ms, "duration_ms": w.duration_ms, "confidence": w.confidence}
+            for w in result.words
+        ],
+        "segments": [
+            {"text": s.text, "offset_ms": s.offset_ms, "duration_ms": s.duration_ms, "confidence": s.confidence}
+            for s in result.segments
+        ],
+        "request_ids": list(result.request_ids),
+        "model": result.model,
+        "processed_at": dt.datetime.now(dt.UTC),
+    }
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def object_name(record_id: str) -> str:
+    """A deterministic, path-safe object name for a record id (distinct ids stay distinct)."""
+    safe = _SAFE.sub("_", record_id).strip("._") or "record"
+    if safe != record_id:
+        safe = f"{safe[:80]}-{hashlib.sha256(record_id.encode()).hexdigest()[:10]}"
+    return safe
+
+
+SYNTH_FIELDS = ("voice_id", "language", "format", "sample_rate", "speed", "pitch", "volume", "voice_config")
+
+
+class SynthesizeFn(_InFlightDoFn):
+    stage = "synthesize"
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        output_prefix: str,
+        defaults: dict[str, Any],
+        *,
+        max_chars: int = 5000,
+        progress_id: str | None = None,
+    ) -> None:
+        super().__init__(settings, progress_id)
+        self._prefix = output_prefix
+        self._defaults = defaults
+        self._max_chars = max_chars
+
+    def setup(self) -> None:
+        super().setup()
+        self._chars = Metrics.counter(NAMESPACE, "characters")
+        self._bytes = Metrics.counter(NAMESPACE, "audio_bytes_written")
+
+    def work(self, record: Any) -> tuple[bool, dict[str, Any]]:
+        tracker = progress.lookup(self._progress_id)
+        try:
+            row = self._render(record)
+        except (VoxBeamError, OSError, ValueError) as exc:
+            attempts = exc.attempts if isinstance(exc, RetriesExhaustedError) else None
+            if tracker:
+                tracker.add(ok=False)
+            return False, dead_letter(self.stage, record, exc, attempts)
+        if tracker:
+            tracker.add(ok=True, characters=len(record["text"]))
+        return True, row
+
+    def _render(self, record: Any) -> dict[str, Any]:
+        if not isinstance(record, dict):
+            raise InputError("a synthesis record must be a mapping with 'id' and 'text'")
+        record_id, text = record.get("id"), record.get("text")
+        if not isinstance(record_id, str) or not record_id:
+            raise InputError("the record has no 'id'")
+        if not isinstance(text, str) or not text.strip():
+            raise InputError("the record has no 'text'")
+        if len(text) > self._max_chars:
+            raise VoxBeamError(
+                f"text has {len(text)} characters; the limit is {self._max_chars}", code="TEXT_TOO_LONG"
+            )
+        params = {k: v for k, v in self._defaults.items() if v is not None}
+        params.update({k: record[k] for k in SYNTH_FIELDS if record.get(k) is not None})
+        result = self._handle.client.synthesize(text, **params)
+        text_sha = hashlib.sha256(text.encode()).hexdigest()
+        uri = storage.join(self._prefix, f"{object_name(record_id)}.{audio.FILE_EXTENSIONS[result.format]}")
+        storage.write_object(
+            uri,
+            result.audio,
+            content_type=audio.CONTENT_TYPES[result.format],
+            metadata={
+                "voice_id": result.voice_id,
+                "language": result.language,
+                "sample_rate": str(result.sample_rate),
+                "text_sha256": text_sha,
+                "record_id": record_id,
+            },
+        )
+        self._chars.inc(len(text))
+        self._bytes.inc(len(result.audio))
+        duration = (
+            audio.ms(len(result.audio) // 2, result.sample_rate)
+            if result.format == "pcm"
+            else audio.duration_ms(result.audio)
+        )
+        return {
+            "id": record_id,
+            "uri": uri,
+            "bytes": len(result.audio),
+            "duration_ms": duration,
+            "voice_id": result.voice_id,
+            "format": result.format,
+            "sample_rate": result.sample_rate,
+            "text_sha256": text_sha,
+        }
+
+
+class FirstPerKeyFn(beam.DoFn):  # type: ignore[misc]
+    """After grouping by id: the first record goes on, the other copies become dead letters."""
+
+    def process(self, keyed: tuple[str, list[Any]]) -> Iterator[Any]:
+        key, records = keyed
+        records = sorted(records, key=lambda r: json.dumps(r, sort_keys=True, default=str))
+        yield records[0]
+        for dup in records[1:]:
+            yield beam.pvalue.TaggedOutput(
+                DEAD_LETTERS,
+                dead_letter("synthesize", dup, InputError(f"duplicate id {key!r}", code="DUPLICATE_ID")),
+            )
+
+
+class WriteTextFilesFn(beam.DoFn):  # type: ignore[misc]
+    """Writes captions (or any small text object) beside the transcripts."""
+
+    def __init__(self, prefix: str, formats: tuple[str, ...]) -> None:
+        self._prefix = prefix
+        self._formats = formats
+
+    def setup(self) -> None:
+        if storage.emulator_host():
+            storage.configure_beam_for_emulator()
+
+    def process(self, row: dict[str, Any]) -> Iterator[str]:
+        from voxbeam.beam.captions import CAPTION_FORMATS, build_cues
+
+        cues = build_cues(row["words"])
+        name = caption_basename(row["source_uri"])
+        for fmt in self._formats:
+            render, content_type = CAPTION_FORMATS[fmt]
+            uri = storage.join(self._prefix, f"{name}.{fmt}")
+            storage.write_object(uri, render(cues).encode("utf-8"), content_type=content_type)
+            yield uri
+
+
+def caption_basename(source_uri: str) -> str:
+    base = source_uri.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return f"{_SAFE.sub('_', base)[:80]}-{hashlib.sha256(source_uri.encode()).hexdigest()[:8]}"

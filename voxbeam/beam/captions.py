@@ -1,0 +1,84 @@
+"""SRT and WebVTT captions from word timings.
+
+Cues follow common broadcast guidance: at most two lines of ``max_chars`` characters, at most
+``max_duration_ms`` on screen, and a new cue after a pause or at a segment boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Cue:
+    start_ms: int
+    end_ms: int
+    lines: tuple[str, ...]
+
+
+def build_cues(
+    words: Iterable[Mapping[str, Any]],
+    *,
+    max_chars: int = 42,
+    max_lines: int = 2,
+    max_duration_ms: int = 6000,
+    max_gap_ms: int = 1000,
+) -> list[Cue]:
+    """Group words (dicts with word, offset_ms, duration_ms) into caption cues."""
+    cues: list[Cue] = []
+    lines: list[list[str]] = [[]]
+    start = end = 0
+
+    def line_len(line: Sequence[str]) -> int:
+        return sum(len(w) for w in line) + max(0, len(line) - 1)
+
+    def close() -> None:
+        if any(lines):
+            cues.append(Cue(start, end, tuple(" ".join(line) for line in lines if line)))
+
+    for w in words:
+        text = str(w["word"]).strip()
+        if not text:
+            continue
+        w_start = int(w["offset_ms"])
+        w_end = w_start + int(w["duration_ms"])
+        if any(lines):
+            too_long_on_screen = w_end - start > max_duration_ms
+            paused = w_start - end > max_gap_ms
+            fits = line_len(lines[-1] + [text]) <= max_chars
+            if too_long_on_screen or paused or (not fits and len(lines) >= max_lines):
+                close()
+                lines = [[]]
+            elif not fits:
+                lines.append([])
+        if not any(lines):
+            start = w_start
+        lines[-1].append(text)
+        end = max(end, w_end)
+    close()
+    return cues
+
+
+def _stamp(ms: int, sep: str) -> str:
+    h, rem = divmod(max(0, ms), 3_600_000)
+    m, rem = divmod(rem, 60_000)
+    s, milli = divmod(rem, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{milli:03d}"
+
+
+def to_srt(cues: Sequence[Cue]) -> str:
+    blocks = [
+        f"{i}\n{_stamp(c.start_ms, ',')} --> {_stamp(c.end_ms, ',')}\n" + "\n".join(c.lines)
+        for i, c in enumerate(cues, start=1)
+    ]
+    return "\n\n".join(blocks) + ("\n" if blocks else "")
+
+
+def to_vtt(cues: Sequence[Cue]) -> str:
+    blocks = [f"{_stamp(c.start_ms, '.')} --> {_stamp(c.end_ms, '.')}\n" + "\n".join(c.lines) for c in cues]
+    return "WEBVTT\n\n" + "\n\n".join(blocks) + ("\n" if blocks else "")
+
+
+CAPTION_FORMATS = {"srt": (to_srt, "application/x-subrip"), "vtt": (to_vtt, "text/vtt")}

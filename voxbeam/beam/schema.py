@@ -1,0 +1,72 @@
+"""Fixed pyarrow schemas of everything VoxBeam writes: transcripts, manifests, dead letters."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+WORD = pa.struct(
+    [
+        ("word", pa.string()),
+        ("offset_ms", pa.int64()),
+        ("duration_ms", pa.int64()),
+        ("confidence", pa.float32()),
+    ]
+)
+
+SEGMENT = pa.struct(
+    [
+        ("text", pa.string()),
+        ("offset_ms", pa.int64()),
+        ("duration_ms", pa.int64()),
+        ("confidence", pa.float32()),
+    ]
+)
+
+_TIMESTAMP = pa.timestamp("ms", tz="UTC")
+
+# One row per transcribed file. Offsets are absolute milliseconds from the start of the file.
+TRANSCRIPT_SCHEMA = pa.schema(
+    [
+        ("source_uri", pa.string()),
+        ("source_size", pa.int64()),
+        ("source_generation_or_mtime", pa.string()),
+        ("language", pa.string()),
+        ("text", pa.string()),
+        ("confidence", pa.float32()),
+        ("audio_duration_ms", pa.int64()),
+        ("words", pa.list_(WORD)),
+        ("segments", pa.list_(SEGMENT)),
+        ("request_ids", pa.list_(pa.string())),
+        ("model", pa.string()),
+        ("processed_at", _TIMESTAMP),
+    ]
+)
+
+# One row per rendered audio object.
+MANIFEST_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("uri", pa.string()),
+        ("bytes", pa.int64()),
+        ("duration_ms", pa.int64()),
+        ("voice_id", pa.string()),
+        ("format", pa.string()),
+        ("sample_rate", pa.int32()),
+        ("text_sha256", pa.string()),
+    ]
+)
+
+# One row per input record that could not be processed. ``input`` is the record as JSON.
+DEAD_LETTER_SCHEMA = pa.schema(
+    [
+        ("stage", pa.string()),
+        ("input", pa.string()),
+        ("error_code", pa.string()),
+        ("error_message", pa.string()),
+        ("attempts", pa.int32()),
+        ("failed_at", _TIMESTAMP),
+    ]
+)
+
+# Columns that identify a source version for incremental runs.
+SOURCE_KEY_COLUMNS = ("source_uri", "source_size", "source_generation_or_mtime")

@@ -1,0 +1,196 @@
+"""Public PTransforms: Transcribe, WriteTranscripts, Synthesize, WriteManifest, WriteDeadLetters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.parquetio import WriteToParquet
+from apache_beam.transforms.display import DisplayDataItem
+
+from voxbeam.beam import _dofns, storage
+from voxbeam.beam._dofns import DEAD_LETTERS
+from voxbeam.beam.captions import CAPTION_FORMATS
+from voxbeam.beam.options import ServiceSettings
+from voxbeam.beam.schema import DEAD_LETTER_SCHEMA, MANIFEST_SCHEMA, TRANSCRIPT_SCHEMA
+
+TRANSCRIPTS = "transcripts"
+MANIFEST = "manifest"
+
+
+def _service_display(settings: ServiceSettings) -> dict[str, Any]:
+    # The key never goes into display data: only whether one is set and where it comes from.
+    return {
+        "endpoints": DisplayDataItem(",".join(settings.endpoints), label="Endpoints"),
+        "sessions_per_worker": DisplayDataItem(settings.sessions_per_worker, label="Sessions per worker"),
+        "api_key_source": DisplayDataItem(
+            "secret manager" if settings.api_key_secret else ("given" if settings.api_key else "environment"),
+            label="API key source",
+        ),
+    }
+
+
+class Transcribe(beam.PTransform):  # type: ignore[misc]
+    """Audio files to transcript rows, with dead letters for files that fail.
+
+    Input: file paths or URIs (``str``), ``fileio.ReadableFile`` from MatchFiles/ReadMatches, or
+    ``voxbeam.beam.storage.SourceFile``. Output: a dict with ``transcripts`` (rows in
+    ``TRANSCRIPT_SCHEMA``) and ``dead_letters`` (rows in ``DEAD_LETTER_SCHEMA``).
+    """
+
+    def __init__(
+        self,
+        service: ServiceSettings | None = None,
+        *,
+        language: str = "en-US",
+        timestamps: bool = True,
+        progress_id: str | None = None,
+    ) -> None:
+        super().__init__()
+        self._service = service or ServiceSettings()
+        self._language = language
+        self._timestamps = timestamps
+        self._progress_id = progress_id
+
+    def expand(self, files: Any) -> Any:
+        result = (
+            files
+            # Fusion break: spread the (cheap) file names before the (expensive) transcription.
+            | "Reshuffle" >> beam.Reshuffle()
+            | "Transcribe"
+            >> beam.ParDo(
+                _dofns.TranscribeFn(
+                    self._service,
+                    language=self._language,
+                    timestamps=self._timestamps,
+                    progress_id=self._progress_id,
+                )
+            ).with_outputs(DEAD_LETTERS, main=TRANSCRIPTS)
+        )
+        return {TRANSCRIPTS: result[TRANSCRIPTS], DEAD_LETTERS: result[DEAD_LETTERS]}
+
+    def display_data(self) -> dict[str, Any]:
+        return {**_service_display(self._service), "language": self._language, "timestamps": self._timestamps}
+
+
+class WriteTranscripts(beam.PTransform):  # type: ignore[misc]
+    """Transcript rows to Parquet under ``<output>/transcripts/run=<run_id>/``, plus optional captions."""
+
+    def __init__(self, output: str, run_id: str, *, captions: tuple[str, ...] = (), num_shards: int = 0) -> None:
+        super().__init__()
+        unknown = set(captions) - set(CAPTION_FORMATS)
+        if unknown:
+            raise ValueError(f"unknown caption formats {sorted(unknown)}; use {sorted(CAPTION_FORMATS)}")
+        self._output = output
+        self._run_id = run_id
+        self._captions = tuple(captions)
+        self._num_shards = num_shards
+
+    def expand(self, rows: Any) -> Any:
+        written = rows | "WriteParquet" >> WriteToParquet(
+            storage.join(self._output, TRANSCRIPTS, f"run={self._run_id}", "part"),
+            TRANSCRIPT_SCHEMA,
+            file_name_suffix=".parquet",
+            num_shards=self._num_shards,
+            record_batch_size=256,
+        )
+        if self._captions:
+            rows | "WriteCaptions" >> beam.ParDo(
+                _dofns.WriteTextFilesFn(storage.join(self._output, "captions"), self._captions)
+            )
+        return written
+
+
+class WriteDeadLetters(beam.PTransform):  # type: ignore[misc]
+    """Dead-letter rows to Parquet under ``<output>/dead_letters/run=<run_id>/``."""
+
+    def __init__(self, output: str, run_id: str) -> None:
+        super().__init__()
+        self._output = output
+        self._run_id = run_id
+
+    def expand(self, rows: Any) -> Any:
+        return rows | "WriteParquet" >> WriteToParquet(
+            storage.join(self._output, DEAD_LETTERS, f"run={self._run_id}", "part"),
+            DEAD_LETTER_SCHEMA,
+            file_name_suffix=".parquet",
+        )
+
+
+class Synthesize(beam.PTransform):  # type: ignore[misc]
+    """Text records to audio objects under ``output_prefix``, with manifest rows and dead letters.
+
+    Records are dicts with ``id`` and ``text`` and optional ``voice_id``, ``language``, ``format``,
+    ``sample_rate``, ``speed``, ``pitch``, ``volume``, ``voice_config`` that override the
+    transform's defaults. Object names derive from ``id`` alone, so a retried bundle rewrites
+    the same objects; a second record with the same id becomes a DUPLICATE_ID dead letter.
+    """
+
+    def __init__(
+        self,
+        output_prefix: str,
+        service: ServiceSettings | None = None,
+        *,
+        voice_id: str | None = None,
+        language: str | None = None,
+        format: str = "wav",
+        sample_rate: int = 16000,
+        speed: float = 1.0,
+        pitch: float = 0.0,
+        volume: float = 1.0,
+        max_chars: int = 5000,
+        progress_id: str | None = None,
+    ) -> None:
+        super().__init__()
+        self._prefix = output_prefix
+        self._service = service or ServiceSettings()
+        self._defaults = {
+            "voice_id": voice_id,
+            "language": language,
+            "format": format,
+            "sample_rate": sample_rate,
+            "speed": speed,
+            "pitch": pitch,
+            "volume": volume,
+        }
+        self._max_chars = max_chars
+        self._progress_id = progress_id
+
+    def expand(self, records: Any) -> Any:
+        unique = (
+            records
+            | "KeyById" >> beam.Map(lambda r: (str(r.get("id")) if isinstance(r, dict) else repr(r), r))
+            | "GroupById" >> beam.GroupByKey()
+            | "FirstPerId" >> beam.ParDo(_dofns.FirstPerKeyFn()).with_outputs(DEAD_LETTERS, main="records")
+        )
+        rendered = unique.records | "Synthesize" >> beam.ParDo(
+            _dofns.SynthesizeFn(
+                self._service,
+                self._prefix,
+                self._defaults,
+                max_chars=self._max_chars,
+                progress_id=self._progress_id,
+            )
+        ).with_outputs(DEAD_LETTERS, main=MANIFEST)
+        dead = (unique[DEAD_LETTERS], rendered[DEAD_LETTERS]) | "AllDeadLetters" >> beam.Flatten()
+        return {MANIFEST: rendered[MANIFEST], DEAD_LETTERS: dead}
+
+    def display_data(self) -> dict[str, Any]:
+        shown = {k: v for k, v in self._defaults.items() if v is not None}
+        return {**_service_display(self._service), "output_prefix": self._prefix, **shown}
+
+
+class WriteManifest(beam.PTransform):  # type: ignore[misc]
+    """Manifest rows to Parquet under ``<output>/manifest/run=<run_id>/``."""
+
+    def __init__(self, output: str, run_id: str) -> None:
+        super().__init__()
+        self._output = output
+        self._run_id = run_id
+
+    def expand(self, rows: Any) -> Any:
+        return rows | "WriteParquet" >> WriteToParquet(
+            storage.join(self._output, MANIFEST, f"run={self._run_id}", "part"),
+            MANIFEST_SCHEMA,
+            file_name_suffix=".parquet",
+        )

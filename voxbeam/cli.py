@@ -1,0 +1,45 @@
+"""The `voxbeam` command: serve | transcribe | synthesize."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+USAGE = """usage: voxbeam COMMAND [ARGS]
+
+commands:
+  serve                     run a VoxNexus-compatible speech server (pocketsphinx, eSpeak NG)
+  transcribe INPUT --output OUT [options]
+                            audio files (glob, directory, or a list of URIs) to Parquet transcripts
+  synthesize INPUT --output OUT [options]
+                            text records (lines, JSON lines, CSV, Parquet) to audio objects
+
+`voxbeam COMMAND --help` lists a command's options.
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command == "serve":
+        from voxbeam.server import main as serve_main
+
+        return int(serve_main(rest) or 0)
+    if command in ("transcribe", "synthesize"):
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        from voxbeam import jobs
+
+        # The first positional argument is the input, as in `voxbeam transcribe examples/ --output out/`.
+        if rest and not rest[0].startswith("-"):
+            rest = ["--input", rest[0], *rest[1:]]
+        return jobs.main(command, rest)
+    print(f"error: unknown command {command!r}\n\n{USAGE}", file=sys.stderr, end="")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""A pre-flight check: can we reach the service and does it accept our key?
+
+Jobs call this before reading any record so that a wrong endpoint or key fails in one line,
+not as a dead letter per record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from urllib.parse import quote
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from voxbeam import protocol
+from voxbeam.errors import AuthenticationError, ConnectionLostError, RequestTimeoutError, ServiceError
+
+
+async def probe(
+    endpoint: str,
+    api_key: str | None,
+    *,
+    auth: str = "header",
+    timeout: float = 10.0,
+    ca_bundle: str | None = None,
+) -> None:
+    """Open one STT session (connect, init, ready) and close it; raise a typed error otherwise."""
+    url = endpoint.rstrip("/") + protocol.STT_PATH
+    headers = {}
+    if api_key and auth == "query":
+        url += "?token=" + quote(api_key, safe="")
+    elif api_key:
+        headers["X-Api-Key"] = api_key
+    ssl_ctx = ssl.create_default_context(cafile=ca_bundle) if url.startswith("wss://") else None
+    where = protocol.redact(url)
+    try:
+        async with asyncio.timeout(timeout):
+            async with connect(
+                url, additional_headers=headers, ssl=ssl_ctx, open_timeout=timeout, max_size=2**22
+            ) as ws:
+                await ws.send(protocol.serialize(protocol.SttInit()))
+                reply = protocol.parse_server_message(await ws.recv())
+                if isinstance(reply, protocol.Error):
+                    if reply.code == protocol.ErrorCode.UNAUTHORIZED.value:
+                        raise AuthenticationError(f"{where} rejected the API key")
+                    raise ServiceError(reply.error, code=reply.code)
+    except TimeoutError:
+        raise RequestTimeoutError(f"{where} did not answer within {timeout:g} s") from None
+    except ConnectionClosed as exc:
+        if exc.rcvd is not None and exc.rcvd.code == protocol.CLOSE_POLICY_VIOLATION:
+            raise AuthenticationError(f"{where} rejected the API key") from None
+        raise ConnectionLostError(f"{where} closed the connection: {protocol.redact(str(exc))}") from None
+    except InvalidStatus as exc:
+        if exc.response.status_code in (401, 403):
+            raise AuthenticationError(f"{where} rejected the API key") from None
+        raise ConnectionLostError(f"cannot connect to {where}: {protocol.redact(str(exc))}") from None
+    except (OSError, InvalidHandshake, InvalidURI) as exc:
+        raise ConnectionLostError(f"cannot connect to {where}: {protocol.redact(str(exc))}") from None
