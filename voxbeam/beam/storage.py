@@ -7,17 +7,17 @@ metadata and create-only writes, which Beam's FileSystems does not expose.
 from __future__ import annotations
 
 import base64
-import fnmatch
 import functools
 import hashlib
 import os
 import posixpath
+import re
 import threading
 import uuid
 from dataclasses import dataclass
 from typing import IO, Any
 
-from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystem import CompressionTypes, FileSystem
 from apache_beam.io.filesystems import FileSystems
 
 _WILDCARDS = "*?["
@@ -128,6 +128,8 @@ def _match_gcs(pattern: str) -> list[SourceFile]:
     bucket, name = split_gcs(pattern)
     cut = min((name.find(c) for c in _WILDCARDS if c in name), default=-1)
     prefix = name if cut < 0 else name[:cut]
+    # Beam's glob semantics: * and ? stay within one path segment, ** crosses them.
+    regex = re.compile(FileSystem.translate_pattern(name))
     out = []
     for blob in gcs_client().list_blobs(bucket, prefix=prefix):
         if blob.name.endswith("/"):
@@ -136,7 +138,7 @@ def _match_gcs(pattern: str) -> list[SourceFile]:
             # A plain name matches itself or, as a folder, everything below it.
             if blob.name != name and not blob.name.startswith(name.rstrip("/") + "/"):
                 continue
-        elif not fnmatch.fnmatchcase(blob.name, name):
+        elif not regex.match(blob.name):
             continue
         out.append(SourceFile(f"gs://{bucket}/{blob.name}", int(blob.size or 0), str(blob.generation)))
     return sorted(out, key=lambda s: s.uri)

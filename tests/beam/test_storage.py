@@ -1,0 +1,42 @@
+"""Object reads, listings and idempotent writes: local paths and gs:// on the emulator."""
+
+import os
+
+from voxbeam.beam import storage
+
+
+def test_local_match_stat_and_atomic_write(tmp_path):
+    target = str(tmp_path / "out" / "a.wav")
+    assert storage.write_object(target, b"abc", content_type="audio/wav")
+    assert storage.write_object(target, b"abcd", content_type="audio/wav")
+    assert open(target, "rb").read() == b"abcd"
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.wav"]  # no temp files left behind
+    (tmp_path / "out" / "sub").mkdir()
+    (tmp_path / "out" / "sub" / "b.flac").write_bytes(b"x" * 10)
+    found = storage.match(str(tmp_path / "out"))
+    assert [os.path.basename(f.uri) for f in found] == ["a.wav", "b.flac"]
+    assert storage.stat(target).size == 4
+    assert storage.match(str(tmp_path / "out" / "*.wav"))[0].uri == target
+
+
+def test_gcs_write_is_create_only_and_carries_metadata(bucket):
+    uri = f"gs://{bucket}/audio/one.wav"
+    storage.write_object(uri, b"RIFF....", content_type="audio/wav", metadata={"text_sha256": "aa"})
+    storage.write_object(uri, b"RIFF....", content_type="audio/wav", metadata={"text_sha256": "aa"})
+    blobs = list(storage.gcs_client().list_blobs(bucket))
+    assert [b.name for b in blobs] == ["audio/one.wav"]
+    blob = storage.gcs_client().bucket(bucket).get_blob("audio/one.wav")
+    assert blob.content_type == "audio/wav" and blob.metadata == {"text_sha256": "aa"}
+    assert storage.read_bytes(uri) == b"RIFF...."
+
+
+def test_gcs_match_glob_folder_and_versions(bucket):
+    for name in ("in/a.wav", "in/b.mp3", "in/deep/c.wav", "other/d.wav"):
+        storage.write_object(f"gs://{bucket}/{name}", name.encode(), content_type="audio/wav")
+    assert [f.uri.rsplit("/", 1)[-1] for f in storage.match(f"gs://{bucket}/in/*.wav")] == ["a.wav"]
+    assert len(storage.match(f"gs://{bucket}/in")) == 3
+    one = storage.stat(f"gs://{bucket}/in/a.wav")
+    assert one.size == len(b"in/a.wav") and one.version.isdigit()
+    with storage.open_read(f"gs://{bucket}/in/b.mp3") as fh:
+        fh.seek(3)
+        assert fh.read(1) == b"b"

@@ -1,0 +1,100 @@
+"""The sans-I/O protocol core: parsing, validation, serialisation, redaction."""
+
+import base64
+import json
+
+import pytest
+
+from voxbeam import protocol as p
+from voxbeam.protocol import ErrorCode, ProtocolError
+
+
+def code_of(frame, service="stt"):
+    with pytest.raises(ProtocolError) as info:
+        p.parse_client_message(frame, service)
+    return info.value.code
+
+
+def test_stt_init_defaults_and_fields():
+    msg = p.parse_client_message('{"type":"init","format":"pcm","sample_rate":8000,"enable_timestamps":true}', "stt")
+    assert msg == p.SttInit(sample_rate=8000, enable_timestamps=True)
+    assert p.parse_client_message('{"type":"init"}', "stt") == p.SttInit()
+
+
+def test_spec_tts_init_example_parses():
+    frame = json.dumps(
+        {
+            "type": "init",
+            "voice_id": "vl-xiaoxiao",
+            "language": "zh-CN",
+            "format": "wav",
+            "sample_rate": 16000,
+            "speed": 1.0,
+            "pitch": 0,
+            "volume": 1.0,
+            "voice_config": {"style": "cheerful", "role": "Girl", "degree": 0.5},
+        }
+    )
+    msg = p.parse_client_message(frame, "tts")
+    assert isinstance(msg, p.TtsInit)
+    assert msg.voice_id == "vl-xiaoxiao" and msg.voice_config == {"style": "cheerful", "role": "Girl", "degree": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("frame", "service", "code"),
+    [
+        ("{not json", "stt", ErrorCode.INVALID_MESSAGE),
+        ("[1,2]", "stt", ErrorCode.INVALID_MESSAGE),
+        ('{"type":"dance"}', "stt", ErrorCode.INVALID_MESSAGE),
+        (b'{"type":"ping"}', "stt", ErrorCode.INVALID_MESSAGE),
+        ('{"type":"init","format":"mp3"}', "stt", ErrorCode.UNSUPPORTED_FORMAT),
+        ('{"type":"init","sample_rate":96000}', "stt", ErrorCode.UNSUPPORTED_SAMPLE_RATE),
+        ('{"type":"init","sample_rate":"16000"}', "stt", ErrorCode.INVALID_MESSAGE),
+        ('{"type":"init","sample_rate":true}', "stt", ErrorCode.INVALID_MESSAGE),
+        ('{"type":"audio","data":"***"}', "stt", ErrorCode.INVALID_AUDIO),
+        ('{"type":"audio"}', "stt", ErrorCode.INVALID_MESSAGE),
+        ('{"type":"command","command":"reboot"}', "stt", ErrorCode.INVALID_MESSAGE),
+        ('{"type":"text","text":"hi"}', "stt", ErrorCode.INVALID_MESSAGE),
+        ('{"type":"init","format":"aiff"}', "tts", ErrorCode.UNSUPPORTED_FORMAT),
+        ('{"type":"text"}', "tts", ErrorCode.INVALID_MESSAGE),
+        ('{"type":"audio","data":""}', "tts", ErrorCode.INVALID_MESSAGE),
+    ],
+)
+def test_bad_frames_get_the_right_code(frame, service, code):
+    assert code_of(frame, service) == code
+
+
+def test_audio_roundtrip_and_ogg_alias():
+    data = bytes(range(256))
+    frame = p.serialize(p.Audio(data=data, is_final=True))
+    assert json.loads(frame)["data"] == base64.b64encode(data).decode()
+    assert p.parse_server_message(frame) == p.Audio(data=data, is_final=True)
+    assert p.parse_client_message('{"type":"init","format":"ogg"}', "tts").format == "opus"
+
+
+def test_transcript_roundtrip_keeps_words():
+    t = p.Transcript(
+        request_id="req_1",
+        text="hello world",
+        is_final=True,
+        offset=10,
+        duration=900,
+        language="en-US",
+        confidence=0.9,
+        words=(p.Word("hello", 10, 400, 0.9), p.Word("world", 500, 400, 0.8)),
+    )
+    assert p.parse_server_message(p.serialize(t)) == t
+    partial = p.Transcript(request_id="req_1", text="hel", is_final=False)
+    assert "words" not in json.loads(p.serialize(partial))
+
+
+def test_error_shape_matches_design():
+    frame = json.loads(p.serialize(p.error(ErrorCode.VOICE_NOT_FOUND, "Invalid voice_id", "req_9")))
+    assert frame == {"type": "error", "error": "Invalid voice_id", "code": "VOICE_NOT_FOUND", "request_id": "req_9"}
+    assert p.RETRYABLE_CODES == {"SERVER_BUSY", "IDLE_TIMEOUT", "INTERNAL_ERROR"}
+
+
+def test_redact_hides_tokens():
+    line = "GET /v1/stt/realtime?token=s3cr3t&x=1 and wss://h/p?a=1&token=abc"
+    out = p.redact(line)
+    assert "s3cr3t" not in out and "abc" not in out and "x=1" in out
