@@ -14,6 +14,7 @@ SERVER = [
     "espeakng-loader>=0.2,<0.3",
 ]
 GCP = [
+    "apache-beam[gcp]>=2.60,<3",
     "google-cloud-storage>=2.14,<4",
     "google-cloud-secret-manager>=2.16,<3",
 ]
