@@ -10,6 +10,8 @@ class VoxBeamError(Exception):
 
     code: str = "VOXBEAM_ERROR"
     retryable: bool = False
+    # How many attempts the request made before this error surfaced (the client sets it).
+    attempts: int = 1
 
     def __init__(self, message: str, *, code: str | None = None, request_id: str | None = None) -> None:
         super().__init__(message)
@@ -40,6 +42,43 @@ class AuthenticationError(ServiceError):
         super().__init__(message, code=ErrorCode.UNAUTHORIZED.value, request_id=request_id)
 
 
+class InvalidRequestError(ServiceError):
+    """The service refused the request as given (bad language, voice, format, ...); never retried."""
+
+
+class ServerBusyError(ServiceError):
+    """The service is at capacity (SERVER_BUSY or close 1013); retried with backoff."""
+
+    def __init__(self, message: str = "the service is at capacity", *, request_id: str | None = None) -> None:
+        super().__init__(message, code=ErrorCode.SERVER_BUSY.value, request_id=request_id)
+
+
+_PERMANENT_REQUEST_CODES = frozenset(
+    {
+        ErrorCode.UNSUPPORTED_FORMAT.value,
+        ErrorCode.UNSUPPORTED_LANGUAGE.value,
+        ErrorCode.UNSUPPORTED_SAMPLE_RATE.value,
+        ErrorCode.VOICE_NOT_FOUND.value,
+        ErrorCode.INVALID_AUDIO.value,
+        ErrorCode.TEXT_TOO_LONG.value,
+        ErrorCode.MESSAGE_TOO_LARGE.value,
+        ErrorCode.INVALID_MESSAGE.value,
+        ErrorCode.NOT_INITIALIZED.value,
+    }
+)
+
+
+def service_error(code: str, message: str, request_id: str | None = None) -> ServiceError:
+    """The typed exception for an ``error`` message from the service."""
+    if code == ErrorCode.UNAUTHORIZED.value:
+        return AuthenticationError(message or "the service rejected the API key", request_id=request_id)
+    if code == ErrorCode.SERVER_BUSY.value:
+        return ServerBusyError(message or "the service is at capacity", request_id=request_id)
+    if code in _PERMANENT_REQUEST_CODES:
+        return InvalidRequestError(message, code=code, request_id=request_id)
+    return ServiceError(message, code=code, request_id=request_id)
+
+
 class ConnectionLostError(VoxBeamError):
     """The connection failed or dropped before the exchange finished."""
 
@@ -54,6 +93,13 @@ class RequestTimeoutError(VoxBeamError):
     retryable = True
 
 
+class PoolTimeoutError(RequestTimeoutError):
+    """No pooled session became free in time; the request never started, so it is not retried."""
+
+    code = "POOL_TIMEOUT"
+    retryable = False
+
+
 class RetriesExhaustedError(VoxBeamError):
     """Every attempt failed with a retryable error; ``last`` is the final one."""
 
@@ -63,6 +109,25 @@ class RetriesExhaustedError(VoxBeamError):
         super().__init__(f"gave up after {attempts} attempts: {last}", code=self.code)
         self.last = last
         self.attempts = attempts
+
+
+class ProtocolViolationError(VoxBeamError):
+    """The service sent something the protocol does not allow; the session is dropped and retried."""
+
+    code = "PROTOCOL_ERROR"
+    retryable = True
+
+
+class HandshakeRejectedError(VoxBeamError):
+    """The service refused the WebSocket upgrade with an HTTP status that retrying cannot fix."""
+
+    code = "HANDSHAKE_REJECTED"
+
+
+class ClientClosedError(VoxBeamError):
+    """The client was closed while the request waited or ran."""
+
+    code = "CLIENT_CLOSED"
 
 
 class AudioError(VoxBeamError):

@@ -1,0 +1,120 @@
+"""What the client returns: transcripts with absolute word timings, and synthesized audio."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from voxbeam import protocol
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    offset_ms: int
+    duration_ms: int
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One final transcript (an utterance); offsets are absolute from the start of the file."""
+
+    text: str
+    offset_ms: int
+    duration_ms: int
+    confidence: float
+    words: tuple[Word, ...] = ()
+
+
+@dataclass(frozen=True)
+class TranscriptResult:
+    """The transcript of one file.
+
+    ``words`` are absolute from the start of the file and non-decreasing; ``confidence`` is the
+    duration-weighted mean over segments (0.0 without speech); ``attempts`` is 1 + retries made.
+    """
+
+    text: str
+    segments: tuple[Segment, ...]
+    words: tuple[Word, ...]
+    language: str
+    confidence: float
+    audio_duration_ms: int
+    request_ids: tuple[str, ...]
+    attempts: int
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class SynthesisResult:
+    """One utterance as a single file of ``format`` (a complete WAV for "wav")."""
+
+    audio: bytes = field(repr=False)
+    voice_id: str
+    language: str
+    format: str
+    sample_rate: int
+    request_id: str
+    attempts: int
+
+    def __repr__(self) -> str:
+        return (
+            f"SynthesisResult(audio=<{len(self.audio)} bytes>, voice_id={self.voice_id!r}, language={self.language!r}, "
+            f"format={self.format!r}, sample_rate={self.sample_rate}, request_id={self.request_id!r}, "
+            f"attempts={self.attempts})"
+        )
+
+
+class TranscriptBuilder:
+    """Collects the finals of each recognised segment, shifting them by the segment's start."""
+
+    def __init__(self, language: str) -> None:
+        self._language = language
+        self._detected: str | None = None
+        self._segments: list[Segment] = []
+        self._request_ids: list[str] = []
+        self._last_word_ms = 0
+        self._last_segment_ms = 0
+
+    def add(self, finals: list[protocol.Transcript], request_id: str, offset_ms: int) -> None:
+        if request_id:
+            self._request_ids.append(request_id)
+        for t in finals:
+            if t.language and self._detected is None:
+                self._detected = t.language
+            words: list[Word] = []
+            for w in t.words or ():
+                # The service reports per-session offsets; clamping keeps the file-level list
+                # monotonic even if a recogniser nudges a boundary word slightly backwards.
+                start = max(self._last_word_ms, offset_ms + w.offset)
+                self._last_word_ms = start
+                words.append(Word(w.word, start, max(0, w.duration), float(w.confidence)))
+            text = t.text.strip()
+            if not text and not words:
+                continue
+            seg_start = max(self._last_segment_ms, offset_ms + t.offset)
+            self._last_segment_ms = seg_start
+            self._segments.append(
+                Segment(text, seg_start, max(0, t.duration), float(t.confidence or 0.0), tuple(words))
+            )
+
+    def result(self, *, audio_duration_ms: int, attempts: int, model: str | None = None) -> TranscriptResult:
+        segments = tuple(self._segments)
+        total = sum(s.duration_ms for s in segments)
+        if not segments:
+            confidence = 0.0
+        elif total > 0:
+            confidence = sum(s.confidence * s.duration_ms for s in segments) / total
+        else:
+            confidence = sum(s.confidence for s in segments) / len(segments)
+        return TranscriptResult(
+            text=" ".join(s.text for s in segments if s.text),
+            segments=segments,
+            words=tuple(w for s in segments for w in s.words),
+            language=self._detected or self._language,
+            confidence=round(confidence, 6),
+            audio_duration_ms=audio_duration_ms,
+            request_ids=tuple(self._request_ids),
+            attempts=attempts,
+            model=model,
+        )

@@ -1,0 +1,488 @@
+"""One STT or TTS session: a WebSocket connection that has been initialised and said ``ready``.
+
+A reader task owns the receiving side for the whole life of the connection and files messages
+into an inbox, so that audio can be sent while transcripts arrive, and so that a session sitting
+idle in the pool still notices a server close or an ``IDLE_TIMEOUT``. A session serves one
+request at a time; after any failure it is closed, never reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import logging
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlencode
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+import voxbeam
+from voxbeam import protocol
+from voxbeam.client._redact import RedactingLogger, Redactor
+from voxbeam.client._stats import Stats
+from voxbeam.client.config import ClientConfig
+from voxbeam.errors import (
+    AuthenticationError,
+    ConnectionLostError,
+    HandshakeRejectedError,
+    ProtocolViolationError,
+    RequestTimeoutError,
+    ServerBusyError,
+    ServiceError,
+    VoxBeamError,
+    service_error,
+)
+
+logger = logging.getLogger("voxbeam.client")
+
+Kind = Literal["stt", "tts"]
+InitMessage = protocol.SttInit | protocol.TtsInit
+
+
+class SessionState(enum.Enum):
+    NEW = "new"
+    CONNECTING = "connecting"
+    IDLE = "idle"
+    BUSY = "busy"
+    CLOSED = "closed"
+
+
+class _Signal(enum.Enum):
+    CLOSED = "closed"  # the reader ended: the connection is gone
+    SENDER_DONE = "sender_done"  # the audio sender finished or failed
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """What one recognition session (audio ... flush ... flush_done) produced."""
+
+    request_id: str
+    finals: list[protocol.Transcript]
+
+
+class Connector:
+    """Opens WebSocket connections: URL, auth, TLS, limits, and exceptions mapped to ours."""
+
+    def __init__(self, config: ClientConfig, api_key: str | None, redactor: Redactor) -> None:
+        self._config = config
+        self._api_key = api_key
+        self.redact = redactor
+        self._ws_logger = RedactingLogger(logging.getLogger("websockets.client"), redactor)
+        self._ssl: ssl.SSLContext | None = None
+        if any(e.startswith("wss://") for e in config.endpoints):
+            self._ssl = ssl.create_default_context(cafile=config.ca_bundle)
+            if not config.verify_tls:
+                self._ssl.check_hostname = False
+                self._ssl.verify_mode = ssl.CERT_NONE
+
+    @property
+    def config(self) -> ClientConfig:
+        return self._config
+
+    def url(self, endpoint: str, kind: Kind) -> str:
+        url = endpoint + (protocol.STT_PATH if kind == "stt" else protocol.TTS_PATH)
+        if self._config.auth == "query" and self._api_key:
+            url += "?" + urlencode({"token": self._api_key})
+        return url
+
+    def display_url(self, endpoint: str, kind: Kind) -> str:
+        return self.redact(self.url(endpoint, kind))
+
+    async def connect(self, endpoint: str, kind: Kind) -> ClientConnection:
+        headers = {}
+        if self._config.auth == "header" and self._api_key:
+            headers["X-Api-Key"] = self._api_key
+        timeout = self._config.timeouts.connect
+        try:
+            # asyncio.timeout as well as open_timeout: the latter does not cover a stalled TCP connect
+            # through every code path (proxies), and nothing may hang past its deadline.
+            async with asyncio.timeout(timeout):
+                return await connect(
+                    self.url(endpoint, kind),
+                    additional_headers=headers,
+                    user_agent_header=f"voxbeam/{voxbeam.__version__}",
+                    open_timeout=timeout,
+                    # Keepalive is the protocol's own {"type":"ping"} while idle (see Session.keepalive).
+                    ping_interval=None,
+                    close_timeout=min(2.0, timeout),
+                    # JSON + base64 audio barely compresses and deflate costs CPU on both ends.
+                    compression=None,
+                    max_size=self._config.max_message_bytes,
+                    logger=self._ws_logger,
+                    ssl=self._ssl if endpoint.startswith("wss://") else None,
+                )
+        except TimeoutError:
+            where = self.display_url(endpoint, kind)
+            raise RequestTimeoutError(f"could not connect to {where} within {timeout}s") from None
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            where = self.display_url(endpoint, kind)
+            if status in (401, 403):
+                raise AuthenticationError(f"{where} rejected the API key (HTTP {status})") from None
+            if status in (429, 503):
+                raise ServerBusyError(f"{where} is at capacity (HTTP {status})") from None
+            if status >= 500:
+                raise ConnectionLostError(f"{where} failed the handshake (HTTP {status})") from None
+            raise HandshakeRejectedError(f"{where} refused the WebSocket upgrade (HTTP {status})") from None
+        except InvalidURI as exc:
+            raise HandshakeRejectedError(self.redact(f"invalid endpoint URL: {exc}")) from None
+        except (OSError, InvalidHandshake, ConnectionClosed, EOFError) as exc:
+            raise ConnectionLostError(
+                self.redact(f"could not connect to {self.display_url(endpoint, kind)}: {type(exc).__name__}: {exc}")
+            ) from None
+
+
+_ids = itertools.count(1)
+
+
+class Session:
+    """A ready STT or TTS session. Created and opened by the pool; used by one request at a time."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        kind: Kind,
+        init: InitMessage,
+        connector: Connector,
+        stats: Stats,
+        *,
+        on_closed: Callable[[Session], None] | None = None,
+    ) -> None:
+        self.id = next(_ids)
+        self.endpoint = endpoint
+        self.kind = kind
+        self.init = init
+        self.state = SessionState.NEW
+        self.ready: protocol.SttReady | protocol.TtsReady | None = None
+        # Id of the recognition session audio is going to (STT); None until the service names it.
+        self.request_id: str | None = None
+        self.connected = False
+        self.last_used = time.monotonic()
+        self.uses = 0
+        self._connector = connector
+        self._stats = stats
+        self._on_closed = on_closed
+        self._ws: ClientConnection | None = None
+        self._inbox: asyncio.Queue[protocol.ServerMessage | _Signal] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
+        self._keepalive: asyncio.Task[None] | None = None
+        self._close_error: VoxBeamError | None = None
+        self._idle_error: ServiceError | None = None
+        self._ping_sent = 0.0
+        self._last_pong = 0.0
+
+    def __repr__(self) -> str:
+        return f"<Session #{self.id} {self.kind} {self.state.value} endpoint={self._connector.redact(self.endpoint)}>"
+
+    @property
+    def closed(self) -> bool:
+        return self.state is SessionState.CLOSED
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self, ping_interval: float) -> None:
+        """Connect, send ``init`` and wait for ``ready``; raises a typed error otherwise."""
+        self.state = SessionState.CONNECTING
+        try:
+            self._ws = await self._connector.connect(self.endpoint, self.kind)
+        except BaseException as exc:
+            if isinstance(exc, VoxBeamError):
+                self._stats.incr("connect_failures")
+            self.state = SessionState.CLOSED
+            raise
+        self.connected = True
+        self._stats.incr("connections_opened")
+        self._reader = asyncio.create_task(self._read_loop(), name=f"voxbeam-session-{self.id}-reader")
+        timeout = self._connector.config.timeouts.ready
+        try:
+            await self._send(self.init, timeout)
+            msg = await self._next(timeout, "ready")
+            if isinstance(msg, protocol.Error):
+                raise service_error(msg.code, msg.error, msg.request_id)
+            if not isinstance(msg, (protocol.SttReady, protocol.TtsReady)):
+                raise ProtocolViolationError(f"expected 'ready', got {msg.type!r}")
+        except BaseException:
+            await self.close()
+            raise
+        self.ready = msg
+        self.request_id = msg.request_id
+        self.state = SessionState.IDLE
+        self._stats.incr("sessions_opened")
+        self._keepalive = asyncio.create_task(
+            self._keepalive_loop(ping_interval), name=f"voxbeam-session-{self.id}-ping"
+        )
+        where = self._connector.display_url(self.endpoint, self.kind)
+        logger.debug("session #%d ready on %s (%s)", self.id, where, msg.request_id)
+
+    async def close(self) -> None:
+        """Close the connection (bounded by close_timeout) and stop the helper tasks."""
+        if self.state is not SessionState.CLOSED:
+            self.state = SessionState.CLOSED
+        current = asyncio.current_task()
+        if self._keepalive is not None and self._keepalive is not current:
+            self._keepalive.cancel()
+        if self._ws is not None:
+            try:
+                await self._ws.close()
+            except Exception:  # the peer may already be gone; closing is best effort
+                pass
+        if self._reader is not None and self._reader is not current:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._reader), 2.0)
+            except Exception:
+                self._reader.cancel()
+        self._closed_notify()
+
+    def _closed_notify(self) -> None:
+        callback, self._on_closed = self._on_closed, None
+        if callback is not None:
+            callback(self)
+
+    # -- receiving -------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        ws = self._ws
+        assert ws is not None
+        try:
+            async for frame in ws:
+                try:
+                    msg = protocol.parse_server_message(frame)
+                except protocol.ProtocolError as exc:
+                    self._close_error = ProtocolViolationError(f"unreadable message from the service: {exc.message}")
+                    await ws.close(protocol.CLOSE_UNSUPPORTED_DATA, "unreadable message")
+                    break
+                if isinstance(msg, protocol.Pong):
+                    self._last_pong = time.monotonic()
+                    continue
+                if self.state is SessionState.IDLE:
+                    # Nobody is waiting: an idle session only hears about its own end (IDLE_TIMEOUT ...).
+                    if isinstance(msg, protocol.Error):
+                        self._idle_error = service_error(msg.code, msg.error, msg.request_id)
+                        logger.debug("session #%d got %s while idle", self.id, msg.code)
+                    continue
+                self._inbox.put_nowait(msg)
+            if self._close_error is None:
+                self._close_error = self._error_for_close(ws)
+        except ConnectionClosed:
+            self._close_error = self._error_for_close(ws)
+        except Exception as exc:  # never let the reader die silently
+            self._close_error = ConnectionLostError(self._connector.redact(f"connection failed: {exc!r}"))
+        finally:
+            was_idle = self.state is SessionState.IDLE
+            self.state = SessionState.CLOSED
+            self._inbox.put_nowait(_Signal.CLOSED)
+            if self._keepalive is not None:
+                self._keepalive.cancel()
+            if was_idle:
+                logger.debug("session #%d closed while idle: %s", self.id, self._close_error)
+            self._closed_notify()
+
+    def _error_for_close(self, ws: ClientConnection) -> VoxBeamError:
+        if self._idle_error is not None:
+            return self._idle_error
+        code = ws.close_code
+        reason = ws.close_reason or ""
+        detail = f"code {code}{': ' + reason if reason else ''}" if code is not None else "no close frame"
+        if code == protocol.CLOSE_POLICY_VIOLATION:
+            return AuthenticationError(f"the service closed the session ({detail})")
+        if code == protocol.CLOSE_TRY_AGAIN_LATER:
+            return ServerBusyError(f"the service closed the session ({detail})")
+        if code == protocol.CLOSE_MESSAGE_TOO_BIG:
+            return service_error(protocol.ErrorCode.MESSAGE_TOO_LARGE.value,
+                f"the service closed the session ({detail})"
+            )
+        return ConnectionLostError(self._connector.redact(f"the connection closed ({detail})"))
+
+    def failure(self) -> VoxBeamError:
+        """A fresh exception saying why this session can no longer be used."""
+        err = self._close_error or ConnectionLostError("the session is closed")
+        if isinstance(err, ServiceError):
+            return service_error(err.code, err.message, err.request_id)
+        return type(err)(err.message)
+
+    async def _next(self, timeout: float, what: str) -> protocol.ServerMessage:
+        if self.state is SessionState.CLOSED and self._inbox.empty():
+            raise self.failure()
+        try:
+            item = await asyncio.wait_for(self._inbox.get(), timeout)
+        except TimeoutError:
+            self._stats.incr("timeouts")
+            raise RequestTimeoutError(f"no {what} from the service within {timeout}s") from None
+        if isinstance(item, _Signal):
+            raise self.failure()
+        return item
+
+    # -- sending ---------------------------------------------------------------------------
+
+    async def _send(self, msg: protocol.ClientMessage, timeout: float) -> None:
+        ws = self._ws
+        if ws is None or self.state is SessionState.CLOSED:
+            raise self.failure()
+        try:
+            async with asyncio.timeout(timeout):
+                await ws.send(protocol.serialize(msg))
+        except TimeoutError:
+            self._stats.incr("timeouts")
+            raise RequestTimeoutError(f"the service accepted no data for {timeout}s") from None
+        except ConnectionClosed:
+            if self._close_error is None:
+                self._close_error = self._error_for_close(ws)
+            raise self.failure() from None
+
+    # -- exchanges -------------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        if self.state is not SessionState.IDLE:
+            if self.closed:
+                raise self.failure()
+            raise ProtocolViolationError(f"session #{self.id} is {self.state.value}")
+        self.state = SessionState.BUSY
+        self.uses += 1
+        while not self._inbox.empty():  # nothing should be there; never hand a stale message to a new request
+            self._inbox.get_nowait()
+
+    def _end(self) -> None:
+        if self.state is SessionState.BUSY:
+            self.state = SessionState.IDLE
+        self.last_used = time.monotonic()
+
+    async def recognize(
+        self,
+        chunks: AsyncIterator[bytes],
+        *,
+        result_timeout: float,
+        pacing_bytes_per_s: int | None = None,
+    ) -> Recognition:
+        """Stream ``chunks`` as one recognition session, flush, and collect its finals."""
+        self._begin()
+        flushed = False
+        waiting_on_source = False
+        progress = time.monotonic()
+
+        async def sender() -> None:
+            nonlocal flushed, waiting_on_source, progress
+            start = time.monotonic()
+            sent = 0
+            iterator = chunks.__aiter__()
+            while True:
+                waiting_on_source = True
+                try:
+                    chunk = await iterator.__anext__()
+                except StopAsyncIteration:
+                    break
+                finally:
+                    waiting_on_source = False
+                    progress = time.monotonic()
+                if pacing_bytes_per_s:
+                    ahead = sent / pacing_bytes_per_s - (time.monotonic() - start)
+                    if ahead > 0:
+                        await asyncio.sleep(ahead)
+                await self._send(protocol.Audio(chunk), result_timeout)
+                sent += len(chunk)
+                self._stats.incr("audio_bytes_sent", len(chunk))
+                progress = time.monotonic()
+            await self._send(protocol.Command("flush"), result_timeout)
+            flushed = True
+            progress = time.monotonic()
+
+        task = asyncio.create_task(sender(), name=f"voxbeam-session-{self.id}-sender")
+        task.add_done_callback(lambda _t: self._inbox.put_nowait(_Signal.SENDER_DONE))
+        rid = self.request_id
+        finals: list[protocol.Transcript] = []
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(self._inbox.get(), result_timeout)
+                except TimeoutError:
+                    # Silence is fine while audio is still flowing out or the source is slow;
+                    # it is a stall only when nothing has moved in either direction.
+                    if not flushed and (waiting_on_source or time.monotonic() - progress < result_timeout):
+                        continue
+                    self._stats.incr("timeouts")
+                    raise RequestTimeoutError(
+                        f"no transcript from the service within {result_timeout}s"
+                        + (" after flush" if flushed else " (audio stalled)")
+                    ) from None
+                if item is _Signal.SENDER_DONE:
+                    if not task.cancelled() and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+                    continue
+                if item is _Signal.CLOSED:
+                    raise self.failure()
+                assert not isinstance(item, _Signal)
+                progress = time.monotonic()
+                if isinstance(item, protocol.Transcript):
+                    if rid is None:
+                        rid = item.request_id
+                    if item.request_id != rid:
+                        logger.debug("session #%d: dropped a transcript of %s", self.id, item.request_id)
+                        continue
+                    if item.is_final:
+                        finals.append(item)
+                elif isinstance(item, protocol.FlushDone):
+                    if flushed and (rid is None or item.request_id == rid):
+                        rid = item.request_id
+                        break
+                    logger.debug("session #%d: ignored flush_done for %s", self.id, item.request_id)
+                elif isinstance(item, protocol.Error):
+                    raise service_error(item.code, item.error, item.request_id)
+                else:
+                    raise ProtocolViolationError(f"unexpected {item.type!r} message on an STT session")
+            await task
+        except BaseException:
+            task.cancel()
+            try:
+                await task
+            except BaseException:  # its failure is already being reported (or superseded)
+                pass
+            raise
+        # The next recognition session gets a new id, named by the service's next message.
+        self.request_id = None
+        self._end()
+        return Recognition(rid or "", finals)
+
+    async def synthesize(self, text: str, *, result_timeout: float) -> bytes:
+        """Send one utterance (``is_final: true``) and collect its audio until ``is_final``."""
+        self._begin()
+        await self._send(protocol.Text(text=text, is_final=True), result_timeout)
+        parts: list[bytes] = []
+        while True:
+            msg = await self._next(result_timeout, "audio")
+            if isinstance(msg, protocol.Audio):
+                parts.append(msg.data)
+                if msg.is_final:
+                    break
+            elif isinstance(msg, protocol.Error):
+                raise service_error(msg.code, msg.error, msg.request_id)
+            else:
+                raise ProtocolViolationError(f"unexpected {msg.type!r} message on a TTS session")
+        self._end()
+        return b"".join(parts)
+
+    # -- keepalive -------------------------------------------------------------------------
+
+    async def _keepalive_loop(self, interval: float) -> None:
+        """Ping while idle; a session whose previous ping went unanswered is closed."""
+        while self.state is not SessionState.CLOSED:
+            await asyncio.sleep(interval)
+            if self.state is not SessionState.IDLE:
+                self._ping_sent = 0.0  # a request proved the connection alive meanwhile
+                continue
+            if self._ping_sent and self._last_pong < self._ping_sent:
+                logger.debug("session #%d: no pong within %ss, closing", self.id, interval)
+                self._close_error = ConnectionLostError("the service stopped answering pings")
+                await self.close()
+                return
+            self._ping_sent = time.monotonic()
+            try:
+                await self._send(protocol.Ping(), interval)
+                self._stats.incr("pings")
+            except VoxBeamError:
+                await self.close()
+                return

@@ -1,0 +1,275 @@
+"""``SpeechClient``: transcribe and synthesize over pooled sessions, with retries and deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, TypeVar
+
+from voxbeam import protocol
+from voxbeam.client._redact import Redactor
+from voxbeam.client._sources import AudioSource, as_async_chunks
+from voxbeam.client._stats import Stats
+from voxbeam.client.config import ClientConfig
+from voxbeam.client.pool import SessionPool
+from voxbeam.client.results import SynthesisResult, TranscriptBuilder, TranscriptResult
+from voxbeam.client.segmenter import SegmentFeed
+from voxbeam.client.session import Connector, InitMessage, Kind, Recognition, Session
+from voxbeam.errors import InputError, RequestTimeoutError, RetriesExhaustedError, VoxBeamError
+
+logger = logging.getLogger("voxbeam.client")
+
+T = TypeVar("T")
+
+
+class _Record:
+    """Per-request bookkeeping: attempts made and the record deadline (started on first session)."""
+
+    def __init__(self, deadline: asyncio.Timeout, seconds: float) -> None:
+        self.deadline = deadline
+        self.seconds = seconds
+        self.attempts = 1
+        self.has_session = False
+
+    def started(self) -> None:
+        if not self.has_session:
+            self.has_session = True
+            self.deadline.reschedule(asyncio.get_running_loop().time() + self.seconds)
+
+
+class SpeechClient:
+    """Async client for the VoxNexus STT and TTS WebSocket API; one per event loop.
+
+    Owns a ``SessionPool``; close it with ``aclose()`` or ``async with``. Methods may be called
+    concurrently: each request takes a session from the pool for as long as it needs one.
+    """
+
+    def __init__(self, config: ClientConfig | None = None) -> None:
+        self.config = config or ClientConfig()
+        api_key = self.config.resolved_api_key()
+        self._redact = Redactor([api_key])
+        self._stats = Stats()
+        self._pool = SessionPool(self.config, Connector(self.config, api_key, self._redact), self._stats)
+        self._rng = random.Random()
+
+    def __repr__(self) -> str:
+        return f"<SpeechClient {self._pool!r}>"
+
+    @property
+    def pool(self) -> SessionPool:
+        return self._pool
+
+    def stats(self) -> dict[str, int]:
+        """Counters since creation plus the pool's current gauges (open, idle, in_use ...)."""
+        out = self._stats.snapshot()
+        out.update(self._pool.counts())
+        return out
+
+    async def __aenter__(self) -> SpeechClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+
+    # -- speech to text --------------------------------------------------------------------
+
+    async def transcribe(
+        self,
+        audio: AudioSource,
+        *,
+        sample_rate: int = 16000,
+        language: str = "en-US",
+        timestamps: bool = True,
+    ) -> TranscriptResult:
+        """Transcribe PCM s16le mono at ``sample_rate`` (bytes, or an iterable / async iterable of chunks).
+
+        Long audio goes in segments of about ``segment_seconds`` cut at quiet points; word offsets
+        are absolute from the start. Blocking iterators are drained in a thread.
+        """
+        if sample_rate <= 0:
+            raise InputError(f"sample_rate must be positive, got {sample_rate}")
+        init = protocol.SttInit(language=language, sample_rate=sample_rate, enable_timestamps=timestamps)
+        feed = SegmentFeed(
+            as_async_chunks(audio, self.config.max_in_flight_chunks),
+            sample_rate=sample_rate,
+            chunk_ms=self.config.chunk_ms,
+            segment_seconds=self.config.segment_seconds,
+        )
+        builder = TranscriptBuilder(language)
+        pacing = sample_rate * 2 if self.config.realtime_pacing else None
+        have_segment: bool | None = None
+
+        async def exchange(session: Session) -> Recognition | None:
+            nonlocal have_segment
+            if have_segment is None:  # audio is pulled only once a session is in hand
+                have_segment = await feed.next_segment()
+            if not have_segment:
+                return None
+            return await session.recognize(
+                feed.replay(), result_timeout=self.config.timeouts.result, pacing_bytes_per_s=pacing
+            )
+
+        async def run(record: _Record) -> TranscriptResult:
+            nonlocal have_segment
+            while True:
+                rec = await self._with_retries("stt", init, exchange, record, what="transcription")
+                if rec is None:
+                    break
+                builder.add(rec.finals, rec.request_id, feed.offset_ms)
+                self._stats.incr("segments")
+                if feed.last:
+                    break
+                have_segment = None
+            return builder.result(audio_duration_ms=feed.consumed_ms, attempts=record.attempts)
+
+        try:
+            result = await self._run_record(run)
+        finally:
+            await feed.aclose()
+        self._stats.incr("transcriptions")
+        return result
+
+    # -- text to speech --------------------------------------------------------------------
+
+    async def synthesize(
+        self,
+        text: str,
+        *,
+        voice_id: str | None = None,
+        language: str | None = None,
+        format: str = "wav",
+        sample_rate: int = 16000,
+        speed: float = 1.0,
+        pitch: float = 0.0,
+        volume: float = 1.0,
+        voice_config: dict[str, Any] | None = None,
+    ) -> SynthesisResult:
+        """Synthesize one utterance; the result's ``audio`` is one complete file of ``format``."""
+        if not text or not text.strip():
+            raise InputError("text is empty")
+        init = protocol.TtsInit(
+            voice_id=voice_id,
+            language=language,
+            format=format,
+            sample_rate=sample_rate,
+            speed=speed,
+            pitch=pitch,
+            volume=volume,
+            voice_config=voice_config,
+        )
+
+        async def exchange(session: Session) -> SynthesisResult:
+            audio = await session.synthesize(text, result_timeout=self.config.timeouts.result)
+            ready = session.ready
+            assert isinstance(ready, protocol.TtsReady)
+            return SynthesisResult(
+                audio=audio,
+                voice_id=ready.voice_id,
+                language=ready.language,
+                format=ready.format,
+                sample_rate=ready.sample_rate,
+                request_id=ready.request_id,
+                attempts=1,
+            )
+
+        async def run(record: _Record) -> SynthesisResult:
+            out = await self._with_retries("tts", init, exchange, record, what="synthesis")
+            return SynthesisResult(
+                audio=out.audio,
+                voice_id=out.voice_id,
+                language=out.language,
+                format=out.format,
+                sample_rate=out.sample_rate,
+                request_id=out.request_id,
+                attempts=record.attempts,
+            )
+
+        result = await self._run_record(run)
+        self._stats.incr("syntheses")
+        return result
+
+    # -- retries and deadlines -------------------------------------------------------------
+
+    async def _run_record(self, body: Callable[[_Record], Awaitable[T]]) -> T:
+        """Runs one record under its deadline; failures leave carrying ``attempts``."""
+        self._stats.incr("requests")
+        record: _Record | None = None
+        try:
+            async with asyncio.timeout(None) as deadline:
+                record = _Record(deadline, self.config.timeouts.record)
+                return await body(record)
+        except TimeoutError:
+            self._stats.incr("failures")
+            self._stats.incr("timeouts")
+            err = RequestTimeoutError(f"the record did not finish within {self.config.timeouts.record}s")
+            err.attempts = record.attempts if record else 1
+            raise err from None
+        except VoxBeamError as exc:
+            self._stats.incr("failures")
+            if record is not None and not isinstance(exc, RetriesExhaustedError):
+                exc.attempts = record.attempts
+            raise
+        except BaseException:
+            self._stats.incr("failures")
+            raise
+
+    async def _with_retries(
+        self,
+        kind: Kind,
+        init: InitMessage,
+        exchange: Callable[[Session], Awaitable[T]],
+        record: _Record,
+        *,
+        what: str,
+    ) -> T:
+        """One exchange on a pooled session, retried on fresh sessions while the error allows it."""
+        policy = self.config.retry
+        attempt = 0
+        while True:
+            attempt += 1
+            session: Session | None = None
+            try:
+                session = await self._pool.acquire(
+                    kind,
+                    init,
+                    # Queueing for a session is bounded by the pool timeout until the record starts;
+                    # after that the record deadline bounds everything.
+                    timeout=None if record.has_session else self.config.timeouts.pool,
+                    retry=attempt > 1,
+                )
+                record.started()
+                out = await exchange(session)
+            except VoxBeamError as exc:
+                if session is not None:
+                    self._pool.release(session, healthy=False)
+                if not exc.retryable:
+                    raise
+                if attempt >= policy.max_attempts:
+                    raise RetriesExhaustedError(exc, attempt) from exc
+                delay = policy.delay(attempt, self._rng)
+                self._stats.incr("retries")
+                record.attempts += 1
+                logger.info(
+                    "%s attempt %d/%d failed (%s); retrying in %.2fs",
+                    what,
+                    attempt,
+                    policy.max_attempts,
+                    self._redact(str(exc)),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            except BaseException:
+                if session is not None:
+                    self._pool.release(session, healthy=False)
+                raise
+            self._pool.release(session, healthy=True)
+            return out
