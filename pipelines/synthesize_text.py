@@ -7,8 +7,15 @@ of the synthesize_text Flex Template.
 """
 
 import sys
+from pathlib import Path
 
-from voxbeam.jobs import main
+try:
+    from voxbeam.jobs import main
+except ModuleNotFoundError as exc:  # run from a source checkout without `pip install`
+    if exc.name != "voxbeam":
+        raise
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from voxbeam.jobs import main
 
 if __name__ == "__main__":
     sys.exit(main("synthesize"))
