@@ -43,6 +43,7 @@ class EndpointState:
     in_use: int = 0
     failures: int = 0  # consecutive connect failures
     down_until: float = 0.0
+    last_failure: float = 0.0
     busy_until: float = 0.0
     busy_cap: int = 0  # sessions the endpoint accepted from us when it last said SERVER_BUSY
 
@@ -239,13 +240,14 @@ class SessionPool:
         self._opening += 1
         ep.open += 1
         session = Session(ep.url, kind, init, self._connector, self._stats, on_closed=self._on_session_closed)
+        started = time.monotonic()
         try:
             await session.open(self._config.ping_interval)
         except BaseException as exc:
             self._opening -= 1
             ep.open -= 1
             if isinstance(exc, VoxBeamError):
-                self._note_open_failure(ep, session, exc)
+                self._note_open_failure(ep, session, exc, started)
             self._notify()
             raise
         self._opening -= 1
@@ -265,7 +267,7 @@ class SessionPool:
             self._stats.incr("reconnects")
         return session
 
-    def _note_open_failure(self, ep: EndpointState, session: Session, exc: VoxBeamError) -> None:
+    def _note_open_failure(self, ep: EndpointState, session: Session, exc: VoxBeamError, started: float) -> None:
         now = time.monotonic()
         if isinstance(exc, ServerBusyError):
             self._stats.incr("server_busy")
@@ -274,6 +276,9 @@ class SessionPool:
             ep.busy_until = now + max(1.0, self._config.endpoint_cooloff)
             logger.info("%s is at capacity with %d of our sessions", self._connector.redact(ep.url), ep.open)
         elif not session.connected and isinstance(exc, (ConnectionLostError, RequestTimeoutError)):
+            if ep.last_failure >= started:
+                return  # a concurrent attempt already reported this outage
+            ep.last_failure = now
             ep.failures += 1
             cooloff = min(MAX_COOLOFF, self._config.endpoint_cooloff * 2 ** (ep.failures - 1))
             ep.down_until = now + cooloff
