@@ -1,0 +1,311 @@
+"""The Flex Templates under templates/ agree with the pipelines they launch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import apache_beam
+import pytest
+
+from voxbeam import jobs
+from voxbeam.beam.options import SynthesizeTextOptions, TranscribeAudioOptions, VoxBeamOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCHER_BASE = "gcr.io/dataflow-templates-base/python311-template-launcher-base"
+SECRETS = {"api_key"}  # options that must never be template parameters
+
+# template folder == pipeline file name under pipelines/
+TEMPLATES: dict[str, tuple[type[VoxBeamOptions], Callable[..., Any]]] = {
+    "transcribe_audio": (TranscribeAudioOptions, jobs.run_transcription),
+    "synthesize_text": (SynthesizeTextOptions, jobs.run_synthesis),
+}
+
+# Values each parameter's regexes must accept, and values they must reject.
+GOOD: dict[str, list[str]] = {
+    "input": ["gs://my-bucket/audio/*.wav", "gs://my-bucket/calls/**.mp3", "gs://my.bucket-1/list.txt"],
+    "output": ["gs://my-bucket/out", "gs://my-bucket/out/2026/"],
+    "language": ["en-US", "zh-CN", "de", "cmn-Hans-CN"],
+    "timestamps": ["true", "false"],
+    "skip_existing": ["true", "false"],
+    "captions": ["srt", "vtt", "srt,vtt"],
+    "endpoint": ["wss://api.voxnexus.ai", "ws://10.0.0.2:8080", "wss://a.example.com,wss://b.example.com/v1"],
+    "api_key_secret": ["projects/p-1/secrets/voxnexus-key", "projects/123/secrets/key/versions/3"],
+    "auth": ["header", "query"],
+    "sessions_per_worker": ["1", "8", "64"],
+    "max_attempts": ["1", "5"],
+    "ca_bundle": ["/etc/ssl/certs/voxnexus-ca.pem"],
+    "voice_id": ["vl-jenny", "vl-xiaoxiao"],
+    "audio_format": ["wav", "pcm", "mp3", "flac", "opus", "ogg"],
+    "sample_rate": ["8000", "16000", "22050", "44100", "48000"],
+    "speed": ["1.0", "0.8", "2"],
+    "pitch": ["0", "-2.5", "+1"],
+    "volume": ["1.0", "0.5", "2"],
+}
+BAD: dict[str, list[str]] = {
+    "input": ["/data/audio/*.wav", "s3://bucket/a.wav", "gs://", "gs://My_Bucket/a.wav", "gs://b/a.wav\nx"],
+    "output": ["out/", "gs://", "https://storage.googleapis.com/b/out"],
+    "language": ["english", "en_US", "", "en-"],
+    "timestamps": ["yes", "True", "1", ""],
+    "skip_existing": ["yes", "TRUE", "0"],
+    "captions": ["txt", "srt;vtt", "srt,", ""],
+    "endpoint": ["https://api.voxnexus.ai", "api.voxnexus.ai", "wss://a, wss://b", "wss://a,"],
+    "api_key_secret": ["voxnexus-key", "projects/p/secrets/", "projects/p/keys/k"],
+    "auth": ["bearer", "Header", ""],
+    "sessions_per_worker": ["0", "-1", "eight", "1.5"],
+    "max_attempts": ["0", "", "three"],
+    "ca_bundle": ["ca.pem", "gs://bucket/ca.pem"],
+    "voice_id": ["jenny smith", "-x", ""],
+    "audio_format": ["wave", "aac", ""],
+    "sample_rate": ["7999", "48001", "16k", "96000", ""],
+    "speed": ["-1", "fast", ""],
+    "pitch": ["high", "--1", ""],
+    "volume": ["-0.5", "loud", ""],
+}
+
+
+def pipeline_options(options_cls: type[VoxBeamOptions]) -> dict[str, argparse.Action]:
+    """The pipeline's own options (name without dashes -> argparse action), from the parser it really uses."""
+    parser = jobs._parser(options_cls, "prog", "description")
+    out = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        for flag in action.option_strings:
+            if flag.startswith("--"):
+                out[flag[2:]] = action
+    return out
+
+
+def parse(action: argparse.Action, value: str) -> Any:
+    """``value`` as the pipeline's parser reads it."""
+    return action.type(value) if callable(action.type) else value
+
+
+def required_flags(runner: Callable[..., Any], placeholder: str) -> set[str]:
+    """Flags the job refuses to run without: add each one it asks for until it complains about something else."""
+    argv: list[str] = []
+    required: set[str] = set()
+    for _ in range(20):
+        try:
+            runner(argv)
+        except jobs.UsageError as exc:
+            if not str(exc).endswith("is required") or exc.flag in required:
+                return required
+            required.add(exc.flag)
+            argv += [exc.flag, placeholder]
+        else:  # pragma: no cover - a placeholder input never runs
+            return required
+    raise AssertionError("the job kept asking for more flags")
+
+
+def metadata(template: str) -> dict[str, Any]:
+    return json.loads((ROOT / "templates" / template / "metadata.json").read_text(encoding="utf-8"))
+
+
+def params(template: str) -> dict[str, dict[str, Any]]:
+    return {p["name"]: p for p in metadata(template)["parameters"]}
+
+
+def dockerfile(template: str) -> list[list[str]]:
+    """Instructions of the template's Dockerfile as token lists (comments dropped, continuations joined)."""
+    text = (ROOT / "templates" / template / "Dockerfile").read_text(encoding="utf-8")
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n", " ", "\n".join(lines))
+    return [shlex.split(line) for line in joined.splitlines() if line.strip()]
+
+
+def expand(value: str, variables: dict[str, str]) -> str:
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: variables[m.group(1) or m.group(2)], value)
+
+
+def image_layout(template: str) -> tuple[str, dict[str, str], dict[str, Path]]:
+    """The final FROM image, the ENV settings, and where each copied container path comes from in the repo."""
+    variables: dict[str, str] = {}
+    env: dict[str, str] = {}
+    copies: dict[str, Path] = {}
+    base = ""
+    workdir = "/"
+    for tokens in dockerfile(template):
+        op, args = tokens[0].upper(), tokens[1:]
+        if op == "ARG" and "=" in args[0]:
+            name, _, default = args[0].partition("=")
+            variables.setdefault(name, default)
+        elif op == "FROM":
+            base = expand(args[0], variables)
+            env, copies, workdir = {}, {}, "/"  # a new stage starts from scratch
+        elif op == "WORKDIR":
+            workdir = expand(args[0], variables)
+        elif op == "ENV":
+            for assignment in args:
+                name, _, value = assignment.partition("=")
+                env[name] = expand(value, {**variables, **env})
+        elif op == "COPY" and not any(a.startswith("--from") for a in args):
+            *sources, dest = (a for a in args if not a.startswith("--"))
+            dest = expand(dest, variables)
+            dest = dest if dest.startswith("/") else f"{workdir.rstrip('/')}/{dest}"
+            for source in sources:
+                into_dir = dest.endswith("/") or len(sources) > 1
+                target = f"{dest.rstrip('/')}/{Path(source).name}" if into_dir else dest.rstrip("/")
+                copies[target] = ROOT / source
+    return base, env, copies
+
+
+def repo_path(container_path: str, copies: dict[str, Path]) -> Path | None:
+    """The repository file that ends up at ``container_path`` in the image, if a COPY puts one there."""
+    for target, source in sorted(copies.items(), key=lambda kv: -len(kv[0])):
+        if container_path == target:
+            return source
+        if container_path.startswith(target + "/"):
+            return source / container_path[len(target) + 1 :]
+    return None
+
+
+@pytest.fixture(params=sorted(TEMPLATES))
+def template(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def test_metadata_is_a_flex_template_spec(template: str) -> None:
+    spec = metadata(template)
+    assert isinstance(spec["name"], str) and spec["name"]
+    assert isinstance(spec["description"], str) and spec["description"]
+    names = [p["name"] for p in spec["parameters"]]
+    assert len(names) == len(set(names)), "duplicate parameter names"
+    for p in spec["parameters"]:
+        assert {"name", "label", "helpText", "isOptional"} <= p.keys(), p
+        assert isinstance(p["isOptional"], bool), p["name"]
+        assert p["label"].strip() and p["helpText"].strip(), p["name"]
+
+
+def test_every_parameter_is_an_option_of_the_pipeline(template: str) -> None:
+    options = pipeline_options(TEMPLATES[template][0])
+    unknown = set(params(template)) - set(options)
+    assert not unknown, f"{template}/metadata.json names options the pipeline does not have: {sorted(unknown)}"
+
+
+def test_every_option_but_the_key_is_a_parameter(template: str) -> None:
+    options = set(pipeline_options(TEMPLATES[template][0]))
+    assert SECRETS <= options  # the pipeline does take the key directly ...
+    missing = options - SECRETS - set(params(template))
+    assert not missing, f"{template}/metadata.json lacks parameters for: {sorted(missing)}"
+
+
+def test_the_api_key_is_not_a_parameter_and_the_secret_is(template: str) -> None:
+    spec = metadata(template)
+    assert not SECRETS & set(params(template))  # ... but never as a template parameter
+    assert "api_key_secret" in params(template)
+    assert "api_key_secret" in spec["description"] and "Secret Manager" in spec["description"]
+
+
+def test_required_options_are_required_parameters(template: str, tmp_path: Path) -> None:
+    options_cls, runner = TEMPLATES[template]
+    required = {flag.lstrip("-") for flag in required_flags(runner, str(tmp_path / "missing"))}
+    assert {"input", "output"} <= required
+    p = params(template)
+    for name in required:
+        assert name in p and p[name]["isOptional"] is False, f"{name} is required by the pipeline"
+    mandatory = {name for name, q in p.items() if not q["isOptional"]}
+    assert mandatory == required, "a parameter is mandatory in the template but optional in the pipeline"
+
+
+def test_defaults_and_choices_match_the_pipeline(template: str) -> None:
+    options = pipeline_options(TEMPLATES[template][0])
+    for name, p in params(template).items():
+        action = options[name]
+        if "defaultValue" in p:
+            assert action.default is not None, f"{name}: the pipeline has no default"
+            assert parse(action, p["defaultValue"]) == action.default, name
+        if action.choices:
+            for choice in action.choices:
+                assert all(re.fullmatch(rx, choice) for rx in p.get("regexes", [])), (name, choice)
+            if p.get("paramType") == "ENUM":
+                assert [o["value"] for o in p["enumOptions"]] == list(action.choices), name
+        if p.get("paramType") == "BOOLEAN":
+            assert set(action.choices or ()) == {"true", "false"}, name
+
+
+def test_regexes_compile_accept_good_and_reject_bad_values(template: str) -> None:
+    options = pipeline_options(TEMPLATES[template][0])
+    for name, p in params(template).items():
+        regexes = p.get("regexes")
+        assert regexes, f"{name} has no regexes: give it one, and examples in GOOD and BAD"
+        compiled = [re.compile(rx) for rx in regexes]
+        for rx in regexes:  # anchored, so full-match and search engines agree
+            assert rx.startswith("^") and rx.endswith("$"), (name, rx)
+        assert GOOD.get(name) and BAD.get(name), f"add examples for {name} to GOOD and BAD"
+        for value in GOOD[name]:
+            assert all(c.fullmatch(value) for c in compiled), f"{name} rejects {value!r}"
+            action = options[name]
+            parse(action, value)  # what the template accepts, the pipeline parses
+            if action.choices:
+                assert value in action.choices, (name, value)
+        for value in BAD[name]:
+            assert not all(c.fullmatch(value) for c in compiled), f"{name} accepts {value!r}"
+
+
+@pytest.mark.parametrize("script", ["transcribe_audio.py", "synthesize_text.py"])
+def test_pipeline_main_help(script: str, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "pipelines" / script), "--help"],
+        cwd=tmp_path,  # not the checkout: the script must find voxbeam on its own
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "--input" in proc.stdout and "--output" in proc.stdout
+    for name in params(script.removesuffix(".py")):
+        assert f"--{name}" in proc.stdout, name
+
+
+def test_dockerfile_is_a_python311_flex_template_launcher(template: str) -> None:
+    base, env, copies = image_layout(template)
+    assert base.split(":")[0] == LAUNCHER_BASE, base
+
+    py_file = repo_path(env["FLEX_TEMPLATE_PYTHON_PY_FILE"], copies)
+    assert py_file == ROOT / "pipelines" / f"{template}.py", env["FLEX_TEMPLATE_PYTHON_PY_FILE"]
+    assert py_file.is_file()
+
+    requirements = repo_path(env["FLEX_TEMPLATE_PYTHON_REQUIREMENTS_FILE"], copies)
+    assert requirements == ROOT / "templates" / template / "requirements.txt"
+    assert requirements.is_file()
+
+    # voxbeam itself is in the image: the package, its setup.py and the README that setup.py reads
+    for needed in ("setup.py", "README.md", "voxbeam"):
+        assert ROOT / needed in copies.values(), f"the image does not copy {needed}"
+    text = (ROOT / "templates" / template / "Dockerfile").read_text(encoding="utf-8")
+    assert re.search(r"pip install[^\n]*\"?\.\[gcp\]", text), "voxbeam is not installed with the gcp extra"
+
+
+def test_image_can_run_the_workers(template: str) -> None:
+    """Same Beam version for launcher and worker boot, and the boot program as the entrypoint."""
+    text = (ROOT / "templates" / template / "Dockerfile").read_text(encoding="utf-8")
+    beam_arg = re.search(r"^ARG BEAM_VERSION=(\S+)$", text, re.M)
+    assert beam_arg, "no BEAM_VERSION"
+    assert "apache/beam_python3.11_sdk:${BEAM_VERSION}" in text
+    assert re.search(r'^ENTRYPOINT \["/opt/apache/beam/boot"\]$', text, re.M)
+
+    lines = requirement_lines(ROOT / "templates" / template / "requirements.txt")
+    pins = [line for line in lines if line.startswith("apache-beam")]
+    assert pins == [f"apache-beam[gcp]=={beam_arg.group(1)}"], lines
+    assert beam_arg.group(1) == apache_beam.__version__, "the template pins another Beam than the one tested here"
+
+
+def requirement_lines(path: Path) -> Sequence[str]:
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()[:1] not in ("", "#")]
+
+
+def test_docker_context_keeps_what_the_image_copies(template: str) -> None:
+    ignore = ROOT / "templates" / template / "Dockerfile.dockerignore"
+    kept = {line.strip().lstrip("!").rstrip("/") for line in ignore.read_text().splitlines() if line.startswith("!")}
+    _, _, copies = image_layout(template)
+    for source in copies.values():
+        assert str(source.relative_to(ROOT)) in kept, f"{source} is copied but left out of the build context"
