@@ -22,12 +22,15 @@ class ThreadedSource:
     """Pulls a blocking iterator (PyAV decode, file or network reads) in a worker thread.
 
     The thread starts on the first ``__anext__`` (so records queued for a session hold no
-    thread and no open file) and runs at most ``maxsize`` chunks ahead of the consumer.
+    thread and no open file) and runs at most ``maxsize`` items ahead of the consumer.
+    While the consumer is behind, consecutive items are joined up to ``batch_bytes``: every
+    hand-over wakes a thread, and per-chunk wake-ups would cost more CPU than the sending.
     ``aclose`` stops it and closes the iterator (a generator's ``finally`` runs in the thread).
     """
 
-    def __init__(self, factory: Callable[[], Iterable[bytes]], maxsize: int) -> None:
+    def __init__(self, factory: Callable[[], Iterable[bytes]], maxsize: int, batch_bytes: int = 32 * 1024) -> None:
         self._factory = factory
+        self._batch_bytes = batch_bytes
         self._slots = threading.Semaphore(maxsize)
         self._stop = threading.Event()
         self._queue: asyncio.Queue[object] = asyncio.Queue()
@@ -79,9 +82,16 @@ class ThreadedSource:
         iterator = None
         try:
             iterator = iter(self._factory())
+            batch = bytearray()
             for chunk in iterator:
-                if not put(chunk):
-                    return
+                batch += chunk
+                # Hand over at once when the consumer is waiting (no added latency), else batch up.
+                if len(batch) >= self._batch_bytes or self._queue.empty():
+                    if not put(bytes(batch)):
+                        return
+                    batch.clear()
+            if batch and not put(bytes(batch)):
+                return
             put(_EOF)
         except BaseException as exc:  # hand every failure (AudioError, OSError ...) to the consumer
             put(_Raised(exc))

@@ -294,8 +294,8 @@ class Session:
         if code == protocol.CLOSE_TRY_AGAIN_LATER:
             return ServerBusyError(f"the service closed the session ({detail})")
         if code == protocol.CLOSE_MESSAGE_TOO_BIG:
-            return service_error(protocol.ErrorCode.MESSAGE_TOO_LARGE.value,
-                f"the service closed the session ({detail})"
+            return service_error(
+                protocol.ErrorCode.MESSAGE_TOO_LARGE.value, f"the service closed the session ({detail})"
             )
         return ConnectionLostError(self._connector.redact(f"the connection closed ({detail})"))
 
@@ -320,11 +320,15 @@ class Session:
 
     # -- sending ---------------------------------------------------------------------------
 
-    async def _send(self, msg: protocol.ClientMessage, timeout: float) -> None:
+    async def _send(self, msg: protocol.ClientMessage, timeout: float | None) -> None:
+        """Send one message; ``timeout=None`` when a watchdog elsewhere bounds the wait (audio)."""
         ws = self._ws
         if ws is None or self.state is SessionState.CLOSED:
             raise self.failure()
         try:
+            if timeout is None:
+                await ws.send(protocol.serialize(msg))
+                return
             async with asyncio.timeout(timeout):
                 await ws.send(protocol.serialize(msg))
         except TimeoutError:
@@ -383,7 +387,9 @@ class Session:
                     ahead = sent / pacing_bytes_per_s - (time.monotonic() - start)
                     if ahead > 0:
                         await asyncio.sleep(ahead)
-                await self._send(protocol.Audio(chunk), result_timeout)
+                # No per-frame timeout (it would cost more CPU than the send): the receive loop
+                # below is the watchdog and gives up when no frame went out for result_timeout.
+                await self._send(protocol.Audio(chunk), None)
                 sent += len(chunk)
                 self._stats.incr("audio_bytes_sent", len(chunk))
                 progress = time.monotonic()

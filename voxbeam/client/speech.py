@@ -17,7 +17,7 @@ from voxbeam.client.config import ClientConfig
 from voxbeam.client.pool import SessionPool
 from voxbeam.client.results import SynthesisResult, TranscriptBuilder, TranscriptResult
 from voxbeam.client.segmenter import SegmentFeed
-from voxbeam.client.session import Connector, InitMessage, Kind, Recognition, Session
+from voxbeam.client.session import Connector, InitMessage, Kind, Recognition, Session, SessionState
 from voxbeam.errors import InputError, RequestTimeoutError, RetriesExhaustedError, VoxBeamError
 
 logger = logging.getLogger("voxbeam.client")
@@ -249,7 +249,8 @@ class SpeechClient:
                 out = await exchange(session)
             except VoxBeamError as exc:
                 if session is not None:
-                    self._pool.release(session, healthy=False)
+                    # A session the exchange never started on (the audio failed first) is still good.
+                    self._pool.release(session, healthy=session.state is SessionState.IDLE)
                 if not exc.retryable:
                     raise
                 if attempt >= policy.max_attempts:
@@ -269,7 +270,7 @@ class SpeechClient:
                 continue
             except BaseException:
                 if session is not None:
-                    self._pool.release(session, healthy=False)
+                    self._pool.release(session, healthy=session.state is SessionState.IDLE)
                 raise
             self._pool.release(session, healthy=True)
             return out
