@@ -309,3 +309,17 @@ def test_docker_context_keeps_what_the_image_copies(template: str) -> None:
     _, _, copies = image_layout(template)
     for source in copies.values():
         assert str(source.relative_to(ROOT)) in kept, f"{source} is copied but left out of the build context"
+
+
+def test_a_launch_that_only_submits_the_job_does_not_claim_nothing_was_new(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On a Flex Template launcher the job runs later: nothing is written yet, yet every input is new."""
+    monkeypatch.setattr(jobs, "run_transcription", lambda argv, show_progress: jobs.Summary("transcribe", inputs=3))
+    assert jobs.main("transcribe", []) == 0
+    assert "nothing new" not in capsys.readouterr().out
+
+    skipped_all = jobs.Summary("transcribe", inputs=3, skipped=3)
+    monkeypatch.setattr(jobs, "run_transcription", lambda argv, show_progress: skipped_all)
+    assert jobs.main("transcribe", []) == 0
+    assert "nothing new to transcribe: all 3 inputs" in capsys.readouterr().out

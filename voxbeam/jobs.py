@@ -530,7 +530,7 @@ def main(job: str, argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    if summary.inputs and not (summary.written or summary.dead_letters):
+    if summary.inputs and summary.skipped == summary.inputs:
         print(f"nothing new to {job}: all {summary.skipped} inputs are unchanged since earlier runs")
     for line in summary.lines():
         print(line)
