@@ -323,3 +323,78 @@ def test_a_launch_that_only_submits_the_job_does_not_claim_nothing_was_new(
     monkeypatch.setattr(jobs, "run_transcription", lambda argv, show_progress: skipped_all)
     assert jobs.main("transcribe", []) == 0
     assert "nothing new to transcribe: all 3 inputs" in capsys.readouterr().out
+
+
+README_VALUES = {
+    "PROJECT": "my-project",
+    "REGION": "us-central1",
+    "BUCKET": "my-bucket",
+    "REPOSITORY": "voxbeam",
+    "TAG": "20261125",
+    "WORKER_SA": "voxbeam-worker@my-project.iam.gserviceaccount.com",
+    "SCHEDULER_SA": "voxbeam-scheduler@my-project.iam.gserviceaccount.com",
+}
+
+
+def readme_commands(program: str) -> list[list[str]]:
+    """Shell commands in templates/README.md starting with ``program``, placeholders filled in, tokenized."""
+    text = (ROOT / "templates" / "README.md").read_text(encoding="utf-8")
+    text = re.sub(r"\b(" + "|".join(README_VALUES) + r")\b", lambda m: README_VALUES[m.group(1)], text)
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
+        pending = ""
+        for line in block.replace("\\\n", " ").splitlines(keepends=True):
+            pending += line
+            try:  # a command ends where its quotes are balanced
+                tokens = shlex.split(pending, comments=True)
+            except ValueError:
+                continue
+            if pending.startswith(program):
+                commands.append(tokens)
+            pending = ""
+    return commands
+
+
+def check_parameters(template: str, given: dict[str, str]) -> None:
+    p = params(template)
+    assert set(given) - {"sdk_container_image"} <= set(p), sorted(set(given) - set(p))
+    assert given.get("sdk_container_image", "").endswith(":20261125"), "workers need the template's image"
+    for name in (n for n, q in p.items() if not q["isOptional"]):
+        assert name in given, f"{name} is required"
+    for name, value in given.items():
+        for rx in p.get(name, {}).get("regexes", []):
+            assert re.fullmatch(rx, value), f"{template}: {name}={value!r} fails {rx}"
+
+
+def test_readme_run_commands_pass_valid_parameters() -> None:
+    runs = readme_commands("gcloud dataflow flex-template run")
+    assert {t for cmd in runs for t in TEMPLATES if f"templates/{t}.json" in " ".join(cmd)} == set(TEMPLATES)
+    for cmd in runs:
+        template = next(t for t in TEMPLATES if f"gs://my-bucket/templates/{t}.json" in " ".join(cmd))
+        given: dict[str, str] = {}
+        for token in cmd:
+            if not token.startswith("--parameters="):
+                continue
+            value = token.removeprefix("--parameters=")
+            delimiter = ","
+            if value.startswith("^"):  # gcloud's alternate delimiter syntax: ^~^a=1~b=2
+                delimiter, value = value[1:].split("^", 1)
+            for pair in value.split(delimiter):
+                name, _, val = pair.partition("=")
+                given[name] = val
+        check_parameters(template, given)
+
+
+def test_readme_scheduler_job_launches_the_transcription_template_incrementally() -> None:
+    (cmd,) = readme_commands("gcloud scheduler jobs create http")
+    flags = dict(token.split("=", 1) for token in cmd if token.startswith("--") and "=" in token)
+    assert re.fullmatch(
+        r"https://dataflow\.googleapis\.com/v1b3/projects/my-project/locations/us-central1/flexTemplates:launch",
+        flags["--uri"],
+    )
+    assert flags["--http-method"] == "POST" and "--oauth-service-account-email" in flags
+    launch = json.loads(flags["--message-body"])["launchParameter"]
+    assert launch["containerSpecGcsPath"] == "gs://my-bucket/templates/transcribe_audio.json"
+    given = launch["parameters"]
+    assert given["skip_existing"] == "true" and given["input"].startswith("gs://")
+    check_parameters("transcribe_audio", given)
