@@ -398,3 +398,27 @@ def test_readme_scheduler_job_launches_the_transcription_template_incrementally(
     given = launch["parameters"]
     assert given["skip_existing"] == "true" and given["input"].startswith("gs://")
     check_parameters("transcribe_audio", given)
+
+
+@pytest.mark.parametrize("runner", [jobs.run_transcription, jobs.run_synthesis])
+def test_the_flags_a_launcher_adds_are_accepted(runner: Callable[..., Any], tmp_path: Path) -> None:
+    """The launcher runs the main with Dataflow's own flags (as logged in python-docs-samples#4891) after ours."""
+    launcher_flags = [
+        "--requirements_file=/template/requirements.txt",
+        "--runner=DataflowRunner",
+        "--job_name=voxbeam-20261125",
+        "--temp_location=gs://my-bucket/temp",
+        "--service_account_email=voxbeam-worker@my-project.iam.gserviceaccount.com",
+        "--machine_type=n1-standard-1",
+        "--project=my-project",
+        "--template_location=gs://my-bucket/staging/template_launches/2026-11-25_02_00_00-1/job_object",
+        "--staging_location=gs://my-bucket/staging",
+        "--region=us-central1",
+        "--sdk_container_image=us-central1-docker.pkg.dev/my-project/voxbeam/voxbeam-transcribe:20261125",
+        "--max_num_workers=10",
+        "--experiments=upload_graph",
+    ]
+    missing = str(tmp_path / "missing")
+    with pytest.raises(jobs.UsageError) as raised:
+        runner(["--input", missing, "--output", str(tmp_path / "out"), *launcher_flags])
+    assert raised.value.flag == "--input"  # got past flag checking to reading the input
