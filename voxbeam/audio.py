@@ -176,6 +176,7 @@ def encode(pcm: bytes, rate: int, fmt: str) -> bytes:
     buf = io.BytesIO()
     with av.open(buf, mode="w", format=container_fmt) as out:
         stream = out.add_stream(codec, rate=out_rate, layout="mono")
+        assert isinstance(stream, av.audio.stream.AudioStream)
         if fmt == "mp3":
             stream.bit_rate = 64000
         elif fmt == "opus":

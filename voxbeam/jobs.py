@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, _BeamArgumentParser
 
 from voxbeam.beam import progress, storage
 from voxbeam.beam._dofns import DEAD_LETTERS
@@ -93,7 +93,7 @@ class Summary:
 
 
 def _parser(options_cls: type[VoxBeamOptions], prog: str, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _BeamArgumentParser(
         prog=prog,
         description=description,
         epilog="Standard Beam options (--runner, --project, --region, --temp_location, ...) pass through.",
@@ -106,9 +106,9 @@ def _parser(options_cls: type[VoxBeamOptions], prog: str, description: str) -> a
 
 def _all_beam_flags() -> set[str]:
     """Every flag some registered PipelineOptions class understands."""
-    parser = argparse.ArgumentParser(add_help=False)
-    seen: set[type] = set()
-    stack: list[type] = [PipelineOptions]
+    parser = _BeamArgumentParser(add_help=False)
+    seen: set[type[PipelineOptions]] = set()
+    stack: list[type[PipelineOptions]] = [PipelineOptions]
     while stack:
         cls = stack.pop()
         for sub in cls.__subclasses__():
@@ -116,7 +116,7 @@ def _all_beam_flags() -> set[str]:
                 seen.add(sub)
                 stack.append(sub)
                 with contextlib.suppress(argparse.ArgumentError, TypeError, ValueError):
-                    sub._add_argparse_args(parser)  # type: ignore[attr-defined]
+                    sub._add_argparse_args(parser)
     return {opt for action in parser._actions for opt in action.option_strings}
 
 

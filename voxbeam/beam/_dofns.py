@@ -98,7 +98,7 @@ def dead_letter(stage: str, record: Any, exc: BaseException, attempts: int | Non
     }
 
 
-class _InFlightDoFn(beam.DoFn):  # type: ignore[misc]
+class _InFlightDoFn(beam.DoFn):
     """Runs ``work(element)`` on the shared thread pool, many records at a time.
 
     ``work`` returns ``(ok, row)``; ok rows go to the main output, the rest to dead letters.
@@ -364,7 +364,7 @@ class SynthesizeFn(_InFlightDoFn):
         }
 
 
-class FirstPerKeyFn(beam.DoFn):  # type: ignore[misc]
+class FirstPerKeyFn(beam.DoFn):
     """After grouping by id: the first record goes on, the other copies become dead letters."""
 
     def process(self, keyed: tuple[str, list[Any]]) -> Iterator[Any]:
@@ -378,7 +378,7 @@ class FirstPerKeyFn(beam.DoFn):  # type: ignore[misc]
             )
 
 
-class WriteTextFilesFn(beam.DoFn):  # type: ignore[misc]
+class WriteTextFilesFn(beam.DoFn):
     """Writes captions (or any small text object) beside the transcripts."""
 
     def __init__(self, prefix: str, formats: tuple[str, ...]) -> None:

@@ -55,7 +55,7 @@ def emulator_host() -> str | None:
 @functools.lru_cache(maxsize=1)
 def gcs_client() -> Any:
     """A process-wide storage client; anonymous against an emulator (no credential lookup)."""
-    from google.cloud import storage
+    from google.cloud import storage  # type: ignore[attr-defined]
 
     if emulator_host():
         configure_beam_for_emulator()
@@ -105,8 +105,8 @@ def open_read(uri: str) -> IO[bytes]:
     if is_gcs(uri):
         bucket, name = split_gcs(uri)
         blob = gcs_client().bucket(bucket).blob(name)
-        return blob.open("rb", chunk_size=1 << 20)  # type: ignore[no-any-return]
-    return FileSystems.open(uri, compression_type=CompressionTypes.UNCOMPRESSED)  # type: ignore[no-any-return]
+        return blob.open("rb", chunk_size=1 << 20)
+    return FileSystems.open(uri, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
 def match(pattern: str) -> list[SourceFile]:

@@ -30,7 +30,7 @@ def _service_display(settings: ServiceSettings) -> dict[str, Any]:
     }
 
 
-class Transcribe(beam.PTransform):  # type: ignore[misc]
+class Transcribe(beam.PTransform):
     """Audio files to transcript rows, with dead letters for files that fail.
 
     Input: file paths or URIs (``str``), ``fileio.ReadableFile`` from MatchFiles/ReadMatches, or
@@ -73,7 +73,7 @@ class Transcribe(beam.PTransform):  # type: ignore[misc]
         return {**_service_display(self._service), "language": self._language, "timestamps": self._timestamps}
 
 
-class WriteTranscripts(beam.PTransform):  # type: ignore[misc]
+class WriteTranscripts(beam.PTransform):
     """Transcript rows to Parquet under ``<output>/transcripts/run=<run_id>/``, plus optional captions."""
 
     def __init__(self, output: str, run_id: str, *, captions: tuple[str, ...] = (), num_shards: int = 0) -> None:
@@ -101,7 +101,7 @@ class WriteTranscripts(beam.PTransform):  # type: ignore[misc]
         return written
 
 
-class WriteDeadLetters(beam.PTransform):  # type: ignore[misc]
+class WriteDeadLetters(beam.PTransform):
     """Dead-letter rows to Parquet under ``<output>/dead_letters/run=<run_id>/``."""
 
     def __init__(self, output: str, run_id: str) -> None:
@@ -117,7 +117,7 @@ class WriteDeadLetters(beam.PTransform):  # type: ignore[misc]
         )
 
 
-class Synthesize(beam.PTransform):  # type: ignore[misc]
+class Synthesize(beam.PTransform):
     """Text records to audio objects under ``output_prefix``, with manifest rows and dead letters.
 
     Records are dicts with ``id`` and ``text`` and optional ``voice_id``, ``language``, ``format``,
@@ -180,7 +180,7 @@ class Synthesize(beam.PTransform):  # type: ignore[misc]
         return {**_service_display(self._service), "output_prefix": self._prefix, **shown}
 
 
-class WriteManifest(beam.PTransform):  # type: ignore[misc]
+class WriteManifest(beam.PTransform):
     """Manifest rows to Parquet under ``<output>/manifest/run=<run_id>/``."""
 
     def __init__(self, output: str, run_id: str) -> None:
