@@ -224,7 +224,9 @@ class TranscribeFn(_InFlightDoFn):
             uri = source.uri
 
             def pcm() -> Iterator[bytes]:
-                return audio.decode_to_pcm(storage.open_read(uri), rate=STT_RATE, chunk_ms=200)
+                # A generator, so the file closes when decoding ends or the client abandons it.
+                with storage.open_read(uri) as fh:
+                    yield from audio.decode_to_pcm(fh, rate=STT_RATE, chunk_ms=200)
 
             result = self._handle.client.transcribe(
                 pcm, sample_rate=STT_RATE, language=self._language, timestamps=self._timestamps
