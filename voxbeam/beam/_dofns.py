@@ -70,6 +70,7 @@ def _settings_tag(settings: ServiceSettings) -> str:
         str(settings.sessions_per_worker),
         str(settings.max_attempts),
         str(settings.record_timeout),
+        str(settings.result_timeout),
         settings.ca_bundle or "",
         settings.api_key_secret or "",
         hashlib.sha256(key.encode()).hexdigest(),

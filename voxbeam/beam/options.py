@@ -48,6 +48,9 @@ class ServiceSettings:
     max_attempts: int = 5
     record_timeout: float = 600.0
     ca_bundle: str | None = None
+    # Longest silence from the service while a result is owed (transcripts, audio): a stalled
+    # connection is dropped and the record retried on a fresh session after this many seconds.
+    result_timeout: float = 30.0
 
     def resolve_api_key(self) -> str | None:
         """The key itself: given, from Secret Manager, or from the environment."""
@@ -66,7 +69,7 @@ class ServiceSettings:
             auth=self.auth,  # type: ignore[arg-type]
             pool_size=self.sessions_per_worker,
             retry=RetryPolicy(max_attempts=self.max_attempts),
-            timeouts=Timeouts(record=self.record_timeout),
+            timeouts=Timeouts(result=self.result_timeout, record=self.record_timeout),
             ca_bundle=self.ca_bundle,
         )
 
