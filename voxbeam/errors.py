@@ -124,6 +124,16 @@ class HandshakeRejectedError(VoxBeamError):
     code = "HANDSHAKE_REJECTED"
 
 
+class TLSVerificationError(VoxBeamError):
+    """The service's TLS certificate did not verify (unknown CA, wrong host name, expired).
+
+    Never retried: the same certificate fails the same way. Pass the CA that signed it as
+    ``ca_bundle`` (``--ca_bundle``) for a private or self-signed service.
+    """
+
+    code = "TLS_VERIFICATION_FAILED"
+
+
 class ClientClosedError(VoxBeamError):
     """The client was closed while the request waited or ran."""
 

@@ -219,18 +219,22 @@ def service_for(args: argparse.Namespace, api_key: str | None, local: bool) -> I
 
 def _preflight(settings: ServiceSettings, local: bool) -> None:
     from voxbeam.client.probe import probe
-    from voxbeam.errors import AuthenticationError
+    from voxbeam.errors import AuthenticationError, TLSVerificationError
 
     try:
         key = settings.resolve_api_key()
     except Exception as exc:
         raise UsageError("--api_key_secret", f"cannot read the secret: {exc}") from None
+    if settings.ca_bundle and not os.path.isfile(settings.ca_bundle):
+        raise UsageError("--ca_bundle", f"no such file: {settings.ca_bundle}")
     for endpoint in settings.endpoints:
         try:
             asyncio.run(probe(endpoint, key, auth=settings.auth, ca_bundle=settings.ca_bundle))
         except AuthenticationError as exc:
             flag = "--api_key_secret" if settings.api_key_secret else "--api_key"
             raise UsageError(flag, str(exc)) from None
+        except TLSVerificationError as exc:
+            raise UsageError("--ca_bundle", str(exc)) from None
         except VoxBeamError as exc:
             raise UsageError("--endpoint", str(exc)) from None
 

@@ -14,7 +14,14 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from voxbeam import protocol
-from voxbeam.errors import AuthenticationError, ConnectionLostError, RequestTimeoutError, ServiceError
+from voxbeam.client.session import tls_message
+from voxbeam.errors import (
+    AuthenticationError,
+    ConnectionLostError,
+    RequestTimeoutError,
+    ServiceError,
+    TLSVerificationError,
+)
 
 
 async def probe(
@@ -55,5 +62,7 @@ async def probe(
         if exc.response.status_code in (401, 403):
             raise AuthenticationError(f"{where} rejected the API key") from None
         raise ConnectionLostError(f"cannot connect to {where}: {protocol.redact(str(exc))}") from None
+    except ssl.SSLCertVerificationError as exc:
+        raise TLSVerificationError(tls_message(where, exc)) from None
     except (OSError, InvalidHandshake, InvalidURI) as exc:
         raise ConnectionLostError(f"cannot connect to {where}: {protocol.redact(str(exc))}") from None

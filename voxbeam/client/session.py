@@ -35,6 +35,7 @@ from voxbeam.errors import (
     RequestTimeoutError,
     ServerBusyError,
     ServiceError,
+    TLSVerificationError,
     VoxBeamError,
     service_error,
 )
@@ -132,10 +133,20 @@ class Connector:
             raise HandshakeRejectedError(f"{where} refused the WebSocket upgrade (HTTP {status})") from None
         except InvalidURI as exc:
             raise HandshakeRejectedError(self.redact(f"invalid endpoint URL: {exc}")) from None
+        except ssl.SSLCertVerificationError as exc:
+            raise TLSVerificationError(tls_message(self.display_url(endpoint, kind), exc)) from None
         except (OSError, InvalidHandshake, ConnectionClosed, EOFError) as exc:
             raise ConnectionLostError(
                 self.redact(f"could not connect to {self.display_url(endpoint, kind)}: {type(exc).__name__}: {exc}")
             ) from None
+
+
+def tls_message(where: str, exc: ssl.SSLCertVerificationError) -> str:
+    reason = exc.verify_message or exc.reason or str(exc)
+    return (
+        f"the TLS certificate of {where} did not verify ({reason}); "
+        "if the service uses a private CA, pass it as ca_bundle (--ca_bundle)"
+    )
 
 
 _ids = itertools.count(1)
