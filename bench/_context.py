@@ -1,0 +1,159 @@
+"""What a bench run shares between benchmarks: mode, directories, the one LocalServer, helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench._common import ROOT, CpuMeter, MemSampler, log
+
+# Enough sessions for the 64-session measurement with room for the pools of other steps.
+MAX_SESSIONS = 160
+
+
+@dataclass
+class Context:
+    """One bench run: ``quick`` mode, where results go, a scratch directory, the server."""
+
+    quick: bool
+    results_dir: Path
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    server_workers: int | None = None  # what the server reports; set when it has started
+    _server: Any = None
+    _tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def plots_dir(self) -> Path:
+        d = self.results_dir / "plots"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    @property
+    def workdir(self) -> Path:
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="voxbeam-bench-")
+        return Path(self._tmp.name)
+
+    def server(self) -> Any:
+        """The run's LocalServer (started on first use, with one worker per core)."""
+        if self._server is None:
+            from voxbeam.server.launcher import LocalServer
+
+            log(f"starting LocalServer with {self.workers} workers")
+            server = LocalServer(
+                workers=self.workers, max_sessions=MAX_SESSIONS, log_path=str(self.workdir / "server.log")
+            )
+            server.start()
+            self._server = server
+            health = server.health()
+            reported = health.get("workers")
+            self.server_workers = int(reported) if isinstance(reported, int | float) else self.workers
+        return self._server
+
+    def health(self) -> dict[str, Any]:
+        return dict(self.server().health())
+
+    def close(self) -> None:
+        if self._server is not None:
+            try:
+                self._server.stop()
+            except Exception as exc:  # never leave the run hanging on shutdown
+                log(f"server stop failed ({exc}); killing it")
+                self._server.kill()
+            self._server = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def client_config(self, pool_size: int, **kw: Any) -> Any:
+        from voxbeam.client import ClientConfig
+
+        server = self.server()
+        return ClientConfig(endpoints=(server.url,), api_key=server.api_key, pool_size=pool_size, **kw)
+
+    def endpoint_args(self) -> list[str]:
+        server = self.server()
+        return ["--endpoint", server.url, "--api_key", server.api_key]
+
+
+@dataclass
+class JobRun:
+    """A job run in a child process (``bench._job``)."""
+
+    wall: float  # the job call itself, inside the child
+    cpu: float  # the child's CPU seconds for the job (all threads)
+    total_wall: float  # including interpreter start and imports
+    rss_ready: float  # child RSS once imported, before the job
+    memory: MemSampler
+    server_memory: MemSampler
+    server_cpu: CpuMeter
+    out: dict[str, Any]
+
+
+def run_job(ctx: Context, job: str, argv: Sequence[str], *, interval: float = 0.25) -> JobRun:
+    """Run ``voxbeam.jobs.run_<job>`` in a child; sample its RSS and the server's meanwhile."""
+    server = ctx.server()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench._job", job, json.dumps(list(argv))],
+        cwd=str(ROOT),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    stderr_lines: list[str] = []
+    drain = threading.Thread(target=lambda: stderr_lines.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
+    drain.start()
+    mem = MemSampler([proc.pid], interval=interval)
+    smem = MemSampler([server.pid], interval=max(interval, 0.5))
+    scpu = CpuMeter([server.pid])
+    rss_ready = float("nan")
+    out: dict[str, Any] = {}
+    try:
+        line = proc.stdout.readline()
+        if not line.startswith("READY"):
+            proc.wait(30)
+            raise RuntimeError(f"bench._job did not start: {line!r} {''.join(stderr_lines)[-2000:]}")
+        rss_ready = float(line.split()[1])
+        scpu.start()
+        with mem, smem:
+            for line in proc.stdout:
+                if line.startswith("RESULT "):
+                    out = json.loads(line[len("RESULT ") :])
+            proc.wait()
+        scpu.stop()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    drain.join(5)
+    if proc.returncode != 0 or not out:
+        raise RuntimeError(f"bench._job {job} failed (exit {proc.returncode}): {''.join(stderr_lines)[-3000:]}")
+    return JobRun(
+        wall=float(out["wall"]),
+        cpu=float(out["cpu"]),
+        total_wall=time.monotonic() - t0,
+        rss_ready=rss_ready,
+        memory=mem,
+        server_memory=smem,
+        server_cpu=scpu,
+        out=out,
+    )
+
+
+def run_async(coro: Any) -> Any:
+    return asyncio.run(coro)
