@@ -320,7 +320,8 @@ def run_transcription(argv: Sequence[str] | None = None, *, show_progress: bool 
             raise UsageError("--captions", f"unknown caption format {c!r}; use srt, vtt or srt,vtt")
     if storage.emulator_host():
         storage.configure_beam_for_emulator()
-    options = TranscribeAudioOptions(argv)
+    # Beam sees only its own flags: ours are parsed above (and the key never reaches PipelineOptions).
+    options = PipelineOptions(rest)
     local = is_local(options)
     started = time.monotonic()
     sources = expand_input(args.input)
@@ -481,7 +482,7 @@ def run_synthesis(argv: Sequence[str] | None = None, *, show_progress: bool = Fa
         raise UsageError("--sample_rate", "must be between 8000 and 48000")
     if storage.emulator_host():
         storage.configure_beam_for_emulator()
-    options = SynthesizeTextOptions(argv)
+    options = PipelineOptions(rest)
     local = is_local(options)
     started = time.monotonic()
     records = read_text_records(args.input)
