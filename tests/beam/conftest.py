@@ -1,5 +1,6 @@
 """Fixtures for the Beam tests: a gcp-storage-emulator for gs:// paths."""
 
+import logging
 import os
 import uuid
 
@@ -11,6 +12,8 @@ def gcs_emulator():
     """An in-memory GCS emulator on a free port; STORAGE_EMULATOR_HOST points at it."""
     from gcp_storage_emulator.server import create_server
 
+    # The emulator warns on every download; that noise hides real log lines.
+    logging.getLogger("gcp_storage_emulator").setLevel(logging.ERROR)
     server = create_server("127.0.0.1", 0, in_memory=True)
     server.start()
     port = server._api._httpd.server_address[1]
