@@ -29,7 +29,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, _BeamArgumentParser
 
 from voxbeam.beam import progress, storage
-from voxbeam.beam._dofns import DEAD_LETTERS
+from voxbeam.beam._dofns import DEAD_LETTERS, close_worker_clients
 from voxbeam.beam.options import (
     API_KEY_ENV,
     Secret,
@@ -358,6 +358,8 @@ def run_transcription(argv: Sequence[str] | None = None, *, show_progress: bool 
         finally:
             if progress_id:
                 progress.unregister(progress_id)
+            if local:
+                close_worker_clients()
     _summarize(summary, args.output, run_id, TRANSCRIPTS)
     summary.wall_seconds = time.monotonic() - started
     return summary
@@ -519,6 +521,8 @@ def run_synthesis(argv: Sequence[str] | None = None, *, show_progress: bool = Fa
         finally:
             if progress_id:
                 progress.unregister(progress_id)
+            if local:
+                close_worker_clients()
     _summarize(summary, args.output, run_id, MANIFEST)
     summary.wall_seconds = time.monotonic() - started
     return summary
