@@ -250,6 +250,14 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(sorted({names.get(k, k.__name__) for k in kinds}))
 
 
+def _float(obj: dict[str, Any], name: str, default: float) -> float:
+    value = _field(obj, name, (int, float), default)
+    try:
+        return float(value)
+    except OverflowError:  # a JSON integer with hundreds of digits
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"'{name}' is out of range") from None
+
+
 def _b64(data: Any) -> bytes:
     if not isinstance(data, str):
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "'data' must be a base64 string")
@@ -324,9 +332,9 @@ def _parse_tts_init(obj: dict[str, Any]) -> TtsInit:
         language=_field(obj, "language", str),
         format=normalize_tts_format(_field(obj, "format", str, "wav")),
         sample_rate=rate,
-        speed=float(_field(obj, "speed", (int, float), 1.0)),
-        pitch=float(_field(obj, "pitch", (int, float), 0.0)),
-        volume=float(_field(obj, "volume", (int, float), 1.0)),
+        speed=_float(obj, "speed", 1.0),
+        pitch=_float(obj, "pitch", 0.0),
+        volume=_float(obj, "volume", 1.0),
         voice_config=voice_config,
     )
 
@@ -393,3 +401,11 @@ def parse_server_message(frame: str | bytes) -> ServerMessage:
 def error(code: ErrorCode, message: str, request_id: str | None = None) -> Error:
     return Error(error=message, code=code.value, request_id=request_id)
 
+
+def message_type(frame: str | bytes) -> str | None:
+    """The ``type`` of a frame that is a JSON object, else None (lets a server name the right error)."""
+    try:
+        kind: str = _load(frame)["type"]
+        return kind
+    except ProtocolError:
+        return None
