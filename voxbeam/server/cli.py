@@ -1,0 +1,141 @@
+"""``python -m voxbeam.server`` / ``voxbeam serve``: options, validation, run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from voxbeam.server.config import MIB, ServerConfig
+from voxbeam.server.logs import setup_logging
+
+API_KEY_ENV = "VOXNEXUS_API_KEY"
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0-65535, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or positive, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voxbeam serve",
+        description="Self-hosted VoxNexus-compatible speech server: /v1/stt/realtime (pocketsphinx) and "
+        "/v1/tts/realtime (eSpeak NG) over WebSocket, /healthz over HTTP.",
+    )
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    add("--port", type=_port, default=8765, help="TCP port; 0 picks a free one (default 8765)")
+    add(
+        "--api-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help=f"accepted API key (repeatable); also ${API_KEY_ENV}, comma-separated. Prefer the variable: "
+        "arguments are visible in the process list",
+    )
+    add("--no-auth", action="store_true", help="accept clients without a key (only on a trusted network)")
+    add("--workers", type=_positive_int, default=os.cpu_count() or 1, help="engine worker processes (default: cores)")
+    add(
+        "--decoders-per-worker",
+        type=_positive_int,
+        default=3,
+        help="pocketsphinx decoders per worker, ~90 MB each; lent per utterance. 1 disables partials (default 3)",
+    )
+    add("--max-sessions", type=_positive_int, default=64, help="open sessions before SERVER_BUSY (default 64)")
+    add(
+        "--max-sessions-per-key", type=_positive_int, default=None, help="open sessions per API key (default: no limit)"
+    )
+    add("--idle-timeout", type=_positive_float, default=60.0, help="seconds without a message before IDLE_TIMEOUT")
+    add(
+        "--max-message-size",
+        type=_positive_int,
+        default=MIB,
+        help="largest accepted message in bytes; bigger gets MESSAGE_TOO_LARGE and close 1009 (default 1 MiB)",
+    )
+    add("--max-text-chars", type=_positive_int, default=5000, help="characters per TTS utterance (default 5000)")
+    add("--max-utterance", type=_positive_float, default=30.0, help="seconds of speech before a forced endpoint")
+    add("--tls-cert", help="PEM certificate chain: serve wss://")
+    add("--tls-key", help="PEM private key for --tls-cert")
+    add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
+    add(
+        "--shutdown-grace",
+        type=_non_negative_float,
+        default=10.0,
+        help="seconds open sessions get to finish after SIGTERM before they are closed with 1001 (default 10)",
+    )
+    return parser
+
+
+def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
+    """Parse ``argv``; exits 2 with one line on stderr when the options are unusable."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    keys = [k.strip() for k in args.api_key if k.strip()]
+    keys += [k.strip() for k in os.environ.get(API_KEY_ENV, "").split(",") if k.strip()]
+    if not keys and not args.no_auth:
+        parser.exit(2, f"voxbeam serve: no API key configured: set ${API_KEY_ENV}, pass --api-key, or --no-auth\n")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.exit(2, "voxbeam serve: --tls-cert and --tls-key go together\n")
+    return ServerConfig(
+        host=args.host,
+        port=args.port,
+        api_keys=tuple(dict.fromkeys(keys)),
+        no_auth=args.no_auth,
+        workers=args.workers,
+        decoders_per_worker=args.decoders_per_worker,
+        max_sessions=args.max_sessions,
+        max_sessions_per_key=args.max_sessions_per_key,
+        idle_timeout=args.idle_timeout,
+        max_message_size=args.max_message_size,
+        max_text_chars=args.max_text_chars,
+        max_utterance_s=args.max_utterance,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        log_level=args.log_level,
+        shutdown_grace=args.shutdown_grace,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the server until SIGTERM/SIGINT; returns the process exit status."""
+    from voxbeam.server.app import run_server
+
+    try:
+        config = config_from_args(list(argv) if argv is not None else None)
+    except SystemExit as exc:  # --help, bad options, no key: argparse has printed why
+        return exc.code if isinstance(exc.code, int) else 2
+    setup_logging(config.log_level, config.api_keys)
+    try:
+        return asyncio.run(run_server(config))
+    except KeyboardInterrupt:  # a signal before the handlers were installed
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Server settings (one immutable object, built by the CLI or by tests)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 0
+    api_keys: tuple[str, ...] = field(default=(), repr=False)  # never in a repr or a log line
+    no_auth: bool = False
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    decoders_per_worker: int = 3
+    max_sessions: int = 64
+    max_sessions_per_key: int | None = None
+    idle_timeout: float = 60.0
+    max_message_size: int = MIB
+    max_text_chars: int = 5000
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    log_level: str = "INFO"
+    shutdown_grace: float = 10.0
+    # Unprocessed audio per STT session before the server stops reading its socket.
+    max_audio_in_flight: int = 2 * MIB
+    max_utterance_s: float = 30.0
+    # Sessions wait this long for a live worker while a dead one restarts.
+    worker_wait_s: float = 30.0
+
+    @property
+    def scheme(self) -> str:
+        return "wss" if self.tls_cert else "ws"

@@ -1,0 +1,1 @@
+"""Speech engines and the worker process that hosts them."""

@@ -1,0 +1,291 @@
+"""Server side of the engine workers: spawn, call, watch, restart.
+
+Each worker is a spawned process with a duplex Pipe. Two threads per worker keep the event
+loop free of blocking pipe I/O: a sender (a large ``send`` blocks while the worker is busy)
+and a reader that resolves asyncio futures. A reader that sees EOF means the worker died:
+its pending calls fail with ``WorkerDied``, its watchers are told, and it is restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import multiprocessing
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from voxbeam.server.engines.recognizer import RecognizerSettings
+from voxbeam.server.engines.worker import worker_main
+
+log = logging.getLogger("voxbeam.server.workers")
+
+
+class WorkerDied(Exception):
+    """The worker process ended while a call was in flight."""
+
+
+class WorkerCallError(Exception):
+    """The worker rejected a call; ``code`` is the protocol code for the client."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class WorkerUnavailable(Exception):
+    """No worker is alive to take a session."""
+
+
+class Worker:
+    """One worker process slot (restarts reuse the slot with a new process)."""
+
+    def __init__(
+        self,
+        slot: int,
+        settings: RecognizerSettings,
+        log_level: int,
+        loop: asyncio.AbstractEventLoop,
+        on_death: Callable[[Worker], None],
+    ) -> None:
+        self.slot = slot
+        self._settings = settings
+        self._log_level = log_level
+        self._loop = loop
+        self._on_death = on_death
+        self._ctx = multiprocessing.get_context("spawn")
+        self.process: Any = None
+        self.pid: int | None = None
+        self.alive = False
+        self.generation = 0
+        self.sessions = 0  # sessions pinned here (load balancing)
+        self.watchers: set[Callable[[], None]] = set()
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._numbers = itertools.count(1)
+        self._outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.ready: asyncio.Future[None] = loop.create_future()
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.slot} pid={self.pid} alive={self.alive} sessions={self.sessions}>"
+
+    @property
+    def load(self) -> int:
+        """Pinned sessions plus calls in flight (TTS calls are not pinned)."""
+        return self.sessions + len(self._pending)
+
+    def start(self) -> None:
+        self.generation += 1
+        self.ready = self._loop.create_future()
+        self._pending = {}
+        self._outbox = queue.SimpleQueue()
+        parent, child = self._ctx.Pipe(duplex=True)
+        proc = self._ctx.Process(
+            target=worker_main,
+            args=(child, self.slot, self._settings, self._log_level),
+            name=f"voxbeam-worker-{self.slot}",
+            daemon=True,
+        )
+        proc.start()
+        # Close our copy of the child's end, or its death would never show as EOF here.
+        child.close()
+        self.process = proc
+        self.pid = proc.pid
+        gen = self.generation
+        threading.Thread(target=self._read, args=(parent, gen), name=f"worker-{self.slot}-reader", daemon=True).start()
+        threading.Thread(
+            target=self._send, args=(parent, self._outbox), name=f"worker-{self.slot}-sender", daemon=True
+        ).start()
+
+    # -- threads ------------------------------------------------------------------------
+
+    def _send(self, conn: Any, outbox: queue.SimpleQueue[Any]) -> None:
+        while True:
+            msg = outbox.get()
+            try:
+                conn.send(msg)
+            except (OSError, ValueError):
+                return  # the reader sees the death
+            if msg is None:
+                return
+
+    def _read(self, conn: Any, gen: int) -> None:
+        try:
+            while True:
+                msg = conn.recv()
+                self._post(self._on_message, gen, msg)
+        except (EOFError, OSError):
+            pass
+        except Exception:  # an unpicklable reply must not leave the slot dead but "alive"
+            log.exception("worker %s: bad message", self.slot)
+        finally:
+            conn.close()
+            self._post(self._on_eof, gen)
+
+    def _post(self, fn: Callable[..., None], *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    # -- loop side ----------------------------------------------------------------------
+
+    def _on_message(self, gen: int, msg: Any) -> None:
+        if gen != self.generation:
+            return
+        kind = msg[0]
+        if kind == "ready":
+            self.alive = True
+            if not self.ready.done():
+                self.ready.set_result(None)
+            return
+        if kind == "failed":
+            if not self.ready.done():
+                self.ready.set_exception(RuntimeError(f"worker {self.slot} failed to load its engines: {msg[1]}"))
+            return
+        number, ok, payload = msg
+        fut = self._pending.pop(number, None)
+        if fut is None or fut.done():
+            return
+        if ok:
+            fut.set_result(payload)
+        else:
+            fut.set_exception(WorkerCallError(*payload))
+
+    def _on_eof(self, gen: int) -> None:
+        if gen != self.generation:
+            return
+        was_alive = self.alive
+        self.alive = False
+        pending, self._pending = self._pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(WorkerDied(f"worker {self.slot} (pid {self.pid}) died"))
+        if not self.ready.done():
+            self.ready.set_exception(RuntimeError(f"worker {self.slot} exited while loading its engines"))
+        watchers, self.watchers = self.watchers, set()
+        for watcher in watchers:
+            watcher()
+        if was_alive:
+            self._on_death(self)
+
+    def call(self, op: str, *args: Any) -> asyncio.Future[Any]:
+        """Send a request; the future resolves with the reply or fails with WorkerDied/WorkerCallError."""
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        if not self.alive:
+            fut.set_exception(WorkerDied(f"worker {self.slot} is not running"))
+            return fut
+        number = next(self._numbers)
+        self._pending[number] = fut
+        self._outbox.put((number, op, args))
+        return fut
+
+    def cast(self, op: str, *args: Any) -> None:
+        """Send a request without waiting for a reply."""
+        if self.alive:
+            self._outbox.put((None, op, args))
+
+    def stop(self, timeout: float) -> None:
+        """Ask the process to exit, then terminate or kill it (blocking; run in a thread)."""
+        self.alive = False
+        self.generation += 1  # its EOF is expected now, not a death
+        self._outbox.put(None)
+        proc = self.process
+        if proc is None:
+            return
+        proc.join(timeout)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(2)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(2)
+
+
+class WorkerPool:
+    """W worker processes; sessions are pinned to the least loaded live one."""
+
+    def __init__(self, count: int, settings: RecognizerSettings, log_level: int = logging.INFO) -> None:
+        self.count = count
+        self.settings = settings
+        self.log_level = log_level
+        self.workers: list[Worker] = []
+        self.restarts = 0
+        self._closing = False
+        self._restart_tasks: set[asyncio.Task[None]] = set()
+        self._changed: asyncio.Event | None = None
+
+    @property
+    def alive(self) -> int:
+        return sum(1 for w in self.workers if w.alive)
+
+    async def start(self, timeout: float = 120.0) -> None:
+        loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()
+        self.workers = [Worker(i, self.settings, self.log_level, loop, self._on_death) for i in range(self.count)]
+        for w in self.workers:
+            w.start()
+        async with asyncio.timeout(timeout):
+            await asyncio.gather(*(w.ready for w in self.workers))
+        log.info("%d workers ready (pids %s)", self.count, ", ".join(str(w.pid) for w in self.workers))
+
+    def pick(self) -> Worker:
+        live = [w for w in self.workers if w.alive]
+        if not live:
+            raise WorkerUnavailable("no engine worker is running")
+        return min(live, key=lambda w: w.load)
+
+    async def acquire(self, timeout: float) -> Worker:
+        """The least loaded live worker, waiting up to ``timeout`` while workers restart."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.pick()
+            except WorkerUnavailable:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closing or self._changed is None:
+                    raise
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await self._changed.wait()
+
+    def _on_death(self, worker: Worker) -> None:
+        code = worker.process.exitcode if worker.process is not None else None
+        log.error("worker %s (pid %s) died (exit code %s)", worker.slot, worker.pid, code)
+        if self._closing:
+            return
+        task = asyncio.get_running_loop().create_task(self._restart(worker))
+        self._restart_tasks.add(task)
+        task.add_done_callback(self._restart_tasks.discard)
+
+    async def _restart(self, worker: Worker) -> None:
+        delay = 0.0
+        while not self._closing:
+            if delay:
+                await asyncio.sleep(delay)
+            # Reap the dead process off the loop (join can take a moment).
+            if worker.process is not None:
+                await asyncio.to_thread(worker.process.join, 5)
+            worker.sessions = 0
+            worker.start()
+            try:
+                await worker.ready
+            except Exception as exc:
+                delay = min(30.0, max(1.0, delay * 2))  # a crash loop must not spin
+                log.error("worker %s restart failed: %s; retrying in %.0f s", worker.slot, exc, delay)
+                continue
+            self.restarts += 1
+            log.info("worker %s restarted (pid %s)", worker.slot, worker.pid)
+            if self._changed is not None:
+                self._changed.set()
+            return
+
+    async def close(self, timeout: float = 1.0) -> None:
+        """Stop every worker: ask, then terminate (queued work of closed sessions is moot)."""
+        self._closing = True
+        for task in list(self._restart_tasks):
+            task.cancel()
+        await asyncio.gather(*(asyncio.to_thread(w.stop, timeout) for w in self.workers))
