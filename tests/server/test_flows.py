@@ -1,0 +1,255 @@
+"""The spec's TTS and STT flows against the shared server, auth both ways, ping, /healthz."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.server import helpers as h
+from voxbeam import audio
+
+SENTENCE = "Please call me when you get home."
+
+
+def test_tts_spec_example_two_utterances_on_one_session(server):
+    async def main():
+        async with await h.connect_to(server, "tts", auth="token") as ws:
+            # The spec's init message, verbatim.
+            ready = await h.init(
+                ws,
+                voice_id="vl-xiaoxiao",
+                language="zh-CN",
+                format="wav",
+                sample_rate=16000,
+                speed=1.0,
+                pitch=0,
+                volume=1.0,
+                voice_config={"style": "cheerful", "role": "Girl", "degree": 0.5},
+            )
+            assert ready["type"] == "ready" and ready["request_id"].startswith("req_")
+            assert {k: ready[k] for k in ("voice_id", "language", "format", "sample_rate")} == {
+                "voice_id": "vl-xiaoxiao",
+                "language": "zh-CN",
+                "format": "wav",
+                "sample_rate": 16000,
+            }
+            first = await h.synthesize(ws, ["你好，", "世界。今天天气很好。"])
+            second = await h.synthesize(ws, ["Hello, this is a test message"])
+            return first, second
+
+    first, second = asyncio.run(main())
+    for wav in (first, second):
+        assert wav[:4] == b"RIFF" and wav[8:12] == b"WAVE"
+        # A correct header: RIFF size and data size match the bytes we got.
+        assert int.from_bytes(wav[4:8], "little") == len(wav) - 8
+        samples, facts = h.decode(wav)
+        assert facts["rate"] == 16000 and facts["codec"] == "pcm_s16le"
+        assert 0.5 < len(samples) / 16000 < 10
+        assert abs(samples.astype(float)).max() > 1000  # speech, not silence
+
+
+@pytest.mark.parametrize(
+    ("fmt", "rate", "container"),
+    [
+        ("wav", 24000, "wav"),
+        ("mp3", 22050, "mp3"),
+        ("flac", 8000, "flac"),
+        ("opus", 48000, "ogg"),
+        ("ogg", 16000, "ogg"),
+    ],
+)
+def test_tts_formats_decode_to_the_same_speech(server, fmt, rate, container):
+    async def main():
+        async with await h.connect_to(server, "tts") as ws:
+            ready = await h.init(ws, format=fmt, sample_rate=rate)
+            assert ready["type"] == "ready"
+            return ready, await h.synthesize(ws, [SENTENCE])
+
+    ready, data = asyncio.run(main())
+    assert ready["format"] == ("opus" if fmt == "ogg" else fmt)
+    reference = asyncio.run(h.tts_pcm(server, [SENTENCE], rate=16000))
+    samples, facts = h.decode(data)
+    assert facts["format"] == container
+    if fmt == "wav":
+        assert facts["rate"] == rate
+    # Same speech whatever the container: durations agree within encoder padding.
+    assert abs(len(samples) - len(reference) // 2) < 0.1 * 16000
+
+
+def test_tts_pcm_at_each_rate_is_raw_samples(server):
+    base = asyncio.run(h.tts_pcm(server, [SENTENCE], rate=16000))
+    for rate in (8000, 44100):
+        pcm = asyncio.run(h.tts_pcm(server, [SENTENCE], rate=rate))
+        assert len(pcm) % 2 == 0
+        assert abs(len(pcm) / 2 / rate - len(base) / 2 / 16000) < 0.05
+
+
+def test_stt_flow_partials_finals_words_flush_and_a_second_recognition_session(server):
+    speech = asyncio.run(h.tts_pcm(server, ["The weather is nice today. Please call me when you get home."]))
+
+    async def main():
+        async with await h.connect_to(server, "stt") as ws:
+            ready = await h.init(
+                ws,
+                language="en-US",
+                format="pcm",
+                sample_rate=16000,
+                enable_timestamps=True,
+                enable_language_detection=True,
+            )
+            assert ready == {
+                "type": "ready",
+                "request_id": ready["request_id"],
+                "language": "en-US",
+                "format": "pcm",
+                "sample_rate": 16000,
+            }
+            sessions = []
+            for _ in range(2):
+                sender = asyncio.create_task(h.send_audio(ws, h.silence(0.5) + speech + h.silence(0.5)))
+                msgs = await h._drain_while(ws, sender)
+                await h.send(ws, {"type": "command", "command": "flush"})
+                sessions.append(msgs + await h.until_flush_done(ws))
+            return ready, sessions
+
+    ready, (one, two) = asyncio.run(main())
+    assert one[-1] == {"type": "flush_done", "request_id": ready["request_id"]}
+    assert two[-1]["type"] == "flush_done" and two[-1]["request_id"] != ready["request_id"]
+    for msgs in (one, two):
+        rid = msgs[-1]["request_id"]
+        assert all(m["request_id"] == rid for m in msgs if m["type"] == "transcript")
+        partials = [m for m in msgs if m["type"] == "transcript" and not m["is_final"]]
+        finals = h.finals(msgs)
+        assert partials, "partial transcripts while audio arrives"
+        assert msgs.index(partials[0]) < msgs.index(finals[0])
+        assert finals and all(m["text"] for m in finals)
+        for f in finals:
+            assert 0.0 <= f["confidence"] <= 1.0
+            assert f["language"] == "en-US"
+            assert f["words"] and all(set(w) == {"word", "offset", "duration", "confidence"} for w in f["words"])
+            assert all(not w["word"].startswith(("<", "[")) and "(" not in w["word"] for w in f["words"])
+            assert f["words"][0]["offset"] == f["offset"]
+            ends = [w["offset"] + w["duration"] for w in f["words"]]
+            assert ends == sorted(ends) and f["offset"] + f["duration"] == ends[-1]
+        # Offsets count from the start of each recognition session: speech starts after 0.5 s of silence.
+        assert 300 <= finals[0]["offset"] <= 900, finals[0]
+        words = " ".join(f["text"] for f in finals).split()
+        assert {"weather", "nice", "today"} <= set(words), words
+
+
+def test_stt_words_only_with_timestamps_and_language_only_with_detection(server):
+    speech = asyncio.run(h.tts_pcm(server, ["Thank you very much for your help."]))
+    msgs = asyncio.run(h.transcribe(server, h.silence(0.3) + speech))
+    finals = h.finals(msgs)
+    assert finals and all("words" not in f and "language" not in f for f in finals)
+    assert all("confidence" in f for f in finals)
+
+
+def test_stt_resamples_other_rates(server):
+    for rate in (8000, 44100):
+        speech = asyncio.run(h.tts_pcm(server, ["The weather is nice today."], rate=rate))
+        msgs = asyncio.run(h.transcribe(server, h.silence(0.3, rate) + speech + h.silence(0.3, rate), rate=rate))
+        text = " ".join(f["text"] for f in h.finals(msgs))
+        assert "weather" in text or "today" in text, (rate, text)
+        # Offsets are in ms whatever the input rate.
+        assert 100 <= h.finals(msgs)[0]["offset"] <= 700
+
+
+@pytest.mark.parametrize("service", ["stt", "tts"])
+@pytest.mark.parametrize("auth", ["header", "token"])
+def test_both_auth_methods_work(server, service, auth):
+    async def main():
+        async with await h.connect_to(server, service, auth=auth) as ws:
+            await h.ping_ok(ws)
+            ready = await h.init(ws)
+            assert ready["type"] == "ready"
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("service", ["stt", "tts"])
+@pytest.mark.parametrize(("auth", "key"), [(None, None), ("header", "wrong"), ("token", "wrong"), ("token", "")])
+def test_bad_or_missing_key_is_unauthorized_and_closed_1008(server, service, auth, key):
+    before = server.health()
+
+    async def main():
+        async with await h.connect_to(server, service, auth=auth, key=key) as ws:
+            msg = await h.expect_error(ws, "UNAUTHORIZED")
+            assert "request_id" not in msg
+            assert await h.closed_with(ws) == 1008
+
+    asyncio.run(main())
+    after = server.health()
+    assert after["rejected_unauthorized"] == before["rejected_unauthorized"] + 1
+    assert after["sessions"] == before["sessions"]  # never admitted
+
+
+def test_ping_pong_before_and_after_init(server):
+    async def main():
+        for service in ("stt", "tts"):
+            async with await h.connect_to(server, service) as ws:
+                await h.ping_ok(ws)
+                assert (await h.init(ws))["type"] == "ready"
+                await h.ping_ok(ws)
+
+    asyncio.run(main())
+
+
+def test_healthz_counts_sessions(server):
+    before = server.health()
+    assert before["status"] == "ok"
+    assert before["workers"] == 2 and before["workers_alive"] == 2
+    assert before["capacity"] == 64
+
+    async def main():
+        conns = [await h.connect_to(server, s) for s in ("stt", "stt", "tts")]
+        for ws in conns:
+            assert (await h.init(ws))["type"] == "ready"
+        during = server.health()
+        for ws in conns:
+            await ws.close()
+        return during
+
+    during = asyncio.run(main())
+    assert during["sessions"] == before["sessions"] + 3
+    assert during["stt_sessions"] == before["stt_sessions"] + 2
+    assert during["tts_sessions"] == before["tts_sessions"] + 1
+    assert during["connections_total"] == before["connections_total"] + 3
+    assert during["peak_sessions"] >= 3
+    for _ in range(50):
+        after = server.health()
+        if after["sessions"] == before["sessions"]:
+            break
+        asyncio.run(asyncio.sleep(0.05))
+    assert after["sessions"] == before["sessions"]
+
+
+def test_streaming_stt_counts_sessions_with_audio_in_flight(server):
+    async def main():
+        async with await h.connect_to(server, "stt") as a, await h.connect_to(server, "stt") as b:
+            for ws in (a, b):
+                await h.init(ws)
+                await h.send(ws, h.audio_msg(h.silence(0.2)))
+            await asyncio.sleep(0.3)
+            during = server.health()
+            for ws in (a, b):
+                await h.send(ws, {"type": "command", "command": "flush"})
+                await h.until_flush_done(ws)
+            return during, server.health()
+
+    during, after = asyncio.run(main())
+    assert during["streaming_stt"] >= 2 and during["peak_streaming_stt"] >= 2
+    assert after["streaming_stt"] == during["streaming_stt"] - 2
+
+
+def test_unknown_path_is_404_and_wav_is_not_silence(server):
+    import urllib.error
+    import urllib.request
+
+    http = server.url.replace("ws://", "http://")
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(http + "/v1/nope", timeout=5)
+    assert info.value.code == 404
+    pcm = asyncio.run(h.tts_pcm(server, ["Hello."], rate=16000))
+    assert audio.duration_ms(audio.encode(pcm, 16000, "wav")) > 200

@@ -1,0 +1,188 @@
+"""Bad input: 10,000 seeded random frames at both endpoints, and Hypothesis on the init mapping.
+
+The server must answer every frame with a well-formed message (an error code when the
+frame is bad) or a close code, never crash, never report INTERNAL_ERROR, never lose a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import random
+import string
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.server import helpers as h
+from voxbeam import protocol as p
+from voxbeam.server import voices
+
+FRAMES = 10_000
+CONNECTIONS = 20
+KNOWN_CODES = {c.value for c in p.ErrorCode} - {"INTERNAL_ERROR", "UNAUTHORIZED", "SERVER_BUSY"}
+TYPES = ["init", "audio", "text", "command", "ping", "pong", "ready", "transcript", "flush", "", "INIT", None, 7]
+FIELDS = [
+    "type",
+    "data",
+    "text",
+    "is_final",
+    "command",
+    "language",
+    "format",
+    "sample_rate",
+    "voice_id",
+    "speed",
+    "pitch",
+    "volume",
+    "voice_config",
+    "enable_timestamps",
+    "enable_language_detection",
+    "request_id",
+    "x",
+]
+
+
+def _value(rng: random.Random, depth: int = 0):
+    roll = rng.random()
+    if roll < 0.15:
+        return rng.choice([None, True, False, 0, -1, 1, 16000, 8000, 48000, 10**30, -(10**400), 1e308, 0.5, 2.5])
+    if roll < 0.25:
+        return rng.choice([float("nan"), float("inf"), -float("inf"), 10**400])
+    if roll < 0.5:
+        return rng.choice(["en-US", "zh-CN", "pcm", "wav", "opus", "flush", "vl-jenny", "vl-x", "cheerful", "Girl", ""])
+    if roll < 0.7:
+        return "".join(rng.choice(string.printable + "éü漢字🙂") for _ in range(rng.randint(0, 30)))
+    if roll < 0.85:
+        return base64.b64encode(rng.randbytes(rng.randint(0, 48))).decode()
+    if depth < 3 and roll < 0.93:
+        return [_value(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    if depth < 3:
+        return {rng.choice(FIELDS): _value(rng, depth + 1) for _ in range(rng.randint(0, 3))}
+    return rng.random()
+
+
+def random_frame(rng: random.Random, service: str) -> str | bytes:
+    roll = rng.random()
+    if roll < 0.08:
+        return rng.randbytes(rng.randint(0, 100))  # binary frame
+    if roll < 0.16:
+        return "".join(rng.choice(string.printable) for _ in range(rng.randint(0, 60)))  # not JSON
+    if roll < 0.22:
+        return json.dumps(_value(rng))  # JSON, not an object
+    if roll < 0.25:
+        return "[" * rng.randint(1, 5000)  # deep nesting
+    if roll < 0.65:
+        obj = {rng.choice(FIELDS): _value(rng) for _ in range(rng.randint(0, 5))}
+        obj["type"] = rng.choice(TYPES)
+        return json.dumps(obj)
+    # Nearly valid messages, so the fuzz also reaches initialized sessions' code paths.
+    if service == "stt":
+        choice = rng.choice(["audio", "audio", "audio", "flush", "init", "ping"])
+        if choice == "audio":
+            return json.dumps({"type": "audio", "data": base64.b64encode(rng.randbytes(rng.randint(0, 64))).decode()})
+        if choice == "flush":
+            return json.dumps({"type": "command", "command": "flush"})
+        if choice == "init":
+            return json.dumps({"type": "init", "sample_rate": rng.choice([8000, 16000, 22050, 44100, 3, 10**9])})
+        return json.dumps({"type": "ping", "extra": _value(rng)})
+    choice = rng.choice(["text", "text", "text", "init", "ping"])
+    if choice == "text":
+        words = " ".join(rng.choice(["hello", "world", "a", ".", "漢字", "\u0000", "<b>", "&amp;"]) for _ in range(4))
+        return json.dumps({"type": "text", "text": words, "is_final": rng.random() < 0.3})
+    if choice == "init":
+        return json.dumps(
+            {
+                "type": "init",
+                "format": rng.choice(["wav", "pcm", "mp3", "flac", "opus", "ogg", "aac"]),
+                "sample_rate": rng.choice([8000, 16000, 44100, 7999]),
+                "speed": rng.choice([0.5, 1, 2, 3]),
+                "voice_config": rng.choice([None, {"style": "sad", "degree": 0.5}, {"role": "Boy"}, {"style": 3}]),
+            }
+        )
+    return json.dumps({"type": "ping"})
+
+
+def _is_ping(frame: str | bytes) -> bool:
+    if p.message_type(frame) != "ping":
+        return False
+    try:
+        return isinstance(p.parse_client_message(frame, "stt"), p.Ping)
+    except p.ProtocolError:
+        return False
+
+
+async def fuzz_connection(server, service: str, seed: int, count: int) -> list[dict]:
+    rng = random.Random(seed)
+    frames = [random_frame(rng, service) for _ in range(count)]
+    pings = sum(1 for f in frames if _is_ping(f)) + 1
+    received: list[dict] = []
+    async with await h.connect_to(server, service) as ws:
+        if seed % 2:  # half the connections start initialized
+            assert (await h.init(ws, **({"format": "pcm"} if service == "tts" else {})))["type"] == "ready"
+
+        async def reader() -> None:
+            pongs = 0
+            while pongs < pings:
+                msg = await h.recv(ws, 120)
+                received.append(msg)
+                pongs += msg["type"] == "pong"
+
+        task = asyncio.create_task(reader())
+        for frame in frames:
+            await ws.send(frame)
+        await h.send(ws, {"type": "ping"})  # the last pong proves the session is alive after it all
+        await task
+    return received
+
+
+def test_ten_thousand_random_frames(server):
+    before = server.health()
+    pids_before = {w.pid for w in h.worker_processes(server.pid)}
+
+    async def main():
+        per = FRAMES // CONNECTIONS
+        jobs = [fuzz_connection(server, ("stt", "tts")[i % 2], i, per) for i in range(CONNECTIONS)]
+        return await asyncio.gather(*jobs)
+
+    results = asyncio.run(main())
+    seen: set[str] = set()
+    for received in results:
+        for msg in received:
+            # Every reply is a well-formed server message ...
+            parsed = p.parse_server_message(json.dumps(msg))
+            if isinstance(parsed, p.Error):
+                # ... and every error is one of the documented, non-internal codes.
+                assert parsed.code in KNOWN_CODES, msg
+                assert set(msg) <= {"type", "error", "code", "request_id"}
+                seen.add(parsed.code)
+    assert {"INVALID_MESSAGE", "NOT_INITIALIZED"} <= seen
+    after = server.health()
+    assert after["workers_alive"] == 2 and after["worker_restarts"] == before["worker_restarts"]
+    assert {w.pid for w in h.worker_processes(server.pid)} == pids_before
+    assert "INTERNAL_ERROR" not in after["errors"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    speed=st.floats(allow_nan=True),
+    pitch=st.floats(allow_nan=True),
+    volume=st.floats(allow_nan=True),
+    voice_config=st.one_of(
+        st.none(),
+        st.dictionaries(
+            st.sampled_from(["style", "role", "degree", "other"]),
+            st.one_of(st.sampled_from(list(voices.STYLES) + list(voices.ROLES)), st.floats(), st.text(max_size=5)),
+        ),
+    ),
+)
+def test_prosody_mapping_is_in_engine_range_or_a_clean_error(speed, pitch, volume, voice_config):
+    init = p.TtsInit(speed=speed, pitch=pitch, volume=volume, voice_config=voice_config)
+    try:
+        prosody = voices.prosody_for(init, voices.DEFAULT_VOICE)
+    except p.ProtocolError as exc:
+        assert exc.code is p.ErrorCode.INVALID_MESSAGE and exc.message
+        return
+    assert voices.MIN_WPM <= prosody.rate <= voices.MAX_WPM
+    assert 0 <= prosody.pitch <= 100 and 0 <= prosody.range <= 100 and 0 <= prosody.volume <= 200

@@ -1,0 +1,217 @@
+"""A small dedicated server (wss, 1 worker, 2 sessions, 1 per key, 2 s idle): limits and faults.
+
+The tests run in file order on one server: TLS, SERVER_BUSY, IDLE_TIMEOUT, a killed worker,
+restart on the same port, and last a graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import ipaddress
+import time
+
+import psutil
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from tests.server import helpers as h
+from voxbeam.server.launcher import LocalServer
+
+IDLE = 2.0
+GRACE = 4.0
+KEYS = ["key-one-" + "a" * 20, "key-two-" + "b" * 20, "key-three-" + "c" * 20]
+
+
+def _self_signed(tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return str(cert_path), str(key_path)
+
+
+class Keyed:
+    """The small server seen with one particular key (helpers read ``url`` and ``api_key``)."""
+
+    def __init__(self, srv: LocalServer, key: str) -> None:
+        self.url = srv.url
+        self.api_key = key
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("small")
+    cert, key = _self_signed(tmp)
+    srv = LocalServer(
+        api_keys=KEYS,
+        workers=1,
+        max_sessions=2,
+        log_path=str(tmp / "server.log"),
+        extra_args=[
+            "--max-sessions-per-key",
+            "1",
+            "--idle-timeout",
+            str(IDLE),
+            "--shutdown-grace",
+            str(GRACE),
+            "--decoders-per-worker",
+            "1",
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+        ],
+    )
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_tls_and_the_key_stays_out_of_argv_and_repr(small):
+    assert small.url.startswith("wss://127.0.0.1:")
+    cmdline = " ".join(psutil.Process(small.pid).cmdline())
+    assert all(k not in cmdline for k in KEYS)
+    assert all(k not in repr(small) for k in KEYS)
+
+    async def main():
+        async with await h.connect_to(Keyed(small, KEYS[0]), "tts", auth="token") as ws:
+            assert (await h.init(ws, format="pcm"))["type"] == "ready"
+            assert len(await h.synthesize(ws, ["Secure."])) > 1000
+
+    asyncio.run(main())
+
+
+def test_server_busy_past_capacity_and_per_key(small):
+    async def main():
+        one = await h.connect_to(Keyed(small, KEYS[0]), "stt")
+        await h.ping_ok(one)
+        # Same key again: that key's limit (1).
+        async with await h.connect_to(Keyed(small, KEYS[0]), "tts") as again:
+            await h.expect_error(again, "SERVER_BUSY")
+            assert await h.closed_with(again) == 1013
+        two = await h.connect_to(Keyed(small, KEYS[1]), "tts")
+        await h.ping_ok(two)
+        # A third key: the server's limit (2).
+        async with await h.connect_to(Keyed(small, KEYS[2]), "stt") as third:
+            await h.expect_error(third, "SERVER_BUSY")
+            assert await h.closed_with(third) == 1013
+        await one.close()
+        await two.close()
+        await asyncio.sleep(0.2)
+        async with await h.connect_to(Keyed(small, KEYS[2]), "stt") as later:
+            assert (await h.init(later))["type"] == "ready"
+
+    asyncio.run(main())
+    health = small.health()
+    assert health["rejected_busy"] >= 2 and health["capacity"] == 2
+
+
+def test_idle_session_is_told_and_closed_but_pinging_keeps_it(small):
+    async def main():
+        quiet = await h.connect_to(Keyed(small, KEYS[0]), "stt")
+        busy = await h.connect_to(Keyed(small, KEYS[1]), "tts")
+        await h.init(quiet)
+        started = time.monotonic()
+        for _ in range(4):  # 3 s of pings, past the 2 s idle timeout
+            await asyncio.sleep(0.75)
+            await h.ping_ok(busy)
+        await h.expect_error(quiet, "IDLE_TIMEOUT")
+        assert await h.closed_with(quiet) == 1000
+        assert IDLE - 0.5 < time.monotonic() - started < IDLE + 2.5
+        assert (await h.init(busy))["type"] == "ready"
+        await busy.close()
+
+    asyncio.run(main())
+
+
+def test_a_killed_worker_fails_its_sessions_and_is_restarted(small):
+    before = small.health()
+    speech = asyncio.run(h.tts_pcm(Keyed(small, KEYS[0]), ["Thank you very much for your help."]))
+
+    async def main():
+        async with await h.connect_to(Keyed(small, KEYS[0]), "stt") as ws:
+            await h.init(ws)
+            await h.send_audio(ws, h.silence(0.3) + speech[: len(speech) // 2])
+            [worker] = h.worker_processes(small.pid)
+            assert worker.pid == before["worker_pids"][0]
+            worker.kill()
+            msg = await h.expect_error(ws, "INTERNAL_ERROR")
+            assert msg["request_id"].startswith("req_")
+            assert await h.closed_with(ws) == 1011
+
+    asyncio.run(main())
+    for _ in range(100):
+        health = small.health()
+        if health["workers_alive"] == 1:
+            break
+        time.sleep(0.1)
+    assert health["workers_alive"] == 1
+    assert health["worker_restarts"] == before["worker_restarts"] + 1
+    assert health["worker_pids"] != before["worker_pids"]
+    assert len(h.worker_processes(small.pid)) == 1  # the dead one is reaped, not leaked
+    msgs = asyncio.run(h.transcribe(Keyed(small, KEYS[0]), h.silence(0.3) + speech + h.silence(0.3)))
+    assert h.finals(msgs), "a new session works on the restarted worker"
+
+
+def test_restart_on_the_same_port(small):
+    port = small.port
+    small.restart()
+    assert small.port == port and small.health()["status"] == "ok"
+
+
+def test_graceful_shutdown_lets_sessions_finish_then_closes_1001(small):
+    speech = asyncio.run(h.tts_pcm(Keyed(small, KEYS[0]), ["Please send the report by Friday."]))
+    pid = small.pid
+
+    async def main():
+        ws = await h.connect_to(Keyed(small, KEYS[0]), "stt")
+        await h.init(ws)
+        asked = time.monotonic()
+        stopping = asyncio.create_task(asyncio.to_thread(small.stop))
+        await asyncio.sleep(0.5)
+        # Shutting down: no new connections ...
+        with pytest.raises(OSError):
+            await h.connect_to(Keyed(small, KEYS[1]), "tts")
+        # ... but the open session still gets its work done within the grace period.
+        await h.send_audio(ws, h.silence(0.3) + speech + h.silence(0.3))
+        await h.send(ws, {"type": "command", "command": "flush"})
+        msgs = await h.until_flush_done(ws)
+        # Keep the session busy (pings beat the 2 s idle timeout) until the grace period ends.
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await h.ping_ok(ws)
+                await asyncio.sleep(0.3)
+        await stopping
+        return msgs, ws.close_code, time.monotonic() - asked
+
+    msgs, code, waited = asyncio.run(main())
+    assert h.finals(msgs)
+    assert code == 1001
+    assert GRACE - 0.5 < waited < GRACE + 3
+    assert small.returncode == 0
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
