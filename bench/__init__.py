@@ -19,3 +19,6 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "longfile": ("bench.longfile", "pipeline memory over time on a long file (2 hours in full mode)"),
     "client": ("bench.client_bench", "the client engineer's benchmarks (bench/client_bench.py), when present"),
 }
+# Left out of a bare ``--quick`` run (name them to run them): client_bench's quick mode streams
+# 15 minutes of audio, which alone takes longer than the two minutes --quick is for.
+NOT_IN_QUICK = {"client"}

@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 
-from bench import BENCHMARKS
+from bench import BENCHMARKS, NOT_IN_QUICK
 from bench._common import DEFAULT_RESULTS, Ratio, Result, log, machine_info, write_json
 from bench._context import Context
 
@@ -136,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}", file=sys.stderr)
         return 2
-    names = args.names or list(BENCHMARKS)
+    names = args.names or [n for n in BENCHMARKS if not (args.quick and n in NOT_IN_QUICK)]
+    if args.quick and not args.names:
+        log(f"--quick leaves out {', '.join(sorted(NOT_IN_QUICK))} (name it to run it)")
     results_dir: Path = args.results_dir.resolve()
     results_dir.mkdir(parents=True, exist_ok=True)
     ctx = Context(quick=args.quick, results_dir=results_dir)

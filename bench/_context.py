@@ -51,7 +51,7 @@ class Context:
 
             log(f"starting LocalServer with {self.workers} workers")
             server = LocalServer(
-                workers=self.workers, max_sessions=MAX_SESSIONS, log_path=str(self.workdir / "server.log")
+                workers=self.workers, max_sessions=MAX_SESSIONS, log_path=str(self.results_dir / "server.log")
             )
             server.start()
             self._server = server
@@ -62,6 +62,24 @@ class Context:
 
     def health(self) -> dict[str, Any]:
         return dict(self.server().health())
+
+    def wait_idle(self, timeout: float = 180.0, busy_cores: float = 0.15) -> float:
+        """Wait until the server's processes use under ``busy_cores`` of CPU for a second.
+
+        Work a client abandoned (a timed-out request) can still be queued on the workers; the
+        next measurement must not pay for it. Returns the seconds waited.
+        """
+        server = self.server()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            meter = CpuMeter([server.pid]).start()
+            time.sleep(1.0)
+            if meter.stop() < busy_cores * meter.wall:
+                break
+        waited = time.monotonic() - t0
+        if waited > 2.5:
+            log(f"waited {waited:.0f} s for the server to go idle")
+        return waited
 
     def close(self) -> None:
         if self._server is not None:
@@ -103,6 +121,7 @@ class JobRun:
 def run_job(ctx: Context, job: str, argv: Sequence[str], *, interval: float = 0.25) -> JobRun:
     """Run ``voxbeam.jobs.run_<job>`` in a child; sample its RSS and the server's meanwhile."""
     server = ctx.server()
+    ctx.wait_idle()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     t0 = time.monotonic()

@@ -52,6 +52,18 @@ SENTENCES = (
     "Please turn off the lights when you leave.",
 )
 
+# Short utterances (about a second) for quick mode, where many sessions need a file each.
+SHORT = (
+    "Thank you.",
+    "Good morning.",
+    "See you soon.",
+    "Please sit down.",
+    "Turn it off.",
+    "Call me later.",
+    "It is cold today.",
+    "Open the door.",
+)
+
 _SYNTH_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _ESPEAK_RATE = 1
@@ -166,13 +178,20 @@ def utterance(sentences: list[str], pause: float = 0.4) -> bytes:
     return b"".join(parts)
 
 
-def make_files(directory: Path, count: int, sentences_per_file: int = 2, prefix: str = "f") -> list[AudioFile]:
-    """``count`` WAV files of ``sentences_per_file`` sentences each, cycling through SENTENCES."""
+def make_files(
+    directory: Path,
+    count: int,
+    sentences_per_file: int = 2,
+    prefix: str = "f",
+    sentences: tuple[str, ...] = SENTENCES,
+    pause: float = 0.4,
+) -> list[AudioFile]:
+    """``count`` WAV files of ``sentences_per_file`` sentences each, cycling through ``sentences``."""
     directory.mkdir(parents=True, exist_ok=True)
     files = []
     for i in range(count):
-        chosen = [SENTENCES[(i * sentences_per_file + j) % len(SENTENCES)] for j in range(sentences_per_file)]
-        pcm = utterance(chosen)
+        chosen = [sentences[(i * sentences_per_file + j) % len(sentences)] for j in range(sentences_per_file)]
+        pcm = utterance(chosen, pause)
         path = directory / f"{prefix}{i:05d}.wav"
         write_wav(path, pcm)
         files.append(AudioFile(str(path), len(pcm) / 2 / STT_RATE, " ".join(chosen)))

@@ -1,0 +1,339 @@
+"""Server STT: throughput at 1/2/8/32 concurrent sessions against pocketsphinx called directly
+(baseline 1) with the same number of processes and the same number of files in flight; client
+and server CPU; real-time factor per file; flush latency after 10 s of audio; server memory with
+64 sessions open at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bench import baselines, corpus
+from bench._common import CpuMeter, MemSampler, Result, finite, log, median, percentile, ratio
+from bench._context import Context
+
+NAME = "stt"
+TARGET_THROUGHPUT = 0.85
+TARGET_CLIENT_CPU = 0.02
+TARGET_FLUSH_P95_MS = 250.0
+TARGET_MEMORY_64_GIB = 1.5
+
+
+@dataclass
+class ClientRun:
+    wall: float
+    client_cpu: float
+    server_cpu: float
+    units: float
+    outputs: list[str]
+    file_walls: list[float]
+    stats: dict[str, int]
+    server_peak_rss: float
+
+
+async def _transcribe_all(cfg: Any, pcms: Sequence[bytes], concurrency: int, server_pid: int) -> ClientRun:
+    """Transcribe every PCM with ``concurrency`` requests in flight on one SpeechClient."""
+    from voxbeam.client import SpeechClient
+
+    outputs: list[str] = [""] * len(pcms)
+    walls: list[float] = [0.0] * len(pcms)
+    async with SpeechClient(cfg) as client:
+        # Warm-up: open the sessions the run will use, so both sides start with engines loaded.
+        await asyncio.gather(*(client.transcribe(corpus.silence(0.3)) for _ in range(concurrency)))
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(len(pcms)):
+            queue.put_nowait(i)
+
+        async def worker() -> None:
+            while not queue.empty():
+                i = queue.get_nowait()
+                t0 = time.monotonic()
+                result = await client.transcribe(pcms[i], sample_rate=corpus.STT_RATE, timestamps=True)
+                walls[i] = time.monotonic() - t0
+                outputs[i] = result.text
+
+        meter = CpuMeter([server_pid]).start()
+        with MemSampler([server_pid], interval=0.5) as mem:
+            c0, t0 = time.process_time(), time.monotonic()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            wall, client_cpu = time.monotonic() - t0, time.process_time() - c0
+        server_cpu = meter.stop()
+        stats = client.stats()
+    return ClientRun(
+        wall=wall,
+        client_cpu=client_cpu,
+        server_cpu=server_cpu,
+        units=sum(len(p) for p in pcms) / 2 / corpus.STT_RATE,
+        outputs=outputs,
+        file_walls=walls,
+        stats=stats,
+        server_peak_rss=mem.peak_rss,
+    )
+
+
+# The server-alone runs measure the server's throughput, not the client's give-up policy: on a
+# loaded shared machine a 32-session backlog can keep a session silent past the default 30 s.
+PATIENT = {"ready": 60.0, "result": 120.0}
+
+
+def server_run(ctx: Context, pcms: Sequence[bytes], concurrency: int) -> ClientRun:
+    from voxbeam.client import Timeouts
+
+    server = ctx.server()
+    ctx.wait_idle()
+    config = ctx.client_config(pool_size=concurrency, timeouts=Timeouts(**PATIENT))
+    return asyncio.run(_transcribe_all(config, pcms, concurrency, server.pid))
+
+
+def levels(quick: bool) -> dict[int, int]:
+    """Concurrent sessions -> files transcribed at that level (at least one file per session)."""
+    return {1: 2, 2: 2, 8: 8, 32: 32} if quick else {1: 8, 2: 12, 8: 32, 32: 96}
+
+
+def run(ctx: Context) -> Result:
+    res = Result(NAME, ctx.quick)
+    ctx.server()
+    procs = ctx.server_workers or ctx.workers
+    plan = levels(ctx.quick)
+    reps = 1 if ctx.quick else 2
+    # Quick mode: one short phrase per file (about 1.3 s); full mode: two sentences (about 4.5 s).
+    sentences = 1 if ctx.quick else 2
+    material = corpus.SHORT if ctx.quick else corpus.SENTENCES
+    pause = 0.25 if ctx.quick else 0.4
+    files = corpus.make_files(ctx.workdir / "stt", max(plan.values()), sentences, "stt", material, pause)
+    pcms = [corpus.read_wav(f.path) for f in files]
+    res.config = {
+        "server_workers": procs,
+        "baseline_processes": procs,
+        "levels": {str(k): v for k, v in plan.items()},
+        "sentences_per_file": sentences,
+        "mean_file_seconds": round(sum(f.seconds for f in files) / len(files), 3),
+        "repeats": reps,
+    }
+    res.notes.append(
+        f"SpeechClient timeouts in these runs: {PATIENT} (defaults: ready 10 s, result 30 s), so that a backlog on "
+        "a loaded machine is measured as slow rather than as failed; retries made are counted per level."
+    )
+    res.notes.append(
+        "Baseline 1 at c sessions: pocketsphinx in a pool of as many processes as the server has workers, "
+        "with at most c files in flight (one session streams to one worker at a time, so at c=1 neither side "
+        "can use more than one process). The ratio against the full pool (every process busy) is listed too."
+    )
+    measured: dict[int, tuple[float, float, ClientRun]] = {}
+    client_cpu = server_cpu = 0.0
+    with baselines.EnginePool("stt", procs) as pool:
+        for c, n in plan.items():
+            subset, paths = pcms[:n], [f.path for f in files[:n]]
+            base_t: list[float] = []
+            serv_t: list[float] = []
+            base_rtf: list[float] = []
+            last: ClientRun | None = None
+            for _ in range(reps):
+                b = pool.run(paths, in_flight=min(c, procs))
+                base_t.append(b.units / b.wall)
+                base_rtf += [w / u for w, u in zip(b.task_walls, b.task_units, strict=True)]
+                if c == max(plan):
+                    res.measure("baseline1_wer", corpus.wer([f.text for f in files[:n]], b.outputs), "WER", "")
+                log(f"stt c={c}: baseline {base_t[-1]:.2f} audio s/s")
+                try:
+                    last = server_run(ctx, subset, c)
+                except Exception as exc:  # a failed level is reported, the others still run
+                    res.errors.append(f"server at {c} sessions failed: {type(exc).__name__}: {exc}")
+                    log(f"stt c={c}: server FAILED: {exc!r}")
+                    break
+                serv_t.append(last.units / last.wall)
+                log(f"stt c={c}: server {serv_t[-1]:.2f} audio s/s")
+                client_cpu += last.client_cpu
+                server_cpu += last.server_cpu
+            bt = median(base_t)
+            res.measure(
+                f"baseline1_c{c}_audio_s_per_s", bt, "audio s / s", f"baseline 1, {min(c, procs)} files in flight"
+            )
+            res.measure(f"baseline1_c{c}_rtf_median", median(base_rtf), "x", "baseline 1 wall / audio per file")
+            if last is None or not serv_t:
+                continue
+            st = median(serv_t)
+            measured[c] = (st, bt, last)
+            res.measure(f"server_c{c}_audio_s_per_s", st, "audio s / s", f"server, {c} sessions, {n} files")
+            res.measure(
+                f"server_c{c}_audio_s_per_server_cpu_s",
+                last.units / last.server_cpu if last.server_cpu else math.nan,
+                "audio s / CPU s",
+                f"server efficiency at {c} sessions (server process tree CPU)",
+            )
+            rtf = [w / (len(p) / 2 / corpus.STT_RATE) for w, p in zip(last.file_walls, subset, strict=True)]
+            res.measure(f"server_c{c}_rtf_median", median(rtf), "x", f"wall / audio per file at {c} sessions")
+            res.measure(f"server_c{c}_rtf_p95", percentile(rtf, 95), "x", f"p95 wall / audio per file at {c} sessions")
+            res.measure(f"server_c{c}_peak_rss_mib", last.server_peak_rss / 2**20, "MiB", f"server RSS at {c} sessions")
+            res.measure(f"server_c{c}_client_retries", float(last.stats.get("retries", 0)), "retries", "client retries")
+            res.measure(
+                f"baseline1_c{c}_audio_s_per_cpu_s", b.units / b.cpu, "audio s / CPU s", "baseline 1 efficiency"
+            )
+            res.compare(
+                f"cpu_efficiency_c{c}",
+                f"server audio s per CPU s (whole server tree) vs baseline 1 at {c} sessions",
+                ratio(res.value(f"server_c{c}_audio_s_per_server_cpu_s"), b.units / b.cpu),
+                None,
+                subject=f"server_c{c}_audio_s_per_server_cpu_s",
+                baseline=f"baseline1_c{c}_audio_s_per_cpu_s",
+                note="less sensitive to other load than wall-clock throughput",
+            )
+            res.compare(
+                f"throughput_c{c}",
+                f"server STT throughput at {c} sessions vs baseline 1 ({min(c, procs)} in flight, {procs} processes)",
+                ratio(st, bt),
+                TARGET_THROUGHPUT,
+                subject=f"server_c{c}_audio_s_per_s",
+                baseline=f"baseline1_c{c}_audio_s_per_s",
+            )
+    full = res.value(f"baseline1_c{max(plan)}_audio_s_per_s")  # c >= processes: every process busy
+    curves: dict[str, list[float]] = {"sessions": [], "server": [], "baseline": [], "baseline_full_pool": []}
+    for c, (st, bt, _) in measured.items():
+        res.compare(
+            f"throughput_c{c}_vs_full_pool",
+            f"server STT throughput at {c} sessions vs baseline 1 with every process busy",
+            ratio(st, full),
+            None,
+            subject=f"server_c{c}_audio_s_per_s",
+            baseline=f"baseline1_c{max(plan)}_audio_s_per_s",
+        )
+        curves["sessions"].append(c)
+        curves["server"].append(st)
+        curves["baseline"].append(bt)
+        curves["baseline_full_pool"].append(full)
+    top = measured.get(max(plan))
+    if top is not None:
+        last = top[2]
+        res.measure("server_wer", corpus.wer([f.text for f in files], last.outputs), "WER", "server WER")
+    res.series["throughput"] = curves
+    res.series["rtf_median"] = {str(c): res.value(f"server_c{c}_rtf_median") for c in measured}
+    res.measure("client_cpu_s", client_cpu, "CPU s", "SpeechClient process CPU over all levels")
+    res.measure("server_cpu_s", server_cpu, "CPU s", "server process tree CPU over all levels")
+    res.compare(
+        "client_cpu_share",
+        "client CPU / server CPU (SpeechClient streaming, all levels)",
+        ratio(client_cpu, server_cpu),
+        TARGET_CLIENT_CPU,
+        "<=",
+        subject="client_cpu_s",
+        baseline="server_cpu_s",
+    )
+    for step in (_flush_latency, _memory_64):
+        try:
+            step(ctx, res)
+        except Exception as exc:
+            res.errors.append(f"{step.__name__.strip('_')} failed: {type(exc).__name__}: {exc}")
+            log(f"stt: {step.__name__} FAILED: {exc!r}")
+    _plot(ctx, res)
+    return res
+
+
+# ---------------------------------------------------------------------------
+
+
+def _ten_seconds() -> bytes:
+    """About 10 s of speech (sentences and short pauses), exactly 10 s long."""
+    pcm = b""
+    i = 0
+    size = 10 * corpus.STT_RATE * 2
+    while len(pcm) < size:
+        pcm += corpus.sentence_pcm(corpus.SENTENCES[i % len(corpus.SENTENCES)]) + corpus.silence(0.3)
+        i += 1
+    return pcm[:size]
+
+
+def _flush_latency(ctx: Context, res: Result) -> None:
+    """flush -> flush_done after 10 s of audio streamed in real time, ``procs`` streams at once."""
+    from urllib.parse import quote
+
+    from voxbeam import protocol
+
+    server = ctx.server()
+    procs = ctx.server_workers or ctx.workers
+    rounds = 1 if ctx.quick else 5
+    pcm = _ten_seconds()
+    url = f"{server.url}{protocol.STT_PATH}?token={quote(server.api_key, safe='')}"
+    latencies: list[float] = []
+
+    async def stream(delay: float) -> float:
+        await asyncio.sleep(delay)
+        _, flush = await baselines._naive_one(url, pcm, pace=True)
+        return flush
+
+    async def main() -> None:
+        for _ in range(rounds):
+            # Staggered so flushes do not all land at the same instant.
+            got = await asyncio.gather(*(stream(i * 10.0 / procs / 2) for i in range(procs)))
+            latencies.extend(got)
+
+    log(f"stt: flush latency, {rounds} round(s) of {procs} real-time streams of 10 s")
+    ctx.wait_idle()
+    asyncio.run(main())
+    ms = [x * 1000 for x in latencies]
+    res.series["flush_ms"] = ms
+    p95 = res.measure("flush_p95_ms", percentile(ms, 95), "ms", f"flush -> flush_done p95 ({len(ms)} streams)")
+    res.measure("flush_median_ms", median(ms), "ms", "flush -> flush_done median")
+    res.compare(
+        "flush_p95",
+        f"flush -> flush_done p95 after 10 s of real-time audio, {procs} streams at once (ms)",
+        p95,
+        TARGET_FLUSH_P95_MS,
+        "<=",
+        subject="flush_p95_ms",
+        unit="ms",
+    )
+
+
+def _memory_64(ctx: Context, res: Result) -> None:
+    """Server memory (PSS and RSS of its process tree) with 64 STT sessions streaming at once."""
+    server = ctx.server()
+    n = 64
+    per = 1 if ctx.quick else 2
+    clips = [corpus.utterance([corpus.SHORT[i % len(corpus.SHORT)]], pause=0.15) for i in range(n * per)]
+    before = ctx.health()
+    with MemSampler([server.pid], interval=0.5, pss=True) as mem:
+        run_ = server_run(ctx, clips, n)
+    after = ctx.health()
+    peak_pss, peak_rss = mem.peak_pss, mem.peak_rss
+    res.measure("server_64_peak_pss_mib", peak_pss / 2**20, "MiB", "server tree PSS peak, 64 sessions")
+    res.measure(
+        "server_64_peak_rss_mib", peak_rss / 2**20, "MiB", "server tree RSS peak (sum, shared pages counted twice)"
+    )
+    res.measure("server_64_audio_s_per_s", run_.units / run_.wall, "audio s / s", "server throughput at 64 sessions")
+    peak_sessions = after.get("peak_sessions")
+    if isinstance(peak_sessions, int | float):
+        res.measure("server_64_peak_sessions", float(peak_sessions), "sessions", "server's own peak session count")
+    opened = run_.stats.get("sessions_opened")
+    if isinstance(opened, int | float):
+        res.measure("server_64_client_sessions_opened", float(opened), "sessions", "sessions the client opened")
+    res.series["memory_64"] = mem.series()
+    res.config["memory_64"] = {"sessions": n, "clips": len(clips), "health_before": before, "health_after": after}
+    value = peak_pss / 2**30 if finite(peak_pss) else peak_rss / 2**30
+    res.compare(
+        "memory_64_sessions",
+        "server memory with 64 concurrent STT sessions (GiB, PSS of the process tree)",
+        value,
+        TARGET_MEMORY_64_GIB,
+        "<=",
+        subject="server_64_peak_pss_mib",
+        unit="GiB",
+        note=f"RSS summed over the processes (shared pages counted twice): {peak_rss / 2**30:.2f} GiB",
+    )
+
+
+def _plot(ctx: Context, res: Result) -> None:
+    from bench import plots
+
+    curves = res.series.get("throughput")
+    if curves:
+        res.plots.append(plots.throughput(ctx.plots_dir / "stt_throughput.png", curves, "STT", "audio s / wall s"))
+    mem = res.series.get("memory_64")
+    if mem:
+        res.plots.append(
+            plots.memory(ctx.plots_dir / "stt_memory_64.png", {"server (PSS)": mem}, "Server memory, 64 STT sessions")
+        )

@@ -1,0 +1,84 @@
+"""The full synthesis pipeline (``voxbeam.jobs.run_synthesis`` on the FnApiRunner, against the
+run's LocalServer): characters per second against eSpeak NG called directly (baseline 2).
+"""
+
+from __future__ import annotations
+
+from bench import baselines, corpus, tts
+from bench._common import Result, log, median, ratio
+from bench._context import Context, run_job
+
+NAME = "synthesis"
+TARGET_VS_ENGINE = 0.8
+
+
+def run(ctx: Context) -> Result:
+    res = Result(NAME, ctx.quick)
+    ctx.server()
+    procs = ctx.server_workers or ctx.workers
+    texts = corpus.texts(150 if ctx.quick else 600, 2)
+    chars = sum(map(len, texts))
+    src = ctx.workdir / "synthesis-in.txt"
+    src.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    res.config = {
+        "records": len(texts),
+        "characters": chars,
+        "server_workers": procs,
+        "baseline_processes": procs,
+        "voice_id": tts.VOICE_ID,
+        "audio_format": "wav",
+        "sample_rate": 16000,
+        "runner": "FnApiRunner (in the job's own process)",
+    }
+    tasks = [(t, corpus.VOICE, corpus.WPM) for t in texts]
+    argv = [
+        "--input",
+        str(src),
+        "--output",
+        str(ctx.workdir / "synthesis-out"),
+        "--voice_id",
+        tts.VOICE_ID,
+        "--audio_format",
+        "wav",
+        "--sample_rate",
+        "16000",
+        *ctx.endpoint_args(),
+    ]
+    with baselines.EnginePool("tts", procs) as pool:
+        runs = [pool.run(tasks)]
+        job = run_job(ctx, "synthesize", argv)
+        if not ctx.quick:
+            runs.append(pool.run(tasks))
+    if job.out.get("written") != len(texts):
+        res.errors.append(f"the job wrote {job.out.get('written')} of {len(texts)} records: {job.out}")
+    b2 = median([chars / r.wall for r in runs])
+    b2_eff = median([chars / r.cpu for r in runs])
+    tput = res.measure("pipeline_chars_per_s", chars / job.wall, "chars / s", "run_synthesis call")
+    res.measure("pipeline_end_to_end_chars_per_s", chars / job.total_wall, "chars / s", "including start-up")
+    res.measure("baseline2_chars_per_s", b2, "chars / s", "baseline 2, every process busy")
+    res.measure("pipeline_cpu_s", job.cpu, "CPU s", "pipeline process")
+    res.measure("server_cpu_s", job.server_cpu.cpu, "CPU s", "server process tree during the job")
+    eff = res.measure(
+        "pipeline_chars_per_cpu_s", chars / (job.cpu + job.server_cpu.cpu), "chars / CPU s", "pipeline + server"
+    )
+    res.measure("baseline2_chars_per_cpu_s", b2_eff, "chars / CPU s", "baseline 2")
+    res.measure("pipeline_peak_rss_mib", job.memory.peak_rss / 2**20, "MiB", "pipeline process peak RSS")
+    res.measure("server_peak_rss_mib", job.server_memory.peak_rss / 2**20, "MiB", "server tree peak RSS")
+    log(f"synthesis: pipeline {tput:.0f} chars/s, baseline 2 {b2:.0f} chars/s")
+    res.compare(
+        "vs_engine",
+        f"synthesis pipeline chars/s vs baseline 2 ({procs} processes)",
+        ratio(tput, b2),
+        TARGET_VS_ENGINE,
+        subject="pipeline_chars_per_s",
+        baseline="baseline2_chars_per_s",
+    )
+    res.compare(
+        "vs_engine_cpu",
+        "synthesis pipeline chars per CPU s (pipeline + server) vs baseline 2",
+        ratio(eff, b2_eff),
+        None,
+        subject="pipeline_chars_per_cpu_s",
+        baseline="baseline2_chars_per_cpu_s",
+    )
+    return res
