@@ -1,0 +1,108 @@
+"""The benchmark suite runs and writes well-formed results (it does not judge the figures)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TOP_KEYS = {"name", "quick", "timestamp", "machine", "measurements", "ratios", "passed", "plots", "errors"}
+RATIO_KEYS = {"key", "description", "value", "target", "op", "pass", "unit"}
+
+
+def _numbers(obj: object) -> list[float]:
+    if isinstance(obj, bool):
+        return []
+    if isinstance(obj, int | float):
+        return [float(obj)]
+    if isinstance(obj, dict):
+        return [x for v in obj.values() for x in _numbers(v)]
+    if isinstance(obj, list):
+        return [x for v in obj for x in _numbers(v)]
+    return []
+
+
+def _check_result(path: Path, results: Path, quick: bool = True) -> dict:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert TOP_KEYS <= set(data), f"{path.name} lacks {TOP_KEYS - set(data)}"
+    assert data["name"] == path.stem
+    assert data["quick"] is quick
+    assert {"cpu_count", "python", "platform"} <= set(data["machine"])
+    assert all(math.isfinite(x) for x in _numbers(data["measurements"]))
+    for m in data["measurements"].values():
+        assert {"value", "unit", "description"} <= set(m)
+    for r in data["ratios"]:
+        assert RATIO_KEYS <= set(r)
+        assert math.isfinite(r["value"])
+        assert r["op"] in (">=", "<=")
+        if r["target"] is None:
+            assert r["pass"] is None
+        else:
+            assert r["pass"] is (r["value"] >= r["target"] if r["op"] == ">=" else r["value"] <= r["target"])
+    for p in data["plots"]:
+        png = results / p
+        assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", p
+    return data
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # about a minute on an idle 2-core machine; several when others load it
+def test_quick_bench_writes_well_formed_results(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--results-dir", str(results), "transport", "stt"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=560,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    transport = _check_result(results / "transport.json", results)
+    stt = _check_result(results / "stt.json", results)
+    assert transport["measurements"]["raw_audio_s_per_s"]["value"] > 0
+    keys = {r["key"] for r in stt["ratios"]}
+    assert {"throughput_c1", "throughput_c2", "throughput_c8", "throughput_c32", "client_cpu_share"} <= keys
+    assert {"flush_p95", "memory_64_sessions"} <= keys
+    assert stt["plots"], "the STT benchmark draws its throughput plot"
+    report = (results / "REPORT.md").read_text(encoding="utf-8")
+    assert "## stt" in report and "## transport" in report
+    assert "![stt_throughput](plots/stt_throughput.png)" in report
+
+
+def test_unknown_benchmark_is_a_usage_error(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--results-dir", str(tmp_path), "nosuch"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "unknown benchmark" in proc.stderr
+
+
+def test_result_json_never_holds_nan(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT))
+    from bench._common import Result, write_json
+
+    res = Result("demo", quick=True)
+    res.measure("ok", 1.5, "x", "a number")
+    res.measure("bad", float("nan"), "x", "not a number")
+    res.compare("r", "a ratio", 0.9, 0.85)
+    res.compare("missing", "cannot compute", float("inf"), 1.0)
+    res.series["s"] = [1.0, float("nan")]
+    path = tmp_path / "demo.json"
+    write_json(path, res.as_dict(0.0, {"cpu_count": 1, "python": "3", "platform": "x"}))
+    data = json.loads(path.read_text())
+    assert set(data["measurements"]) == {"ok"}
+    assert [r["key"] for r in data["ratios"]] == ["r"] and data["ratios"][0]["pass"] is True
+    assert len(data["errors"]) == 2
+    assert data["series"]["s"] == [1.0, None]
