@@ -26,27 +26,27 @@ async def _with_proxy(server, body):
         await proxy.close()
 
 
-def test_connections_cut_mid_stream_are_retried_without_duplicates(server, clips, reference):
+def test_connections_cut_mid_stream_are_retried_without_duplicates(server, phrases, reference):
     async def body(proxy):
-        proxy.cut(after_bytes=40_000, connections=3)  # ~1.2 s into a clip's audio
+        proxy.cut(after_bytes=12_000, connections=3)  # ~0.25 s into a phrase's audio
         async with SpeechClient(config_for(server, endpoints=(proxy.url,), pool_size=3)) as client:
-            results = await asyncio.gather(*(client.transcribe(clips[i]) for i in range(6)))
+            results = await asyncio.gather(*(client.transcribe(phrases[i]) for i in range(6)))
             return results, client.stats(), proxy.faults_injected
 
     results, stats, injected = asyncio.run(_with_proxy(server, body))
     assert injected == 3
     assert [r.text for r in results] == [reference[i] for i in range(6)]
     assert sum(r.attempts - 1 for r in results) == stats["retries"] == 3
-    assert stats["sessions_retired"] >= 3 and stats["reconnects"] >= 1
+    assert stats["sessions_retired"] >= 3 and stats["connections_opened"] >= 4  # the cut ones were replaced
 
 
-def test_a_stalled_connection_times_out_and_the_file_is_resent(server, clips, reference):
+def test_a_stalled_connection_times_out_and_the_file_is_resent(server, phrases, reference):
     async def body(proxy):
-        proxy.stall(after_bytes=30_000)
+        proxy.stall(after_bytes=12_000)
         cfg = config_for(server, endpoints=(proxy.url,), timeouts=Timeouts(connect=2, ready=5, result=1.0, record=30))
         async with SpeechClient(cfg) as client:
             started = time.monotonic()
-            r = await client.transcribe(clips[5])
+            r = await client.transcribe(phrases[5])
             return r, time.monotonic() - started, client.stats()
 
     r, elapsed, stats = asyncio.run(_with_proxy(server, body))
@@ -55,7 +55,7 @@ def test_a_stalled_connection_times_out_and_the_file_is_resent(server, clips, re
     assert elapsed < 10
 
 
-def test_a_connection_that_never_recovers_ends_at_the_record_deadline(server, clips):
+def test_a_connection_that_never_recovers_ends_at_the_record_deadline(server, phrases):
     async def body(proxy):
         proxy.stall(after_bytes=5_000, connections=100)
         cfg = config_for(
@@ -67,7 +67,7 @@ def test_a_connection_that_never_recovers_ends_at_the_record_deadline(server, cl
         async with SpeechClient(cfg) as client:
             started = time.monotonic()
             with pytest.raises(RequestTimeoutError) as info:
-                await client.transcribe(clips[0])
+                await client.transcribe(phrases[0])
             return info.value, time.monotonic() - started
 
     err, elapsed = asyncio.run(_with_proxy(server, body))
@@ -75,20 +75,20 @@ def test_a_connection_that_never_recovers_ends_at_the_record_deadline(server, cl
     assert err.attempts >= 2
 
 
-def test_refused_connections_are_retried_then_given_up(server, clips, reference):
+def test_refused_connections_are_retried_then_given_up(server, phrases, reference):
     async def body(proxy):
         await proxy.refuse()
         cfg = config_for(server, endpoints=(proxy.url,), retry=RetryPolicy(max_attempts=3, base_delay=0.05))
         async with SpeechClient(cfg) as client:
             with pytest.raises(RetriesExhaustedError) as info:
-                await client.transcribe(clips[0])
+                await client.transcribe(phrases[0])
             exhausted = info.value
         # Refused for a moment only: backoff carries the request over the gap.
         cfg = config_for(server, endpoints=(proxy.url,), retry=RetryPolicy(max_attempts=8, base_delay=0.2))
         async with SpeechClient(cfg) as client:
             loop = asyncio.get_running_loop()
             loop.call_later(0.4, lambda: asyncio.ensure_future(proxy.accept()))
-            r = await client.transcribe(clips[0])
+            r = await client.transcribe(phrases[0])
             return exhausted, r, client.stats()
 
     exhausted, r, stats = asyncio.run(_with_proxy(server, body))
@@ -97,24 +97,24 @@ def test_refused_connections_are_retried_then_given_up(server, clips, reference)
     assert stats["connect_failures"] >= 1
 
 
-def test_connections_dropped_during_the_handshake_are_retried(server, clips, reference):
+def test_connections_dropped_during_the_handshake_are_retried(server, phrases, reference):
     async def body(proxy):
         proxy.reset_on_accept(2)
         async with SpeechClient(config_for(server, endpoints=(proxy.url,))) as client:
-            r = await client.transcribe(clips[1])
+            r = await client.transcribe(phrases[1])
             return r, client.stats()
 
     r, stats = asyncio.run(_with_proxy(server, body))
     assert r.text == reference[1] and r.attempts == 3 and stats["connect_failures"] == 2
 
 
-def test_a_dead_endpoint_is_failed_over_and_avoided(server, clips, reference):
+def test_a_dead_endpoint_is_failed_over_and_avoided(server, phrases, reference):
     async def go():
         cfg = config_for(server, endpoints=("ws://127.0.0.1:9", server.url), pool_size=4, endpoint_cooloff=30)
         async with SpeechClient(cfg) as client:
-            first = await asyncio.gather(*(client.transcribe(clips[i]) for i in range(4)))
+            first = await asyncio.gather(*(client.transcribe(phrases[i]) for i in range(4)))
             failures_after_first = client.stats()["connect_failures"]
-            second = await asyncio.gather(*(client.transcribe(clips[i]) for i in range(4, 8)))
+            second = await asyncio.gather(*(client.transcribe(phrases[i]) for i in range(4, 8)))
             return first + second, failures_after_first, client.stats()
 
     results, failures_first, stats = asyncio.run(go())
@@ -124,28 +124,29 @@ def test_a_dead_endpoint_is_failed_over_and_avoided(server, clips, reference):
     assert stats["endpoints_down"] == 1
 
 
-def test_server_killed_and_restarted_mid_run(clips):
-    """A dedicated server dies under 8 streaming requests and comes back: each ends right or typed."""
-    files = [speech.silence(0.3) + clips[i] + speech.silence(0.3) + clips[(i + 1) % len(clips)] for i in range(8)]
+def test_server_killed_and_restarted_mid_run(server, phrases, reference):
+    """A dedicated server dies under 4 streaming requests and comes back: each ends right or typed."""
+    gap = speech.silence(0.3)
+    files = [gap.join(phrases[(i + k) % len(phrases)] for k in range(3)) for i in range(4)]
+
+    async def reference_texts():  # the shared server runs the same engines (checked deterministic)
+        async with SpeechClient(config_for(server)) as client:
+            return [r.text for r in await asyncio.gather(*(client.transcribe(f) for f in files))]
+
+    expected = asyncio.run(reference_texts())
     with local_server(workers=2) as srv:
-
-        async def reference_texts():
-            async with SpeechClient(config_for(srv)) as client:
-                return [(await client.transcribe(f)).text for f in files]
-
-        expected = asyncio.run(reference_texts())
 
         async def go():
             cfg = config_for(
                 srv,
-                pool_size=8,
+                pool_size=4,
                 realtime_pacing=True,  # keeps every request mid-stream when the server dies
-                timeouts=Timeouts(connect=2, ready=10, result=5, record=45),
-                retry=RetryPolicy(max_attempts=8, base_delay=0.3, max_delay=3.0),
+                timeouts=Timeouts(connect=2, ready=20, result=20, record=60),
+                retry=RetryPolicy(max_attempts=10, base_delay=0.3, max_delay=2.0),
             )
             async with SpeechClient(cfg) as client:
                 tasks = [asyncio.ensure_future(client.transcribe(f)) for f in files]
-                await asyncio.sleep(1.5)
+                await asyncio.sleep(1.0)
                 await asyncio.to_thread(srv.kill)
                 await asyncio.sleep(0.5)
                 await asyncio.to_thread(srv.restart)
@@ -154,31 +155,31 @@ def test_server_killed_and_restarted_mid_run(clips):
                 return outcomes, time.monotonic() - started, client.stats()
 
         outcomes, elapsed, stats = asyncio.run(go())
-    assert elapsed < 60
+    assert elapsed < 60  # the record deadline bounds every request
     ok = 0
     for out, want in zip(outcomes, expected, strict=True):
         if isinstance(out, BaseException):
             assert isinstance(out, VoxBeamError), repr(out)
         else:
-            assert out.text == want
+            assert out.text == want  # restarted from the top on a new session: nothing lost or doubled
             ok += 1
-    assert ok >= 6, outcomes
-    assert stats["retries"] >= 8  # every request was streaming when the server died
-    assert stats["reconnects"] >= 1
+    assert ok >= 3, outcomes
+    assert stats["retries"] >= 4  # every request was streaming when the server died
+    assert stats["reconnects"] >= 1 and stats["connect_failures"] >= 1
 
 
-def test_a_full_server_answers_busy_and_requests_complete_when_sessions_free(clips, reference):
+def test_a_full_server_answers_busy_and_requests_complete_when_sessions_free(phrases, reference):
     with local_server(workers=1, extra_args=["--max-sessions", "2"]) as srv:
 
         async def go():
             cfg = config_for(srv, pool_size=8, retry=RetryPolicy(max_attempts=5, base_delay=0.2, max_delay=2.0))
             async with SpeechClient(cfg) as client:
-                results = await asyncio.gather(*(client.transcribe(clips[i % len(clips)]) for i in range(10)))
+                results = await asyncio.gather(*(client.transcribe(phrases[i % len(phrases)]) for i in range(10)))
                 return results, client.stats()
 
         results, stats = asyncio.run(go())
         health = srv.health()
-    assert [r.text for r in results] == [reference[i % len(clips)] for i in range(10)]
+    assert [r.text for r in results] == [reference[i % len(phrases)] for i in range(10)]
     assert stats["server_busy"] >= 1 and stats["failures"] == 0
     assert stats["open"] <= 2
     assert health["peak_sessions"] <= 2

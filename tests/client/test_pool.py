@@ -9,11 +9,11 @@ from tests.client.conftest import config_for
 from voxbeam.client import SpeechClient
 
 
-def test_200_files_through_8_sessions_match_fresh_sessions(server, clips, reference):
+def test_200_files_through_8_sessions_match_fresh_sessions(server, phrases, reference):
     """200 short files, 8 pooled sessions: at most 8 connections, every transcript as a fresh session gives."""
     n_files = 200
-    # File i is clip i % k: every file's reference is a fresh session on identical audio.
-    files = [(i % len(clips), clips[i % len(clips)]) for i in range(n_files)]
+    # File i is phrase i % k: every file's reference is a fresh session on identical audio.
+    files = [(i % len(phrases), phrases[i % len(phrases)]) for i in range(n_files)]
     before = server.health()["connections_total"]
 
     async def go():
@@ -35,15 +35,15 @@ def test_200_files_through_8_sessions_match_fresh_sessions(server, clips, refere
     assert "max=8" in pool_repr
 
 
-def test_sessions_of_different_configurations_share_one_bound(server, clips):
+def test_sessions_of_different_configurations_share_one_bound(server, phrases):
     """STT at two rates and TTS through a pool of 2: idle sessions of one key make room for another."""
 
     async def go():
         async with SpeechClient(config_for(server, pool_size=2)) as client:
-            pcm8k = b"".join(speech.silence(0.2) for _ in range(1)) + clips[0][::2]  # crude 8 kHz version
+            pcm8k = speech.silence(0.2) + phrases[0][::2]  # crude 8 kHz version
             jobs = []
             for i in range(3):
-                jobs.append(client.transcribe(clips[i]))
+                jobs.append(client.transcribe(phrases[i]))
                 jobs.append(client.transcribe(pcm8k, sample_rate=8000))
                 jobs.append(client.synthesize(f"Number {i}."))
             results = await asyncio.gather(*jobs)
