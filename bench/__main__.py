@@ -35,40 +35,73 @@ def _load(module: str) -> Any | None:
     return importlib.import_module(module)
 
 
+def _ratio_items(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Ratios given as a list of dicts, or as {name: value} with "targets" and "passed" beside."""
+    ratios = data.get("ratios") or []
+    if isinstance(ratios, list):
+        return [r for r in ratios if isinstance(r, dict)]
+    targets, passed = data.get("targets") or {}, data.get("passed") or {}
+    out = []
+    for name, value in ratios.items():
+        target = targets.get(name)
+        op = ">="
+        ok = passed.get(name)
+        if isinstance(value, int | float) and isinstance(target, int | float) and isinstance(ok, bool):
+            # The direction is whichever agrees with the pass/fail the benchmark reported.
+            op = "<=" if ok == (value <= target) and ok != (value >= target) else ">="
+        out.append({"key": name, "description": name.replace("_", " "), "value": value, "target": target, "op": op})
+    return out
+
+
+def _flatten(prefix: str, obj: Any, out: dict[str, float]) -> None:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    elif isinstance(obj, int | float) and not isinstance(obj, bool):
+        out[prefix] = float(obj)
+
+
 def _from_external(name: str, quick: bool, data: dict[str, Any]) -> Result:
     """Adapt the dict an external ``run(quick)`` returns (client_bench.py) to a Result."""
     res = Result(name, quick)
-    for key, m in (data.get("measurements") or {}).items():
-        if isinstance(m, dict) and isinstance(m.get("value"), int | float):
-            res.measure(key, float(m["value"]), str(m.get("unit", "")), str(m.get("description", "")))
-        elif isinstance(m, int | float) and not isinstance(m, bool):
-            res.measure(key, float(m), "", "")
-    for r in data.get("ratios") or []:
-        value = r.get("value", r.get("ratio"))
-        if not isinstance(value, int | float) or not math.isfinite(value):
-            res.errors.append(f"ratio {r.get('key') or r.get('name')}: no finite value ({value!r})")
+    measurements = data.get("measurements")
+    if isinstance(measurements, dict) and all(isinstance(m, dict) for m in measurements.values()):
+        for key, m in measurements.items():
+            if isinstance(m.get("value"), int | float):
+                res.measure(key, float(m["value"]), str(m.get("unit", "")), str(m.get("description", "")))
+    else:
+        flat: dict[str, float] = {}
+        skip = {"ratios", "targets", "passed", "quick", "notes", "errors", "plots", "series", "config"}
+        _flatten("", {k: v for k, v in data.items() if k not in skip}, flat)
+        for key, number in flat.items():
+            res.measure(key, number, "", "reported by the benchmark")
+    for r in _ratio_items(data):
+        raw = r.get("value", r.get("ratio"))
+        if not isinstance(raw, int | float) or not math.isfinite(raw):
+            res.errors.append(f"ratio {r.get('key') or r.get('name')}: no finite value ({raw!r})")
             continue
         target = r.get("target")
         res.ratios.append(
             Ratio(
                 key=str(r.get("key") or r.get("name") or f"ratio{len(res.ratios)}"),
                 description=str(r.get("description", "")),
-                value=float(value),
+                value=float(raw),
                 target=float(target) if isinstance(target, int | float) else None,
                 op="<=" if r.get("op") == "<=" else ">=",
                 subject=str(r.get("subject", "")),
                 baseline=str(r.get("baseline", "")),
                 note=str(r.get("note", "")),
+                unit=str(r.get("unit", "x")),
             )
         )
-    if not data.get("measurements") and not data.get("ratios"):
-        for key, value in data.items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                res.measure(key, float(value), "", "")
     for key in ("notes", "errors", "plots"):
-        getattr(res, key).extend(str(x) for x in data.get(key) or [])
-    res.series.update(data.get("series") or {})
-    res.config.update(data.get("config") or {})
+        items = data.get(key)
+        if isinstance(items, list):
+            getattr(res, key).extend(str(x) for x in items)
+    if isinstance(data.get("series"), dict):
+        res.series.update(data["series"])
+    if isinstance(data.get("config"), dict):
+        res.config.update(data["config"])
     return res
 
 

@@ -15,7 +15,7 @@ TARGET_GROWTH_MB = 300.0
 def run(ctx: Context) -> Result:
     res = Result(NAME, ctx.quick)
     ctx.server()
-    seconds = 45.0 if ctx.quick else 7200.0
+    seconds = 30.0 if ctx.quick else 7200.0
     in_dir = ctx.workdir / "long-in"
     in_dir.mkdir(parents=True, exist_ok=True)
     log(f"longfile: writing {seconds:.0f} s of speech")

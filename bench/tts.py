@@ -77,7 +77,7 @@ def run(ctx: Context) -> Result:
     ctx.server()
     procs = ctx.server_workers or ctx.workers
     levels = (1, 8) if ctx.quick else (1, 2, 8, 32)
-    texts = corpus.texts(120 if ctx.quick else 400, 2)
+    texts = corpus.texts(200 if ctx.quick else 600, 2)
     reps = 1 if ctx.quick else 2
     res.config = {
         "server_workers": procs,
