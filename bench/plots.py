@@ -55,19 +55,19 @@ def memory(path: Path, series: Mapping[str, Mapping[str, Sequence[float]]], titl
     return _save(fig, path)
 
 
-def stages(path: Path, wall: Mapping[str, float], cpu: Mapping[str, float], title: str) -> str:
-    """Time per stage: wall seconds per audio hour by stage, CPU seconds per audio hour by process."""
+def stages(path: Path, wall: Mapping[str, float], cpu: Mapping[str, float], title: str, per: str = "audio hour") -> str:
+    """Time per stage: wall seconds per unit of work by stage, CPU seconds per unit by process."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     names = list(wall)
     a.barh(names, [wall[n] for n in names], color="tab:blue")
     a.invert_yaxis()
-    a.set_xlabel("wall seconds per audio hour")
+    a.set_xlabel(f"wall seconds per {per}")
     a.set_title("wall time per stage")
     a.grid(axis="x", alpha=0.3)
     cnames = list(cpu)
     b.barh(cnames, [cpu[n] for n in cnames], color="tab:orange")
     b.invert_yaxis()
-    b.set_xlabel("CPU seconds per audio hour")
+    b.set_xlabel(f"CPU seconds per {per}")
     b.set_title("CPU by process (full pipeline)")
     b.grid(axis="x", alpha=0.3)
     fig.suptitle(title)

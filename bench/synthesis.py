@@ -10,6 +10,7 @@ from bench._context import Context, run_job
 
 NAME = "synthesis"
 TARGET_VS_ENGINE = 0.8
+POOL_SIZE = 8  # --sessions_per_worker default
 
 
 def run(ctx: Context) -> Result:
@@ -49,6 +50,7 @@ def run(ctx: Context) -> Result:
         job = run_job(ctx, "synthesize", argv)
         if not ctx.quick:
             runs.append(pool.run(tasks))
+    alone = tts.server_run(ctx, texts, POOL_SIZE)
     if job.out.get("written") != len(texts):
         res.errors.append(f"the job wrote {job.out.get('written')} of {len(texts)} records: {job.out}")
     b2 = median([chars / r.wall for r in runs])
@@ -72,6 +74,38 @@ def run(ctx: Context) -> Result:
         TARGET_VS_ENGINE,
         subject="pipeline_chars_per_s",
         baseline="baseline2_chars_per_s",
+    )
+    res.measure("server_alone_chars_per_s", alone.chars / alone.wall, "chars / s", "SpeechClient, 8 sessions")
+    res.compare(
+        "server_alone_vs_engine",
+        "server alone (SpeechClient, 8 sessions) vs baseline 2 on the same texts",
+        ratio(alone.chars / alone.wall, b2),
+        None,
+        subject="server_alone_chars_per_s",
+        baseline="baseline2_chars_per_s",
+    )
+    per_mchar = 1e6 / chars
+    wall = {
+        "engine directly (baseline 2)": per_mchar * chars / b2,
+        "server + client (no Beam)": per_mchar * alone.wall,
+        "pipeline job": per_mchar * job.wall,
+        "pipeline incl. start-up": per_mchar * job.total_wall,
+    }
+    server = ctx.server()
+    front = job.server_cpu.cpu_of(server.pid)
+    cpu = {
+        "pipeline process": per_mchar * job.cpu,
+        "server front (asyncio)": per_mchar * front,
+        "server workers (engines)": per_mchar * (job.server_cpu.cpu - front),
+    }
+    res.series["stages_wall_s_per_million_chars"] = wall
+    res.series["stages_cpu_s_per_million_chars"] = cpu
+    from bench import plots
+
+    res.plots.append(
+        plots.stages(
+            ctx.plots_dir / "synthesis_stages.png", wall, cpu, "Synthesis: time per stage", "million characters"
+        )
     )
     res.compare(
         "vs_engine_cpu",
