@@ -318,7 +318,11 @@ def raw_transport(url: str, pcm_per_stream: Sequence[bytes], chunk_ms: int = 100
     """
     from voxbeam import protocol
 
-    encoded = [[protocol.serialize(protocol.Audio(c)) for c in corpus.chunks(p, chunk_ms)] for p in pcm_per_stream]
+    cache: dict[int, list[str]] = {}  # streams often share one PCM: encode it once
+    for p in pcm_per_stream:
+        if id(p) not in cache:
+            cache[id(p)] = [protocol.serialize(protocol.Audio(c)) for c in corpus.chunks(p, chunk_ms)]
+    encoded = [cache[id(p)] for p in pcm_per_stream]
 
     async def main() -> None:
         await asyncio.gather(*(_raw_stream(url, frames) for frames in encoded))

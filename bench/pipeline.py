@@ -173,6 +173,8 @@ def _connections_per_1000(ctx: Context, res: Result, conns: float, n_files: int,
     stats = job.out.get("client_stats", {})
     rc = float(stats.get("reconnects", 0))
     res.config["thousand_files_client_stats"] = stats
+    if job.out.get("written") != n:
+        res.errors.append(f"1,000-file run wrote {job.out.get('written')} transcripts; {job.out.get('dead_letters')}")
     per_1000 = c * 1000 / n
     res.measure("connections_per_1000_files", per_1000, "connections", f"{n} files of about 1 s, server count")
     res.measure("thousand_files_per_s", n / job.wall, "files / s", "pipeline on 1,000 short files")
