@@ -127,6 +127,7 @@ def run(ctx: Context) -> Result:
     naive = baselines.naive_client(server.url, server.api_key, files[:n_naive], pace=True)
     naive_tput = res.measure("naive_audio_s_per_s", naive.units / naive.wall, "audio s / s", "baseline 3")
     res.measure("naive_wer", corpus.wer([f.text for f in files[:n_naive]], naive.outputs), "WER", "baseline 3 WER")
+    res.measure("naive_flush_median_ms", median(naive.flush_latencies) * 1000, "ms", "baseline 3: flush -> flush_done")
     log(f"pipeline: naive client {naive_tput:.2f} audio s/s")
     res.compare(
         "vs_naive",
