@@ -163,6 +163,7 @@ class SpeechServer:
             "workers_alive": self.pool.alive,
             "worker_restarts": self.pool.restarts,
             "worker_pids": [w.pid for w in self.pool.workers if w.alive],
+            "engine_calls": self.pool.calls(),
             "decoders_per_worker": self.config.decoders_per_worker,
             "uptime_s": round(time.monotonic() - self.started, 1),
         }

@@ -9,6 +9,7 @@ its pending calls fail with ``WorkerDied``, its watchers are told, and it is res
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
@@ -64,6 +65,7 @@ class Worker:
         self.alive = False
         self.generation = 0
         self.sessions = 0  # sessions pinned here (load balancing)
+        self.calls = collections.Counter[str]()  # requests sent, by op, over every process in this slot
         self.watchers: set[Callable[[], None]] = set()
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._numbers = itertools.count(1)
@@ -179,12 +181,14 @@ class Worker:
             return fut
         number = next(self._numbers)
         self._pending[number] = fut
+        self.calls[op] += 1
         self._outbox.put((number, op, args))
         return fut
 
     def cast(self, op: str, *args: Any) -> None:
         """Send a request without waiting for a reply."""
         if self.alive:
+            self.calls[op] += 1
             self._outbox.put((None, op, args))
 
     def stop(self, timeout: float) -> None:
@@ -220,6 +224,13 @@ class WorkerPool:
     @property
     def alive(self) -> int:
         return sum(1 for w in self.workers if w.alive)
+
+    def calls(self) -> dict[str, int]:
+        """Engine requests sent to the workers since start, by op (stt_open, stt_audio, tts_synth ...)."""
+        total = collections.Counter[str]()
+        for w in self.workers:
+            total.update(w.calls)
+        return dict(sorted(total.items()))
 
     async def start(self, timeout: float = 120.0) -> None:
         loop = asyncio.get_running_loop()
