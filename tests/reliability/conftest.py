@@ -50,6 +50,24 @@ def short_wavs(short_clips) -> list[bytes]:
     return [audio.encode(pcm, RATE, "wav") for pcm in short_clips]
 
 
+@pytest.fixture(scope="session")
+def tiny_wavs(server) -> list[bytes]:
+    """WAV files of ``TINY_SENTENCES`` (16 kHz), rendered once by the server's own TTS."""
+    return [audio.encode(pcm, RATE, "wav") for pcm in speech.render(server, TINY_SENTENCES, rate=RATE)]
+
+
+@pytest.fixture(autouse=True)
+def _close_pooled_sessions() -> Iterator[None]:
+    """After each test, close the sessions its pipelines pooled (as a local job run does).
+
+    Otherwise they stay open into later tests and a stopping server waits for them.
+    """
+    yield
+    from voxbeam.beam._dofns import close_worker_clients
+
+    close_worker_clients()
+
+
 @contextlib.contextmanager
 def dedicated_server(**kw: Any) -> Iterator[Any]:
     """A LocalServer of the test's own (one that it may kill, cap or flood).
