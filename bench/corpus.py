@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import wave
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,31 +195,6 @@ def make_files(
         write_wav(path, pcm)
         files.append(AudioFile(str(path), len(pcm) / 2 / STT_RATE, " ".join(chosen)))
     return files
-
-
-def long_file(path: Path, seconds: float) -> AudioFile:
-    """One long WAV of speech and pauses, written piece by piece (never held whole in memory)."""
-    target = int(seconds * STT_RATE) * 2
-    written = 0
-    words: list[str] = []
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(STT_RATE)
-        for sentence in _cycle():
-            piece = sentence_pcm(sentence) + silence(0.6)
-            piece = piece[: target - written]
-            w.writeframes(piece)
-            written += len(piece)
-            words.append(sentence)
-            if written >= target:
-                break
-    return AudioFile(str(path), written / 2 / STT_RATE, " ".join(words))
-
-
-def _cycle() -> Iterator[str]:
-    while True:
-        yield from SENTENCES
 
 
 def texts(count: int, sentences_per_text: int = 2) -> list[str]:
