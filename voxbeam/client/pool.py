@@ -128,7 +128,7 @@ class SessionPool:
         ep = self._by_url[session.endpoint]
         ep.in_use = max(0, ep.in_use - 1)
         if healthy and session.state is SessionState.IDLE and not self._closed:
-            self._idle.setdefault(self._key(session), []).append(session)
+            self._idle.setdefault(session.key, []).append(session)
         else:
             if session in self._sessions:
                 self._stats.incr("sessions_retired")
@@ -150,10 +150,6 @@ class SessionPool:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
     # -- internals -------------------------------------------------------------------------
-
-    @staticmethod
-    def _key(session: Session) -> PoolKey:
-        return (session.kind, protocol.serialize(session.init))
 
     def _open_count(self) -> int:
         return len(self._sessions) + self._opening
@@ -202,7 +198,7 @@ class SessionPool:
                     oldest = s
         if oldest is None:
             return False
-        key = self._key(oldest)
+        key = oldest.key
         self._idle[key].remove(oldest)
         if not self._idle[key]:
             del self._idle[key]
@@ -290,12 +286,12 @@ class SessionPool:
     def _on_session_closed(self, session: Session) -> None:
         """Called by a session whose connection ended (server close, failed ping, our close)."""
         if session in self._sessions:
-            idle = self._idle.get(self._key(session))
+            idle = self._idle.get(session.key)
             if idle is not None and session in idle:
                 self._stats.incr("sessions_retired")
                 idle.remove(session)
                 if not idle:
-                    self._idle.pop(self._key(session), None)
+                    self._idle.pop(session.key, None)
                 self._forget(session)
                 self._notify()
 

@@ -61,7 +61,6 @@ class SegmentFeed:
         self._closed = False  # the current segment's end is known
         self._eof = False
         self._pull_task: asyncio.Future[bytes | None] | None = None
-        self.segments = 0
 
     # -- public ----------------------------------------------------------------------------
 
@@ -90,7 +89,6 @@ class SegmentFeed:
         self._settle()
         if self._closed and not self._seg_bytes:
             return False
-        self.segments += 1
         return True
 
     async def replay(self) -> AsyncIterator[bytes]:

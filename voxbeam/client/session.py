@@ -175,7 +175,8 @@ class Session:
         self.request_id: str | None = None
         self.connected = False
         self.last_used = time.monotonic()
-        self.uses = 0
+        # The pool's key for this session: kind + serialised init (computed once, used per release).
+        self.key: tuple[Kind, str] = (kind, protocol.serialize(init))
         self._connector = connector
         self._stats = stats
         self._on_closed = on_closed
@@ -358,7 +359,6 @@ class Session:
                 raise self.failure()
             raise ProtocolViolationError(f"session #{self.id} is {self.state.value}")
         self.state = SessionState.BUSY
-        self.uses += 1
         while not self._inbox.empty():  # nothing should be there; never hand a stale message to a new request
             self._inbox.get_nowait()
 
