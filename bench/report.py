@@ -44,6 +44,15 @@ def _figure(r: dict[str, Any]) -> tuple[str, str, str]:
     return value, target, status
 
 
+def _first_line(error: str) -> str:
+    return (error.splitlines()[0] if error else "")[:300].replace("|", "/")
+
+
+def _failures(data: dict[str, Any]) -> list[str]:
+    """Errors worth a headline row: a step that failed (tracebacks are kept in the JSON only)."""
+    return [_first_line(e) for e in data["errors"] if e and not e.startswith("Traceback")]
+
+
 def _headline(results: Sequence[dict[str, Any]], targets_only: bool) -> list[str]:
     lines = ["| benchmark | figure | value | target | status |", "| --- | --- | --- | --- | --- |"]
     for data in results:
@@ -52,17 +61,15 @@ def _headline(results: Sequence[dict[str, Any]], targets_only: bool) -> list[str
                 continue
             value, target, status = _figure(r)
             lines.append(f"| {data['name']} | {r['description']} | {value} | {target} | {status} |")
+        for e in _failures(data):
+            lines.append(f"| {data['name']} | {e} | – | – | **FAILED** |")
     return lines
 
 
 def summary(results_dir: Path, names: Sequence[str]) -> str:
     """The targeted figures of the benchmarks just run, as a Markdown table (for stdout)."""
     results = [d for d in load(results_dir) if d["name"] in names]
-    lines = _headline(results, targets_only=True)
-    for d in results:
-        for e in d["errors"]:
-            lines.append(f"- {d['name']}: {e.splitlines()[0] if e else e}")
-    return "\n".join(lines)
+    return "\n".join(_headline(results, targets_only=True))
 
 
 def write(results_dir: Path, names: Sequence[str]) -> Path:
@@ -70,6 +77,7 @@ def write(results_dir: Path, names: Sequence[str]) -> Path:
     now = [d for d in results if d["name"] in names]
     older = [d for d in results if d["name"] not in names]
     misses = sum(1 for d in results for r in d["ratios"] if r.get("pass") is False)
+    failed = sum(len(_failures(d)) for d in results)
     met = sum(1 for d in results for r in d["ratios"] if r.get("pass") is True)
     machine = now[0]["machine"] if now else (results[0]["machine"] if results else {})
     lines = [
@@ -82,7 +90,7 @@ def write(results_dir: Path, names: Sequence[str]) -> Path:
         f"- Mode: {', '.join(sorted({'quick' if d['quick'] else 'full' for d in results})) or '–'}",
         f"- Machine: {machine.get('cpu_count')} CPUs ({machine.get('cpu_model', '')}), "
         f"{machine.get('memory_gib')} GiB, Python {machine.get('python')}, {machine.get('platform')}",
-        f"- Targets met: {met}; **missed: {misses}**",
+        f"- Targets met: {met}; **missed: {misses}**; steps that failed: {failed}",
         "- Baselines: (1) pocketsphinx directly in a process pool the size of the server's worker pool; "
         "(2) eSpeak NG the same way; (3) the spec's naive client (a connection per file, 100 ms chunks paced "
         "in real time); (4) the transport alone (the same base64 JSON frames to a server that only acks).",
@@ -131,6 +139,6 @@ def _section(data: dict[str, Any]) -> list[str]:
         lines += [f"![{Path(p).stem}]({p})", ""]
     if data["errors"]:
         lines.append("Errors:")
-        lines += [f"- `{e.splitlines()[0][:300]}`" for e in data["errors"] if e]
+        lines += [f"- `{_first_line(e)}`" for e in data["errors"] if e and not e.startswith("Traceback")]
         lines.append("")
     return lines
