@@ -105,6 +105,10 @@ class SpeechServer:
             compression=None,  # deflate would cost the one event-loop process CPU on every audio frame
             server_header="VoxBeam",
             close_timeout=5,
+            # No WebSocket keepalive: when the server holds back reading a session (backpressure) the
+            # client's pong queues behind its audio and a healthy session would be killed with 1011.
+            # Idle sessions end by --idle-timeout; pooled clients ping at the protocol level.
+            ping_interval=None,
         )
         port = self._ws.sockets[0].getsockname()[1]
         host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
