@@ -289,6 +289,9 @@ class RecognitionStream:
             return None
         dec = self._pool.acquire()
         try:
+            # A fresh front end per utterance: CMN and dither state left by earlier audio on this
+            # decoder would otherwise change the result (pooled and fresh sessions must agree).
+            dec.reinit_feat()
             dec.start_utt()
             dec.process_raw(audio, False, True)
             dec.end_utt()
