@@ -25,8 +25,10 @@ class ServerConfig:
     tls_key: str | None = None
     log_level: str = "INFO"
     shutdown_grace: float = 10.0
-    # Unprocessed audio per STT session before the server stops reading its socket.
-    max_audio_in_flight: int = 2 * MIB
+    # Unprocessed audio per STT session before the server stops reading its socket: 8 s at 16 kHz.
+    # Small, so that when many sessions share a worker the backlog drains in seconds and clients
+    # see backpressure instead of results owed for minutes.
+    max_audio_in_flight: int = 256 * 1024
     max_utterance_s: float = 30.0
     # Sessions wait this long for a live worker while a dead one restarts.
     worker_wait_s: float = 30.0

@@ -73,11 +73,9 @@ class SttSession(Session):
             self.fail(ErrorCode.INTERNAL_ERROR, "no speech engine is running; try again later", p.CLOSE_INTERNAL_ERROR)
             return
         self._pin(worker)
-        try:
-            await worker.call("stt_open", self.sid, msg.sample_rate, msg.enable_timestamps)
-        except (WorkerDied, WorkerCallError) as exc:
-            self.fail(ErrorCode.INTERNAL_ERROR, f"the speech engine failed: {exc}", p.CLOSE_INTERNAL_ERROR)
-            return
+        # No round trip: the worker runs requests in order, so the stream exists before any audio,
+        # and `ready` does not wait behind other sessions' queued audio on a busy worker.
+        worker.cast("stt_open", self.sid, msg.sample_rate, msg.enable_timestamps)
         self.sample_rate = msg.sample_rate
         # Detection reports the single installed model's language (documented; not real detection).
         self.language = MODEL_LANGUAGE if msg.enable_language_detection else None
