@@ -120,6 +120,8 @@ def run(ctx: Context) -> Result:
     conns = _connections(job, before, after)
     res.measure("connections_opened", conns, "connections", f"server connections_total delta, {n_files} files")
     res.measure("client_reconnects", reconnects, "connections", "client 'reconnects' counter")
+    res.measure("client_retries", float(stats.get("retries", 0)), "retries", "attempts repeated (work redone)")
+    res.measure("client_timeouts", float(stats.get("timeouts", 0)), "timeouts", "client deadlines that passed")
     res.measure("client_connections_opened", float(stats.get("connections_opened", math.nan)), "connections", "")
     _connections_per_1000(ctx, res, conns, n_files, reconnects)
 
