@@ -54,7 +54,7 @@ def test_prosody_mapping_directions():
     jenny = voices.DEFAULT_VOICE
     base = voices.prosody_for(p.TtsInit(), jenny)
     assert (base.rate, base.pitch, base.range, base.volume) == (175, 50, 50, 100)
-    assert base.espeak_voice == "en-us+f2"
+    assert base.espeak_voice == "en-us+f5"
     fast = voices.prosody_for(p.TtsInit(speed=2.0, pitch=1.0, volume=0.5), jenny)
     assert (fast.rate, fast.pitch, fast.volume) == (350, 100, 50)
     cheerful = voices.prosody_for(p.TtsInit(voice_config={"style": "cheerful"}), jenny)
@@ -79,21 +79,25 @@ def test_split_ready_keeps_unfinished_sentences():
 
 def test_decoder_pool_keeps_one_decoder_for_finals():
     made = []
-    pool = DecoderPool(3, factory=lambda: made.append(object()) or made[-1])
-    a, b = pool.lend_spare(), pool.lend_spare()
-    assert a is not None and b is not None and pool.lend_spare() is None
-    final = pool.acquire()  # always possible
-    assert pool.available == 0 and len(made) == 3
-    for d in (a, b, final):
-        pool.release(d)
-    assert pool.available == 3 and len(made) == 3  # reused, not recreated
-    assert DecoderPool(1, factory=object).lend_spare() is None  # one decoder: finals only
+
+    def factory():
+        made.append(object())
+        return made[-1]
+
+    pool = DecoderPool(3, final_factory=factory, partial_factory=factory)
+    a, b = pool.lend(), pool.lend()
+    assert a is not None and b is not None and pool.lend() is None  # partials are best effort
+    final = pool.final()  # always there, whatever is lent
+    assert final is pool.final() and len(made) == 3 and pool.lent == 2
+    pool.give_back(a)
+    assert pool.lend() is a and len(made) == 3  # reused, not recreated
+    assert DecoderPool(1, final_factory=object, partial_factory=object).lend() is None  # finals only
 
 
 @pytest.fixture(scope="module")
 def long_speech(synth):
     """~6 s of continuous speech (no pause long enough to endpoint), PCM 16 kHz."""
-    text = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
+    text = "the quick brown fox jumps over the lazy dog and runs into the forest near the old river"
     pcm = synth.synthesize(text, voices.prosody_for(p.TtsInit(), voices.DEFAULT_VOICE))
     return audio.resample(pcm, synth.sample_rate, 16000)
 
@@ -109,7 +113,7 @@ def _recognize(pcm: bytes, chunk: int, settings: RecognizerSettings) -> list[p.T
 
 
 def test_long_speech_is_cut_into_bounded_utterances(long_speech):
-    settings = RecognizerSettings(decoders=2, max_utterance_s=2.0)
+    settings = RecognizerSettings(decoders=2, max_utterance_s=2.0, warps=(1.0,))
     pcm = b"\0" * 8000 + long_speech + b"\0" * 8000
     msgs = _recognize(pcm, 3200, settings)
     finals = [m for m in msgs if m.is_final]
@@ -122,12 +126,22 @@ def test_long_speech_is_cut_into_bounded_utterances(long_speech):
 
 
 def test_chunking_does_not_change_the_result(long_speech):
-    settings = RecognizerSettings(decoders=1)  # finals only: the comparison is about them
-    pcm = b"\0" * 8000 + long_speech + b"\0" * 8000
+    settings = RecognizerSettings(decoders=1, warps=(1.0,))  # finals only: the comparison is about them
+    pcm = b"\0" * 8000 + long_speech[: 16000 * 2 * 2] + b"\0" * 8000  # 2 s is enough here
     whole = _recognize(pcm, len(pcm), settings)
     odd_chunks = _recognize(pcm, 777, settings)  # odd sizes split samples across pushes
     assert [(f.text, f.offset, f.duration) for f in whole] == [(f.text, f.offset, f.duration) for f in odd_chunks]
     assert whole and all(f.is_final for f in whole)
+
+
+def test_vtln_picks_a_warp_for_the_voice_and_forgets_it_at_flush(long_speech):
+    stream = RecognitionStream(DecoderPool(2), 16000, RecognizerSettings(decoders=2, warps=(1.0, 1.3)))
+    assert stream.warp is None
+    stream.push(b"\0" * 8000 + long_speech[: 16000 * 2 * 2] + b"\0" * 16000)
+    # eSpeak's female voices have formants well above the model's average: the larger warp wins.
+    assert stream.warp == 1.3
+    stream.flush()
+    assert stream.warp is None  # a new recognition session may be a new speaker
 
 
 def test_log_lines_never_show_keys():

@@ -24,10 +24,10 @@ class Voice:
 
 
 # The first voice of each language is that language's default. vl-jenny is the default of
-# the service: en-us+f2 is the eSpeak voice pocketsphinx recognises best (see README.md).
+# the service: en-us+f5 is the eSpeak voice pocketsphinx recognises best (see README.md).
 VOICES: tuple[Voice, ...] = (
-    Voice("vl-jenny", "Jenny", "en-US", "Female", "en-us", "f2", "default; clearest for speech recognition"),
-    Voice("vl-aria", "Aria", "en-US", "Female", "en-us", "f5", "brighter female"),
+    Voice("vl-jenny", "Jenny", "en-US", "Female", "en-us", "f5", "default; clearest for speech recognition"),
+    Voice("vl-aria", "Aria", "en-US", "Female", "en-us", "f2", ""),
     Voice("vl-guy", "Guy", "en-US", "Male", "en-us", "m1", ""),
     Voice("vl-davis", "Davis", "en-US", "Male", "en-us", "m3", "deeper male"),
     Voice("vl-libby", "Libby", "en-GB", "Female", "en", "f2", "British"),

@@ -15,7 +15,7 @@ from typing import Any
 
 from voxbeam import audio
 from voxbeam.protocol import ErrorCode
-from voxbeam.server.engines.recognizer import DecoderPool, RecognitionStream, RecognizerSettings, new_decoder
+from voxbeam.server.engines.recognizer import DecoderPool, RecognitionStream, RecognizerSettings
 from voxbeam.server.engines.synthesizer import SynthesisError, get_synthesizer
 from voxbeam.server.voices import Prosody
 
@@ -36,8 +36,8 @@ class WorkerEngine:
 
     def __init__(self, settings: RecognizerSettings) -> None:
         self.settings = settings
-        self.pool = DecoderPool(settings.decoders, new_decoder)
-        self.pool.preload(1)  # one warm decoder: the first session must not pay the 0.6 s load
+        self.pool = DecoderPool(settings.decoders)
+        self.pool.final()  # loaded before READY: the first session must not pay the 0.6 s load
         self.synth = get_synthesizer()
         self.streams: dict[str, RecognitionStream] = {}
 
