@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from tests import speech
-from tests.reliability.conftest import TINY_SENTENCES, dedicated_server, env_seconds, tree_rss
+from tests.reliability.conftest import SHORT_SENTENCES, dedicated_server, env_seconds, tree_rss
 from voxbeam import audio
 from voxbeam.client import ClientConfig, RetryPolicy, SpeechClient, Timeouts
 from voxbeam.errors import RetriesExhaustedError, ServerBusyError
@@ -28,7 +28,7 @@ CONCURRENT = 64
 WORKERS = 2
 DURATION = env_seconds("VOXBEAM_SOAK_SECONDS", 20.0)
 WAVE_DEADLINE = 120.0
-TTS_TEXT = " ".join(TINY_SENTENCES[:3])
+TTS_TEXT = " ".join(SHORT_SENTENCES[:3])
 # Distinct phrases: a transcript must be nearest to its own phrase's reference (pocketsphinx's
 # pooled decoders are not bit-reproducible, so exact equality would test the engine, not load).
 PHRASES = ["Thank you.", "Yes please.", "I would like coffee."]
