@@ -19,6 +19,7 @@ GCP = [
     "google-cloud-secret-manager>=2.16,<3",
 ]
 TEST = SERVER + GCP + [
+    "matplotlib>=3.7,<4",
     "pytest>=8,<10",
     "pytest-timeout>=2.2,<3",
     "hypothesis>=6.100,<7",

@@ -285,10 +285,16 @@ def expand_input(spec: str) -> list[storage.SourceFile]:
     return found
 
 
-def existing_sources(output: str) -> set[tuple[str, int, str]]:
-    """(uri, size, version) of every file that earlier runs under ``output`` transcribed."""
+def _read_parquet(data: bytes, columns: list[str] | None = None) -> Any:
     import pyarrow.parquet as pq
 
+    # No Arrow thread pool: a job that exits right after (nothing new to do) could abort with
+    # "terminate called without an active exception" while its threads were still starting.
+    return pq.read_table(io.BytesIO(data), columns=columns, use_threads=False)
+
+
+def existing_sources(output: str) -> set[tuple[str, int, str]]:
+    """(uri, size, version) of every file that earlier runs under ``output`` transcribed."""
     seen: set[tuple[str, int, str]] = set()
     pattern = storage.join(output, TRANSCRIPTS, "*", "*.parquet")
     try:
@@ -297,7 +303,7 @@ def existing_sources(output: str) -> set[tuple[str, int, str]]:
         return seen
     for f in files:
         with storage.open_read(f.uri) as fh:
-            table = pq.read_table(io.BytesIO(fh.read()), columns=list(SOURCE_KEY_COLUMNS))
+            table = _read_parquet(fh.read(), columns=list(SOURCE_KEY_COLUMNS))
         for uri, size, version in zip(*(table.column(c).to_pylist() for c in SOURCE_KEY_COLUMNS), strict=True):
             seen.add((uri, int(size), version))
     return seen
@@ -367,12 +373,10 @@ def run_transcription(argv: Sequence[str] | None = None, *, show_progress: bool 
 
 def _summarize(summary: Summary, output: str, run_id: str, main: str) -> None:
     """Count what this run wrote by reading its own partition back."""
-    import pyarrow.parquet as pq
-
     for name in (main, DEAD_LETTERS):
         for f in storage.match(storage.join(output, name, f"run={run_id}", "*.parquet")):
             with storage.open_read(f.uri) as fh:
-                table = pq.read_table(io.BytesIO(fh.read()))
+                table = _read_parquet(fh.read())
             if name == main:
                 summary.written += table.num_rows
                 summary.outputs.append(f.uri)
@@ -422,9 +426,7 @@ def read_text_records(spec: str) -> list[dict[str, Any]]:
     lower = spec.lower()
     try:
         if lower.endswith(".parquet"):
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(io.BytesIO(data))
+            table = _read_parquet(data)
             missing = {"id", "text"} - set(table.column_names)
             if missing:
                 raise UsageError("--input", f"{spec} lacks column(s) {', '.join(sorted(missing))}")

@@ -34,9 +34,7 @@ def node_ws() -> str:
 
 def test_spec_javascript_clients(server, node_ws):
     env = {**os.environ, "VOXBEAM_URL": server.url, "VOXBEAM_KEY": server.api_key}
-    done = subprocess.run(
-        [node_ws, "spec_clients.js"], cwd=JS, env=env, capture_output=True, text=True, timeout=180
-    )
+    done = subprocess.run([node_ws, "spec_clients.js"], cwd=JS, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     [line] = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
     result = json.loads(line[len("RESULT ") :])

@@ -145,8 +145,24 @@ class _InFlightDoFn(beam.DoFn):
         self._latency = Metrics.distribution(NAMESPACE, f"{self.stage}_latency_ms")
 
     def start_bundle(self) -> None:
+        self._settle()
         self._pending: collections.deque[tuple[concurrent.futures.Future[tuple[bool, dict[str, Any]]], Any, Any]]
         self._pending = collections.deque()
+
+    def teardown(self) -> None:
+        self._settle()
+
+    def _settle(self) -> None:
+        """Cancel what a failed bundle left queued and wait for what it left running.
+
+        The runner retries that bundle's records; leftovers must not write beside the retry.
+        """
+        pending = getattr(self, "_pending", None)
+        if not pending:
+            return
+        futures = [f for f, _, _ in pending if not f.cancel()]
+        pending.clear()
+        concurrent.futures.wait(futures)
 
     def work(self, element: Any) -> tuple[bool, dict[str, Any]]:
         raise NotImplementedError
