@@ -110,8 +110,12 @@ async def tts_pcm(server: Any, texts: Sequence[str], rate: int = 16000, **init_f
         return await synthesize(ws, texts)
 
 
-async def send_audio(ws: ClientConnection, pcm: bytes, chunk: int = CHUNK) -> None:
+async def send_audio(ws: ClientConnection, pcm: bytes, chunk: int = CHUNK, realtime_rate: int | None = None) -> None:
+    """Send ``pcm`` in chunks: as fast as the socket takes them, or paced like a live source at ``realtime_rate``."""
+    started = asyncio.get_running_loop().time()
     for i in range(0, len(pcm), chunk):
+        if realtime_rate:
+            await asyncio.sleep(max(0.0, started + i / 2 / realtime_rate - asyncio.get_running_loop().time()))
         await send(ws, audio_msg(pcm[i : i + chunk]))
 
 

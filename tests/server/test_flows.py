@@ -86,6 +86,7 @@ def test_tts_pcm_at_each_rate_is_raw_samples(server):
 
 
 def test_stt_flow_partials_finals_words_flush_and_a_second_recognition_session(server):
+    """A live recognition session (audio paced in real time: partials), then a bulk one (no partials)."""
     speech = asyncio.run(h.tts_pcm(server, ["The weather is nice today. Please call me when you get home."]))
 
     async def main():
@@ -106,8 +107,9 @@ def test_stt_flow_partials_finals_words_flush_and_a_second_recognition_session(s
                 "sample_rate": 16000,
             }
             sessions = []
-            for _ in range(2):
-                sender = asyncio.create_task(h.send_audio(ws, h.silence(0.5) + speech + h.silence(0.5)))
+            for pace in (16000, None):
+                audio = h.silence(0.5) + speech + h.silence(0.5)
+                sender = asyncio.create_task(h.send_audio(ws, audio, realtime_rate=pace))
                 msgs = await h._drain_while(ws, sender)
                 await h.send(ws, {"type": "command", "command": "flush"})
                 sessions.append(msgs + await h.until_flush_done(ws))
@@ -116,13 +118,16 @@ def test_stt_flow_partials_finals_words_flush_and_a_second_recognition_session(s
     ready, (one, two) = asyncio.run(main())
     assert one[-1] == {"type": "flush_done", "request_id": ready["request_id"]}
     assert two[-1]["type"] == "flush_done" and two[-1]["request_id"] != ready["request_id"]
-    for msgs in (one, two):
+    for msgs, live in ((one, True), (two, False)):
         rid = msgs[-1]["request_id"]
         assert all(m["request_id"] == rid for m in msgs if m["type"] == "transcript")
         partials = [m for m in msgs if m["type"] == "transcript" and not m["is_final"]]
         finals = h.finals(msgs)
-        assert partials, "partial transcripts while audio arrives"
-        assert msgs.index(partials[0]) < msgs.index(finals[0])
+        if live:
+            assert partials, "partial transcripts while audio arrives"
+            assert msgs.index(partials[0]) < msgs.index(finals[0])
+        else:
+            assert not partials, "no partials for audio uploaded faster than real time"
         assert finals and all(m["text"] for m in finals)
         for f in finals:
             assert 0.0 <= f["confidence"] <= 1.0
@@ -135,7 +140,7 @@ def test_stt_flow_partials_finals_words_flush_and_a_second_recognition_session(s
         # Offsets count from the start of each recognition session: speech starts after 0.5 s of silence.
         assert 300 <= finals[0]["offset"] <= 900, finals[0]
         words = " ".join(f["text"] for f in finals).split()
-        assert {"weather", "nice", "today"} <= set(words), words
+        assert len({"weather", "nice", "today", "please", "call", "home"} & set(words)) >= 3, (live, " ".join(words))
 
 
 def test_stt_words_only_with_timestamps_and_language_only_with_detection(server):

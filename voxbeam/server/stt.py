@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 import uuid
 from dataclasses import replace
 from typing import Any
@@ -20,6 +21,11 @@ from voxbeam.server.workers import Worker, WorkerCallError, WorkerDied, WorkerUn
 
 MODEL_LANGUAGE = "en-US"
 ACCEPTED_LANGUAGES = ("en-us", "en")
+# A recognition session whose audio runs this far ahead of the clock is a bulk upload, not a
+# live source: it gets no partials and no decoder of its own (see engines/recognizer.py). A
+# session counts as live once audio has come in at about real time for LIVE_AFTER_S.
+LIVE_SLACK_S = 1.0
+LIVE_AFTER_S = 0.5
 
 
 class ByteBudget:
@@ -56,6 +62,9 @@ class SttSession(Session):
         self.language: str | None = None
         self.audio_bytes = 0
         self._streaming: set[str] = set()  # recognition sessions with audio and no flush_done yet
+        self._first_audio: float | None = None  # clock at the recognition session's first audio
+        self._received_s = 0.0
+        self._bulk = False
 
     # -- init ---------------------------------------------------------------------------
 
@@ -109,18 +118,31 @@ class SttSession(Session):
             if not msg.data:
                 return
             n = len(msg.data)
+            live = self._live(n)
             await self.budget.acquire(n)
             self.audio_bytes += n
             self._stream_started(self.request_id)
-            fut = self.worker.call("stt_audio", self.sid, msg.data)
+            fut = self.worker.call("stt_audio", self.sid, msg.data, live)
             await self.emit(functools.partial(self._transcripts, fut, self.request_id, n))
         elif isinstance(msg, p.Command):  # the parser admits "flush" only
             fut = self.worker.call("stt_flush", self.sid)
             await self.emit(functools.partial(self._flushed, fut, self.request_id))
             # Audio after a flush belongs to a new recognition session, with a new id, at offset 0.
             self._new_request_id()
+            self._first_audio, self._received_s, self._bulk = None, 0.0, False
         else:
             await self.report(ErrorCode.INVALID_MESSAGE, f"unexpected {msg.type!r} message")
+
+    def _live(self, n: int) -> bool:
+        """Whether this recognition session's audio arrives at about real time (bulk latches)."""
+        now = time.monotonic()
+        if self._first_audio is None:
+            self._first_audio = now
+        elapsed = now - self._first_audio
+        self._received_s += n / 2 / self.sample_rate
+        if self._received_s > elapsed + LIVE_SLACK_S:
+            self._bulk = True
+        return not self._bulk and elapsed >= LIVE_AFTER_S
 
     def _stamp(self, transcripts: list[p.Transcript], request_id: str) -> list[p.ServerMessage]:
         return [replace(t, request_id=request_id, language=self.language if t.is_final else None) for t in transcripts]

@@ -23,11 +23,13 @@ class Voice:
     description: str = ""
 
 
-# The first voice of each language is that language's default. vl-jenny is the default of
-# the service: en-us+f5 is the eSpeak voice pocketsphinx recognises best (see README.md).
+# The first voice of each language is that language's default. vl-andrew is the default of the
+# service: eSpeak NG's Klatt synthesis is the speech pocketsphinx recognises best (README.md).
 VOICES: tuple[Voice, ...] = (
-    Voice("vl-jenny", "Jenny", "en-US", "Female", "en-us", "f5", "default; clearest for speech recognition"),
-    Voice("vl-aria", "Aria", "en-US", "Female", "en-us", "f2", ""),
+    Voice("vl-andrew", "Andrew", "en-US", "Male", "en-us", "klatt4", "default; Klatt synthesis, clearest for recognition"),
+    Voice("vl-brian", "Brian", "en-US", "Male", "en-us", "klatt5", "Klatt synthesis"),
+    Voice("vl-jenny", "Jenny", "en-US", "Female", "en-us", "f2", ""),
+    Voice("vl-aria", "Aria", "en-US", "Female", "en-us", "f5", ""),
     Voice("vl-guy", "Guy", "en-US", "Male", "en-us", "m1", ""),
     Voice("vl-davis", "Davis", "en-US", "Male", "en-us", "m3", "deeper male"),
     Voice("vl-libby", "Libby", "en-GB", "Female", "en", "f2", "British"),
@@ -138,7 +140,7 @@ def resolve_voice(voice_id: str | None, language: str | None) -> Voice:
     if language is None:
         return DEFAULT_VOICE
     key = _lang_key(language)
-    # An exact tag wins ("en-GB" -> vl-libby); a bare language takes its first voice ("en" -> vl-jenny).
+    # An exact tag wins ("en-GB" -> vl-libby); a bare language takes its first voice ("en" -> vl-andrew).
     for voice in VOICES:
         if _lang_key(voice.language) == key:
             return voice

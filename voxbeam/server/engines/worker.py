@@ -15,7 +15,7 @@ from typing import Any
 
 from voxbeam import audio
 from voxbeam.protocol import ErrorCode
-from voxbeam.server.engines.recognizer import DecoderPool, RecognitionStream, RecognizerSettings
+from voxbeam.server.engines.recognizer import DecoderPool, NoiseFloor, RecognitionStream, RecognizerSettings
 from voxbeam.server.engines.synthesizer import SynthesisError, get_synthesizer
 from voxbeam.server.voices import Prosody
 
@@ -37,7 +37,8 @@ class WorkerEngine:
     def __init__(self, settings: RecognizerSettings) -> None:
         self.settings = settings
         self.pool = DecoderPool(settings.decoders)
-        self.pool.final()  # loaded before READY: the first session must not pay the 0.6 s load
+        self.pool.reserved()  # loaded before READY: the first session must not pay the 0.6 s load
+        self.noise = NoiseFloor(settings.noise_floor, settings.max_utterance_s + 5)
         self.synth = get_synthesizer()
         self.streams: dict[str, RecognitionStream] = {}
 
@@ -51,10 +52,12 @@ class WorkerEngine:
         old = self.streams.pop(sid, None)
         if old is not None:
             old.close()
-        self.streams[sid] = RecognitionStream(self.pool, sample_rate, self.settings, with_words=with_words)
+        self.streams[sid] = RecognitionStream(
+            self.pool, sample_rate, self.settings, with_words=with_words, noise=self.noise
+        )
 
-    def op_stt_audio(self, sid: str, data: bytes) -> list[Any]:
-        return self.streams[sid].push(data)
+    def op_stt_audio(self, sid: str, data: bytes, live: bool = False) -> list[Any]:
+        return self.streams[sid].push(data, live)
 
     def op_stt_flush(self, sid: str) -> tuple[list[Any], bool]:
         return self.streams[sid].flush()
