@@ -159,11 +159,6 @@ def test_second_run_says_nothing_new(server, tmp_path):
     assert "nothing new" in again.stdout
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known gap:"
-    " pocketsphinx on eSpeak NG speech does not reliably reach this word error rate bound (open issue)",
-)
 @pytest.mark.timeout(400)
 def test_readme_main_command_on_the_embedded_server(tmp_path):
     """`voxbeam transcribe examples/audio --output OUT` with no endpoint: the embedded server does the work."""

@@ -153,6 +153,8 @@ class SttReady:
     language: str
     format: str
     sample_rate: int
+    # Not in the spec (clients ignore unknown fields): names the recognition model, for provenance.
+    model: str | None = None
     type: Literal["ready"] = "ready"
 
 
@@ -358,6 +360,7 @@ def parse_server_message(frame: str | bytes) -> ServerMessage:
                 language=str(obj.get("language", "")),
                 format=str(obj.get("format", "")),
                 sample_rate=int(obj.get("sample_rate", 0)),
+                model=obj["model"] if isinstance(obj.get("model"), str) else None,
             )
         if kind == "audio":
             return Audio(data=_b64(obj.get("data")), is_final=bool(obj.get("is_final", False)))

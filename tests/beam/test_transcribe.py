@@ -51,11 +51,6 @@ def spoken(server):
     return speech.render(server, speech.SENTENCES[:6])
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known gap:"
-    " pocketsphinx on eSpeak NG speech does not reliably reach this word error rate bound (open issue)",
-)
 def test_mixed_formats_and_bad_inputs(server, spoken, tmp_path):
     src = tmp_path / "in"
     src.mkdir()
@@ -136,11 +131,6 @@ def test_parquet_reads_back_with_the_documented_schema(server, spoken, tmp_path)
     assert dead and all(t.schema.remove_metadata() == DEAD_LETTER_SCHEMA for t in dead)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known gap:"
-    " on a loaded 2-core machine the server's STT backlog with 8 streams can outlast client timeouts (open issue)",
-)
 def test_one_worker_streams_eight_sessions_at_once(spoken, tmp_path):
     """With one worker process (the in-process FnApiRunner), 8 sessions stream concurrently."""
     from voxbeam.server.launcher import LocalServer

@@ -77,11 +77,6 @@ def _worker_cpu(server) -> float:
     return sum(p.cpu_times().user + p.cpu_times().system for p in h.worker_processes(server.pid))
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known gap:"
-    " pocketsphinx on eSpeak NG speech does not reliably reach this word error rate bound (open issue)",
-)
 def test_word_error_rate_of_our_own_speech(server, record_property):
     clips = asyncio.run(_render_all(server, SENTENCES))
     cpu_before = _worker_cpu(server)

@@ -106,9 +106,12 @@ class SpeechClient:
         builder = TranscriptBuilder(language)
         pacing = sample_rate * 2 if self.config.realtime_pacing else None
         have_segment: bool | None = None
+        model: str | None = None
 
         async def exchange(session: Session) -> Recognition | None:
-            nonlocal have_segment
+            nonlocal have_segment, model
+            if isinstance(session.ready, protocol.SttReady) and session.ready.model:
+                model = session.ready.model
             if have_segment is None:  # audio is pulled only once a session is in hand
                 have_segment = await feed.next_segment()
             if not have_segment:
@@ -128,7 +131,7 @@ class SpeechClient:
                 if feed.last:
                     break
                 have_segment = None
-            return builder.result(audio_duration_ms=feed.consumed_ms, attempts=record.attempts)
+            return builder.result(audio_duration_ms=feed.consumed_ms, attempts=record.attempts, model=model)
 
         try:
             result = await self._run_record(run)

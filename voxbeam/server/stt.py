@@ -20,6 +20,7 @@ from voxbeam.server.session import Session
 from voxbeam.server.workers import Worker, WorkerCallError, WorkerDied, WorkerUnavailable
 
 MODEL_LANGUAGE = "en-US"
+MODEL = "pocketsphinx-en-us"
 ACCEPTED_LANGUAGES = ("en-us", "en")
 # A recognition session whose audio runs this far ahead of the clock is a bulk upload, not a
 # live source: it gets no partials and no decoder of its own (see engines/recognizer.py). A
@@ -91,7 +92,7 @@ class SttSession(Session):
         self.initialized = True
         self._new_request_id()
         assert self.request_id is not None
-        await self.emit(p.SttReady(self.request_id, MODEL_LANGUAGE, msg.format, msg.sample_rate))
+        await self.emit(p.SttReady(self.request_id, MODEL_LANGUAGE, msg.format, msg.sample_rate, MODEL))
 
     def _pin(self, worker: Worker) -> None:
         self.worker = worker

@@ -268,7 +268,10 @@ async function stt(key, pcmBytes) {
   });
   await until(() => client.ready, 'stt ready');
   const samples = new Int16Array(pcmBytes.buffer, pcmBytes.byteOffset, pcmBytes.byteLength / 2);
+  const began = Date.now();
   for (let start = 0; start < samples.length; start += 4096) {
+    // A microphone: the ScriptProcessor calls onaudioprocess once per 4096 samples recorded.
+    await sleep(Math.max(0, began + ((start + 4096) * 1000) / 16000 - Date.now()));
     // What the ScriptProcessor hands onaudioprocess: Float32 samples in [-1, 1).
     const audioData = Float32Array.from(samples.subarray(start, start + 4096), (s) => s / 32768);
     // ---- the body of the spec's onaudioprocess, verbatim ----

@@ -63,7 +63,7 @@ class RecognizerSettings:
     vad_mode: int = 0
     # Standard deviation of the added noise floor, in 16-bit sample units (60 is about -55 dBFS).
     noise_floor: float = 60.0
-    cmn_window_s: float = 2.0  # live utterances: the mean is seeded from their first seconds
+    cmn_window_s: float = 1.0  # live utterances: the mean is seeded from their first second
 
 
 class DecoderPool:
@@ -240,7 +240,7 @@ class RecognitionStream:
                 self._ep.end_stream(rest)  # (it refuses an empty frame)
                 self._hist += rest
                 self._pos += len(rest) // BYTES_PER_SAMPLE
-            self._end_utterance(self._pos, out)
+            self._end_utterance(self._pos, out, flushing=True)
         self._reset()
         return out, odd
 
@@ -304,21 +304,23 @@ class RecognitionStream:
         start = max(self._hist_start, start, 0)
         self._utt = _Utterance(start, self._pool.lend() if self._live else None)
 
-    def _end_utterance(self, end: int, out: list[Transcript]) -> None:
+    def _end_utterance(self, end: int, out: list[Transcript], *, flushing: bool = False) -> None:
+        """The utterance's final: decoded whole, or, when a flush cuts a live one short, from its live decoder."""
         utt = self._utt
         if utt is None:
             return
         self._utt = None
         dec = utt.decoder
         try:
-            if dec is not None and utt.started and utt.fed <= end:
+            if flushing and dec is not None and utt.started and utt.fed <= end:
+                # The client waits for flush_done: only the tail is left to decode.
                 self._advance(utt, end, out, partials=False)
                 dec.end_utt()
                 utt.started = False
                 final = self._final(dec, utt.start)
             else:
-                if dec is not None and utt.started:  # fed past the end (not expected): decode it whole
-                    dec.end_utt()
+                if dec is not None and utt.started:
+                    dec.end_utt()  # its partials were shown; the final uses the whole utterance's mean
                     utt.started = False
                 final = self._decode_whole(dec or self._pool.reserved(), utt.start, end)
         finally:
