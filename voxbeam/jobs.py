@@ -357,9 +357,7 @@ def run_transcription(argv: Sequence[str] | None = None, *, show_progress: bool 
                         timestamps=args.timestamps == "true",
                         progress_id=progress_id,
                     )
-                    result[TRANSCRIPTS] | "WriteTranscripts" >> WriteTranscripts(
-                        args.output, run_id, captions=captions
-                    )
+                    result[TRANSCRIPTS] | "WriteTranscripts" >> WriteTranscripts(args.output, run_id, captions=captions)
                     result[DEAD_LETTERS] | "WriteDeadLetters" >> WriteDeadLetters(args.output, run_id)
         finally:
             if progress_id:

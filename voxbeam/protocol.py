@@ -54,9 +54,7 @@ class ErrorCode(enum.StrEnum):
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
-RETRYABLE_CODES = frozenset(
-    {ErrorCode.SERVER_BUSY.value, ErrorCode.IDLE_TIMEOUT.value, ErrorCode.INTERNAL_ERROR.value}
-)
+RETRYABLE_CODES = frozenset({ErrorCode.SERVER_BUSY.value, ErrorCode.IDLE_TIMEOUT.value, ErrorCode.INTERNAL_ERROR.value})
 
 
 class ProtocolError(Exception):

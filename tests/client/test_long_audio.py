@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import tracemalloc
 
-import pytest
-
 from tests import speech
 from tests.client.conftest import RATE, config_for
 from tests.client.proxy import FaultProxy

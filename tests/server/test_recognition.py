@@ -12,7 +12,6 @@ import re
 
 import jiwer
 import numpy as np
-import pytest
 
 from tests.server import helpers as h
 

@@ -363,9 +363,7 @@ class SynthesizeFn(_InFlightDoFn):
         if not isinstance(text, str) or not text.strip():
             raise InputError("the record has no 'text'")
         if len(text) > self._max_chars:
-            raise VoxBeamError(
-                f"text has {len(text)} characters; the limit is {self._max_chars}", code="TEXT_TOO_LONG"
-            )
+            raise VoxBeamError(f"text has {len(text)} characters; the limit is {self._max_chars}", code="TEXT_TOO_LONG")
         params = {k: v for k, v in self._defaults.items() if v is not None}
         params.update({k: record[k] for k in SYNTH_FIELDS if record.get(k) is not None})
         result = self._handle.client.synthesize(text, **params)

@@ -61,8 +61,9 @@ def gcs_client() -> Any:
         configure_beam_for_emulator()
         from google.auth.credentials import AnonymousCredentials
 
-        return storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "voxbeam-local"),
-                              credentials=AnonymousCredentials())
+        return storage.Client(
+            project=os.environ.get("GOOGLE_CLOUD_PROJECT", "voxbeam-local"), credentials=AnonymousCredentials()
+        )
     return storage.Client()
 
 

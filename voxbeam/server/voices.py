@@ -26,7 +26,7 @@ class Voice:
 # The first voice of each language is that language's default. vl-andrew is the default of the
 # service: eSpeak NG's Klatt synthesis is the speech pocketsphinx recognises best (README.md).
 VOICES: tuple[Voice, ...] = (
-    Voice("vl-andrew", "Andrew", "en-US", "Male", "en-us", "klatt4", "default; Klatt synthesis, clearest for recognition"),
+    Voice("vl-andrew", "Andrew", "en-US", "Male", "en-us", "klatt4", "default; Klatt synthesis, best recognised"),
     Voice("vl-brian", "Brian", "en-US", "Male", "en-us", "klatt5", "Klatt synthesis"),
     Voice("vl-jenny", "Jenny", "en-US", "Female", "en-us", "f2", ""),
     Voice("vl-aria", "Aria", "en-US", "Female", "en-us", "f5", ""),

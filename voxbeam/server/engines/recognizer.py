@@ -139,7 +139,10 @@ class NoiseFloor:
             return pcm
         x = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
         n = len(self._unit)
-        unit = self._unit[start : start + len(x)] if start + len(x) <= n else self._unit[np.arange(start, start + len(x)) % n]
+        if start + len(x) <= n:
+            unit = self._unit[start : start + len(x)]
+        else:  # longer than the table: it wraps
+            unit = self._unit[np.arange(start, start + len(x)) % n]
         return np.clip(np.rint(x + sigma * unit), -32768, 32767).astype("<i2").tobytes()
 
 
