@@ -130,7 +130,8 @@ def test_server_killed_and_restarted_mid_run(server, phrases, reference):
     files = [gap.join(phrases[(i + k) % len(phrases)] for k in range(3)) for i in range(4)]
 
     async def reference_texts():  # the shared server runs the same engines (checked deterministic)
-        async with SpeechClient(config_for(server)) as client:
+        # Paced like the faulted run: a live session finishes speech cut short by the flush its own way.
+        async with SpeechClient(config_for(server, pool_size=4, realtime_pacing=True)) as client:
             return [r.text for r in await asyncio.gather(*(client.transcribe(f) for f in files))]
 
     expected = asyncio.run(reference_texts())

@@ -126,7 +126,7 @@ class SttSession(Session):
             fut = self.worker.call("stt_audio", self.sid, msg.data, live)
             await self.emit(functools.partial(self._transcripts, fut, self.request_id, n))
         elif isinstance(msg, p.Command):  # the parser admits "flush" only
-            fut = self.worker.call("stt_flush", self.sid)
+            fut = self.worker.call("stt_flush", self.sid, self._live(0))
             await self.emit(functools.partial(self._flushed, fut, self.request_id))
             # Audio after a flush belongs to a new recognition session, with a new id, at offset 0.
             self._new_request_id()

@@ -7,18 +7,18 @@ An utterance is decoded in three steps:
 1. a minimum noise floor is topped up (digital silence and synthetic speech have spectral holes
    the acoustic model never saw; measured 0.28 -> 0.15 word error rate on eSpeak NG speech, and
    recordings with a background of their own are left alone);
-2. the cepstral mean is estimated over the utterance (a cheap pass with a one-word grammar on
-   the same front end), from a fresh front end, so nothing leaks from earlier utterances;
+2. the cepstral mean is estimated (a cheap pass with a one-word grammar on the same front end,
+   which starts afresh, so nothing leaks from earlier utterances or sessions);
 3. the utterance is decoded with the live mean seeded from that estimate.
 
-Bulk sessions (audio arriving faster than real time) decode each utterance in one call at its
-end, on the worker's reserved decoder, with the mean of the whole utterance: the result depends
-on the utterance's audio alone, in any chunking, on any decoder. Live sessions (audio at about
-real time) get a decoder lent for the utterance when one is free and decode it as it arrives,
-with the mean of its first ``cmn_window_s``: partial transcripts come from its hypothesis, and
-at the end only the tail is left, so the final follows the end of speech quickly. Live finals
-are as reproducible, but may differ slightly from bulk ones for utterances longer than the
-window.
+The mean is that of the whole utterance, except for an utterance a live session's flush cuts
+short: there it is the mean of its first ``cmn_window_s``. That one exception is what lets a
+live session (audio at about real time) decode an utterance as it arrives, on a decoder lent
+to it: partial transcripts come from its hypothesis, and at the flush only the tail is left, so
+``flush_done`` follows quickly. Everything else is decoded whole when it ends, on the worker's
+reserved decoder; bulk sessions (audio faster than real time) get no partials and lend nothing.
+The result depends on the audio and the flush alone, in any chunking, on any decoder, with a
+decoder lent or not: pooled and fresh sessions give the same transcripts.
 """
 
 from __future__ import annotations
@@ -231,8 +231,13 @@ class RecognitionStream:
             self._advance(utt, self._pos - self._lag, out)
         return out
 
-    def flush(self) -> tuple[list[Transcript], bool]:
-        """Finish the recognition session: every remaining final, and whether a stray byte was dropped."""
+    def flush(self, live: bool = False) -> tuple[list[Transcript], bool]:
+        """Finish the recognition session: every remaining final, and whether a stray byte was dropped.
+
+        ``live``: the session is live, so an utterance the flush cuts short is finished from the
+        start of it (its first ``cmn_window_s``), on its live decoder when it has one: only the tail
+        is left to decode while the client waits.
+        """
         odd = bool(self._carry)
         self._carry = b""
         out: list[Transcript] = []
@@ -243,7 +248,7 @@ class RecognitionStream:
                 self._ep.end_stream(rest)  # (it refuses an empty frame)
                 self._hist += rest
                 self._pos += len(rest) // BYTES_PER_SAMPLE
-            self._end_utterance(self._pos, out, flushing=True)
+            self._end_utterance(self._pos, out, cut_live=live)
         self._reset()
         return out, odd
 
@@ -307,25 +312,25 @@ class RecognitionStream:
         start = max(self._hist_start, start, 0)
         self._utt = _Utterance(start, self._pool.lend() if self._live else None)
 
-    def _end_utterance(self, end: int, out: list[Transcript], *, flushing: bool = False) -> None:
-        """The utterance's final: decoded whole, or, when a flush cuts a live one short, from its live decoder."""
+    def _end_utterance(self, end: int, out: list[Transcript], *, cut_live: bool = False) -> None:
+        """The utterance's final, with the mean of the whole utterance, or of its start when ``cut_live``."""
         utt = self._utt
         if utt is None:
             return
         self._utt = None
         dec = utt.decoder
         try:
-            if flushing and dec is not None and utt.started and utt.fed <= end:
-                # The client waits for flush_done: only the tail is left to decode.
+            if cut_live and dec is not None and utt.started and utt.fed <= end:
                 self._advance(utt, end, out, partials=False)
                 dec.end_utt()
                 utt.started = False
                 final = self._final(dec, utt.start)
             else:
                 if dec is not None and utt.started:
-                    dec.end_utt()  # its partials were shown; the final uses the whole utterance's mean
+                    dec.end_utt()  # its partials were shown; the final is decoded whole
                     utt.started = False
-                final = self._decode_whole(dec or self._pool.reserved(), utt.start, end)
+                mean_end = min(end, utt.start + self._cmn_samples) if cut_live else end
+                final = self._decode_whole(dec or self._pool.reserved(), utt.start, end, mean_end)
         finally:
             self._release(utt)
         # Drop what the utterance consumed, keeping the tail as pre-roll for the next one.
@@ -393,10 +398,10 @@ class RecognitionStream:
                 )
             )
 
-    def _decode_whole(self, decoder: Any, start: int, end: int) -> Transcript | None:
+    def _decode_whole(self, decoder: Any, start: int, end: int, mean_end: int) -> Transcript | None:
         if end - start < SAMPLE_RATE // 10:  # < 100 ms cannot hold a word
             return None
-        sigma = self._start(decoder, start, end)
+        sigma = self._start(decoder, start, mean_end)
         decoder.process_raw(self._noisy(start, start, end, sigma), False, False)
         decoder.end_utt()
         return self._final(decoder, start)

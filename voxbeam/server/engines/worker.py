@@ -59,8 +59,8 @@ class WorkerEngine:
     def op_stt_audio(self, sid: str, data: bytes, live: bool = False) -> list[Any]:
         return self.streams[sid].push(data, live)
 
-    def op_stt_flush(self, sid: str) -> tuple[list[Any], bool]:
-        return self.streams[sid].flush()
+    def op_stt_flush(self, sid: str, live: bool = False) -> tuple[list[Any], bool]:
+        return self.streams[sid].flush(live)
 
     def op_stt_close(self, sid: str) -> None:
         stream = self.streams.pop(sid, None)
