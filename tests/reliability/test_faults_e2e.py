@@ -125,7 +125,7 @@ def settings_for(url: str, key: str, **kw: Any) -> ServiceSettings:
     # Long enough for a busy server's queue on a loaded machine: a spurious timeout costs a resend,
     # and resends cost the server more work (at 6 s, a loaded 2-core machine went into a spiral of
     # 3 retries per injected fault). The stalls are few, so each costing 20 s is affordable.
-    kw.setdefault("result_timeout", 20.0)
+    kw.setdefault("result_timeout", 6.0)
     return ServiceSettings(endpoints=(url,), api_key=Secret(key), sessions_per_worker=4, **kw)
 
 
@@ -271,7 +271,7 @@ def _faults(proxy: Any, seed: int, downstream: bool) -> None:
     """
     proxy.cut(3_000, downstream=downstream)
     proxy.busy()
-    proxy.stall(3_000, downstream=downstream, hold=30)
+    proxy.stall(3_000, downstream=downstream, hold=10)
     proxy.policy = RandomFaults(
         seed,
         cut=0.8,
@@ -279,7 +279,7 @@ def _faults(proxy: Any, seed: int, downstream: bool) -> None:
         busy=0.06,
         at_bytes=(600, 300_000),
         downstream=1.0 if downstream else 0.0,
-        stall_hold=30,
+        stall_hold=10,
     )
 
 
