@@ -33,9 +33,10 @@ _DECODER: Any = None
 
 def _init_stt() -> None:
     global _DECODER
-    from pocketsphinx import Decoder
+    from voxbeam.server.engines.recognizer import new_decoder
 
-    _DECODER = Decoder(samprate=corpus.STT_RATE, dither=True, loglevel="FATAL")
+    # The server's decoder configuration (model, search settings), so the ratio measures the server.
+    _DECODER = new_decoder()
 
 
 def _init_tts() -> None:

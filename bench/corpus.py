@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 STT_RATE = 16000
-VOICE = "en-us+f2"  # the server's vl-jenny
+VOICE = "en-us+klatt4"  # the server's default voice, vl-andrew
 WPM = 175
 
 SENTENCES = (

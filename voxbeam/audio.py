@@ -6,6 +6,7 @@ PCM everywhere in VoxBeam is signed 16-bit little-endian mono ("s16le"); rates a
 from __future__ import annotations
 
 import io
+import wave
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -196,7 +197,17 @@ def encode(pcm: bytes, rate: int, fmt: str) -> bytes:
 
 
 def duration_ms(data: bytes | str) -> int:
-    """Exact duration of an encoded file by decoding it (used for manifests and checks)."""
+    """Exact duration of an encoded file (used for manifests and checks).
+
+    WAV from its header (a WAV of ours is written whole, so its sizes are right); other
+    containers by decoding, since their headers round to frames or omit the encoder's padding.
+    """
+    if isinstance(data, bytes) and data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        try:
+            with wave.open(io.BytesIO(data), "rb") as w:
+                return ms(w.getnframes(), w.getframerate())
+        except (wave.Error, EOFError):
+            pass  # not a plain PCM WAV: decode it
     samples = 0
     source: str | IO[bytes] = io.BytesIO(data) if isinstance(data, bytes) else data
     for chunk in decode_to_pcm(source, rate=16000, chunk_ms=1000):

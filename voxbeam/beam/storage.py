@@ -7,6 +7,7 @@ metadata and create-only writes, which Beam's FileSystems does not expose.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import os
@@ -183,17 +184,23 @@ def write_object(uri: str, data: bytes, *, content_type: str, metadata: dict[str
             blob.upload_from_string(data, content_type=content_type)
             return True
     tmp = f"{uri}.tmp-{uuid.uuid4().hex[:12]}"
-    if "://" not in uri:
+    if "://" not in uri:  # a local path: plain file calls (Beam's FileSystems cost more per object)
         os.makedirs(os.path.dirname(os.path.abspath(uri)), exist_ok=True)
+        try:
+            with open(tmp, "wb") as out:
+                out.write(data)
+            os.replace(tmp, uri)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise
+        return True
     with FileSystems.create(tmp, mime_type=content_type, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
         fh.write(data)
     try:
-        if "://" not in uri:
-            os.replace(tmp, uri)
-        else:
-            if FileSystems.exists(uri):
-                FileSystems.delete([uri])
-            FileSystems.rename([tmp], [uri])
+        if FileSystems.exists(uri):
+            FileSystems.delete([uri])
+        FileSystems.rename([tmp], [uri])
     except Exception:
         FileSystems.delete([tmp])
         raise

@@ -93,8 +93,10 @@ class TtsSession(Session):
                 self._parts.append(self._synthesize(ready))
             return
         rest, self._text = self._text, ""
+        # A whole utterance in this one message (the common case) is rendered and encoded in one call.
+        encoded = bool(rest.strip()) and not self._parts and self.format != "pcm"
         if rest.strip():
-            self._parts.append(self._synthesize(rest))
+            self._parts.append(self._synthesize(rest, self.format if encoded else None))
         parts, chars = self._parts, self._chars
         self._parts, self._chars = [], 0
         if not parts:
@@ -102,29 +104,32 @@ class TtsSession(Session):
             return
         self.utterances += 1
         self.characters += chars
-        await self.emit(functools.partial(self._finish, parts))
+        await self.emit(functools.partial(self._finish, parts, encoded))
 
     def _abandon(self) -> None:
         for fut in self._parts:
             fut.add_done_callback(_consume)
         self._parts, self._text, self._chars = [], "", 0
 
-    def _synthesize(self, text: str) -> asyncio.Future[Any]:
+    def _synthesize(self, text: str, encode_as: str | None = None) -> asyncio.Future[Any]:
+        """PCM for ``text``, or, with ``encode_as``, the whole utterance's file."""
         try:
             worker = self.server.pool.pick()
         except WorkerUnavailable as exc:
             fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             fut.set_exception(exc)
             return fut
+        if encode_as is not None:
+            return worker.call("tts_render", text, self.prosody, self.sample_rate, encode_as)
         return worker.call("tts_synth", text, self.prosody, self.sample_rate)
 
-    async def _finish(self, parts: list[asyncio.Future[Any]]) -> list[p.ServerMessage]:
+    async def _finish(self, parts: list[asyncio.Future[Any]], encoded: bool) -> list[p.ServerMessage]:
         try:
-            pcm = b"".join([await fut for fut in parts])
-            if self.format == "pcm":
-                data = pcm
+            if encoded:
+                data = await parts[0]
             else:
-                data = await self.server.pool.pick().call("encode", pcm, self.sample_rate, self.format)
+                pcm = b"".join([await fut for fut in parts])
+                data = pcm if self.format == "pcm" else await self._encode(pcm)
         except (WorkerDied, WorkerUnavailable):
             return [
                 p.error(
@@ -140,6 +145,10 @@ class TtsSession(Session):
             return [p.Audio(b"", is_final=True)]
         last = (len(data) - 1) // CHUNK_BYTES * CHUNK_BYTES
         return [p.Audio(data[i : i + CHUNK_BYTES], is_final=i == last) for i in range(0, len(data), CHUNK_BYTES)]
+
+    async def _encode(self, pcm: bytes) -> bytes:
+        result: bytes = await self.server.pool.pick().call("encode", pcm, self.sample_rate, self.format)
+        return result
 
     async def cleanup(self) -> None:
         self._abandon()

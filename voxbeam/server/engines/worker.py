@@ -79,6 +79,10 @@ class WorkerEngine:
     def op_encode(self, pcm: bytes, rate: int, fmt: str) -> bytes:
         return audio.encode(pcm, rate, fmt)
 
+    def op_tts_render(self, text: str, prosody: Prosody, rate: int, fmt: str) -> bytes:
+        """A whole utterance in one call: synthesis and encoding, with no PCM round trip."""
+        return self.op_encode(self.op_tts_synth(text, prosody, rate), rate, fmt)
+
     def op_stats(self) -> dict[str, int]:
         return {
             "pid": os.getpid(),
