@@ -51,34 +51,31 @@ def _check_result(path: Path, results: Path, quick: bool = True) -> dict:
     return data
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(600)  # about a minute on an idle 2-core machine; several when others load it
+@pytest.mark.timeout(300)
 def test_quick_bench_writes_well_formed_results(tmp_path: Path) -> None:
+    """Two of the quick benchmarks (the fastest; the harness is the same for all): JSON, plots, report."""
     results = tmp_path / "results"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--results-dir", str(results), "transport", "stt"],
+        [sys.executable, "-m", "bench", "--quick", "--results-dir", str(results), "transport", "longfile"],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=560,
+        timeout=280,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     transport = _check_result(results / "transport.json", results)
-    stt = _check_result(results / "stt.json", results)
+    longfile = _check_result(results / "longfile.json", results)
     assert transport["measurements"]["raw_audio_s_per_s"]["value"] > 0
-    keys = {r["key"] for r in stt["ratios"]}
-    errors = " ".join(stt["errors"])
-    assert "throughput_c1" in keys and "client_cpu_share" in keys
-    for c in (2, 8, 32):  # a level that failed on a loaded machine is reported as an error instead
-        assert f"throughput_c{c}" in keys or f"at {c} sessions failed" in errors
-    assert "flush_p95" in keys or "flush_latency failed" in errors
-    assert "memory_64_sessions" in keys or "memory_64 failed" in errors
-    assert stt["plots"], "the STT benchmark draws its throughput plot"
+    assert {r["key"] for r in transport["ratios"]} == {"client_vs_transport"}
+    ratios = {r["key"]: r for r in longfile["ratios"]}
+    assert ratios["transcribed"]["value"] == 1 and ratios["memory_growth"]["target"] == 300
+    assert longfile["measurements"]["pipeline_growth_mb"]["value"] > 0
+    assert longfile["plots"], "the long-file benchmark draws its memory plot"
     report = (results / "REPORT.md").read_text(encoding="utf-8")
-    assert "## stt" in report and "## transport" in report
-    assert "![stt_throughput](plots/stt_throughput.png)" in report
+    assert "## longfile" in report and "## transport" in report
+    assert "![longfile_memory](plots/longfile_memory.png)" in report
 
 
 def test_unknown_benchmark_is_a_usage_error(tmp_path: Path) -> None:
