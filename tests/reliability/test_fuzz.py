@@ -371,7 +371,7 @@ def test_readers_that_never_read_are_held_back_and_the_memory_comes_back(fuzz_se
         rounds = healthy.rounds
         slow = [slow_reader(srv) for _ in range(4)]
         try:
-            time.sleep(10)
+            time.sleep(4)  # long enough for the server to render it all and block on sending
             peak = max(peak, tree_rss(srv.pid))
             served.append(healthy.rounds - rounds)
         finally:

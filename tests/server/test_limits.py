@@ -185,33 +185,53 @@ def test_restart_on_the_same_port(small):
 
 
 def test_graceful_shutdown_lets_sessions_finish_then_closes_1001(small):
+    """After SIGTERM: no new connections; a session finishes its file and is closed right after;
+    one still mid-file at the end of the grace period is closed then."""
     speech = asyncio.run(h.tts_pcm(Keyed(small, KEYS[0]), ["Please send the report by Friday."]))
     pid = small.pid
 
+    async def until_closed(ws) -> float:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await ws.recv()
+        return time.monotonic()
+
     async def main():
-        ws = await h.connect_to(Keyed(small, KEYS[0]), "stt")
-        await h.init(ws)
+        audio = h.silence(0.3) + speech + h.silence(0.3)
+        half = len(audio) // 4 * 2
+        finishing = await h.connect_to(Keyed(small, KEYS[0]), "stt")
+        await h.init(finishing)
+        await h.send_audio(finishing, audio[:half])  # mid-file when the server is told to stop
+        endless = await h.connect_to(Keyed(small, KEYS[2]), "stt")
+        await h.init(endless)
+        await h.send_audio(endless, h.silence(0.5))  # mid-file: audio and no flush yet
         asked = time.monotonic()
         stopping = asyncio.create_task(asyncio.to_thread(small.stop))
         await asyncio.sleep(0.5)
         # Shutting down: no new connections ...
         with pytest.raises(OSError):
             await h.connect_to(Keyed(small, KEYS[1]), "tts")
-        # ... but the open session still gets its work done within the grace period.
-        await h.send_audio(ws, h.silence(0.3) + speech + h.silence(0.3))
-        await h.send(ws, {"type": "command", "command": "flush"})
-        msgs = await h.until_flush_done(ws)
-        # Keep the session busy (pings beat the 2 s idle timeout) until the grace period ends.
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                await h.ping_ok(ws)
-                await asyncio.sleep(0.3)
-        await stopping
-        return msgs, ws.close_code, time.monotonic() - asked
+        # ... but the open session still gets its work done, and is closed once it is.
+        await h.send_audio(finishing, audio[half:])
+        await h.send(finishing, {"type": "command", "command": "flush"})
+        msgs = await h.until_flush_done(finishing)
+        finished = await until_closed(finishing)
 
-    msgs, code, waited = asyncio.run(main())
+        async def keep_streaming():
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    await h.send_audio(endless, h.silence(0.2))
+                    await asyncio.sleep(0.2)
+
+        streamer = asyncio.create_task(keep_streaming())
+        cut = await until_closed(endless)
+        streamer.cancel()
+        await stopping
+        return msgs, finishing.close_code, finished - asked, endless.close_code, cut - asked
+
+    msgs, code, finished, endless_code, cut = asyncio.run(main())
     assert h.finals(msgs)
-    assert code == 1001
-    assert GRACE - 0.5 < waited < GRACE + 3
+    assert code == 1001 and finished < GRACE - 1  # closed once its work was done, not at the deadline
+    assert endless_code == 1001 and GRACE - 0.5 < cut < GRACE + 3
     assert small.returncode == 0
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

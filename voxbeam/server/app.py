@@ -120,6 +120,8 @@ class SpeechServer:
         self.shutting_down = True
         if self._ws is not None:
             self._ws.close(close_connections=False)
+        for session in list(self.live):
+            session.drain()  # idle ones go now; the others when their work is done
         if self.live:
             log.info("shutting down: waiting up to %.0f s for %d sessions", self.config.shutdown_grace, len(self.live))
             waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wait_idle())]

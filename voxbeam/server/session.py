@@ -119,6 +119,15 @@ class Session:
         """Work in flight keeps a silent client from counting as idle."""
         return self._working or not self._out.empty()
 
+    def mid_request(self) -> bool:
+        """Whether the client is in the middle of something (a shutdown lets it finish); subclasses extend."""
+        return self.busy()
+
+    def drain(self) -> None:
+        """During a shutdown: close with 1001 once nothing is in progress (the grace period bounds the wait)."""
+        if self.server.shutting_down and not self.mid_request():
+            self.shutdown()
+
     async def _read_loop(self) -> None:
         idle = self.config.idle_timeout
         while True:
@@ -199,3 +208,4 @@ class Session:
                 return
             finally:
                 self._working = False
+            self.drain()

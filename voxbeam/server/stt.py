@@ -207,5 +207,9 @@ class SttSession(Session):
             worker.cast("stt_close", self.sid)
         self.worker = None
 
+    def mid_request(self) -> bool:
+        # A recognition session with audio and no flush_done yet: the client is mid-file.
+        return bool(self._streaming) or super().mid_request()
+
     def summary(self) -> str:
         return f"audio_s={self.audio_bytes / 2 / self.sample_rate:.2f}"

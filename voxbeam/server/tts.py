@@ -153,6 +153,10 @@ class TtsSession(Session):
     async def cleanup(self) -> None:
         self._abandon()
 
+    def mid_request(self) -> bool:
+        # Text of an utterance not yet ended, or its audio still to come.
+        return bool(self._parts or self._text) or super().mid_request()
+
     def summary(self) -> str:
         voice = self.voice.id if self.voice else "-"
         return f"voice={voice} format={self.format} utterances={self.utterances} chars={self.characters}"
