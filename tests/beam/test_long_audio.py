@@ -24,9 +24,9 @@ from voxbeam.beam import (
 
 RATE = 16000
 HOURS = 2.0
-# Sparse speech keeps the engine work small (the recognizer skips silence), while the client
-# still streams, segments and offsets the whole two hours.
-EVERY_S = 150.0
+# Sparse speech keeps the engine work small (the recognizer skips silence; one file is one
+# session, on one worker), while the client still streams, segments and offsets the whole two hours.
+EVERY_S = 300.0
 
 
 def write_long_wav(path, clips):

@@ -135,15 +135,15 @@ def test_one_worker_streams_eight_sessions_at_once(spoken, tmp_path):
     """With one worker process (the in-process FnApiRunner), 8 sessions stream concurrently."""
     from voxbeam.server.launcher import LocalServer
 
-    clip = audio.encode(speech.silence(0.2) + (spoken[1] + speech.silence(0.3)) * 3, 16000, "wav")
+    clip = audio.encode(speech.silence(0.2) + (spoken[1] + speech.silence(0.3)) * 2, 16000, "wav")
     paths = []
-    for i in range(16):
+    for i in range(12):  # more files than sessions: the sessions are reused, not reopened
         path = tmp_path / f"clip{i:02d}.wav"
         path.write_bytes(clip)
         paths.append(str(path))
     with LocalServer(workers=2) as dedicated:
         rows, dead = run_transcribe(dedicated, paths, str(tmp_path / "out"), sessions_per_worker=8)
         health = dedicated.health()
-    assert len(rows) == 16 and not dead
+    assert len(rows) == 12 and not dead
     assert health["peak_streaming_stt"] >= 8, health
     assert health["connections_total"] <= 8, health

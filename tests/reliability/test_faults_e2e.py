@@ -122,10 +122,10 @@ def corpus(e2e_server, tmp_path_factory) -> Corpus:
 def settings_for(url: str, key: str, **kw: Any) -> ServiceSettings:
     kw.setdefault("max_attempts", 8)
     kw.setdefault("record_timeout", 120.0)
-    # Long enough for a busy server's queue on a loaded machine: a spurious timeout costs a resend,
-    # and resends cost the server more work (at 6 s, a loaded 2-core machine went into a spiral of
-    # 3 retries per injected fault). The stalls are few, so each costing 20 s is affordable.
-    kw.setdefault("result_timeout", 6.0)
+    # Long enough for a busy server's queue (a spurious timeout costs a resend, and resends cost the
+    # server more work), short enough that each stall costs the run little: one-word records are
+    # answered within a second here, so 4 s is ample.
+    kw.setdefault("result_timeout", 4.0)
     return ServiceSettings(endpoints=(url,), api_key=Secret(key), sessions_per_worker=4, **kw)
 
 
