@@ -30,8 +30,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return int(serve_main(rest) or 0)
     if command in ("transcribe", "synthesize"):
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        root = logging.getLogger()
+        root.setLevel(logging.ERROR)  # Beam warns on import when its optional BigQuery clients are absent
         from voxbeam import jobs
+
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)
 
         # The first positional argument is the input, as in `voxbeam transcribe examples/ --output out/`.
         if rest and not rest[0].startswith("-"):
