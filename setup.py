@@ -8,6 +8,7 @@ BASE = [
     "pyarrow>=14,<26",
     "av>=12,<20",
     "numpy>=1.24,<3",
+    "pybase64>=1.3,<2",
 ]
 SERVER = [
     "pocketsphinx>=5.0.3,<6",
