@@ -318,11 +318,18 @@ class Session:
             return service_error(err.code, err.message, err.request_id)
         return type(err)(err.message)
 
+    async def _get(self, timeout: float) -> protocol.ServerMessage | _Signal:
+        if not self._inbox.empty():
+            return self._inbox.get_nowait()
+        # asyncio.timeout, not wait_for: no task per message.
+        async with asyncio.timeout(timeout):
+            return await self._inbox.get()
+
     async def _next(self, timeout: float, what: str) -> protocol.ServerMessage:
         if self.state is SessionState.CLOSED and self._inbox.empty():
             raise self.failure()
         try:
-            item = await asyncio.wait_for(self._inbox.get(), timeout)
+            item = await self._get(timeout)
         except TimeoutError:
             self._stats.incr("timeouts")
             raise RequestTimeoutError(f"no {what} from the service within {timeout}s") from None
@@ -415,7 +422,7 @@ class Session:
         try:
             while True:
                 try:
-                    item = await asyncio.wait_for(self._inbox.get(), result_timeout)
+                    item = await self._get(result_timeout)
                 except TimeoutError:
                     # Silence is fine while audio is still flowing out or the source is slow;
                     # it is a stall only when nothing has moved in either direction.
