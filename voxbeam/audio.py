@@ -170,11 +170,19 @@ def encode(pcm: bytes, rate: int, fmt: str) -> bytes:
     """Encode a whole utterance of PCM into one file of ``fmt`` (wav, pcm, mp3, flac, opus)."""
     if fmt == "pcm":
         return pcm
+    buf = io.BytesIO()
+    if fmt == "wav":
+        # A plain 44-byte header: opening an FFmpeg muxer costs more than the copy it wraps.
+        with wave.open(buf, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(BYTES_PER_SAMPLE)
+            w.setframerate(rate)
+            w.writeframes(pcm)
+        return buf.getvalue()
     container_fmt, codec = _CONTAINERS[fmt]
     out_rate = encoder_rate(fmt, rate)
     if out_rate != rate:
         pcm = resample(pcm, rate, out_rate)
-    buf = io.BytesIO()
     with av.open(buf, mode="w", format=container_fmt) as out:
         stream = out.add_stream(codec, rate=out_rate, layout="mono")
         assert isinstance(stream, av.audio.stream.AudioStream)

@@ -60,7 +60,7 @@ class Synthesizer:
         # Keep a reference: ctypes frees the trampoline if the callback object is collected.
         self._callback = _SynthCallback(self._on_audio)
         lib.espeak_SetSynthCallback(self._callback)
-        self._voice: str | None = None
+        self._prosody: Prosody | None = None  # what the engine is set to now
 
     def _on_audio(self, wav: Any, samples: int, events: Any) -> int:
         if samples > 0 and wav:
@@ -69,16 +69,19 @@ class Synthesizer:
 
     def synthesize(self, text: str, prosody: Prosody) -> bytes:
         """PCM s16le mono at ``self.sample_rate`` for ``text``."""
-        self._set_voice(prosody.espeak_voice)
         lib = self._lib
-        # Parameters after the voice: selecting a voice resets them to its defaults.
-        for param, value in (
-            (ESPEAK_RATE, prosody.rate),
-            (ESPEAK_VOLUME, prosody.volume),
-            (ESPEAK_PITCH, prosody.pitch),
-            (ESPEAK_RANGE, prosody.range),
-        ):
-            lib.espeak_SetParameter(param, value, 0)
+        if prosody != self._prosody:
+            self._prosody = None
+            self._set_voice(prosody.espeak_voice)
+            # Parameters after the voice: selecting a voice resets them to its defaults.
+            for param, value in (
+                (ESPEAK_RATE, prosody.rate),
+                (ESPEAK_VOLUME, prosody.volume),
+                (ESPEAK_PITCH, prosody.pitch),
+                (ESPEAK_RANGE, prosody.range),
+            ):
+                lib.espeak_SetParameter(param, value, 0)
+            self._prosody = prosody
         data = text.encode("utf-8")
         self._chunks = []
         status = lib.espeak_Synth(data, len(data) + 1, 0, POS_CHARACTER, 0, ESPEAK_CHARS_UTF8, None, None)
@@ -92,7 +95,6 @@ class Synthesizer:
         status = self._lib.espeak_SetVoiceByName(name.encode("ascii"))
         if status != EE_OK:
             raise SynthesisError(f"eSpeak NG has no voice {name!r} ({status})")
-        self._voice = name
 
 
 def get_synthesizer() -> Synthesizer:
