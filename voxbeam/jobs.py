@@ -309,25 +309,33 @@ def existing_sources(output: str) -> set[tuple[str, int, str]]:
     return seen
 
 
-def run_transcription(argv: Sequence[str] | None = None, *, show_progress: bool = False) -> Summary:
-    """Run the transcription job; raises UsageError before any record when something is wrong."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    argv, api_key = _strip_secret(argv)
-    parser = _parser(TranscribeAudioOptions, "transcribe_audio", "Transcribe audio files into Parquet transcripts.")
-    args, rest = parser.parse_known_args(argv)
+def _parse_job_args(
+    argv: Sequence[str] | None, options_cls: type[VoxBeamOptions], prog: str, description: str
+) -> tuple[argparse.Namespace, str | None, PipelineOptions]:
+    """(our flags, the API key taken out of argv, Beam's options from the rest)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    args_list, api_key = _strip_secret(args_list)
+    args, rest = _parser(options_cls, prog, description).parse_known_args(args_list)
     _check_unknown(rest)
     if not args.input:
         raise UsageError("--input", "is required")
     if not args.output:
         raise UsageError("--output", "is required")
+    if storage.emulator_host():
+        storage.configure_beam_for_emulator()
+    # Beam sees only its own flags: ours are parsed here (and the key never reaches PipelineOptions).
+    return args, api_key, PipelineOptions(rest)
+
+
+def run_transcription(argv: Sequence[str] | None = None, *, show_progress: bool = False) -> Summary:
+    """Run the transcription job; raises UsageError before any record when something is wrong."""
+    args, api_key, options = _parse_job_args(
+        argv, TranscribeAudioOptions, "transcribe_audio", "Transcribe audio files into Parquet transcripts."
+    )
     captions = split_list(args.captions)
     for c in captions:
         if c not in ("srt", "vtt"):
             raise UsageError("--captions", f"unknown caption format {c!r}; use srt, vtt or srt,vtt")
-    if storage.emulator_host():
-        storage.configure_beam_for_emulator()
-    # Beam sees only its own flags: ours are parsed above (and the key never reaches PipelineOptions).
-    options = PipelineOptions(rest)
     local = is_local(options)
     started = time.monotonic()
     sources = expand_input(args.input)
@@ -471,20 +479,11 @@ def _clean(record: dict[str, Any]) -> dict[str, Any]:
 
 def run_synthesis(argv: Sequence[str] | None = None, *, show_progress: bool = False) -> Summary:
     """Run the synthesis job; raises UsageError before any record when something is wrong."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    argv, api_key = _strip_secret(argv)
-    parser = _parser(SynthesizeTextOptions, "synthesize_text", "Render text records into audio objects.")
-    args, rest = parser.parse_known_args(argv)
-    _check_unknown(rest)
-    if not args.input:
-        raise UsageError("--input", "is required")
-    if not args.output:
-        raise UsageError("--output", "is required")
+    args, api_key, options = _parse_job_args(
+        argv, SynthesizeTextOptions, "synthesize_text", "Render text records into audio objects."
+    )
     if not 8000 <= args.sample_rate <= 48000:
         raise UsageError("--sample_rate", "must be between 8000 and 48000")
-    if storage.emulator_host():
-        storage.configure_beam_for_emulator()
-    options = PipelineOptions(rest)
     local = is_local(options)
     started = time.monotonic()
     records = read_text_records(args.input)
