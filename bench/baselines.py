@@ -40,7 +40,7 @@ def _init_stt() -> None:
 
 
 def _init_tts() -> None:
-    corpus.Espeak.get()
+    corpus.synth("Ready.")
 
 
 def _ready(delay: float) -> int:
@@ -63,9 +63,8 @@ def _tts_task(args: tuple[str, str, int]) -> tuple[float, str, float, float]:
     """Synthesize one text: (audio seconds, "", CPU seconds, wall seconds)."""
     text, voice, wpm = args
     c0, t0 = time.process_time(), time.monotonic()
-    es = corpus.Espeak.get()
-    pcm = es.synth(text, voice, wpm)
-    return len(pcm) / 2 / es.rate, "", time.process_time() - c0, time.monotonic() - t0
+    pcm, rate = corpus.synth(text, voice, wpm)
+    return len(pcm) / 2 / rate, "", time.process_time() - c0, time.monotonic() - t0
 
 
 @dataclass

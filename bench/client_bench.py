@@ -36,68 +36,18 @@ import psutil
 if __package__ in (None, ""):  # run as a script from a source checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import corpus  # noqa: E402
+from bench._common import cpu_seconds, tree  # noqa: E402
 from voxbeam import protocol  # noqa: E402
 from voxbeam.client import ClientConfig, SpeechClient, Timeouts  # noqa: E402
 
-RATE = 16000
-SENTENCES = (
-    "The weather is nice today.",
-    "Please call me when you get home.",
-    "I would like a cup of coffee.",
-    "The meeting starts at nine in the morning.",
-    "She opened the window and looked outside.",
-    "We need to buy some bread and milk.",
-    "The children are playing in the park.",
-    "Thank you very much for your help.",
-)
+RATE = corpus.STT_RATE
+SENTENCES = corpus.SENTENCES[:8]
 TARGETS = {"client_cpu_ratio": 0.02, "pooled_throughput_ratio": 0.9, "long_file_memory_growth_mb": 100.0}
 
 
 def _silence(seconds: float) -> bytes:
     return b"\0\0" * int(seconds * RATE)
-
-
-def _server_pid(server: Any) -> int:
-    for path in ("pid", "process.pid", "proc.pid", "_proc.pid", "_process.pid"):
-        obj = server
-        try:
-            for part in path.split("."):
-                obj = getattr(obj, part)
-        except AttributeError:
-            continue
-        if isinstance(obj, int):
-            return obj
-    raise RuntimeError("cannot find the LocalServer's process id")
-
-
-def _cpu(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            continue
-    return total
-
-
-class _ServerCpu:
-    """CPU seconds of the server's process tree (workers included) between start() and stop()."""
-
-    def __init__(self, pid: int) -> None:
-        self.root = psutil.Process(pid)
-
-    def _tree(self) -> list[psutil.Process]:
-        try:
-            return [self.root, *self.root.children(recursive=True)]
-        except psutil.Error:
-            return []
-
-    def start(self) -> None:
-        self._t0 = _cpu(self._tree())
-
-    def stop(self) -> float:
-        return _cpu(self._tree()) - self._t0
 
 
 def _chunks(pcm: bytes, chunk_ms: int = 200) -> Iterator[bytes]:
@@ -179,17 +129,17 @@ async def _ideal_client(config: ClientConfig, files: list[bytes], connections: i
 
 async def _pooled_client(config: ClientConfig, files: list[bytes], server_pid: int) -> dict[str, float]:
     me = psutil.Process()
-    server = _ServerCpu(server_pid)
     async with SpeechClient(config) as client:
         await asyncio.gather(*(client.transcribe(files[i]) for i in range(config.pool_size)))  # open + warm
-        server.start()
-        c0 = _cpu([me])
+        server = tree([server_pid])  # the server's process tree, workers included
+        s0 = cpu_seconds(server)
+        c0 = cpu_seconds([me])
         t0 = time.monotonic()
         # Generators, as a decoder would hand them over: drained by threads, never on the loop.
         results = await asyncio.gather(*(client.transcribe(_chunks(f)) for f in files))
         wall = time.monotonic() - t0
-        client_cpu = _cpu([me]) - c0
-        server_cpu = server.stop()
+        client_cpu = cpu_seconds([me]) - c0
+        server_cpu = cpu_seconds(server) - s0
     audio_s = sum(r.audio_duration_ms for r in results) / 1000
     return {"audio_s_per_s": audio_s / wall, "client_cpu_s": client_cpu, "server_cpu_s": server_cpu, "audio_s": audio_s}
 
@@ -286,9 +236,8 @@ def run(quick: bool = False) -> dict[str, Any]:
             timeouts=Timeouts(record=4 * 3600.0, result=120.0),
         )
         clips = asyncio.run(_render(config))
-        out["throughput"], out["cpu"] = asyncio.run(
-            _throughput_and_cpu(config, clips, n_files, rounds, _server_pid(server))
-        )
+        assert server.pid is not None
+        out["throughput"], out["cpu"] = asyncio.run(_throughput_and_cpu(config, clips, n_files, rounds, server.pid))
         out["memory"] = asyncio.run(_memory(config, clips, memory_seconds))
     cpu, tput, mem = out["cpu"], out["throughput"], out["memory"]
     out["ratios"] = [

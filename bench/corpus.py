@@ -1,12 +1,11 @@
-"""Test material: English sentences rendered with eSpeak NG (ctypes), resampled to 16 kHz WAV.
+"""Test material: English sentences rendered with eSpeak NG, resampled to 16 kHz WAV.
 
-eSpeak NG is not thread-safe and keeps global state, so each process holds one ``Espeak``;
-call it from one thread only. The same class drives baseline 2 (eSpeak called directly).
+eSpeak NG is not thread-safe and keeps global state: call ``synth`` from one thread per process.
+It also drives baseline 2 (eSpeak called directly, without the server).
 """
 
 from __future__ import annotations
 
-import ctypes
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,71 +62,20 @@ SHORT = (
     "Open the door.",
 )
 
-_SYNTH_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
-_AUDIO_OUTPUT_SYNCHRONOUS = 2
-_ESPEAK_RATE = 1
-_POS_CHARACTER = 1
-_ESPEAK_CHARS_AUTO = 0
+
+def prosody(voice: str = VOICE, wpm: int = WPM) -> Any:
+    """eSpeak NG settings for ``voice`` at ``wpm`` with the engine's default pitch and volume."""
+    from voxbeam.server.voices import Prosody
+
+    return Prosody(espeak_voice=voice, rate=wpm, pitch=50, range=50, volume=100)
 
 
-class Espeak:
-    """eSpeak NG through ctypes: ``synth(text)`` returns s16le mono PCM at ``rate`` Hz."""
+def synth(text: str, voice: str = VOICE, wpm: int = WPM) -> tuple[bytes, int]:
+    """(PCM s16le mono, its rate) from eSpeak NG called directly, through the server's ctypes binding."""
+    from voxbeam.server.engines.synthesizer import get_synthesizer
 
-    _instance: Espeak | None = None
-
-    def __init__(self) -> None:
-        import espeakng_loader
-
-        lib = ctypes.CDLL(espeakng_loader.get_library_path())
-        lib.espeak_Initialize.restype = ctypes.c_int
-        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-        lib.espeak_Synth.argtypes = [
-            ctypes.c_char_p,
-            ctypes.c_size_t,
-            ctypes.c_uint,
-            ctypes.c_int,
-            ctypes.c_uint,
-            ctypes.c_uint,
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-        ]
-        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0)
-        if rate <= 0:
-            raise RuntimeError("espeak_Initialize failed")
-        self.rate = int(rate)
-        self._lib = lib
-        self._buf: list[bytes] = []
-
-        def _cb(wav: Any, n: int, _events: Any) -> int:
-            if n > 0 and wav:
-                self._buf.append(ctypes.string_at(wav, n * 2))
-            return 0
-
-        self._cb = _SYNTH_CB(_cb)  # keep a reference: eSpeak holds the pointer
-        lib.espeak_SetSynthCallback(self._cb)
-        self._voice: tuple[str, int] | None = None
-
-    @classmethod
-    def get(cls) -> Espeak:
-        """The process's one instance."""
-        if cls._instance is None:
-            cls._instance = Espeak()
-        return cls._instance
-
-    def synth(self, text: str, voice: str = VOICE, wpm: int = WPM) -> bytes:
-        if self._voice != (voice, wpm):
-            if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
-                raise ValueError(f"eSpeak NG has no voice {voice!r}")
-            self._lib.espeak_SetParameter(_ESPEAK_RATE, wpm, 0)
-            self._voice = (voice, wpm)
-        self._buf.clear()
-        data = text.encode("utf-8")
-        self._lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _ESPEAK_CHARS_AUTO, None, None)
-        out = b"".join(self._buf)
-        self._buf.clear()
-        return out
+    engine = get_synthesizer()
+    return engine.synthesize(text, prosody(voice, wpm)), engine.sample_rate
 
 
 _RENDERED: dict[str, bytes] = {}
@@ -139,8 +87,8 @@ def sentence_pcm(text: str) -> bytes:
 
     pcm = _RENDERED.get(text)
     if pcm is None:
-        es = Espeak.get()
-        pcm = resample(es.synth(text), es.rate, STT_RATE)
+        raw, rate = synth(text)
+        pcm = resample(raw, rate, STT_RATE)
         _RENDERED[text] = pcm
     return pcm
 
