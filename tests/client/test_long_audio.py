@@ -8,7 +8,7 @@ import tracemalloc
 from tests import speech
 from tests.client.conftest import RATE, config_for
 from tests.client.proxy import FaultProxy
-from voxbeam.client import SpeechClient
+from voxbeam.client import SpeechClient, Timeouts
 from voxbeam.client.segmenter import SegmentFeed
 
 
@@ -135,3 +135,19 @@ def test_memory_stays_bounded_by_one_segment(server, phrases):
     # One segment (96 kB) plus buffers, whatever the length: 4x the audio may not cost 30 % more.
     assert long_peak < 1.3 * short_peak, (short_peak, long_peak)
     assert long_peak < long_bytes / 2, (long_peak, long_bytes)
+
+
+def test_record_deadline_applies_per_segment(server):
+    """A file longer than the record deadline still goes through when each segment beats it."""
+    pcm = speech.silence(5.0)
+
+    async def go():
+        timeouts = Timeouts(connect=5, ready=20, result=20, record=2.5, pool=300)
+        # Real-time pacing: the whole file takes 5 s, each 1 s segment about 1 s.
+        config = config_for(server, segment_seconds=1.0, realtime_pacing=True, timeouts=timeouts)
+        async with SpeechClient(config) as client:
+            return await client.transcribe(_chunks(pcm, 3200))
+
+    result = asyncio.run(go())
+    assert result.audio_duration_ms == 5000
+    assert len(result.request_ids) >= 4 and result.attempts == 1

@@ -23,7 +23,9 @@ class Timeouts:
     result: longest silence tolerated while a result is owed (no server message and no audio
         accepted by the socket), and longest wait for the socket to accept one frame.
     record: one whole record including retries and backoff, counted from the moment the record
-        first holds a session (time queued for the pool is bounded by ``pool`` instead).
+        first holds a session (time queued for the pool is bounded by ``pool`` instead); for
+        audio long enough to go in segments, each segment in turn, so a long file is not cut off
+        for its length.
     pool: longest wait for a free session before the first attempt.
     """
 

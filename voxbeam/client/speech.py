@@ -37,7 +37,11 @@ class _Record:
     def started(self) -> None:
         if not self.has_session:
             self.has_session = True
-            self.deadline.reschedule(asyncio.get_running_loop().time() + self.seconds)
+            self.renew()
+
+    def renew(self) -> None:
+        """A fresh deadline: a long file gets one per segment, so its length does not count against it."""
+        self.deadline.reschedule(asyncio.get_running_loop().time() + self.seconds)
 
 
 class SpeechClient:
@@ -131,6 +135,7 @@ class SpeechClient:
                 if feed.last:
                     break
                 have_segment = None
+                record.renew()
             return builder.result(audio_duration_ms=feed.consumed_ms, attempts=record.attempts, model=model)
 
         try:
@@ -212,7 +217,9 @@ class SpeechClient:
         except TimeoutError:
             self._stats.incr("failures")
             self._stats.incr("timeouts")
-            err = RequestTimeoutError(f"the record did not finish within {self.config.timeouts.record}s")
+            err = RequestTimeoutError(
+                f"the record (or a segment of it) did not finish within {self.config.timeouts.record}s"
+            )
             err.attempts = record.attempts if record else 1
             raise err from None
         except VoxBeamError as exc:
