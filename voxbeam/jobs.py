@@ -399,10 +399,11 @@ def _progress_printer(tracker: progress.Progress | None, enabled: bool) -> Itera
         return
     stop = threading.Event()
     tty = sys.stderr.isatty()
+    last = [""]
 
     def loop() -> None:
         while not stop.wait(1.0 if tty else 5.0):
-            line = tracker.line()
+            last[0] = line = tracker.line()
             sys.stderr.write(("\r" + line.ljust(100)) if tty else line + "\n")
             sys.stderr.flush()
 
@@ -413,8 +414,10 @@ def _progress_printer(tracker: progress.Progress | None, enabled: bool) -> Itera
     finally:
         stop.set()
         thread.join()
-        sys.stderr.write(("\r" if tty else "") + tracker.line() + "\n")
-        sys.stderr.flush()
+        line = tracker.line()
+        if tty or line != last[0]:  # a log file need not get the same line twice
+            sys.stderr.write(("\r" if tty else "") + line + "\n")
+            sys.stderr.flush()
 
 
 # ---------------------------------------------------------------------------
