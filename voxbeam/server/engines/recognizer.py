@@ -177,6 +177,13 @@ class _Utterance:
         self.last_partial = ""
         self.noise = 0.0  # sigma of the noise added to this utterance (fixed when decoding starts)
 
+    def stop(self) -> None:
+        """End the live decoder's utterance, if it has one in progress."""
+        if self.started:
+            assert self.decoder is not None
+            self.decoder.end_utt()
+            self.started = False
+
 
 class RecognitionStream:
     """One session's recognizer: push audio, get transcripts; flush ends a recognition session."""
@@ -322,13 +329,10 @@ class RecognitionStream:
         try:
             if cut_live and dec is not None and utt.started and utt.fed <= end:
                 self._advance(utt, end, out, partials=False)
-                dec.end_utt()
-                utt.started = False
+                utt.stop()
                 final = self._final(dec, utt.start)
             else:
-                if dec is not None and utt.started:
-                    dec.end_utt()  # its partials were shown; the final is decoded whole
-                    utt.started = False
+                utt.stop()  # its partials were shown; the final is decoded whole
                 mean_end = min(end, utt.start + self._cmn_samples) if cut_live else end
                 final = self._decode_whole(dec or self._pool.reserved(), utt.start, end, mean_end)
         finally:
@@ -342,9 +346,7 @@ class RecognitionStream:
 
     def _release(self, utt: _Utterance) -> None:
         if utt.decoder is not None:
-            if utt.started:
-                utt.decoder.end_utt()
-                utt.started = False
+            utt.stop()
             self._pool.give_back(utt.decoder)
             utt.decoder = None
 
