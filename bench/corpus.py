@@ -65,9 +65,9 @@ SHORT = (
 
 def prosody(voice: str = VOICE, wpm: int = WPM) -> Any:
     """eSpeak NG settings for ``voice`` at ``wpm`` with the engine's default pitch and volume."""
-    from voxbeam.server.voices import Prosody
+    from voxbeam.server.voices import BASE_PITCH, BASE_RANGE, BASE_VOLUME, Prosody
 
-    return Prosody(espeak_voice=voice, rate=wpm, pitch=50, range=50, volume=100)
+    return Prosody(espeak_voice=voice, rate=wpm, pitch=BASE_PITCH, range=BASE_RANGE, volume=BASE_VOLUME)
 
 
 def synth(text: str, voice: str = VOICE, wpm: int = WPM) -> tuple[bytes, int]:
@@ -105,11 +105,9 @@ class AudioFile:
 
 
 def write_wav(path: Path, pcm: bytes, rate: int = STT_RATE) -> None:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm)
+    from voxbeam.audio import encode
+
+    path.write_bytes(encode(pcm, rate, "wav"))
 
 
 def read_wav(path: str) -> bytes:
