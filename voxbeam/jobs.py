@@ -399,11 +399,12 @@ def _progress_printer(tracker: progress.Progress | None, enabled: bool) -> Itera
         return
     stop = threading.Event()
     tty = sys.stderr.isatty()
-    last = [""]
+    last = ""
 
     def loop() -> None:
+        nonlocal last
         while not stop.wait(1.0 if tty else 5.0):
-            last[0] = line = tracker.line()
+            last = line = tracker.line()
             sys.stderr.write(("\r" + line.ljust(100)) if tty else line + "\n")
             sys.stderr.flush()
 
@@ -415,7 +416,7 @@ def _progress_printer(tracker: progress.Progress | None, enabled: bool) -> Itera
         stop.set()
         thread.join()
         line = tracker.line()
-        if tty or line != last[0]:  # a log file need not get the same line twice
+        if tty or line != last:  # a log file need not get the same line twice
             sys.stderr.write(("\r" if tty else "") + line + "\n")
             sys.stderr.flush()
 
