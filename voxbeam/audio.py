@@ -6,6 +6,7 @@ PCM everywhere in VoxBeam is signed 16-bit little-endian mono ("s16le"); rates a
 from __future__ import annotations
 
 import io
+import struct
 import wave
 from collections.abc import Iterator
 from typing import IO, Any
@@ -36,13 +37,14 @@ CONTENT_TYPES = {
     "opus": "audio/ogg",
 }
 FILE_EXTENSIONS = {"wav": "wav", "pcm": "pcm", "mp3": "mp3", "flac": "flac", "opus": "ogg"}
-# Rates each lossy encoder accepts; others are encoded at the nearest allowed rate above.
+# Rates each lossy format is made at; others become the nearest allowed rate above.
 _ENCODER_RATES = {
-    "opus": (8000, 12000, 16000, 24000, 48000),
+    "opus": (48000,),
     "mp3": (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000),
 }
 # A stream that decodes this much shorter than its header declares is truncated.
 _TRUNCATION_SLACK_S = 0.5
+_UNKNOWN = 0xFFFFFFFF
 
 
 def ms(samples: int, rate: int) -> int:
@@ -159,37 +161,138 @@ def _declared_seconds(container: Any, stream: Any) -> float | None:
     return None
 
 
-def encoder_rate(fmt: str, rate: int) -> int:
+def delivered_rate(fmt: str, rate: int) -> int:
+    """The rate a file of ``fmt`` asked for at ``rate`` really has.
+
+    Opus always runs at 48 kHz inside (decoders give 48 kHz whatever was put in), so Opus files
+    are made at 48 kHz; MP3 has nine rates, and others become the nearest allowed one above.
+    """
     allowed = _ENCODER_RATES.get(fmt)
     if not allowed or rate in allowed:
         return rate
     return next((r for r in allowed if r >= rate), allowed[-1])
 
 
+def _wav_header(rate: int, data_bytes: int | None) -> bytes:
+    """A 44-byte PCM WAV header; ``None`` declares an unknown length (0xFFFFFFFF, as streams do)."""
+    size = _UNKNOWN if data_bytes is None else data_bytes
+    riff = _UNKNOWN if data_bytes is None else 36 + data_bytes
+    byte_rate = rate * BYTES_PER_SAMPLE
+    return struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        riff,
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,
+        1,
+        rate,
+        byte_rate,
+        BYTES_PER_SAMPLE,
+        16,
+        b"data",
+        size,
+    )
+
+
+def finalize_wav(data: bytes) -> bytes:
+    """A streamed WAV (unknown length) with its sizes written in, once all of it is here."""
+    if len(data) >= 44 and data[:4] == b"RIFF" and data[8:12] == b"WAVE" and data[40:44] == b"\xff\xff\xff\xff":
+        n = len(data) - 44
+        return data[:4] + struct.pack("<I", 36 + n) + data[8:40] + struct.pack("<I", n) + data[44:]
+    return data
+
+
+class _Sink:
+    """A write-only, non-seekable file for PyAV: muxers then write as they go and never rewrite."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        out = b"".join(self.parts)
+        self.parts.clear()
+        return out
+
+
+def _add_stream(out: Any, fmt: str, rate: int) -> Any:
+    _, codec = _CONTAINERS[fmt]
+    stream = out.add_stream(codec, rate=rate, layout="mono")
+    if fmt == "mp3":
+        stream.bit_rate = 64000
+    elif fmt == "opus":
+        stream.bit_rate = 32000
+    return stream
+
+
+class StreamEncoder:
+    """Encodes an utterance piece by piece; the pieces' bytes concatenate into one file of ``fmt``.
+
+    ``rate`` must be ``delivered_rate(fmt, rate)``. WAV gets a header declaring an unknown length
+    (read to the end by FFmpeg, browsers and sox; ``finalize_wav`` writes the sizes in), FLAC a
+    STREAMINFO without a sample count, MP3 no Xing header: what a stream can be.
+    """
+
+    def __init__(self, fmt: str, rate: int) -> None:
+        if delivered_rate(fmt, rate) != rate:
+            raise ValueError(f"{fmt} cannot be made at {rate} Hz; use delivered_rate()")
+        self.fmt = fmt
+        self.rate = rate
+        self._started = False
+        self._pts = 0
+        self._out: Any = None
+        self._sink = _Sink()
+        if fmt in _CONTAINERS and fmt != "wav":
+            self._out = av.open(self._sink, mode="w", format=_CONTAINERS[fmt][0])
+            self._stream = _add_stream(self._out, fmt, rate)
+
+    def write(self, pcm: bytes) -> bytes:
+        """The file's next bytes, for ``pcm`` (PCM s16le mono at ``rate``)."""
+        if self._out is None:
+            head = b"" if self._started or self.fmt == "pcm" else _wav_header(self.rate, None)
+            self._started = True
+            return head + pcm
+        if pcm:
+            frame = pcm_frame(pcm, self.rate)
+            frame.pts = self._pts
+            self._pts += len(pcm) // BYTES_PER_SAMPLE
+            for packet in self._stream.encode(frame):
+                self._out.mux(packet)
+        return self._sink.take()
+
+    def close(self) -> bytes:
+        """The file's last bytes (what the encoder held back, the container's trailer)."""
+        if self._out is None:
+            return b"" if self._started or self.fmt == "pcm" else _wav_header(self.rate, 0)
+        for packet in self._stream.encode(None):
+            self._out.mux(packet)
+        self._out.close()
+        self._out = None
+        self._started = True
+        return self._sink.take()
+
+
 def encode(pcm: bytes, rate: int, fmt: str) -> bytes:
-    """Encode a whole utterance of PCM into one file of ``fmt`` (wav, pcm, mp3, flac, opus)."""
+    """Encode a whole utterance of PCM into one file of ``fmt`` (wav, pcm, mp3, flac, opus).
+
+    The file's rate is ``delivered_rate(fmt, rate)`` (PCM is resampled to it when they differ).
+    """
     if fmt == "pcm":
         return pcm
-    buf = io.BytesIO()
     if fmt == "wav":
         # A plain 44-byte header: opening an FFmpeg muxer costs more than the copy it wraps.
-        with wave.open(buf, "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(BYTES_PER_SAMPLE)
-            w.setframerate(rate)
-            w.writeframes(pcm)
-        return buf.getvalue()
-    container_fmt, codec = _CONTAINERS[fmt]
-    out_rate = encoder_rate(fmt, rate)
+        return _wav_header(rate, len(pcm)) + pcm
+    out_rate = delivered_rate(fmt, rate)
     if out_rate != rate:
         pcm = resample(pcm, rate, out_rate)
-    with av.open(buf, mode="w", format=container_fmt) as out:
-        stream = out.add_stream(codec, rate=out_rate, layout="mono")
-        assert isinstance(stream, av.audio.stream.AudioStream)
-        if fmt == "mp3":
-            stream.bit_rate = 64000
-        elif fmt == "opus":
-            stream.bit_rate = 32000
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format=_CONTAINERS[fmt][0]) as out:
+        stream = _add_stream(out, fmt, out_rate)
         step = out_rate * BYTES_PER_SAMPLE  # one second per frame keeps memory flat
         pts = 0
         for i in range(0, len(pcm), step):
@@ -212,7 +315,7 @@ def duration_ms(data: bytes | str) -> int:
     """
     if isinstance(data, bytes) and data[:4] == b"RIFF" and data[8:12] == b"WAVE":
         try:
-            with wave.open(io.BytesIO(data), "rb") as w:
+            with wave.open(io.BytesIO(finalize_wav(data)), "rb") as w:
                 return ms(w.getnframes(), w.getframerate())
         except (wave.Error, EOFError):
             pass  # not a plain PCM WAV: decode it

@@ -22,6 +22,8 @@ TTS_PATH = "/v1/tts/realtime"
 PUBLIC_STT_URL = "wss://api.voxnexus.ai" + STT_PATH
 PUBLIC_TTS_URL = "wss://api.voxnexus.ai" + TTS_PATH
 
+# The STT init language that asks the service to detect it (an extension: the spec names codes only).
+AUTO_LANGUAGE = "auto"
 MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 48000
 STT_FORMATS = ("pcm",)
@@ -94,7 +96,8 @@ class Word:
 @dataclass(frozen=True)
 class SttInit:
     type: Literal["init"] = "init"
-    language: str = "en-US"
+    # None: the spec's examples may leave it out; "auto" asks the service to detect it.
+    language: str | None = None
     format: str = "pcm"
     sample_rate: int = 16000
     enable_timestamps: bool = False
@@ -177,6 +180,8 @@ class Transcript:
     language: str | None = None
     confidence: float | None = None
     words: tuple[Word, ...] | None = None
+    # Not in the spec (clients ignore unknown fields): how sure a language detection is.
+    language_probability: float | None = None
     type: Literal["transcript"] = "transcript"
 
 
@@ -317,7 +322,7 @@ def _parse_stt_init(obj: dict[str, Any]) -> SttInit:
     if fmt not in STT_FORMATS:
         raise ProtocolError(ErrorCode.UNSUPPORTED_FORMAT, f"format '{fmt}' is not supported; send 'pcm' (s16le mono)")
     return SttInit(
-        language=_field(obj, "language", str, "en-US"),
+        language=_field(obj, "language", str),
         format=fmt,
         sample_rate=rate,
         enable_timestamps=_field(obj, "enable_timestamps", bool, False),
@@ -373,6 +378,9 @@ def parse_server_message(frame: str | bytes) -> ServerMessage:
                 offset=int(obj.get("offset", 0)),
                 duration=int(obj.get("duration", 0)),
                 language=obj.get("language"),
+                language_probability=None
+                if obj.get("language_probability") is None
+                else float(obj["language_probability"]),
                 confidence=None if obj.get("confidence") is None else float(obj["confidence"]),
                 words=None
                 if words is None

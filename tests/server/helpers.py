@@ -6,7 +6,9 @@ import asyncio
 import base64
 import io
 import json
+import re
 import ssl
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -152,6 +154,11 @@ async def _drain_while(ws: ClientConnection, task: asyncio.Task[None]) -> list[d
     return msgs
 
 
+def words(text: str) -> list[str]:
+    """Lower-case words without punctuation (recognizers differ in casing and punctuation)."""
+    return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
+
+
 def finals(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [m for m in msgs if m["type"] == "transcript" and m["is_final"]]
 
@@ -169,6 +176,16 @@ def decode(data: bytes, rate: int = 16000) -> tuple[np.ndarray, dict[str, Any]]:
         for out in resampler.resample(None):
             parts.append(out.to_ndarray().reshape(-1))
     return (np.concatenate(parts) if parts else np.zeros(0, np.int16)), facts
+
+
+def settled(server: Any, timeout: float = 10.0) -> dict[str, Any]:
+    """/healthz once the sessions earlier tests closed are gone from it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        health: dict[str, Any] = server.health()
+        if health["sessions"] == 0 or time.monotonic() > deadline:
+            return health
+        time.sleep(0.05)
 
 
 def silence(seconds: float, rate: int = 16000) -> bytes:

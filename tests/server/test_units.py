@@ -1,5 +1,5 @@
-"""In-process pieces of the server: voice catalog and prosody, sentence splitting, the recognizer's
-endpointing and decoder pool, log redaction, and the CLI's refusal to run without a key."""
+"""In-process pieces of the server: voice catalog and prosody, text handling, the pocketsphinx
+engine's endpointing and decoder pool, log redaction, and the CLI's refusal to run without a key."""
 
 from __future__ import annotations
 
@@ -14,32 +14,42 @@ import pytest
 from voxbeam import audio
 from voxbeam import protocol as p
 from voxbeam.server import voices
-from voxbeam.server.engines.recognizer import DecoderPool, NoiseFloor, RecognitionStream, RecognizerSettings
-from voxbeam.server.engines.synthesizer import get_synthesizer
+from voxbeam.server.engines import espeak
+from voxbeam.server.engines.base import Recognized, Voice
+from voxbeam.server.engines.pocketsphinx import DecoderPool, NoiseFloor, RecognitionStream, RecognizerSettings
 from voxbeam.server.logs import RedactingFormatter
-from voxbeam.server.tts import split_ready
+from voxbeam.server.text import check_text, join_chunk, sentences
 
 
 @pytest.fixture(scope="module")
 def synth():
-    return get_synthesizer()
+    return espeak.get_synthesizer()
 
 
-def test_every_voice_and_role_variant_exists_in_espeak(synth):
+@pytest.fixture(scope="module")
+def catalog():
+    found, problems = voices.load_catalog(None)
+    assert not problems
+    return found
+
+
+def test_every_espeak_voice_and_role_variant_exists(synth, catalog):
     text = {"en-US": "Hello there.", "en-GB": "Hello there.", "zh-CN": "你好"}
-    for voice in voices.VOICES:
+    for voice in catalog.voices:
+        if voice.engine != "espeak":
+            continue
         for role in [None, *voices.ROLES]:
             init = p.TtsInit(voice_config={"role": role} if role else None)
-            pcm = synth.synthesize(text[voice.language], voices.prosody_for(init, voice))
-            assert len(pcm) > synth.sample_rate // 4, (voice.id, role)
+            params = espeak.parameters(voice, voices.prosody_for(init, voice))
+            assert len(synth.synthesize(text[voice.language], params)) > synth.sample_rate // 4, (voice.id, role)
 
 
-def test_voice_resolution():
-    assert voices.resolve_voice(None, None).id == "vl-andrew"
-    assert voices.resolve_voice(None, "en").id == "vl-andrew"
-    assert voices.resolve_voice(None, "en_gb").id == "vl-libby"
-    assert voices.resolve_voice(None, "zh-CN").id == "vl-xiaoxiao"
-    assert voices.resolve_voice("VL-Ryan", "en").id == "vl-ryan"
+def test_voice_resolution(catalog):
+    assert catalog.resolve(None, None).id == "vl-joe"  # the neural voice is the default for English
+    assert catalog.resolve(None, "en").id == "vl-joe"
+    assert catalog.resolve(None, "en_gb").id == "vl-libby"  # no Piper voice for en-GB: eSpeak's
+    assert catalog.resolve(None, "zh-CN").id == "vl-xiaoxiao"
+    assert catalog.resolve("VL-Ryan", "en").id == "vl-ryan"
     for voice_id, language, code in [
         ("vl-nobody", None, p.ErrorCode.VOICE_NOT_FOUND),
         ("vl-jenny", "zh-CN", p.ErrorCode.UNSUPPORTED_LANGUAGE),
@@ -47,35 +57,62 @@ def test_voice_resolution():
         (None, "xx", p.ErrorCode.UNSUPPORTED_LANGUAGE),
     ]:
         with pytest.raises(p.ProtocolError) as info:
-            voices.resolve_voice(voice_id, language)
+            catalog.resolve(voice_id, language)
         assert info.value.code is code
 
 
-def test_prosody_mapping_directions():
-    jenny = voices.VOICES_BY_ID["vl-jenny"]
-    base = voices.prosody_for(p.TtsInit(), jenny)
+def test_espeak_prosody_mapping_directions(catalog):
+    jenny = catalog.by_id["vl-jenny"]
+
+    def params(**init):
+        return espeak.parameters(jenny, voices.prosody_for(p.TtsInit(**init), jenny))
+
+    base = params()
     assert (base.rate, base.pitch, base.range, base.volume) == (175, 50, 50, 100)
-    assert base.espeak_voice == "en-us+f2"
-    fast = voices.prosody_for(p.TtsInit(speed=2.0, pitch=1.0, volume=0.5), jenny)
+    assert base.voice == "en-us+f2"
+    fast = params(speed=2.0, pitch=1.0, volume=0.5)
     assert (fast.rate, fast.pitch, fast.volume) == (350, 100, 50)
-    cheerful = voices.prosody_for(p.TtsInit(voice_config={"style": "cheerful"}), jenny)
-    sad = voices.prosody_for(p.TtsInit(voice_config={"style": "sad"}), jenny)
+    cheerful = params(voice_config={"style": "cheerful"})
+    sad = params(voice_config={"style": "sad"})
     assert cheerful.pitch > base.pitch > sad.pitch and cheerful.range > sad.range and cheerful.rate > sad.rate
-    half = voices.prosody_for(p.TtsInit(voice_config={"style": "cheerful", "degree": 0.5}), jenny)
-    double = voices.prosody_for(p.TtsInit(voice_config={"style": "cheerful", "degree": 2}), jenny)
+    half = params(voice_config={"style": "cheerful", "degree": 0.5})
+    double = params(voice_config={"style": "cheerful", "degree": 2})
     assert base.pitch < half.pitch < cheerful.pitch < double.pitch
-    boy = voices.prosody_for(p.TtsInit(voice_config={"role": "boy"}), jenny)
-    assert boy.espeak_voice == "en-us+m3" and boy.pitch > base.pitch
+    boy = params(voice_config={"role": "boy"})
+    assert boy.voice == "en-us+m3" and boy.pitch > base.pitch
 
 
-def test_split_ready_keeps_unfinished_sentences():
-    assert split_ready("Hello there. How are") == ("Hello there. ", "How are")
-    assert split_ready("No end yet") == ("", "No end yet")
-    assert split_ready("Ends with a dot.") == ("", "Ends with a dot.")  # "Mr." + " Smith" may follow
-    assert split_ready("你好。世界") == ("你好。", "世界")
+def test_a_voice_refuses_what_it_does_not_honour(catalog):
+    joe = catalog.by_id["vl-joe"]
+    assert "role" not in joe.honours and {"speed", "pitch", "volume", "style"} <= joe.honours
+    with pytest.raises(p.ProtocolError) as info:
+        voices.prosody_for(p.TtsInit(voice_config={"role": "Girl"}), joe)
+    assert info.value.code is p.ErrorCode.INVALID_MESSAGE and "voice_config.role" in info.value.message
+    plain = Voice("vl-x", "X", "en-US", "", "test", "x", 16000, frozenset({"speed"}))
+    voices.prosody_for(p.TtsInit(speed=1.5), plain)
+    voices.prosody_for(p.TtsInit(), plain)  # defaults ask for nothing
+    for init in (p.TtsInit(pitch=0.5), p.TtsInit(volume=0.5), p.TtsInit(voice_config={"style": "sad"})):
+        with pytest.raises(p.ProtocolError):
+            voices.prosody_for(init, plain)
+
+
+def test_sentences_and_chunk_joining():
+    assert sentences("Hello there. How are you?  Fine") == ["Hello there. ", "How are you?  ", "Fine"]
+    assert sentences("你好。世界") == ["你好。", "世界"]
+    assert sentences("  ") == []
     long = "word " * 200
-    ready, rest = split_ready(long)
-    assert ready and len(ready) <= 600 and ready + rest == long
+    pieces = sentences(long)
+    assert len(pieces) > 1 and all(len(x) <= 600 for x in pieces) and "".join(pieces) == long
+    # The spec's batch example: chunks are words or phrases.
+    text = ""
+    for chunk in ["Hello", "world", "this is", "a test"]:
+        text = join_chunk(text, chunk)
+    assert text == "Hello world this is a test"
+    assert join_chunk("Hello ", "world") == join_chunk("Hello", " world") == "Hello world"
+    check_text("fine ✓")
+    with pytest.raises(p.ProtocolError) as info:
+        check_text("a\ud800b")
+    assert info.value.code is p.ErrorCode.INVALID_MESSAGE
 
 
 def test_decoder_pool_keeps_one_decoder_reserved():
@@ -114,18 +151,17 @@ def test_noise_floor_tops_up_quiet_audio_only():
 def long_speech(synth):
     """~6 s of continuous speech (no pause long enough to endpoint), PCM 16 kHz."""
     text = "the quick brown fox jumps over the lazy dog and runs into the forest near the old river"
-    pcm = synth.synthesize(text, voices.prosody_for(p.TtsInit(), voices.DEFAULT_VOICE))
+    andrew = voices.load_catalog(None)[0].by_id["vl-andrew"]
+    pcm = synth.synthesize(text, espeak.parameters(andrew, voices.prosody_for(p.TtsInit(), andrew)))
     return audio.resample(pcm, synth.sample_rate, 16000)
 
 
-def _recognize(pcm: bytes, chunk: int, settings: RecognizerSettings, live: bool = False) -> list[p.Transcript]:
+def _recognize(pcm: bytes, chunk: int, settings: RecognizerSettings, live: bool = False) -> list[Recognized]:
     stream = RecognitionStream(DecoderPool(settings.decoders), 16000, settings)
     out = []
     for i in range(0, len(pcm), chunk):
         out += stream.push(pcm[i : i + chunk], live)
-    finals, odd = stream.flush(live)
-    assert not odd
-    return out + finals
+    return out + stream.finish(live)
 
 
 def test_long_speech_is_cut_into_bounded_utterances(long_speech):
@@ -135,9 +171,9 @@ def test_long_speech_is_cut_into_bounded_utterances(long_speech):
     finals = [m for m in msgs if m.is_final]
     assert len(finals) >= 3
     for f in finals:
-        assert f.duration <= 2000 + 100
-        assert f.words and all(w.offset >= f.offset for w in f.words)
-    assert [f.offset for f in finals] == sorted(f.offset for f in finals)
+        assert f.duration_ms <= 2000 + 100
+        assert f.words and all(w.offset_ms >= f.offset_ms for w in f.words)
+    assert [f.offset_ms for f in finals] == sorted(f.offset_ms for f in finals)
     assert any(not m.is_final for m in msgs)  # a live utterance with its own decoder gave partials
     assert all(m.is_final for m in _recognize(pcm, 3200, settings))  # bulk audio: no partials
 
@@ -148,10 +184,10 @@ def test_chunking_and_live_decoding_do_not_change_the_result(long_speech):
     pcm = b"\0" * 8000 + long_speech[: 16000 * 2 * 3] + pause + long_speech[16000 * 2 * 3 :] + pause
 
     def finals(msgs):
-        return [(f.text, f.offset, f.duration, f.words) for f in msgs if f.is_final]
+        return [(f.text, f.offset_ms, f.duration_ms, f.words) for f in msgs if f.is_final]
 
     whole = finals(_recognize(pcm, len(pcm), settings))
-    odd_chunks = finals(_recognize(pcm, 777, settings))  # odd sizes split samples across pushes
+    odd_chunks = finals(_recognize(pcm, 778, settings))  # chunks that split the resampler's frames
     live = _recognize(pcm, 3200, settings, live=True)  # partials from a lent decoder, the same finals
     assert len(whole) == 2 and whole == odd_chunks == finals(live)
     assert any(not m.is_final for m in live)

@@ -37,7 +37,7 @@ class TranscriptResult:
     text: str
     segments: tuple[Segment, ...]
     words: tuple[Word, ...]
-    language: str
+    language: str | None  # detected, else requested; None when detection found no speech to go by
     confidence: float
     audio_duration_ms: int
     request_ids: tuple[str, ...]
@@ -111,7 +111,7 @@ class TranscriptBuilder:
             text=" ".join(s.text for s in segments if s.text),
             segments=segments,
             words=tuple(w for s in segments for w in s.words),
-            language=self._detected or self._language,
+            language=self._detected or (None if self._language == protocol.AUTO_LANGUAGE else self._language),
             confidence=round(confidence, 6),
             audio_duration_ms=audio_duration_ms,
             request_ids=tuple(self._request_ids),

@@ -90,17 +90,23 @@ class SpeechClient:
         audio: AudioSource,
         *,
         sample_rate: int = 16000,
-        language: str = "en-US",
+        language: str = protocol.AUTO_LANGUAGE,
         timestamps: bool = True,
     ) -> TranscriptResult:
         """Transcribe PCM s16le mono at ``sample_rate`` (bytes, or an iterable / async iterable of chunks).
 
-        Long audio goes in segments of about ``segment_seconds`` cut at quiet points; word offsets
-        are absolute from the start. Blocking iterators are drained in a thread.
+        ``language`` "auto" asks the service to detect it (the result says which it found). Long
+        audio goes in segments of about ``segment_seconds`` cut at quiet points; word offsets are
+        absolute from the start. Blocking iterators are drained in a thread.
         """
         if sample_rate <= 0:
             raise InputError(f"sample_rate must be positive, got {sample_rate}")
-        init = protocol.SttInit(language=language, sample_rate=sample_rate, enable_timestamps=timestamps)
+        init = protocol.SttInit(
+            language=language,
+            sample_rate=sample_rate,
+            enable_timestamps=timestamps,
+            enable_language_detection=language.strip().lower() == protocol.AUTO_LANGUAGE,
+        )
         feed = SegmentFeed(
             as_async_chunks(audio, self.config.max_in_flight_chunks),
             sample_rate=sample_rate,

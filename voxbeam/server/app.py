@@ -22,11 +22,16 @@ from websockets.http11 import Request, Response
 from voxbeam import protocol as p
 from voxbeam.protocol import ErrorCode
 from voxbeam.server.config import ServerConfig
-from voxbeam.server.engines.recognizer import RecognizerSettings
+from voxbeam.server.context import ServerContext
+from voxbeam.server.engines import stt_engine
+from voxbeam.server.engines.base import SttSettings
+from voxbeam.server.errors import ConfigError
 from voxbeam.server.session import Session
 from voxbeam.server.stt import SttSession
 from voxbeam.server.tts import TtsSession
-from voxbeam.server.workers import WorkerPool
+from voxbeam.server.voices import load_catalog
+from voxbeam.server.worker import WorkerSpec
+from voxbeam.server.worker.parent import WorkerPool
 
 log = logging.getLogger("voxbeam.server")
 
@@ -37,49 +42,47 @@ HEALTH_PATH = "/healthz"
 _HARD_CAP_FACTOR = 2
 
 
-class Stats:
-    """Counters for /healthz; mutated only on the event loop."""
+def build_context(config: ServerConfig) -> ServerContext:
+    """Resolve the STT model and the voice catalog, and set up (not start) the workers.
 
-    def __init__(self) -> None:
-        self.connections_total = 0
-        self.sessions = 0
-        self.peak_sessions = 0
-        self.by_service = collections.Counter[str]()
-        self.streaming_stt = 0
-        self.peak_streaming_stt = 0
-        self.rejected_unauthorized = 0
-        self.rejected_busy = 0
-        self.errors = collections.Counter[str]()
-
-    def opened(self, service: str) -> None:
-        self.sessions += 1
-        self.peak_sessions = max(self.peak_sessions, self.sessions)
-        self.by_service[service] += 1
-
-    def closed(self, service: str) -> None:
-        self.sessions -= 1
-        self.by_service[service] -= 1
-
-    def streaming_changed(self, delta: int) -> None:
-        self.streaming_stt += delta
-        self.peak_streaming_stt = max(self.peak_streaming_stt, self.streaming_stt)
-
-    def count_error(self, code: str) -> None:
-        self.errors[code] += 1
+    Raises ``ConfigError``/``ModelError`` (one line for the operator) when the server cannot run.
+    """
+    model = stt_engine(config.stt_engine).resolve(config.stt_model)
+    voices, problems = load_catalog(config.voices_dir)
+    for problem in problems:
+        log.error("voice catalog: %s", problem)
+    threads = config.threads
+    spec = WorkerSpec(
+        stt=SttSettings(
+            model,
+            threads=threads,
+            max_utterance_s=config.max_utterance_s,
+            decoders=config.decoders_per_worker,
+        ),
+        tts_threads=threads,
+        preload_voices=(voices.default,),
+    )
+    pool = WorkerPool(config.workers, spec, log_level=logging.getLevelName(config.log_level.upper()))
+    log.info(
+        "STT %s (%s), %d voices (default %s), %d workers x %d threads",
+        model.label,
+        "detects language" if model.detects_language else ", ".join(model.languages),
+        len(voices.voices),
+        voices.default.id,
+        config.workers,
+        threads,
+    )
+    return ServerContext(config, pool, model, voices)
 
 
 class SpeechServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.stats = Stats()
-        self.pool = WorkerPool(
-            config.workers,
-            RecognizerSettings(decoders=config.decoders_per_worker, max_utterance_s=config.max_utterance_s),
-            log_level=logging.getLevelName(config.log_level.upper()),
-        )
+        self.ctx = build_context(config)
+        self.stats = self.ctx.stats
+        self.pool = self.ctx.pool
         self.live: set[Session] = set()
         self.per_key = collections.Counter[str]()
-        self.shutting_down = False
         self.url = ""
         self.started = time.monotonic()
         self._ws: Server | None = None
@@ -117,7 +120,7 @@ class SpeechServer:
 
     async def shutdown(self, force: asyncio.Event | None = None) -> None:
         """Stop accepting, let sessions finish within the grace period, close the rest with 1001."""
-        self.shutting_down = True
+        self.ctx.shutting_down = True
         if self._ws is not None:
             self._ws.close(close_connections=False)
         for session in list(self.live):
@@ -153,7 +156,7 @@ class SpeechServer:
     def health(self) -> dict[str, Any]:
         s = self.stats
         return {
-            "status": "shutting_down" if self.shutting_down else "ok",
+            "status": "shutting_down" if self.ctx.shutting_down else "ok",
             "sessions": s.sessions,
             "capacity": self.config.max_sessions,
             "peak_sessions": s.peak_sessions,
@@ -170,7 +173,14 @@ class SpeechServer:
             "worker_restarts": self.pool.restarts,
             "worker_pids": [w.pid for w in self.pool.workers if w.alive],
             "engine_calls": self.pool.calls(),
-            "decoders_per_worker": self.config.decoders_per_worker,
+            "threads_per_worker": self.config.threads,
+            "stt": {
+                "engine": self.ctx.stt_model.engine,
+                "model": self.ctx.stt_model.label,
+                "languages": list(self.ctx.stt_model.languages),
+                "detects_language": self.ctx.stt_model.detects_language,
+            },
+            "voices": self.ctx.voices.describe(),
             "uptime_s": round(time.monotonic() - self.started, 1),
         }
 
@@ -228,7 +238,7 @@ class SpeechServer:
             )
             return
         cfg = self.config
-        if self.shutting_down:
+        if self.ctx.shutting_down:
             await self._reject(ws, ErrorCode.SERVER_BUSY, "the server is shutting down", p.CLOSE_TRY_AGAIN_LATER)
             return
         per_key_full = cfg.max_sessions_per_key is not None and self.per_key[label] >= cfg.max_sessions_per_key
@@ -240,7 +250,7 @@ class SpeechServer:
                 ws, ErrorCode.SERVER_BUSY, f"{what} session limit is reached; retry later", p.CLOSE_TRY_AGAIN_LATER
             )
             return
-        session: Session = SttSession(self, ws, label) if service == "stt" else TtsSession(self, ws, label)
+        session: Session = SttSession(self.ctx, ws, label) if service == "stt" else TtsSession(self.ctx, ws, label)
         self.stats.opened(service)
         self.per_key[label] += 1
         self.live.add(session)
@@ -285,7 +295,11 @@ async def run_server(config: ServerConfig) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    server = SpeechServer(config)
+    try:
+        server = SpeechServer(config)
+    except ConfigError as exc:
+        log.error("could not start: %s", exc)
+        return 1
     try:
         await server.start()
     except Exception as exc:

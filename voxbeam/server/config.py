@@ -32,6 +32,17 @@ class ServerConfig:
     max_utterance_s: float = 30.0
     # Sessions wait this long for a live worker while a dead one restarts.
     worker_wait_s: float = 30.0
+    stt_engine: str = "whisper"
+    stt_model: str | None = None  # the engine's default
+    voices_dir: str | None = None
+    # Engine threads per worker (CTranslate2, ONNX Runtime); None: cores // workers.
+    threads_per_worker: int | None = None
+
+    @property
+    def threads(self) -> int:
+        if self.threads_per_worker is not None:
+            return self.threads_per_worker
+        return max(1, (os.cpu_count() or 1) // self.workers)
 
     @property
     def scheme(self) -> str:

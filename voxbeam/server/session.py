@@ -1,10 +1,13 @@
-"""What STT and TTS sessions share: a reader, an ordered writer, idle timeout, fatal ends.
+"""What STT and TTS sessions share: a reader, a dispatcher, an ordered writer, idle timeout, fatal ends.
 
-The reader parses frames and starts work (worker calls run concurrently); everything the
-client must see goes through one bounded queue, so replies keep the order of the requests
-that caused them and a slow client stops the reader (TCP backpressure) instead of growing
-memory. A fatal condition (oversized frame, idle, dead worker, shutdown) resolves ``_abort``:
-``run`` then stops both tasks, sends the error and closes with the matching code.
+The reader takes frames off the socket into a small inbox bounded in bytes; the dispatcher
+parses them and starts work (worker calls run concurrently); everything the client must see
+goes through one bounded queue, so replies keep the order of the requests that caused them. A
+session whose work is behind stops dispatching, then its inbox fills and the reader stops
+reading (TCP backpressure) instead of growing memory; until the inbox is full the socket is
+still read, so the client's WebSocket pings are answered while its messages wait. A fatal
+condition (oversized frame, idle, dead worker, shutdown) resolves ``_abort``: ``run`` then stops
+the tasks, sends the error and closes with the matching code.
 """
 
 from __future__ import annotations
@@ -13,25 +16,46 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from voxbeam import protocol as p
 from voxbeam.protocol import ErrorCode
-
-if TYPE_CHECKING:
-    from voxbeam.server.app import SpeechServer
+from voxbeam.server.context import ServerContext
 
 log = logging.getLogger("voxbeam.server.session")
 
 OUT_QUEUE = 16
-# Deferred output: a coroutine that waits for work already started and returns its messages.
-Deferred = Callable[[], Awaitable[list[p.ServerMessage]]]
+# The inbox holds at least this much (and at least two of the largest messages allowed).
+INBOX_BYTES = 1 << 20
+# Deferred output: waits for work already started, then gives its messages (all at once, or as
+# they come: a streamed synthesis).
+Deferred = Callable[[], Awaitable[list[p.ServerMessage]] | AsyncIterator[p.ServerMessage]]
 OutItem = p.ServerMessage | Deferred
+
+
+class ByteBudget:
+    """Bytes in flight; ``acquire`` waits while over the limit (one waiter at a time)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._freed = asyncio.Event()
+
+    async def acquire(self, n: int) -> None:
+        # A single message larger than the limit still passes when nothing else is in flight.
+        while self.used and self.used + n > self.limit:
+            self._freed.clear()
+            await self._freed.wait()
+        self.used += n
+
+    def release(self, n: int) -> None:
+        self.used -= n
+        self._freed.set()
 
 
 @dataclass(frozen=True)
@@ -47,9 +71,9 @@ class Session:
 
     service: Literal["stt", "tts"]
 
-    def __init__(self, server: SpeechServer, ws: ServerConnection, key_label: str) -> None:
-        self.server = server
-        self.config = server.config
+    def __init__(self, ctx: ServerContext, ws: ServerConnection, key_label: str) -> None:
+        self.ctx = ctx
+        self.config = ctx.config
         self.ws = ws
         self.key_label = key_label
         self.initialized = False
@@ -59,26 +83,31 @@ class Session:
         self.error_codes: list[str] = []
         self.started = time.monotonic()
         self._out: asyncio.Queue[OutItem] = asyncio.Queue(OUT_QUEUE)
+        self._inbox: asyncio.Queue[tuple[str | bytes, int]] = asyncio.Queue()
+        self._inbox_budget = ByteBudget(max(INBOX_BYTES, 2 * self.config.max_message_size))
         self._working = False
         self._abort: asyncio.Future[Abort] = asyncio.get_running_loop().create_future()
 
     # -- life cycle ---------------------------------------------------------------------
 
     async def run(self) -> None:
-        reader = asyncio.create_task(self._read_loop(), name=f"{self.service}-reader")
-        writer = asyncio.create_task(self._write_loop(), name=f"{self.service}-writer")
+        tasks = (
+            asyncio.create_task(self._read_loop(), name=f"{self.service}-reader"),
+            asyncio.create_task(self._dispatch_loop(), name=f"{self.service}-dispatcher"),
+            asyncio.create_task(self._write_loop(), name=f"{self.service}-writer"),
+        )
         try:
-            waiting: set[asyncio.Future[Any]] = {reader, writer, self._abort}
+            waiting: set[asyncio.Future[Any]] = {*tasks, self._abort}
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            for task in (reader, writer):
+            for task in tasks:
                 if task.done() and not task.cancelled() and task.exception() is not None:
                     exc = task.exception()
                     log.error("%s session failed", self.service, exc_info=exc)
                     self.fail(ErrorCode.INTERNAL_ERROR, "internal server error", p.CLOSE_INTERNAL_ERROR)
         finally:
-            for task in (reader, writer):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(reader, writer, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             try:
                 if self._abort.done():
                     await self._close_with(self._abort.result())
@@ -98,7 +127,7 @@ class Session:
             return
         if code is not None:
             self.error_codes.append(code.value)
-            self.server.stats.count_error(code.value)
+            self.ctx.stats.count_error(code.value)
             self.outcome = "error"
         elif self.outcome == "ok":
             self.outcome = reason or "closed"
@@ -117,7 +146,7 @@ class Session:
 
     def busy(self) -> bool:
         """Work in flight keeps a silent client from counting as idle."""
-        return self._working or not self._out.empty()
+        return self._working or not self._out.empty() or not self._inbox.empty()
 
     def mid_request(self) -> bool:
         """Whether the client is in the middle of something (a shutdown lets it finish); subclasses extend."""
@@ -125,7 +154,7 @@ class Session:
 
     def drain(self) -> None:
         """During a shutdown: close with 1001 once nothing is in progress (the grace period bounds the wait)."""
-        if self.server.shutting_down and not self.mid_request():
+        if self.ctx.shutting_down and not self.mid_request():
             self.shutdown()
 
     async def _read_loop(self) -> None:
@@ -151,6 +180,13 @@ class Session:
                     p.CLOSE_MESSAGE_TOO_BIG,
                 )
                 return
+            await self._inbox_budget.acquire(size)
+            self._inbox.put_nowait((frame, size))
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            frame, size = await self._inbox.get()
+            self._inbox_budget.release(size)
             await self._dispatch(frame)
 
     async def _dispatch(self, frame: str | bytes) -> None:
@@ -198,14 +234,24 @@ class Session:
             item = await self._out.get()
             self._working = True
             try:
-                msgs = await item() if callable(item) else [item]
-                for msg in msgs:
-                    if isinstance(msg, p.Error):
-                        self.error_codes.append(msg.code)
-                        self.server.stats.count_error(msg.code)
-                    await self.ws.send(p.serialize(msg))
+                if not callable(item):
+                    await self._send(item)
+                    continue
+                produced = item()
+                if isinstance(produced, AsyncIterator):
+                    async for msg in produced:
+                        await self._send(msg)
+                else:
+                    for msg in await produced:
+                        await self._send(msg)
             except ConnectionClosed:
                 return
             finally:
                 self._working = False
-            self.drain()
+                self.drain()
+
+    async def _send(self, msg: p.ServerMessage) -> None:
+        if isinstance(msg, p.Error):
+            self.error_codes.append(msg.code)
+            self.ctx.stats.count_error(msg.code)
+        await self.ws.send(p.serialize(msg))

@@ -11,42 +11,64 @@ import asyncio
 import functools
 import time
 import uuid
-from dataclasses import replace
 from typing import Any
 
 from voxbeam import protocol as p
+from voxbeam.audio import BYTES_PER_SAMPLE
 from voxbeam.protocol import ErrorCode
-from voxbeam.server.session import Session
-from voxbeam.server.workers import Worker, WorkerCallError, WorkerDied, WorkerUnavailable
+from voxbeam.server.engines.base import Recognized, SttModel
+from voxbeam.server.errors import EngineError, WorkerDied, WorkerUnavailable
+from voxbeam.server.session import ByteBudget, Session
+from voxbeam.server.worker.parent import Worker
 
-MODEL_LANGUAGE = "en-US"
-MODEL = "pocketsphinx-en-us"
-ACCEPTED_LANGUAGES = ("en-us", "en")
+AUTO = p.AUTO_LANGUAGE
 # A recognition session whose audio runs this far ahead of the clock is a bulk upload, not a
-# live source: it gets no partials and no decoder of its own (see engines/recognizer.py). A
-# session counts as live once audio has come in at about real time for LIVE_AFTER_S.
+# live source: it gets no partials (engines decode it in batches). A session counts as live
+# once audio has come in at about real time for LIVE_AFTER_S.
 LIVE_SLACK_S = 1.0
 LIVE_AFTER_S = 0.5
 
 
-class ByteBudget:
-    """Bytes in flight; ``acquire`` waits while over the limit (one waiter: the session's reader)."""
+def model_language(model: SttModel, requested: str | None, detect: bool) -> str | None:
+    """The ISO code the engine transcribes for an init's ``language``, or None to detect it.
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-        self._freed = asyncio.Event()
+    ``auto`` (or no language with detection on) detects when the model can; a model with one
+    language simply transcribes that one. Raises UNSUPPORTED_LANGUAGE for what the model cannot do.
+    """
+    if requested is None or requested.strip().lower() == AUTO:
+        if requested is None and not detect:
+            requested = "en"
+        elif model.detects_language:
+            return None
+        else:
+            return model.languages[0]
+    code = requested.strip().replace("_", "-").split("-")[0].lower()
+    if code in model.languages:
+        return code
+    hint = ""
+    if not model.detects_language:
+        hint = "; for other languages run the server with --stt-model base (pip install 'voxbeam[multilingual]')"
+    shown = ", ".join(model.languages) if len(model.languages) <= 10 else f"{len(model.languages)} languages"
+    raise p.ProtocolError(
+        ErrorCode.UNSUPPORTED_LANGUAGE,
+        f"language {requested!r} is not supported by {model.engine} model {model.name} ({shown}){hint}",
+    )
 
-    async def acquire(self, n: int) -> None:
-        # A single message larger than the limit still passes when nothing else is in flight.
-        while self.used and self.used + n > self.limit:
-            self._freed.clear()
-            await self._freed.wait()
-        self.used += n
 
-    def release(self, n: int) -> None:
-        self.used -= n
-        self._freed.set()
+def transcript(r: Recognized, request_id: str) -> p.Transcript:
+    return p.Transcript(
+        request_id=request_id,
+        text=r.text,
+        is_final=r.is_final,
+        offset=r.offset_ms,
+        duration=r.duration_ms,
+        language=r.language if r.is_final else None,
+        language_probability=r.language_probability if r.is_final else None,
+        confidence=r.confidence if r.is_final else None,
+        words=None
+        if r.words is None or not r.is_final
+        else tuple(p.Word(w.word, w.offset_ms, w.duration_ms, w.confidence) for w in r.words),
+    )
 
 
 class SttSession(Session):
@@ -60,7 +82,6 @@ class SttSession(Session):
         self._generation = 0
         self.budget = ByteBudget(self.config.max_audio_in_flight)
         self.sample_rate = 16000
-        self.language: str | None = None
         self.audio_bytes = 0
         self._streaming: set[str] = set()  # recognition sessions with audio and no flush_done yet
         self._first_audio: float | None = None  # clock at the recognition session's first audio
@@ -71,28 +92,28 @@ class SttSession(Session):
 
     async def on_init(self, msg: p.SttInit | p.TtsInit) -> None:
         assert isinstance(msg, p.SttInit)
-        if msg.language.strip().lower() not in ACCEPTED_LANGUAGES:
-            await self.report(
-                ErrorCode.UNSUPPORTED_LANGUAGE,
-                f"language {msg.language!r} is not supported; this server recognises {MODEL_LANGUAGE} only",
-            )
+        model = self.ctx.stt_model
+        detect = msg.enable_language_detection or (msg.language or "").strip().lower() == AUTO
+        try:
+            language = model_language(model, msg.language, detect)
+        except p.ProtocolError as exc:
+            await self.report(exc.code, exc.message)
             return
         try:
-            worker = await self.server.pool.acquire(self.config.worker_wait_s)
+            worker = await self.ctx.pool.acquire(self.config.worker_wait_s)
         except WorkerUnavailable:
             self.fail(ErrorCode.INTERNAL_ERROR, "no speech engine is running; try again later", p.CLOSE_INTERNAL_ERROR)
             return
         self._pin(worker)
         # No round trip: the worker runs requests in order, so the stream exists before any audio,
         # and `ready` does not wait behind other sessions' queued audio on a busy worker.
-        worker.cast("stt_open", self.sid, msg.sample_rate, msg.enable_timestamps)
+        worker.cast("stt_open", self.sid, language, msg.sample_rate, msg.enable_timestamps, detect)
         self.sample_rate = msg.sample_rate
-        # Detection reports the single installed model's language (documented; not real detection).
-        self.language = MODEL_LANGUAGE if msg.enable_language_detection else None
         self.initialized = True
         self._new_request_id()
         assert self.request_id is not None
-        await self.emit(p.SttReady(self.request_id, MODEL_LANGUAGE, msg.format, msg.sample_rate, MODEL))
+        shown = msg.language or (AUTO if language is None else language)
+        await self.emit(p.SttReady(self.request_id, shown, msg.format, msg.sample_rate, model.label))
 
     def _pin(self, worker: Worker) -> None:
         self.worker = worker
@@ -140,13 +161,13 @@ class SttSession(Session):
         if self._first_audio is None:
             self._first_audio = now
         elapsed = now - self._first_audio
-        self._received_s += n / 2 / self.sample_rate
+        self._received_s += n / BYTES_PER_SAMPLE / self.sample_rate
         if self._received_s > elapsed + LIVE_SLACK_S:
             self._bulk = True
         return not self._bulk and elapsed >= LIVE_AFTER_S
 
-    def _stamp(self, transcripts: list[p.Transcript], request_id: str) -> list[p.ServerMessage]:
-        return [replace(t, request_id=request_id, language=self.language if t.is_final else None) for t in transcripts]
+    def _stamp(self, results: list[Recognized], request_id: str) -> list[p.ServerMessage]:
+        return [transcript(r, request_id) for r in results]
 
     async def _transcripts(self, fut: asyncio.Future[Any], request_id: str, n: int) -> list[p.ServerMessage]:
         try:
@@ -154,8 +175,8 @@ class SttSession(Session):
         except WorkerDied:
             self._on_worker_lost()
             return []
-        except WorkerCallError as exc:
-            return [p.error(ErrorCode(exc.code), exc.message, request_id)]
+        except EngineError as exc:
+            return [p.error(exc.code, exc.message, request_id)]
         finally:
             self.budget.release(n)
 
@@ -165,9 +186,9 @@ class SttSession(Session):
         except WorkerDied:
             self._on_worker_lost()
             return []
-        except WorkerCallError as exc:
+        except EngineError as exc:
             finals, odd = [], False
-            out: list[p.ServerMessage] = [p.error(ErrorCode(exc.code), exc.message, request_id)]
+            out: list[p.ServerMessage] = [p.error(exc.code, exc.message, request_id)]
         else:
             out = self._stamp(finals, request_id)
         if odd:
@@ -187,19 +208,19 @@ class SttSession(Session):
     def _stream_started(self, request_id: str) -> None:
         if request_id not in self._streaming:
             if not self._streaming:
-                self.server.stats.streaming_changed(+1)
+                self.ctx.stats.streaming_changed(+1)
             self._streaming.add(request_id)
 
     def _stream_ended(self, request_id: str) -> None:
         if request_id in self._streaming:
             self._streaming.discard(request_id)
             if not self._streaming:
-                self.server.stats.streaming_changed(-1)
+                self.ctx.stats.streaming_changed(-1)
 
     async def cleanup(self) -> None:
         if self._streaming:
             self._streaming.clear()
-            self.server.stats.streaming_changed(-1)
+            self.ctx.stats.streaming_changed(-1)
         worker = self.worker
         if worker is not None and worker.generation == self._generation:
             worker.watchers.discard(self._on_worker_lost)
@@ -212,4 +233,4 @@ class SttSession(Session):
         return bool(self._streaming) or super().mid_request()
 
     def summary(self) -> str:
-        return f"audio_s={self.audio_bytes / 2 / self.sample_rate:.2f}"
+        return f"audio_s={self.audio_bytes / BYTES_PER_SAMPLE / self.sample_rate:.2f}"

@@ -1,44 +1,38 @@
-"""The text-to-speech session: text in, one audio file per utterance out.
+"""The text-to-speech session: text in, one audio file per utterance out, streamed by sentence.
 
-Text with ``is_final: false`` is synthesized sentence by sentence as it arrives (on any
-worker: synthesis is stateless), so little work is left when ``is_final: true`` ends the
-utterance. The utterance's audio is then encoded into one file and sent in chunks; their
-concatenation is the file and the last chunk has ``is_final: true``.
+Text with ``is_final: false`` is collected (chunks joined as the spec's batch example intends);
+``is_final: true`` ends the utterance and starts its rendering on a worker, which sends the
+file's bytes sentence by sentence. They go out as ``audio`` messages as they come; their
+concatenation is the file and the last one has ``is_final: true``. Nothing is rendered before
+the text is final, so a dropped or abandoned utterance costs no engine time; an utterance whose
+client is gone is cancelled between sentences.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import re
+from collections.abc import AsyncIterator
 from typing import Any
 
+from voxbeam import audio
 from voxbeam import protocol as p
 from voxbeam.protocol import ErrorCode
+from voxbeam.server.engines.base import Prosody, Voice
+from voxbeam.server.errors import EngineError, WorkerDied, WorkerUnavailable
 from voxbeam.server.session import Session
-from voxbeam.server.voices import Prosody, Voice, prosody_for, resolve_voice
-from voxbeam.server.workers import WorkerCallError, WorkerDied, WorkerUnavailable
+from voxbeam.server.text import check_text, join_chunk, speakable
+from voxbeam.server.voices import prosody_for
+from voxbeam.server.worker.parent import Streamed
 
 CHUNK_BYTES = 32 * 1024
-# A sentence ends at ., !, ? or ; followed by space, or at CJK end punctuation.
-_SENTENCE_END = re.compile(r"[.!?;][\"')\]]*\s+|[。！？；]")
-# Text without any sentence end is still cut (at a space) past this many characters.
-_MAX_PIECE = 600
+# The most audio an utterance may become: speech runs well under this per character in any
+# voice (numbers read out included), so more means text the voice spells out letter by letter.
+RENDER_S_PER_CHAR = 0.4
+RENDER_S_SLACK = 10.0
+SLOWEST_STYLE = 0.7
 
 
-def split_ready(text: str) -> tuple[str, str]:
-    """(complete sentences to synthesize now, rest to keep buffering)."""
-    cut = 0
-    for match in _SENTENCE_END.finditer(text):
-        cut = match.end()
-    if not cut and len(text) > _MAX_PIECE:
-        cut = text.rfind(" ", 0, _MAX_PIECE) + 1 or _MAX_PIECE
-    return text[:cut], text[cut:]
-
-
-def _consume(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled():
-        fut.exception()  # abandoned work: do not log "exception was never retrieved"
+def max_render_seconds(text: str, prosody: Prosody) -> float:
+    return (RENDER_S_SLACK + RENDER_S_PER_CHAR * len(text)) / min(1.0, prosody.speed) / SLOWEST_STYLE
 
 
 class TtsSession(Session):
@@ -51,111 +45,101 @@ class TtsSession(Session):
         self.prosody: Prosody | None = None
         self.format = "wav"
         self.sample_rate = 16000
-        self._text = ""  # received, not yet sent to synthesis
-        self._chars = 0  # characters in the open utterance
-        self._parts: list[asyncio.Future[Any]] = []
+        self._text = ""  # the open utterance's text so far
+        self._renders: set[Streamed] = set()
         self.utterances = 0
         self.characters = 0
 
     async def on_init(self, msg: p.SttInit | p.TtsInit) -> None:
         assert isinstance(msg, p.TtsInit)
         try:
-            voice = resolve_voice(msg.voice_id, msg.language)
+            voice = self.ctx.voices.resolve(msg.voice_id, msg.language)
             prosody = prosody_for(msg, voice)
         except p.ProtocolError as exc:
             await self.report(exc.code, exc.message)
             return
         self.voice, self.prosody = voice, prosody
-        self.format, self.sample_rate = msg.format, msg.sample_rate
+        # The rate the files will really have (Opus is always 48 kHz, MP3 has nine rates).
+        self.format, self.sample_rate = msg.format, audio.delivered_rate(msg.format, msg.sample_rate)
         self.initialized = True
         self.request_id = p.new_request_id()
         self.request_ids.append(self.request_id)
-        await self.emit(p.TtsReady(self.request_id, voice.id, voice.language, msg.format, msg.sample_rate))
+        await self.emit(p.TtsReady(self.request_id, voice.id, voice.language, msg.format, self.sample_rate))
 
     async def on_message(self, msg: p.ClientMessage) -> None:
         if not isinstance(msg, p.Text):
             await self.report(ErrorCode.INVALID_MESSAGE, f"unexpected {msg.type!r} message")
             return
+        try:
+            check_text(msg.text)
+        except p.ProtocolError as exc:
+            self._text = ""
+            await self.report(exc.code, exc.message + " (utterance dropped)")
+            return
+        text = join_chunk(self._text, speakable(msg.text))
         limit = self.config.max_text_chars
-        if self._chars + len(msg.text) > limit:
-            over = self._chars + len(msg.text)
-            self._abandon()
+        if len(text) > limit:
+            self._text = ""
             await self.report(
                 ErrorCode.TEXT_TOO_LONG,
-                f"an utterance may have at most {limit} characters; this one reached {over} (utterance dropped)",
+                f"an utterance may have at most {limit} characters; this one reached {len(text)} (utterance dropped)",
             )
             return
-        self._chars += len(msg.text)
-        self._text += msg.text
         if not msg.is_final:
-            ready, self._text = split_ready(self._text)
-            if ready.strip():
-                self._parts.append(self._synthesize(ready))
+            self._text = text
             return
-        rest, self._text = self._text, ""
-        # A whole utterance in this one message (the common case) is rendered and encoded in one call.
-        encoded = bool(rest.strip()) and not self._parts and self.format != "pcm"
-        if rest.strip():
-            self._parts.append(self._synthesize(rest, self.format if encoded else None))
-        parts, chars = self._parts, self._chars
-        self._parts, self._chars = [], 0
-        if not parts:
+        self._text = ""
+        if not text.strip():
             await self.report(ErrorCode.INVALID_MESSAGE, "nothing to synthesize: the utterance has no text")
             return
         self.utterances += 1
-        self.characters += chars
-        await self.emit(functools.partial(self._finish, parts, encoded))
+        self.characters += len(text)
+        render = self._render(text)
+        if render is None:
+            await self.report(ErrorCode.INTERNAL_ERROR, "no speech engine is running; send the utterance again")
+            return
+        await self.emit(lambda: self._audio(render))
 
-    def _abandon(self) -> None:
-        for fut in self._parts:
-            fut.add_done_callback(_consume)
-        self._parts, self._text, self._chars = [], "", 0
-
-    def _synthesize(self, text: str, encode_as: str | None = None) -> asyncio.Future[Any]:
-        """PCM for ``text``, or, with ``encode_as``, the whole utterance's file."""
+    def _render(self, text: str) -> Streamed | None:
+        assert self.voice is not None and self.prosody is not None
         try:
-            worker = self.server.pool.pick()
-        except WorkerUnavailable as exc:
-            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            fut.set_exception(exc)
-            return fut
-        if encode_as is not None:
-            return worker.call("tts_render", text, self.prosody, self.sample_rate, encode_as)
-        return worker.call("tts_synth", text, self.prosody, self.sample_rate)
+            worker = self.ctx.pool.pick()
+        except WorkerUnavailable:
+            return None
+        limit = max_render_seconds(text, self.prosody)
+        render = worker.stream("tts_render", text, self.voice, self.prosody, self.sample_rate, self.format, limit)
+        self._renders.add(render)
+        render.result.add_done_callback(lambda _: self._renders.discard(render))
+        return render
 
-    async def _finish(self, parts: list[asyncio.Future[Any]], encoded: bool) -> list[p.ServerMessage]:
+    async def _audio(self, render: Streamed) -> AsyncIterator[p.ServerMessage]:
+        """The utterance's file as audio messages, as the worker renders it; the last one is final."""
+        held: bytes | None = None  # one chunk is held back: only the end says which one is last
+        async for part in render:
+            for i in range(0, len(part), CHUNK_BYTES):
+                if held is not None:
+                    yield p.Audio(held)
+                held = part[i : i + CHUNK_BYTES]
         try:
-            if encoded:
-                data = await parts[0]
-            else:
-                pcm = b"".join([await fut for fut in parts])
-                data = pcm if self.format == "pcm" else await self._encode(pcm)
+            await render.result
         except (WorkerDied, WorkerUnavailable):
-            return [
-                p.error(
-                    ErrorCode.INTERNAL_ERROR, "the speech engine stopped; send the utterance again", self.request_id
-                )
-            ]
-        except WorkerCallError as exc:
-            return [p.error(ErrorCode(exc.code), exc.message, self.request_id)]
-        finally:
-            for fut in parts:  # after a failure the rest are never awaited
-                fut.add_done_callback(_consume)
-        if not data:
-            return [p.Audio(b"", is_final=True)]
-        last = (len(data) - 1) // CHUNK_BYTES * CHUNK_BYTES
-        return [p.Audio(data[i : i + CHUNK_BYTES], is_final=i == last) for i in range(0, len(data), CHUNK_BYTES)]
-
-    async def _encode(self, pcm: bytes) -> bytes:
-        result: bytes = await self.server.pool.pick().call("encode", pcm, self.sample_rate, self.format)
-        return result
+            yield p.error(
+                ErrorCode.INTERNAL_ERROR, "the speech engine stopped; send the utterance again", self.request_id
+            )
+            return
+        except EngineError as exc:
+            yield p.error(exc.code, exc.message, self.request_id)
+            return
+        yield p.Audio(held or b"", is_final=True)
 
     async def cleanup(self) -> None:
-        self._abandon()
+        for render in list(self._renders):
+            render.cancel()
+        self._renders.clear()
 
     def mid_request(self) -> bool:
         # Text of an utterance not yet ended, or its audio still to come.
-        return bool(self._parts or self._text) or super().mid_request()
+        return bool(self._renders or self._text) or super().mid_request()
 
     def summary(self) -> str:
         voice = self.voice.id if self.voice else "-"

@@ -1,52 +1,20 @@
-"""The voice catalog and the mapping of speed, pitch, volume and voice_config onto eSpeak NG.
+"""The voice catalog and the validation of speed, pitch, volume and voice_config.
 
-Everything here is pure (no engine, no I/O) so the server validates an ``init`` before any
-worker is touched, and the worker receives ready-made engine parameters (``Prosody``).
+Engine-neutral: each TTS engine lists its voices (``engines/*.py``); this module puts them in one
+catalog (Piper's first, so a language's default is its neural voice when there is one), resolves
+an init's ``voice_id``/``language`` to a voice, and turns the init's parameters into a
+``Prosody`` that the voice honours, or a clear INVALID_MESSAGE. Engines map ``Prosody`` onto their
+own controls; the styles and roles below say what each name means.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from voxbeam.protocol import ErrorCode, ProtocolError, TtsInit
-
-
-@dataclass(frozen=True)
-class Voice:
-    id: str
-    name: str
-    language: str
-    gender: str
-    espeak: str  # eSpeak NG voice name, without a variant
-    variant: str  # eSpeak NG variant ("f2", "m1", ...)
-    description: str = ""
-
-
-# The first voice of each language is that language's default. vl-andrew is the default of the
-# service: eSpeak NG's Klatt synthesis is the speech pocketsphinx recognises best (README.md).
-VOICES: tuple[Voice, ...] = (
-    Voice("vl-andrew", "Andrew", "en-US", "Male", "en-us", "klatt4", "default; Klatt synthesis, best recognised"),
-    Voice("vl-brian", "Brian", "en-US", "Male", "en-us", "klatt5", "Klatt synthesis"),
-    Voice("vl-jenny", "Jenny", "en-US", "Female", "en-us", "f2", ""),
-    Voice("vl-aria", "Aria", "en-US", "Female", "en-us", "f5", ""),
-    Voice("vl-guy", "Guy", "en-US", "Male", "en-us", "m1", ""),
-    Voice("vl-davis", "Davis", "en-US", "Male", "en-us", "m3", "deeper male"),
-    Voice("vl-libby", "Libby", "en-GB", "Female", "en", "f2", "British"),
-    Voice("vl-ryan", "Ryan", "en-GB", "Male", "en-gb-x-rp", "m1", "British, received pronunciation"),
-    Voice("vl-sonia", "Sonia", "en-GB", "Female", "en-gb-x-rp", "f4", "British, received pronunciation"),
-    Voice("vl-xiaoxiao", "Xiaoxiao", "zh-CN", "Female", "cmn", "f2", "Mandarin Chinese"),
-    Voice("vl-yunxi", "Yunxi", "zh-CN", "Male", "cmn", "m1", "Mandarin Chinese"),
-)
-VOICES_BY_ID = {v.id: v for v in VOICES}
-DEFAULT_VOICE = VOICES[0]
-
-# Engine baselines (eSpeak NG parameter units).
-BASE_WPM = 175
-BASE_PITCH = 50  # espeakPITCH 0-100
-BASE_RANGE = 50  # espeakRANGE 0-100
-BASE_VOLUME = 100  # espeakVOLUME 0-200
-MIN_WPM, MAX_WPM = 80, 450
+from voxbeam.server.engines.base import Prosody, Voice
 
 SPEED_RANGE = (0.5, 2.0)
 PITCH_RANGE = (-1.0, 1.0)
@@ -56,7 +24,7 @@ DEGREE_RANGE = (0.01, 2.0)
 
 @dataclass(frozen=True)
 class StyleShape:
-    """A style's prosody change at degree 1: pitch and range offsets, rate and volume factors."""
+    """A style at degree 1: pitch and range offsets (50 units = 1.0 of ``pitch``), rate and volume factors."""
 
     pitch: float
     range: float
@@ -83,7 +51,7 @@ STYLES: dict[str, StyleShape] = {
 
 @dataclass(frozen=True)
 class RoleShape:
-    """A role swaps the voice's eSpeak variant and shifts its pitch."""
+    """A role: the eSpeak NG variant that speaks it and a pitch offset (50 units = 1.0 of ``pitch``)."""
 
     variant: str
     pitch: float
@@ -103,60 +71,76 @@ _ROLES_LOWER = {k.lower(): k for k in ROLES}
 VOICE_CONFIG_KEYS = ("style", "role", "degree")
 
 
-@dataclass(frozen=True)
-class Prosody:
-    """Everything the synthesizer needs for one session: eSpeak voice name and parameters."""
-
-    espeak_voice: str
-    rate: int
-    pitch: int
-    range: int
-    volume: int
-
-
 def _lang_key(tag: str) -> str:
     return tag.strip().replace("_", "-").lower()
 
 
-def languages() -> list[str]:
-    return sorted({v.language for v in VOICES})
-
-
-def resolve_voice(voice_id: str | None, language: str | None) -> Voice:
-    """The voice for an init's ``voice_id``/``language``; raises VOICE_NOT_FOUND or UNSUPPORTED_LANGUAGE."""
-    if voice_id is not None:
-        voice = VOICES_BY_ID.get(voice_id.strip().lower())
-        if voice is None:
-            raise ProtocolError(
-                ErrorCode.VOICE_NOT_FOUND,
-                f"voice_id {voice_id!r} does not exist; voices: {', '.join(VOICES_BY_ID)}",
-            )
-        if language is not None and not _speaks(voice, language):
-            raise ProtocolError(
-                ErrorCode.UNSUPPORTED_LANGUAGE,
-                f"voice {voice.id} speaks {voice.language}, not {language!r}",
-            )
-        return voice
-    if language is None:
-        return DEFAULT_VOICE
-    key = _lang_key(language)
-    # An exact tag wins ("en-GB" -> vl-libby); a bare language takes its first voice ("en" -> vl-andrew).
-    for voice in VOICES:
-        if _lang_key(voice.language) == key:
-            return voice
-    for voice in VOICES:
-        if _lang_key(voice.language).split("-")[0] == key:
-            return voice
-    raise ProtocolError(
-        ErrorCode.UNSUPPORTED_LANGUAGE,
-        f"language {language!r} is not supported; languages: {', '.join(languages())}",
-    )
-
-
-def _speaks(voice: Voice, language: str) -> bool:
+def speaks(voice: Voice, language: str) -> bool:
     key = _lang_key(language)
     own = _lang_key(voice.language)
     return key == own or key == own.split("-")[0]
+
+
+class VoiceCatalog:
+    """Every voice the server offers, in default order."""
+
+    def __init__(self, voices: Iterable[Voice]) -> None:
+        self.voices: tuple[Voice, ...] = tuple(voices)
+        if not self.voices:
+            raise ValueError("the voice catalog is empty")
+        self.by_id = {v.id: v for v in self.voices}
+
+    @property
+    def default(self) -> Voice:
+        return self.voices[0]
+
+    def languages(self) -> list[str]:
+        return sorted({v.language for v in self.voices})
+
+    def resolve(self, voice_id: str | None, language: str | None) -> Voice:
+        """The voice for an init's ``voice_id``/``language``; VOICE_NOT_FOUND or UNSUPPORTED_LANGUAGE."""
+        if voice_id is not None:
+            voice = self.by_id.get(voice_id.strip().lower())
+            if voice is None:
+                raise ProtocolError(
+                    ErrorCode.VOICE_NOT_FOUND,
+                    f"voice_id {voice_id!r} does not exist; voices: {', '.join(self.by_id)}",
+                )
+            if language is not None and not speaks(voice, language):
+                raise ProtocolError(
+                    ErrorCode.UNSUPPORTED_LANGUAGE, f"voice {voice.id} speaks {voice.language}, not {language!r}"
+                )
+            return voice
+        if language is None:
+            return self.default
+        key = _lang_key(language)
+        # An exact tag wins ("en-GB" -> its first voice); a bare language takes its first voice ("en").
+        for voice in self.voices:
+            if _lang_key(voice.language) == key:
+                return voice
+        for voice in self.voices:
+            if _lang_key(voice.language).split("-")[0] == key:
+                return voice
+        raise ProtocolError(
+            ErrorCode.UNSUPPORTED_LANGUAGE,
+            f"language {language!r} is not supported; languages: {', '.join(self.languages())}",
+        )
+
+    def describe(self) -> list[dict[str, Any]]:
+        """The catalog as /healthz and --list-voices show it."""
+        return [
+            {
+                "id": v.id,
+                "name": v.name,
+                "language": v.language,
+                "gender": v.gender,
+                "engine": v.engine,
+                "sample_rate": v.sample_rate,
+                "honours": sorted(v.honours),
+                "description": v.description,
+            }
+            for v in self.voices
+        ]
 
 
 def _check_range(name: str, value: float, bounds: tuple[float, float]) -> None:
@@ -165,39 +149,33 @@ def _check_range(name: str, value: float, bounds: tuple[float, float]) -> None:
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"'{name}' must be between {lo:g} and {hi:g}, got {value:g}")
 
 
-def _clamp(value: float, lo: int, hi: int) -> int:
-    return int(round(min(hi, max(lo, value))))
-
-
 def prosody_for(init: TtsInit, voice: Voice) -> Prosody:
-    """Map speed, pitch, volume and voice_config onto eSpeak parameters; INVALID_MESSAGE when out of range."""
+    """Validate speed, pitch, volume and voice_config for ``voice``; INVALID_MESSAGE when out of range
+    or when the voice cannot do what is asked (never silently ignored)."""
     _check_range("speed", init.speed, SPEED_RANGE)
     _check_range("pitch", init.pitch, PITCH_RANGE)
     _check_range("volume", init.volume, VOLUME_RANGE)
     style, role, degree = _voice_config(init.voice_config)
-    variant = voice.variant
-    pitch = BASE_PITCH + 50 * init.pitch
-    rng = float(BASE_RANGE)
-    rate = BASE_WPM * init.speed
-    volume = BASE_VOLUME * init.volume
-    if role is not None:
-        variant = role.variant
-        pitch += role.pitch
-    if style is not None:
-        pitch += degree * style.pitch
-        rng += degree * style.range
-        rate *= 1 + degree * (style.rate - 1)
-        volume *= max(0.0, 1 + degree * (style.volume - 1))
-    return Prosody(
-        espeak_voice=f"{voice.espeak}+{variant}",
-        rate=_clamp(rate, MIN_WPM, MAX_WPM),
-        pitch=_clamp(pitch, 0, 100),
-        range=_clamp(rng, 0, 100),
-        volume=_clamp(volume, 0, 200),
-    )
+    asked = {
+        "speed": init.speed != 1.0,
+        "pitch": init.pitch != 0.0,
+        "volume": init.volume != 1.0,
+        "style": style is not None,
+        "role": role is not None,
+        "degree": init.voice_config is not None and init.voice_config.get("degree") is not None,
+    }
+    refused = [name for name, on in asked.items() if on and name not in voice.honours]
+    if refused:
+        label = ", ".join(n if n in ("speed", "pitch", "volume") else f"voice_config.{n}" for n in refused)
+        honours = ", ".join(sorted(voice.honours))
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE,
+            f"voice {voice.id} ({voice.engine}) does not support {label}; it honours {honours}",
+        )
+    return Prosody(speed=init.speed, pitch=init.pitch, volume=init.volume, style=style, role=role, degree=degree)
 
 
-def _voice_config(cfg: dict[str, Any] | None) -> tuple[StyleShape | None, RoleShape | None, float]:
+def _voice_config(cfg: dict[str, Any] | None) -> tuple[str | None, str | None, float]:
     if not cfg:
         return None, None, 1.0
     unknown = sorted(set(cfg) - set(VOICE_CONFIG_KEYS))
@@ -214,16 +192,15 @@ def _voice_config(cfg: dict[str, Any] | None) -> tuple[StyleShape | None, RoleSh
                 ErrorCode.INVALID_MESSAGE,
                 f"voice_config.style {raw_style!r} is not supported; styles: {', '.join(STYLES)}",
             )
-        style = STYLES[raw_style.strip().lower()]
+        style = raw_style.strip().lower()
     raw_role = cfg.get("role")
     if raw_role is not None:
-        name = _ROLES_LOWER.get(raw_role.strip().lower()) if isinstance(raw_role, str) else None
-        if name is None:
+        role = _ROLES_LOWER.get(raw_role.strip().lower()) if isinstance(raw_role, str) else None
+        if role is None:
             raise ProtocolError(
                 ErrorCode.INVALID_MESSAGE,
                 f"voice_config.role {raw_role!r} is not supported; roles: {', '.join(ROLES)}",
             )
-        role = ROLES[name]
     raw_degree = cfg.get("degree")
     degree = 1.0
     if raw_degree is not None:
@@ -237,3 +214,22 @@ def _voice_config(cfg: dict[str, Any] | None) -> tuple[StyleShape | None, RoleSh
             degree = float("inf")
         _check_range("voice_config.degree", degree, DEGREE_RANGE)
     return style, role, degree
+
+
+def load_catalog(voices_dir: str | None) -> tuple[VoiceCatalog, list[str]]:
+    """Every TTS engine's voices in registry order, and one line per voice that could not load."""
+    from voxbeam.server.engines import TTS_ENGINES, tts_engine
+    from voxbeam.server.errors import ConfigError
+
+    voices: list[Voice] = []
+    problems: list[str] = []
+    for name in TTS_ENGINES:
+        try:
+            catalog = tts_engine(name).catalog(voices_dir)
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
+        taken = {v.id for v in voices}
+        voices += [v for v in catalog.voices if v.id not in taken]
+        problems += catalog.problems
+    return VoiceCatalog(voices), problems

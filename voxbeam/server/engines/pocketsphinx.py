@@ -1,4 +1,4 @@
-"""Streaming speech recognition with pocketsphinx: endpointing, a decoder pool, transcripts.
+"""pocketsphinx: small, streaming, no ONNX runtime; English only (its bundled en-US model).
 
 A ``RecognitionStream`` is one STT session's state inside a worker process. Audio is
 resampled to 16 kHz and cut into utterances by pocketsphinx's WebRTC-VAD ``Endpointer``.
@@ -23,19 +23,24 @@ decoder lent or not: pooled and fresh sessions give the same transcripts.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pocketsphinx
 
-from voxbeam.audio import PcmResampler
-from voxbeam.protocol import Transcript, Word
+from voxbeam.audio import BYTES_PER_SAMPLE, PcmResampler
+from voxbeam.server.engines.base import Recognized, SttEngine, SttModel, SttSettings, SttStream, WordTiming
+from voxbeam.server.engines.models import sha256_of
+from voxbeam.server.errors import ModelError
 
 SAMPLE_RATE = 16000
 FRAME_MS = 10  # pocketsphinx's frame rate is 100 frames per second
-BYTES_PER_SAMPLE = 2
+MODEL_NAME = "en-us"
 _ALT_PRON = re.compile(r"\(\d+\)$")
 _CMN_SEARCH = "cmn"
 # The smallest grammar there is: the cheap pass only needs the front end's cepstral mean.
@@ -54,6 +59,8 @@ def new_decoder() -> Any:
 
 @dataclass(frozen=True)
 class RecognizerSettings:
+    """The recognizer's tuning (``SttSettings`` sets decoders and the longest utterance)."""
+
     decoders: int = 3
     max_utterance_s: float = 30.0
     partial_every_s: float = 0.6
@@ -146,8 +153,8 @@ class NoiseFloor:
         return np.clip(np.rint(x + sigma * unit), -32768, 32767).astype("<i2").tobytes()
 
 
-def _words(decoder: Any, offset_samples: int) -> list[Word]:
-    out: list[Word] = []
+def _words(decoder: Any, offset_samples: int) -> list[WordTiming]:
+    out: list[WordTiming] = []
     base_ms = offset_samples * 1000 // SAMPLE_RATE
     for seg in decoder.seg():
         word = seg.word
@@ -155,10 +162,10 @@ def _words(decoder: Any, offset_samples: int) -> list[Word]:
             continue
         word = _ALT_PRON.sub("", word)
         out.append(
-            Word(
+            WordTiming(
                 word=word,
-                offset=base_ms + seg.start_frame * FRAME_MS,
-                duration=(seg.end_frame - seg.start_frame + 1) * FRAME_MS,
+                offset_ms=base_ms + seg.start_frame * FRAME_MS,
+                duration_ms=(seg.end_frame - seg.start_frame + 1) * FRAME_MS,
                 confidence=round(min(1.0, max(0.0, float(seg.prob))), 4),
             )
         )
@@ -185,8 +192,8 @@ class _Utterance:
             self.started = False
 
 
-class RecognitionStream:
-    """One session's recognizer: push audio, get transcripts; flush ends a recognition session."""
+class RecognitionStream(SttStream):
+    """One session's recognizer: push audio, get transcripts; finish ends a recognition session."""
 
     def __init__(
         self,
@@ -195,14 +202,15 @@ class RecognitionStream:
         settings: RecognizerSettings = RecognizerSettings(),
         *,
         with_words: bool = True,
+        detect: bool = False,
         noise: NoiseFloor | None = None,
     ) -> None:
         self._pool = pool
+        self._detect = detect
         self._settings = settings
         self._with_words = with_words
         self._noise = noise or NoiseFloor(settings.noise_floor, settings.max_utterance_s + 5)
         self._resampler = PcmResampler(sample_rate, SAMPLE_RATE)
-        self._carry = b""
         self._cmn_samples = int(settings.cmn_window_s * SAMPLE_RATE)
         self._max_utt = int(settings.max_utterance_s * SAMPLE_RATE)
         # The endpointer may end an utterance up to its window back: live decoding stays behind that.
@@ -211,26 +219,18 @@ class RecognitionStream:
         self._utt: _Utterance | None = None
         self._live = False
         self._reset()
-        self.audio_samples = 0  # input samples received over the stream's life (for accounting)
 
     # -- public API ---------------------------------------------------------------------
 
-    def push(self, data: bytes, live: bool = False) -> list[Transcript]:
-        """Feed PCM s16le mono at the session rate (any length; odd bytes carry over).
+    def push(self, pcm: bytes, live: bool = False) -> list[Recognized]:
+        """Feed PCM s16le mono at the session rate (whole samples).
 
         ``live``: the audio arrives at about real time, so an utterance may get a decoder of its own
         (partials, and a final right after the end of speech).
         """
-        if self._carry:
-            data = self._carry + data
-            self._carry = b""
-        if len(data) % 2:
-            self._carry = data[-1:]
-            data = data[:-1]
-        self.audio_samples += len(data) // 2
         self._live = live
-        out: list[Transcript] = []
-        self._feed(self._resampler.push(data), out)
+        out: list[Recognized] = []
+        self._feed(self._resampler.push(pcm), out)
         utt = self._utt
         if utt is not None and utt.decoder is None and live:
             utt.decoder = self._pool.lend()  # it catches up from the utterance's start
@@ -238,16 +238,14 @@ class RecognitionStream:
             self._advance(utt, self._pos - self._lag, out)
         return out
 
-    def flush(self, live: bool = False) -> tuple[list[Transcript], bool]:
-        """Finish the recognition session: every remaining final, and whether a stray byte was dropped.
+    def finish(self, live: bool = False) -> list[Recognized]:
+        """Finish the recognition session: every remaining final.
 
         ``live``: the session is live, so an utterance the flush cuts short is finished from the
         start of it (its first ``cmn_window_s``), on its live decoder when it has one: only the tail
         is left to decode while the client waits.
         """
-        odd = bool(self._carry)
-        self._carry = b""
-        out: list[Transcript] = []
+        out: list[Recognized] = []
         self._feed(self._resampler.flush(), out)
         rest = bytes(self._pending)
         if self._utt is not None:
@@ -257,7 +255,7 @@ class RecognitionStream:
                 self._pos += len(rest) // BYTES_PER_SAMPLE
             self._end_utterance(self._pos, out, cut_live=live)
         self._reset()
-        return out, odd
+        return out
 
     def close(self) -> None:
         if self._utt is not None:
@@ -278,7 +276,7 @@ class RecognitionStream:
         self._hist_start = 0  # sample index of _hist[0]
         self._utt = None
 
-    def _feed(self, pcm: bytes, out: list[Transcript]) -> None:
+    def _feed(self, pcm: bytes, out: list[Recognized]) -> None:
         self._pending += pcm
         fb = self._frame_bytes
         while len(self._pending) >= fb:
@@ -286,7 +284,7 @@ class RecognitionStream:
             del self._pending[:fb]
             self._frame(frame, out)
 
-    def _frame(self, frame: bytes, out: list[Transcript]) -> None:
+    def _frame(self, frame: bytes, out: list[Recognized]) -> None:
         ep = self._ep
         was_speech = ep.in_speech
         speech = ep.process(frame)
@@ -319,7 +317,7 @@ class RecognitionStream:
         start = max(self._hist_start, start, 0)
         self._utt = _Utterance(start, self._pool.lend() if self._live else None)
 
-    def _end_utterance(self, end: int, out: list[Transcript], *, cut_live: bool = False) -> None:
+    def _end_utterance(self, end: int, out: list[Recognized], *, cut_live: bool = False) -> None:
         """The utterance's final, with the mean of the whole utterance, or of its start when ``cut_live``."""
         utt = self._utt
         if utt is None:
@@ -370,7 +368,7 @@ class RecognitionStream:
         decoder.start_utt()
         return sigma
 
-    def _advance(self, utt: _Utterance, upto: int, out: list[Transcript], *, partials: bool = True) -> None:
+    def _advance(self, utt: _Utterance, upto: int, out: list[Recognized], *, partials: bool = True) -> None:
         """Feed a live utterance's decoder up to sample ``upto``; a partial when one is due."""
         dec = utt.decoder
         assert dec is not None
@@ -391,16 +389,10 @@ class RecognitionStream:
             utt.last_partial = text
             offset = utt.start * 1000 // SAMPLE_RATE
             out.append(
-                Transcript(
-                    request_id="",
-                    text=text,
-                    is_final=False,
-                    offset=offset,
-                    duration=upto * 1000 // SAMPLE_RATE - offset,
-                )
+                Recognized(text=text, is_final=False, offset_ms=offset, duration_ms=upto * 1000 // SAMPLE_RATE - offset)
             )
 
-    def _decode_whole(self, decoder: Any, start: int, end: int, mean_end: int) -> Transcript | None:
+    def _decode_whole(self, decoder: Any, start: int, end: int, mean_end: int) -> Recognized | None:
         if end - start < SAMPLE_RATE // 10:  # < 100 ms cannot hold a word
             return None
         sigma = self._start(decoder, start, mean_end)
@@ -408,21 +400,49 @@ class RecognitionStream:
         decoder.end_utt()
         return self._final(decoder, start)
 
-    def _final(self, decoder: Any, start: int) -> Transcript | None:
+    def _final(self, decoder: Any, start: int) -> Recognized | None:
         hyp = decoder.hyp()
         text = hyp.hypstr.strip() if hyp is not None else ""
         words = _words(decoder, start)
         if not text or not words:
             return None
-        offset = words[0].offset
-        end_ms = words[-1].offset + words[-1].duration
+        offset = words[0].offset_ms
+        end_ms = words[-1].offset_ms + words[-1].duration_ms
         confidence = round(sum(w.confidence for w in words) / len(words), 4)
-        return Transcript(
-            request_id="",
+        return Recognized(
             text=text,
             is_final=True,
-            offset=offset,
-            duration=end_ms - offset,
+            offset_ms=offset,
+            duration_ms=end_ms - offset,
             confidence=confidence,
             words=tuple(words) if self._with_words else None,
+            language="en" if self._detect else None,
         )
+
+
+class PocketsphinxEngine(SttEngine):
+    name = "pocketsphinx"
+    default_model = MODEL_NAME
+
+    @classmethod
+    def resolve(cls, model: str | None) -> SttModel:
+        if model not in (None, MODEL_NAME):
+            raise ModelError(
+                f"pocketsphinx has one model, {MODEL_NAME!r} (its bundled US English model); not {model!r}"
+            )
+        directory = os.path.join(pocketsphinx.get_model_path(), MODEL_NAME)
+        # The acoustic model's parameters and the language model identify it.
+        digest = hashlib.sha256()
+        for name in ("mdef", "means", "variances", "sendump", "transition_matrices"):
+            digest.update(sha256_of(os.path.join(directory, MODEL_NAME, name)).encode())
+        digest.update(sha256_of(os.path.join(directory, f"{MODEL_NAME}.lm.bin")).encode())
+        return SttModel(cls.name, MODEL_NAME, directory, digest.hexdigest(), ("en",), detects_language=False)
+
+    def __init__(self, settings: SttSettings) -> None:
+        self.tuning = RecognizerSettings(decoders=settings.decoders, max_utterance_s=settings.max_utterance_s)
+        self.pool = DecoderPool(self.tuning.decoders)
+        self.pool.reserved()  # loaded before the worker says ready: the first session must not pay the 0.6 s load
+        self.noise = NoiseFloor(self.tuning.noise_floor, self.tuning.max_utterance_s + 5)
+
+    def open(self, *, language: str | None, sample_rate: int, words: bool, detect: bool) -> SttStream:
+        return RecognitionStream(self.pool, sample_rate, self.tuning, with_words=words, detect=detect, noise=self.noise)

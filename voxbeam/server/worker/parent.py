@@ -1,4 +1,4 @@
-"""Server side of the engine workers: spawn, call, watch, restart.
+"""The server's end of the pipe to each engine worker: spawn, call, stream, cancel, watch, restart.
 
 Each worker is a spawned process with a duplex Pipe. Two threads per worker keep the event
 loop free of blocking pipe I/O: a sender (a large ``send`` blocks while the worker is busy)
@@ -20,27 +20,44 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from voxbeam.server.engines.recognizer import RecognizerSettings
-from voxbeam.server.engines.worker import worker_main
+from voxbeam.server.errors import EngineError, WorkerDied, WorkerUnavailable
+from voxbeam.server.worker import CANCEL, DONE, ERROR, FAILED, PART, READY, WorkerSpec
+from voxbeam.server.worker.child import worker_main
 
 log = logging.getLogger("voxbeam.server.workers")
 
 
-class WorkerDied(Exception):
-    """The worker process ended while a call was in flight."""
+class Streamed:
+    """A call whose worker sends parts as it goes: iterate the parts, then await ``result``."""
+
+    def __init__(self, worker: Worker, number: int, result: asyncio.Future[Any]) -> None:
+        self._worker = worker
+        self.number = number
+        self.result = result
+        self._parts: asyncio.Queue[Any] = asyncio.Queue()
+        result.add_done_callback(lambda _: self._parts.put_nowait(_END))
+
+    def put(self, part: Any) -> None:
+        self._parts.put_nowait(part)
+
+    def __aiter__(self) -> Streamed:
+        return self
+
+    async def __anext__(self) -> Any:
+        part = await self._parts.get()
+        if part is _END:
+            self._parts.put_nowait(_END)  # later reads end too
+            raise StopAsyncIteration
+        return part
+
+    def cancel(self) -> None:
+        """Ask the worker to stop (it checks between sentences, or skips the call if not started)."""
+        if not self.result.done():
+            self._worker.cancel(self.number)
+            self.result.cancel()
 
 
-class WorkerCallError(Exception):
-    """The worker rejected a call; ``code`` is the protocol code for the client."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class WorkerUnavailable(Exception):
-    """No worker is alive to take a session."""
+_END = object()
 
 
 class Worker:
@@ -49,13 +66,13 @@ class Worker:
     def __init__(
         self,
         slot: int,
-        settings: RecognizerSettings,
+        spec: WorkerSpec,
         log_level: int,
         loop: asyncio.AbstractEventLoop,
         on_death: Callable[[Worker], None],
     ) -> None:
         self.slot = slot
-        self._settings = settings
+        self._spec = spec
         self._log_level = log_level
         self._loop = loop
         self._on_death = on_death
@@ -68,6 +85,7 @@ class Worker:
         self.calls = collections.Counter[str]()  # requests sent, by op, over every process in this slot
         self.watchers: set[Callable[[], None]] = set()
         self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._streams: dict[int, Streamed] = {}
         self._numbers = itertools.count(1)
         self._outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.ready: asyncio.Future[None] = loop.create_future()
@@ -84,11 +102,12 @@ class Worker:
         self.generation += 1
         self.ready = self._loop.create_future()
         self._pending = {}
+        self._streams = {}
         self._outbox = queue.SimpleQueue()
         parent, child = self._ctx.Pipe(duplex=True)
         proc = self._ctx.Process(
             target=worker_main,
-            args=(child, self.slot, self._settings, self._log_level),
+            args=(child, self.slot, self._spec, self._log_level),
             name=f"voxbeam-worker-{self.slot}",
             daemon=True,
         )
@@ -138,23 +157,29 @@ class Worker:
         if gen != self.generation:
             return
         kind = msg[0]
-        if kind == "ready":
+        if kind == READY:
             self.alive = True
             if not self.ready.done():
                 self.ready.set_result(None)
             return
-        if kind == "failed":
+        if kind == FAILED:
             if not self.ready.done():
                 self.ready.set_exception(RuntimeError(f"worker {self.slot} failed to load its engines: {msg[1]}"))
             return
-        number, ok, payload = msg
+        number = msg[1]
+        if kind == PART:
+            stream = self._streams.get(number)
+            if stream is not None:
+                stream.put(msg[2])
+            return
+        self._streams.pop(number, None)
         fut = self._pending.pop(number, None)
         if fut is None or fut.done():
             return
-        if ok:
-            fut.set_result(payload)
-        else:
-            fut.set_exception(WorkerCallError(*payload))
+        if kind == DONE:
+            fut.set_result(msg[2])
+        elif kind == ERROR:
+            fut.set_exception(EngineError(msg[2], msg[3]))
 
     def _on_eof(self, gen: int) -> None:
         if gen != self.generation:
@@ -162,6 +187,7 @@ class Worker:
         was_alive = self.alive
         self.alive = False
         pending, self._pending = self._pending, {}
+        self._streams = {}
         for fut in pending.values():
             if not fut.done():
                 fut.set_exception(WorkerDied(f"worker {self.slot} (pid {self.pid}) died"))
@@ -174,22 +200,40 @@ class Worker:
             self._on_death(self)
 
     def call(self, op: str, *args: Any) -> asyncio.Future[Any]:
-        """Send a request; the future resolves with the reply or fails with WorkerDied/WorkerCallError."""
+        """Send a request; the future resolves with the reply or fails with WorkerDied/EngineError."""
+        return self._send_call(op, args)[1]
+
+    def stream(self, op: str, *args: Any) -> Streamed:
+        """Send a request whose reply comes in parts (see ``Streamed``)."""
+        number, fut = self._send_call(op, args)
+        streamed = Streamed(self, number, fut)
+        if not fut.done():
+            self._streams[number] = streamed
+        return streamed
+
+    def _send_call(self, op: str, args: tuple[Any, ...]) -> tuple[int, asyncio.Future[Any]]:
         fut: asyncio.Future[Any] = self._loop.create_future()
+        number = next(self._numbers)
         if not self.alive:
             fut.set_exception(WorkerDied(f"worker {self.slot} is not running"))
-            return fut
-        number = next(self._numbers)
+            return number, fut
         self._pending[number] = fut
         self.calls[op] += 1
-        self._outbox.put((number, op, args))
-        return fut
+        self._outbox.put((number, op, args, time.monotonic()))
+        return number, fut
+
+    def cancel(self, number: int) -> None:
+        """The call ``number`` is no longer wanted: the worker skips or stops it."""
+        self._streams.pop(number, None)
+        fut = self._pending.pop(number, None)
+        if fut is not None and self.alive:
+            self._outbox.put((CANCEL, number))
 
     def cast(self, op: str, *args: Any) -> None:
         """Send a request without waiting for a reply."""
         if self.alive:
             self.calls[op] += 1
-            self._outbox.put((None, op, args))
+            self._outbox.put((None, op, args, time.monotonic()))
 
     def stop(self, timeout: float) -> None:
         """Ask the process to exit, then terminate or kill it (blocking; run in a thread)."""
@@ -211,9 +255,9 @@ class Worker:
 class WorkerPool:
     """W worker processes; sessions are pinned to the least loaded live one."""
 
-    def __init__(self, count: int, settings: RecognizerSettings, log_level: int = logging.INFO) -> None:
+    def __init__(self, count: int, spec: WorkerSpec, log_level: int = logging.INFO) -> None:
         self.count = count
-        self.settings = settings
+        self.spec = spec
         self.log_level = log_level
         self.workers: list[Worker] = []
         self.restarts = 0
@@ -226,7 +270,7 @@ class WorkerPool:
         return sum(1 for w in self.workers if w.alive)
 
     def calls(self) -> dict[str, int]:
-        """Engine requests sent to the workers since start, by op (stt_open, stt_audio, tts_synth ...)."""
+        """Engine requests sent to the workers since start, by op (stt_open, stt_audio, tts_render ...)."""
         total = collections.Counter[str]()
         for w in self.workers:
             total.update(w.calls)
@@ -235,7 +279,7 @@ class WorkerPool:
     async def start(self, timeout: float = 120.0) -> None:
         loop = asyncio.get_running_loop()
         self._changed = asyncio.Event()
-        self.workers = [Worker(i, self.settings, self.log_level, loop, self._on_death) for i in range(self.count)]
+        self.workers = [Worker(i, self.spec, self.log_level, loop, self._on_death) for i in range(self.count)]
         for w in self.workers:
             w.start()
         async with asyncio.timeout(timeout):

@@ -1,0 +1,164 @@
+"""The engine seam: what a speech-to-text or text-to-speech engine gives the server.
+
+The protocol, session and admission code sees only these types. An STT engine turns PCM into
+``Recognized`` results; a TTS engine turns text into PCM, one block per sentence. Engines run in
+worker processes; ``resolve``/``catalog`` run once in the server process at start, so a missing
+or tampered model stops the server with one line before any worker is spawned.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+# The parameters a TTS init may set, and what each voice says it honours.
+TTS_PARAMETERS = ("speed", "pitch", "volume", "style", "role", "degree")
+
+
+@dataclass(frozen=True)
+class WordTiming:
+    """A spoken word; offsets in ms from the start of the recognition session."""
+
+    word: str
+    offset_ms: int
+    duration_ms: int
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Recognized:
+    """A partial or final result. Finals carry confidence, words (when asked for) and language."""
+
+    text: str
+    is_final: bool
+    offset_ms: int
+    duration_ms: int
+    confidence: float | None = None
+    words: tuple[WordTiming, ...] | None = None
+    language: str | None = None
+    language_probability: float | None = None
+
+
+@dataclass(frozen=True)
+class SttModel:
+    """A resolved recognition model: what a worker loads, and what the server tells clients."""
+
+    engine: str
+    name: str
+    path: str
+    sha256: str
+    # ISO 639-1 codes ("en", "zh", ...) the model transcribes.
+    languages: tuple[str, ...]
+    # Whether the model can tell which of its languages is spoken (not just assume its only one).
+    detects_language: bool
+
+    @property
+    def label(self) -> str:
+        """Provenance for transcripts: engine, model and a prefix of the weights' SHA-256."""
+        return f"{self.engine}/{self.name}@sha256:{self.sha256[:12]}"
+
+
+@dataclass(frozen=True)
+class SttSettings:
+    """How workers run the STT engine (chosen by ``voxbeam serve`` options)."""
+
+    model: SttModel
+    threads: int = 1
+    max_utterance_s: float = 30.0
+    # pocketsphinx: decoders per worker (each ~90 MB), lent to live utterances.
+    decoders: int = 3
+
+
+class SttStream(abc.ABC):
+    """One recognition stream (an STT session's state inside a worker)."""
+
+    @abc.abstractmethod
+    def push(self, pcm: bytes, live: bool) -> list[Recognized]:
+        """Feed PCM s16le mono at the stream's rate; ``live``: audio arrives at about real time."""
+
+    @abc.abstractmethod
+    def finish(self, live: bool) -> list[Recognized]:
+        """End the recognition session: every remaining final. The stream then starts afresh at offset 0."""
+
+    def close(self) -> None:  # noqa: B027 - most streams hold nothing to release
+        """Release what the stream holds."""
+
+
+class SttEngine(abc.ABC):
+    """A speech-to-text engine loaded in a worker process."""
+
+    name: ClassVar[str]
+    # What `voxbeam serve` names when --stt-model is not given.
+    default_model: ClassVar[str]
+
+    @classmethod
+    @abc.abstractmethod
+    def resolve(cls, model: str | None) -> SttModel:
+        """Find and verify the model's weights (server process, at start); raises ``ModelError``."""
+
+    @abc.abstractmethod
+    def __init__(self, settings: SttSettings) -> None: ...
+
+    @abc.abstractmethod
+    def open(self, *, language: str | None, sample_rate: int, words: bool, detect: bool) -> SttStream:
+        """A stream for ``language`` (an ISO code, or None to detect), audio at ``sample_rate``."""
+
+
+@dataclass(frozen=True)
+class Voice:
+    """A catalog entry: a ``vl-*`` id mapped to an engine and a model."""
+
+    id: str
+    name: str
+    language: str  # BCP 47, e.g. en-US
+    gender: str
+    engine: str
+    model: str  # engine-specific: an eSpeak NG voice name, a Piper .onnx path
+    sample_rate: int
+    honours: frozenset[str]
+    description: str = ""
+    sha256: str = ""
+
+
+@dataclass(frozen=True)
+class Prosody:
+    """What an init asks of the voice, validated and engine-neutral.
+
+    ``speed`` and ``volume`` are factors, ``pitch`` is -1..1 (one octave down to one up, engines
+    map it as they can), ``style``/``role`` are catalog names, ``degree`` scales the style.
+    """
+
+    speed: float = 1.0
+    pitch: float = 0.0
+    volume: float = 1.0
+    style: str | None = None
+    role: str | None = None
+    degree: float = 1.0
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The voices an engine offers, and one line per voice it could not load."""
+
+    voices: tuple[Voice, ...] = ()
+    problems: tuple[str, ...] = field(default=())
+
+
+class TtsEngine(abc.ABC):
+    """A text-to-speech engine loaded in a worker process."""
+
+    name: ClassVar[str]
+
+    @classmethod
+    @abc.abstractmethod
+    def catalog(cls, voices_dir: str | None) -> Catalog:
+        """The engine's voices (server process, at start); problems are reported, not raised."""
+
+    @abc.abstractmethod
+    def __init__(self, threads: int) -> None: ...
+
+    @abc.abstractmethod
+    def render(self, text: str, voice: Voice, prosody: Prosody) -> Iterator[bytes]:
+        """PCM s16le mono at ``voice.sample_rate``, one block per sentence, as each is rendered."""

@@ -1,0 +1,32 @@
+"""Engine worker processes: ``parent`` is the server's end of each pipe, ``child`` the worker's.
+
+Messages, server to worker: ``(number, op, args, sent_at)`` (``number`` None: no reply wanted;
+``sent_at`` is ``time.monotonic()``, one clock for every process of the machine), or
+``(CANCEL, number)``. Worker to server: ``(READY, pid)`` or ``(FAILED, why)`` once at start, then
+per call ``(PART, number, payload)`` any number of times (streamed results) and finally
+``(DONE, number, payload)`` or ``(ERROR, number, code, message)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from voxbeam.server.engines.base import SttSettings
+
+READY = "ready"
+FAILED = "failed"
+PART = "part"
+DONE = "done"
+ERROR = "error"
+CANCEL = "cancel"
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What every worker process loads."""
+
+    stt: SttSettings
+    # TTS engine threads; ONNX Runtime's intra-op pool (threads x workers <= cores).
+    tts_threads: int = 1
+    # Voices loaded before the worker says ready (the default voice), so no session pays the load.
+    preload_voices: tuple[object, ...] = ()
