@@ -33,7 +33,7 @@ _DECODER: Any = None
 
 def _init_stt() -> None:
     global _DECODER
-    from voxbeam.server.engines.recognizer import new_decoder
+    from voxbeam.server.engines.pocketsphinx import new_decoder
 
     # The server's decoder configuration (model, search settings), so the ratio measures the server.
     _DECODER = new_decoder()

@@ -65,14 +65,14 @@ SHORT = (
 
 def prosody(voice: str = VOICE, wpm: int = WPM) -> Any:
     """eSpeak NG settings for ``voice`` at ``wpm`` with the engine's default pitch and volume."""
-    from voxbeam.server.voices import BASE_PITCH, BASE_RANGE, BASE_VOLUME, Prosody
+    from voxbeam.server.engines.espeak import BASE_PITCH, BASE_RANGE, BASE_VOLUME, EspeakParameters
 
-    return Prosody(espeak_voice=voice, rate=wpm, pitch=BASE_PITCH, range=BASE_RANGE, volume=BASE_VOLUME)
+    return EspeakParameters(voice=voice, rate=wpm, pitch=BASE_PITCH, range=BASE_RANGE, volume=BASE_VOLUME)
 
 
 def synth(text: str, voice: str = VOICE, wpm: int = WPM) -> tuple[bytes, int]:
     """(PCM s16le mono, its rate) from eSpeak NG called directly, through the server's ctypes binding."""
-    from voxbeam.server.engines.synthesizer import get_synthesizer
+    from voxbeam.server.engines.espeak import get_synthesizer
 
     engine = get_synthesizer()
     return engine.synthesize(text, prosody(voice, wpm)), engine.sample_rate

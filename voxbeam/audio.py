@@ -82,6 +82,23 @@ class PcmResampler:
         return out
 
 
+def quietest_cut(pcm: bytes | bytearray | memoryview, rate: int, window_ms: int = 50) -> int:
+    """Byte offset (sample-aligned) of the middle of the lowest-RMS window in ``pcm``.
+
+    Whole windows only; with less than one window of audio the end of ``pcm`` is returned.
+    Ties go to the latest window, which keeps segments close to their target length.
+    """
+    samples = np.frombuffer(pcm, dtype="<i2", count=len(pcm) // BYTES_PER_SAMPLE)
+    window = max(1, rate * window_ms // 1000)
+    n = len(samples) // window
+    if n == 0:
+        return len(samples) * BYTES_PER_SAMPLE
+    frames = samples[: n * window].reshape(n, window).astype(np.float32)
+    energy = np.einsum("ij,ij->i", frames, frames)  # mean square up to a constant: enough for argmin
+    best = n - 1 - int(np.argmin(energy[::-1]))
+    return (best * window + window // 2) * BYTES_PER_SAMPLE
+
+
 def resample(pcm: bytes, src_rate: int, dst_rate: int) -> bytes:
     rs = PcmResampler(src_rate, dst_rate)
     return rs.push(pcm) + rs.flush()

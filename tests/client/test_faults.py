@@ -43,7 +43,7 @@ def test_connections_cut_mid_stream_are_retried_without_duplicates(server, phras
 def test_a_stalled_connection_times_out_and_the_file_is_resent(server, phrases, reference):
     async def body(proxy):
         proxy.stall(after_bytes=12_000)
-        cfg = config_for(server, endpoints=(proxy.url,), timeouts=Timeouts(connect=2, ready=5, result=1.0, record=30))
+        cfg = config_for(server, endpoints=(proxy.url,), timeouts=Timeouts(connect=2, ready=5, result=4.0, record=30))
         async with SpeechClient(cfg) as client:
             started = time.monotonic()
             r = await client.transcribe(phrases[5])
@@ -52,7 +52,7 @@ def test_a_stalled_connection_times_out_and_the_file_is_resent(server, phrases, 
     r, elapsed, stats = asyncio.run(_with_proxy(server, body))
     assert r.text == reference[5] and r.attempts == 2
     assert stats["timeouts"] >= 1 and stats["retries"] == 1
-    assert elapsed < 10
+    assert elapsed < 15
 
 
 def test_a_connection_that_never_recovers_ends_at_the_record_deadline(server, phrases):

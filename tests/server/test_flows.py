@@ -147,7 +147,8 @@ def test_stt_flow_partials_finals_words_flush_and_a_second_recognition_session(s
         partials = [m for m in msgs if m["type"] == "transcript" and not m["is_final"]]
         finals = h.finals(msgs)
         if live:
-            assert partials, "partial transcripts while audio arrives"
+            # At least one partial per second of speech (the first after the first second).
+            assert len(partials) >= int(len(speech) / 2 / 16000) - 1, partials
             assert msgs.index(partials[0]) < msgs.index(finals[0])
         else:
             assert not partials, "no partials for audio uploaded faster than real time"

@@ -26,6 +26,7 @@ from voxbeam.server.engines import espeak, piper
 def catalog():
     return voices.load_catalog(None)[0]
 
+
 FRAMES = 10_000
 CONNECTIONS = 20
 KNOWN_CODES = {c.value for c in p.ErrorCode} - {"INTERNAL_ERROR", "UNAUTHORIZED", "SERVER_BUSY"}

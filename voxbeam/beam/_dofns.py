@@ -236,7 +236,7 @@ class TranscribeFn(_InFlightDoFn):
         self,
         settings: ServiceSettings,
         *,
-        language: str = "en-US",
+        language: str = "auto",
         timestamps: bool = True,
         progress_id: str | None = None,
     ) -> None:
@@ -328,13 +328,11 @@ class SynthesizeFn(_InFlightDoFn):
         output_prefix: str,
         defaults: dict[str, Any],
         *,
-        max_chars: int = 5000,
         progress_id: str | None = None,
     ) -> None:
         super().__init__(settings, progress_id)
         self._prefix = output_prefix
         self._defaults = defaults
-        self._max_chars = max_chars
 
     def setup(self) -> None:
         super().setup()
@@ -362,8 +360,6 @@ class SynthesizeFn(_InFlightDoFn):
             raise InputError("the record has no 'id'")
         if not isinstance(text, str) or not text.strip():
             raise InputError("the record has no 'text'")
-        if len(text) > self._max_chars:
-            raise VoxBeamError(f"text has {len(text)} characters; the limit is {self._max_chars}", code="TEXT_TOO_LONG")
         params = {k: v for k, v in self._defaults.items() if v is not None}
         params.update({k: record[k] for k in SYNTH_FIELDS if record.get(k) is not None})
         result = self._handle.client.synthesize(text, **params)

@@ -150,7 +150,12 @@ class TranscribeAudioOptions(VoxBeamOptions):
             "(local paths or gs:// URIs; wav, flac, mp3, ogg/opus, m4a).",
         )
         parser.add_argument("--output", default=None, help="Output prefix (local directory or gs://bucket/path).")
-        parser.add_argument("--language", default="en-US", help="Language of the audio (default en-US).")
+        parser.add_argument(
+            "--language",
+            default="auto",
+            help="Language of the audio, e.g. en-US, or auto (default): the service detects it per file and "
+            "each transcript row records what it found.",
+        )
         parser.add_argument(
             "--timestamps",
             default="true",

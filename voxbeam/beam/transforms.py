@@ -42,7 +42,7 @@ class Transcribe(beam.PTransform):
         self,
         service: ServiceSettings | None = None,
         *,
-        language: str = "en-US",
+        language: str = "auto",
         timestamps: bool = True,
         progress_id: str | None = None,
     ) -> None:
@@ -138,7 +138,6 @@ class Synthesize(beam.PTransform):
         speed: float = 1.0,
         pitch: float = 0.0,
         volume: float = 1.0,
-        max_chars: int = 5000,
         progress_id: str | None = None,
     ) -> None:
         super().__init__()
@@ -153,7 +152,6 @@ class Synthesize(beam.PTransform):
             "pitch": pitch,
             "volume": volume,
         }
-        self._max_chars = max_chars
         self._progress_id = progress_id
 
     def expand(self, records: Any) -> Any:
@@ -168,7 +166,6 @@ class Synthesize(beam.PTransform):
                 self._service,
                 self._prefix,
                 self._defaults,
-                max_chars=self._max_chars,
                 progress_id=self._progress_id,
             )
         ).with_outputs(DEAD_LETTERS, main=MANIFEST)

@@ -74,6 +74,8 @@ class ClientConfig:
     max_in_flight_chunks: audio chunks buffered between the audio source and the socket.
     segment_seconds: long audio is recognised in segments about this long, split at a quiet point.
     endpoint_cooloff: seconds an endpoint that refused a connection is avoided (doubles per failure).
+    max_text_chars: the service's limit per utterance; longer texts are sent as several utterances
+        (cut at sentence ends) and joined into one file.
     """
 
     endpoints: tuple[str, ...] = (DEFAULT_ENDPOINT,)
@@ -91,6 +93,8 @@ class ClientConfig:
     verify_tls: bool = True
     endpoint_cooloff: float = 5.0
     max_message_bytes: int = 64 * 1024 * 1024
+    # Longest text the service takes as one utterance; longer text goes as several (one file).
+    max_text_chars: int = 5000
 
     def __post_init__(self) -> None:
         endpoints = (self.endpoints,) if isinstance(self.endpoints, str) else tuple(self.endpoints)

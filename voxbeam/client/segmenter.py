@@ -12,28 +12,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import numpy as np
+from voxbeam.audio import BYTES_PER_SAMPLE, quietest_cut
 
-BYTES_PER_SAMPLE = 2
-WINDOW_MS = 50
 SEARCH_FRACTION = 0.10
-
-
-def quietest_cut(pcm: bytes | bytearray | memoryview, rate: int, window_ms: int = WINDOW_MS) -> int:
-    """Byte offset (sample-aligned) of the middle of the lowest-RMS window in ``pcm``.
-
-    Whole windows only; with less than one window of audio the end of ``pcm`` is returned.
-    Ties go to the latest window, which keeps segments close to their target length.
-    """
-    samples = np.frombuffer(pcm, dtype="<i2", count=len(pcm) // BYTES_PER_SAMPLE)
-    window = max(1, rate * window_ms // 1000)
-    n = len(samples) // window
-    if n == 0:
-        return len(samples) * BYTES_PER_SAMPLE
-    frames = samples[: n * window].reshape(n, window).astype(np.float32)
-    energy = np.einsum("ij,ij->i", frames, frames)  # mean square up to a constant: enough for argmin
-    best = n - 1 - int(np.argmin(energy[::-1]))
-    return (best * window + window // 2) * BYTES_PER_SAMPLE
 
 
 class SegmentFeed:

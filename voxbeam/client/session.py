@@ -23,7 +23,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 import voxbeam
-from voxbeam import protocol
+from voxbeam import audio, protocol
 from voxbeam.client._redact import RedactingLogger, Redactor
 from voxbeam.client._stats import Stats
 from voxbeam.client.config import ClientConfig
@@ -487,7 +487,9 @@ class Session:
             else:
                 raise ProtocolViolationError(f"unexpected {msg.type!r} message on a TTS session")
         self._end()
-        return b"".join(parts)
+        data = b"".join(parts)
+        # A WAV streamed sentence by sentence declares an unknown length: write the sizes in.
+        return audio.finalize_wav(data) if self.init.format == "wav" else data
 
     # -- keepalive -------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
-from voxbeam import protocol
+from voxbeam import audio, protocol
 from voxbeam.client._redact import Redactor
 from voxbeam.client._sources import AudioSource, as_async_chunks
 from voxbeam.client._stats import Stats
@@ -19,6 +19,7 @@ from voxbeam.client.results import SynthesisResult, TranscriptBuilder, Transcrip
 from voxbeam.client.segmenter import SegmentFeed
 from voxbeam.client.session import Connector, InitMessage, Kind, Recognition, Session, SessionState
 from voxbeam.errors import InputError, RequestTimeoutError, RetriesExhaustedError, VoxBeamError
+from voxbeam.text import pack
 
 logger = logging.getLogger("voxbeam.client")
 
@@ -169,11 +170,15 @@ class SpeechClient:
         """Synthesize one utterance; the result's ``audio`` is one complete file of ``format``."""
         if not text or not text.strip():
             raise InputError("text is empty")
+        # Text over the service's limit goes as several utterances of PCM, cut at sentence ends,
+        # and becomes one file here.
+        pieces = pack(text, self.config.max_text_chars)
+        whole = len(pieces) == 1
         init = protocol.TtsInit(
             voice_id=voice_id,
             language=language,
-            format=format,
-            sample_rate=sample_rate,
+            format=format if whole else "pcm",
+            sample_rate=sample_rate if whole else audio.delivered_rate(_format(format), sample_rate),
             speed=speed,
             pitch=pitch,
             volume=volume,
@@ -181,14 +186,19 @@ class SpeechClient:
         )
 
         async def exchange(session: Session) -> SynthesisResult:
-            audio = await session.synthesize(text, result_timeout=self.config.timeouts.result)
+            timeout = self.config.timeouts.result
+            data = b"".join([await session.synthesize(piece, result_timeout=timeout) for piece in pieces])
             ready = session.ready
             assert isinstance(ready, protocol.TtsReady)
+            fmt = ready.format
+            if not whole:
+                fmt = _format(format)
+                data = audio.encode(data, ready.sample_rate, fmt)
             return SynthesisResult(
-                audio=audio,
+                audio=data,
                 voice_id=ready.voice_id,
                 language=ready.language,
-                format=ready.format,
+                format=fmt,
                 sample_rate=ready.sample_rate,
                 request_id=ready.request_id,
                 attempts=1,
@@ -290,3 +300,10 @@ class SpeechClient:
                 raise
             self._pool.release(session, healthy=True)
             return out
+
+
+def _format(fmt: str) -> str:
+    try:
+        return protocol.normalize_tts_format(fmt)
+    except protocol.ProtocolError as exc:
+        raise InputError(exc.message) from None

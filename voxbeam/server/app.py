@@ -167,6 +167,7 @@ class SpeechServer:
             "connections_total": s.connections_total,
             "rejected_unauthorized": s.rejected_unauthorized,
             "rejected_busy": s.rejected_busy,
+            "language_detections": s.language_detections,
             "errors": dict(s.errors),
             "workers": self.pool.count,
             "workers_alive": self.pool.alive,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import os
 import sys
 from collections.abc import Sequence
 
 from voxbeam.server.config import MIB, ServerConfig
 from voxbeam.server.engines import STT_ENGINES
+from voxbeam.server.heap import keep_large_buffers_out_of_the_heap
 from voxbeam.server.logs import setup_logging
 
 API_KEY_ENV = "VOXNEXUS_API_KEY"
@@ -122,7 +122,8 @@ def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list_voices:
-        parser.exit(0, list_voices(args.voices_dir))
+        sys.stdout.write(list_voices(args.voices_dir))
+        parser.exit(0)
     keys = [k.strip() for k in args.api_key if k.strip()]
     keys += [k.strip() for k in os.environ.get(API_KEY_ENV, "").split(",") if k.strip()]
     if not keys and not args.no_auth:
@@ -167,22 +168,6 @@ def list_voices(voices_dir: str | None) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1] for r in rows]
     lines += [f"not loaded: {problem}" for problem in problems]
     return "\n".join(line.rstrip() for line in lines) + "\n"
-
-
-def keep_large_buffers_out_of_the_heap(threshold: int = 128 * 1024) -> bool:
-    """Pin glibc's mmap threshold so audio-sized buffers are mmapped and go back to the OS when freed.
-
-    By default glibc raises the threshold after the first large free (up to 32 MiB); from then on
-    audio buffers come from the heap, which fragments and never shrinks: the front process grew
-    by ~60-100 MB per wave of clients that asked for long syntheses and never read them, and
-    kept it. Returns False where this is not glibc (nothing to do).
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_mmap_threshold = -3
-    return bool(libc.mallopt(m_mmap_threshold, threshold))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,6 +27,7 @@ class Stats:
         self.peak_streaming_stt = 0
         self.rejected_unauthorized = 0
         self.rejected_busy = 0
+        self.language_detections = 0
         self.errors = collections.Counter[str]()
 
     def opened(self, service: str) -> None:

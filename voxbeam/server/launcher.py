@@ -19,10 +19,9 @@ from typing import IO, Any
 
 from voxbeam.server.app import READY_LINE
 from voxbeam.server.cli import API_KEY_ENV
+from voxbeam.server.errors import ServerStartError
 
-
-class ServerStartError(RuntimeError):
-    """The server exited or did not become ready; the message ends with its log's tail."""
+__all__ = ["LocalServer", "ServerStartError"]
 
 
 class LocalServer:

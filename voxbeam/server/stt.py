@@ -84,6 +84,7 @@ class SttSession(Session):
         self.sample_rate = 16000
         self.audio_bytes = 0
         self._streaming: set[str] = set()  # recognition sessions with audio and no flush_done yet
+        self._detected: set[str] = set()  # recognition sessions whose language the engine detected
         self._first_audio: float | None = None  # clock at the recognition session's first audio
         self._received_s = 0.0
         self._bulk = False
@@ -167,6 +168,9 @@ class SttSession(Session):
         return not self._bulk and elapsed >= LIVE_AFTER_S
 
     def _stamp(self, results: list[Recognized], request_id: str) -> list[p.ServerMessage]:
+        if request_id not in self._detected and any(r.language_probability is not None for r in results):
+            self._detected.add(request_id)  # the engine detected the language of this recognition session
+            self.ctx.stats.language_detections += 1
         return [transcript(r, request_id) for r in results]
 
     async def _transcripts(self, fut: asyncio.Future[Any], request_id: str, n: int) -> list[p.ServerMessage]:

@@ -19,9 +19,9 @@ from voxbeam.protocol import ErrorCode
 from voxbeam.server.engines.base import Prosody, Voice
 from voxbeam.server.errors import EngineError, WorkerDied, WorkerUnavailable
 from voxbeam.server.session import Session
-from voxbeam.server.text import check_text, join_chunk, speakable
 from voxbeam.server.voices import prosody_for
 from voxbeam.server.worker.parent import Streamed
+from voxbeam.text import check_text, join_chunk, speakable
 
 CHUNK_BYTES = 32 * 1024
 # The most audio an utterance may become: speech runs well under this per character in any

@@ -15,8 +15,8 @@ from typing import Any
 
 from voxbeam.server.engines.base import TTS_PARAMETERS, Catalog, Prosody, TtsEngine, Voice
 from voxbeam.server.errors import EngineError
-from voxbeam.server.text import sentences
 from voxbeam.server.voices import ROLES, STYLES
+from voxbeam.text import sentences
 
 AUDIO_OUTPUT_SYNCHRONOUS = 2
 POS_CHARACTER = 1
@@ -51,6 +51,14 @@ _VOICES = (
     ("vl-sonia", "Sonia", "en-GB", "Female", "en-gb-x-rp+f4", "British, received pronunciation"),
     ("vl-xiaoxiao", "Xiaoxiao", "zh-CN", "Female", "cmn+f2", "Mandarin Chinese"),
     ("vl-yunxi", "Yunxi", "zh-CN", "Male", "cmn+m1", "Mandarin Chinese"),
+    ("vl-katja", "Katja", "de-DE", "Female", "de+f2", "German"),
+    ("vl-conrad", "Conrad", "de-DE", "Male", "de+m1", "German"),
+    ("vl-elvira", "Elvira", "es-ES", "Female", "es+f2", "Spanish"),
+    ("vl-alvaro", "Alvaro", "es-ES", "Male", "es+m1", "Spanish"),
+    ("vl-denise", "Denise", "fr-FR", "Female", "fr+f2", "French"),
+    ("vl-henri", "Henri", "fr-FR", "Male", "fr+m1", "French"),
+    ("vl-elsa", "Elsa", "it-IT", "Female", "it+f2", "Italian"),
+    ("vl-diego", "Diego", "it-IT", "Male", "it+m1", "Italian"),
 )
 
 

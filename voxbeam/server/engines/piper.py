@@ -31,6 +31,8 @@ from voxbeam.server.errors import ModelError
 from voxbeam.server.voices import STYLES
 
 log = logging.getLogger("voxbeam.server.piper")
+# Failures come back as exceptions, which we report; ONNX Runtime would also print them, in colour.
+onnxruntime.set_default_logger_severity(4)
 
 HONOURS = frozenset({"speed", "pitch", "volume", "style", "degree"})
 # pitch -1..1 is at most half an octave each way.

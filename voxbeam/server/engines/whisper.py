@@ -2,9 +2,10 @@
 
 Bulk streams (audio much faster than real time) buffer their audio and decode it with
 faster-whisper's ``BatchedInferencePipeline``: Silero VAD finds the speech, it is packed into
-chunks of up to 30 s and the chunks are decoded in batches. A long stream is decoded in rounds of
-about ``BULK_ROUND_S``, each ending before the last speech region, so memory stays bounded and
-no word is cut. Live streams (audio at about real time) are endpointed on the same VAD's speech
+chunks of up to 30 s and the chunks are decoded in batches. A stream longer than
+``BULK_ROUND_S`` without a flush (VoxBeam's client flushes every 300 s segment; others may not)
+is decoded in rounds cut at the quietest point of the round's last seconds, so memory stays
+bounded and no word is cut. Live streams (audio at about real time) are endpointed on the same VAD's speech
 probabilities as audio arrives: the open utterance gets a greedy partial every second of
 speech, and its final comes from the same pipeline as bulk finals.
 
@@ -29,13 +30,14 @@ from faster_whisper.tokenizer import _LANGUAGE_CODES, Tokenizer
 from faster_whisper.utils import download_model
 from faster_whisper.vad import VadOptions, get_speech_timestamps, get_vad_model
 
-from voxbeam.audio import BYTES_PER_SAMPLE, PcmResampler
+from voxbeam.audio import BYTES_PER_SAMPLE, PcmResampler, quietest_cut
 from voxbeam.server.engines.base import Recognized, SttEngine, SttModel, SttSettings, SttStream, WordTiming
 from voxbeam.server.engines.models import ModelFile, PackagedModel, Part, materialize, sha256_of
 from voxbeam.server.errors import ModelError
 
 RATE = 16000
-BULK_ROUND_S = 240.0  # 8 chunks of 30 s: one full batch per round
+BULK_ROUND_S = 330.0  # above the client's 300 s segments: those decode once, at their flush
+ROUND_CUT_SEARCH_S = 15.0
 BATCH_SIZE = 8
 BEAM_SIZE = 5
 # Live endpointing on Silero's speech probability, 32 ms windows.
@@ -404,10 +406,8 @@ class WhisperStream(SttStream):
         audio = self._audio()
         cut = len(audio)
         if not last:
-            regions = get_speech_timestamps(audio, VadOptions(max_speech_duration_s=30, min_silence_duration_ms=160))
-            # Up to the last speech region, which may still be growing; without speech, all but
-            # the last second (speech may be starting there).
-            cut = int(regions[-1]["start"]) if regions else max(0, len(audio) - RATE)
+            lo = max(0, cut - int(ROUND_CUT_SEARCH_S * RATE)) * BYTES_PER_SAMPLE
+            cut = (lo + quietest_cut(self._buf[lo:], RATE)) // BYTES_PER_SAMPLE
         out = self._decode(audio[:cut], self._start)
         del self._buf[: cut * BYTES_PER_SAMPLE]
         self._start += cut

@@ -22,8 +22,9 @@ from voxbeam.protocol import ErrorCode
 from voxbeam.server.engines import stt_engine, tts_engine
 from voxbeam.server.engines.base import Prosody, Recognized, SttStream, TtsEngine, Voice
 from voxbeam.server.errors import EngineError
-from voxbeam.server.text import sentences
+from voxbeam.server.heap import keep_large_buffers_out_of_the_heap
 from voxbeam.server.worker import CANCEL, DONE, ERROR, FAILED, PART, READY, WorkerSpec
+from voxbeam.text import sentences
 
 log = logging.getLogger("voxbeam.server.worker")
 
@@ -180,6 +181,7 @@ def worker_main(conn: Any, slot: int, spec: WorkerSpec, log_level: int) -> None:
     """Entry point of a worker process (spawned, so it shares nothing with the server's threads)."""
     # Ctrl-C reaches the whole process group; the server decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    keep_large_buffers_out_of_the_heap()  # decoding long audio must not leave the heap grown
     logging.basicConfig(
         level=log_level, stream=sys.stderr, format=f"%(asctime)s worker-{slot} %(levelname)s %(message)s"
     )

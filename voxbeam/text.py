@@ -1,4 +1,4 @@
-"""Text handling for synthesis: joining streamed chunks, sentences, validation."""
+"""Text handling for synthesis, shared by client and server: chunk joining, sentences, validation."""
 
 from __future__ import annotations
 
@@ -32,6 +32,17 @@ def sentences(text: str) -> list[str]:
         start = match.end()
     out.extend(_pieces(text[start:]))
     return [s for s in out if s.strip()]
+
+
+def pack(text: str, limit: int) -> list[str]:
+    """``text`` in utterances of at most ``limit`` characters, cut at sentence ends (or spaces)."""
+    out: list[str] = []
+    for sentence in sentences(text):
+        if out and len(out[-1]) + len(sentence) <= limit:
+            out[-1] += sentence
+        else:
+            out.extend(sentence[i : i + limit] for i in range(0, len(sentence), limit))
+    return out
 
 
 def _pieces(sentence: str) -> list[str]:

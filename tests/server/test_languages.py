@@ -1,0 +1,102 @@
+"""Language detection with the multilingual Whisper model (``--stt-model base``), and what an
+English-only model answers instead.
+
+Speech in each language is rendered by the shared server's eSpeak NG voices; recognition runs on
+a one-worker server of its own that loads ``base``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.server import helpers as h
+from voxbeam.server.launcher import LocalServer
+
+SPEECH = {
+    "de": ("vl-katja", "Guten Morgen. Wie geht es dir heute? Das Wetter ist schön."),
+    "es": ("vl-elvira", "Buenos días. ¿Cómo estás hoy? Hace buen tiempo."),
+    "fr": ("vl-denise", "Bonjour. Comment allez-vous aujourd'hui? Il fait beau."),
+    "zh": ("vl-xiaoxiao", "你好。今天天气很好。我们去公园散步吧。"),
+    "en": ("vl-joe", "Good morning. How are you today? The weather is nice."),
+}
+
+
+@pytest.fixture(scope="module")
+def multilingual(tmp_path_factory):
+    log = tmp_path_factory.mktemp("multilingual") / "server.log"
+    with LocalServer(workers=1, log_path=str(log), extra_args=["--stt-model", "base"]) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def clips(server):
+    async def render():
+        return {lang: await h.tts_pcm(server, [text], voice_id=voice) for lang, (voice, text) in SPEECH.items()}
+
+    return asyncio.run(render())
+
+
+def test_each_language_is_detected_with_its_probability(multilingual, clips):
+    health = multilingual.health()
+    assert health["stt"]["model"].startswith("whisper/base@") and health["stt"]["detects_language"]
+    before = health["language_detections"]
+
+    async def main():
+        out = {}
+        for lang, pcm in clips.items():
+            msgs = await h.transcribe(multilingual, h.silence(0.3) + pcm, language="auto", enable_timestamps=True)
+            out[lang] = h.finals(msgs)
+        return out
+
+    for lang, finals in asyncio.run(main()).items():
+        assert finals, lang
+        assert {f["language"] for f in finals} == {lang}, (lang, finals)
+        assert all(0.0 < f["language_probability"] <= 1.0 for f in finals), finals
+    assert multilingual.health()["language_detections"] == before + len(clips)
+
+
+def test_detection_off_does_no_detection_work(multilingual, clips):
+    before = multilingual.health()["language_detections"]
+    msgs = asyncio.run(h.transcribe(multilingual, clips["de"], language="de-DE", enable_language_detection=False))
+    finals = h.finals(msgs)
+    assert finals and all("language" not in f and "language_probability" not in f for f in finals)
+    assert {"guten", "morgen"} <= set(h.words(" ".join(f["text"] for f in finals)))
+    assert multilingual.health()["language_detections"] == before
+
+
+def test_the_spec_zh_cn_init_works_with_the_multilingual_model(multilingual, clips):
+    async def main():
+        async with await h.connect_to(multilingual, "stt") as ws:
+            # The spec's STT init, verbatim.
+            ready = await h.init(
+                ws,
+                language="zh-CN",
+                format="pcm",
+                sample_rate=16000,
+                enable_timestamps=True,
+                enable_language_detection=False,
+            )
+            assert ready["type"] == "ready" and ready["language"] == "zh-CN"
+            await h.send_audio(ws, h.silence(0.3) + clips["zh"])
+            await h.send(ws, {"type": "command", "command": "flush"})
+            return await h.until_flush_done(ws)
+
+    finals = h.finals(asyncio.run(main()))
+    assert finals and any("天气" in f["text"] or "你好" in f["text"] for f in finals), finals
+
+
+def test_an_english_only_model_refuses_other_languages_and_names_the_way_out(server):
+    async def main():
+        async with await h.connect_to(server, "stt") as ws:
+            await h.send(ws, {"type": "init", "language": "de-DE"})
+            error = await h.expect_error(ws, "UNSUPPORTED_LANGUAGE")
+            # "auto" on an English-only model is English, reported without a probability.
+            ready = await h.init(ws, language="auto")
+            assert ready["type"] == "ready" and ready["language"] == "auto"
+            return error
+
+    error = asyncio.run(main())
+    assert "tiny.en" in error["error"] and "--stt-model base" in error["error"]
+    assert "voxbeam[multilingual]" in error["error"]
