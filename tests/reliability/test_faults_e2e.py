@@ -11,10 +11,11 @@ SIGKILLed and restarted on the same port in the middle of each run. Afterwards:
   bytes themselves differ run to run, the length does not);
 - the retries show in the pipeline's Beam metrics.
 
-The module has its own server (it gets killed) without partial results
-(``--decoders-per-worker 1``): partials cost the server a third more CPU and play no part in
-what is checked here. Records are one-word clips (~0.45 s), so 200 files are ~1.5 minutes of
-audio, which the server recognises with ~40 CPU-seconds.
+The module has its own server (it gets killed) running the small engines, pocketsphinx without
+partial results (``--decoders-per-worker 1``) and eSpeak NG voices: what is checked here is the
+plumbing under faults, at a volume (600 recognitions, 600 syntheses) that the default neural
+engines would need ten times the CPU for. Records are one-word clips (~0.45 s), so 200 files are
+~1.5 minutes of audio, which pocketsphinx recognises with ~40 CPU-seconds.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from voxbeam.client import SyncSpeechClient
 
 N = 200
 RUN = "e2e"
+VOICE = "vl-andrew"  # eSpeak NG: the same text always lasts the same (Piper's durations vary)
 # Codes a good record may end with when every attempt met a fault (never expected through the
 # proxy at these rates; possible only for records caught in flight by the killed server).
 RETRYABLE_END = {"RETRIES_EXHAUSTED", "CONNECTION_LOST", "TIMEOUT", "SERVER_BUSY"}
@@ -92,7 +94,7 @@ class Reference:
 
 @pytest.fixture(scope="module")
 def e2e_server():
-    with dedicated_server(workers=2, extra_args=["--decoders-per-worker", "1"]) as srv:
+    with dedicated_server(workers=2, extra_args=["--stt-engine", "pocketsphinx", "--decoders-per-worker", "1"]) as srv:
         yield srv
 
 
@@ -113,6 +115,7 @@ def corpus(e2e_server, tmp_path_factory) -> Corpus:
             "id": f"utt-{i:03d}",
             "text": TINY_SENTENCES[i % len(TINY_SENTENCES)],
             "format": "flac" if i % 10 == 0 else "wav",
+            "voice_id": VOICE,
         }
         for i in range(N)
     ]
@@ -176,7 +179,7 @@ def reference(e2e_server, corpus, tmp_path_factory) -> Reference:
             second[k] = client.transcribe(lambda uri=uri: audio.decode_to_pcm(uri, RATE)).text
 
     combos = sorted({(r["text"], r["format"]) for r in corpus.records})
-    records = [{"id": f"ref-{i}", "text": t, "format": f} for i, (t, f) in enumerate(combos)]
+    records = [{"id": f"ref-{i}", "text": t, "format": f, "voice_id": VOICE} for i, (t, f) in enumerate(combos)]
     synthesize(settings, records, str(out / "tts"))
     manifest = read_parquet_rows(str(out / "tts" / MANIFEST / f"run={RUN}" / "*.parquet"))
     by_id = {m["id"]: audio.duration_ms(Path(m["uri"]).read_bytes()) for m in manifest}

@@ -59,7 +59,7 @@ async def one_session(srv: Any, i: int, clips: list[bytes], expected: dict[int, 
                 result = await client.transcribe(clips[k])
                 assert result.text and nearest(result.text, expected) == k, (result.text, expected)
             else:
-                spoken = await client.synthesize(TTS_TEXT, format="wav")
+                spoken = await client.synthesize(TTS_TEXT, format="wav", voice_id="vl-andrew")
                 assert audio.duration_ms(spoken.audio) > 1500
             return "ok", time.monotonic() - started
         except RetriesExhaustedError as exc:
@@ -86,7 +86,10 @@ def _wait_idle(srv: Any, timeout: float = 20.0) -> dict[str, Any]:
 
 @pytest.mark.timeout(max(300, int(DURATION * 3)))
 def test_waves_of_64_sessions_on_a_server_capped_at_48():
-    with dedicated_server(workers=WORKERS, max_sessions=MAX_SESSIONS) as srv:
+    # The small engines (pocketsphinx, an eSpeak NG voice): admission under load is on trial, and waves
+    # of 64 sessions for 20 s on the neural engines would take minutes of CPU.
+    args = ["--stt-engine", "pocketsphinx"]
+    with dedicated_server(workers=WORKERS, max_sessions=MAX_SESSIONS, extra_args=args) as srv:
         clips = speech.render(srv, PHRASES)
 
         async def reference() -> dict[int, str]:

@@ -105,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--max-text-chars", type=_positive_int, default=5000, help="characters per TTS utterance (default 5000)")
     add("--max-utterance", type=_positive_float, default=30.0, help="seconds of speech before a forced endpoint")
+    add(
+        "--send-timeout",
+        type=_positive_float,
+        default=30.0,
+        help="seconds a client may take to accept a message before it is closed (default 30)",
+    )
     add("--tls-cert", help="PEM certificate chain: serve wss://")
     add("--tls-key", help="PEM private key for --tls-cert")
     add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
@@ -143,6 +149,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
         max_message_size=args.max_message_size,
         max_text_chars=args.max_text_chars,
         max_utterance_s=args.max_utterance,
+        send_timeout=args.send_timeout,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         log_level=args.log_level,

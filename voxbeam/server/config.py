@@ -30,6 +30,8 @@ class ServerConfig:
     # see backpressure instead of results owed for minutes.
     max_audio_in_flight: int = 256 * 1024
     max_utterance_s: float = 30.0
+    # A client that accepts no data for this long is closed (what it is owed would pile up).
+    send_timeout: float = 30.0
     # Sessions wait this long for a live worker while a dead one restarts.
     worker_wait_s: float = 30.0
     stt_engine: str = "whisper"

@@ -254,4 +254,10 @@ class Session:
         if isinstance(msg, p.Error):
             self.error_codes.append(msg.code)
             self.ctx.stats.count_error(msg.code)
-        await self.ws.send(p.serialize(msg))
+        try:
+            # A client that reads nothing for this long is gone or hostile: what it is owed is dropped.
+            async with asyncio.timeout(self.config.send_timeout):
+                await self.ws.send(p.serialize(msg))
+        except TimeoutError:
+            self.fail(None, "", p.CLOSE_POLICY_VIOLATION, "the client read nothing for too long")
+            raise ConnectionClosed(None, None) from None

@@ -1,16 +1,20 @@
 """The text-to-speech session: text in, one audio file per utterance out, streamed by sentence.
 
 Text with ``is_final: false`` is collected (chunks joined as the spec's batch example intends);
-``is_final: true`` ends the utterance and starts its rendering on a worker, which sends the
-file's bytes sentence by sentence. They go out as ``audio`` messages as they come; their
-concatenation is the file and the last one has ``is_final: true``. Nothing is rendered before
-the text is final, so a dropped or abandoned utterance costs no engine time; an utterance whose
-client is gone is cancelled between sentences.
+``is_final: true`` ends the utterance and starts its rendering on a worker. A one-sentence
+utterance is one worker call; a longer one is rendered one sentence per call, each asked for
+only as the one before it is being sent (one sentence ahead), so the first audio follows the
+first sentence, a client that stops reading stops the rendering, and other sessions' work runs
+between the sentences. Audio goes out as ``audio`` messages; their concatenation is the file and
+the last one has ``is_final: true``. Nothing is rendered before the text is final, so a dropped
+or abandoned utterance costs no engine time.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from voxbeam import audio
@@ -20,8 +24,8 @@ from voxbeam.server.engines.base import Prosody, Voice
 from voxbeam.server.errors import EngineError, WorkerDied, WorkerUnavailable
 from voxbeam.server.session import Session
 from voxbeam.server.voices import prosody_for
-from voxbeam.server.worker.parent import Streamed
-from voxbeam.text import check_text, join_chunk, speakable
+from voxbeam.server.worker.parent import Worker
+from voxbeam.text import check_text, join_chunk, sentences, speakable
 
 CHUNK_BYTES = 32 * 1024
 # The most audio an utterance may become: speech runs well under this per character in any
@@ -46,7 +50,7 @@ class TtsSession(Session):
         self.format = "wav"
         self.sample_rate = 16000
         self._text = ""  # the open utterance's text so far
-        self._renders: set[Streamed] = set()
+        self._calls: set[asyncio.Future[Any]] = set()  # worker calls whose replies are still owed
         self.utterances = 0
         self.characters = 0
 
@@ -94,34 +98,56 @@ class TtsSession(Session):
             return
         self.utterances += 1
         self.characters += len(text)
-        render = self._render(text)
-        if render is None:
-            await self.report(ErrorCode.INTERNAL_ERROR, "no speech engine is running; send the utterance again")
-            return
-        await self.emit(lambda: self._audio(render))
-
-    def _render(self, text: str) -> Streamed | None:
-        assert self.voice is not None and self.prosody is not None
         try:
             worker = self.ctx.pool.pick()
         except WorkerUnavailable:
-            return None
-        limit = max_render_seconds(text, self.prosody)
-        render = worker.stream("tts_render", text, self.voice, self.prosody, self.sample_rate, self.format, limit)
-        self._renders.add(render)
-        render.result.add_done_callback(lambda _: self._renders.discard(render))
-        return render
+            await self.report(ErrorCode.INTERNAL_ERROR, "no speech engine is running; send the utterance again")
+            return
+        rendered = self._rendered(worker, text, sentences(text))
+        # The first call goes out now: rendering starts while earlier utterances are still being sent.
+        first = await anext(rendered)
+        await self.emit(lambda: self._audio(first, rendered))
 
-    async def _audio(self, render: Streamed) -> AsyncIterator[p.ServerMessage]:
-        """The utterance's file as audio messages, as the worker renders it; the last one is final."""
-        held: bytes | None = None  # one chunk is held back: only the end says which one is last
-        async for part in render:
-            for i in range(0, len(part), CHUNK_BYTES):
-                if held is not None:
-                    yield p.Audio(held)
-                held = part[i : i + CHUNK_BYTES]
+    def _call(self, worker: Worker, op: str, *args: Any) -> asyncio.Future[Any]:
+        fut = worker.call(op, *args)
+        self._calls.add(fut)
+        fut.add_done_callback(self._calls.discard)
+        return fut
+
+    async def _rendered(
+        self, worker: Worker, text: str, pieces: list[str]
+    ) -> AsyncGenerator[asyncio.Future[Any], None]:
+        """The worker calls that render the utterance, each made when the one before is collected."""
+        assert self.voice is not None and self.prosody is not None
+        args = (self.voice, self.prosody, self.sample_rate, self.format, max_render_seconds(text, self.prosody))
+        if len(pieces) <= 1:
+            yield self._call(worker, "tts_render", text, *args)
+            return
+        uid = uuid.uuid4().hex
+        worker.cast("tts_open", uid, *args)
         try:
-            await render.result
+            for piece in pieces:
+                yield self._call(worker, "tts_piece", uid, piece)
+            yield self._call(worker, "tts_close", uid)
+        finally:
+            worker.cast("tts_drop", uid)  # a no-op once closed; frees it after a failure or a cancel
+
+    async def _audio(
+        self, first: asyncio.Future[Any], rendered: AsyncGenerator[asyncio.Future[Any], None]
+    ) -> AsyncIterator[p.ServerMessage]:
+        """The utterance's file as audio messages, sentence by sentence; the last one is final."""
+        held: bytes | None = None  # one chunk is held back: only the end says which one is last
+        current: asyncio.Future[Any] | None = first
+        try:
+            while current is not None:
+                # One sentence ahead: the next is rendered while this one goes out.
+                ahead = await anext(rendered, None)
+                data: bytes = await current
+                for i in range(0, len(data), CHUNK_BYTES):
+                    if held is not None:
+                        yield p.Audio(held)
+                    held = data[i : i + CHUNK_BYTES]
+                current = ahead
         except (WorkerDied, WorkerUnavailable):
             yield p.error(
                 ErrorCode.INTERNAL_ERROR, "the speech engine stopped; send the utterance again", self.request_id
@@ -130,16 +156,20 @@ class TtsSession(Session):
         except EngineError as exc:
             yield p.error(exc.code, exc.message, self.request_id)
             return
+        finally:
+            if current is not None:
+                current.cancel()
+            await rendered.aclose()
         yield p.Audio(held or b"", is_final=True)
 
     async def cleanup(self) -> None:
-        for render in list(self._renders):
-            render.cancel()
-        self._renders.clear()
+        for fut in list(self._calls):
+            fut.cancel()  # the worker skips what it has not started
+        self._calls.clear()
 
     def mid_request(self) -> bool:
         # Text of an utterance not yet ended, or its audio still to come.
-        return bool(self._renders or self._text) or super().mid_request()
+        return bool(self._calls or self._text) or super().mid_request()
 
     def summary(self) -> str:
         voice = self.voice.id if self.voice else "-"

@@ -1,13 +1,17 @@
 """Whisper through CTranslate2 (faster-whisper): int8 on the CPU, batched over voice activity.
 
-Bulk streams (audio much faster than real time) buffer their audio and decode it with
-faster-whisper's ``BatchedInferencePipeline``: Silero VAD finds the speech, it is packed into
-chunks of up to 30 s and the chunks are decoded in batches. A stream longer than
-``BULK_ROUND_S`` without a flush (VoxBeam's client flushes every 300 s segment; others may not)
-is decoded in rounds cut at the quietest point of the round's last seconds, so memory stays
-bounded and no word is cut. Live streams (audio at about real time) are endpointed on the same VAD's speech
-probabilities as audio arrives: the open utterance gets a greedy partial every second of
-speech, and its final comes from the same pipeline as bulk finals.
+Bulk streams (audio much faster than real time) are decoded with faster-whisper's
+``BatchedInferencePipeline`` (Silero VAD finds the speech, it is packed into chunks of up to 30 s
+of speech, the chunks are decoded with beam search and word timestamps) one window's worth at a
+time: once ``ROUND_S`` of audio is buffered, the speech that fills one 30 s window is cut off at
+a pause and decoded, and its finals go back at once. So the work of a long file is spread over
+its upload and interleaved with the other sessions on the worker (none waits behind a whole
+file of another), results flow while audio does, memory stays bounded, and ``flush`` has only
+the tail left to decode. A short file is decoded whole at its flush.
+
+Live streams (audio at about real time) are endpointed on the same VAD's speech probabilities as
+audio arrives: the open utterance gets a greedy partial every second of speech, and its final
+comes from the same pipeline as bulk finals.
 
 Finals are split at sentence ends; ``text`` keeps Whisper's punctuation and casing, ``words``
 the spoken words without punctuation around them.
@@ -30,14 +34,15 @@ from faster_whisper.tokenizer import _LANGUAGE_CODES, Tokenizer
 from faster_whisper.utils import download_model
 from faster_whisper.vad import VadOptions, get_speech_timestamps, get_vad_model
 
-from voxbeam.audio import BYTES_PER_SAMPLE, PcmResampler, quietest_cut
+from voxbeam.audio import BYTES_PER_SAMPLE, PcmResampler
 from voxbeam.server.engines.base import Recognized, SttEngine, SttModel, SttSettings, SttStream, WordTiming
 from voxbeam.server.engines.models import ModelFile, PackagedModel, Part, materialize, sha256_of
 from voxbeam.server.errors import ModelError
 
 RATE = 16000
-BULK_ROUND_S = 330.0  # above the client's 300 s segments: those decode once, at their flush
-ROUND_CUT_SEARCH_S = 15.0
+ROUND_S = 40.0  # buffered audio that triggers a round: one window of speech and a pause after it
+WINDOW_S = 30.0
+PIPELINE_PAD_S = 0.4  # the pipeline's VAD pads each stretch of speech by this much on each side
 BATCH_SIZE = 8
 BEAM_SIZE = 5
 # Live endpointing on Silero's speech probability, 32 ms windows.
@@ -284,6 +289,27 @@ def speech_regions(audio: np.ndarray) -> list[tuple[float, float]]:
     return [(r["start"] / RATE, r["end"] / RATE) for r in found]
 
 
+def round_cut(regions: list[tuple[float, float]], total: float) -> float | None:
+    """Where a bulk round ends: after the speech that fills one window, in the pause that follows.
+
+    ``regions`` are the stretches of speech in the ``total`` seconds buffered. None while the last
+    of them may still be growing; without speech, all but the last second.
+    """
+    if not regions:
+        return max(0.0, total - 1.0)
+    speech, last = 0.0, 0
+    for i, (lo, hi) in enumerate(regions):
+        cost = hi - lo + 2 * PIPELINE_PAD_S
+        if i and speech + cost > WINDOW_S:
+            break
+        speech, last = speech + cost, i
+    end = regions[last][1]
+    following = regions[last + 1][0] if last + 1 < len(regions) else total
+    if last + 1 == len(regions) and total - end < 1.0:
+        return None
+    return end + min((following - end) / 2, PIPELINE_PAD_S)
+
+
 def snap(start: float, end: float, regions: list[tuple[float, float]]) -> tuple[float, float]:
     """A word's (or segment's) times kept inside the speech it overlaps.
 
@@ -377,9 +403,10 @@ class WhisperStream(SttStream):
         self._buf += self._resampler.push(pcm)
         if live:
             return self._live()
-        if len(self._buf) >= BULK_ROUND_S * RATE * BYTES_PER_SAMPLE:
-            return self._bulk(last=False)
-        return []
+        out: list[Recognized] = []
+        while len(self._buf) >= ROUND_S * RATE * BYTES_PER_SAMPLE and self._round(out):
+            pass
+        return out
 
     def finish(self, live: bool) -> list[Recognized]:
         self._buf += self._resampler.flush()
@@ -403,17 +430,33 @@ class WhisperStream(SttStream):
         return raw.astype(np.float32) / 32768.0
 
     def _bulk(self, *, last: bool) -> list[Recognized]:
-        audio = self._audio()
-        cut = len(audio)
-        if not last:
-            lo = max(0, cut - int(ROUND_CUT_SEARCH_S * RATE)) * BYTES_PER_SAMPLE
-            cut = (lo + quietest_cut(self._buf[lo:], RATE)) // BYTES_PER_SAMPLE
-        out = self._decode(audio[:cut], self._start)
-        del self._buf[: cut * BYTES_PER_SAMPLE]
-        self._start += cut
+        """Everything buffered, decoded (the end of a recognition session)."""
+        out = self._decode(self._audio(), self._start)
+        self._start += len(self._buf) // BYTES_PER_SAMPLE
+        self._buf = bytearray()
         return out
 
-    def _decode(self, audio: np.ndarray, start: int, *, partial: bool = False) -> list[Recognized]:
+    def _round(self, out: list[Recognized]) -> bool:
+        """Decode the buffered speech that fills one window, up to a pause; False when it must wait."""
+        audio = self._audio()
+        regions = speech_regions(audio)
+        cut = round_cut(regions, len(audio) / RATE)
+        if cut is None:
+            return False
+        n = int(cut * RATE)
+        out += self._decode(audio[:n], self._start, regions=[r for r in regions if r[0] < cut])
+        del self._buf[: n * BYTES_PER_SAMPLE]
+        self._start += n
+        return True
+
+    def _decode(
+        self,
+        audio: np.ndarray,
+        start: int,
+        *,
+        partial: bool = False,
+        regions: list[tuple[float, float]] | None = None,
+    ) -> list[Recognized]:
         if len(audio) < RATE // 10:
             return []
         if partial:
@@ -429,7 +472,7 @@ class WhisperStream(SttStream):
             words=self._words,
             language=reported,
             probability=self._probability if reported else None,
-            regions=speech_regions(audio),
+            regions=speech_regions(audio) if regions is None else regions,
         )
 
     # -- live ---------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 
 Messages, server to worker: ``(number, op, args, sent_at)`` (``number`` None: no reply wanted;
 ``sent_at`` is ``time.monotonic()``, one clock for every process of the machine), or
-``(CANCEL, number)``. Worker to server: ``(READY, pid)`` or ``(FAILED, why)`` once at start, then
-per call ``(PART, number, payload)`` any number of times (streamed results) and finally
-``(DONE, number, payload)`` or ``(ERROR, number, code, message)``.
+``(CANCEL, number)`` (the call is no longer wanted: skipped if not started). Worker to server:
+``(READY, pid)`` or ``(FAILED, why)`` once at start, then per call ``(DONE, number, payload)`` or
+``(ERROR, number, code, message)``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from voxbeam.server.engines.base import SttSettings
 
 READY = "ready"
 FAILED = "failed"
-PART = "part"
 DONE = "done"
 ERROR = "error"
 CANCEL = "cancel"

@@ -1,8 +1,7 @@
 """The worker's end of the pipe: a spawned process hosting the engines, serving calls in order.
 
 A worker handles one call at a time, in the order they arrive, so a session's calls never
-reorder. While a streamed call renders, the pipe is read between sentences: a CANCEL for that
-call stops it there, and calls that were cancelled before they started are skipped.
+reorder. Calls cancelled before they start (a CANCEL for their number) are skipped.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +21,7 @@ from voxbeam.server.engines import stt_engine, tts_engine
 from voxbeam.server.engines.base import Prosody, Recognized, SttStream, TtsEngine, Voice
 from voxbeam.server.errors import EngineError
 from voxbeam.server.heap import keep_large_buffers_out_of_the_heap
-from voxbeam.server.worker import CANCEL, DONE, ERROR, FAILED, PART, READY, WorkerSpec
-from voxbeam.text import sentences
+from voxbeam.server.worker import CANCEL, DONE, ERROR, FAILED, READY, WorkerSpec
 
 log = logging.getLogger("voxbeam.server.worker")
 
@@ -32,7 +29,8 @@ log = logging.getLogger("voxbeam.server.worker")
 # partials, no endpointing until the worker has caught up): extra work would make it fall further behind.
 LIVE_MAX_LAG_S = 1.0
 
-Emit = Callable[[Any], bool]
+# Utterances open at once in one worker (each session has at most one); beyond, the oldest go.
+MAX_RENDERINGS = 256
 
 
 @dataclass
@@ -44,10 +42,6 @@ class _Open:
     odd: bool = False
 
 
-class Cancelled(Exception):
-    """The call was cancelled while it ran."""
-
-
 class EngineHost:
     """The engines of one worker process and the STT streams pinned to it."""
 
@@ -56,6 +50,7 @@ class EngineHost:
         self.stt = stt_engine(spec.stt.model.engine)(spec.stt)
         self._tts: dict[str, TtsEngine] = {}
         self.streams: dict[str, _Open] = {}
+        self.renderings: dict[str, _Rendering] = {}
         self.lag = 0.0  # how long the call being handled waited for the worker
         for voice in spec.preload_voices:
             assert isinstance(voice, Voice)
@@ -68,12 +63,10 @@ class EngineHost:
             loaded = self._tts[engine] = tts_engine(engine)(self.spec.tts_threads)
         return loaded
 
-    def handle(self, op: str, args: tuple[Any, ...], emit: Emit) -> Any:
+    def handle(self, op: str, args: tuple[Any, ...]) -> Any:
         method = getattr(self, "op_" + op, None)
         if method is None:
             raise ValueError(f"unknown worker op {op!r}")
-        if op in STREAMED:
-            return method(*args, emit=emit)
         return method(*args)
 
     # -- speech to text ---------------------------------------------------------------------
@@ -105,49 +98,65 @@ class EngineHost:
             s.stream.close()
 
     # -- text to speech ---------------------------------------------------------------------
+    #
+    # An utterance of one sentence is one call (a file with exact sizes). A longer one is opened,
+    # rendered one sentence per call as the session asks (so a client that does not read stops
+    # the rendering, and other sessions' calls run in between), and closed.
 
-    def op_tts_render(
-        self, text: str, voice: Voice, prosody: Prosody, rate: int, fmt: str, max_seconds: float, *, emit: Emit
-    ) -> int:
-        """Render an utterance into one file of ``fmt``, emitting its bytes as each sentence is done.
+    def op_tts_render(self, text: str, voice: Voice, prosody: Prosody, rate: int, fmt: str, limit_s: float) -> bytes:
+        """A whole one-sentence utterance as one file of ``fmt``."""
+        rendering = _Rendering(self.tts(voice.engine), voice, prosody, rate, limit_s)
+        pcm = rendering.pcm(text) + rendering.resampler.flush()
+        return audio.encode(pcm, rate, fmt)
 
-        Returns the samples rendered. A one-sentence utterance is emitted whole (a WAV with exact
-        sizes); longer ones stream (a WAV then declares an unknown length, see audio.StreamEncoder).
-        """
-        engine = self.tts(voice.engine)
-        pieces = sentences(text)
-        resampler = audio.PcmResampler(voice.sample_rate, rate)
-        budget = int(max_seconds * voice.sample_rate) * audio.BYTES_PER_SAMPLE
-        rendered = 0
+    def op_tts_open(self, uid: str, voice: Voice, prosody: Prosody, rate: int, fmt: str, limit_s: float) -> None:
+        rendering = _Rendering(self.tts(voice.engine), voice, prosody, rate, limit_s)
+        rendering.encoder = audio.StreamEncoder(fmt, rate)
+        self.renderings[uid] = rendering
+        while len(self.renderings) > MAX_RENDERINGS:  # left open by sessions that went away
+            self.renderings.pop(next(iter(self.renderings)))
 
-        def blocks() -> Any:
-            nonlocal rendered
-            for piece in pieces:
-                for pcm in engine.render(piece, voice, prosody):
-                    rendered += len(pcm)
-                    if rendered > budget:
-                        raise EngineError(
-                            ErrorCode.TEXT_TOO_LONG,
-                            f"the utterance would be over {max_seconds:g} s of audio; send shorter text",
-                        )
-                    yield resampler.push(pcm)
-            yield resampler.flush()
+    def op_tts_piece(self, uid: str, text: str) -> bytes:
+        """The file's next bytes: ``text`` (one sentence) rendered and encoded."""
+        rendering = self.renderings[uid]
+        assert rendering.encoder is not None
+        try:
+            return rendering.encoder.write(rendering.pcm(text))
+        except EngineError:
+            self.renderings.pop(uid, None)
+            raise
 
-        if len(pieces) <= 1:
-            emit(audio.encode(b"".join(blocks()), rate, fmt))
-            return rendered // audio.BYTES_PER_SAMPLE
-        encoder = audio.StreamEncoder(fmt, rate)
-        for pcm in blocks():
-            if not emit(encoder.write(pcm)):
-                raise Cancelled()
-        emit(encoder.close())
-        return rendered // audio.BYTES_PER_SAMPLE
+    def op_tts_close(self, uid: str) -> bytes:
+        """The file's last bytes."""
+        rendering = self.renderings.pop(uid)
+        assert rendering.encoder is not None
+        return rendering.encoder.write(rendering.resampler.flush()) + rendering.encoder.close()
 
-    def op_stats(self) -> dict[str, int]:
-        return {"pid": os.getpid(), "streams": len(self.streams)}
+    def op_tts_drop(self, uid: str) -> None:
+        self.renderings.pop(uid, None)
 
 
-STREAMED = frozenset({"tts_render"})
+class _Rendering:
+    """An utterance being rendered: engine, voice, resampler to the asked rate, and its audio budget."""
+
+    def __init__(self, engine: TtsEngine, voice: Voice, prosody: Prosody, rate: int, limit_s: float) -> None:
+        self.engine, self.voice, self.prosody = engine, voice, prosody
+        self.resampler = audio.PcmResampler(voice.sample_rate, rate)
+        self.encoder: audio.StreamEncoder | None = None
+        self.limit_s = limit_s
+        self.left = int(limit_s * voice.sample_rate) * audio.BYTES_PER_SAMPLE
+
+    def pcm(self, text: str) -> bytes:
+        out = []
+        for pcm in self.engine.render(text, self.voice, self.prosody):
+            self.left -= len(pcm)
+            if self.left < 0:
+                raise EngineError(
+                    ErrorCode.TEXT_TOO_LONG,
+                    f"the utterance would be over {self.limit_s:.0f} s of audio; send shorter text",
+                )
+            out.append(self.resampler.push(pcm))
+        return b"".join(out)
 
 
 class _Pipe:
@@ -205,20 +214,12 @@ def _serve(host: EngineHost, pipe: _Pipe) -> None:
             return
         number, op, args, sent_at = msg
         host.lag = time.monotonic() - sent_at
+        pipe.read_ahead()
         if number is not None and number in pipe.cancelled:
             pipe.cancelled.discard(number)
             continue  # nobody waits for it any more
-
-        def emit(payload: Any, number: int | None = number) -> bool:
-            pipe.send((PART, number, payload))
-            pipe.read_ahead()
-            return number not in pipe.cancelled
-
         try:
-            reply: tuple[Any, ...] = (DONE, number, host.handle(op, args, emit))
-        except Cancelled:
-            pipe.cancelled.discard(number)
-            continue
+            reply: tuple[Any, ...] = (DONE, number, host.handle(op, args))
         except EngineError as exc:
             reply = (ERROR, number, exc.code.value, exc.message)
         except Exception as exc:

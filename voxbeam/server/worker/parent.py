@@ -21,43 +21,10 @@ from collections.abc import Callable
 from typing import Any
 
 from voxbeam.server.errors import EngineError, WorkerDied, WorkerUnavailable
-from voxbeam.server.worker import CANCEL, DONE, ERROR, FAILED, PART, READY, WorkerSpec
+from voxbeam.server.worker import CANCEL, DONE, ERROR, FAILED, READY, WorkerSpec
 from voxbeam.server.worker.child import worker_main
 
 log = logging.getLogger("voxbeam.server.workers")
-
-
-class Streamed:
-    """A call whose worker sends parts as it goes: iterate the parts, then await ``result``."""
-
-    def __init__(self, worker: Worker, number: int, result: asyncio.Future[Any]) -> None:
-        self._worker = worker
-        self.number = number
-        self.result = result
-        self._parts: asyncio.Queue[Any] = asyncio.Queue()
-        result.add_done_callback(lambda _: self._parts.put_nowait(_END))
-
-    def put(self, part: Any) -> None:
-        self._parts.put_nowait(part)
-
-    def __aiter__(self) -> Streamed:
-        return self
-
-    async def __anext__(self) -> Any:
-        part = await self._parts.get()
-        if part is _END:
-            self._parts.put_nowait(_END)  # later reads end too
-            raise StopAsyncIteration
-        return part
-
-    def cancel(self) -> None:
-        """Ask the worker to stop (it checks between sentences, or skips the call if not started)."""
-        if not self.result.done():
-            self._worker.cancel(self.number)
-            self.result.cancel()
-
-
-_END = object()
 
 
 class Worker:
@@ -85,7 +52,6 @@ class Worker:
         self.calls = collections.Counter[str]()  # requests sent, by op, over every process in this slot
         self.watchers: set[Callable[[], None]] = set()
         self._pending: dict[int, asyncio.Future[Any]] = {}
-        self._streams: dict[int, Streamed] = {}
         self._numbers = itertools.count(1)
         self._outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.ready: asyncio.Future[None] = loop.create_future()
@@ -102,7 +68,6 @@ class Worker:
         self.generation += 1
         self.ready = self._loop.create_future()
         self._pending = {}
-        self._streams = {}
         self._outbox = queue.SimpleQueue()
         parent, child = self._ctx.Pipe(duplex=True)
         proc = self._ctx.Process(
@@ -167,12 +132,6 @@ class Worker:
                 self.ready.set_exception(RuntimeError(f"worker {self.slot} failed to load its engines: {msg[1]}"))
             return
         number = msg[1]
-        if kind == PART:
-            stream = self._streams.get(number)
-            if stream is not None:
-                stream.put(msg[2])
-            return
-        self._streams.pop(number, None)
         fut = self._pending.pop(number, None)
         if fut is None or fut.done():
             return
@@ -187,7 +146,6 @@ class Worker:
         was_alive = self.alive
         self.alive = False
         pending, self._pending = self._pending, {}
-        self._streams = {}
         for fut in pending.values():
             if not fut.done():
                 fut.set_exception(WorkerDied(f"worker {self.slot} (pid {self.pid}) died"))
@@ -200,33 +158,23 @@ class Worker:
             self._on_death(self)
 
     def call(self, op: str, *args: Any) -> asyncio.Future[Any]:
-        """Send a request; the future resolves with the reply or fails with WorkerDied/EngineError."""
-        return self._send_call(op, args)[1]
+        """Send a request; the future resolves with the reply or fails with WorkerDied/EngineError.
 
-    def stream(self, op: str, *args: Any) -> Streamed:
-        """Send a request whose reply comes in parts (see ``Streamed``)."""
-        number, fut = self._send_call(op, args)
-        streamed = Streamed(self, number, fut)
-        if not fut.done():
-            self._streams[number] = streamed
-        return streamed
-
-    def _send_call(self, op: str, args: tuple[Any, ...]) -> tuple[int, asyncio.Future[Any]]:
+        Cancelling the future tells the worker: it skips the call if it has not started it.
+        """
         fut: asyncio.Future[Any] = self._loop.create_future()
-        number = next(self._numbers)
         if not self.alive:
             fut.set_exception(WorkerDied(f"worker {self.slot} is not running"))
-            return number, fut
+            return fut
+        number = next(self._numbers)
         self._pending[number] = fut
         self.calls[op] += 1
         self._outbox.put((number, op, args, time.monotonic()))
-        return number, fut
+        fut.add_done_callback(lambda f: self._cancelled(number) if f.cancelled() else None)
+        return fut
 
-    def cancel(self, number: int) -> None:
-        """The call ``number`` is no longer wanted: the worker skips or stops it."""
-        self._streams.pop(number, None)
-        fut = self._pending.pop(number, None)
-        if fut is not None and self.alive:
+    def _cancelled(self, number: int) -> None:
+        if self._pending.pop(number, None) is not None and self.alive:
             self._outbox.put((CANCEL, number))
 
     def cast(self, op: str, *args: Any) -> None:
