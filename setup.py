@@ -13,6 +13,7 @@ BASE = [
 SERVER = [
     "pocketsphinx>=5.0.3,<6",
     "espeakng-loader>=0.2,<0.3",
+    "prometheus-client>=0.20,<1",  # /metrics
 ]
 GCP = [
     "apache-beam[gcp]>=2.60,<3",
@@ -27,6 +28,7 @@ TEST = SERVER + GCP + [
     "gcp-storage-emulator>=2024.1",
     "jiwer>=3,<5",
     "psutil>=5.9,<8",
+    "kubernetes-validate>=1.30,<2",  # deploy/k8s manifests against the Kubernetes JSON schemas
     "mypy>=1.10",
     "ruff>=0.5",
 ]

@@ -23,6 +23,7 @@ from voxbeam import protocol as p
 from voxbeam.protocol import ErrorCode
 from voxbeam.server.config import ServerConfig
 from voxbeam.server.engines.recognizer import RecognizerSettings
+from voxbeam.server.metrics import METRICS_PATH, ServerMetrics  # [metrics]
 from voxbeam.server.session import Session
 from voxbeam.server.stt import SttSession
 from voxbeam.server.tts import TtsSession
@@ -72,6 +73,7 @@ class SpeechServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.stats = Stats()
+        self.metrics = ServerMetrics(config.max_sessions)  # [metrics]
         self.pool = WorkerPool(
             config.workers,
             RecognizerSettings(decoders=config.decoders_per_worker, max_utterance_s=config.max_utterance_s),
@@ -182,6 +184,8 @@ class SpeechServer:
             response.headers["Content-Type"] = "application/json"
             response.headers["Cache-Control"] = "no-store"
             return response
+        if path == METRICS_PATH:  # [metrics] unauthenticated, like /healthz: aggregates only
+            return self.metrics.http_response(connection)
         if path not in (p.STT_PATH, p.TTS_PATH):
             return connection.respond(HTTPStatus.NOT_FOUND, f"no such endpoint; use {p.STT_PATH} or {p.TTS_PATH}\n")
         return None
@@ -206,6 +210,7 @@ class SpeechServer:
 
     async def _reject(self, ws: ServerConnection, code: ErrorCode, message: str, close_code: int) -> None:
         self.stats.count_error(code.value)
+        self.metrics.error(code.value)  # [metrics]
         with contextlib.suppress(ConnectionClosed, TimeoutError):
             async with asyncio.timeout(5):
                 await ws.send(p.serialize(p.error(code, message)))
@@ -219,6 +224,7 @@ class SpeechServer:
         label = self.authenticate(ws.request)
         if label is None:
             self.stats.rejected_unauthorized += 1
+            self.metrics.session_refused("unauthorized")  # [metrics]
             log.info("session %s rejected: UNAUTHORIZED", service)
             await self._reject(
                 ws,
@@ -229,11 +235,13 @@ class SpeechServer:
             return
         cfg = self.config
         if self.shutting_down:
+            self.metrics.session_refused("shutting_down")  # [metrics]
             await self._reject(ws, ErrorCode.SERVER_BUSY, "the server is shutting down", p.CLOSE_TRY_AGAIN_LATER)
             return
         per_key_full = cfg.max_sessions_per_key is not None and self.per_key[label] >= cfg.max_sessions_per_key
         if self.stats.sessions >= cfg.max_sessions or per_key_full:
             self.stats.rejected_busy += 1
+            self.metrics.session_refused("key_limit" if per_key_full else "busy")  # [metrics]
             what = "this API key's" if per_key_full else "the server's"
             log.info("session %s rejected: SERVER_BUSY (%s %s)", service, label, what)
             await self._reject(
@@ -242,6 +250,7 @@ class SpeechServer:
             return
         session: Session = SttSession(self, ws, label) if service == "stt" else TtsSession(self, ws, label)
         self.stats.opened(service)
+        self.metrics.session_opened(service)  # [metrics]
         self.per_key[label] += 1
         self.live.add(session)
         try:
@@ -249,6 +258,7 @@ class SpeechServer:
         finally:
             self.live.discard(session)
             self.stats.closed(service)
+            self.metrics.session_closed(service)  # [metrics]
             self.per_key[label] -= 1
             self._idle.set()
             log.info(

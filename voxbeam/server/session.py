@@ -99,6 +99,7 @@ class Session:
         if code is not None:
             self.error_codes.append(code.value)
             self.server.stats.count_error(code.value)
+            self.server.metrics.error(code.value)  # [metrics]
             self.outcome = "error"
         elif self.outcome == "ok":
             self.outcome = reason or "closed"
@@ -203,6 +204,7 @@ class Session:
                     if isinstance(msg, p.Error):
                         self.error_codes.append(msg.code)
                         self.server.stats.count_error(msg.code)
+                        self.server.metrics.error(msg.code)  # [metrics]
                     await self.ws.send(p.serialize(msg))
             except ConnectionClosed:
                 return

@@ -122,11 +122,14 @@ class SttSession(Session):
             live = self._live(n)
             await self.budget.acquire(n)
             self.audio_bytes += n
+            self.server.metrics.audio_seconds(n / 2 / self.sample_rate)  # [metrics]
             self._stream_started(self.request_id)
             fut = self.worker.call("stt_audio", self.sid, msg.data, live)
+            self.server.metrics.engine_call("stt_audio", fut, self.worker)  # [metrics]
             await self.emit(functools.partial(self._transcripts, fut, self.request_id, n))
         elif isinstance(msg, p.Command):  # the parser admits "flush" only
             fut = self.worker.call("stt_flush", self.sid, self._live(0))
+            self.server.metrics.engine_call("stt_flush", fut, self.worker)  # [metrics]
             await self.emit(functools.partial(self._flushed, fut, self.request_id))
             # Audio after a flush belongs to a new recognition session, with a new id, at offset 0.
             self._new_request_id()

@@ -104,6 +104,7 @@ class TtsSession(Session):
             return
         self.utterances += 1
         self.characters += chars
+        self.server.metrics.characters(chars)  # [metrics]
         await self.emit(functools.partial(self._finish, parts, encoded))
 
     def _abandon(self) -> None:
@@ -120,8 +121,10 @@ class TtsSession(Session):
             fut.set_exception(exc)
             return fut
         if encode_as is not None:
-            return worker.call("tts_render", text, self.prosody, self.sample_rate, encode_as)
-        return worker.call("tts_synth", text, self.prosody, self.sample_rate)
+            fut = worker.call("tts_render", text, self.prosody, self.sample_rate, encode_as)
+            return self.server.metrics.engine_call("tts_render", fut, worker)  # [metrics]
+        fut = worker.call("tts_synth", text, self.prosody, self.sample_rate)
+        return self.server.metrics.engine_call("tts_synth", fut, worker)  # [metrics]
 
     async def _finish(self, parts: list[asyncio.Future[Any]], encoded: bool) -> list[p.ServerMessage]:
         try:
@@ -147,7 +150,9 @@ class TtsSession(Session):
         return [p.Audio(data[i : i + CHUNK_BYTES], is_final=i == last) for i in range(0, len(data), CHUNK_BYTES)]
 
     async def _encode(self, pcm: bytes) -> bytes:
-        result: bytes = await self.server.pool.pick().call("encode", pcm, self.sample_rate, self.format)
+        worker = self.server.pool.pick()
+        fut = worker.call("encode", pcm, self.sample_rate, self.format)
+        result: bytes = await self.server.metrics.engine_call("encode", fut, worker)  # [metrics]
         return result
 
     async def cleanup(self) -> None:
