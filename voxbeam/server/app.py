@@ -23,7 +23,7 @@ from voxbeam import protocol as p
 from voxbeam.protocol import ErrorCode
 from voxbeam.server.config import ServerConfig
 from voxbeam.server.engines.recognizer import RecognizerSettings
-from voxbeam.server.metrics import METRICS_PATH, ServerMetrics  # [metrics]
+from voxbeam.server.metrics import METRICS_PATH, ServerMetrics, replica_id  # [metrics]
 from voxbeam.server.session import Session
 from voxbeam.server.stt import SttSession
 from voxbeam.server.tts import TtsSession
@@ -158,6 +158,7 @@ class SpeechServer:
             "status": "shutting_down" if self.shutting_down else "ok",
             "sessions": s.sessions,
             "capacity": self.config.max_sessions,
+            "replica": replica_id(),  # [fleet] sizing counts replicas behind one address by this
             "peak_sessions": s.peak_sessions,
             "stt_sessions": s.by_service["stt"],
             "tts_sessions": s.by_service["tts"],

@@ -29,6 +29,8 @@ Metrics (all prefixed ``voxbeam_``):
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
 from collections.abc import Hashable
 from http import HTTPStatus
@@ -49,6 +51,15 @@ SERVICES = ("stt", "tts")
 REFUSALS = ("busy", "key_limit", "shutting_down", "unauthorized")
 # Engine requests run from a few milliseconds (a 100 ms audio chunk) to seconds (an utterance).
 ENGINE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def replica_id() -> str:
+    """This server process among its peers: ``host/pid`` (in Kubernetes the host name is the pod's).
+
+    ``/healthz`` carries it as ``replica``, so a client asking one address (a Service) several
+    times can tell how many replicas answered (``voxbeam.client.sizing``).
+    """
+    return f"{socket.gethostname()}/{os.getpid()}"
 
 
 class ServerMetrics:
