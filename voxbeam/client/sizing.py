@@ -45,6 +45,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from voxbeam import protocol
+
 DEFAULT_UTILISATION = 0.8
 DEFAULT_SESSIONS_PER_WORKER = 8  # when the service advertises no capacity
 HEALTH_SAMPLES = 8  # /healthz requests per endpoint, to see several replicas behind one address
@@ -71,7 +73,7 @@ class EndpointCapacity:
 
 def _http_base(endpoint: str) -> str:
     base = endpoint.rstrip("/")
-    for suffix in ("/v1/stt/realtime", "/v1/tts/realtime"):
+    for suffix in (protocol.STT_PATH, protocol.TTS_PATH):
         base = base.removesuffix(suffix)
     return base.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
 
@@ -120,7 +122,7 @@ async def ready_capacity(
     """Capacity from a ``capacity`` field of an STT ``ready`` message, for a service without ``/healthz``."""
     from websockets.asyncio.client import connect
 
-    url = endpoint.rstrip("/") + "/v1/stt/realtime"
+    url = endpoint.rstrip("/") + protocol.STT_PATH
     headers = {}
     if api_key and auth == "query":
         url += "?token=" + quote(api_key, safe="")
@@ -130,11 +132,14 @@ async def ready_capacity(
     try:
         async with asyncio.timeout(timeout):
             async with connect(url, additional_headers=headers, ssl=ctx, open_timeout=timeout) as ws:
-                await ws.send(json.dumps({"type": "init", "format": "pcm", "sample_rate": 16000}))
-                reply = json.loads(await ws.recv())
+                await ws.send(protocol.serialize(protocol.SttInit()))
+                frame = await ws.recv()
+        # capacity is no field of the spec's ready message: read it beside the parsed message.
+        ready = isinstance(protocol.parse_server_message(frame), protocol.SttReady)
+        reply = json.loads(frame) if ready else {}
     except Exception:  # sizing is advice: any failure means "not advertised"
         return EndpointCapacity(endpoint, None)
-    cap = reply.get("capacity") if isinstance(reply, dict) and reply.get("type") == "ready" else None
+    cap = reply.get("capacity") if isinstance(reply, dict) else None
     if isinstance(cap, int) and not isinstance(cap, bool) and cap >= 0:
         return EndpointCapacity(endpoint, cap, 1, "ready")
     return EndpointCapacity(endpoint, None)
