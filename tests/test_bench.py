@@ -107,3 +107,35 @@ def test_result_json_never_holds_nan(tmp_path: Path) -> None:
     assert [r["key"] for r in data["ratios"]] == ["r"] and data["ratios"][0]["pass"] is True
     assert len(data["errors"]) == 2
     assert data["series"]["s"] == [1.0, None]
+
+
+def test_fleet_stub_replica_speaks_the_protocol_and_refuses_past_capacity() -> None:
+    """The fleet benchmark's stub: the real client transcribes through it; a third session is SERVER_BUSY."""
+    import asyncio
+
+    sys.path.insert(0, str(ROOT))
+    from bench.fleet import Replicas
+    from voxbeam.client import ClientConfig, RetryPolicy, SpeechClient
+    from voxbeam.client.sizing import advertised_capacity
+    from voxbeam.errors import VoxBeamError
+
+    async def scenario(urls: list[str]) -> tuple[list[object], dict[str, int]]:
+        config = ClientConfig(endpoints=tuple(urls), api_key="k", pool_size=3, retry=RetryPolicy(max_attempts=1))
+        async with SpeechClient(config) as client:
+            outcomes = await asyncio.gather(
+                *(client.transcribe(b"\x01\x00" * 4000) for _ in range(3)), return_exceptions=True
+            )
+            return list(outcomes), client.stats()
+
+    with Replicas(1, capacity=2) as fleet:
+        [cap] = advertised_capacity(fleet.urls)
+        assert (cap.capacity, cap.replicas) == (2, 1)
+        outcomes, stats = asyncio.run(scenario(fleet.urls))
+        [health] = fleet.health()
+    ok = [o for o in outcomes if not isinstance(o, BaseException)]
+    busy = [o for o in outcomes if isinstance(o, VoxBeamError) and "SERVER_BUSY" in str(o)]
+    assert len(ok) == 2 and len(busy) == 1, outcomes
+    assert all(o.text == "stub" and o.audio_duration_ms == 250 for o in ok)  # type: ignore[attr-defined]
+    assert stats["server_busy"] == 1
+    assert (health["accepted"], health["refused"], health["peak"]) == (2, 1, 2)
+    assert health["audio_s"] == 0.5

@@ -14,6 +14,8 @@ commands:
                             audio files (glob, directory, or a list of URIs) to Parquet transcripts
   synthesize INPUT --output OUT [options]
                             text records (lines, JSON lines, CSV, Parquet) to audio objects
+  plan --workers N --per_session_rate R (--replicas N --capacity C | --endpoint URL) ...
+                            expected wall time on a fleet, and the sessions per worker to use
 
 `voxbeam COMMAND --help` lists a command's options.
 """
@@ -29,6 +31,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from voxbeam.server import main as serve_main
 
         return int(serve_main(rest) or 0)
+    if command == "plan":
+        from voxbeam.client.sizing import plan_main
+
+        return plan_main(rest)
     if command in ("transcribe", "synthesize"):
         root = logging.getLogger()
         root.setLevel(logging.ERROR)  # Beam warns on import when its optional BigQuery clients are absent

@@ -1,17 +1,42 @@
-"""Live progress of a local run, shared between the DoFns and the CLI in the same process.
+"""Live progress of a local run, shared between the DoFns and the CLI, across processes.
 
-Beam metrics are only visible when a pipeline ends; a local (in-process) run can do better.
-On a remote runner no tracker is registered on the workers and updates are dropped.
+Beam metrics are only visible when a pipeline ends; a local run can do better. The job process
+``register``s a tracker under a key and passes the key to its DoFns. A DoFn calls
+``lookup(key)``: in the job's own process (the FnApiRunner in memory) that is the tracker
+itself; in another process on the same machine (the DirectRunner's ``multi_processing`` mode,
+one SDK worker process per ``direct_num_workers``) it is a stand-in that sends each ``add`` as
+one datagram to a Unix socket the job's tracker owns, named after the key in a per-user
+directory under the temporary directory. On a remote runner there is no such socket on the
+workers, ``lookup`` returns None, and nothing is sent.
+
+Nothing here can hold up a job: the job process reads datagrams on a daemon thread (and
+``line()`` reads whatever is queued before it counts, so a final line counts every record
+reported before it), a worker's send gives up after a short timeout, and every socket error
+drops the update instead of raising.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import socket
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+_LOG = logging.getLogger(__name__)
 _REGISTRY: dict[str, Progress] = {}
+_REMOTES: dict[str, Progress] = {}
 _LOCK = threading.Lock()
+# A worker waits at most this long for room in the job's socket queue before dropping an update.
+SEND_TIMEOUT_S = 0.5
+_MAX_DATAGRAM = 512
+_MAX_SUN_PATH = 100  # sockaddr_un holds 104-108 bytes depending on the platform
 
 
 @dataclass
@@ -23,6 +48,10 @@ class Progress:
     characters: int = 0
     started: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Where updates also go (a worker's stand-in sends them to the job), and what to read before
+    # a line is made (the job's tracker takes in the datagrams queued so far).
+    _send: Callable[[bool, int, int], None] | None = field(default=None, repr=False)
+    _receive: Callable[[], None] | None = field(default=None, repr=False)
 
     def add(self, *, ok: bool, audio_ms: int = 0, characters: int = 0) -> None:
         with self.lock:
@@ -30,9 +59,13 @@ class Progress:
             self.failed += 0 if ok else 1
             self.audio_ms += audio_ms
             self.characters += characters
+        if self._send is not None:
+            self._send(ok, audio_ms, characters)
 
     def line(self) -> str:
         """One status line: files done of total, audio hours, speed, ETA."""
+        if self._receive is not None:
+            self._receive()
         with self.lock:
             done, total, failed, audio_ms, chars = self.done, self.total, self.failed, self.audio_ms, self.characters
         elapsed = max(1e-6, time.monotonic() - self.started)
@@ -56,19 +89,148 @@ def _fmt(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+# ---------------------------------------------------------------------------
+# The socket between worker processes and the job process
+
+
+def socket_path(key: str) -> str:
+    """Where the job's tracker for ``key`` listens (same for every process of this user)."""
+    folder = os.path.join(tempfile.gettempdir(), f"voxbeam-progress-{os.getuid()}")
+    return os.path.join(folder, hashlib.sha256(key.encode()).hexdigest()[:24] + ".sock")
+
+
+def _encode(ok: bool, audio_ms: int, characters: int) -> bytes:
+    return json.dumps([1 if ok else 0, int(audio_ms), int(characters)]).encode()
+
+
+class _Listener:
+    """The job side: a bound datagram socket and a daemon thread applying updates to a tracker."""
+
+    def __init__(self, key: str, tracker: Progress) -> None:
+        self.path = socket_path(key)
+        self.tracker = tracker
+        self._closed = threading.Event()
+        self._recv_lock = threading.Lock()
+        if len(self.path) > _MAX_SUN_PATH:
+            raise OSError(f"socket path too long: {self.path}")
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)  # left by a job that was killed
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            self.sock.bind(self.path)
+        except OSError:
+            self.sock.close()
+            raise
+        self.sock.settimeout(0.2)
+        self._thread = threading.Thread(target=self._run, name="voxbeam-progress-listener", daemon=True)
+        self._thread.start()
+
+    def _apply(self, data: bytes) -> None:
+        try:
+            ok, audio_ms, characters = json.loads(data)
+        except (ValueError, TypeError):
+            return
+        with self.tracker.lock:
+            self.tracker.done += 1
+            self.tracker.failed += 0 if ok else 1
+            self.tracker.audio_ms += int(audio_ms)
+            self.tracker.characters += int(characters)
+
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            try:
+                with self._recv_lock:
+                    data = self.sock.recv(_MAX_DATAGRAM)
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # closed
+            self._apply(data)
+
+    def drain(self) -> None:
+        """Apply every datagram already queued (without waiting for new ones)."""
+        if self._closed.is_set():
+            return
+        with self._recv_lock:
+            while True:
+                try:
+                    data = self.sock.recv(_MAX_DATAGRAM, socket.MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError, TimeoutError):
+                    return
+                except OSError:
+                    return
+                self._apply(data)
+
+    def close(self) -> None:
+        self.drain()
+        self._closed.set()
+        self._thread.join(2)
+        self.sock.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
+_LISTENERS: dict[str, _Listener] = {}
+
+
+class _Sender:
+    """The worker side: sends each update to the job's socket; drops it on any error."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.settimeout(SEND_TIMEOUT_S)
+        self.dropped = 0
+
+    def __call__(self, ok: bool, audio_ms: int, characters: int) -> None:
+        try:
+            self.sock.sendto(_encode(ok, audio_ms, characters), self.path)
+        except OSError:  # the job has finished (no socket), its queue stayed full, ...
+            self.dropped += 1
+
+
+# ---------------------------------------------------------------------------
+# Registry
+
+
 def register(key: str, total: int) -> Progress:
+    """A tracker for ``key`` in this (the job's) process, reachable from worker processes."""
+    unregister(key)
+    tracker = Progress(total=total)
+    try:
+        listener = _Listener(key, tracker)
+    except OSError as exc:  # progress is a nicety: the job runs without other processes' counts
+        _LOG.debug("progress from worker processes unavailable: %s", exc)
+    else:
+        tracker._receive = listener.drain
+        with _LOCK:
+            _LISTENERS[key] = listener
     with _LOCK:
-        _REGISTRY[key] = Progress(total=total)
-        return _REGISTRY[key]
+        _REGISTRY[key] = tracker
+    return tracker
 
 
 def unregister(key: str) -> None:
     with _LOCK:
         _REGISTRY.pop(key, None)
+        listener = _LISTENERS.pop(key, None)
+    if listener is not None:
+        listener.close()
 
 
 def lookup(key: str | None) -> Progress | None:
+    """The tracker for ``key``: the job's own, a stand-in reporting to it, or None."""
     if key is None:
         return None
     with _LOCK:
-        return _REGISTRY.get(key)
+        found = _REGISTRY.get(key) or _REMOTES.get(key)
+    if found is not None:
+        return found
+    path = socket_path(key)
+    if not os.path.exists(path):
+        return None  # no job on this machine owns this key (a remote worker)
+    with _LOCK:
+        if key not in _REMOTES:
+            _REMOTES[key] = Progress(total=0, _send=_Sender(path))
+        return _REMOTES[key]

@@ -26,6 +26,7 @@ from voxbeam.server.context import ServerContext
 from voxbeam.server.engines import stt_engine
 from voxbeam.server.engines.base import SttSettings
 from voxbeam.server.errors import ConfigError
+from voxbeam.server.metrics import METRICS_PATH, ServerMetrics, replica_id
 from voxbeam.server.session import Session
 from voxbeam.server.stt import SttSession
 from voxbeam.server.tts import TtsSession
@@ -62,7 +63,10 @@ def build_context(config: ServerConfig) -> ServerContext:
         tts_threads=threads,
         preload_voices=(voices.default,),
     )
-    pool = WorkerPool(config.workers, spec, log_level=logging.getLevelName(config.log_level.upper()))
+    metrics = ServerMetrics(config.max_sessions)
+    pool = WorkerPool(
+        config.workers, spec, log_level=logging.getLevelName(config.log_level.upper()), observe=metrics.engine_call
+    )
     log.info(
         "STT %s (%s), %d voices (default %s), %d workers x %d threads",
         model.label,
@@ -72,7 +76,7 @@ def build_context(config: ServerConfig) -> ServerContext:
         config.workers,
         threads,
     )
-    return ServerContext(config, pool, model, voices)
+    return ServerContext(config, pool, model, voices, metrics)
 
 
 class SpeechServer:
@@ -80,6 +84,7 @@ class SpeechServer:
         self.config = config
         self.ctx = build_context(config)
         self.stats = self.ctx.stats
+        self.metrics = self.ctx.metrics
         self.pool = self.ctx.pool
         self.live: set[Session] = set()
         self.per_key = collections.Counter[str]()
@@ -159,6 +164,7 @@ class SpeechServer:
             "status": "shutting_down" if self.ctx.shutting_down else "ok",
             "sessions": s.sessions,
             "capacity": self.config.max_sessions,
+            "replica": replica_id(),  # clients sizing their pools count replicas behind one address by this
             "peak_sessions": s.peak_sessions,
             "stt_sessions": s.by_service["stt"],
             "tts_sessions": s.by_service["tts"],
@@ -193,6 +199,8 @@ class SpeechServer:
             response.headers["Content-Type"] = "application/json"
             response.headers["Cache-Control"] = "no-store"
             return response
+        if path == METRICS_PATH:  # unauthenticated, like /healthz: aggregates only
+            return self.metrics.http_response(connection)
         if path not in (p.STT_PATH, p.TTS_PATH):
             return connection.respond(HTTPStatus.NOT_FOUND, f"no such endpoint; use {p.STT_PATH} or {p.TTS_PATH}\n")
         return None
@@ -216,7 +224,7 @@ class SpeechServer:
         return label
 
     async def _reject(self, ws: ServerConnection, code: ErrorCode, message: str, close_code: int) -> None:
-        self.stats.count_error(code.value)
+        self.ctx.count_error(code.value)
         with contextlib.suppress(ConnectionClosed, TimeoutError):
             async with asyncio.timeout(5):
                 await ws.send(p.serialize(p.error(code, message)))
@@ -230,6 +238,7 @@ class SpeechServer:
         label = self.authenticate(ws.request)
         if label is None:
             self.stats.rejected_unauthorized += 1
+            self.metrics.session_refused("unauthorized")
             log.info("session %s rejected: UNAUTHORIZED", service)
             await self._reject(
                 ws,
@@ -240,11 +249,13 @@ class SpeechServer:
             return
         cfg = self.config
         if self.ctx.shutting_down:
+            self.metrics.session_refused("shutting_down")
             await self._reject(ws, ErrorCode.SERVER_BUSY, "the server is shutting down", p.CLOSE_TRY_AGAIN_LATER)
             return
         per_key_full = cfg.max_sessions_per_key is not None and self.per_key[label] >= cfg.max_sessions_per_key
         if self.stats.sessions >= cfg.max_sessions or per_key_full:
             self.stats.rejected_busy += 1
+            self.metrics.session_refused("key_limit" if per_key_full else "busy")
             what = "this API key's" if per_key_full else "the server's"
             log.info("session %s rejected: SERVER_BUSY (%s %s)", service, label, what)
             await self._reject(
@@ -253,6 +264,7 @@ class SpeechServer:
             return
         session: Session = SttSession(self.ctx, ws, label) if service == "stt" else TtsSession(self.ctx, ws, label)
         self.stats.opened(service)
+        self.metrics.session_opened(service)
         self.per_key[label] += 1
         self.live.add(session)
         try:
@@ -260,6 +272,7 @@ class SpeechServer:
         finally:
             self.live.discard(session)
             self.stats.closed(service)
+            self.metrics.session_closed(service)
             self.per_key[label] -= 1
             self._idle.set()
             log.info(

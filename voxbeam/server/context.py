@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from voxbeam.server.config import ServerConfig
 from voxbeam.server.engines.base import SttModel
+from voxbeam.server.metrics import ServerMetrics
 from voxbeam.server.voices import VoiceCatalog
 from voxbeam.server.worker.parent import WorkerPool
 
@@ -53,5 +54,11 @@ class ServerContext:
     pool: WorkerPool
     stt_model: SttModel
     voices: VoiceCatalog
+    metrics: ServerMetrics
     stats: Stats = field(default_factory=Stats)
     shutting_down: bool = False
+
+    def count_error(self, code: str) -> None:
+        """An error message sent to a client (or a session ended with one): /healthz and /metrics."""
+        self.stats.count_error(code)
+        self.metrics.error(code)

@@ -127,7 +127,7 @@ class Session:
             return
         if code is not None:
             self.error_codes.append(code.value)
-            self.ctx.stats.count_error(code.value)
+            self.ctx.count_error(code.value)
             self.outcome = "error"
         elif self.outcome == "ok":
             self.outcome = reason or "closed"
@@ -253,7 +253,7 @@ class Session:
     async def _send(self, msg: p.ServerMessage) -> None:
         if isinstance(msg, p.Error):
             self.error_codes.append(msg.code)
-            self.ctx.stats.count_error(msg.code)
+            self.ctx.count_error(msg.code)
         try:
             # A client that reads nothing for this long is gone or hostile: what it is owed is dropped.
             async with asyncio.timeout(self.config.send_timeout):

@@ -144,6 +144,7 @@ class SttSession(Session):
             live = self._live(n)
             await self.budget.acquire(n)
             self.audio_bytes += n
+            self.ctx.metrics.audio_seconds(n / BYTES_PER_SAMPLE / self.sample_rate)
             self._stream_started(self.request_id)
             fut = self.worker.call("stt_audio", self.sid, msg.data, live)
             await self.emit(functools.partial(self._transcripts, fut, self.request_id, n))

@@ -98,6 +98,7 @@ class TtsSession(Session):
             return
         self.utterances += 1
         self.characters += len(text)
+        self.ctx.metrics.characters(len(text))
         try:
             worker = self.ctx.pool.pick()
         except WorkerUnavailable:

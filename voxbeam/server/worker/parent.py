@@ -26,6 +26,9 @@ from voxbeam.server.worker.child import worker_main
 
 log = logging.getLogger("voxbeam.server.workers")
 
+# Told of every call as it is sent: (op, its future, the worker's slot); /metrics times them.
+Observer = Callable[[str, "asyncio.Future[Any]", int], object]
+
 
 class Worker:
     """One worker process slot (restarts reuse the slot with a new process)."""
@@ -37,12 +40,14 @@ class Worker:
         log_level: int,
         loop: asyncio.AbstractEventLoop,
         on_death: Callable[[Worker], None],
+        observe: Observer | None = None,
     ) -> None:
         self.slot = slot
         self._spec = spec
         self._log_level = log_level
         self._loop = loop
         self._on_death = on_death
+        self._observe = observe
         self._ctx = multiprocessing.get_context("spawn")
         self.process: Any = None
         self.pid: int | None = None
@@ -171,6 +176,8 @@ class Worker:
         self.calls[op] += 1
         self._outbox.put((number, op, args, time.monotonic()))
         fut.add_done_callback(lambda f: self._cancelled(number) if f.cancelled() else None)
+        if self._observe is not None:
+            self._observe(op, fut, self.slot)
         return fut
 
     def _cancelled(self, number: int) -> None:
@@ -203,9 +210,12 @@ class Worker:
 class WorkerPool:
     """W worker processes; sessions are pinned to the least loaded live one."""
 
-    def __init__(self, count: int, spec: WorkerSpec, log_level: int = logging.INFO) -> None:
+    def __init__(
+        self, count: int, spec: WorkerSpec, log_level: int = logging.INFO, observe: Observer | None = None
+    ) -> None:
         self.count = count
         self.spec = spec
+        self._observe = observe
         self.log_level = log_level
         self.workers: list[Worker] = []
         self.restarts = 0
@@ -227,7 +237,9 @@ class WorkerPool:
     async def start(self, timeout: float = 120.0) -> None:
         loop = asyncio.get_running_loop()
         self._changed = asyncio.Event()
-        self.workers = [Worker(i, self.spec, self.log_level, loop, self._on_death) for i in range(self.count)]
+        self.workers = [
+            Worker(i, self.spec, self.log_level, loop, self._on_death, self._observe) for i in range(self.count)
+        ]
         for w in self.workers:
             w.start()
         async with asyncio.timeout(timeout):

@@ -1,0 +1,122 @@
+"""``GET /metrics`` after small real runs: the Prometheus counters agree with what the runs report."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.reliability.conftest import SHORT_SENTENCES, dedicated_server, read_parquet_rows
+from voxbeam import jobs
+
+KEY = "metrics-test-key"
+
+
+def scrape(srv: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of /metrics as {(name, sorted labels): value}; no key is sent."""
+    url = srv.url.replace("ws://", "http://", 1) + "/metrics"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        text = resp.read().decode("utf-8")
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_metrics_match_the_runs_own_summary(short_wavs: list[bytes], tmp_path: Path) -> None:
+    audio_dir = tmp_path / "audio"
+    audio_dir.mkdir()
+    for i, wav in enumerate(short_wavs[:4]):
+        (audio_dir / f"clip{i}.wav").write_bytes(wav)
+    (audio_dir / "notes.wav").write_bytes(b"this is not audio at all" * 10)  # a dead letter the server never sees
+    records = tmp_path / "records.jsonl"
+    lines = [{"id": f"r{i}", "text": t} for i, t in enumerate(SHORT_SENTENCES[:3])]
+    lines.append({"id": "bad-voice", "text": "Nobody speaks this.", "voice_id": "vl-nobody"})
+    records.write_text("".join(json.dumps(r) + "\n" for r in lines))
+
+    with dedicated_server(workers=1, api_keys=[KEY]) as srv:
+        before = scrape(srv)
+        assert value(before, "voxbeam_session_capacity") == 64
+        assert value(before, "voxbeam_sessions_opened_total", service="stt") == 0
+
+        common = ["--endpoint", srv.url, "--api_key", KEY, "--sessions_per_worker", "2"]
+        stt = jobs.run_transcription(["--input", str(audio_dir), "--output", str(tmp_path / "stt"), *common])
+        tts = jobs.run_synthesis(["--input", str(records), "--output", str(tmp_path / "tts"), *common])
+        assert stt.written == 4 and dict(stt.dead_letters) == {"NOT_AUDIO": 1}, stt
+        assert tts.written == 3 and dict(tts.dead_letters) == {"VOICE_NOT_FOUND": 1}, tts
+
+        # The jobs closed their pooled sessions; wait until the server has seen every close.
+        deadline = time.monotonic() + 20
+        while srv.health()["sessions"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        health = srv.health()
+        after = scrape(srv)
+
+    transcripts = read_parquet_rows(str(tmp_path / "stt" / "transcripts" / "*" / "*.parquet"))
+    manifest = read_parquet_rows(str(tmp_path / "tts" / "manifest" / "*" / "*.parquet"))
+    audio_s = sum(r["audio_duration_ms"] for r in transcripts) / 1000
+    characters = sum(len(r["text"]) for r in lines if r["id"] in {m["id"] for m in manifest})
+
+    # What the engines were given is what the rows say was transcribed and rendered.
+    assert abs(value(after, "voxbeam_audio_seconds_total") - audio_s) <= 0.001 * len(transcripts), (
+        value(after, "voxbeam_audio_seconds_total"),
+        audio_s,
+    )
+    assert value(after, "voxbeam_characters_total") == characters
+    # One flush per (short) file, one render per written object.
+    assert value(after, "voxbeam_engine_seconds_count", op="stt_flush") == stt.written
+    assert value(after, "voxbeam_engine_seconds_count", op="tts_render") == tts.written
+    assert value(after, "voxbeam_engine_seconds_sum", op="stt_audio") > 0
+    assert value(after, "voxbeam_engine_queue_depth") == 0
+
+    # Errors by code: the one the dead letters name, nothing else.
+    errors = {dict(labels)["code"]: v for (name, labels), v in after.items() if name == "voxbeam_errors_total"}
+    assert errors == {"VOICE_NOT_FOUND": 1.0}, errors
+    assert health["errors"] == {"VOICE_NOT_FOUND": 1}
+
+    # Sessions: every connection was admitted (the pre-flight probes included) and is closed again.
+    opened = sum(value(after, "voxbeam_sessions_opened_total", service=s) for s in ("stt", "tts"))
+    closed = sum(value(after, "voxbeam_sessions_closed_total", service=s) for s in ("stt", "tts"))
+    refused = sum(v for (name, _), v in after.items() if name == "voxbeam_sessions_refused_total")
+    assert opened == closed == health["connections_total"] and refused == 0
+    assert value(after, "voxbeam_sessions_opened_total", service="stt") >= 2  # a probe per job + the work
+    assert value(after, "voxbeam_sessions_open", service="stt") == 0
+    assert value(after, "process_resident_memory_bytes") > 0
+
+
+def test_refusals_are_counted_by_reason() -> None:
+    import asyncio
+
+    from websockets.asyncio.client import connect
+
+    async def knock(url: str, key: str | None) -> None:
+        headers = {"X-Api-Key": key} if key else {}
+        async with connect(url + "/v1/tts/realtime", additional_headers=headers) as ws:
+            await ws.recv()  # the error message, then the close
+
+    with dedicated_server(workers=1, api_keys=[KEY], max_sessions=1) as srv:
+
+        async def scenario() -> None:
+            async with connect(srv.url + "/v1/tts/realtime", additional_headers={"X-Api-Key": KEY}):
+                await asyncio.sleep(0.2)  # holds the only session
+                await knock(srv.url, KEY)  # SERVER_BUSY
+            await knock(srv.url, "wrong")  # UNAUTHORIZED
+
+        asyncio.run(scenario())
+        samples = scrape(srv)
+    assert value(samples, "voxbeam_sessions_refused_total", reason="busy") == 1
+    assert value(samples, "voxbeam_sessions_refused_total", reason="unauthorized") == 1
+    assert value(samples, "voxbeam_errors_total", code="SERVER_BUSY") == 1
+    assert value(samples, "voxbeam_errors_total", code="UNAUTHORIZED") == 1
+    assert value(samples, "voxbeam_session_capacity") == 1

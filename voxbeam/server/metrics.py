@@ -1,0 +1,168 @@
+"""Prometheus metrics of one server process, served at ``GET /metrics`` (text format).
+
+The server calls the methods of ``ServerMetrics`` where things happen (a handful of hook lines
+in app.py, session.py, stt.py and tts.py, each marked ``# [metrics]``); nothing here knows an
+engine, a worker process or the protocol's message shapes. Collectors live on a private
+``CollectorRegistry``, so two servers in one process (tests) never share counters.
+
+``/metrics`` is unauthenticated, like ``/healthz``: Prometheus and Kubernetes reach pods
+directly, the figures are aggregates (no keys, no key labels, no request ids, no text), and a
+separate port would be one more thing to open in every NetworkPolicy and container spec. Where
+the service port is exposed beyond the cluster, block ``/metrics`` at the ingress.
+
+Metrics (all prefixed ``voxbeam_``):
+
+| name | type | labels | meaning |
+| --- | --- | --- | --- |
+| sessions_opened_total | counter | service | sessions admitted (stt, tts) |
+| sessions_closed_total | counter | service | sessions ended, for any reason |
+| sessions_open | gauge | service | sessions open now |
+| sessions_refused_total | counter | reason | connections refused: busy, key_limit, shutting_down, unauthorized |
+| session_capacity | gauge | – | ``--max-sessions``: sessions this replica admits before SERVER_BUSY |
+| audio_seconds_total | counter | – | STT audio received, in seconds of audio |
+| characters_total | counter | – | TTS characters accepted into utterances |
+| engine_seconds | histogram | op | engine service time per request (see ``engine_call``) |
+| engine_queue_depth | gauge | – | engine requests sent to workers and not yet answered |
+| errors_total | counter | code | error messages sent to clients, by protocol code |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import Hashable
+from http import HTTPStatus
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+
+METRICS_PATH = "/metrics"
+SERVICES = ("stt", "tts")
+REFUSALS = ("busy", "key_limit", "shutting_down", "unauthorized")
+# Engine requests run from a few milliseconds (a 100 ms audio chunk) to seconds (an utterance).
+ENGINE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def replica_id() -> str:
+    """This server process among its peers: ``host/pid`` (in Kubernetes the host name is the pod's).
+
+    ``/healthz`` carries it as ``replica``, so a client asking one address (a Service) several
+    times can tell how many replicas answered (``voxbeam.client.sizing``).
+    """
+    return f"{socket.gethostname()}/{os.getpid()}"
+
+
+class ServerMetrics:
+    """The server's Prometheus collectors and the calls that feed them (event loop only)."""
+
+    def __init__(self, capacity: int, *, process: bool = True) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self._opened = Counter("voxbeam_sessions_opened", "Sessions admitted.", ["service"], registry=reg)
+        self._closed = Counter("voxbeam_sessions_closed", "Sessions ended, for any reason.", ["service"], registry=reg)
+        self._open = Gauge("voxbeam_sessions_open", "Sessions open now.", ["service"], registry=reg)
+        self._refused = Counter(
+            "voxbeam_sessions_refused",
+            "Connections refused before a session began (busy, key_limit, shutting_down, unauthorized).",
+            ["reason"],
+            registry=reg,
+        )
+        self._capacity = Gauge(
+            "voxbeam_session_capacity", "Sessions this replica admits before SERVER_BUSY.", registry=reg
+        )
+        self._audio = Counter("voxbeam_audio_seconds", "STT audio received, in seconds of audio.", registry=reg)
+        self._chars = Counter("voxbeam_characters", "TTS characters accepted into utterances.", registry=reg)
+        self._engine = Histogram(
+            "voxbeam_engine_seconds",
+            "Engine service time per request: from when its worker could start on it to its reply.",
+            ["op"],
+            buckets=ENGINE_BUCKETS,
+            registry=reg,
+        )
+        self._queue = Gauge(
+            "voxbeam_engine_queue_depth", "Engine requests sent to workers and not yet answered.", registry=reg
+        )
+        self._errors = Counter("voxbeam_errors", "Error messages sent to clients, by code.", ["code"], registry=reg)
+        if process:
+            ProcessCollector(registry=reg)  # the front process's CPU, memory and open files
+        self._capacity.set(capacity)
+        # Zero-valued series from the start, so rate() and absent() behave before the first event.
+        for service in SERVICES:
+            self._opened.labels(service)
+            self._closed.labels(service)
+            self._open.labels(service)
+        for reason in REFUSALS:
+            self._refused.labels(reason)
+        self._lane_free: dict[Hashable, float] = {}
+
+    # -- what the server calls ----------------------------------------------------------
+
+    def session_opened(self, service: str) -> None:
+        self._opened.labels(service).inc()
+        self._open.labels(service).inc()
+
+    def session_closed(self, service: str) -> None:
+        self._closed.labels(service).inc()
+        self._open.labels(service).dec()
+
+    def session_refused(self, reason: str) -> None:
+        self._refused.labels(reason).inc()
+
+    def audio_seconds(self, seconds: float) -> None:
+        self._audio.inc(seconds)
+
+    def characters(self, n: int) -> None:
+        self._chars.inc(n)
+
+    def engine_time(self, op: str, seconds: float) -> None:
+        self._engine.labels(op).observe(max(0.0, seconds))
+
+    def error(self, code: str) -> None:
+        self._errors.labels(code).inc()
+
+    def engine_call(self, op: str, fut: asyncio.Future[Any], lane: Hashable | None = None) -> asyncio.Future[Any]:
+        """Count ``fut`` (an engine request just sent) in the queue depth and time it; returns ``fut``.
+
+        ``lane`` names the worker that runs the request when that worker runs its requests one at
+        a time, in order: the request's service time is then from the later of its sending and the
+        previous reply on that lane, to its own reply, so time spent queued behind other sessions'
+        requests is not counted as engine time. Without a lane the round trip is observed.
+        """
+        sent = time.monotonic()
+        self._queue.inc()
+
+        def done(_: asyncio.Future[Any]) -> None:
+            now = time.monotonic()
+            self._queue.dec()
+            start = sent
+            if lane is not None:
+                start = max(sent, self._lane_free.get(lane, 0.0))
+                self._lane_free[lane] = now
+            self.engine_time(op, now - start)
+
+        fut.add_done_callback(done)
+        return fut
+
+    # -- HTTP ---------------------------------------------------------------------------
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus text format."""
+        return generate_latest(self.registry)
+
+    def http_response(self, connection: Any) -> Any:
+        """``GET /metrics`` for websockets' ``process_request``: 200, Prometheus text format."""
+        response = connection.respond(HTTPStatus.OK, self.exposition().decode("utf-8"))
+        del response.headers["Content-Type"]
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        response.headers["Cache-Control"] = "no-store"
+        return response
