@@ -173,10 +173,12 @@ def test_readme_main_command_on_the_embedded_server(tmp_path):
     text = {os.path.basename(r["source_uri"]): r["text"] for r in rows}
     # Real human speech (examples/README.md): the default engine gets nearly every word.
     refs = {
-        "jfk.wav": "and so my fellow americans ask not what your country can do for you ask what you can do for your country",
-        "austen-0870.flac": "and mister john dashwood had then leisure to consider how much there might be prudently in his "
-        "power to do for them",
-        "austen-0920.mp3": "had he married a more amiable woman he might have been made still more respectable than he was",
+        "jfk.wav": "and so my fellow americans ask not what your country can do for you "
+        "ask what you can do for your country",
+        "austen-0870.flac": "and mister john dashwood had then leisure to consider "
+        "how much there might be prudently in his power to do for them",
+        "austen-0920.mp3": "had he married a more amiable woman "
+        "he might have been made still more respectable than he was",
         "austen-0890.ogg": "unless to be rather cold hearted and rather selfish is to be ill disposed",
         "austen-0930.m4a": "he might even have been made amiable himself",
     }
