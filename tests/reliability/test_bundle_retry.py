@@ -103,7 +103,7 @@ def committed(out: str, kind: str) -> list[dict[str, Any]]:
 
 
 def test_a_failed_synthesis_bundle_retried_leaves_one_object_and_one_row_per_record(server, tmp_path):
-    settings = ServiceSettings(endpoints=(server.url,), api_key=Secret(server.api_key), result_timeout=10.0)
+    settings = ServiceSettings(endpoints=(server.url,), api_key=Secret(server.api_key))
     records = [{"id": f"r{i:02d}", "text": TINY_SENTENCES[i % len(TINY_SENTENCES)]} for i in range(24)]
     records.append({"id": "bad", "text": "Hello.", "voice_id": "vl-nobody"})
     out, state = str(tmp_path / "out"), tmp_path / "state"
@@ -130,7 +130,7 @@ def test_a_failed_synthesis_bundle_retried_leaves_one_object_and_one_row_per_rec
 
 
 def test_a_failed_transcription_bundle_retried_leaves_one_row_per_file(server, tiny_wavs, tmp_path):
-    settings = ServiceSettings(endpoints=(server.url,), api_key=Secret(server.api_key), result_timeout=10.0)
+    settings = ServiceSettings(endpoints=(server.url,), api_key=Secret(server.api_key))
     src = tmp_path / "in"
     src.mkdir()
     files = []

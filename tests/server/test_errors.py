@@ -119,7 +119,7 @@ async def unsupported_language(server):
     async with await h.connect_to(server, "tts") as ws:
         await h.send(ws, {"type": "init", "voice_id": "vl-jenny", "language": "de-DE"})
         await h.expect_error(ws, "UNSUPPORTED_LANGUAGE")
-        await h.send(ws, {"type": "init", "language": "fr-FR"})
+        await h.send(ws, {"type": "init", "language": "ja-JP"})
         await h.expect_error(ws, "UNSUPPORTED_LANGUAGE")
         ready = await h.init(ws, language="en-GB")  # no voice: the language's default voice
         assert ready["voice_id"] == "vl-libby" and ready["language"] == "en-GB"
