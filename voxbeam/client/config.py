@@ -9,8 +9,9 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from voxbeam import protocol
+from voxbeam.protocol import API_KEY_ENV
 
-API_KEY_ENV = "VOXNEXUS_API_KEY"
+__all__ = ["API_KEY_ENV", "DEFAULT_ENDPOINT", "ClientConfig", "RetryPolicy", "Timeouts"]
 DEFAULT_ENDPOINT = "wss://api.voxnexus.ai"
 
 
@@ -71,6 +72,11 @@ class ClientConfig:
     auth: ``"header"`` sends ``X-Api-Key`` (keeps the key out of URLs); ``"query"`` appends ``?token=``.
     pool_size: most sessions open at once per client, over all endpoints, kinds and init
         configurations together (so it is also the most connections the client holds).
+    ping_interval: keepalive of a session idle in the pool: a WebSocket ping (liveness) and the
+        protocol's ``{"type": "ping"}`` (keeps the service's idle timer from closing it). No
+        reply to the protocol ping is needed; the WebSocket pong is, within ``ping_timeout``.
+        Busy sessions are not pinged: a result or accepted audio shows they are alive, and a
+        server holding back its reads under load would answer pings late.
     max_in_flight_chunks: audio chunks buffered between the audio source and the socket.
     segment_seconds: long audio is recognised in segments about this long, split at a quiet point.
     endpoint_cooloff: seconds an endpoint that refused a connection is avoided (doubles per failure).
@@ -83,6 +89,7 @@ class ClientConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     ping_interval: float = 30.0
+    ping_timeout: float = 20.0
     chunk_ms: int = 100
     max_in_flight_chunks: int = 32
     realtime_pacing: bool = False
@@ -107,8 +114,8 @@ class ClientConfig:
             raise ValueError("ClientConfig.max_in_flight_chunks must be >= 1")
         if self.segment_seconds < 1.0:
             raise ValueError("ClientConfig.segment_seconds must be >= 1")
-        if self.ping_interval <= 0 or self.endpoint_cooloff < 0:
-            raise ValueError("ClientConfig.ping_interval must be > 0 and endpoint_cooloff >= 0")
+        if not (self.ping_interval > 0 and self.ping_timeout > 0) or self.endpoint_cooloff < 0:
+            raise ValueError("ClientConfig.ping_interval and ping_timeout must be > 0, endpoint_cooloff >= 0")
 
     def resolved_api_key(self) -> str | None:
         return self.api_key if self.api_key is not None else (os.environ.get(API_KEY_ENV) or None)

@@ -20,7 +20,8 @@ from typing import Any
 from voxbeam import protocol
 from voxbeam.client._stats import Stats
 from voxbeam.client.config import ClientConfig
-from voxbeam.client.session import Connector, InitMessage, Kind, Session, SessionState
+from voxbeam.client.connector import Connector, Kind
+from voxbeam.client.session import InitMessage, Session, SessionState
 from voxbeam.errors import (
     ClientClosedError,
     ConnectionLostError,
@@ -238,7 +239,7 @@ class SessionPool:
         session = Session(ep.url, kind, init, self._connector, self._stats, on_closed=self._on_session_closed)
         started = time.monotonic()
         try:
-            await session.open(self._config.ping_interval)
+            await session.open()
         except BaseException as exc:
             self._opening -= 1
             ep.open -= 1

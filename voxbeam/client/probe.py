@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from voxbeam import protocol
 from voxbeam.client._redact import RedactingLogger, Redactor
-from voxbeam.client.session import tls_message
+from voxbeam.client.connector import tls_message
 from voxbeam.errors import (
     AuthenticationError,
     ConnectionLostError,

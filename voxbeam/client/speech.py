@@ -10,14 +10,14 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from voxbeam import protocol
-from voxbeam.client._redact import Redactor
 from voxbeam.client._sources import AudioSource, as_async_chunks
 from voxbeam.client._stats import Stats
 from voxbeam.client.config import ClientConfig
+from voxbeam.client.connector import Connector, Kind
 from voxbeam.client.pool import SessionPool
 from voxbeam.client.results import SynthesisResult, TranscriptBuilder, TranscriptResult
 from voxbeam.client.segmenter import SegmentFeed
-from voxbeam.client.session import Connector, InitMessage, Kind, Recognition, Session, SessionState
+from voxbeam.client.session import InitMessage, Recognition, Session, SessionState
 from voxbeam.errors import InputError, RequestTimeoutError, RetriesExhaustedError, VoxBeamError
 
 logger = logging.getLogger("voxbeam.client")
@@ -53,10 +53,10 @@ class SpeechClient:
 
     def __init__(self, config: ClientConfig | None = None) -> None:
         self.config = config or ClientConfig()
-        api_key = self.config.resolved_api_key()
-        self._redact = Redactor([api_key])
+        connector = Connector(self.config, self.config.resolved_api_key())
+        self._redact = connector.redact
         self._stats = Stats()
-        self._pool = SessionPool(self.config, Connector(self.config, api_key, self._redact), self._stats)
+        self._pool = SessionPool(self.config, connector, self._stats)
         self._rng = random.Random()
 
     def __repr__(self) -> str:
