@@ -26,7 +26,7 @@ def tone(seconds: float, freq: float) -> bytes:
 
 def config(srv: SpecServer, **kw) -> ClientConfig:
     kw.setdefault("timeouts", Timeouts(connect=5, ready=5, result=5, record=30, pool=30))
-    kw.setdefault("retry", RetryPolicy(base_delay=0.05, max_delay=0.5))
+    kw.setdefault("retry", RetryPolicy(budget=20, base_delay=0.05, max_delay=0.5))
     return ClientConfig(endpoints=(srv.url,), api_key=srv.api_key, **kw)
 
 
