@@ -28,6 +28,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, _BeamArgumentParser
 
+from voxbeam import protocol
 from voxbeam.beam import progress, storage
 from voxbeam.beam._dofns import DEAD_LETTERS, close_worker_clients
 from voxbeam.beam.options import (
@@ -175,25 +176,37 @@ def service_for(args: argparse.Namespace, api_key: str | None, local: bool) -> I
     common = {
         "auth": args.auth,
         "sessions_per_worker": args.sessions_per_worker,
+        "retry_budget": args.retry_budget,
         "max_attempts": args.max_attempts,
         "ca_bundle": args.ca_bundle,
     }
     if args.sessions_per_worker < 1:
         raise UsageError("--sessions_per_worker", "must be at least 1")
-    if args.max_attempts < 1:
+    if args.max_attempts is not None and args.max_attempts < 1:
         raise UsageError("--max_attempts", "must be at least 1")
+    if not args.retry_budget >= 0:
+        raise UsageError("--retry_budget", "must be zero or more seconds")
     if args.endpoint:
         endpoints = split_list(args.endpoint)
         for e in endpoints:
             if not e.startswith(("ws://", "wss://")):
-                raise UsageError("--endpoint", f"{e!r} is not a ws:// or wss:// URL")
+                raise UsageError("--endpoint", f"{protocol.redact(e)!r} is not a ws:// or wss:// URL")
+            if "?" in e:
+                raise UsageError(
+                    "--endpoint",
+                    f"{protocol.redact(e)!r} carries a query string; give the base URL only and the key with "
+                    "--api_key or --api_key_secret (--auth query sends it as ?token=)",
+                )
         key = api_key or os.environ.get(API_KEY_ENV)
-        settings = ServiceSettings(
-            endpoints=endpoints,
-            api_key=Secret(key) if key else None,
-            api_key_secret=args.api_key_secret,
-            **common,
-        )
+        try:
+            settings = ServiceSettings(
+                endpoints=endpoints,
+                api_key=Secret(key) if key else None,
+                api_key_secret=args.api_key_secret,
+                **common,
+            )
+        except ValueError as exc:
+            raise UsageError("--endpoint", str(exc)) from None
         _preflight(settings, local)
         yield settings
         return
@@ -225,11 +238,11 @@ def _preflight(settings: ServiceSettings, local: bool) -> None:
         key = settings.resolve_api_key()
     except Exception as exc:
         raise UsageError("--api_key_secret", f"cannot read the secret: {exc}") from None
-    if settings.ca_bundle and not os.path.isfile(settings.ca_bundle):
-        raise UsageError("--ca_bundle", f"no such file: {settings.ca_bundle}")
+    if settings.config.ca_bundle and not os.path.isfile(settings.config.ca_bundle):
+        raise UsageError("--ca_bundle", f"no such file: {settings.config.ca_bundle}")
     for endpoint in settings.endpoints:
         try:
-            asyncio.run(probe(endpoint, key, auth=settings.auth, ca_bundle=settings.ca_bundle))
+            asyncio.run(probe(endpoint, key, auth=settings.config.auth, ca_bundle=settings.config.ca_bundle))
         except AuthenticationError as exc:
             flag = "--api_key_secret" if settings.api_key_secret else "--api_key"
             raise UsageError(flag, str(exc)) from None

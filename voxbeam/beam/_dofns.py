@@ -82,18 +82,9 @@ def close_worker_clients() -> None:
 
 
 def _settings_tag(settings: ServiceSettings) -> str:
+    """The Shared cache key: every field of the client config, the key (as a digest) and its source."""
     key = settings.api_key.reveal() if settings.api_key else ""
-    parts = [
-        ",".join(settings.endpoints),
-        settings.auth,
-        str(settings.sessions_per_worker),
-        str(settings.max_attempts),
-        str(settings.record_timeout),
-        str(settings.result_timeout),
-        settings.ca_bundle or "",
-        settings.api_key_secret or "",
-        hashlib.sha256(key.encode()).hexdigest(),
-    ]
+    parts = [settings.config.cache_key(), settings.api_key_secret or "", hashlib.sha256(key.encode()).hexdigest()]
     return f"voxbeam-client-{_generation}:" + hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
