@@ -30,7 +30,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from voxbeam import protocol
 from voxbeam.beam import progress, storage
-from voxbeam.beam._dofns import DEAD_LETTERS, close_worker_clients
+from voxbeam.beam._dofns import DEAD_LETTERS, STT_RATE, close_worker_clients
 from voxbeam.beam.options import (
     API_KEY_ENV,
     Secret,
@@ -171,8 +171,13 @@ def make_pipeline(options: PipelineOptions) -> beam.Pipeline:
 
 
 @contextlib.contextmanager
-def service_for(args: argparse.Namespace, api_key: str | None, local: bool) -> Iterator[ServiceSettings]:
-    """Settings for the workers; starts and stops an embedded server when no endpoint is named."""
+def service_for(
+    args: argparse.Namespace, api_key: str | None, local: bool, job_session: tuple[Any, Any]
+) -> Iterator[ServiceSettings]:
+    """Settings for the workers; starts and stops an embedded server when no endpoint is named.
+
+    ``job_session`` is the (kind, init) every record will use: the pre-flight check opens it.
+    """
     common = {
         "auth": args.auth,
         "sessions_per_worker": args.sessions_per_worker,
@@ -207,7 +212,7 @@ def service_for(args: argparse.Namespace, api_key: str | None, local: bool) -> I
             )
         except ValueError as exc:
             raise UsageError("--endpoint", str(exc)) from None
-        _preflight(settings, local)
+        _preflight(settings, job_session)
         yield settings
         return
     if not local:
@@ -225,31 +230,43 @@ def service_for(args: argparse.Namespace, api_key: str | None, local: bool) -> I
     except Exception as exc:
         raise UsageError("--endpoint", f"none given and the embedded server did not start: {exc}") from None
     try:
-        yield ServiceSettings(endpoints=(server.url,), api_key=Secret(server.api_key), **common)
+        settings = ServiceSettings(endpoints=(server.url,), api_key=Secret(server.api_key), **common)
+        _preflight(settings, job_session)
+        yield settings
     finally:
         server.stop()
 
 
-def _preflight(settings: ServiceSettings, local: bool) -> None:
-    from voxbeam.client.probe import probe
-    from voxbeam.errors import AuthenticationError, TLSVerificationError
+# The flag to blame when the service refuses the job's own session settings.
+_INIT_FLAGS = {
+    "UNSUPPORTED_LANGUAGE": "--language",
+    "VOICE_NOT_FOUND": "--voice_id",
+    "UNSUPPORTED_FORMAT": "--audio_format",
+    "UNSUPPORTED_SAMPLE_RATE": "--sample_rate",
+}
+
+
+def _preflight(settings: ServiceSettings, job_session: tuple[Any, Any]) -> None:
+    """Open the session the records will use (kind and init) on every endpoint, before any record."""
+    from voxbeam.client.probe import preflight
+    from voxbeam.errors import AuthenticationError, InvalidRequestError, TLSVerificationError
 
     try:
-        key = settings.resolve_api_key()
+        config = settings.client_config()
     except Exception as exc:
         raise UsageError("--api_key_secret", f"cannot read the secret: {exc}") from None
-    if settings.config.ca_bundle and not os.path.isfile(settings.config.ca_bundle):
-        raise UsageError("--ca_bundle", f"no such file: {settings.config.ca_bundle}")
-    for endpoint in settings.endpoints:
-        try:
-            asyncio.run(probe(endpoint, key, auth=settings.config.auth, ca_bundle=settings.config.ca_bundle))
-        except AuthenticationError as exc:
-            flag = "--api_key_secret" if settings.api_key_secret else "--api_key"
-            raise UsageError(flag, str(exc)) from None
-        except TLSVerificationError as exc:
-            raise UsageError("--ca_bundle", str(exc)) from None
-        except VoxBeamError as exc:
-            raise UsageError("--endpoint", str(exc)) from None
+    if config.ca_bundle and not os.path.isfile(config.ca_bundle):
+        raise UsageError("--ca_bundle", f"no such file: {config.ca_bundle}")
+    try:
+        asyncio.run(preflight(config, *job_session))
+    except AuthenticationError as exc:
+        raise UsageError("--api_key_secret" if settings.api_key_secret else "--api_key", str(exc)) from None
+    except TLSVerificationError as exc:
+        raise UsageError("--ca_bundle", str(exc)) from None
+    except InvalidRequestError as exc:
+        raise UsageError(_INIT_FLAGS.get(exc.code, ""), f"the service refused it: {exc}") from None
+    except VoxBeamError as exc:
+        raise UsageError("--endpoint", str(exc)) from None
 
 
 def check_writable(output: str) -> None:
@@ -363,7 +380,8 @@ def run_transcription(argv: Sequence[str] | None = None, *, show_progress: bool 
         summary.wall_seconds = time.monotonic() - started
         return summary
     run_id = new_run_id()
-    with service_for(args, api_key, local) as service:
+    init = protocol.SttInit(language=args.language, sample_rate=STT_RATE, enable_timestamps=args.timestamps == "true")
+    with service_for(args, api_key, local, ("stt", init)) as service:
         progress_id = f"transcribe-{run_id}" if local else None
         tracker = progress.register(progress_id, len(sources)) if progress_id else None
         try:
@@ -509,7 +527,16 @@ def run_synthesis(argv: Sequence[str] | None = None, *, show_progress: bool = Fa
     check_writable(args.output)
     summary = Summary(kind="synthesize", inputs=len(records))
     run_id = new_run_id()
-    with service_for(args, api_key, local) as service:
+    init = protocol.TtsInit(
+        voice_id=args.voice_id,
+        language=args.language,
+        format=args.audio_format,
+        sample_rate=args.sample_rate,
+        speed=args.speed,
+        pitch=args.pitch,
+        volume=args.volume,
+    )
+    with service_for(args, api_key, local, ("tts", init)) as service:
         progress_id = f"synthesize-{run_id}" if local else None
         tracker = progress.register(progress_id, len(records)) if progress_id else None
         try:
