@@ -586,4 +586,12 @@ def main(job: str, argv: Sequence[str] | None = None) -> int:
         print(f"nothing new to {job}: all {summary.skipped} inputs are unchanged since earlier runs")
     for line in summary.lines():
         print(line)
+    gave_up = summary.dead_letters.get("RETRIES_EXHAUSTED", 0)
+    if gave_up:
+        print(
+            f"error: {gave_up} of {summary.inputs} records ran out of --retry_budget (the service was unavailable "
+            "or failing for longer); run the job again to finish them",
+            file=sys.stderr,
+        )
+        return 1
     return 0

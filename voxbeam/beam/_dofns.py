@@ -129,6 +129,9 @@ class _InFlightDoFn(beam.DoFn):
             storage.configure_beam_for_emulator()
         tag = _settings_tag(self._settings)
         self._handle = self._shared.acquire(lambda: _WorkerHandle(self._settings), tag=tag)
+        tracker = progress.lookup(self._progress_id)
+        if tracker is not None:  # a local run: its progress line says when the service is down
+            tracker.watch_service(self._handle.client.retry_in)
         self._records = Metrics.counter(NAMESPACE, f"{self.stage}_records")
         self._failed = Metrics.counter(NAMESPACE, f"{self.stage}_failures")
         self._retries = Metrics.counter(NAMESPACE, "retries")
