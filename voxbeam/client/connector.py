@@ -133,9 +133,9 @@ def connect_error(exc: BaseException, where: str, kind: Kind, redact: Redactor, 
         return TLSVerificationError(tls_message(where, exc))
     hint = ""
     if tls and isinstance(exc, (ssl.SSLError, ConnectionResetError, EOFError)):
-        hint = " (if that port serves plain ws://, use ws:// instead of wss://)"
+        hint = " (is it a plain ws:// port? then use ws://)"
     elif not tls and isinstance(exc, InvalidMessage):
-        hint = " (if that port serves TLS, use wss:// instead of ws://)"
+        hint = " (is it a TLS port? then use wss://)"
     if isinstance(exc, (OSError, InvalidHandshake, ConnectionClosed, EOFError)):
         return ConnectionLostError(redact(f"could not connect to {where}: {_reason(exc)}{hint}"))
     return ConnectionLostError(redact(f"could not connect to {where}: {_reason(exc)}"))

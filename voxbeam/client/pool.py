@@ -401,6 +401,8 @@ class SessionPool:
             self._note_reachable(ep)  # it answered, if only to refuse this request
             return
         ep.last_error = exc
+        if ep.circuit is Circuit.OPEN:
+            return  # a connection started before the circuit opened: the outage is already known
         ep.failures += 1
         # The threshold forgives a blip on the only way in; with another endpoint up, one failure
         # opens the circuit (so the endpoint is probed, and rejoins when it answers).

@@ -133,6 +133,10 @@ class Session:
                 raise service_error(msg.code, msg.error, msg.request_id)
             if not isinstance(msg, (protocol.SttReady, protocol.TtsReady)):
                 raise ProtocolViolationError(f"expected 'ready', got {msg.type!r}")
+        except AuthenticationError as exc:
+            await self.close()
+            where = self._connector.display_url(self.endpoint, self.kind)
+            raise AuthenticationError(f"{where} rejected the API key: {exc.message}") from None
         except BaseException:
             await self.close()
             raise
@@ -226,7 +230,7 @@ class Session:
         reason = ws.close_reason or ""
         detail = f"code {code}{': ' + reason if reason else ''}" if code is not None else "no close frame"
         if code == protocol.CLOSE_POLICY_VIOLATION:
-            return AuthenticationError(f"the service closed the session ({detail})")
+            return AuthenticationError(f"the service rejected the API key (it closed the session: {detail})")
         if code == protocol.CLOSE_TRY_AGAIN_LATER:
             return ServerBusyError(f"the service closed the session ({detail})")
         if code == protocol.CLOSE_MESSAGE_TOO_BIG:
