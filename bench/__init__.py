@@ -18,7 +18,9 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "synthesis": ("bench.synthesis", "synthesis pipeline against eSpeak NG directly"),
     "longfile": ("bench.longfile", "pipeline memory over time on a long file (2 hours in full mode)"),
     "client": ("bench.client_bench", "the client engineer's benchmarks (bench/client_bench.py), when present"),
+    "chaos": ("bench.chaos", "transcription pipeline while the server is killed and down for 30 s and 120 s"),
 }
 # Left out of a bare ``--quick`` run (name them to run them): client_bench's quick mode streams
-# 15 minutes of audio, which alone takes longer than the two minutes --quick is for.
-NOT_IN_QUICK = {"client"}
+# 15 minutes of audio, and chaos's kills and restarts a server, each longer than the two minutes
+# --quick is for.
+NOT_IN_QUICK = {"client", "chaos"}
