@@ -237,8 +237,10 @@ def outage_run(server: Any, settings: Any, files: dict[str, int], out: str, down
 
 
 def run(ctx: Any) -> Result:
+    from voxbeam.client import CircuitPolicy
     from voxbeam.server.launcher import LocalServer
 
+    policy = CircuitPolicy()
     res = Result(NAME, ctx.quick)
     downtimes = (5.0,) if ctx.quick else (30.0, 120.0)
     n = 60 if ctx.quick else N_FILES
@@ -290,7 +292,7 @@ def run(ctx: Any) -> Result:
     finally:
         server.stop()
     res.notes.append(
-        "Recovery is bounded by the circuit's probe period (1-15 s, doubling, jittered): the first probe after "
-        "the server is back reopens the pool."
+        f"Recovery is bounded by the circuit's open period ({policy.base_delay:g}-{policy.max_delay:g} s, doubling, "
+        "jittered): the first probe after the server is back reopens the pool."
     )
     return res

@@ -155,9 +155,10 @@ def test_a_dead_endpoint_is_failed_over_and_avoided(server, phrases, reference):
             first = await asyncio.gather(*(client.transcribe(phrases[i]) for i in range(4)))
             failures_after_first = client.stats()["connect_failures"]
             second = await asyncio.gather(*(client.transcribe(phrases[i]) for i in range(4, 8)))
-            return first + second, failures_after_first, client.stats()
+            return first + second, failures_after_first, client.stats(), client.pool.circuits()
 
-    results, failures_first, stats = asyncio.run(go())
+    results, failures_first, stats, circuits = asyncio.run(go())
+    assert circuits == {"ws://127.0.0.1:9": "open", server.url: "closed"}
     assert [r.text for r in results] == [reference[i] for i in range(8)]
     assert 1 <= failures_first <= 4
     assert stats["connect_failures"] == failures_first  # its circuit is open: not tried again
