@@ -14,7 +14,8 @@ import pytest
 from tests import speech
 from tests.client.conftest import config_for, local_server
 from tests.client.proxy import FaultProxy
-from voxbeam.client import CircuitPolicy, RetryPolicy, SpeechClient, Timeouts
+from voxbeam import protocol
+from voxbeam.client import CircuitPolicy, ClientConfig, RetryPolicy, SpeechClient, Timeouts
 from voxbeam.errors import (
     ConnectionLostError,
     RequestTimeoutError,
@@ -226,3 +227,20 @@ def test_a_full_server_answers_busy_and_requests_complete_when_sessions_free(phr
     assert stats["server_busy"] >= 1 and stats["failures"] == 0
     assert stats["open"] <= 2
     assert health["peak_sessions"] <= 2
+
+
+def test_acquire_alone_waits_out_an_unavailable_service_only_until_its_timeout():
+    """A caller of pool.acquire without a retry budget is bounded by its own timeout."""
+
+    async def go():
+        cfg = ClientConfig(endpoints=("ws://127.0.0.1:9",), api_key="k", circuit=CircuitPolicy(failures=1))
+        async with SpeechClient(cfg) as client:
+            with pytest.raises(ConnectionLostError):  # refused: the circuit opens
+                await client.pool.acquire("stt", protocol.SttInit(), timeout=1.0)
+            started = time.monotonic()
+            with pytest.raises(ServiceUnavailableError) as info:
+                await client.pool.acquire("stt", protocol.SttInit(), timeout=1.0)
+            return info.value, time.monotonic() - started
+
+    err, elapsed = asyncio.run(go())
+    assert 0.9 <= elapsed < 3.0 and isinstance(err.last, ConnectionLostError), (elapsed, err)

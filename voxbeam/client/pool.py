@@ -197,7 +197,7 @@ class SessionPool:
                     raise
             since = self.unavailable_since()
             if since is not None:
-                await self._wait_unavailable(since, clock)
+                await self._wait_unavailable(since, clock, deadline)
             else:
                 await self._wait(now, deadline)
 
@@ -303,16 +303,18 @@ class SessionPool:
             timeout = min(wake) if timeout is None else min(timeout, min(wake))
         await self._sleep_until_notified(timeout)
 
-    async def _wait_unavailable(self, since: float, clock: RetryClock | None) -> None:
-        """Every circuit is open: wait for the next probe or its outcome, within the retry budget."""
-        timeout: float | None = None
+    async def _wait_unavailable(self, since: float, clock: RetryClock | None, deadline: float | None) -> None:
+        """Every circuit is open: wait for the next probe or its outcome, within the retry budget
+        (without one, e.g. a caller of ``acquire`` alone, within the acquire timeout)."""
+        now = time.monotonic()
         if clock is not None:
             clock.wait_out(since)
-            timeout = clock.remaining()
-            if timeout <= 0:
-                last = max(self._endpoints, key=lambda ep: ep.opened_at).last_error
-                raise ServiceUnavailableError(last, time.monotonic() - since)
-        now = time.monotonic()
+            timeout: float | None = clock.remaining()
+        else:
+            timeout = None if deadline is None else deadline - now
+        if timeout is not None and timeout <= 0:
+            last = max(self._endpoints, key=lambda ep: ep.opened_at).last_error
+            raise ServiceUnavailableError(last, now - since)
         due = [ep.retry_at - now for ep in self._endpoints if ep.circuit is Circuit.OPEN]
         if due:
             wake = max(0.0, min(due))
