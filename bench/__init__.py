@@ -19,7 +19,9 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "longfile": ("bench.longfile", "pipeline memory over time on a long file (2 hours in full mode)"),
     "fleet": ("bench.fleet", "simulated workers on the real pool against 1/2/4 stub replicas; replica memory"),
     "client": ("bench.client_bench", "the client engineer's benchmarks (bench/client_bench.py), when present"),
+    "chaos": ("bench.chaos", "transcription pipeline while the server is killed and down for 30 s and 120 s"),
 }
 # Left out of a bare ``--quick`` run (name them to run them): client_bench's quick mode streams
-# 15 minutes of audio, which alone takes longer than the two minutes --quick is for.
-NOT_IN_QUICK = {"client"}
+# 15 minutes of audio, and chaos's kills and restarts a server, each longer than the two minutes
+# --quick is for.
+NOT_IN_QUICK = {"client", "chaos"}

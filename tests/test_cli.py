@@ -70,7 +70,7 @@ def test_refused_endpoint(tmp_path):
             "--api_key",
             "whatever",
         )
-    assert_usage_error(proc, "--endpoint", "cannot connect")
+    assert_usage_error(proc, "--endpoint", "could not connect")
     assert not os.path.exists(tmp_path / "o" / "transcripts")
 
 

@@ -98,3 +98,24 @@ def test_redact_hides_tokens():
     line = "GET /v1/stt/realtime?token=s3cr3t&x=1 and wss://h/p?a=1&token=abc"
     out = p.redact(line)
     assert "s3cr3t" not in out and "abc" not in out and "x=1" in out
+
+
+def test_redact_hides_url_passwords_and_credential_headers_and_is_idempotent():
+    line = "could not connect to ws://alice:p@ss:w0rd@host:81/v1/stt/realtime?token=abc: refused"
+    once = p.redact(line)
+    assert "p@ss" not in once and "w0rd" not in once and "abc" not in once
+    assert "ws://alice:***@host:81" in once and "token=***" in once
+    assert p.redact(once) == once
+    masked = "could not connect to ws://h/v1/stt/realtime?token=***: connection refused"
+    assert p.redact(masked) == masked  # a masked value is not masked again, so what follows it survives
+    headers = p.redact("> Authorization: Basic YWxpY2U6cHc=\n> X-Api-Key: k3y\n> Host: h")
+    assert "YWxpY2U6cHc=" not in headers and "k3y" not in headers and "Host: h" in headers
+
+
+def test_unknown_server_types_are_an_error_unless_allowed():
+    frame = '{"type":"status","note":"newer service"}'
+    with pytest.raises(p.ProtocolError):
+        p.parse_server_message(frame)
+    assert p.parse_server_message(frame, allow_unknown=True) == p.Unknown("status")
+    ready = p.parse_server_message('{"type":"ready","request_id":"r","language":"en-US"}', "tts")
+    assert isinstance(ready, p.TtsReady) and ready.voice_id == ""  # the session's kind decides, not the fields

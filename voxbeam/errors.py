@@ -100,15 +100,46 @@ class PoolTimeoutError(RequestTimeoutError):
     retryable = False
 
 
+class ServiceUnavailableError(VoxBeamError):
+    """Every endpoint is refusing connections (all circuits open); ``last`` says how the last one failed.
+
+    Retryable: the pool holds records while it probes the endpoints; this surfaces only when a
+    record's retry budget has run out meanwhile.
+    """
+
+    code = "SERVICE_UNAVAILABLE"
+    retryable = True
+
+    def __init__(self, last: VoxBeamError | None, down_for: float) -> None:
+        why = f": {last}" if last is not None else ""
+        super().__init__(f"the service has been unavailable for {down_for:.1f} s{why}", code=self.code)
+        self.last = last
+        self.down_for = down_for
+
+
 class RetriesExhaustedError(VoxBeamError):
-    """Every attempt failed with a retryable error; ``last`` is the final one."""
+    """A record kept failing with retryable errors until its retry budget (or attempt cap) ran out.
+
+    ``last`` is the final error, ``attempts`` the attempts made (time spent waiting for an
+    unavailable service is not an attempt), ``waited`` the seconds since the record started
+    failing (or since the outage it waited out began).
+    """
 
     code = "RETRIES_EXHAUSTED"
 
-    def __init__(self, last: VoxBeamError, attempts: int) -> None:
-        super().__init__(f"gave up after {attempts} attempts: {last}", code=self.code)
+    def __init__(
+        self, last: VoxBeamError, attempts: int, waited: float | None = None, budget: float | None = None
+    ) -> None:
+        tries = "no attempt" if attempts == 0 else f"{attempts} attempt{'' if attempts == 1 else 's'}"
+        if waited is None:
+            head = f"gave up after {tries}"
+        else:
+            cap = f", retry budget {budget:g} s" if budget is not None else ""
+            head = f"gave up after {waited:.1f} s of retrying ({tries}{cap})"
+        super().__init__(f"{head}: {last}", code=self.code)
         self.last = last
         self.attempts = attempts
+        self.waited = waited
 
 
 class ProtocolViolationError(VoxBeamError):

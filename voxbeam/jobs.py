@@ -28,8 +28,9 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, _BeamArgumentParser
 
+from voxbeam import protocol
 from voxbeam.beam import progress, storage
-from voxbeam.beam._dofns import DEAD_LETTERS, close_worker_clients
+from voxbeam.beam._dofns import DEAD_LETTERS, STT_RATE, close_worker_clients
 from voxbeam.beam.options import (
     API_KEY_ENV,
     Secret,
@@ -170,31 +171,48 @@ def make_pipeline(options: PipelineOptions) -> beam.Pipeline:
 
 
 @contextlib.contextmanager
-def service_for(args: argparse.Namespace, api_key: str | None, local: bool) -> Iterator[ServiceSettings]:
-    """Settings for the workers; starts and stops an embedded server when no endpoint is named."""
+def service_for(
+    args: argparse.Namespace, api_key: str | None, local: bool, job_session: tuple[Any, Any]
+) -> Iterator[ServiceSettings]:
+    """Settings for the workers; starts and stops an embedded server when no endpoint is named.
+
+    ``job_session`` is the (kind, init) every record will use: the pre-flight check opens it.
+    """
     common = {
         "auth": args.auth,
         "sessions_per_worker": args.sessions_per_worker,
+        "retry_budget": args.retry_budget,
         "max_attempts": args.max_attempts,
         "ca_bundle": args.ca_bundle,
     }
     if args.sessions_per_worker < 1:
         raise UsageError("--sessions_per_worker", "must be at least 1")
-    if args.max_attempts < 1:
+    if args.max_attempts is not None and args.max_attempts < 1:
         raise UsageError("--max_attempts", "must be at least 1")
+    if not args.retry_budget >= 0:
+        raise UsageError("--retry_budget", "must be zero or more seconds")
     if args.endpoint:
         endpoints = split_list(args.endpoint)
         for e in endpoints:
             if not e.startswith(("ws://", "wss://")):
-                raise UsageError("--endpoint", f"{e!r} is not a ws:// or wss:// URL")
+                raise UsageError("--endpoint", f"{protocol.redact(e)!r} is not a ws:// or wss:// URL")
+            if "?" in e:
+                raise UsageError(
+                    "--endpoint",
+                    f"{protocol.redact(e)!r} carries a query string; give the base URL only and the key with "
+                    "--api_key or --api_key_secret (--auth query sends it as ?token=)",
+                )
         key = api_key or os.environ.get(API_KEY_ENV)
-        settings = ServiceSettings(
-            endpoints=endpoints,
-            api_key=Secret(key) if key else None,
-            api_key_secret=args.api_key_secret,
-            **common,
-        )
-        _preflight(settings, local)
+        try:
+            settings = ServiceSettings(
+                endpoints=endpoints,
+                api_key=Secret(key) if key else None,
+                api_key_secret=args.api_key_secret,
+                **common,
+            )
+        except ValueError as exc:
+            raise UsageError("--endpoint", str(exc)) from None
+        _preflight(settings, job_session)
         yield settings
         return
     if not local:
@@ -212,31 +230,43 @@ def service_for(args: argparse.Namespace, api_key: str | None, local: bool) -> I
     except Exception as exc:
         raise UsageError("--endpoint", f"none given and the embedded server did not start: {exc}") from None
     try:
-        yield ServiceSettings(endpoints=(server.url,), api_key=Secret(server.api_key), **common)
+        settings = ServiceSettings(endpoints=(server.url,), api_key=Secret(server.api_key), **common)
+        _preflight(settings, job_session)
+        yield settings
     finally:
         server.stop()
 
 
-def _preflight(settings: ServiceSettings, local: bool) -> None:
-    from voxbeam.client.probe import probe
-    from voxbeam.errors import AuthenticationError, TLSVerificationError
+# The flag to blame when the service refuses the job's own session settings.
+_INIT_FLAGS = {
+    "UNSUPPORTED_LANGUAGE": "--language",
+    "VOICE_NOT_FOUND": "--voice_id",
+    "UNSUPPORTED_FORMAT": "--audio_format",
+    "UNSUPPORTED_SAMPLE_RATE": "--sample_rate",
+}
+
+
+def _preflight(settings: ServiceSettings, job_session: tuple[Any, Any]) -> None:
+    """Open the session the records will use (kind and init) on every endpoint, before any record."""
+    from voxbeam.client.probe import preflight
+    from voxbeam.errors import AuthenticationError, InvalidRequestError, TLSVerificationError
 
     try:
-        key = settings.resolve_api_key()
+        config = settings.client_config()
     except Exception as exc:
         raise UsageError("--api_key_secret", f"cannot read the secret: {exc}") from None
-    if settings.ca_bundle and not os.path.isfile(settings.ca_bundle):
-        raise UsageError("--ca_bundle", f"no such file: {settings.ca_bundle}")
-    for endpoint in settings.endpoints:
-        try:
-            asyncio.run(probe(endpoint, key, auth=settings.auth, ca_bundle=settings.ca_bundle))
-        except AuthenticationError as exc:
-            flag = "--api_key_secret" if settings.api_key_secret else "--api_key"
-            raise UsageError(flag, str(exc)) from None
-        except TLSVerificationError as exc:
-            raise UsageError("--ca_bundle", str(exc)) from None
-        except VoxBeamError as exc:
-            raise UsageError("--endpoint", str(exc)) from None
+    if config.ca_bundle and not os.path.isfile(config.ca_bundle):
+        raise UsageError("--ca_bundle", f"no such file: {config.ca_bundle}")
+    try:
+        asyncio.run(preflight(config, *job_session))
+    except AuthenticationError as exc:
+        raise UsageError("--api_key_secret" if settings.api_key_secret else "--api_key", str(exc)) from None
+    except TLSVerificationError as exc:
+        raise UsageError("--ca_bundle", str(exc)) from None
+    except InvalidRequestError as exc:
+        raise UsageError(_INIT_FLAGS.get(exc.code, ""), f"the service refused it: {exc}") from None
+    except VoxBeamError as exc:
+        raise UsageError("--endpoint", str(exc)) from None
 
 
 def check_writable(output: str) -> None:
@@ -350,7 +380,8 @@ def run_transcription(argv: Sequence[str] | None = None, *, show_progress: bool 
         summary.wall_seconds = time.monotonic() - started
         return summary
     run_id = new_run_id()
-    with service_for(args, api_key, local) as service:
+    init = protocol.SttInit(language=args.language, sample_rate=STT_RATE, enable_timestamps=args.timestamps == "true")
+    with service_for(args, api_key, local, ("stt", init)) as service:
         progress_id = f"transcribe-{run_id}" if local else None
         tracker = progress.register(progress_id, len(sources)) if progress_id else None
         try:
@@ -496,7 +527,16 @@ def run_synthesis(argv: Sequence[str] | None = None, *, show_progress: bool = Fa
     check_writable(args.output)
     summary = Summary(kind="synthesize", inputs=len(records))
     run_id = new_run_id()
-    with service_for(args, api_key, local) as service:
+    init = protocol.TtsInit(
+        voice_id=args.voice_id,
+        language=args.language,
+        format=args.audio_format,
+        sample_rate=args.sample_rate,
+        speed=args.speed,
+        pitch=args.pitch,
+        volume=args.volume,
+    )
+    with service_for(args, api_key, local, ("tts", init)) as service:
         progress_id = f"synthesize-{run_id}" if local else None
         tracker = progress.register(progress_id, len(records)) if progress_id else None
         try:
@@ -546,4 +586,12 @@ def main(job: str, argv: Sequence[str] | None = None) -> int:
         print(f"nothing new to {job}: all {summary.skipped} inputs are unchanged since earlier runs")
     for line in summary.lines():
         print(line)
+    gave_up = summary.dead_letters.get("RETRIES_EXHAUSTED", 0)
+    if gave_up:
+        print(
+            f"error: {gave_up} of {summary.inputs} records ran out of --retry_budget (the service was unavailable "
+            "or failing for longer); run the job again to finish them",
+            file=sys.stderr,
+        )
+        return 1
     return 0

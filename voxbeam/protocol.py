@@ -19,8 +19,8 @@ import pybase64
 
 STT_PATH = "/v1/stt/realtime"
 TTS_PATH = "/v1/tts/realtime"
-PUBLIC_STT_URL = "wss://api.voxnexus.ai" + STT_PATH
-PUBLIC_TTS_URL = "wss://api.voxnexus.ai" + TTS_PATH
+# Where clients and servers look for the API key(s) when none is given on the command line.
+API_KEY_ENV = "VOXNEXUS_API_KEY"
 
 # The STT init language that asks the service to detect it (an extension: the spec names codes only).
 AUTO_LANGUAGE = "auto"
@@ -34,6 +34,7 @@ TTS_FORMAT_ALIASES = {"ogg": "opus", "ogg_opus": "opus"}
 # Close codes (RFC 6455 and the registry's application range).
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
+CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_MESSAGE_TOO_BIG = 1009
@@ -73,12 +74,20 @@ def new_request_id() -> str:
     return "req_" + uuid.uuid4().hex[:20]
 
 
-_TOKEN_RE = re.compile(r"((?:^|[?&;\s])(?:token|api_key|key)=)[^&;\s\"']+", re.IGNORECASE)
+# An already masked value is left alone, so that redacting twice does not eat what follows it.
+_TOKEN_RE = re.compile(r"((?:^|[?&;\s])(?:token|api_key|key)=)(?!\*\*\*(?:$|[&;\s\"':]))[^&;\s\"']+", re.IGNORECASE)
+# The password of ``scheme://user:password@host`` (websockets sends it as HTTP Basic auth).
+# Greedy up to the last "@" of the authority: a password may itself contain "@".
+_USERINFO_RE = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s/@:\"']*:)[^\s/\"']*(@)", re.IGNORECASE)
+# Credential headers as HTTP libraries log them ("> Authorization: Basic ...").
+_HEADER_RE = re.compile(r"((?:x-api-key|authorization|proxy-authorization)\s*:\s*)[^\r\n]+", re.IGNORECASE)
 
 
 def redact(text: str) -> str:
-    """Hide ``token=`` (and similar) query values in a URL or log line."""
-    return _TOKEN_RE.sub(r"\1***", text)
+    """Hide ``token=`` (and similar) query values, URL passwords and credential headers in a line."""
+    text = _TOKEN_RE.sub(r"\1***", text)
+    text = _USERINFO_RE.sub(r"\1***\2", text)
+    return _HEADER_RE.sub(r"\1***", text)
 
 
 # ---------------------------------------------------------------------------
@@ -199,8 +208,16 @@ class Error:
     type: Literal["error"] = "error"
 
 
+@dataclass(frozen=True)
+class Unknown:
+    """A server message of a type this version does not know; a client ignores it (the spec may grow)."""
+
+    kind: str
+    type: Literal["unknown"] = "unknown"
+
+
 ClientMessage = SttInit | TtsInit | Audio | Text | Command | Ping
-ServerMessage = SttReady | TtsReady | Transcript | FlushDone | Audio | Error | Pong
+ServerMessage = SttReady | TtsReady | Transcript | FlushDone | Audio | Error | Pong | Unknown
 Message = ClientMessage | ServerMessage
 
 
@@ -346,16 +363,22 @@ def _parse_tts_init(obj: dict[str, Any]) -> TtsInit:
     )
 
 
-def parse_server_message(frame: str | bytes) -> ServerMessage:
-    """Parse one frame from the service. Unknown fields are ignored, as a client should."""
+def parse_server_message(
+    frame: str | bytes, service: Literal["stt", "tts"] | None = None, *, allow_unknown: bool = False
+) -> ServerMessage:
+    """Parse one frame from the service. Unknown fields are ignored, as a client should.
+
+    ``service`` says which ``ready`` to expect (without it, one with ``voice_id`` is TTS's). An
+    unknown ``type`` is an ``INVALID_MESSAGE`` unless ``allow_unknown``, which returns ``Unknown``.
+    """
     obj = _load(frame)
     kind = obj["type"]
     try:
         if kind == "ready":
-            if "voice_id" in obj:
+            if service == "tts" or (service is None and "voice_id" in obj):
                 return TtsReady(
                     request_id=str(obj.get("request_id", "")),
-                    voice_id=str(obj["voice_id"]),
+                    voice_id=str(obj.get("voice_id", "")),
                     language=str(obj.get("language", "")),
                     format=str(obj.get("format", "")),
                     sample_rate=int(obj.get("sample_rate", 0)),
@@ -406,6 +429,8 @@ def parse_server_message(frame: str | bytes) -> ServerMessage:
             return Pong()
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"malformed {kind!r} message: {exc}") from None
+    if allow_unknown:
+        return Unknown(kind)
     raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"unknown server message type {kind!r}")
 
 

@@ -21,7 +21,7 @@ def config_for(server, **kw) -> ClientConfig:
     kw.setdefault("endpoints", (server.url,))
     kw.setdefault("api_key", server.api_key)
     kw.setdefault("timeouts", Timeouts(connect=5, ready=20, result=20, record=120, pool=300))
-    kw.setdefault("retry", RetryPolicy(max_attempts=5, base_delay=0.05, max_delay=0.5))
+    kw.setdefault("retry", RetryPolicy(budget=60, base_delay=0.05, max_delay=0.5))
     return ClientConfig(**kw)
 
 

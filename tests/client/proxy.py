@@ -174,7 +174,7 @@ class FaultProxy:
 
             async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, upstream: bool) -> None:
                 sent = 0
-                with contextlib.suppress(ConnectionError, OSError, asyncio.IncompleteReadError):
+                try:
                     while True:
                         data = await src.read(65536)
                         if not data:
@@ -198,6 +198,10 @@ class FaultProxy:
                         await dst.drain()
                     with contextlib.suppress(OSError):
                         dst.write_eof()
+                except (ConnectionError, OSError, asyncio.IncompleteReadError):
+                    # One end died (a killed server resets): the other end sees it die too, as it
+                    # would without the proxy, instead of a connection that merely goes quiet.
+                    _abort(dst)
 
             tasks = [
                 asyncio.create_task(pump(reader, up_writer, True)),

@@ -1,7 +1,7 @@
 """Faults: cut, stalled and refused connections, a dead endpoint, a killed server, a full server.
 
-Every request must end with the right transcript or a typed error, within its deadline, with
-retries counted and no word doubled by a resend.
+Every request must end with the right transcript or a typed error, within its retry budget,
+with retries counted and no word doubled by a resend.
 """
 
 from __future__ import annotations
@@ -14,8 +14,15 @@ import pytest
 from tests import speech
 from tests.client.conftest import config_for, local_server
 from tests.client.proxy import FaultProxy
-from voxbeam.client import RetryPolicy, SpeechClient, Timeouts
-from voxbeam.errors import ConnectionLostError, RequestTimeoutError, RetriesExhaustedError, VoxBeamError
+from voxbeam import protocol
+from voxbeam.client import CircuitPolicy, ClientConfig, RetryPolicy, SpeechClient, Timeouts
+from voxbeam.errors import (
+    ConnectionLostError,
+    RequestTimeoutError,
+    RetriesExhaustedError,
+    ServiceUnavailableError,
+    VoxBeamError,
+)
 
 
 async def _with_proxy(server, body):
@@ -55,46 +62,79 @@ def test_a_stalled_connection_times_out_and_the_file_is_resent(server, phrases, 
     assert elapsed < 15
 
 
-def test_a_connection_that_never_recovers_ends_at_the_record_deadline(server, phrases):
+def test_a_connection_that_never_recovers_ends_when_the_retry_budget_runs_out(server, phrases):
     async def body(proxy):
         proxy.stall(after_bytes=5_000, connections=100)
         cfg = config_for(
             server,
             endpoints=(proxy.url,),
-            timeouts=Timeouts(connect=2, ready=5, result=0.5, record=2.5),
-            retry=RetryPolicy(max_attempts=50, base_delay=0.05, max_delay=0.2),
+            timeouts=Timeouts(connect=2, ready=5, result=0.5, record=60),
+            retry=RetryPolicy(budget=2.5, base_delay=0.05, max_delay=0.2),
         )
         async with SpeechClient(cfg) as client:
             started = time.monotonic()
-            with pytest.raises(RequestTimeoutError) as info:
+            with pytest.raises(RetriesExhaustedError) as info:
                 await client.transcribe(phrases[0])
             return info.value, time.monotonic() - started
 
     err, elapsed = asyncio.run(_with_proxy(server, body))
-    assert 2.4 <= elapsed < 4.0
-    assert err.attempts >= 2
+    # The budget counts from the first stall (0.5 s in); the attempt under way when it runs out finishes.
+    assert 2.9 <= elapsed < 4.5, elapsed
+    assert err.attempts >= 2 and isinstance(err.last, RequestTimeoutError)
+    assert err.waited is not None and err.waited >= 2.5 and "retry budget 2.5 s" in str(err)
 
 
-def test_refused_connections_are_retried_then_given_up(server, phrases, reference):
+def test_the_record_timeout_bounds_one_attempt_and_the_budget_decides_on_retries(server, phrases, reference):
+    async def body(proxy):
+        proxy.stall(after_bytes=5_000, connections=1)
+        cfg = config_for(
+            server,
+            endpoints=(proxy.url,),
+            # A stall no result timeout notices (it is longer than the attempt): the record timeout ends it.
+            timeouts=Timeouts(connect=2, ready=5, result=30, record=1.0),
+            retry=RetryPolicy(budget=20, base_delay=0.05, max_delay=0.2),
+        )
+        async with SpeechClient(cfg) as client:
+            started = time.monotonic()
+            r = await client.transcribe(phrases[3])
+            return r, time.monotonic() - started, client.stats()
+
+    r, elapsed, stats = asyncio.run(_with_proxy(server, body))
+    assert r.text == reference[3] and r.attempts == 2
+    assert stats["timeouts"] >= 1 and elapsed < 15
+
+
+def test_refused_connections_open_the_circuit_and_are_given_up_after_the_budget(server, phrases, reference):
+    circuit = CircuitPolicy(failures=2, base_delay=0.2, max_delay=0.4)
+
     async def body(proxy):
         await proxy.refuse()
-        cfg = config_for(server, endpoints=(proxy.url,), retry=RetryPolicy(max_attempts=3, base_delay=0.05))
+        cfg = config_for(
+            server, endpoints=(proxy.url,), retry=RetryPolicy(budget=2.0, base_delay=0.05), circuit=circuit
+        )
         async with SpeechClient(cfg) as client:
+            started = time.monotonic()
             with pytest.raises(RetriesExhaustedError) as info:
                 await client.transcribe(phrases[0])
-            exhausted = info.value
-        # Refused for a moment only: backoff carries the request over the gap.
-        cfg = config_for(server, endpoints=(proxy.url,), retry=RetryPolicy(max_attempts=8, base_delay=0.2))
+            exhausted, elapsed, down = info.value, time.monotonic() - started, client.stats()
+        # Refused for a moment only: the circuit's probe finds the service back.
+        cfg = config_for(server, endpoints=(proxy.url,), retry=RetryPolicy(budget=20, base_delay=0.05), circuit=circuit)
         async with SpeechClient(cfg) as client:
             loop = asyncio.get_running_loop()
             loop.call_later(0.4, lambda: asyncio.ensure_future(proxy.accept()))
             r = await client.transcribe(phrases[0])
-            return exhausted, r, client.stats()
+            return exhausted, elapsed, down, r, client.stats()
 
-    exhausted, r, stats = asyncio.run(_with_proxy(server, body))
-    assert exhausted.attempts == 3 and isinstance(exhausted.last, ConnectionLostError)
+    exhausted, elapsed, down, r, stats = asyncio.run(_with_proxy(server, body))
+    # Two refusals open the circuit; after that the record waits (probes are the pool's, not attempts).
+    assert exhausted.attempts == 2, exhausted
+    assert isinstance(exhausted.last, ServiceUnavailableError) and isinstance(exhausted.last.last, ConnectionLostError)
+    assert "connection refused" in str(exhausted) and exhausted.waited is not None and exhausted.waited >= 2.0
+    assert 2.0 <= elapsed < 3.5
+    # Probes about every 0.1-0.4 s over two seconds, not a connection per backoff of every record.
+    assert 2 <= down["probes"] <= 12 and down["connect_failures"] == 2 + down["probes"], down
     assert r.text == reference[0] and r.attempts >= 2
-    assert stats["connect_failures"] >= 1
+    assert stats["connect_failures"] >= 1 and stats["probes"] >= 1
 
 
 def test_connections_dropped_during_the_handshake_are_retried(server, phrases, reference):
@@ -110,18 +150,21 @@ def test_connections_dropped_during_the_handshake_are_retried(server, phrases, r
 
 def test_a_dead_endpoint_is_failed_over_and_avoided(server, phrases, reference):
     async def go():
-        cfg = config_for(server, endpoints=("ws://127.0.0.1:9", server.url), pool_size=4, endpoint_cooloff=30)
+        circuit = CircuitPolicy(failures=1, base_delay=30, max_delay=30)
+        cfg = config_for(server, endpoints=("ws://127.0.0.1:9", server.url), pool_size=4, circuit=circuit)
         async with SpeechClient(cfg) as client:
             first = await asyncio.gather(*(client.transcribe(phrases[i]) for i in range(4)))
             failures_after_first = client.stats()["connect_failures"]
             second = await asyncio.gather(*(client.transcribe(phrases[i]) for i in range(4, 8)))
-            return first + second, failures_after_first, client.stats()
+            return first + second, failures_after_first, client.stats(), client.pool.circuits()
 
-    results, failures_first, stats = asyncio.run(go())
+    results, failures_first, stats, circuits = asyncio.run(go())
+    assert circuits == {"ws://127.0.0.1:9": "open", server.url: "closed"}
     assert [r.text for r in results] == [reference[i] for i in range(8)]
     assert 1 <= failures_first <= 4
-    assert stats["connect_failures"] == failures_first  # the dead endpoint is cooling off: not tried again
+    assert stats["connect_failures"] == failures_first  # its circuit is open: not tried again
     assert stats["endpoints_down"] == 1
+    assert stats["retries"] == 0  # a refused connection fails over at once, not after a backoff
 
 
 def test_server_killed_and_restarted_mid_run(server, phrases, reference):
@@ -143,7 +186,7 @@ def test_server_killed_and_restarted_mid_run(server, phrases, reference):
                 pool_size=4,
                 realtime_pacing=True,  # keeps every request mid-stream when the server dies
                 timeouts=Timeouts(connect=2, ready=20, result=20, record=60),
-                retry=RetryPolicy(max_attempts=10, base_delay=0.3, max_delay=2.0),
+                retry=RetryPolicy(budget=60, base_delay=0.3, max_delay=2.0),
             )
             async with SpeechClient(cfg) as client:
                 tasks = [asyncio.ensure_future(client.transcribe(f)) for f in files]
@@ -156,7 +199,7 @@ def test_server_killed_and_restarted_mid_run(server, phrases, reference):
                 return outcomes, time.monotonic() - started, client.stats()
 
         outcomes, elapsed, stats = asyncio.run(go())
-    assert elapsed < 60  # the record deadline bounds every request
+    assert elapsed < 60  # the retry budget bounds every request
     ok = 0
     for out, want in zip(outcomes, expected, strict=True):
         if isinstance(out, BaseException):
@@ -173,7 +216,7 @@ def test_a_full_server_answers_busy_and_requests_complete_when_sessions_free(phr
     with local_server(workers=1, extra_args=["--max-sessions", "2"]) as srv:
 
         async def go():
-            cfg = config_for(srv, pool_size=8, retry=RetryPolicy(max_attempts=5, base_delay=0.2, max_delay=2.0))
+            cfg = config_for(srv, pool_size=8, retry=RetryPolicy(budget=120, base_delay=0.2, max_delay=2.0))
             async with SpeechClient(cfg) as client:
                 results = await asyncio.gather(*(client.transcribe(phrases[i % len(phrases)]) for i in range(10)))
                 return results, client.stats()
@@ -184,3 +227,20 @@ def test_a_full_server_answers_busy_and_requests_complete_when_sessions_free(phr
     assert stats["server_busy"] >= 1 and stats["failures"] == 0
     assert stats["open"] <= 2
     assert health["peak_sessions"] <= 2
+
+
+def test_acquire_alone_waits_out_an_unavailable_service_only_until_its_timeout():
+    """A caller of pool.acquire without a retry budget is bounded by its own timeout."""
+
+    async def go():
+        cfg = ClientConfig(endpoints=("ws://127.0.0.1:9",), api_key="k", circuit=CircuitPolicy(failures=1))
+        async with SpeechClient(cfg) as client:
+            with pytest.raises(ConnectionLostError):  # refused: the circuit opens
+                await client.pool.acquire("stt", protocol.SttInit(), timeout=1.0)
+            started = time.monotonic()
+            with pytest.raises(ServiceUnavailableError) as info:
+                await client.pool.acquire("stt", protocol.SttInit(), timeout=1.0)
+            return info.value, time.monotonic() - started
+
+    err, elapsed = asyncio.run(go())
+    assert 0.9 <= elapsed < 3.0 and isinstance(err.last, ConnectionLostError), (elapsed, err)

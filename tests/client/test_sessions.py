@@ -14,7 +14,7 @@ import pytest
 from tests import speech
 from tests.client.conftest import RATE, config_for
 from voxbeam import audio
-from voxbeam.client import SpeechClient, SyncSpeechClient
+from voxbeam.client import RetryPolicy, SpeechClient, SyncSpeechClient
 from voxbeam.errors import AuthenticationError, ClientClosedError, InvalidRequestError
 
 
@@ -143,7 +143,8 @@ def test_no_api_key_in_logs_exceptions_or_reprs(server, phrases, caplog):
                         await client.transcribe(phrases[0])
                     texts.extend([str(info.value), repr(info.value)])
             # A connection failure with the key in the URL (query auth) must not quote it either.
-            async with SpeechClient(config_for(server, auth="query", endpoints=("ws://127.0.0.1:9",))) as client:
+            dead = config_for(server, auth="query", endpoints=("ws://127.0.0.1:9",), retry=RetryPolicy(budget=1.0))
+            async with SpeechClient(dead) as client:
                 with pytest.raises(Exception) as info:
                     await client.transcribe(phrases[0])
                 texts.extend([str(info.value), repr(info.value), str(info.value.__cause__)])

@@ -82,18 +82,9 @@ def close_worker_clients() -> None:
 
 
 def _settings_tag(settings: ServiceSettings) -> str:
+    """The Shared cache key: every field of the client config, the key (as a digest) and its source."""
     key = settings.api_key.reveal() if settings.api_key else ""
-    parts = [
-        ",".join(settings.endpoints),
-        settings.auth,
-        str(settings.sessions_per_worker),
-        str(settings.max_attempts),
-        str(settings.record_timeout),
-        str(settings.result_timeout),
-        settings.ca_bundle or "",
-        settings.api_key_secret or "",
-        hashlib.sha256(key.encode()).hexdigest(),
-    ]
+    parts = [settings.config.cache_key(), settings.api_key_secret or "", hashlib.sha256(key.encode()).hexdigest()]
     return f"voxbeam-client-{_generation}:" + hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
@@ -138,6 +129,9 @@ class _InFlightDoFn(beam.DoFn):
             storage.configure_beam_for_emulator()
         tag = _settings_tag(self._settings)
         self._handle = self._shared.acquire(lambda: _WorkerHandle(self._settings), tag=tag)
+        tracker = progress.lookup(self._progress_id)
+        if tracker is not None:  # a local run: its progress line says when the service is down
+            tracker.watch_service(self._handle.client.retry_in)
         self._records = Metrics.counter(NAMESPACE, f"{self.stage}_records")
         self._failed = Metrics.counter(NAMESPACE, f"{self.stage}_failures")
         self._retries = Metrics.counter(NAMESPACE, "retries")

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from voxbeam.client.config import API_KEY_ENV, DEFAULT_ENDPOINT, ClientConfig
 from voxbeam.errors import InputError
-
-API_KEY_ENV = "VOXNEXUS_API_KEY"
 
 
 class Secret:
@@ -36,21 +37,75 @@ class Secret:
         return hash(self._value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class ServiceSettings:
-    """How workers reach the speech service. Picklable; holds no socket."""
+    """How workers reach the speech service: a ``ClientConfig`` and where its key comes from.
 
-    endpoints: tuple[str, ...] = ("wss://api.voxnexus.ai",)
+    Picklable; holds no socket. The key travels as a ``Secret`` (never in a repr or display
+    data), or as a Secret Manager name resolved on the worker, or not at all (the worker's
+    ``VOXNEXUS_API_KEY``); ``config`` itself never holds it. The keywords after ``config`` are
+    shorthands that replace the matching fields of ``config`` (``sessions_per_worker`` is
+    ``pool_size``, ``retry_budget`` and ``max_attempts`` go to ``retry``, ``record_timeout`` and
+    ``result_timeout`` to ``timeouts``).
+    """
+
+    config: ClientConfig
     api_key: Secret | None = field(default=None, repr=False)
     api_key_secret: str | None = None  # Secret Manager name, resolved on the worker
-    auth: str = "header"
-    sessions_per_worker: int = 8
-    max_attempts: int = 5
-    record_timeout: float = 600.0
-    ca_bundle: str | None = None
-    # Longest silence from the service while a result is owed (transcripts, audio): a stalled
-    # connection is dropped and the record retried on a fresh session after this many seconds.
-    result_timeout: float = 30.0
+
+    def __init__(
+        self,
+        config: ClientConfig | None = None,
+        *,
+        api_key: Secret | str | None = None,
+        api_key_secret: str | None = None,
+        endpoints: Sequence[str] | None = None,
+        auth: Literal["header", "query"] | None = None,
+        sessions_per_worker: int | None = None,
+        retry_budget: float | None = None,
+        max_attempts: int | None = None,
+        record_timeout: float | None = None,
+        result_timeout: float | None = None,
+        ca_bundle: str | None = None,
+    ) -> None:
+        config = config or ClientConfig()
+        if api_key is None and config.api_key is not None:
+            api_key = config.api_key
+        retry = config.retry
+        if retry_budget is not None or max_attempts is not None:
+            retry = dataclasses.replace(
+                retry,
+                budget=retry.budget if retry_budget is None else retry_budget,
+                max_attempts=retry.max_attempts if max_attempts is None else max_attempts,
+            )
+        timeouts = config.timeouts
+        if record_timeout is not None or result_timeout is not None:
+            timeouts = dataclasses.replace(
+                timeouts,
+                record=timeouts.record if record_timeout is None else record_timeout,
+                result=timeouts.result if result_timeout is None else result_timeout,
+            )
+        config = dataclasses.replace(
+            config,
+            api_key=None,
+            endpoints=config.endpoints if endpoints is None else tuple(endpoints),
+            auth=config.auth if auth is None else auth,
+            pool_size=config.pool_size if sessions_per_worker is None else sessions_per_worker,
+            ca_bundle=config.ca_bundle if ca_bundle is None else ca_bundle,
+            retry=retry,
+            timeouts=timeouts,
+        )
+        object.__setattr__(self, "config", config)
+        object.__setattr__(self, "api_key", Secret(api_key) if isinstance(api_key, str) else api_key)
+        object.__setattr__(self, "api_key_secret", api_key_secret)
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        return self.config.endpoints
+
+    @property
+    def sessions_per_worker(self) -> int:
+        return self.config.pool_size
 
     def resolve_api_key(self) -> str | None:
         """The key itself: given, from Secret Manager, or from the environment."""
@@ -60,18 +115,9 @@ class ServiceSettings:
             return access_secret(self.api_key_secret)
         return os.environ.get(API_KEY_ENV) or None
 
-    def client_config(self) -> Any:
-        from voxbeam.client import ClientConfig, RetryPolicy, Timeouts
-
-        return ClientConfig(
-            endpoints=self.endpoints,
-            api_key=self.resolve_api_key(),
-            auth=self.auth,  # type: ignore[arg-type]
-            pool_size=self.sessions_per_worker,
-            retry=RetryPolicy(max_attempts=self.max_attempts),
-            timeouts=Timeouts(result=self.result_timeout, record=self.record_timeout),
-            ca_bundle=self.ca_bundle,
-        )
+    def client_config(self) -> ClientConfig:
+        """The worker's client configuration, key included (call it on the worker, not at submit)."""
+        return dataclasses.replace(self.config, api_key=self.resolve_api_key())
 
 
 def access_secret(name: str) -> str:
@@ -99,8 +145,9 @@ class VoxBeamOptions(PipelineOptions):
         parser.add_argument(
             "--endpoint",
             default=None,
-            help="VoxNexus-compatible service base URL(s), comma-separated (e.g. wss://api.voxnexus.ai). "
-            "Omitted on a local runner: an embedded `voxbeam serve` is started for the run.",
+            help=f"VoxNexus-compatible service base URL(s), comma-separated (e.g. {DEFAULT_ENDPOINT}); no query "
+            "string (the key goes in --api_key). Omitted on a local runner: an embedded `voxbeam serve` is started "
+            "for the run.",
         )
         parser.add_argument(
             "--api_key",
@@ -126,7 +173,19 @@ class VoxBeamOptions(PipelineOptions):
             help="Concurrent service sessions per worker process (default 8).",
         )
         parser.add_argument(
-            "--max_attempts", type=int, default=5, help="Attempts per record for retryable failures (default 5)."
+            "--retry_budget",
+            type=float,
+            default=600.0,
+            help="Seconds a record keeps retrying transient failures (service down, restarting or busy, lost "
+            "connections, timeouts) before it becomes a RETRIES_EXHAUSTED dead letter (default 600). An outage "
+            "longer than this fails the remaining records at once and the job exits non-zero.",
+        )
+        parser.add_argument(
+            "--max_attempts",
+            type=int,
+            default=None,
+            help="Optional cap on attempts per record, on top of --retry_budget (default: no cap; waiting for an "
+            "unavailable service is not an attempt).",
         )
         parser.add_argument(
             "--ca_bundle", default=None, help="CA bundle (PEM) for verifying a wss:// service's certificate."

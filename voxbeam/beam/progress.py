@@ -52,6 +52,23 @@ class Progress:
     # a line is made (the job's tracker takes in the datagrams queued so far).
     _send: Callable[[bool, int, int], None] | None = field(default=None, repr=False)
     _receive: Callable[[], None] | None = field(default=None, repr=False)
+    # Clients' ``retry_in``: seconds to the next probe while the service is unavailable, else None.
+    _service: set[Callable[[], float | None]] = field(default_factory=set, repr=False)
+
+    def watch_service(self, retry_in: Callable[[], float | None]) -> None:
+        """Show "service unavailable, retrying in N s" while ``retry_in()`` says so (bound methods of one
+        client compare equal, so DoFn instances sharing a client add it once)."""
+        with self.lock:
+            self._service.add(retry_in)
+
+    def service_retry_in(self) -> float | None:
+        """Seconds until the next probe while every watched client finds the service unavailable."""
+        with self.lock:
+            watched = list(self._service)
+        waits = [fn() for fn in watched]
+        if not waits or any(w is None for w in waits):
+            return None
+        return min(w for w in waits if w is not None)
 
     def add(self, *, ok: bool, audio_ms: int = 0, characters: int = 0) -> None:
         with self.lock:
@@ -77,7 +94,10 @@ class Progress:
             parts.append(f"{audio_ms / 1000 / elapsed:.1f}x real time")
         if chars:
             parts.append(f"{chars / elapsed:.0f} chars/s")
-        if 0 < done < total:
+        retry_in = self.service_retry_in()
+        if retry_in is not None:
+            parts.append(f"service unavailable, retrying in {retry_in:.0f} s")
+        elif 0 < done < total:
             parts.append(f"ETA {_fmt((total - done) * elapsed / done)}")
         parts.append(f"elapsed {_fmt(elapsed)}")
         return ", ".join(parts)

@@ -6,7 +6,7 @@
 Beam and other threaded code use ``SyncSpeechClient`` (a ``SpeechClient`` on a ``BackgroundLoop``).
 """
 
-from voxbeam.client.config import ClientConfig, RetryPolicy, Timeouts
+from voxbeam.client.config import CircuitPolicy, ClientConfig, RetryPolicy, Timeouts
 from voxbeam.client.pool import SessionPool
 from voxbeam.client.results import Segment, SynthesisResult, TranscriptResult, Word
 from voxbeam.client.runtime import BackgroundLoop, SyncSpeechClient
@@ -15,6 +15,7 @@ from voxbeam.client.speech import SpeechClient
 
 __all__ = [
     "BackgroundLoop",
+    "CircuitPolicy",
     "ClientConfig",
     "RetryPolicy",
     "Segment",

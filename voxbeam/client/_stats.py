@@ -18,8 +18,12 @@ COUNTERS = (
     "sessions_retired",  # closed after an error, a server close or a failed ping
     "sessions_evicted",  # idle sessions closed to make room for another configuration
     "server_busy",  # SERVER_BUSY answers seen
-    "timeouts",  # connect / ready / result deadlines passed
+    "timeouts",  # connect / ready / result / attempt deadlines passed
     "pings",  # keepalive pings sent while idle
+    "circuit_opens",  # an endpoint's circuit went from closed to open
+    "probes",  # half-open probe connections to an endpoint whose circuit was open
+    "failovers",  # a refused connection retried at once on another endpoint
+    "waits_unavailable",  # waits in the pool while every endpoint was unavailable
     "audio_bytes_sent",
 )
 
@@ -30,9 +34,6 @@ class Stats:
 
     def incr(self, name: str, n: int = 1) -> None:
         self._c[name] += n
-
-    def __getitem__(self, name: str) -> int:
-        return self._c[name]
 
     def snapshot(self) -> dict[str, int]:
         return dict(self._c)

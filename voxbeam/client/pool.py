@@ -1,17 +1,28 @@
-"""A bounded pool of ready sessions, keyed by endpoint + kind + init configuration.
+"""A bounded pool of ready sessions, keyed by endpoint + kind + init configuration, with a circuit per endpoint.
 
 At most ``pool_size`` sessions are open at once (all endpoints, kinds and configurations
 together). Sessions open lazily, go back to the pool after a clean exchange, and are closed after
-any error or when the service closes them. New sessions go to the endpoint with the fewest
-sessions in use; an endpoint that refused a connection is avoided for a cool-off period, and an
-endpoint that answered SERVER_BUSY is treated as full at the number of sessions already open on
-it, so requests wait for one of those instead of hammering it.
+any error or when the service closes them. New sessions go to the endpoint with the fewest recent
+connect failures and sessions in use.
+
+Each endpoint has a circuit breaker (``CircuitPolicy``). Closed: connections are tried. After
+``failures`` consecutive connect failures (refused, reset, timed out, HTTP 5xx) it opens: no
+connection is tried until its open period ends; then it is half-open and exactly one record
+makes a probe connection. Success closes the circuit and wakes the records waiting; failure opens
+it again for longer (capped, jittered). Records go to closed circuits; while every circuit is
+open they wait in ``acquire`` (a wait, not an attempt) until a probe succeeds or their retry
+budget, counted from the start of the outage at the latest, runs out.
+
+An endpoint that answered SERVER_BUSY is up but full: it is treated as full at the number of
+sessions already open on it for a while, so requests wait for one of those instead of hammering it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
+import random
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -20,19 +31,29 @@ from typing import Any
 from voxbeam import protocol
 from voxbeam.client._stats import Stats
 from voxbeam.client.config import ClientConfig
-from voxbeam.client.session import Connector, InitMessage, Kind, Session, SessionState
+from voxbeam.client.connector import Connector, Kind
+from voxbeam.client.retry import RetryClock
+from voxbeam.client.session import InitMessage, Session, SessionState
 from voxbeam.errors import (
     ClientClosedError,
     ConnectionLostError,
     PoolTimeoutError,
     RequestTimeoutError,
     ServerBusyError,
+    ServiceUnavailableError,
     VoxBeamError,
 )
 
 logger = logging.getLogger("voxbeam.client")
 
-MAX_COOLOFF = 60.0
+# After SERVER_BUSY, an endpoint is treated as full at the sessions it holds of ours for this long.
+BUSY_PAUSE = 5.0
+
+
+class Circuit(enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"  # one probe connection in flight
 
 
 @dataclass
@@ -41,20 +62,28 @@ class EndpointState:
     index: int
     open: int = 0  # sessions open or opening on this endpoint
     in_use: int = 0
+    circuit: Circuit = Circuit.CLOSED
     failures: int = 0  # consecutive connect failures
-    down_until: float = 0.0
-    last_failure: float = 0.0
+    times_opened: int = 0  # consecutive open periods (the backoff exponent)
+    opened_at: float = 0.0  # when the circuit last went from closed to open
+    retry_at: float = 0.0  # open: when the half-open probe may go
+    last_error: VoxBeamError | None = None
     busy_until: float = 0.0
     busy_cap: int = 0  # sessions the endpoint accepted from us when it last said SERVER_BUSY
-
-    def is_down(self, now: float) -> bool:
-        return now < self.down_until
 
     def is_full(self, now: float) -> bool:
         return now < self.busy_until and self.open >= self.busy_cap
 
+    def probe_due(self, now: float) -> bool:
+        return self.circuit is Circuit.OPEN and now >= self.retry_at
+
 
 PoolKey = tuple[Kind, str]
+
+
+def is_connect_failure(exc: VoxBeamError, session: Session) -> bool:
+    """A failure that says the endpoint is not there (as opposed to full, or refusing the request)."""
+    return not session.connected and isinstance(exc, (ConnectionLostError, RequestTimeoutError))
 
 
 class SessionPool:
@@ -74,6 +103,7 @@ class SessionPool:
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
         self._rr = 0
+        self._rng = random.Random()
 
     # -- introspection ---------------------------------------------------------------------
 
@@ -90,20 +120,55 @@ class SessionPool:
             "in_use": len(self._leased),
             "opening": self._opening,
             "waiting": sum(1 for w in self._waiters if not w.done()),
-            "endpoints_down": sum(1 for ep in self._endpoints if ep.is_down(time.monotonic())),
+            "endpoints_down": sum(1 for ep in self._endpoints if ep.circuit is not Circuit.CLOSED),
         }
+
+    def circuits(self) -> dict[str, str]:
+        """Each endpoint's circuit state (redacted URL -> closed | open | half_open)."""
+        return {self._connector.redact(ep.url): ep.circuit.value for ep in self._endpoints}
+
+    def unavailable_since(self) -> float | None:
+        """Monotonic time every endpoint's circuit has been open since, or None while one is closed."""
+        if any(ep.circuit is Circuit.CLOSED for ep in self._endpoints):
+            return None
+        return max(ep.opened_at for ep in self._endpoints)
+
+    def retry_in(self) -> float | None:
+        """While the whole service is unavailable, seconds until the next probe (0: one is under way).
+
+        Reads a few attributes only, so a progress thread may call it without the loop.
+        """
+        if any(ep.circuit is Circuit.CLOSED for ep in self._endpoints):
+            return None
+        now = time.monotonic()
+        if any(ep.circuit is Circuit.HALF_OPEN for ep in self._endpoints):
+            return 0.0
+        return max(0.0, min(ep.retry_at for ep in self._endpoints) - now)
 
     def __repr__(self) -> str:
         c = self.counts()
+        down = f" down={c['endpoints_down']}" if c["endpoints_down"] else ""
         return (
             f"<SessionPool endpoints={len(self._endpoints)} open={c['open']} idle={c['idle']} "
-            f"in_use={c['in_use']} max={self.max_size}>"
+            f"in_use={c['in_use']} max={self.max_size}{down}>"
         )
 
     # -- acquire / release -----------------------------------------------------------------
 
-    async def acquire(self, kind: Kind, init: InitMessage, *, timeout: float | None, retry: bool = False) -> Session:
-        """A ready session for ``init``: an idle one, a new one, or the next one freed."""
+    async def acquire(
+        self,
+        kind: Kind,
+        init: InitMessage,
+        *,
+        timeout: float | None,
+        retry: bool = False,
+        clock: RetryClock | None = None,
+    ) -> Session:
+        """A ready session for ``init``: an idle one, a new one, or the next one freed.
+
+        ``timeout`` bounds the wait for a free session while the service is up; ``clock`` (the
+        record's retry budget) bounds the wait while every endpoint is unavailable.
+        """
         key: PoolKey = (kind, protocol.serialize(init))
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -113,12 +178,28 @@ class SessionPool:
             if session is not None:
                 return session
             now = time.monotonic()
+            room = self._open_count() < self.max_size
             endpoint = self._pick_endpoint(now)
-            if (endpoint is None or self._open_count() >= self.max_size) and self._evict_idle():
+            if endpoint is not None and not room and self._evict_idle():
                 continue  # an idle session of another configuration made room
-            if endpoint is not None and self._open_count() < self.max_size:
-                return await self._open(endpoint, kind, init, retry=retry)
-            await self._wait(now, deadline)
+            if endpoint is not None and room:
+                probe = endpoint.circuit is not Circuit.CLOSED
+                try:
+                    return await self._open(endpoint, kind, init, retry=retry, probe=probe)
+                except VoxBeamError as exc:
+                    # A failed probe is the pool's, not the record's: wait for the next one.
+                    if probe and endpoint.circuit is not Circuit.CLOSED:
+                        continue
+                    # Refused here while another endpoint is up: go there now, not after a backoff.
+                    if endpoint.last_error is exc and self._usable(time.monotonic(), besides=endpoint):
+                        self._stats.incr("failovers")
+                        continue
+                    raise
+            since = self.unavailable_since()
+            if since is not None:
+                await self._wait_unavailable(since, clock, deadline)
+            else:
+                await self._wait(now, deadline)
 
     def release(self, session: Session, *, healthy: bool) -> None:
         """Return ``session``: back to the idle list when healthy, otherwise closed."""
@@ -156,10 +237,9 @@ class SessionPool:
 
     def _take_idle(self, key: PoolKey) -> Session | None:
         idle = self._idle.get(key)
-        now = time.monotonic()
         while idle:
-            # Prefer the least-loaded endpoint that is not down, most recently used first (warm).
-            candidates = [s for s in idle if not self._by_url[s.endpoint].is_down(now)] or idle
+            # Prefer the least-loaded endpoint with a closed circuit, most recently used first (warm).
+            candidates = [s for s in idle if self._by_url[s.endpoint].circuit is Circuit.CLOSED] or idle
             best = min(
                 reversed(candidates),
                 key=lambda s: self._by_url[s.endpoint].in_use,
@@ -176,18 +256,23 @@ class SessionPool:
         self._idle.pop(key, None)
         return None
 
+    def _usable(self, now: float, besides: EndpointState | None = None) -> list[EndpointState]:
+        return [
+            ep for ep in self._endpoints if ep is not besides and ep.circuit is Circuit.CLOSED and not ep.is_full(now)
+        ]
+
     def _pick_endpoint(self, now: float) -> EndpointState | None:
-        usable = [ep for ep in self._endpoints if not ep.is_full(now)]
+        """An open circuit whose probe is due (so a dead endpoint is tried again once per period),
+        else a closed circuit with room: fewest recent failures, then least loaded."""
+        due = [ep for ep in self._endpoints if ep.probe_due(now)]
+        if due:
+            return min(due, key=lambda ep: ep.retry_at)
+        usable = self._usable(now)
         if not usable:
             return None
-        up = [ep for ep in usable if not ep.is_down(now)]
-        if up:
-            self._rr += 1
-            n = len(self._endpoints)
-            return min(up, key=lambda ep: (ep.in_use, ep.open, (ep.index - self._rr) % n))
-        # Everything is cooling off: try the one that comes back first rather than fail outright;
-        # the caller's backoff paces these attempts.
-        return min(usable, key=lambda ep: ep.down_until)
+        self._rr += 1
+        n = len(self._endpoints)
+        return min(usable, key=lambda ep: (ep.failures, ep.in_use, ep.open, (ep.index - self._rr) % n))
 
     def _evict_idle(self) -> bool:
         """Close the least recently used idle session (of any configuration) to make room."""
@@ -208,14 +293,42 @@ class SessionPool:
         return True
 
     async def _wait(self, now: float, deadline: float | None) -> None:
+        """Wait for a session to be freed (or a busy endpoint's pause to end), up to ``deadline``."""
         timeout = None if deadline is None else deadline - now
         if timeout is not None and timeout <= 0:
             self._stats.incr("timeouts")
             raise PoolTimeoutError(f"no session became free within {self._config.timeouts.pool}s")
-        # Wake up when a full endpoint's SERVER_BUSY cool-off ends, to probe it again.
-        wake = [ep.busy_until - now for ep in self._endpoints if ep.busy_until > now]
+        wake = [t - now for t in self._wake_times() if t > now]
         if wake:
             timeout = min(wake) if timeout is None else min(timeout, min(wake))
+        await self._sleep_until_notified(timeout)
+
+    async def _wait_unavailable(self, since: float, clock: RetryClock | None, deadline: float | None) -> None:
+        """Every circuit is open: wait for the next probe or its outcome, within the retry budget
+        (without one, e.g. a caller of ``acquire`` alone, within the acquire timeout)."""
+        now = time.monotonic()
+        if clock is not None:
+            clock.wait_out(since)
+            timeout: float | None = clock.remaining()
+        else:
+            timeout = None if deadline is None else deadline - now
+        if timeout is not None and timeout <= 0:
+            last = max(self._endpoints, key=lambda ep: ep.opened_at).last_error
+            raise ServiceUnavailableError(last, now - since)
+        due = [ep.retry_at - now for ep in self._endpoints if ep.circuit is Circuit.OPEN]
+        if due:
+            wake = max(0.0, min(due))
+            timeout = wake if timeout is None else min(timeout, wake)
+        self._stats.incr("waits_unavailable")
+        await self._sleep_until_notified(timeout)
+
+    def _wake_times(self) -> list[float]:
+        # A full endpoint's SERVER_BUSY pause ends, or an open circuit's probe falls due.
+        return [ep.busy_until for ep in self._endpoints] + [
+            ep.retry_at for ep in self._endpoints if ep.circuit is Circuit.OPEN
+        ]
+
+    async def _sleep_until_notified(self, timeout: float | None) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
         try:
@@ -232,23 +345,27 @@ class SessionPool:
             if not fut.done():
                 fut.set_result(None)
 
-    async def _open(self, ep: EndpointState, kind: Kind, init: InitMessage, *, retry: bool) -> Session:
+    async def _open(self, ep: EndpointState, kind: Kind, init: InitMessage, *, retry: bool, probe: bool) -> Session:
         self._opening += 1
         ep.open += 1
+        if probe:
+            ep.circuit = Circuit.HALF_OPEN
+            self._stats.incr("probes")
+            logger.info("probing %s", self._connector.redact(ep.url))
         session = Session(ep.url, kind, init, self._connector, self._stats, on_closed=self._on_session_closed)
-        started = time.monotonic()
         try:
-            await session.open(self._config.ping_interval)
+            await session.open()
         except BaseException as exc:
             self._opening -= 1
             ep.open -= 1
             if isinstance(exc, VoxBeamError):
-                self._note_open_failure(ep, session, exc, started)
+                self._note_open_failure(ep, session, exc)
+            elif ep.circuit is Circuit.HALF_OPEN:
+                ep.circuit = Circuit.OPEN  # the probe was cancelled: let another record make it
             self._notify()
             raise
         self._opening -= 1
-        ep.failures = 0
-        ep.down_until = 0.0
+        self._note_reachable(ep)
         if self._closed or session.state is not SessionState.IDLE:
             ep.open -= 1
             self._spawn(session.close())
@@ -263,25 +380,49 @@ class SessionPool:
             self._stats.incr("reconnects")
         return session
 
-    def _note_open_failure(self, ep: EndpointState, session: Session, exc: VoxBeamError, started: float) -> None:
+    def _note_reachable(self, ep: EndpointState) -> None:
+        """The endpoint answered: its circuit closes and records waiting for it go on."""
+        if ep.circuit is not Circuit.CLOSED:
+            logger.warning("%s is reachable again; circuit closed", self._connector.redact(ep.url))
+            ep.circuit = Circuit.CLOSED
+            self._notify()
+        ep.failures = 0
+        ep.times_opened = 0
+
+    def _note_open_failure(self, ep: EndpointState, session: Session, exc: VoxBeamError) -> None:
         now = time.monotonic()
         if isinstance(exc, ServerBusyError):
             self._stats.incr("server_busy")
+            self._note_reachable(ep)
             # The endpoint holds as many of our sessions as it will take: wait for one of those.
             ep.busy_cap = ep.open
-            ep.busy_until = now + max(1.0, self._config.endpoint_cooloff)
+            ep.busy_until = now + BUSY_PAUSE
             logger.info("%s is at capacity with %d of our sessions", self._connector.redact(ep.url), ep.open)
-        elif not session.connected and isinstance(exc, (ConnectionLostError, RequestTimeoutError)):
-            if ep.last_failure >= started:
-                return  # a concurrent attempt already reported this outage
-            ep.last_failure = now
-            ep.failures += 1
-            cooloff = min(MAX_COOLOFF, self._config.endpoint_cooloff * 2 ** (ep.failures - 1))
-            ep.down_until = now + cooloff
-            if len(self._endpoints) > 1:
-                logger.warning(
-                    "endpoint %s is down (%s); avoiding it for %.1fs", self._connector.redact(ep.url), exc, cooloff
-                )
+            return
+        if not is_connect_failure(exc, session):
+            self._note_reachable(ep)  # it answered, if only to refuse this request
+            return
+        ep.last_error = exc
+        if ep.circuit is Circuit.OPEN:
+            return  # a connection started before the circuit opened: the outage is already known
+        ep.failures += 1
+        # The threshold forgives a blip on the only way in; with another endpoint up, one failure
+        # opens the circuit (so the endpoint is probed, and rejoins when it answers).
+        if ep.circuit is Circuit.CLOSED and ep.failures < self._config.circuit.failures and not self._usable(now, ep):
+            return
+        if ep.circuit is Circuit.CLOSED:
+            ep.opened_at = now
+            self._stats.incr("circuit_opens")
+        ep.times_opened += 1
+        ep.circuit = Circuit.OPEN
+        period = self._config.circuit.open_for(ep.times_opened, self._rng)
+        ep.retry_at = now + period
+        logger.warning(
+            "endpoint %s is unavailable (%s); next probe in %.1f s",
+            self._connector.redact(ep.url),
+            self._connector.redact(str(exc)),
+            period,
+        )
 
     def _on_session_closed(self, session: Session) -> None:
         """Called by a session whose connection ended (server close, failed ping, our close)."""

@@ -1,73 +1,38 @@
-"""A pre-flight check: can we reach the service and does it accept our key?
+"""The pre-flight check: open the session the job will use, on every endpoint, and close it.
 
-Jobs call this before reading any record so that a wrong endpoint or key fails in one line,
-not as a dead letter per record.
+Jobs call ``preflight`` before reading any record, with the job's own ``init`` (its language,
+or its voice and format), so that a wrong endpoint, key, certificate, language or voice is one
+clear error, not a dead letter per record. It connects through the same ``Connector`` as the
+pool, so TLS settings, auth and error mapping are the client's own.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import ssl
-from urllib.parse import quote
-
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
-
 from voxbeam import protocol
-from voxbeam.client._redact import RedactingLogger, Redactor
-from voxbeam.client.session import tls_message
-from voxbeam.errors import (
-    AuthenticationError,
-    ConnectionLostError,
-    RequestTimeoutError,
-    ServiceError,
-    TLSVerificationError,
-)
+from voxbeam.client._stats import Stats
+from voxbeam.client.config import ClientConfig
+from voxbeam.client.connector import Connector, Kind
+from voxbeam.client.session import InitMessage, Session
+
+Ready = protocol.SttReady | protocol.TtsReady
 
 
-async def probe(
-    endpoint: str,
-    api_key: str | None,
-    *,
-    auth: str = "header",
-    timeout: float = 10.0,
-    ca_bundle: str | None = None,
-) -> None:
-    """Open one STT session (connect, init, ready) and close it; raise a typed error otherwise."""
-    url = endpoint.rstrip("/") + protocol.STT_PATH
-    headers = {}
-    if api_key and auth == "query":
-        url += "?token=" + quote(api_key, safe="")
-    elif api_key:
-        headers["X-Api-Key"] = api_key
-    ssl_ctx = ssl.create_default_context(cafile=ca_bundle) if url.startswith("wss://") else None
-    redact = Redactor([api_key])
-    where = redact(url)
-    # websockets logs the handshake at DEBUG, key header and query included: redact it.
-    ws_logger = RedactingLogger(logging.getLogger("websockets.client"), redact)
-    try:
-        async with asyncio.timeout(timeout):
-            async with connect(
-                url, additional_headers=headers, ssl=ssl_ctx, open_timeout=timeout, max_size=2**22, logger=ws_logger
-            ) as ws:
-                await ws.send(protocol.serialize(protocol.SttInit()))
-                reply = protocol.parse_server_message(await ws.recv())
-                if isinstance(reply, protocol.Error):
-                    if reply.code == protocol.ErrorCode.UNAUTHORIZED.value:
-                        raise AuthenticationError(f"{where} rejected the API key")
-                    raise ServiceError(reply.error, code=reply.code)
-    except TimeoutError:
-        raise RequestTimeoutError(f"{where} did not answer within {timeout:g} s") from None
-    except ConnectionClosed as exc:
-        if exc.rcvd is not None and exc.rcvd.code == protocol.CLOSE_POLICY_VIOLATION:
-            raise AuthenticationError(f"{where} rejected the API key") from None
-        raise ConnectionLostError(f"{where} closed the connection: {redact(str(exc))}") from None
-    except InvalidStatus as exc:
-        if exc.response.status_code in (401, 403):
-            raise AuthenticationError(f"{where} rejected the API key") from None
-        raise ConnectionLostError(f"cannot connect to {where}: {redact(str(exc))}") from None
-    except ssl.SSLCertVerificationError as exc:
-        raise TLSVerificationError(tls_message(where, exc)) from None
-    except (OSError, InvalidHandshake, InvalidURI) as exc:
-        raise ConnectionLostError(f"cannot connect to {where}: {redact(str(exc))}") from None
+async def preflight(config: ClientConfig, kind: Kind, init: InitMessage) -> list[Ready]:
+    """Open and close one ``kind`` session with ``init`` on each endpoint; their ``ready`` messages.
+
+    Raises the client's typed errors: ``AuthenticationError``, ``TLSVerificationError``,
+    ``InvalidRequestError`` (e.g. UNSUPPORTED_LANGUAGE, VOICE_NOT_FOUND), ``HandshakeRejectedError``
+    (e.g. no such service at that endpoint), ``ConnectionLostError``, ``RequestTimeoutError``,
+    ``ServerBusyError``. No retries: the job should fail fast and say why.
+    """
+    connector = Connector(config, config.resolved_api_key())
+    readies: list[Ready] = []
+    for endpoint in config.endpoints:
+        session = Session(endpoint, kind, init, connector, Stats())
+        try:
+            await session.open()
+            assert session.ready is not None
+            readies.append(session.ready)
+        finally:
+            await session.close()
+    return readies

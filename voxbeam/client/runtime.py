@@ -172,6 +172,10 @@ class SyncSpeechClient:
     def synthesize(self, text: str, **kw: Any) -> SynthesisResult:
         return self.synthesize_async(text, **kw).result()
 
+    def retry_in(self) -> float | None:
+        """While every endpoint is unavailable, seconds until the next probe; else None (any thread)."""
+        return self._client.retry_in()
+
     def stats(self) -> dict[str, int]:
         # Read on the loop thread so the counters and gauges form one consistent snapshot.
         if self._loop.closed:

@@ -2,8 +2,10 @@
 
 A reader task owns the receiving side for the whole life of the connection and files messages
 into an inbox, so that audio can be sent while transcripts arrive, and so that a session sitting
-idle in the pool still notices a server close or an ``IDLE_TIMEOUT``. A session serves one
-request at a time; after any failure it is closed, never reused.
+idle in the pool still notices a server close or an ``IDLE_TIMEOUT``. Every message sent and
+received goes through the protocol's state machine (``voxbeam.protocol_state``); message types
+this version does not know are ignored. A session serves one request at a time; after any
+failure it is closed, never reused.
 """
 
 from __future__ import annotations
@@ -12,37 +14,30 @@ import asyncio
 import enum
 import itertools
 import logging
-import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Literal
-from urllib.parse import urlencode
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
-import voxbeam
 from voxbeam import audio, protocol
-from voxbeam.client._redact import RedactingLogger, Redactor
 from voxbeam.client._stats import Stats
-from voxbeam.client.config import ClientConfig
+from voxbeam.client.connector import Connector, Kind
 from voxbeam.errors import (
     AuthenticationError,
     ConnectionLostError,
-    HandshakeRejectedError,
     ProtocolViolationError,
     RequestTimeoutError,
     ServerBusyError,
     ServiceError,
-    TLSVerificationError,
     VoxBeamError,
     service_error,
 )
+from voxbeam.protocol_state import ProtocolState, Role
 
 logger = logging.getLogger("voxbeam.client")
 
-Kind = Literal["stt", "tts"]
 InitMessage = protocol.SttInit | protocol.TtsInit
 
 
@@ -67,88 +62,6 @@ class Recognition:
     finals: list[protocol.Transcript]
 
 
-class Connector:
-    """Opens WebSocket connections: URL, auth, TLS, limits, and exceptions mapped to ours."""
-
-    def __init__(self, config: ClientConfig, api_key: str | None, redactor: Redactor) -> None:
-        self._config = config
-        self._api_key = api_key
-        self.redact = redactor
-        self._ws_logger = RedactingLogger(logging.getLogger("websockets.client"), redactor)
-        self._ssl: ssl.SSLContext | None = None
-        if any(e.startswith("wss://") for e in config.endpoints):
-            self._ssl = ssl.create_default_context(cafile=config.ca_bundle)
-            if not config.verify_tls:
-                self._ssl.check_hostname = False
-                self._ssl.verify_mode = ssl.CERT_NONE
-
-    @property
-    def config(self) -> ClientConfig:
-        return self._config
-
-    def url(self, endpoint: str, kind: Kind) -> str:
-        url = endpoint + (protocol.STT_PATH if kind == "stt" else protocol.TTS_PATH)
-        if self._config.auth == "query" and self._api_key:
-            url += "?" + urlencode({"token": self._api_key})
-        return url
-
-    def display_url(self, endpoint: str, kind: Kind) -> str:
-        return self.redact(self.url(endpoint, kind))
-
-    async def connect(self, endpoint: str, kind: Kind) -> ClientConnection:
-        headers = {}
-        if self._config.auth == "header" and self._api_key:
-            headers["X-Api-Key"] = self._api_key
-        timeout = self._config.timeouts.connect
-        try:
-            # asyncio.timeout as well as open_timeout: the latter does not cover a stalled TCP connect
-            # through every code path (proxies), and nothing may hang past its deadline.
-            async with asyncio.timeout(timeout):
-                return await connect(
-                    self.url(endpoint, kind),
-                    additional_headers=headers,
-                    user_agent_header=f"voxbeam/{voxbeam.__version__}",
-                    open_timeout=timeout,
-                    # Keepalive is the protocol's own {"type":"ping"} while idle (see Session.keepalive).
-                    ping_interval=None,
-                    close_timeout=min(2.0, timeout),
-                    # JSON + base64 audio barely compresses and deflate costs CPU on both ends.
-                    compression=None,
-                    max_size=self._config.max_message_bytes,
-                    logger=self._ws_logger,
-                    ssl=self._ssl if endpoint.startswith("wss://") else None,
-                )
-        except TimeoutError:
-            where = self.display_url(endpoint, kind)
-            raise RequestTimeoutError(f"could not connect to {where} within {timeout}s") from None
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            where = self.display_url(endpoint, kind)
-            if status in (401, 403):
-                raise AuthenticationError(f"{where} rejected the API key (HTTP {status})") from None
-            if status in (429, 503):
-                raise ServerBusyError(f"{where} is at capacity (HTTP {status})") from None
-            if status >= 500:
-                raise ConnectionLostError(f"{where} failed the handshake (HTTP {status})") from None
-            raise HandshakeRejectedError(f"{where} refused the WebSocket upgrade (HTTP {status})") from None
-        except InvalidURI as exc:
-            raise HandshakeRejectedError(self.redact(f"invalid endpoint URL: {exc}")) from None
-        except ssl.SSLCertVerificationError as exc:
-            raise TLSVerificationError(tls_message(self.display_url(endpoint, kind), exc)) from None
-        except (OSError, InvalidHandshake, ConnectionClosed, EOFError) as exc:
-            raise ConnectionLostError(
-                self.redact(f"could not connect to {self.display_url(endpoint, kind)}: {type(exc).__name__}: {exc}")
-            ) from None
-
-
-def tls_message(where: str, exc: ssl.SSLCertVerificationError) -> str:
-    reason = exc.verify_message or exc.reason or str(exc)
-    return (
-        f"the TLS certificate of {where} did not verify ({reason}); "
-        "if the service uses a private CA, pass it as ca_bundle (--ca_bundle)"
-    )
-
-
 _ids = itertools.count(1)
 
 
@@ -170,9 +83,8 @@ class Session:
         self.kind = kind
         self.init = init
         self.state = SessionState.NEW
+        self.protocol = ProtocolState(kind, Role.CLIENT)
         self.ready: protocol.SttReady | protocol.TtsReady | None = None
-        # Id of the recognition session audio is going to (STT); None until the service names it.
-        self.request_id: str | None = None
         self.connected = False
         self.last_used = time.monotonic()
         # The pool's key for this session: kind + serialised init (computed once, used per release).
@@ -186,8 +98,10 @@ class Session:
         self._keepalive: asyncio.Task[None] | None = None
         self._close_error: VoxBeamError | None = None
         self._idle_error: ServiceError | None = None
-        self._ping_sent = 0.0
-        self._last_pong = 0.0
+        self._unknown: set[str] = set()
+        # The spec suggests {"type":"ping"}; a service that answers it with an error gets no more.
+        self._protocol_ping = True
+        self._ping_sent_at = 0.0
 
     def __repr__(self) -> str:
         return f"<Session #{self.id} {self.kind} {self.state.value} endpoint={self._connector.redact(self.endpoint)}>"
@@ -198,7 +112,7 @@ class Session:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def open(self, ping_interval: float) -> None:
+    async def open(self) -> None:
         """Connect, send ``init`` and wait for ``ready``; raises a typed error otherwise."""
         self.state = SessionState.CONNECTING
         try:
@@ -219,16 +133,17 @@ class Session:
                 raise service_error(msg.code, msg.error, msg.request_id)
             if not isinstance(msg, (protocol.SttReady, protocol.TtsReady)):
                 raise ProtocolViolationError(f"expected 'ready', got {msg.type!r}")
+        except AuthenticationError as exc:
+            await self.close()
+            where = self._connector.display_url(self.endpoint, self.kind)
+            raise AuthenticationError(f"{where} rejected the API key: {exc.message}") from None
         except BaseException:
             await self.close()
             raise
         self.ready = msg
-        self.request_id = msg.request_id
         self.state = SessionState.IDLE
         self._stats.incr("sessions_opened")
-        self._keepalive = asyncio.create_task(
-            self._keepalive_loop(ping_interval), name=f"voxbeam-session-{self.id}-ping"
-        )
+        self._keepalive = asyncio.create_task(self._keepalive_loop(), name=f"voxbeam-session-{self.id}-ping")
         where = self._connector.display_url(self.endpoint, self.kind)
         logger.debug("session #%d ready on %s (%s)", self.id, where, msg.request_id)
 
@@ -264,19 +179,23 @@ class Session:
         try:
             async for frame in ws:
                 try:
-                    msg = protocol.parse_server_message(frame)
+                    msg = protocol.parse_server_message(frame, self.kind, allow_unknown=True)
+                    self.protocol.receive(msg)
                 except protocol.ProtocolError as exc:
-                    self._close_error = ProtocolViolationError(f"unreadable message from the service: {exc.message}")
-                    await ws.close(protocol.CLOSE_UNSUPPORTED_DATA, "unreadable message")
+                    self._close_error = ProtocolViolationError(f"the service broke the protocol: {exc.message}")
+                    await ws.close(protocol.CLOSE_PROTOCOL_ERROR, "protocol error")
                     break
-                if isinstance(msg, protocol.Pong):
-                    self._last_pong = time.monotonic()
+                if isinstance(msg, protocol.Unknown):
+                    if msg.kind not in self._unknown:  # one line per type, not one per message
+                        self._unknown.add(msg.kind)
+                        logger.debug("session #%d: ignoring messages of unknown type %r", self.id, msg.kind)
                     continue
+                if isinstance(msg, protocol.Pong):
+                    continue  # liveness is the WebSocket's own ping; this pong proves nothing more
                 if self.state is SessionState.IDLE:
                     # Nobody is waiting: an idle session only hears about its own end (IDLE_TIMEOUT ...).
                     if isinstance(msg, protocol.Error):
-                        self._idle_error = service_error(msg.code, msg.error, msg.request_id)
-                        logger.debug("session #%d got %s while idle", self.id, msg.code)
+                        self._on_idle_error(msg)
                     continue
                 self._inbox.put_nowait(msg)
             if self._close_error is None:
@@ -295,6 +214,15 @@ class Session:
                 logger.debug("session #%d closed while idle: %s", self.id, self._close_error)
             self._closed_notify()
 
+    def _on_idle_error(self, msg: protocol.Error) -> None:
+        if msg.code == protocol.ErrorCode.INVALID_MESSAGE.value and time.monotonic() - self._ping_sent_at < 5.0:
+            # Most likely the answer to our protocol ping, which the spec leaves undefined.
+            self._protocol_ping = False
+            logger.debug("session #%d: the service refused {'type': 'ping'} (%s); not sending it again", self.id, msg)
+            return
+        self._idle_error = service_error(msg.code, msg.error, msg.request_id)
+        logger.debug("session #%d got %s while idle", self.id, msg.code)
+
     def _error_for_close(self, ws: ClientConnection) -> VoxBeamError:
         if self._idle_error is not None:
             return self._idle_error
@@ -302,7 +230,7 @@ class Session:
         reason = ws.close_reason or ""
         detail = f"code {code}{': ' + reason if reason else ''}" if code is not None else "no close frame"
         if code == protocol.CLOSE_POLICY_VIOLATION:
-            return AuthenticationError(f"the service closed the session ({detail})")
+            return AuthenticationError(f"the service rejected the API key (it closed the session: {detail})")
         if code == protocol.CLOSE_TRY_AGAIN_LATER:
             return ServerBusyError(f"the service closed the session ({detail})")
         if code == protocol.CLOSE_MESSAGE_TOO_BIG:
@@ -344,6 +272,7 @@ class Session:
         ws = self._ws
         if ws is None or self.state is SessionState.CLOSED:
             raise self.failure()
+        self.protocol.send(msg)  # our own bug if it raises: never sent
         try:
             if timeout is None:
                 await ws.send(protocol.serialize(msg))
@@ -366,6 +295,7 @@ class Session:
                 raise self.failure()
             raise ProtocolViolationError(f"session #{self.id} is {self.state.value}")
         self.state = SessionState.BUSY
+        self._idle_error = None  # an error heard while idle that did not end the session is history
         while not self._inbox.empty():  # nothing should be there; never hand a stale message to a new request
             self._inbox.get_nowait()
 
@@ -417,7 +347,7 @@ class Session:
 
         task = asyncio.create_task(sender(), name=f"voxbeam-session-{self.id}-sender")
         task.add_done_callback(lambda _t: self._inbox.put_nowait(_Signal.SENDER_DONE))
-        rid = self.request_id
+        rid = self.protocol.open.request_id
         finals: list[protocol.Transcript] = []
         try:
             while True:
@@ -441,19 +371,15 @@ class Session:
                     raise self.failure()
                 assert not isinstance(item, _Signal)
                 progress = time.monotonic()
+                # The state machine has checked the order: everything up to our flush's
+                # flush_done belongs to this file, whatever ids the service uses.
                 if isinstance(item, protocol.Transcript):
-                    if rid is None:
-                        rid = item.request_id
-                    if item.request_id != rid:
-                        logger.debug("session #%d: dropped a transcript of %s", self.id, item.request_id)
-                        continue
+                    rid = rid or item.request_id or None
                     if item.is_final:
                         finals.append(item)
                 elif isinstance(item, protocol.FlushDone):
-                    if flushed and (rid is None or item.request_id == rid):
-                        rid = item.request_id
-                        break
-                    logger.debug("session #%d: ignored flush_done for %s", self.id, item.request_id)
+                    rid = item.request_id or rid
+                    break
                 elif isinstance(item, protocol.Error):
                     raise service_error(item.code, item.error, item.request_id)
                 else:
@@ -466,8 +392,6 @@ class Session:
             except BaseException:  # its failure is already being reported (or superseded)
                 pass
             raise
-        # The next recognition session gets a new id, named by the service's next message.
-        self.request_id = None
         self._end()
         return Recognition(rid or "", finals)
 
@@ -493,22 +417,38 @@ class Session:
 
     # -- keepalive -------------------------------------------------------------------------
 
-    async def _keepalive_loop(self, interval: float) -> None:
-        """Ping while idle; a session whose previous ping went unanswered is closed."""
+    async def _keepalive_loop(self) -> None:
+        """While idle in the pool: the protocol's ping (the service's idle timer) and a WebSocket ping.
+
+        Only the WebSocket pong is required, and only while the session stays idle: a request
+        that takes the session meanwhile proves it alive, and a loaded server may answer late.
+        """
+        config = self._connector.config
+        ws = self._ws
+        assert ws is not None
         while self.state is not SessionState.CLOSED:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(config.ping_interval)
             if self.state is not SessionState.IDLE:
-                self._ping_sent = 0.0  # a request proved the connection alive meanwhile
                 continue
-            if self._ping_sent and self._last_pong < self._ping_sent:
-                logger.debug("session #%d: no pong within %ss, closing", self.id, interval)
-                self._close_error = ConnectionLostError("the service stopped answering pings")
-                await self.close()
-                return
-            self._ping_sent = time.monotonic()
             try:
-                await self._send(protocol.Ping(), interval)
+                if self._protocol_ping:
+                    self._ping_sent_at = time.monotonic()
+                    await self._send(protocol.Ping(), config.ping_timeout)
+                pong = await ws.ping()
                 self._stats.incr("pings")
-            except VoxBeamError:
-                await self.close()
-                return
+                try:
+                    async with asyncio.timeout(config.ping_timeout):
+                        await asyncio.shield(pong)
+                except TimeoutError:
+                    if self.state is not SessionState.IDLE:
+                        continue
+                    logger.debug("session #%d: no pong within %ss, closing", self.id, config.ping_timeout)
+                    self._close_error = ConnectionLostError(
+                        f"the service did not answer a WebSocket ping within {config.ping_timeout:g} s"
+                    )
+                    await self.close()
+                    return
+            except (VoxBeamError, ConnectionClosed):
+                if self.state is SessionState.IDLE:
+                    await self.close()
+                    return

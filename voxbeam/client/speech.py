@@ -10,15 +10,22 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from voxbeam import audio, protocol
-from voxbeam.client._redact import Redactor
 from voxbeam.client._sources import AudioSource, as_async_chunks
 from voxbeam.client._stats import Stats
 from voxbeam.client.config import ClientConfig
+from voxbeam.client.connector import Connector, Kind
 from voxbeam.client.pool import SessionPool
 from voxbeam.client.results import SynthesisResult, TranscriptBuilder, TranscriptResult
+from voxbeam.client.retry import RetryClock
 from voxbeam.client.segmenter import SegmentFeed
-from voxbeam.client.session import Connector, InitMessage, Kind, Recognition, Session, SessionState
-from voxbeam.errors import InputError, RequestTimeoutError, RetriesExhaustedError, VoxBeamError
+from voxbeam.client.session import InitMessage, Recognition, Session, SessionState
+from voxbeam.errors import (
+    InputError,
+    RequestTimeoutError,
+    RetriesExhaustedError,
+    ServiceUnavailableError,
+    VoxBeamError,
+)
 from voxbeam.text import pack
 
 logger = logging.getLogger("voxbeam.client")
@@ -27,22 +34,17 @@ T = TypeVar("T")
 
 
 class _Record:
-    """Per-request bookkeeping: attempts made and the record deadline (started on first session)."""
+    """Per-request bookkeeping: retries made and the retry budget's clock."""
 
-    def __init__(self, deadline: asyncio.Timeout, seconds: float) -> None:
-        self.deadline = deadline
-        self.seconds = seconds
-        self.attempts = 1
+    def __init__(self, clock: RetryClock) -> None:
+        self.clock = clock
+        self.retries = 0  # over all segments of the record
         self.has_session = False
 
-    def started(self) -> None:
-        if not self.has_session:
-            self.has_session = True
-            self.renew()
-
-    def renew(self) -> None:
-        """A fresh deadline: a long file gets one per segment, so its length does not count against it."""
-        self.deadline.reschedule(asyncio.get_running_loop().time() + self.seconds)
+    @property
+    def attempts(self) -> int:
+        """1 + the retries it took."""
+        return 1 + self.retries
 
 
 class SpeechClient:
@@ -54,10 +56,10 @@ class SpeechClient:
 
     def __init__(self, config: ClientConfig | None = None) -> None:
         self.config = config or ClientConfig()
-        api_key = self.config.resolved_api_key()
-        self._redact = Redactor([api_key])
+        connector = Connector(self.config, self.config.resolved_api_key())
+        self._redact = connector.redact
         self._stats = Stats()
-        self._pool = SessionPool(self.config, Connector(self.config, api_key, self._redact), self._stats)
+        self._pool = SessionPool(self.config, connector, self._stats)
         self._rng = random.Random()
 
     def __repr__(self) -> str:
@@ -72,6 +74,13 @@ class SpeechClient:
         out = self._stats.snapshot()
         out.update(self._pool.counts())
         return out
+
+    def retry_in(self) -> float | None:
+        """While every endpoint is unavailable, seconds until the next probe; else None.
+
+        Safe to call from any thread (a progress line reads it while the loop runs).
+        """
+        return self._pool.retry_in()
 
     async def __aenter__(self) -> SpeechClient:
         return self
@@ -142,7 +151,6 @@ class SpeechClient:
                 if feed.last:
                     break
                 have_segment = None
-                record.renew()
             return builder.result(audio_duration_ms=feed.consumed_ms, attempts=record.attempts, model=model)
 
         try:
@@ -223,24 +231,14 @@ class SpeechClient:
     # -- retries and deadlines -------------------------------------------------------------
 
     async def _run_record(self, body: Callable[[_Record], Awaitable[T]]) -> T:
-        """Runs one record under its deadline; failures leave carrying ``attempts``."""
+        """Runs one record; failures leave carrying ``attempts``."""
         self._stats.incr("requests")
-        record: _Record | None = None
+        record = _Record(RetryClock(self.config.retry))
         try:
-            async with asyncio.timeout(None) as deadline:
-                record = _Record(deadline, self.config.timeouts.record)
-                return await body(record)
-        except TimeoutError:
-            self._stats.incr("failures")
-            self._stats.incr("timeouts")
-            err = RequestTimeoutError(
-                f"the record (or a segment of it) did not finish within {self.config.timeouts.record}s"
-            )
-            err.attempts = record.attempts if record else 1
-            raise err from None
+            return await body(record)
         except VoxBeamError as exc:
             self._stats.incr("failures")
-            if record is not None and not isinstance(exc, RetriesExhaustedError):
+            if not isinstance(exc, RetriesExhaustedError):
                 exc.attempts = record.attempts
             raise
         except BaseException:
@@ -256,41 +254,63 @@ class SpeechClient:
         *,
         what: str,
     ) -> T:
-        """One exchange on a pooled session, retried on fresh sessions while the error allows it."""
+        """One exchange on a pooled session, retried on fresh sessions while the error and budget allow.
+
+        Each attempt is bounded by ``Timeouts.record`` once it holds a session; transient failures
+        are retried with backoff until ``RetryPolicy.budget`` (or ``max_attempts``) runs out.
+        Waiting while every endpoint is unavailable happens in the pool and is not an attempt.
+        """
         policy = self.config.retry
-        attempt = 0
+        clock = record.clock
+        attempt_timeout = self.config.timeouts.record
+        tries = 0  # of this exchange: on a session, or connections the record itself tried
         while True:
-            attempt += 1
             session: Session | None = None
             try:
                 session = await self._pool.acquire(
                     kind,
                     init,
                     # Queueing for a session is bounded by the pool timeout until the record starts;
-                    # after that the record deadline bounds everything.
+                    # after that only the retry budget bounds the wait.
                     timeout=None if record.has_session else self.config.timeouts.pool,
-                    retry=attempt > 1,
+                    retry=tries > 0,
+                    clock=clock,
                 )
-                record.started()
-                out = await exchange(session)
+                record.has_session = True
+                tries += 1
+                try:
+                    async with asyncio.timeout(attempt_timeout):
+                        out = await exchange(session)
+                except TimeoutError:
+                    self._stats.incr("timeouts")
+                    raise RequestTimeoutError(
+                        f"the attempt (at a record, or a segment of a long one) took longer than {attempt_timeout:g} s"
+                    ) from None
             except VoxBeamError as exc:
                 if session is not None:
                     # A session the exchange never started on (the audio failed first) is still good.
                     self._pool.release(session, healthy=session.state is SessionState.IDLE)
+                elif not isinstance(exc, ServiceUnavailableError):
+                    tries += 1  # the record's own connection attempt failed
                 if not exc.retryable:
                     raise
-                if attempt >= policy.max_attempts:
-                    raise RetriesExhaustedError(exc, attempt) from exc
-                delay = policy.delay(attempt, self._rng)
+                clock.start()
+                capped = policy.max_attempts is not None and tries >= policy.max_attempts
+                if clock.expired() or capped:
+                    raise RetriesExhaustedError(exc, tries, clock.elapsed(), policy.budget) from exc
+                if isinstance(exc, ServiceUnavailableError):
+                    continue  # the pool has done the waiting
+                delay = min(policy.delay(tries, self._rng), max(0.0, clock.remaining()))
                 self._stats.incr("retries")
-                record.attempts += 1
+                record.retries += 1
                 logger.info(
-                    "%s attempt %d/%d failed (%s); retrying in %.2fs",
+                    "%s attempt %d failed (%s); retrying in %.2f s (%.0f s of the %g s retry budget left)",
                     what,
-                    attempt,
-                    policy.max_attempts,
+                    tries,
                     self._redact(str(exc)),
                     delay,
+                    clock.remaining(),
+                    policy.budget,
                 )
                 await asyncio.sleep(delay)
                 continue
@@ -299,6 +319,7 @@ class SpeechClient:
                     self._pool.release(session, healthy=session.state is SessionState.IDLE)
                 raise
             self._pool.release(session, healthy=True)
+            clock.reset()  # progress: a later failure (next segment) gets the whole budget again
             return out
 
 

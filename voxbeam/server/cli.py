@@ -8,12 +8,11 @@ import os
 import sys
 from collections.abc import Sequence
 
+from voxbeam.protocol import API_KEY_ENV
 from voxbeam.server.config import MIB, ServerConfig
 from voxbeam.server.engines import STT_ENGINES
 from voxbeam.server.heap import keep_large_buffers_out_of_the_heap
 from voxbeam.server.logs import setup_logging
-
-API_KEY_ENV = "VOXNEXUS_API_KEY"
 
 
 def _positive_int(text: str) -> int:
