@@ -14,6 +14,7 @@ import re
 import uuid
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
+from urllib.parse import unquote_plus
 
 import pybase64
 
@@ -74,18 +75,27 @@ def new_request_id() -> str:
     return "req_" + uuid.uuid4().hex[:20]
 
 
-# An already masked value is left alone, so that redacting twice does not eat what follows it.
-_TOKEN_RE = re.compile(r"((?:^|[?&;\s])(?:token|api_key|key)=)(?!\*\*\*(?:$|[&;\s\"':]))[^&;\s\"']+", re.IGNORECASE)
+# A query parameter (or a key=value word): its name, as sent (maybe percent-encoded), and value.
+_PARAM_RE = re.compile(r"((?:^|[?&;\s])([^=&;\s\"'?]+)=)([^&;\s\"']+)")
+_SECRET_PARAMS = frozenset({"token", "api_key", "key"})
 # The password of ``scheme://user:password@host`` (websockets sends it as HTTP Basic auth).
 # Greedy up to the last "@" of the authority: a password may itself contain "@".
 _USERINFO_RE = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s/@:\"']*:)[^\s/\"']*(@)", re.IGNORECASE)
-# Credential headers as HTTP libraries log them ("> Authorization: Basic ...").
-_HEADER_RE = re.compile(r"((?:x-api-key|authorization|proxy-authorization)\s*:\s*)[^\r\n]+", re.IGNORECASE)
+# Credential headers as HTTP libraries log them ("> Authorization: Basic ..."); some clients put a
+# token in the WebSocket subprotocol.
+_HEADER_RE = re.compile(
+    r"((?:x-api-key|authorization|proxy-authorization|sec-websocket-protocol)\s*:\s*)[^\r\n]+", re.IGNORECASE
+)
+
+
+def _mask_param(match: re.Match[str]) -> str:
+    # The name is compared decoded: a server decodes "%74oken" to "token" and takes it as the key.
+    return match.group(1) + "***" if unquote_plus(match.group(2)).lower() in _SECRET_PARAMS else match.group(0)
 
 
 def redact(text: str) -> str:
-    """Hide ``token=`` (and similar) query values, URL passwords and credential headers in a line."""
-    text = _TOKEN_RE.sub(r"\1***", text)
+    """Hide ``token=`` (and similar, however encoded) query values, URL passwords and credential headers."""
+    text = _PARAM_RE.sub(_mask_param, text)
     text = _USERINFO_RE.sub(r"\1***\2", text)
     return _HEADER_RE.sub(r"\1***", text)
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
+from websockets.exceptions import InvalidStatus
 
 from tests.server import helpers as h
 from voxbeam import audio
@@ -201,16 +203,19 @@ def test_both_auth_methods_work(server, service, auth):
 
 @pytest.mark.parametrize("service", ["stt", "tts"])
 @pytest.mark.parametrize(("auth", "key"), [(None, None), ("header", "wrong"), ("token", "wrong"), ("token", "")])
-def test_bad_or_missing_key_is_unauthorized_and_closed_1008(server, service, auth, key):
+def test_bad_or_missing_key_is_refused_before_the_upgrade(server, service, auth, key):
+    """HTTP 401 in the handshake, with the protocol's error as the body: not one frame is read."""
     before = server.health()
 
     async def main():
-        async with await h.connect_to(server, service, auth=auth, key=key) as ws:
-            msg = await h.expect_error(ws, "UNAUTHORIZED")
-            assert "request_id" not in msg
-            assert await h.closed_with(ws) == 1008
+        with pytest.raises(InvalidStatus) as info:
+            await h.connect_to(server, service, auth=auth, key=key)
+        return info.value.response
 
-    asyncio.run(main())
+    response = asyncio.run(main())
+    assert response.status_code == 401 and "ApiKey" in response.headers["WWW-Authenticate"]
+    body = json.loads(response.body)
+    assert body["type"] == "error" and body["code"] == "UNAUTHORIZED" and "request_id" not in body
     after = server.health()
     assert after["rejected_unauthorized"] == before["rejected_unauthorized"] + 1
     assert after["sessions"] == before["sessions"]  # never admitted

@@ -21,6 +21,7 @@ from voxbeam.server.launcher import LocalServer
 
 IDLE = 2.0
 GRACE = 4.0
+INIT = 1.0  # before the idle timeout: the init deadline is what closes a connection that never inits
 KEYS = ["key-one-" + "a" * 20, "key-two-" + "b" * 20, "key-three-" + "c" * 20]
 
 
@@ -77,6 +78,8 @@ def small(tmp_path_factory):
             "1",
             "--idle-timeout",
             str(IDLE),
+            "--init-timeout",
+            str(INIT),
             "--shutdown-grace",
             str(GRACE),
             "--decoders-per-worker",
@@ -107,19 +110,25 @@ def test_tls_and_the_key_stays_out_of_argv_and_repr(small):
 
 
 def test_server_busy_past_capacity_and_per_key(small):
+    """A slot is taken at init: connecting costs none; past a key's limit or the server's, SERVER_BUSY."""
+
     async def main():
         one = await h.connect_to(Keyed(small, KEYS[0]), "stt")
-        await h.ping_ok(one)
+        idle = await h.connect_to(Keyed(small, KEYS[0]), "stt")  # connected, no init: holds no slot
+        assert (await h.init(one))["type"] == "ready"
         # Same key again: that key's limit (1).
         async with await h.connect_to(Keyed(small, KEYS[0]), "tts") as again:
+            await h.send(again, {"type": "init"})
             await h.expect_error(again, "SERVER_BUSY")
             assert await h.closed_with(again) == 1013
         two = await h.connect_to(Keyed(small, KEYS[1]), "tts")
-        await h.ping_ok(two)
+        assert (await h.init(two))["type"] == "ready"
         # A third key: the server's limit (2).
         async with await h.connect_to(Keyed(small, KEYS[2]), "stt") as third:
+            await h.send(third, {"type": "init"})
             await h.expect_error(third, "SERVER_BUSY")
             assert await h.closed_with(third) == 1013
+        await idle.close()
         await one.close()
         await two.close()
         await asyncio.sleep(0.2)
@@ -131,22 +140,43 @@ def test_server_busy_past_capacity_and_per_key(small):
     assert health["rejected_busy"] >= 2 and health["capacity"] == 2
 
 
-def test_idle_session_is_told_and_closed_but_pinging_keeps_it(small):
+def test_idle_sessions_are_told_and_closed_and_pings_do_not_count(small):
+    """A session idle past the timeout is closed, pinging or not (pings would let one hold a slot for
+    nothing); a connection that never sends init is closed at the init deadline."""
+
+    async def pinging(ws, why: str) -> float:
+        started = time.monotonic()
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await h.send(ws, {"type": "ping"})
+                await asyncio.sleep(0.25)
+        # Closed: what it said before closing.
+        seen = []
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                seen.append(await h.recv(ws))
+        errors = [m for m in seen if m["type"] == "error"]
+        assert len(errors) == 1 and errors[0]["code"] == "IDLE_TIMEOUT" and why in errors[0]["error"], seen
+        assert ws.close_code == 1000
+        return time.monotonic() - started
+
     async def main():
         quiet = await h.connect_to(Keyed(small, KEYS[0]), "stt")
         busy = await h.connect_to(Keyed(small, KEYS[1]), "tts")
+        lurker = await h.connect_to(Keyed(small, KEYS[2]), "stt")
         await h.init(quiet)
+        await h.init(busy)
         started = time.monotonic()
-        for _ in range(4):  # 3 s of pings, past the 2 s idle timeout
-            await asyncio.sleep(0.75)
-            await h.ping_ok(busy)
-        await h.expect_error(quiet, "IDLE_TIMEOUT")
+        busy_after, lurker_after = await asyncio.gather(pinging(busy, "no message"), pinging(lurker, "no init"))
+        error = await h.expect_error(quiet, "IDLE_TIMEOUT")
         assert await h.closed_with(quiet) == 1000
-        assert IDLE - 0.5 < time.monotonic() - started < IDLE + 2.5
-        assert (await h.init(busy))["type"] == "ready"
-        await busy.close()
+        return error, time.monotonic() - started, busy_after, lurker_after
 
-    asyncio.run(main())
+    error, quiet_after, busy_after, lurker_after = asyncio.run(main())
+    assert "no message" in error["error"]
+    for elapsed in (quiet_after, busy_after):
+        assert IDLE - 0.5 < elapsed < IDLE + 2.5, elapsed
+    assert INIT - 0.5 < lurker_after < INIT + 1.5, lurker_after
 
 
 def test_a_killed_worker_fails_its_sessions_and_is_restarted(small):
@@ -204,7 +234,16 @@ def test_graceful_shutdown_lets_sessions_finish_then_closes_1001(small):
         await h.send_audio(finishing, audio[:half])  # mid-file when the server is told to stop
         endless = await h.connect_to(Keyed(small, KEYS[2]), "stt")
         await h.init(endless)
-        await h.send_audio(endless, h.silence(0.5))  # mid-file: audio and no flush yet
+
+        async def keep_streaming():
+            # Audio and no flush, all along (activity: the idle timeout never fires on it).
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    await h.send_audio(endless, h.silence(0.2))
+                    await asyncio.sleep(0.2)
+
+        streamer = asyncio.create_task(keep_streaming())
+        await asyncio.sleep(0.5)  # mid-file: audio and no flush yet
         asked = time.monotonic()
         stopping = asyncio.create_task(asyncio.to_thread(small.stop))
         await asyncio.sleep(0.5)
@@ -216,14 +255,6 @@ def test_graceful_shutdown_lets_sessions_finish_then_closes_1001(small):
         await h.send(finishing, {"type": "command", "command": "flush"})
         msgs = await h.until_flush_done(finishing)
         finished = await until_closed(finishing)
-
-        async def keep_streaming():
-            with contextlib.suppress(ConnectionClosed):
-                while True:
-                    await h.send_audio(endless, h.silence(0.2))
-                    await asyncio.sleep(0.2)
-
-        streamer = asyncio.create_task(keep_streaming())
         cut = await until_closed(endless)
         streamer.cancel()
         await stopping

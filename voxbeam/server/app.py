@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import hmac
 import json
@@ -87,7 +86,6 @@ class SpeechServer:
         self.metrics = self.ctx.metrics
         self.pool = self.ctx.pool
         self.live: set[Session] = set()
-        self.per_key = collections.Counter[str]()
         self.url = ""
         self.started = time.monotonic()
         self._ws: Server | None = None
@@ -203,7 +201,42 @@ class SpeechServer:
             return self.metrics.http_response(connection)
         if path not in (p.STT_PATH, p.TTS_PATH):
             return connection.respond(HTTPStatus.NOT_FOUND, f"no such endpoint; use {p.STT_PATH} or {p.TTS_PATH}\n")
+        # Before the upgrade: a connection over the caps, or without a valid key, never gets to
+        # send a frame (no buffers, no session slot).
+        crowded = self._crowded(connection)
+        if crowded:
+            self.stats.rejected_busy += 1
+            self.metrics.session_refused("busy")
+            log.info("connection refused: %s", crowded)
+            response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, f"{crowded}; retry later\n")
+            response.headers["Retry-After"] = "1"
+            return response
+        if self.authenticate(request) is None:
+            self.stats.connections_total += 1
+            self.stats.rejected_unauthorized += 1
+            self.metrics.session_refused("unauthorized")
+            self.ctx.count_error(ErrorCode.UNAUTHORIZED.value)
+            log.info("connection rejected: UNAUTHORIZED")
+            error = p.error(ErrorCode.UNAUTHORIZED, "a valid API key is required (?token= or X-Api-Key)")
+            response = connection.respond(HTTPStatus.UNAUTHORIZED, p.serialize(error) + "\n")
+            del response.headers["Content-Type"]
+            response.headers["Content-Type"] = "application/json"
+            response.headers["WWW-Authenticate"] = 'ApiKey realm="voxbeam", header="X-Api-Key", query="token"'
+            return response
         return None
+
+    def _crowded(self, connection: ServerConnection) -> str:
+        """Why ``connection`` is one too many (counting unauthenticated ones), or ''."""
+        if self._ws is None:
+            return ""
+        cfg = self.config
+        connections = self._ws.all_connections
+        if len(connections) > cfg.max_connections:
+            return f"the server holds its {cfg.max_connections} connections"
+        host = _host(connection)
+        if host is not None and sum(_host(c) == host for c in connections) > cfg.max_connections_per_address:
+            return f"{cfg.max_connections_per_address} connections from one address are open"
+        return ""
 
     # -- WebSocket ----------------------------------------------------------------------
 
@@ -236,44 +269,19 @@ class SpeechServer:
         service = "stt" if path == p.STT_PATH else "tts"
         self.stats.connections_total += 1
         label = self.authenticate(ws.request)
-        if label is None:
-            self.stats.rejected_unauthorized += 1
-            self.metrics.session_refused("unauthorized")
-            log.info("session %s rejected: UNAUTHORIZED", service)
-            await self._reject(
-                ws,
-                ErrorCode.UNAUTHORIZED,
-                "a valid API key is required (?token= or X-Api-Key)",
-                p.CLOSE_POLICY_VIOLATION,
-            )
-            return
-        cfg = self.config
+        assert label is not None  # process_request refused every other connection
         if self.ctx.shutting_down:
             self.metrics.session_refused("shutting_down")
             await self._reject(ws, ErrorCode.SERVER_BUSY, "the server is shutting down", p.CLOSE_TRY_AGAIN_LATER)
             return
-        per_key_full = cfg.max_sessions_per_key is not None and self.per_key[label] >= cfg.max_sessions_per_key
-        if self.stats.sessions >= cfg.max_sessions or per_key_full:
-            self.stats.rejected_busy += 1
-            self.metrics.session_refused("key_limit" if per_key_full else "busy")
-            what = "this API key's" if per_key_full else "the server's"
-            log.info("session %s rejected: SERVER_BUSY (%s %s)", service, label, what)
-            await self._reject(
-                ws, ErrorCode.SERVER_BUSY, f"{what} session limit is reached; retry later", p.CLOSE_TRY_AGAIN_LATER
-            )
-            return
+        # A session slot is taken at its first init (Session.admit): a connection that never inits
+        # holds none, and is closed at --init-timeout.
         session: Session = SttSession(self.ctx, ws, label) if service == "stt" else TtsSession(self.ctx, ws, label)
-        self.stats.opened(service)
-        self.metrics.session_opened(service)
-        self.per_key[label] += 1
         self.live.add(session)
         try:
             await session.run()
         finally:
             self.live.discard(session)
-            self.stats.closed(service)
-            self.metrics.session_closed(service)
-            self.per_key[label] -= 1
             self._idle.set()
             log.info(
                 "session %s closed: auth=%s request_ids=%s %s outcome=%s codes=%s close=%s seconds=%.1f",
@@ -286,6 +294,11 @@ class SpeechServer:
                 ws.close_code,
                 time.monotonic() - session.started,
             )
+
+
+def _host(connection: ServerConnection) -> str | None:
+    address = connection.remote_address
+    return str(address[0]) if address else None
 
 
 def _ids(ids: list[str]) -> str:

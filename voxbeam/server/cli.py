@@ -93,9 +93,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--max-sessions", type=_positive_int, default=64, help="open sessions before SERVER_BUSY (default 64)")
     add(
-        "--max-sessions-per-key", type=_positive_int, default=None, help="open sessions per API key (default: no limit)"
+        "--max-sessions-per-key",
+        type=_positive_int,
+        default=None,
+        help="sessions one API key may hold (default: three quarters of --max-sessions)",
     )
-    add("--idle-timeout", type=_positive_float, default=60.0, help="seconds without a message before IDLE_TIMEOUT")
+    add(
+        "--idle-timeout",
+        type=_positive_float,
+        default=60.0,
+        help="seconds without a message (pings do not count) before IDLE_TIMEOUT (default 60)",
+    )
+    add("--init-timeout", type=_positive_float, default=10.0, help="seconds a connection has to send init (default 10)")
+    add(
+        "--max-connections",
+        type=_positive_int,
+        default=256,
+        help="connections at once, authenticated or not; past it HTTP 503 before the upgrade (default 256)",
+    )
+    add(
+        "--max-connections-per-address",
+        type=_positive_int,
+        default=128,
+        help="connections at once from one client address (default 128)",
+    )
     add(
         "--max-message-size",
         type=_positive_int,
@@ -145,6 +166,9 @@ def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
         max_sessions=args.max_sessions,
         max_sessions_per_key=args.max_sessions_per_key,
         idle_timeout=args.idle_timeout,
+        init_timeout=args.init_timeout,
+        max_connections=args.max_connections,
+        max_connections_per_address=args.max_connections_per_address,
         max_message_size=args.max_message_size,
         max_text_chars=args.max_text_chars,
         max_utterance_s=args.max_utterance,

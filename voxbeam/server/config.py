@@ -17,8 +17,15 @@ class ServerConfig:
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     decoders_per_worker: int = 3
     max_sessions: int = 64
+    # Connections, handshaking or open, authenticated or not: past these, HTTP 503 before the upgrade.
+    max_connections: int = 256
+    max_connections_per_address: int = 128
+    # Sessions one API key may hold; None: three quarters of max_sessions (so one tenant cannot
+    # take every slot while another still gets ready).
     max_sessions_per_key: int | None = None
     idle_timeout: float = 60.0
+    # A connection must send its init within this long.
+    init_timeout: float = 10.0
     max_message_size: int = MIB
     max_text_chars: int = 5000
     tls_cert: str | None = None
@@ -39,6 +46,12 @@ class ServerConfig:
     voices_dir: str | None = None
     # Engine threads per worker (CTranslate2, ONNX Runtime); None: cores // workers.
     threads_per_worker: int | None = None
+
+    @property
+    def sessions_per_key(self) -> int:
+        if self.max_sessions_per_key is not None:
+            return self.max_sessions_per_key
+        return max(1, self.max_sessions * 3 // 4)
 
     @property
     def threads(self) -> int:

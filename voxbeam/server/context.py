@@ -7,6 +7,7 @@ modules never import the app (no import circle) and tests can see what a session
 from __future__ import annotations
 
 import collections
+import logging
 from dataclasses import dataclass, field
 
 from voxbeam.server.config import ServerConfig
@@ -14,6 +15,8 @@ from voxbeam.server.engines.base import SttModel
 from voxbeam.server.metrics import ServerMetrics
 from voxbeam.server.voices import VoiceCatalog
 from voxbeam.server.worker.parent import WorkerPool
+
+log = logging.getLogger("voxbeam.server")
 
 
 class Stats:
@@ -57,6 +60,30 @@ class ServerContext:
     metrics: ServerMetrics
     stats: Stats = field(default_factory=Stats)
     shutting_down: bool = False
+    per_key: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    def admit(self, service: str, key_label: str) -> str:
+        """Take a session slot for a session's first init; why not, when it cannot have one."""
+        cfg = self.config
+        if self.shutting_down:
+            self.metrics.session_refused("shutting_down")
+            return "the server is shutting down"
+        per_key_full = self.per_key[key_label] >= cfg.sessions_per_key
+        if self.stats.sessions >= cfg.max_sessions or per_key_full:
+            self.stats.rejected_busy += 1
+            self.metrics.session_refused("key_limit" if per_key_full else "busy")
+            what = "this API key's" if per_key_full else "the server's"
+            log.info("session %s refused: SERVER_BUSY (%s %s)", service, key_label, what)
+            return f"{what} session limit is reached; retry later"
+        self.stats.opened(service)
+        self.metrics.session_opened(service)
+        self.per_key[key_label] += 1
+        return ""
+
+    def release(self, service: str, key_label: str) -> None:
+        self.stats.closed(service)
+        self.metrics.session_closed(service)
+        self.per_key[key_label] -= 1
 
     def count_error(self, code: str) -> None:
         """An error message sent to a client (or a session ended with one): /healthz and /metrics."""

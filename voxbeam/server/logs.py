@@ -2,20 +2,17 @@
 
 websockets logs request lines and headers at DEBUG ("< GET /v1/stt/realtime?token=..." and
 "< X-Api-Key: ..."). Rather than trusting every call site, the handler's formatter redacts
-the finished line (message, arguments and traceback): ``token=`` query values, key headers,
-and any configured key verbatim.
+the finished line (message, arguments and traceback): ``token=`` query values (however
+percent-encoded), key headers (``protocol.redact``), and any configured key verbatim.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections.abc import Iterable
 
 from voxbeam.protocol import redact
-
-_HEADER_RE = re.compile(r"((?:x-api-key|authorization|sec-websocket-protocol)\s*[:=]\s*)[^\r\n]+", re.IGNORECASE)
 
 
 class RedactingFormatter(logging.Formatter):
@@ -25,7 +22,7 @@ class RedactingFormatter(logging.Formatter):
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
-        text = _HEADER_RE.sub(r"\1***", redact(text))
+        text = redact(text)
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text

@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 
 from voxbeam import protocol as p
 from voxbeam.protocol import ErrorCode
+from voxbeam.protocol_state import Phase, ProtocolState, Role
 from voxbeam.server.context import ServerContext
 
 log = logging.getLogger("voxbeam.server.session")
@@ -76,7 +77,9 @@ class Session:
         self.config = ctx.config
         self.ws = ws
         self.key_label = key_label
-        self.initialized = False
+        # The protocol's rules (message types, init first and once, recognition sessions and their
+        # ids) live in the sans-I/O core; the session feeds it what comes and goes.
+        self.state = ProtocolState(self.service, Role.SERVER)
         self.request_id: str | None = None
         self.request_ids: list[str] = []
         self.outcome = "ok"
@@ -87,6 +90,8 @@ class Session:
         self._inbox_budget = ByteBudget(max(INBOX_BYTES, 2 * self.config.max_message_size))
         self._working = False
         self._abort: asyncio.Future[Abort] = asyncio.get_running_loop().create_future()
+        self._opened_at = self._active_at = asyncio.get_running_loop().time()
+        self.admitted = False  # holds a session slot (from its first init on)
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -112,7 +117,11 @@ class Session:
                 if self._abort.done():
                     await self._close_with(self._abort.result())
             finally:
-                await self.cleanup()
+                try:
+                    await self.cleanup()
+                finally:
+                    if self.admitted:
+                        self.ctx.release(self.service, self.key_label)
 
     async def _close_with(self, abort: Abort) -> None:
         with contextlib.suppress(ConnectionClosed, TimeoutError):
@@ -158,16 +167,15 @@ class Session:
             self.shutdown()
 
     async def _read_loop(self) -> None:
-        idle = self.config.idle_timeout
+        loop = asyncio.get_running_loop()
         while True:
             try:
-                async with asyncio.timeout(idle):
+                async with asyncio.timeout_at(self._deadline()):
                     frame = await self.ws.recv()
             except TimeoutError:
-                if self.busy():
-                    continue
-                self.fail(ErrorCode.IDLE_TIMEOUT, f"no message for {idle:g} s; closing the session", p.CLOSE_NORMAL)
-                return
+                if self._timed_out(loop.time()):
+                    return
+                continue
             except ConnectionClosed:
                 if self.outcome == "ok":
                     self.outcome = "client closed"
@@ -183,35 +191,77 @@ class Session:
             await self._inbox_budget.acquire(size)
             self._inbox.put_nowait((frame, size))
 
+    def _deadline(self) -> float:
+        """Loop time by which the client must do something: init in time, then not stay idle.
+
+        Pings keep the connection alive but are not activity: a client that only pings holds a
+        slot for nothing.
+        """
+        deadline = self._active_at + self.config.idle_timeout
+        if not self.initialized:
+            deadline = min(deadline, self._opened_at + self.config.init_timeout)
+        return deadline
+
+    def _timed_out(self, now: float) -> bool:
+        """Whether the deadline that passed ends the session (and ends it)."""
+        if not self.initialized and now >= self._opened_at + self.config.init_timeout:
+            limit = self.config.init_timeout
+            self.fail(ErrorCode.IDLE_TIMEOUT, f"no init within {limit:g} s; closing the session", p.CLOSE_NORMAL)
+            return True
+        if self.busy():  # work in flight: a silent client is waiting for it, not idle
+            self._active_at = now
+            return False
+        if now >= self._active_at + self.config.idle_timeout:
+            idle = self.config.idle_timeout
+            self.fail(ErrorCode.IDLE_TIMEOUT, f"no message for {idle:g} s; closing the session", p.CLOSE_NORMAL)
+            return True
+        return False
+
     async def _dispatch_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             frame, size = await self._inbox.get()
             self._inbox_budget.release(size)
+            if p.message_type(frame) != "ping":
+                self._active_at = loop.time()
             await self._dispatch(frame)
+
+    @property
+    def initialized(self) -> bool:
+        return self.state.phase is Phase.READY
 
     async def _dispatch(self, frame: str | bytes) -> None:
         try:
             msg = p.parse_client_message(frame, self.service)
         except p.ProtocolError as exc:
             kind = p.message_type(frame)
-            if not self.initialized and kind is not None and kind not in ("init", "ping") and kind in self.KNOWN:
-                await self.report(ErrorCode.NOT_INITIALIZED, "send an init message first")
-            else:
-                await self.report(exc.code, exc.message)
+            if kind is not None and kind not in ("init", "ping") and self.state.client_type_allowed(kind):
+                # A message of a known type, malformed: before init, that it came too early says more.
+                exc = self._too_early() or exc
+            await self.report(exc.code, exc.message)
+            return
+        try:
+            self.state.receive(msg)
+        except p.ProtocolError as exc:
+            await self.report(exc.code, exc.message)
             return
         if isinstance(msg, p.Ping):
             await self.emit(p.Pong())
         elif isinstance(msg, (p.SttInit, p.TtsInit)):
-            if self.initialized:
-                await self.report(ErrorCode.INVALID_MESSAGE, "the session is already initialized")
-            else:
-                await self.on_init(msg)
-        elif not self.initialized:
-            await self.report(ErrorCode.NOT_INITIALIZED, "send an init message first")
+            if not self.admitted:
+                refused = self.ctx.admit(self.service, self.key_label)
+                if refused:
+                    self.fail(ErrorCode.SERVER_BUSY, refused, p.CLOSE_TRY_AGAIN_LATER)
+                    return
+                self.admitted = True
+            await self.on_init(msg)
         else:
             await self.on_message(msg)
 
-    KNOWN: tuple[str, ...] = ()
+    def _too_early(self) -> p.ProtocolError | None:
+        if self.initialized:
+            return None
+        return p.ProtocolError(ErrorCode.NOT_INITIALIZED, "send an init message first")
 
     async def on_init(self, msg: p.SttInit | p.TtsInit) -> None:
         raise NotImplementedError
@@ -223,6 +273,8 @@ class Session:
 
     async def emit(self, item: OutItem) -> None:
         """Queue a message (or deferred messages) for the client, in order; waits when the queue is full."""
+        if self.state.phase is Phase.INITIALIZING and isinstance(item, (p.SttReady, p.TtsReady, p.Error)):
+            self.state.send(item)  # the init's outcome holds from now on, whenever the client sees it
         await self._out.put(item)
 
     async def report(self, code: ErrorCode, message: str, request_id: str | None = None) -> None:
@@ -251,6 +303,8 @@ class Session:
                 self.drain()
 
     async def _send(self, msg: p.ServerMessage) -> None:
+        if isinstance(msg, (p.Transcript, p.FlushDone)):
+            self.state.send(msg)  # a recognition session's results under its own id, flush_done once
         if isinstance(msg, p.Error):
             self.error_codes.append(msg.code)
             self.ctx.count_error(msg.code)

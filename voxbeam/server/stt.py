@@ -73,7 +73,6 @@ def transcript(r: Recognized, request_id: str) -> p.Transcript:
 
 class SttSession(Session):
     service = "stt"
-    KNOWN = ("init", "audio", "command", "ping")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -110,7 +109,6 @@ class SttSession(Session):
         # and `ready` does not wait behind other sessions' queued audio on a busy worker.
         worker.cast("stt_open", self.sid, language, msg.sample_rate, msg.enable_timestamps, detect)
         self.sample_rate = msg.sample_rate
-        self.initialized = True
         self._new_request_id()
         assert self.request_id is not None
         shown = msg.language or (AUTO if language is None else language)

@@ -21,13 +21,19 @@ from voxbeam import audio
 from voxbeam import protocol as p
 from voxbeam.protocol import ErrorCode
 from voxbeam.server.engines.base import Prosody, Voice
-from voxbeam.server.errors import EngineError, WorkerDied, WorkerUnavailable
+from voxbeam.server.errors import EngineError, WorkerBusy, WorkerDied, WorkerUnavailable
 from voxbeam.server.session import Session
 from voxbeam.server.voices import prosody_for
 from voxbeam.server.worker.parent import Worker
 from voxbeam.text import check_text, join_chunk, sentences, speakable
 
 CHUNK_BYTES = 32 * 1024
+# Utterances of one session waiting for their audio to go out; past it the session is not read
+# (TCP backpressure) until one is done.
+MAX_QUEUED_UTTERANCES = 4
+# A worker with this many calls queued takes no new utterance: SERVER_BUSY (retry later) instead
+# of a queue that grows while the client waits.
+MAX_WORKER_QUEUE = 128
 # The most audio an utterance may become: speech runs well under this per character in any
 # voice (numbers read out included), so more means text the voice spells out letter by letter.
 RENDER_S_PER_CHAR = 0.4
@@ -41,7 +47,6 @@ def max_render_seconds(text: str, prosody: Prosody) -> float:
 
 class TtsSession(Session):
     service = "tts"
-    KNOWN = ("init", "text", "ping")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -51,6 +56,7 @@ class TtsSession(Session):
         self.sample_rate = 16000
         self._text = ""  # the open utterance's text so far
         self._calls: set[asyncio.Future[Any]] = set()  # worker calls whose replies are still owed
+        self._queued = asyncio.Semaphore(MAX_QUEUED_UTTERANCES)
         self.utterances = 0
         self.characters = 0
 
@@ -65,7 +71,6 @@ class TtsSession(Session):
         self.voice, self.prosody = voice, prosody
         # The rate the files will really have (Opus is always 48 kHz, MP3 has nine rates).
         self.format, self.sample_rate = msg.format, audio.delivered_rate(msg.format, msg.sample_rate)
-        self.initialized = True
         self.request_id = p.new_request_id()
         self.request_ids.append(self.request_id)
         await self.emit(p.TtsReady(self.request_id, voice.id, voice.language, msg.format, self.sample_rate))
@@ -99,9 +104,15 @@ class TtsSession(Session):
         self.utterances += 1
         self.characters += len(text)
         self.ctx.metrics.characters(len(text))
+        await self._queued.acquire()
         try:
-            worker = self.ctx.pool.pick()
+            worker = self.ctx.pool.pick(MAX_WORKER_QUEUE)
+        except WorkerBusy as exc:
+            self._queued.release()
+            await self.report(ErrorCode.SERVER_BUSY, f"{exc}; send the utterance again later")
+            return
         except WorkerUnavailable:
+            self._queued.release()
             await self.report(ErrorCode.INTERNAL_ERROR, "no speech engine is running; send the utterance again")
             return
         rendered = self._rendered(worker, text, sentences(text))
@@ -161,6 +172,7 @@ class TtsSession(Session):
             if current is not None:
                 current.cancel()
             await rendered.aclose()
+            self._queued.release()
         yield p.Audio(held or b"", is_final=True)
 
     async def cleanup(self) -> None:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from voxbeam.server.errors import EngineError, WorkerDied, WorkerUnavailable
+from voxbeam.server.errors import EngineError, WorkerBusy, WorkerDied, WorkerUnavailable
 from voxbeam.server.worker import CANCEL, DONE, ERROR, FAILED, READY, WorkerSpec
 from voxbeam.server.worker.child import worker_main
 
@@ -68,6 +68,11 @@ class Worker:
     def load(self) -> int:
         """Pinned sessions plus calls in flight (TTS calls are not pinned)."""
         return self.sessions + len(self._pending)
+
+    @property
+    def pending(self) -> int:
+        """Calls sent and not yet answered."""
+        return len(self._pending)
 
     def start(self) -> None:
         self.generation += 1
@@ -246,11 +251,15 @@ class WorkerPool:
             await asyncio.gather(*(w.ready for w in self.workers))
         log.info("%d workers ready (pids %s)", self.count, ", ".join(str(w.pid) for w in self.workers))
 
-    def pick(self) -> Worker:
+    def pick(self, max_pending: int | None = None) -> Worker:
+        """The least loaded live worker; ``WorkerBusy`` when even it has ``max_pending`` calls queued."""
         live = [w for w in self.workers if w.alive]
         if not live:
             raise WorkerUnavailable("no engine worker is running")
-        return min(live, key=lambda w: w.load)
+        best = min(live, key=lambda w: w.load)
+        if max_pending is not None and best.pending >= max_pending:
+            raise WorkerBusy(f"every engine worker has {max_pending} calls queued")
+        return best
 
     async def acquire(self, timeout: float) -> Worker:
         """The least loaded live worker, waiting up to ``timeout`` while workers restart."""
