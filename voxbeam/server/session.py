@@ -31,6 +31,8 @@ from voxbeam.server.context import ServerContext
 log = logging.getLogger("voxbeam.server.session")
 
 OUT_QUEUE = 16
+# Not a close code: the connection is dropped without a closing handshake.
+CLOSE_ABORT = -1
 # The inbox holds at least this much (and at least two of the largest messages allowed).
 INBOX_BYTES = 1 << 20
 # Deferred output: waits for work already started, then gives its messages (all at once, or as
@@ -124,6 +126,10 @@ class Session:
                         self.ctx.release(self.service, self.key_label)
 
     async def _close_with(self, abort: Abort) -> None:
+        if abort.close_code == CLOSE_ABORT:
+            # A client that stopped reading would not read a close frame either: drop the connection.
+            self.ws.transport.abort()
+            return
         with contextlib.suppress(ConnectionClosed, TimeoutError):
             async with asyncio.timeout(5):
                 if abort.code is not None:
@@ -313,5 +319,5 @@ class Session:
             async with asyncio.timeout(self.config.send_timeout):
                 await self.ws.send(p.serialize(msg))
         except TimeoutError:
-            self.fail(None, "", p.CLOSE_POLICY_VIOLATION, "the client read nothing for too long")
+            self.fail(None, "", CLOSE_ABORT, "the client read nothing for too long")
             raise ConnectionClosed(None, None) from None

@@ -1,10 +1,10 @@
 """The text-to-speech session: text in, one audio file per utterance out, streamed by sentence.
 
 Text with ``is_final: false`` is collected (chunks joined as the spec's batch example intends);
-``is_final: true`` ends the utterance and starts its rendering on a worker. A one-sentence
-utterance is one worker call; a longer one is rendered one sentence per call, each asked for
-only as the one before it is being sent (one sentence ahead), so the first audio follows the
-first sentence, a client that stops reading stops the rendering, and other sessions' work runs
+``is_final: true`` ends the utterance, which is rendered on a worker when the session's writer
+gets to it. A one-sentence utterance is one worker call; a longer one is rendered one sentence
+per call, each asked for when the one before it is back, so the first audio follows the first
+sentence, a client that stops reading stops the rendering, and other sessions' work runs
 between the sentences. Audio goes out as ``audio`` messages; their concatenation is the file and
 the last one has ``is_final: true``. Nothing is rendered before the text is final, so a dropped
 or abandoned utterance costs no engine time.
@@ -115,10 +115,9 @@ class TtsSession(Session):
             self._queued.release()
             await self.report(ErrorCode.INTERNAL_ERROR, "no speech engine is running; send the utterance again")
             return
-        rendered = self._rendered(worker, text, sentences(text))
-        # The first call goes out now: rendering starts while earlier utterances are still being sent.
-        first = await anext(rendered)
-        await self.emit(lambda: self._audio(first, rendered))
+        # Rendering starts when the writer gets to this utterance: work for a client that has gone
+        # meanwhile is never started.
+        await self.emit(lambda: self._audio(self._rendered(worker, text, sentences(text))))
 
     def _call(self, worker: Worker, op: str, *args: Any) -> asyncio.Future[Any]:
         fut = worker.call(op, *args)
@@ -144,22 +143,22 @@ class TtsSession(Session):
         finally:
             worker.cast("tts_drop", uid)  # a no-op once closed; frees it after a failure or a cancel
 
-    async def _audio(
-        self, first: asyncio.Future[Any], rendered: AsyncGenerator[asyncio.Future[Any], None]
-    ) -> AsyncIterator[p.ServerMessage]:
+    async def _audio(self, rendered: AsyncGenerator[asyncio.Future[Any], None]) -> AsyncIterator[p.ServerMessage]:
         """The utterance's file as audio messages, sentence by sentence; the last one is final."""
         held: bytes | None = None  # one chunk is held back: only the end says which one is last
-        current: asyncio.Future[Any] | None = first
+        current: asyncio.Future[Any] | None = None
         try:
+            current = await anext(rendered)
             while current is not None:
-                # One sentence ahead: the next is rendered while this one goes out.
-                ahead = await anext(rendered, None)
                 data: bytes = await current
+                # The next sentence is asked for as soon as this one is here, before it goes out:
+                # the worker stays busy while the client reads, and a client that has gone by the
+                # end of a sentence costs no further one.
+                current = await anext(rendered, None)
                 for i in range(0, len(data), CHUNK_BYTES):
                     if held is not None:
                         yield p.Audio(held)
                     held = data[i : i + CHUNK_BYTES]
-                current = ahead
         except (WorkerDied, WorkerUnavailable):
             yield p.error(
                 ErrorCode.INTERNAL_ERROR, "the speech engine stopped; send the utterance again", self.request_id

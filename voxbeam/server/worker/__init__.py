@@ -3,8 +3,8 @@
 Messages, server to worker: ``(number, op, args, sent_at)`` (``number`` None: no reply wanted;
 ``sent_at`` is ``time.monotonic()``, one clock for every process of the machine), or
 ``(CANCEL, number)`` (the call is no longer wanted: skipped if not started). Worker to server:
-``(READY, pid)`` or ``(FAILED, why)`` once at start, then per call ``(DONE, number, payload)`` or
-``(ERROR, number, code, message)``.
+``(READY, pid)`` or ``(FAILED, why)`` once at start, then per call ``(DONE, number, payload)``,
+``(ERROR, number, code, message)`` or, for a cancelled call it did not start, ``(SKIPPED, number)``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ READY = "ready"
 FAILED = "failed"
 DONE = "done"
 ERROR = "error"
+SKIPPED = "skipped"
 CANCEL = "cancel"
 
 

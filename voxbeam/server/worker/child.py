@@ -21,7 +21,7 @@ from voxbeam.server.engines import stt_engine, tts_engine
 from voxbeam.server.engines.base import Prosody, Recognized, SttStream, TtsEngine, Voice
 from voxbeam.server.errors import EngineError
 from voxbeam.server.heap import keep_large_buffers_out_of_the_heap
-from voxbeam.server.worker import CANCEL, DONE, ERROR, FAILED, READY, WorkerSpec
+from voxbeam.server.worker import CANCEL, DONE, ERROR, FAILED, READY, SKIPPED, WorkerSpec
 
 log = logging.getLogger("voxbeam.server.worker")
 
@@ -217,7 +217,8 @@ def _serve(host: EngineHost, pipe: _Pipe) -> None:
         pipe.read_ahead()
         if number is not None and number in pipe.cancelled:
             pipe.cancelled.discard(number)
-            continue  # nobody waits for it any more
+            pipe.send((SKIPPED, number))  # nobody waits for it any more; the server stops counting it
+            continue
         try:
             reply: tuple[Any, ...] = (DONE, number, host.handle(op, args))
         except EngineError as exc:

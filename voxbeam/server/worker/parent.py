@@ -57,6 +57,8 @@ class Worker:
         self.calls = collections.Counter[str]()  # requests sent, by op, over every process in this slot
         self.watchers: set[Callable[[], None]] = set()
         self._pending: dict[int, asyncio.Future[Any]] = {}
+        # Cancelled calls the worker has not answered yet (it may be running one): still load.
+        self._cancelled: set[int] = set()
         self._numbers = itertools.count(1)
         self._outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.ready: asyncio.Future[None] = loop.create_future()
@@ -67,17 +69,18 @@ class Worker:
     @property
     def load(self) -> int:
         """Pinned sessions plus calls in flight (TTS calls are not pinned)."""
-        return self.sessions + len(self._pending)
+        return self.sessions + self.pending
 
     @property
     def pending(self) -> int:
-        """Calls sent and not yet answered."""
-        return len(self._pending)
+        """Calls sent and not yet answered (cancelled ones too, until the worker says it skipped them)."""
+        return len(self._pending) + len(self._cancelled)
 
     def start(self) -> None:
         self.generation += 1
         self.ready = self._loop.create_future()
         self._pending = {}
+        self._cancelled = set()
         self._outbox = queue.SimpleQueue()
         parent, child = self._ctx.Pipe(duplex=True)
         proc = self._ctx.Process(
@@ -142,6 +145,7 @@ class Worker:
                 self.ready.set_exception(RuntimeError(f"worker {self.slot} failed to load its engines: {msg[1]}"))
             return
         number = msg[1]
+        self._cancelled.discard(number)
         fut = self._pending.pop(number, None)
         if fut is None or fut.done():
             return
@@ -156,6 +160,7 @@ class Worker:
         was_alive = self.alive
         self.alive = False
         pending, self._pending = self._pending, {}
+        self._cancelled = set()
         for fut in pending.values():
             if not fut.done():
                 fut.set_exception(WorkerDied(f"worker {self.slot} (pid {self.pid}) died"))
@@ -180,13 +185,14 @@ class Worker:
         self._pending[number] = fut
         self.calls[op] += 1
         self._outbox.put((number, op, args, time.monotonic()))
-        fut.add_done_callback(lambda f: self._cancelled(number) if f.cancelled() else None)
+        fut.add_done_callback(lambda f: self._cancel(number) if f.cancelled() else None)
         if self._observe is not None:
             self._observe(op, fut, self.slot)
         return fut
 
-    def _cancelled(self, number: int) -> None:
+    def _cancel(self, number: int) -> None:
         if self._pending.pop(number, None) is not None and self.alive:
+            self._cancelled.add(number)
             self._outbox.put((CANCEL, number))
 
     def cast(self, op: str, *args: Any) -> None:
