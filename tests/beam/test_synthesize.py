@@ -120,3 +120,27 @@ def test_gcs_in_and_out(server, bucket, tmp_path):
     assert speech.wer(speech.SENTENCES[:4], hyps) <= 0.35, hyps
     vtts = [b for b in client.list_blobs(bucket, prefix="stt/captions/")]
     assert len(vtts) == 4 and all(b.content_type == "text/vtt" for b in vtts)
+
+
+def test_a_text_over_the_services_limit_becomes_one_object(server, tmp_path):
+    """Past the service's 5,000 characters per utterance: sent as several utterances, cut at sentence
+    ends, and joined into one file, not a TEXT_TOO_LONG dead letter."""
+    sentences = [f"This is sentence number {i} of a long text." for i in range(160)]
+    text = " ".join(sentences)
+    assert len(text) > 6000
+    out = str(tmp_path / "out")
+    records = [{"id": "long", "text": text, "voice_id": "vl-andrew", "format": fmt} for fmt in ("mp3",)]
+    records.append({"id": "long-wav", "text": text, "voice_id": "vl-andrew", "format": "wav"})
+    synthesize(server, records, out)
+    manifest = read_parquet(glob.glob(os.path.join(out, MANIFEST, "run=test", "*.parquet")))
+    dead = read_parquet(glob.glob(os.path.join(out, DEAD_LETTERS, "run=test", "*.parquet")))
+    assert not dead and {m["id"] for m in manifest} == {"long", "long-wav"}
+    by_id = {m["id"]: m for m in manifest}
+    for m in manifest:
+        data = open(m["uri"], "rb").read()
+        decoded = audio.duration_ms(data)
+        # eSpeak NG at 175 words per minute: 1,440 words are about eight minutes, in one file.
+        assert 6 * 60_000 < decoded < 12 * 60_000 and abs(decoded - m["duration_ms"]) <= 100, (m, decoded)
+    wav = open(by_id["long-wav"]["uri"], "rb").read()
+    assert int.from_bytes(wav[40:44], "little") == len(wav) - 44  # one header, with the sizes of it all
+    assert wav.count(b"RIFF") == 1
