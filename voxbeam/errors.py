@@ -150,3 +150,17 @@ class InputError(VoxBeamError):
     """A record is unusable as given (missing file, missing text, ...)."""
 
     code = "INVALID_INPUT"
+
+
+class UsageError(VoxBeamError):
+    """A job's flag, input or environment is wrong; found before any record is processed.
+
+    ``flag`` names the option to fix (empty when none applies); the CLI prints the one line
+    and exits with status 2.
+    """
+
+    code = "USAGE_ERROR"
+
+    def __init__(self, flag: str, message: str) -> None:
+        super().__init__(f"{flag}: {message}" if flag else message)
+        self.flag = flag

@@ -49,19 +49,11 @@ from voxbeam.beam.transforms import (
     WriteManifest,
     WriteTranscripts,
 )
-from voxbeam.errors import VoxBeamError
+from voxbeam.errors import UsageError, VoxBeamError
 
 _LOG = logging.getLogger("voxbeam")
 LOCAL_RUNNERS = {None, "", "fnapirunner", "directrunner", "direct", "fnapi", "prismrunner", "prism"}
 LISTING_SUFFIXES = (".txt", ".lst", ".list", ".uris")
-
-
-class UsageError(Exception):
-    """A flag, input or environment problem found before any record is processed."""
-
-    def __init__(self, flag: str, message: str) -> None:
-        super().__init__(f"{flag}: {message}" if flag else message)
-        self.flag = flag
 
 
 @dataclass
