@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import datetime as dt
 import hashlib
 import json
 import logging
-import re
 import threading
 import time
 import weakref
@@ -30,6 +28,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from voxbeam import audio
 from voxbeam.beam import progress, storage
 from voxbeam.beam.options import ServiceSettings
+from voxbeam.beam.rows import caption_basename, dead_letter, manifest_row, object_name, transcript_row
 from voxbeam.errors import AudioError, InputError, RetriesExhaustedError, VoxBeamError
 from voxbeam.protocol import redact
 
@@ -95,27 +94,6 @@ def _settings_tag(settings: ServiceSettings) -> str:
         hashlib.sha256(key.encode()).hexdigest(),
     ]
     return f"voxbeam-client-{_generation}:" + hashlib.sha256("|".join(parts).encode()).hexdigest()
-
-
-def dead_letter(stage: str, record: Any, exc: BaseException, attempts: int | None = None) -> dict[str, Any]:
-    """The dead-letter row for a record that failed with ``exc``."""
-    if isinstance(exc, VoxBeamError):
-        code = exc.code
-        attempts = attempts or getattr(exc, "attempts", None) or 1
-    elif isinstance(exc, FileNotFoundError):
-        code = "NOT_FOUND"
-    elif isinstance(exc, OSError):
-        code = "UNREADABLE"
-    else:
-        code = "INTERNAL_ERROR"
-    return {
-        "stage": stage,
-        "input": json.dumps(record, sort_keys=True, default=str),
-        "error_code": code,
-        "error_message": redact(str(exc))[:2000] or type(exc).__name__,
-        "attempts": int(attempts or 1),
-        "failed_at": dt.datetime.now(dt.UTC),
-    }
 
 
 class _InFlightDoFn(beam.DoFn):
@@ -282,40 +260,6 @@ class TranscribeFn(_InFlightDoFn):
         return True, transcript_row(source, result)
 
 
-def transcript_row(source: storage.SourceFile, result: Any) -> dict[str, Any]:
-    return {
-        "source_uri": source.uri,
-        "source_size": source.size,
-        "source_generation_or_mtime": source.version,
-        "language": result.language,
-        "text": result.text,
-        "confidence": float(result.confidence),
-        "audio_duration_ms": int(result.audio_duration_ms),
-        "words": [
-            {"word": w.word, "offset_ms": w.offset_ms, "duration_ms": w.duration_ms, "confidence": w.confidence}
-            for w in result.words
-        ],
-        "segments": [
-            {"text": s.text, "offset_ms": s.offset_ms, "duration_ms": s.duration_ms, "confidence": s.confidence}
-            for s in result.segments
-        ],
-        "request_ids": list(result.request_ids),
-        "model": result.model,
-        "processed_at": dt.datetime.now(dt.UTC),
-    }
-
-
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def object_name(record_id: str) -> str:
-    """A deterministic, path-safe object name for a record id (distinct ids stay distinct)."""
-    safe = _SAFE.sub("_", record_id).strip("._") or "record"
-    if safe != record_id:
-        safe = f"{safe[:80]}-{hashlib.sha256(record_id.encode()).hexdigest()[:10]}"
-    return safe
-
-
 SYNTH_FIELDS = ("voice_id", "language", "format", "sample_rate", "speed", "pitch", "volume", "voice_config")
 
 
@@ -388,16 +332,7 @@ class SynthesizeFn(_InFlightDoFn):
             if result.format == "pcm"
             else audio.duration_ms(result.audio)
         )
-        return {
-            "id": record_id,
-            "uri": uri,
-            "bytes": len(result.audio),
-            "duration_ms": duration,
-            "voice_id": result.voice_id,
-            "format": result.format,
-            "sample_rate": result.sample_rate,
-            "text_sha256": text_sha,
-        }
+        return manifest_row(record_id, uri, result, duration, text_sha)
 
 
 class FirstPerKeyFn(beam.DoFn):
@@ -435,8 +370,3 @@ class WriteTextFilesFn(beam.DoFn):
             uri = storage.join(self._prefix, f"{name}.{fmt}")
             storage.write_object(uri, render(cues).encode("utf-8"), content_type=content_type)
             yield uri
-
-
-def caption_basename(source_uri: str) -> str:
-    base = source_uri.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    return f"{_SAFE.sub('_', base)[:80]}-{hashlib.sha256(source_uri.encode()).hexdigest()[:8]}"
