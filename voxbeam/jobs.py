@@ -28,8 +28,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, _BeamArgumentParser
 
-from voxbeam.beam import progress, storage
-from voxbeam.beam._dofns import DEAD_LETTERS, close_worker_clients
+from voxbeam.beam import DEAD_LETTERS, close_worker_clients, progress, storage
 from voxbeam.beam.options import (
     API_KEY_ENV,
     Secret,
