@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import csv
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -21,7 +22,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, _BeamArgumentParser
 
 from voxbeam.beam import DEAD_LETTERS, close_worker_clients, progress, storage
+from voxbeam.beam.captions import CAPTION_FORMATS
 from voxbeam.beam.options import (
     API_KEY_ENV,
     Secret,
@@ -49,6 +51,7 @@ from voxbeam.beam.transforms import (
     WriteTranscripts,
 )
 from voxbeam.errors import UsageError, VoxBeamError
+from voxbeam.protocol import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, TtsInit
 
 _LOG = logging.getLogger("voxbeam")
 LOCAL_RUNNERS = {None, "", "fnapirunner", "directrunner", "direct", "fnapi", "prismrunner", "prism"}
@@ -325,8 +328,8 @@ def run_transcription(argv: Sequence[str] | None = None, *, show_progress: bool 
     )
     captions = split_list(args.captions)
     for c in captions:
-        if c not in ("srt", "vtt"):
-            raise UsageError("--captions", f"unknown caption format {c!r}; use srt, vtt or srt,vtt")
+        if c not in CAPTION_FORMATS:
+            raise UsageError("--captions", f"unknown caption format {c!r}; use {' or '.join(CAPTION_FORMATS)}")
     local = is_local(options)
     started = time.monotonic()
     sources = expand_input(args.input)
@@ -457,18 +460,20 @@ def read_text_records(spec: str) -> list[dict[str, Any]]:
         raise UsageError("--input", f"{spec} is not UTF-8 text") from None
 
 
+# CSV and text give strings; the service wants numbers where the TTS init has them.
+_NUMERIC_PARAMETERS: dict[str, Callable[[Any], Any]] = {
+    f.name: type(f.default) for f in dataclasses.fields(TtsInit) if type(f.default) in (int, float)
+}
+
+
 def _clean(record: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in record.items() if v is not None and v != ""}
     if "id" in out:
         out["id"] = str(out["id"])
-    for k in ("sample_rate",):
-        if k in out:
+    for name, kind in _NUMERIC_PARAMETERS.items():
+        if name in out:
             with contextlib.suppress(TypeError, ValueError):
-                out[k] = int(out[k])
-    for k in ("speed", "pitch", "volume"):
-        if k in out:
-            with contextlib.suppress(TypeError, ValueError):
-                out[k] = float(out[k])
+                out[name] = kind(out[name])
     return out
 
 
@@ -477,8 +482,8 @@ def run_synthesis(argv: Sequence[str] | None = None, *, show_progress: bool = Fa
     args, api_key, options = _parse_job_args(
         argv, SynthesizeTextOptions, "synthesize_text", "Render text records into audio objects."
     )
-    if not 8000 <= args.sample_rate <= 48000:
-        raise UsageError("--sample_rate", "must be between 8000 and 48000")
+    if not MIN_SAMPLE_RATE <= args.sample_rate <= MAX_SAMPLE_RATE:
+        raise UsageError("--sample_rate", f"must be between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE}")
     local = is_local(options)
     started = time.monotonic()
     records = read_text_records(args.input)

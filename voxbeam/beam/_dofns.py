@@ -30,7 +30,7 @@ from voxbeam.beam import progress, storage
 from voxbeam.beam.options import ServiceSettings
 from voxbeam.beam.rows import caption_basename, dead_letter, manifest_row, object_name, transcript_row
 from voxbeam.errors import AudioError, InputError, RetriesExhaustedError, VoxBeamError
-from voxbeam.protocol import redact
+from voxbeam.protocol import TTS_PARAMETERS, redact
 
 _LOG = logging.getLogger(__name__)
 NAMESPACE = "voxbeam"
@@ -260,9 +260,6 @@ class TranscribeFn(_InFlightDoFn):
         return True, transcript_row(source, result)
 
 
-SYNTH_FIELDS = ("voice_id", "language", "format", "sample_rate", "speed", "pitch", "volume", "voice_config")
-
-
 class SynthesizeFn(_InFlightDoFn):
     stage = "synthesize"
 
@@ -309,7 +306,7 @@ class SynthesizeFn(_InFlightDoFn):
         if len(text) > self._max_chars:
             raise VoxBeamError(f"text has {len(text)} characters; the limit is {self._max_chars}", code="TEXT_TOO_LONG")
         params = {k: v for k, v in self._defaults.items() if v is not None}
-        params.update({k: record[k] for k in SYNTH_FIELDS if record.get(k) is not None})
+        params.update({k: record[k] for k in TTS_PARAMETERS if record.get(k) is not None})
         result = self._handle.client.synthesize(text, **params)
         text_sha = hashlib.sha256(text.encode()).hexdigest()
         uri = storage.join(self._prefix, f"{object_name(record_id)}.{audio.FILE_EXTENSIONS[result.format]}")

@@ -9,6 +9,7 @@ from typing import Any
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from voxbeam.errors import InputError
+from voxbeam.protocol import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, TTS_FORMATS
 
 API_KEY_ENV = "VOXNEXUS_API_KEY"
 
@@ -184,10 +185,12 @@ class SynthesizeTextOptions(VoxBeamOptions):
         parser.add_argument(
             "--audio_format",
             default="wav",
-            choices=["wav", "pcm", "mp3", "flac", "opus", "ogg"],
+            choices=[*TTS_FORMATS, "ogg"],
             help="Audio format of the objects (default wav).",
         )
-        parser.add_argument("--sample_rate", type=int, default=16000, help="Sample rate in Hz, 8000-48000.")
+        parser.add_argument(
+            "--sample_rate", type=int, default=16000, help=f"Sample rate in Hz, {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE}."
+        )
         parser.add_argument("--speed", type=float, default=1.0, help="Speaking rate multiplier (default 1.0).")
         parser.add_argument("--pitch", type=float, default=0.0, help="Pitch offset (default 0).")
         parser.add_argument("--volume", type=float, default=1.0, help="Volume multiplier (default 1.0).")
