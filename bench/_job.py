@@ -32,9 +32,8 @@ def main() -> int:
     _dofns._WorkerHandle.__init__ = recording_init  # type: ignore[method-assign]
 
     print(f"READY {psutil.Process().memory_info().rss}", flush=True)
-    runner = jobs.run_transcription if job == "transcribe" else jobs.run_synthesis
     c0, t0 = time.process_time(), time.monotonic()
-    summary = runner(argv)
+    summary = jobs.run(job, argv)
     wall, cpu = time.monotonic() - t0, time.process_time() - c0
     stats: dict[str, int] = {}
     for h in handles:

@@ -128,14 +128,14 @@ def test_skip_existing_transcribes_only_new_files(server, tmp_path):
         "true",
     ]
 
-    first = jobs.run_transcription(argv)
+    first = jobs.run("transcribe", argv)
     assert first.written == 2 and first.skipped == 0
-    second = jobs.run_transcription(argv)
+    second = jobs.run("transcribe", argv)
     assert second.written == 0 and second.skipped == 2 and not second.dead_letters
     assert sorted(transcribed_uris(out)) == sorted(str(p) for p in src.iterdir())
 
     (src / "f2.wav").write_bytes(audio.encode(speech.silence(0.3) + spoken[2], 16000, "wav"))
-    third = jobs.run_transcription(argv)
+    third = jobs.run("transcribe", argv)
     assert third.written == 1 and third.skipped == 2
     uris = transcribed_uris(out)
     assert len(uris) == 3 and len(set(uris)) == 3
@@ -143,7 +143,7 @@ def test_skip_existing_transcribes_only_new_files(server, tmp_path):
 
     # A changed file (new mtime and size) is transcribed again.
     (src / "f0.wav").write_bytes(audio.encode(speech.silence(0.6) + spoken[0], 16000, "wav"))
-    fourth = jobs.run_transcription(argv)
+    fourth = jobs.run("transcribe", argv)
     assert fourth.written == 1 and fourth.skipped == 2
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import shlex
@@ -17,6 +18,8 @@ import pytest
 
 from voxbeam import jobs
 from voxbeam.beam.options import SynthesizeTextOptions, TranscribeAudioOptions, VoxBeamOptions
+from voxbeam.jobs import args as job_args
+from voxbeam.jobs import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCHER_BASE = "gcr.io/dataflow-templates-base/python311-template-launcher-base"
@@ -24,8 +27,8 @@ SECRETS = {"api_key"}  # options that must never be template parameters
 
 # template folder == pipeline file name under pipelines/
 TEMPLATES: dict[str, tuple[type[VoxBeamOptions], Callable[..., Any]]] = {
-    "transcribe_audio": (TranscribeAudioOptions, jobs.run_transcription),
-    "synthesize_text": (SynthesizeTextOptions, jobs.run_synthesis),
+    "transcribe_audio": (TranscribeAudioOptions, functools.partial(jobs.run, "transcribe")),
+    "synthesize_text": (SynthesizeTextOptions, functools.partial(jobs.run, "synthesize")),
 }
 
 # Values each parameter's regexes must accept, and values they must reject.
@@ -73,7 +76,7 @@ BAD: dict[str, list[str]] = {
 
 def pipeline_options(options_cls: type[VoxBeamOptions]) -> dict[str, argparse.Action]:
     """The pipeline's own options (name without dashes -> argparse action), from the parser it really uses."""
-    parser = jobs._parser(options_cls, "prog", "description")
+    parser = job_args._parser(options_cls, "prog", "description")
     out = {}
     for action in parser._actions:
         if isinstance(action, argparse._HelpAction):
@@ -315,12 +318,12 @@ def test_a_launch_that_only_submits_the_job_does_not_claim_nothing_was_new(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """On a Flex Template launcher the job runs later: nothing is written yet, yet every input is new."""
-    monkeypatch.setattr(jobs, "run_transcription", lambda argv, show_progress: jobs.Summary("transcribe", inputs=3))
+    monkeypatch.setattr(runner, "run", lambda kind, argv, show_progress: jobs.Summary("transcribe", inputs=3))
     assert jobs.main("transcribe", []) == 0
     assert "nothing new" not in capsys.readouterr().out
 
     skipped_all = jobs.Summary("transcribe", inputs=3, skipped=3)
-    monkeypatch.setattr(jobs, "run_transcription", lambda argv, show_progress: skipped_all)
+    monkeypatch.setattr(runner, "run", lambda kind, argv, show_progress: skipped_all)
     assert jobs.main("transcribe", []) == 0
     assert "nothing new to transcribe: all 3 inputs" in capsys.readouterr().out
 
@@ -400,8 +403,8 @@ def test_readme_scheduler_job_launches_the_transcription_template_incrementally(
     check_parameters("transcribe_audio", given)
 
 
-@pytest.mark.parametrize("runner", [jobs.run_transcription, jobs.run_synthesis])
-def test_the_flags_a_launcher_adds_are_accepted(runner: Callable[..., Any], tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["transcribe", "synthesize"])
+def test_the_flags_a_launcher_adds_are_accepted(kind: str, tmp_path: Path) -> None:
     """The launcher runs the main with Dataflow's own flags (as logged in python-docs-samples#4891) after ours."""
     launcher_flags = [
         "--requirements_file=/template/requirements.txt",
@@ -420,5 +423,5 @@ def test_the_flags_a_launcher_adds_are_accepted(runner: Callable[..., Any], tmp_
     ]
     missing = str(tmp_path / "missing")
     with pytest.raises(jobs.UsageError) as raised:
-        runner(["--input", missing, "--output", str(tmp_path / "out"), *launcher_flags])
+        jobs.run(kind, ["--input", missing, "--output", str(tmp_path / "out"), *launcher_flags])
     assert raised.value.flag == "--input"  # got past flag checking to reading the input

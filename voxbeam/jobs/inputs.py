@@ -1,0 +1,139 @@
+"""What a job reads before it runs: its input records, earlier runs' outputs, and whether it may write."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import io
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from voxbeam.beam import storage
+from voxbeam.beam.schema import SOURCE_KEY_COLUMNS
+from voxbeam.beam.transforms import TRANSCRIPTS
+from voxbeam.errors import UsageError
+from voxbeam.protocol import TtsInit
+
+LISTING_SUFFIXES = (".txt", ".lst", ".list", ".uris")
+# CSV and text give strings; the service wants numbers where the TTS init has them.
+_NUMERIC_PARAMETERS: dict[str, Callable[[Any], Any]] = {
+    f.name: type(f.default) for f in dataclasses.fields(TtsInit) if type(f.default) in (int, float)
+}
+
+
+def check_writable(output: str) -> None:
+    """Write and delete a probe object under ``output``: UsageError naming --output if that fails."""
+    probe_uri = storage.join(output, f".voxbeam-write-check-{uuid.uuid4().hex[:8]}")
+    try:
+        storage.write_object(probe_uri, b"", content_type="application/octet-stream")
+        if storage.is_gcs(probe_uri):
+            bucket, name = storage.split_gcs(probe_uri)
+            storage.gcs_client().bucket(bucket).blob(name).delete()
+        else:
+            from apache_beam.io.filesystems import FileSystems
+
+            FileSystems.delete([probe_uri])
+    except Exception as exc:
+        raise UsageError("--output", f"cannot write to {output}: {exc}") from None
+
+
+def expand_input(spec: str) -> list[storage.SourceFile]:
+    """A glob, a directory, or a text file listing one URI per line."""
+    try:
+        found = storage.match(spec)
+    except Exception as exc:
+        raise UsageError("--input", f"cannot list {spec}: {exc}") from None
+    if len(found) == 1 and found[0].uri == spec and spec.lower().endswith(LISTING_SUFFIXES):
+        listed: list[storage.SourceFile] = []
+        text = storage.read_bytes(spec).decode("utf-8")
+        for line in text.splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                try:
+                    listed.append(storage.stat(line))
+                except FileNotFoundError:
+                    # Missing files still become records, so they end up as dead letters.
+                    listed.append(storage.SourceFile(line, -1, ""))
+        return listed
+    if not found:
+        raise UsageError("--input", f"no files match {spec}")
+    return found
+
+
+def read_parquet(data: bytes, columns: list[str] | None = None) -> Any:
+    import pyarrow.parquet as pq
+
+    # No Arrow thread pool: a job that exits right after (nothing new to do) could abort with
+    # "terminate called without an active exception" while its threads were still starting.
+    return pq.read_table(io.BytesIO(data), columns=columns, use_threads=False)
+
+
+def existing_sources(output: str) -> set[tuple[str, int, str]]:
+    """(uri, size, version) of every file that earlier runs under ``output`` transcribed."""
+    seen: set[tuple[str, int, str]] = set()
+    pattern = storage.join(output, TRANSCRIPTS, "*", "*.parquet")
+    try:
+        files = storage.match(pattern)
+    except Exception:
+        return seen
+    for f in files:
+        with storage.open_read(f.uri) as fh:
+            table = read_parquet(fh.read(), columns=list(SOURCE_KEY_COLUMNS))
+        for uri, size, version in zip(*(table.column(c).to_pylist() for c in SOURCE_KEY_COLUMNS), strict=True):
+            seen.add((uri, int(size), version))
+    return seen
+
+
+def read_text_records(spec: str) -> list[dict[str, Any]]:
+    """Records with id and text from text lines, JSON lines, CSV or Parquet."""
+    try:
+        data = storage.read_bytes(spec)
+    except FileNotFoundError:
+        raise UsageError("--input", f"no such file: {spec}") from None
+    except Exception as exc:
+        raise UsageError("--input", f"cannot read {spec}: {exc}") from None
+    lower = spec.lower()
+    try:
+        if lower.endswith(".parquet"):
+            table = read_parquet(data)
+            missing = {"id", "text"} - set(table.column_names)
+            if missing:
+                raise UsageError("--input", f"{spec} lacks column(s) {', '.join(sorted(missing))}")
+            return [_clean(r) for r in table.to_pylist()]
+        text = data.decode("utf-8")
+        if lower.endswith((".jsonl", ".json", ".ndjson")):
+            records = []
+            for n, line in enumerate(text.splitlines(), start=1):
+                if line.strip():
+                    try:
+                        obj = json.loads(line)
+                    except ValueError as exc:
+                        raise UsageError("--input", f"{spec} line {n} is not JSON: {exc}") from None
+                    records.append(obj if isinstance(obj, dict) else {"id": f"line-{n}", "text": str(obj)})
+            return [_clean(r) for r in records]
+        if lower.endswith(".csv"):
+            reader = csv.DictReader(io.StringIO(text))
+            if not reader.fieldnames or not {"id", "text"} <= set(reader.fieldnames):
+                raise UsageError("--input", f"{spec} needs a header with id and text columns")
+            return [_clean(dict(r)) for r in reader]
+        return [
+            {"id": f"line-{n:06d}", "text": line.strip()}
+            for n, line in enumerate(text.splitlines(), start=1)
+            if line.strip()
+        ]
+    except UnicodeDecodeError:
+        raise UsageError("--input", f"{spec} is not UTF-8 text") from None
+
+
+def _clean(record: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in record.items() if v is not None and v != ""}
+    if "id" in out:
+        out["id"] = str(out["id"])
+    for name, kind in _NUMERIC_PARAMETERS.items():
+        if name in out:
+            with contextlib.suppress(TypeError, ValueError):
+                out[name] = kind(out[name])
+    return out
