@@ -12,31 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests import speech
+from tests.jobs.helpers import EXAMPLES, ROOT, assert_usage_error, voxbeam
 from voxbeam import audio, jobs
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXAMPLES = os.path.join(ROOT, "examples", "audio")
-
-
-def voxbeam(*args, env=None, timeout=240):
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "voxbeam", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-        cwd=ROOT,
-    )
-
-
-def assert_usage_error(proc, *needles):
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def test_unknown_flag(tmp_path):

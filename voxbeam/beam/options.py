@@ -9,9 +9,7 @@ from typing import Any
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from voxbeam.errors import InputError
-from voxbeam.protocol import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, TTS_FORMATS
-
-API_KEY_ENV = "VOXNEXUS_API_KEY"
+from voxbeam.jobs.args import API_KEY_ENV, SERVICE_FLAGS, SYNTHESIZE_FLAGS, TRANSCRIBE_FLAGS
 
 
 class Secret:
@@ -97,41 +95,8 @@ class VoxBeamOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser: Any) -> None:
-        parser.add_argument(
-            "--endpoint",
-            default=None,
-            help="VoxNexus-compatible service base URL(s), comma-separated (e.g. wss://api.voxnexus.ai). "
-            "Omitted on a local runner: an embedded `voxbeam serve` is started for the run.",
-        )
-        parser.add_argument(
-            "--api_key",
-            default=None,
-            help=f"API key for the service (or set {API_KEY_ENV}). It is kept out of logs and display data; "
-            "on Dataflow prefer --api_key_secret.",
-        )
-        parser.add_argument(
-            "--api_key_secret",
-            default=None,
-            help="Secret Manager secret holding the API key: projects/P/secrets/S[/versions/V].",
-        )
-        parser.add_argument(
-            "--auth",
-            default="header",
-            choices=["header", "query"],
-            help="How to send the key: X-Api-Key header (default) or ?token= query parameter.",
-        )
-        parser.add_argument(
-            "--sessions_per_worker",
-            type=int,
-            default=8,
-            help="Concurrent service sessions per worker process (default 8).",
-        )
-        parser.add_argument(
-            "--max_attempts", type=int, default=5, help="Attempts per record for retryable failures (default 5)."
-        )
-        parser.add_argument(
-            "--ca_bundle", default=None, help="CA bundle (PEM) for verifying a wss:// service's certificate."
-        )
+        for flag in SERVICE_FLAGS:
+            flag.add_to(parser)
 
     def display_data(self) -> dict[str, Any]:
         data = dict(super().display_data())
@@ -140,57 +105,18 @@ class VoxBeamOptions(PipelineOptions):
 
 
 class TranscribeAudioOptions(VoxBeamOptions):
-    """Options of the transcription pipeline."""
+    """Options of the transcription pipeline (the same flags as ``voxbeam transcribe``)."""
 
     @classmethod
     def _add_argparse_args(cls, parser: Any) -> None:
-        parser.add_argument(
-            "--input",
-            default=None,
-            help="Audio to transcribe: a glob, a directory, or a text file listing one URI per line "
-            "(local paths or gs:// URIs; wav, flac, mp3, ogg/opus, m4a).",
-        )
-        parser.add_argument("--output", default=None, help="Output prefix (local directory or gs://bucket/path).")
-        parser.add_argument("--language", default="en-US", help="Language of the audio (default en-US).")
-        parser.add_argument(
-            "--timestamps",
-            default="true",
-            choices=["true", "false"],
-            help="Word timings in the transcripts (default true).",
-        )
-        parser.add_argument(
-            "--captions", default="", help="Caption files to write beside the transcripts: srt, vtt or srt,vtt."
-        )
-        parser.add_argument(
-            "--skip_existing",
-            default="false",
-            choices=["true", "false"],
-            help="Transcribe only files that are new or changed since earlier runs under the same --output.",
-        )
+        for flag in TRANSCRIBE_FLAGS:
+            flag.add_to(parser)
 
 
 class SynthesizeTextOptions(VoxBeamOptions):
-    """Options of the synthesis pipeline."""
+    """Options of the synthesis pipeline (the same flags as ``voxbeam synthesize``)."""
 
     @classmethod
     def _add_argparse_args(cls, parser: Any) -> None:
-        parser.add_argument(
-            "--input",
-            default=None,
-            help="Text records: text lines, JSON lines or CSV (with id and text), or Parquet with id and text columns.",
-        )
-        parser.add_argument("--output", default=None, help="Output prefix for audio objects and the manifest.")
-        parser.add_argument("--voice_id", default=None, help="Default voice (e.g. vl-jenny); records may override.")
-        parser.add_argument("--language", default=None, help="Default language (e.g. en-US); records may override.")
-        parser.add_argument(
-            "--audio_format",
-            default="wav",
-            choices=[*TTS_FORMATS, "ogg"],
-            help="Audio format of the objects (default wav).",
-        )
-        parser.add_argument(
-            "--sample_rate", type=int, default=16000, help=f"Sample rate in Hz, {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE}."
-        )
-        parser.add_argument("--speed", type=float, default=1.0, help="Speaking rate multiplier (default 1.0).")
-        parser.add_argument("--pitch", type=float, default=0.0, help="Pitch offset (default 0).")
-        parser.add_argument("--volume", type=float, default=1.0, help="Volume multiplier (default 1.0).")
+        for flag in SYNTHESIZE_FLAGS:
+            flag.add_to(parser)

@@ -1,71 +1,227 @@
-"""The jobs' flags: parsing, the key kept out of Beam's options, unknown flags refused."""
+"""The jobs' flags, defined once, parsed without importing Beam (so ``--help`` is instant).
+
+``FLAGS[kind]`` lists a job's own options; ``parse`` reads them from a command line, takes the
+API key out of it, and leaves everything else for Beam's ``PipelineOptions`` (``--runner``,
+``--project``, ``--setup_file``, ...), which the runner checks once Beam is loaded. The
+``PipelineOptions`` subclasses in ``voxbeam.beam.options`` add the same flags to Beam's parser.
+"""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
-
-from voxbeam.beam import storage
-from voxbeam.beam.options import SynthesizeTextOptions, TranscribeAudioOptions, VoxBeamOptions
 from voxbeam.errors import UsageError
+from voxbeam.protocol import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, TTS_FORMATS
 
-OPTIONS: dict[str, tuple[type[VoxBeamOptions], str, str]] = {
-    "transcribe": (TranscribeAudioOptions, "transcribe_audio", "Transcribe audio files into Parquet transcripts."),
-    "synthesize": (SynthesizeTextOptions, "synthesize_text", "Render text records into audio objects."),
+API_KEY_ENV = "VOXNEXUS_API_KEY"
+KINDS = ("transcribe", "synthesize")
+
+
+def whole_number(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def _bounds(minimum: float | None, maximum: float | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f"between {minimum:g} and {maximum:g}"
+    return f"at least {minimum:g}" if minimum is not None else f"at most {maximum:g}"
+
+
+def number(minimum: float | None = None, maximum: float | None = None) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if math.isnan(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"must be {_bounds(minimum, maximum)}, not {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def sample_rate(text: str) -> int:
+    value = whole_number(1)(text)
+    if not MIN_SAMPLE_RATE <= value <= MAX_SAMPLE_RATE:
+        raise argparse.ArgumentTypeError(f"must be between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz, not {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One option of a job: ``--name``, its parser, its default and what the help says about it."""
+
+    name: str
+    help: str
+    default: Any = None
+    type: Callable[[str], Any] = str
+    choices: tuple[str, ...] | None = None
+    # What an unset option means, for options whose default is None or empty.
+    default_help: str = ""
+    metavar: str | None = None
+
+    @property
+    def option(self) -> str:
+        return f"--{self.name}"
+
+    def help_text(self) -> str:
+        shown = self.default_help or str(self.default)
+        return f"{self.help} ({'required' if shown == 'required' else 'default: ' + shown})".replace("%", "%%")
+
+    def add_to(self, parser: Any) -> None:
+        """Add the option to an argparse parser (ours, or Beam's for the PipelineOptions classes)."""
+        parser.add_argument(
+            self.option,
+            default=self.default,
+            type=self.type,
+            choices=self.choices,
+            metavar=None if self.choices else (self.metavar or self.name.upper()),
+            help=self.help_text(),
+        )
+
+
+BOOLEAN = ("true", "false")
+
+SERVICE_FLAGS = (
+    Flag(
+        "endpoint",
+        "VoxNexus-compatible service base URL(s), comma-separated (e.g. wss://api.voxnexus.ai)",
+        default_help="on a local runner, an embedded `voxbeam serve` started for the run",
+        metavar="URL",
+    ),
+    Flag(
+        "api_key",
+        "API key for the service; kept out of logs and display data (on Dataflow prefer --api_key_secret)",
+        default_help=f"${API_KEY_ENV}",
+        metavar="KEY",
+    ),
+    Flag(
+        "api_key_secret",
+        "Secret Manager secret holding the API key: projects/P/secrets/S[/versions/V]",
+        default_help="none",
+        metavar="NAME",
+    ),
+    Flag(
+        "auth",
+        "how to send the key: X-Api-Key header or ?token= query parameter",
+        "header",
+        choices=("header", "query"),
+    ),
+    Flag("sessions_per_worker", "concurrent service sessions per worker process", 8, whole_number(1), metavar="N"),
+    Flag("max_attempts", "attempts per record for retryable failures", 5, whole_number(1), metavar="N"),
+    Flag(
+        "ca_bundle",
+        "CA bundle for verifying a wss:// service's certificate",
+        default_help="the system's CAs",
+        metavar="PEM",
+    ),
+)
+
+_OUTPUT_HELP = {
+    "transcribe": "output prefix (local folder or gs://bucket/path) for transcripts, captions and dead letters",
+    "synthesize": "output prefix (local folder or gs://bucket/path) for audio objects, manifest and dead letters",
 }
+_INPUT_HELP = {
+    "transcribe": "audio to transcribe: a glob, a folder (every file below it), or a text file (.txt, .lst) "
+    "listing one URI per line; local paths or gs:// URIs; wav, flac, mp3, ogg/opus, m4a",
+    "synthesize": "text records: text lines (.txt), JSON lines (.jsonl), CSV or Parquet with id and text",
+}
+
+
+def _job_flags(kind: str) -> tuple[Flag, ...]:
+    return (
+        Flag("input", _INPUT_HELP[kind], default_help="required"),
+        Flag("output", _OUTPUT_HELP[kind], default_help="required"),
+    )
+
+
+TRANSCRIBE_FLAGS = (
+    *_job_flags("transcribe"),
+    Flag(
+        "skip_existing",
+        "transcribe only files that are new or changed since earlier runs under the same --output",
+        "false",
+        choices=BOOLEAN,
+    ),
+    Flag("language", "language of the audio", "en-US"),
+    Flag("timestamps", "word timings in the transcripts (captions need them)", "true", choices=BOOLEAN),
+    Flag("captions", "caption files to write beside the transcripts: srt, vtt or srt,vtt", default_help="none"),
+)
+
+SYNTHESIZE_FLAGS = (
+    *_job_flags("synthesize"),
+    Flag("voice_id", "default voice (e.g. vl-jenny); records may override it", default_help="the service's choice"),
+    Flag("language", "default language (e.g. en-US); records may override it", default_help="the voice's"),
+    Flag("audio_format", "format of the audio objects", "wav", choices=(*TTS_FORMATS, "ogg")),
+    Flag("sample_rate", f"sample rate in Hz, {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE}", 16000, sample_rate),
+    Flag("speed", "speaking rate multiplier", 1.0, number(minimum=0.0)),
+    Flag("pitch", "pitch offset", 0.0, number()),
+    Flag("volume", "volume multiplier", 1.0, number(minimum=0.0)),
+)
+
+FLAGS: dict[str, tuple[Flag, ...]] = {
+    "transcribe": TRANSCRIBE_FLAGS + SERVICE_FLAGS,
+    "synthesize": SYNTHESIZE_FLAGS + SERVICE_FLAGS,
+}
+
+_DESCRIPTION = {
+    "transcribe": "Transcribe audio files into Parquet transcripts (and SRT/WebVTT captions).",
+    "synthesize": "Render text records into audio objects with a Parquet manifest.",
+}
+EXIT_STATUS_HELP = "Exit status: 0 done, 2 a usage error before any record was read, 1 the job itself failed."
+BEAM_HELP = (
+    "Other Beam options pass through to Beam (--runner, --project, --region, --temp_location, --setup_file, "
+    "--extra_package, ... and any option of the runner you name); unknown ones are refused."
+)
 
 
 @dataclass
 class JobArgs:
-    """A job's own flags, the API key taken out of argv, and Beam's options from the rest."""
+    """A job's own flag values, the API key taken out of argv, and the arguments left for Beam."""
 
+    kind: str
     values: argparse.Namespace
     api_key: str | None
-    options: PipelineOptions
+    beam_args: list[str]
 
 
-def _parser(options_cls: type[VoxBeamOptions], prog: str, description: str) -> argparse.ArgumentParser:
-    parser = _BeamArgumentParser(
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line naming the problem instead of the usage block
+        raise UsageError("", message)
+
+
+def build_parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
+    """The job's parser (the input may also come first, without --input: ``parse`` handles that)."""
+    prog = prog or f"voxbeam {kind}"
+    parser = _Parser(
         prog=prog,
-        description=description,
-        epilog="Standard Beam options (--runner, --project, --region, --temp_location, ...) pass through.",
+        usage=f"{prog} INPUT --output OUTPUT [options] [Beam options]",
+        description=f"{_DESCRIPTION[kind]} INPUT, the first argument, is the same as --input.",
+        epilog=f"{BEAM_HELP} {EXIT_STATUS_HELP}",
+        allow_abbrev=False,
+        exit_on_error=False,
     )
-    options_cls._add_argparse_args(parser)
-    if options_cls is not VoxBeamOptions:
-        VoxBeamOptions._add_argparse_args(parser)
+    for flag in FLAGS[kind]:
+        flag.add_to(parser)
     return parser
-
-
-def _all_beam_flags() -> set[str]:
-    """Every flag some registered PipelineOptions class understands."""
-    parser = _BeamArgumentParser(add_help=False)
-    seen: set[type[PipelineOptions]] = set()
-    stack: list[type[PipelineOptions]] = [PipelineOptions]
-    while stack:
-        cls = stack.pop()
-        for sub in cls.__subclasses__():
-            if sub not in seen:
-                seen.add(sub)
-                stack.append(sub)
-                with contextlib.suppress(argparse.ArgumentError, TypeError, ValueError):
-                    sub._add_argparse_args(parser)
-    return {opt for action in parser._actions for opt in action.option_strings}
-
-
-def _check_unknown(rest: Sequence[str]) -> None:
-    known = _all_beam_flags()
-    for arg in rest:
-        if arg.startswith("--"):
-            name = arg.split("=", 1)[0]
-            if name not in known:
-                raise UsageError(name, "unknown flag (see --help)")
-        elif arg.startswith("-") and len(arg) > 1:
-            raise UsageError(arg, "unknown flag (see --help)")
 
 
 def _strip_secret(argv: Sequence[str]) -> tuple[list[str], str | None]:
@@ -83,18 +239,32 @@ def _strip_secret(argv: Sequence[str]) -> tuple[list[str], str | None]:
     return out, key
 
 
-def parse(kind: str, argv: Sequence[str] | None) -> JobArgs:
-    """Parse a job's command line; UsageError for anything missing or unknown."""
-    options_cls, prog, description = OPTIONS[kind]
+def _check_rest(rest: Sequence[str]) -> None:
+    """What Beam gets must look like options: no single-dash flags, no stray words."""
+    previous = ""
+    for arg in rest:
+        if arg.startswith("-") and not arg.startswith("--") and len(arg) > 1:
+            raise UsageError(arg, "unknown flag (options are spelled --name; see --help)")
+        if not arg.startswith("-") and not (previous.startswith("--") and "=" not in previous):
+            raise UsageError("", f"unexpected argument {arg!r}: give the input first or as --input (see --help)")
+        previous = arg
+
+
+def parse(kind: str, argv: Sequence[str] | None = None, prog: str | None = None) -> JobArgs:
+    """Parse a job's command line (``--help`` prints and exits); UsageError names what is wrong."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown job {kind!r}; jobs: {', '.join(KINDS)}")
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and not args_list[0].startswith("-"):
+        args_list = ["--input", args_list[0], *args_list[1:]]
     args_list, api_key = _strip_secret(args_list)
-    values, rest = _parser(options_cls, prog, description).parse_known_args(args_list)
-    _check_unknown(rest)
-    if not values.input:
-        raise UsageError("--input", "is required")
-    if not values.output:
-        raise UsageError("--output", "is required")
-    if storage.emulator_host():
-        storage.configure_beam_for_emulator()
-    # Beam sees only its own flags: ours are parsed here (and the key never reaches PipelineOptions).
-    return JobArgs(values, api_key, PipelineOptions(rest))
+    parser = build_parser(kind, prog)
+    try:
+        values, rest = parser.parse_known_args(args_list)
+    except argparse.ArgumentError as exc:
+        raise UsageError(exc.argument_name or "", exc.message) from None
+    _check_rest(rest)
+    for required in ("input", "output"):
+        if not getattr(values, required):
+            raise UsageError(f"--{required}", "is required")
+    return JobArgs(kind, values, api_key, list(rest))

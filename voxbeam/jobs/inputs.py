@@ -11,10 +11,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from voxbeam.beam import storage
+from voxbeam.beam import DEAD_LETTERS, storage
 from voxbeam.beam.schema import SOURCE_KEY_COLUMNS
 from voxbeam.beam.transforms import TRANSCRIPTS
 from voxbeam.errors import UsageError
+from voxbeam.jobs.summary import Summary
 from voxbeam.protocol import TtsInit
 
 LISTING_SUFFIXES = (".txt", ".lst", ".list", ".uris")
@@ -137,3 +138,18 @@ def _clean(record: dict[str, Any]) -> dict[str, Any]:
             with contextlib.suppress(TypeError, ValueError):
                 out[name] = kind(out[name])
     return out
+
+
+def summarize(summary: Summary, output: str, run_id: str, main: str) -> None:
+    """Count what this run wrote by reading its own partition back."""
+    for name in (main, DEAD_LETTERS):
+        for f in storage.match(storage.join(output, name, f"run={run_id}", "*.parquet")):
+            with storage.open_read(f.uri) as fh:
+                table = read_parquet(fh.read())
+            if name == main:
+                summary.written += table.num_rows
+                summary.outputs.append(f.uri)
+            else:
+                summary.dead_letters.update(table.column("error_code").to_pylist())
+                if table.num_rows:
+                    summary.outputs.append(f.uri)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import difflib
+import importlib
+import io
+import re
 import sys
 import threading
 import time
@@ -29,12 +33,73 @@ from voxbeam.beam.transforms import (
 )
 from voxbeam.errors import UsageError
 from voxbeam.jobs import args as job_args
-from voxbeam.jobs.inputs import check_writable, existing_sources, expand_input, read_text_records
+from voxbeam.jobs.inputs import check_writable, existing_sources, expand_input, read_text_records, summarize
 from voxbeam.jobs.service import service_for
-from voxbeam.jobs.summary import Summary, summarize
+from voxbeam.jobs.summary import Summary
 from voxbeam.protocol import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
 LOCAL_RUNNERS = {None, "", "fnapirunner", "directrunner", "direct", "fnapi", "prismrunner", "prism"}
+
+
+def _register_runner_options(runner: str) -> None:
+    """Import the named runner's module, as Beam will, so that the options it defines are known."""
+    name = runner.lower().removesuffix("runner")
+    paths = [
+        p for p in StandardOptions.ALL_KNOWN_RUNNERS if p.rsplit(".", 1)[-1].lower().removesuffix("runner") == name
+    ]
+    path = paths[0] if paths else runner
+    if "." not in path:
+        known = ", ".join(StandardOptions.KNOWN_RUNNER_NAMES)
+        raise UsageError("--runner", f"no runner is called {runner!r}; use one of {known} or a module.Class path")
+    try:
+        importlib.import_module(path.rsplit(".", 1)[0])
+    except ImportError as exc:
+        raise UsageError("--runner", f"{runner} cannot be loaded: {exc} (is its package installed?)") from None
+
+
+def _all_options(options: PipelineOptions, *, retain_unknown: bool) -> dict[str, Any]:
+    """Beam's parse of every option; a bad value becomes one UsageError line instead of a usage block."""
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            return options.get_all_options(retain_unknown_options=retain_unknown)
+    except SystemExit:
+        last = (err.getvalue().strip().splitlines() or ["an invalid Beam option"])[-1].split("error: ", 1)[-1]
+        found = re.match(r"argument (--\S+?)(?:/\S+)?: (.*)", last)
+        raise UsageError(found.group(1), found.group(2)) if found else UsageError("", last) from None
+
+
+def beam_options(kind: str, beam_args: Sequence[str]) -> PipelineOptions:
+    """Beam's options from what the job's own parser left; UsageError for one no installed runner knows."""
+    options = PipelineOptions(list(beam_args))
+    runner = options.view_as(StandardOptions).runner
+    if runner is not None:
+        _register_runner_options(str(runner))
+    known = _all_options(PipelineOptions([]), retain_unknown=False)  # no flags: nothing to warn about
+    unknown = sorted(set(_all_options(options, retain_unknown=True)) - set(known))
+    if unknown:
+        flag = f"--{unknown[0]}"
+        for other in job_args.KINDS:
+            if other != kind and flag in {f.option for f in job_args.FLAGS[other]}:
+                raise UsageError(flag, f"is an option of `voxbeam {other}`, not of `voxbeam {kind}`")
+        candidates = [f.option for f in job_args.FLAGS[kind]] + [f"--{k}" for k in known]
+        close = difflib.get_close_matches(flag, candidates, n=1, cutoff=0.75)
+        hint = f"; did you mean {close[0]}?" if close else " (see --help)"
+        raise UsageError(flag, f"unknown flag: neither VoxBeam, Beam nor the runner knows it{hint}")
+    return options
+
+
+STAGING_NOTE = (
+    "note: this runner's workers need voxbeam installed: pass --setup_file (this project's setup.py), "
+    "--extra_package (a voxbeam sdist or wheel) or --sdk_container_image (an image with voxbeam)"
+)
+
+
+def _workers_get_voxbeam(options: PipelineOptions) -> bool:
+    """Whether the options stage voxbeam, name an image, or run the workers in this very process."""
+    given = options.get_all_options()
+    loopback = str(given.get("environment_type") or "").upper() == "LOOPBACK"
+    return loopback or any(given.get(k) for k in ("setup_file", "extra_packages", "sdk_container_image"))
 
 
 def is_local(options: PipelineOptions) -> bool:
@@ -48,7 +113,11 @@ def make_pipeline(options: PipelineOptions) -> beam.Pipeline:
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
         return beam.Pipeline(runner=FnApiRunner(), options=options)
-    return beam.Pipeline(options=options)
+    try:
+        return beam.Pipeline(options=options)
+    except ValueError as exc:  # the runner validates its options here (Dataflow: project, region, locations)
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise UsageError("--runner", f"{'; '.join(lines[1:] or lines)}") from None
 
 
 def new_run_id() -> str:
@@ -145,9 +214,19 @@ KINDS: dict[str, type[_Job]] = {"transcribe": _Transcription, "synthesize": _Syn
 
 def run(kind: str, argv: Sequence[str] | None = None, *, show_progress: bool = False) -> Summary:
     """Run the ``transcribe`` or ``synthesize`` job; UsageError before any record when something is wrong."""
-    parsed = job_args.parse(kind, argv)
+    return execute(job_args.parse(kind, argv), show_progress=show_progress)
+
+
+def execute(parsed: job_args.JobArgs, *, show_progress: bool = False) -> Summary:
+    """Run a job whose command line has been parsed."""
+    kind = parsed.kind
+    options = beam_options(kind, parsed.beam_args)
+    if storage.emulator_host():
+        storage.configure_beam_for_emulator()
     job = KINDS[kind](parsed.values)
-    local = is_local(parsed.options)
+    local = is_local(options)
+    if not local and not _workers_get_voxbeam(options):
+        print(STAGING_NOTE, file=sys.stderr)
     started = time.monotonic()
     summary = Summary(kind=kind, inputs=0)
     records = job.read(summary)
@@ -160,7 +239,7 @@ def run(kind: str, argv: Sequence[str] | None = None, *, show_progress: bool = F
         tracker = progress.register(progress_id, len(records)) if progress_id else None
         try:
             with _progress_printer(tracker, show_progress):
-                with make_pipeline(parsed.options) as p:
+                with make_pipeline(options) as p:
                     job.build(p | "Records" >> beam.Create(records, reshuffle=False), service, run_id, progress_id)
         finally:
             if progress_id:
@@ -199,20 +278,3 @@ def _progress_printer(tracker: progress.Progress | None, enabled: bool) -> Itera
         if tty or line != last:  # a log file need not get the same line twice
             sys.stderr.write(("\r" if tty else "") + line + "\n")
             sys.stderr.flush()
-
-
-def main(kind: str, argv: Sequence[str] | None = None) -> int:
-    """Entry point shared by the CLI and pipelines/: one line and exit 2 on usage errors."""
-    try:
-        summary = run(kind, argv, show_progress=True)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    if summary.inputs and summary.skipped == summary.inputs:
-        print(f"nothing new to {kind}: all {summary.skipped} inputs are unchanged since earlier runs")
-    for line in summary.lines():
-        print(line)
-    return 0

@@ -1,12 +1,9 @@
-"""What a run did, read back from its own outputs, for the closing report."""
+"""What a run did, for the closing report (no Beam here: the CLI imports it before Beam)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-
-from voxbeam.beam import DEAD_LETTERS, storage
-from voxbeam.jobs.inputs import read_parquet
 
 
 @dataclass
@@ -31,18 +28,3 @@ class Summary:
             out.append(f"  output: {path}")
         out.append(f"wall time: {self.wall_seconds:.1f} s")
         return out
-
-
-def summarize(summary: Summary, output: str, run_id: str, main: str) -> None:
-    """Count what this run wrote by reading its own partition back."""
-    for name in (main, DEAD_LETTERS):
-        for f in storage.match(storage.join(output, name, f"run={run_id}", "*.parquet")):
-            with storage.open_read(f.uri) as fh:
-                table = read_parquet(fh.read())
-            if name == main:
-                summary.written += table.num_rows
-                summary.outputs.append(f.uri)
-            else:
-                summary.dead_letters.update(table.column("error_code").to_pylist())
-                if table.num_rows:
-                    summary.outputs.append(f.uri)
