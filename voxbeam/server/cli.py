@@ -8,6 +8,7 @@ import ctypes
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from voxbeam.server.config import MIB, ServerConfig
 from voxbeam.server.logs import setup_logging
@@ -48,47 +49,90 @@ def build_parser() -> argparse.ArgumentParser:
         prog="voxbeam serve",
         description="Self-hosted VoxNexus-compatible speech server: /v1/stt/realtime (pocketsphinx) and "
         "/v1/tts/realtime (eSpeak NG) over WebSocket, /healthz over HTTP.",
+        epilog="Options are spelled with underscores, as the jobs' are; the hyphenated spellings "
+        "(--api-key, --no-auth, --max-sessions, ...) are accepted too.",
+        allow_abbrev=False,
     )
-    add = parser.add_argument
-    add("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    add("--port", type=_port, default=8765, help="TCP port; 0 picks a free one (default 8765)")
+
+    def add(name: str, **kw: Any) -> None:
+        parser.add_argument(name, **kw)
+        if "_" in name:  # the hyphenated alias: same destination, hidden from --help, no default of its own
+            alias = {k: v for k, v in kw.items() if k not in ("help", "default")}
+            alias.update(dest=name[2:], default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+            parser.add_argument(name.replace("_", "-"), **alias)
+
+    add("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
+    add("--port", type=_port, default=8765, help="TCP port; 0 picks a free one (default: %(default)s)")
     add(
-        "--api-key",
+        "--api_key",
         action="append",
         default=[],
         metavar="KEY",
         help=f"accepted API key (repeatable); also ${API_KEY_ENV}, comma-separated. Prefer the variable: "
-        "arguments are visible in the process list",
+        "arguments are visible in the process list (default: none)",
     )
-    add("--no-auth", action="store_true", help="accept clients without a key (only on a trusted network)")
-    add("--workers", type=_positive_int, default=os.cpu_count() or 1, help="engine worker processes (default: cores)")
+    add("--no_auth", action="store_true", help="accept clients without a key, only on a trusted network (default: off)")
     add(
-        "--decoders-per-worker",
+        "--workers",
+        type=_positive_int,
+        default=os.cpu_count() or 1,
+        help="engine worker processes (default: one per core, %(default)s here)",
+    )
+    add(
+        "--decoders_per_worker",
         type=_positive_int,
         default=3,
-        help="pocketsphinx decoders per worker, ~90 MB each; lent per utterance. 1 disables partials (default 3)",
+        help="pocketsphinx decoders per worker, ~90 MB each; lent per utterance. 1 disables partials "
+        "(default: %(default)s)",
     )
-    add("--max-sessions", type=_positive_int, default=64, help="open sessions before SERVER_BUSY (default 64)")
     add(
-        "--max-sessions-per-key", type=_positive_int, default=None, help="open sessions per API key (default: no limit)"
+        "--max_sessions", type=_positive_int, default=64, help="open sessions before SERVER_BUSY (default: %(default)s)"
     )
-    add("--idle-timeout", type=_positive_float, default=60.0, help="seconds without a message before IDLE_TIMEOUT")
     add(
-        "--max-message-size",
+        "--max_sessions_per_key",
+        type=_positive_int,
+        default=None,
+        help="open sessions per API key (default: no limit)",
+    )
+    add(
+        "--idle_timeout",
+        type=_positive_float,
+        default=60.0,
+        help="seconds without a message before IDLE_TIMEOUT (default: %(default)s)",
+    )
+    add(
+        "--max_message_size",
         type=_positive_int,
         default=MIB,
-        help="largest accepted message in bytes; bigger gets MESSAGE_TOO_LARGE and close 1009 (default 1 MiB)",
+        help="largest accepted message in bytes; bigger gets MESSAGE_TOO_LARGE and close 1009 (default: 1 MiB)",
     )
-    add("--max-text-chars", type=_positive_int, default=5000, help="characters per TTS utterance (default 5000)")
-    add("--max-utterance", type=_positive_float, default=30.0, help="seconds of speech before a forced endpoint")
-    add("--tls-cert", help="PEM certificate chain: serve wss://")
-    add("--tls-key", help="PEM private key for --tls-cert")
-    add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
     add(
-        "--shutdown-grace",
+        "--max_text_chars",
+        type=_positive_int,
+        default=5000,
+        help="characters per TTS utterance (default: %(default)s)",
+    )
+    add(
+        "--max_utterance",
+        type=_positive_float,
+        default=30.0,
+        help="seconds of speech before a forced endpoint (default: %(default)s)",
+    )
+    add("--tls_cert", help="PEM certificate chain: serve wss:// (default: none, plain ws://)")
+    add("--tls_key", help="PEM private key for --tls_cert (default: none)")
+    add(
+        "--log_level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="log verbosity; one line per session at INFO when it closes (default: %(default)s)",
+    )
+    add(
+        "--shutdown_grace",
         type=_non_negative_float,
         default=10.0,
-        help="seconds open sessions get to finish after SIGTERM before they are closed with 1001 (default 10)",
+        help="seconds open sessions get to finish after SIGTERM before they are closed with 1001 "
+        "(default: %(default)s)",
     )
     return parser
 
@@ -100,9 +144,9 @@ def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
     keys = [k.strip() for k in args.api_key if k.strip()]
     keys += [k.strip() for k in os.environ.get(API_KEY_ENV, "").split(",") if k.strip()]
     if not keys and not args.no_auth:
-        parser.exit(2, f"voxbeam serve: no API key configured: set ${API_KEY_ENV}, pass --api-key, or --no-auth\n")
+        parser.exit(2, f"voxbeam serve: no API key configured: set ${API_KEY_ENV}, pass --api_key, or --no_auth\n")
     if bool(args.tls_cert) != bool(args.tls_key):
-        parser.exit(2, "voxbeam serve: --tls-cert and --tls-key go together\n")
+        parser.exit(2, "voxbeam serve: --tls_cert and --tls_key go together\n")
     return ServerConfig(
         host=args.host,
         port=args.port,
