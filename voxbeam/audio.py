@@ -98,7 +98,7 @@ def decode_to_pcm(source: str | IO[bytes], rate: int = 16000, chunk_ms: int = 20
         raise
     except (av.FFmpegError, ValueError, OSError) as exc:
         code = EMPTY_AUDIO if _is_empty(source) else NOT_AUDIO
-        raise AudioError(f"not a readable audio file: {exc}", code=code) from None
+        raise AudioError(f"not an audio file: {ffmpeg_words(exc)}", code=code) from None
     try:
         if not container.streams.audio:
             raise AudioError("the file has no audio stream", code=NOT_AUDIO)
@@ -119,7 +119,7 @@ def decode_to_pcm(source: str | IO[bytes], rate: int = 16000, chunk_ms: int = 20
             for out in resampler.resample(None):
                 buf += _frame_bytes(out)
         except av.FFmpegError as exc:
-            raise AudioError(f"the audio stream is corrupt: {exc}", code=CORRUPT_AUDIO) from None
+            raise AudioError(f"the audio stream is corrupt: {ffmpeg_words(exc)}", code=CORRUPT_AUDIO) from None
         if buf:
             total += len(buf)
             yield bytes(buf)
@@ -133,6 +133,14 @@ def decode_to_pcm(source: str | IO[bytes], rate: int = 16000, chunk_ms: int = 20
             )
     finally:
         container.close()
+
+
+def ffmpeg_words(exc: BaseException) -> str:
+    """What FFmpeg's error means, without its errno number and path."""
+    if isinstance(exc, av.error.InvalidDataError):
+        return "FFmpeg finds no audio format it knows in the data"
+    text = getattr(exc, "strerror", None) or str(exc)
+    return f"{text[:1].lower()}{text[1:]}" if text else type(exc).__name__
 
 
 def _is_empty(source: str | IO[bytes]) -> bool:

@@ -13,8 +13,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 EXAMPLES = os.path.join(ROOT, "examples", "audio")
 
 
-def voxbeam(*args: str, env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, **(env or {})}
+def voxbeam(
+    *args: str, env: dict[str, str] | None = None, unset: tuple[str, ...] = (), timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    """``python -m voxbeam ARGS`` from the project root, with ``env`` added and ``unset`` variables removed."""
+    full_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if k not in unset}
     return subprocess.run(
         [sys.executable, "-m", "voxbeam", *args],
         capture_output=True,

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from voxbeam.beam.storage import SourceFile
-from voxbeam.errors import VoxBeamError
+from voxbeam.errors import VoxBeamError, describe_os_error
 from voxbeam.protocol import redact
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -72,7 +72,8 @@ def dead_letter(stage: str, record: Any, exc: BaseException, attempts: int | Non
         "stage": stage,
         "input": json.dumps(record, sort_keys=True, default=str),
         "error_code": code,
-        "error_message": redact(str(exc))[:2000] or type(exc).__name__,
+        "error_message": redact(describe_os_error(exc) if isinstance(exc, OSError) else str(exc))[:2000]
+        or type(exc).__name__,
         "attempts": int(attempts or 1),
         "failed_at": dt.datetime.now(dt.UTC),
     }

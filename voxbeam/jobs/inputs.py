@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import errno
 import io
 import json
 import uuid
@@ -14,7 +15,7 @@ from typing import Any
 from voxbeam.beam import DEAD_LETTERS, storage
 from voxbeam.beam.schema import SOURCE_KEY_COLUMNS
 from voxbeam.beam.transforms import TRANSCRIPTS
-from voxbeam.errors import UsageError
+from voxbeam.errors import UsageError, describe_os_error
 from voxbeam.jobs.summary import Summary
 from voxbeam.protocol import TtsInit
 
@@ -38,7 +39,30 @@ def check_writable(output: str) -> None:
 
             FileSystems.delete([probe_uri])
     except Exception as exc:
-        raise UsageError("--output", f"cannot write to {output}: {exc}") from None
+        raise UsageError("--output", _output_problem(output, exc)) from None
+
+
+def _output_problem(output: str, exc: Exception) -> str:
+    """Why ``output`` cannot be written, and what to do, in words."""
+    todo = "choose a folder you can write to (it is created if missing)"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+            return f"{exc.filename or output} is a file, so it cannot hold the output folder {output}; {todo}"
+        if exc.errno == errno.ENOENT:
+            return f"cannot create the folder {output} there ({(exc.strerror or '').lower()}); {todo}"
+        return f"cannot write to {output}: {describe_os_error(exc)}; {todo}"
+    # google-cloud-storage's errors, by name so that a local run needs no GCS client installed
+    if type(exc).__name__ == "NotFound":
+        return f"the bucket of {output} does not exist; create it or choose another"
+    if type(exc).__name__ == "Forbidden":
+        return f"the credentials in use may not write to {output}; grant them access or choose another bucket"
+    return f"cannot write to {output}: {exc}"
+
+
+def _input_problem(spec: str, exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return describe_os_error(exc, spec)
+    return f"cannot read {spec}: {exc}"
 
 
 def expand_input(spec: str) -> list[storage.SourceFile]:
@@ -46,10 +70,13 @@ def expand_input(spec: str) -> list[storage.SourceFile]:
     try:
         found = storage.match(spec)
     except Exception as exc:
-        raise UsageError("--input", f"cannot list {spec}: {exc}") from None
+        raise UsageError("--input", _input_problem(spec, exc)) from None
     if len(found) == 1 and found[0].uri == spec and spec.lower().endswith(LISTING_SUFFIXES):
         listed: list[storage.SourceFile] = []
-        text = storage.read_bytes(spec).decode("utf-8")
+        try:
+            text = storage.read_bytes(spec).decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError("--input", f"cannot read the list {spec}: {_input_problem(spec, exc)}") from None
         for line in text.splitlines():
             line = line.strip()
             if line and not line.startswith("#"):
@@ -92,10 +119,14 @@ def read_text_records(spec: str) -> list[dict[str, Any]]:
     """Records with id and text from text lines, JSON lines, CSV or Parquet."""
     try:
         data = storage.read_bytes(spec)
+    except IsADirectoryError:
+        raise UsageError(
+            "--input", f"{spec} is a folder; synthesis reads one file of records (.txt, .jsonl, .csv or .parquet)"
+        ) from None
     except FileNotFoundError:
         raise UsageError("--input", f"no such file: {spec}") from None
     except Exception as exc:
-        raise UsageError("--input", f"cannot read {spec}: {exc}") from None
+        raise UsageError("--input", _input_problem(spec, exc)) from None
     lower = spec.lower()
     try:
         if lower.endswith(".parquet"):

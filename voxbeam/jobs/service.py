@@ -7,10 +7,14 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Iterator
 
 from voxbeam.beam.options import API_KEY_ENV, Secret, ServiceSettings, split_list
-from voxbeam.errors import UsageError, VoxBeamError
+from voxbeam.errors import ConnectionLostError, UsageError, VoxBeamError
+
+NO_KEY = f"no API key given: pass --api_key, set {API_KEY_ENV} or --api_key_secret"
+_ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ")
 
 _LOG = logging.getLogger("voxbeam")
 
@@ -78,9 +82,24 @@ def preflight(settings: ServiceSettings) -> None:
         try:
             asyncio.run(probe(endpoint, key, auth=settings.auth, ca_bundle=settings.ca_bundle))
         except AuthenticationError as exc:
+            if key is None:
+                raise UsageError("--api_key", NO_KEY) from None
             flag = "--api_key_secret" if settings.api_key_secret else "--api_key"
             raise UsageError(flag, str(exc)) from None
         except TLSVerificationError as exc:
             raise UsageError("--ca_bundle", str(exc)) from None
+        except ConnectionLostError as exc:
+            raise UsageError("--endpoint", _connection_problem(endpoint, exc)) from None
         except VoxBeamError as exc:
-            raise UsageError("--endpoint", str(exc)) from None
+            raise UsageError("--endpoint", _ERRNO_TEXT.sub("", str(exc))) from None
+
+
+def _connection_problem(endpoint: str, exc: ConnectionLostError) -> str:
+    text = str(exc)
+    if "Connect call failed" in text or "Errno 111]" in text or "refused" in text.lower():
+        why = "nothing accepts connections there (connection refused); check the host and port, and that it runs"
+    elif "Name or service not known" in text or "Errno -2]" in text or "Errno -3]" in text:
+        why = "its host name does not resolve; check the URL"
+    else:
+        return _ERRNO_TEXT.sub("", text)
+    return f"cannot connect to {endpoint}: {why}"
