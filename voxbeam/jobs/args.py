@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from voxbeam.errors import UsageError
+from voxbeam.jobs.summary import DEFAULT_MAX_DEAD_LETTER_FRACTION
 from voxbeam.protocol import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, TTS_FORMATS
 
 API_KEY_ENV = "VOXNEXUS_API_KEY"
@@ -150,6 +151,14 @@ def _job_flags(kind: str) -> tuple[Flag, ...]:
     return (
         Flag("input", _INPUT_HELP[kind], default_help="required"),
         Flag("output", _OUTPUT_HELP[kind], default_help="required"),
+        Flag(
+            "max_dead_letter_fraction",
+            "largest share of records that may become dead letters while the run still exits 0; above it "
+            "the exit status is 3, or 4 when every record failed",
+            DEFAULT_MAX_DEAD_LETTER_FRACTION,
+            number(0.0, 1.0),
+            metavar="F",
+        ),
     )
 
 
@@ -186,7 +195,10 @@ _DESCRIPTION = {
     "transcribe": "Transcribe audio files into Parquet transcripts (and SRT/WebVTT captions).",
     "synthesize": "Render text records into audio objects with a Parquet manifest.",
 }
-EXIT_STATUS_HELP = "Exit status: 0 done, 2 a usage error before any record was read, 1 the job itself failed."
+EXIT_STATUS_HELP = (
+    "Exit status: 0 done (dead letters within --max_dead_letter_fraction), 2 a usage error before any record "
+    "was read, 3 too many dead letters, 4 every record failed, 130 interrupted, 1 the job itself failed."
+)
 BEAM_HELP = (
     "Other Beam options pass through to Beam (--runner, --project, --region, --temp_location, --setup_file, "
     "--extra_package, ... and any option of the runner you name); unknown ones are refused."

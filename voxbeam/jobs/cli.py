@@ -10,6 +10,7 @@ from types import ModuleType
 
 from voxbeam.errors import UsageError
 from voxbeam.jobs import args
+from voxbeam.jobs.summary import EXIT_INTERRUPTED, EXIT_USAGE
 
 
 def _load_runner() -> ModuleType:
@@ -35,12 +36,15 @@ def main(kind: str, argv: Sequence[str] | None = None, *, prog: str | None = Non
         summary = _load_runner().execute(parsed, show_progress=True)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     if summary.inputs and summary.skipped == summary.inputs:
         print(f"nothing new to {kind}: all {summary.skipped} inputs are unchanged since earlier runs")
     for line in summary.lines():
         print(line)
-    return 0
+    verdict = summary.verdict()
+    if verdict:
+        print(verdict, file=sys.stderr)
+    return summary.exit_code()

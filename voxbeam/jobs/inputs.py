@@ -9,6 +9,7 @@ import errno
 import io
 import json
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -173,6 +174,7 @@ def _clean(record: dict[str, Any]) -> dict[str, Any]:
 
 def summarize(summary: Summary, output: str, run_id: str, main: str) -> None:
     """Count what this run wrote by reading its own partition back."""
+    pairs: Counter[tuple[str, str]] = Counter()
     for name in (main, DEAD_LETTERS):
         for f in storage.match(storage.join(output, name, f"run={run_id}", "*.parquet")):
             with storage.open_read(f.uri) as fh:
@@ -181,6 +183,10 @@ def summarize(summary: Summary, output: str, run_id: str, main: str) -> None:
                 summary.written += table.num_rows
                 summary.outputs.append(f.uri)
             else:
-                summary.dead_letters.update(table.column("error_code").to_pylist())
+                codes = table.column("error_code").to_pylist()
+                summary.dead_letters.update(codes)
+                pairs.update(zip(codes, table.column("error_message").to_pylist(), strict=True))
                 if table.num_rows:
                     summary.outputs.append(f.uri)
+    for (code, message), _ in reversed(pairs.most_common()):  # the commonest message per code wins
+        summary.messages[code] = message

@@ -228,7 +228,7 @@ def execute(parsed: job_args.JobArgs, *, show_progress: bool = False) -> Summary
     if not local and not _workers_get_voxbeam(options):
         print(STAGING_NOTE, file=sys.stderr)
     started = time.monotonic()
-    summary = Summary(kind=kind, inputs=0)
+    summary = Summary(kind=kind, inputs=0, max_dead_letter_fraction=parsed.values.max_dead_letter_fraction)
     records = job.read(summary)
     if not records:
         summary.wall_seconds = time.monotonic() - started
