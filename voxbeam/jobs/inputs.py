@@ -15,7 +15,7 @@ from typing import Any
 
 from voxbeam.beam import DEAD_LETTERS, storage
 from voxbeam.beam.schema import SOURCE_KEY_COLUMNS
-from voxbeam.beam.transforms import TRANSCRIPTS
+from voxbeam.beam.transforms import CAPTIONS, TRANSCRIPTS
 from voxbeam.errors import UsageError, describe_os_error
 from voxbeam.jobs.summary import Summary
 from voxbeam.protocol import TtsInit
@@ -190,3 +190,6 @@ def summarize(summary: Summary, output: str, run_id: str, main: str) -> None:
                     summary.outputs.append(f.uri)
     for (code, message), _ in reversed(pairs.most_common()):  # the commonest message per code wins
         summary.messages[code] = message
+    if main == TRANSCRIPTS:
+        summary.captions_dir = storage.join(output, CAPTIONS, f"run={run_id}")
+        summary.captions = len(storage.match(storage.join(summary.captions_dir, "*")))

@@ -152,6 +152,10 @@ class _Transcription(_Job):
         for c in self.captions:
             if c not in CAPTION_FORMATS:
                 raise UsageError("--captions", f"unknown caption format {c!r}; use {' or '.join(CAPTION_FORMATS)}")
+        if self.captions and values.timestamps == "false":
+            raise UsageError(
+                "--captions", "captions are built from word timings: drop --timestamps false or --captions"
+            )
 
     def read(self, summary: Summary) -> list[Any]:
         sources = expand_input(self.values.input)

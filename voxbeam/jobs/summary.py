@@ -29,6 +29,8 @@ class Summary:
     # Per error code, the message most records with that code got (the service's text, with valid values).
     messages: dict[str, str] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
+    captions: int = 0  # caption files written, under captions_dir
+    captions_dir: str = ""
     wall_seconds: float = 0.0
     max_dead_letter_fraction: float = DEFAULT_MAX_DEAD_LETTER_FRACTION
 
@@ -75,5 +77,7 @@ class Summary:
             out.append(f"  top error: {top}")
         for path in self.outputs:
             out.append(f"  output: {path}")
+        if self.captions:
+            out.append(f"  captions: {self.captions} files under {self.captions_dir}")
         out.append(f"wall time: {self.wall_seconds:.1f} s")
         return out
