@@ -1,0 +1,117 @@
+"""What differs between the two jobs: their flags' checks, their inputs, their transforms and outputs."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import apache_beam as beam
+
+from voxbeam.beam import DEAD_LETTERS, storage
+from voxbeam.beam.captions import CAPTION_FORMATS
+from voxbeam.beam.options import ServiceSettings, split_list
+from voxbeam.beam.transforms import (
+    MANIFEST,
+    TRANSCRIPTS,
+    Synthesize,
+    Transcribe,
+    WriteDeadLetters,
+    WriteManifest,
+    WriteTranscripts,
+)
+from voxbeam.errors import UsageError
+from voxbeam.jobs.inputs import check_writable, existing_sources, expand_input, read_text_records
+from voxbeam.jobs.summary import Summary
+from voxbeam.protocol import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+
+
+class Job:
+    """What differs between the two jobs: their flags' checks, their inputs, their transforms."""
+
+    main_output: str
+
+    def __init__(self, values: argparse.Namespace) -> None:
+        self.values = values
+
+    def read(self, summary: Summary) -> list[Any]:
+        """The records to process (UsageError when there is nothing usable); sets ``summary.inputs``."""
+        raise NotImplementedError
+
+    def build(self, records: beam.PCollection, service: ServiceSettings, run_id: str, progress_id: str | None) -> None:
+        """The job's transforms and writers after ``records``."""
+        raise NotImplementedError
+
+
+class Transcription(Job):
+    """Audio files in, transcript rows (and captions) out."""
+
+    main_output = TRANSCRIPTS
+
+    def __init__(self, values: argparse.Namespace) -> None:
+        super().__init__(values)
+        self.captions = split_list(values.captions)
+        for c in self.captions:
+            if c not in CAPTION_FORMATS:
+                raise UsageError("--captions", f"unknown caption format {c!r}; use {' or '.join(CAPTION_FORMATS)}")
+        if self.captions and values.timestamps == "false":
+            raise UsageError(
+                "--captions", "captions are built from word timings: drop --timestamps false or --captions"
+            )
+
+    def read(self, summary: Summary) -> list[Any]:
+        sources = expand_input(self.values.input)
+        summary.inputs = len(sources)
+        check_writable(self.values.output)
+        if self.values.skip_existing == "true":
+            done = existing_sources(self.values.output)
+            todo = [s for s in sources if (s.uri, s.size, s.version) not in done]
+            summary.skipped = len(sources) - len(todo)
+            sources = todo
+        return [s if s.size >= 0 else s.uri for s in sources]
+
+    def build(self, records: beam.PCollection, service: ServiceSettings, run_id: str, progress_id: str | None) -> None:
+        v = self.values
+        result = records | "Transcribe" >> Transcribe(
+            service, language=v.language, timestamps=v.timestamps == "true", progress_id=progress_id
+        )
+        result[TRANSCRIPTS] | "WriteTranscripts" >> WriteTranscripts(v.output, run_id, captions=self.captions)
+        result[DEAD_LETTERS] | "WriteDeadLetters" >> WriteDeadLetters(v.output, run_id)
+
+
+class Synthesis(Job):
+    """Text records in, audio objects and manifest rows out."""
+
+    main_output = MANIFEST
+
+    def __init__(self, values: argparse.Namespace) -> None:
+        super().__init__(values)
+        if not MIN_SAMPLE_RATE <= values.sample_rate <= MAX_SAMPLE_RATE:
+            raise UsageError("--sample_rate", f"must be between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE}")
+
+    def read(self, summary: Summary) -> list[Any]:
+        records = read_text_records(self.values.input)
+        if not records:
+            raise UsageError("--input", f"{self.values.input} holds no records")
+        summary.inputs = len(records)
+        check_writable(self.values.output)
+        return records
+
+    def build(self, records: beam.PCollection, service: ServiceSettings, run_id: str, progress_id: str | None) -> None:
+        v = self.values
+        result = records | "Synthesize" >> Synthesize(
+            storage.join(v.output, "audio"),
+            service,
+            voice_id=v.voice_id,
+            language=v.language,
+            format=v.audio_format,
+            sample_rate=v.sample_rate,
+            speed=v.speed,
+            pitch=v.pitch,
+            volume=v.volume,
+            progress_id=progress_id,
+        )
+        result[MANIFEST] | "WriteManifest" >> WriteManifest(v.output, run_id)
+        result[DEAD_LETTERS] | "WriteDeadLetters" >> WriteDeadLetters(v.output, run_id)
+
+
+KINDS: dict[str, type[Job]] = {"transcribe": Transcription, "synthesize": Synthesis}
