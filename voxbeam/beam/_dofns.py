@@ -28,7 +28,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from voxbeam import audio
 from voxbeam.beam import progress, storage
 from voxbeam.beam.options import ServiceSettings
-from voxbeam.beam.rows import caption_basename, dead_letter, manifest_row, object_name, transcript_row
+from voxbeam.beam.rows import caption_basename, dead_letter, manifest_row, object_name, text_sha256, transcript_row
 from voxbeam.errors import AudioError, InputError, RetriesExhaustedError, VoxBeamError
 from voxbeam.protocol import TTS_PARAMETERS, redact
 
@@ -308,7 +308,7 @@ class SynthesizeFn(_InFlightDoFn):
         params = {k: v for k, v in self._defaults.items() if v is not None}
         params.update({k: record[k] for k in TTS_PARAMETERS if record.get(k) is not None})
         result = self._handle.client.synthesize(text, **params)
-        text_sha = hashlib.sha256(text.encode()).hexdigest()
+        text_sha = text_sha256(text)
         uri = storage.join(self._prefix, f"{object_name(record_id)}.{audio.FILE_EXTENSIONS[result.format]}")
         storage.write_object(
             uri,
@@ -333,13 +333,23 @@ class SynthesizeFn(_InFlightDoFn):
 
 
 class FirstPerKeyFn(beam.DoFn):
-    """After grouping by id: the first record goes on, the other copies become dead letters."""
+    """After grouping by id: one record goes on, the other copies become dead letters.
+
+    A PCollection has no order, so "first" is the smallest record as JSON: the same one on
+    every run. (The jobs keep the first occurrence in the input file before the pipeline.)
+    """
+
+    def __init__(self, progress_id: str | None = None) -> None:
+        self._progress_id = progress_id
 
     def process(self, keyed: tuple[str, list[Any]]) -> Iterator[Any]:
         key, records = keyed
         records = sorted(records, key=lambda r: json.dumps(r, sort_keys=True, default=str))
         yield records[0]
+        tracker = progress.lookup(self._progress_id)
         for dup in records[1:]:
+            if tracker:
+                tracker.add(ok=False)
             yield beam.pvalue.TaggedOutput(
                 DEAD_LETTERS,
                 dead_letter("synthesize", dup, InputError(f"duplicate id {key!r}", code="DUPLICATE_ID")),

@@ -43,6 +43,11 @@ def transcript_row(source: SourceFile, result: Any) -> dict[str, Any]:
     }
 
 
+def text_sha256(text: str) -> str:
+    """The manifest's ``text_sha256`` of a record's text."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def manifest_row(record_id: str, uri: str, result: Any, duration_ms: int, text_sha256: str) -> dict[str, Any]:
     """A ``MANIFEST_SCHEMA`` row for one written audio object from a client ``SynthesisResult``."""
     return {

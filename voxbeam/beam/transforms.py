@@ -17,6 +17,7 @@ from voxbeam.beam.schema import DEAD_LETTER_SCHEMA, MANIFEST_SCHEMA, TRANSCRIPT_
 TRANSCRIPTS = "transcripts"
 MANIFEST = "manifest"
 CAPTIONS = "captions"
+AUDIO = "audio"
 
 
 def _service_display(settings: ServiceSettings) -> dict[str, Any]:
@@ -165,7 +166,8 @@ class Synthesize(beam.PTransform):
             records
             | "KeyById" >> beam.Map(lambda r: (str(r.get("id")) if isinstance(r, dict) else repr(r), r))
             | "GroupById" >> beam.GroupByKey()
-            | "FirstPerId" >> beam.ParDo(_dofns.FirstPerKeyFn()).with_outputs(DEAD_LETTERS, main="records")
+            | "FirstPerId"
+            >> beam.ParDo(_dofns.FirstPerKeyFn(self._progress_id)).with_outputs(DEAD_LETTERS, main="records")
         )
         rendered = unique.records | "Synthesize" >> beam.ParDo(
             _dofns.SynthesizeFn(

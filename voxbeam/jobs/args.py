@@ -166,7 +166,7 @@ TRANSCRIBE_FLAGS = (
     *_job_flags("transcribe"),
     Flag(
         "skip_existing",
-        "transcribe only files that are new or changed since earlier runs under the same --output",
+        "transcribe only files that are new or changed (URI, size, version) since earlier runs under the same --output",
         "false",
         choices=BOOLEAN,
     ),
@@ -177,6 +177,12 @@ TRANSCRIBE_FLAGS = (
 
 SYNTHESIZE_FLAGS = (
     *_job_flags("synthesize"),
+    Flag(
+        "skip_existing",
+        "render only records whose id and text no earlier run under the same --output rendered",
+        "false",
+        choices=BOOLEAN,
+    ),
     Flag("voice_id", "default voice (e.g. vl-jenny); records may override it", default_help="the service's choice"),
     Flag("language", "default language (e.g. en-US); records may override it", default_help="the voice's"),
     Flag("audio_format", "format of the audio objects", "wav", choices=(*TTS_FORMATS, "ogg")),

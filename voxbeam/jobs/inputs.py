@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import dataclasses
 import errno
 import io
-import json
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 from voxbeam.beam import DEAD_LETTERS, storage
@@ -18,13 +14,8 @@ from voxbeam.beam.schema import SOURCE_KEY_COLUMNS
 from voxbeam.beam.transforms import CAPTIONS, TRANSCRIPTS
 from voxbeam.errors import UsageError, describe_os_error
 from voxbeam.jobs.summary import Summary
-from voxbeam.protocol import TtsInit
 
 LISTING_SUFFIXES = (".txt", ".lst", ".list", ".uris")
-# CSV and text give strings; the service wants numbers where the TTS init has them.
-_NUMERIC_PARAMETERS: dict[str, Callable[[Any], Any]] = {
-    f.name: type(f.default) for f in dataclasses.fields(TtsInit) if type(f.default) in (int, float)
-}
 
 
 def check_writable(output: str) -> None:
@@ -60,7 +51,7 @@ def _output_problem(output: str, exc: Exception) -> str:
     return f"cannot write to {output}: {exc}"
 
 
-def _input_problem(spec: str, exc: Exception) -> str:
+def input_problem(spec: str, exc: Exception) -> str:
     if isinstance(exc, OSError):
         return describe_os_error(exc, spec)
     return f"cannot read {spec}: {exc}"
@@ -71,13 +62,13 @@ def expand_input(spec: str) -> list[storage.SourceFile]:
     try:
         found = storage.match(spec)
     except Exception as exc:
-        raise UsageError("--input", _input_problem(spec, exc)) from None
+        raise UsageError("--input", input_problem(spec, exc)) from None
     if len(found) == 1 and found[0].uri == spec and spec.lower().endswith(LISTING_SUFFIXES):
         listed: list[storage.SourceFile] = []
         try:
             text = storage.read_bytes(spec).decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError("--input", f"cannot read the list {spec}: {_input_problem(spec, exc)}") from None
+            raise UsageError("--input", f"cannot read the list {spec}: {input_problem(spec, exc)}") from None
         for line in text.splitlines():
             line = line.strip()
             if line and not line.startswith("#"):
@@ -100,76 +91,23 @@ def read_parquet(data: bytes, columns: list[str] | None = None) -> Any:
     return pq.read_table(io.BytesIO(data), columns=columns, use_threads=False)
 
 
-def existing_sources(output: str) -> set[tuple[str, int, str]]:
-    """(uri, size, version) of every file that earlier runs under ``output`` transcribed."""
-    seen: set[tuple[str, int, str]] = set()
-    pattern = storage.join(output, TRANSCRIPTS, "*", "*.parquet")
+def earlier_rows(output: str, name: str, columns: Sequence[str]) -> set[tuple[Any, ...]]:
+    """The ``columns`` of every row that earlier runs under ``output`` wrote to ``<output>/<name>/``."""
+    seen: set[tuple[Any, ...]] = set()
     try:
-        files = storage.match(pattern)
+        files = storage.match(storage.join(output, name, "*", "*.parquet"))
     except Exception:
         return seen
     for f in files:
         with storage.open_read(f.uri) as fh:
-            table = read_parquet(fh.read(), columns=list(SOURCE_KEY_COLUMNS))
-        for uri, size, version in zip(*(table.column(c).to_pylist() for c in SOURCE_KEY_COLUMNS), strict=True):
-            seen.add((uri, int(size), version))
+            table = read_parquet(fh.read(), columns=list(columns))
+        seen.update(zip(*(table.column(c).to_pylist() for c in columns), strict=True))
     return seen
 
 
-def read_text_records(spec: str) -> list[dict[str, Any]]:
-    """Records with id and text from text lines, JSON lines, CSV or Parquet."""
-    try:
-        data = storage.read_bytes(spec)
-    except IsADirectoryError:
-        raise UsageError(
-            "--input", f"{spec} is a folder; synthesis reads one file of records (.txt, .jsonl, .csv or .parquet)"
-        ) from None
-    except FileNotFoundError:
-        raise UsageError("--input", f"no such file: {spec}") from None
-    except Exception as exc:
-        raise UsageError("--input", _input_problem(spec, exc)) from None
-    lower = spec.lower()
-    try:
-        if lower.endswith(".parquet"):
-            table = read_parquet(data)
-            missing = {"id", "text"} - set(table.column_names)
-            if missing:
-                raise UsageError("--input", f"{spec} lacks column(s) {', '.join(sorted(missing))}")
-            return [_clean(r) for r in table.to_pylist()]
-        text = data.decode("utf-8")
-        if lower.endswith((".jsonl", ".json", ".ndjson")):
-            records = []
-            for n, line in enumerate(text.splitlines(), start=1):
-                if line.strip():
-                    try:
-                        obj = json.loads(line)
-                    except ValueError as exc:
-                        raise UsageError("--input", f"{spec} line {n} is not JSON: {exc}") from None
-                    records.append(obj if isinstance(obj, dict) else {"id": f"line-{n}", "text": str(obj)})
-            return [_clean(r) for r in records]
-        if lower.endswith(".csv"):
-            reader = csv.DictReader(io.StringIO(text))
-            if not reader.fieldnames or not {"id", "text"} <= set(reader.fieldnames):
-                raise UsageError("--input", f"{spec} needs a header with id and text columns")
-            return [_clean(dict(r)) for r in reader]
-        return [
-            {"id": f"line-{n:06d}", "text": line.strip()}
-            for n, line in enumerate(text.splitlines(), start=1)
-            if line.strip()
-        ]
-    except UnicodeDecodeError:
-        raise UsageError("--input", f"{spec} is not UTF-8 text") from None
-
-
-def _clean(record: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in record.items() if v is not None and v != ""}
-    if "id" in out:
-        out["id"] = str(out["id"])
-    for name, kind in _NUMERIC_PARAMETERS.items():
-        if name in out:
-            with contextlib.suppress(TypeError, ValueError):
-                out[name] = kind(out[name])
-    return out
+def existing_sources(output: str) -> set[tuple[Any, ...]]:
+    """(uri, size, version) of every file that earlier runs under ``output`` transcribed."""
+    return earlier_rows(output, TRANSCRIPTS, SOURCE_KEY_COLUMNS)
 
 
 def summarize(summary: Summary, output: str, run_id: str, main: str) -> None:

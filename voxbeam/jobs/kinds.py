@@ -10,7 +10,9 @@ import apache_beam as beam
 from voxbeam.beam import DEAD_LETTERS, storage
 from voxbeam.beam.captions import CAPTION_FORMATS
 from voxbeam.beam.options import ServiceSettings, split_list
+from voxbeam.beam.rows import text_sha256
 from voxbeam.beam.transforms import (
+    AUDIO,
     MANIFEST,
     TRANSCRIPTS,
     Synthesize,
@@ -20,7 +22,8 @@ from voxbeam.beam.transforms import (
     WriteTranscripts,
 )
 from voxbeam.errors import UsageError
-from voxbeam.jobs.inputs import check_writable, existing_sources, expand_input, read_text_records
+from voxbeam.jobs.inputs import check_writable, earlier_rows, existing_sources, expand_input
+from voxbeam.jobs.records import read_text_records
 from voxbeam.jobs.summary import Summary
 from voxbeam.protocol import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
@@ -32,14 +35,27 @@ class Job:
 
     def __init__(self, values: argparse.Namespace) -> None:
         self.values = values
+        # Dead-letter rows for inputs that never became records (found while reading them).
+        self.rejected: list[dict[str, Any]] = []
 
     def read(self, summary: Summary) -> list[Any]:
         """The records to process (UsageError when there is nothing usable); sets ``summary.inputs``."""
         raise NotImplementedError
 
-    def build(self, records: beam.PCollection, service: ServiceSettings, run_id: str, progress_id: str | None) -> None:
-        """The job's transforms and writers after ``records``."""
+    def build(
+        self, p: beam.Pipeline, records: list[Any], service: ServiceSettings, run_id: str, progress_id: str | None
+    ) -> None:
+        """The job's transforms and writers over ``records`` (and ``rejected``, into the dead letters)."""
         raise NotImplementedError
+
+    def dead_letters(self, p: beam.Pipeline, failed: Any) -> Any:
+        """The records that failed in the pipeline, with the inputs rejected before it."""
+        if not self.rejected:
+            return failed
+        return (
+            failed,
+            p | "Rejected" >> beam.Create(self.rejected, reshuffle=False),
+        ) | "AllDeadLetters" >> beam.Flatten()
 
 
 class Transcription(Job):
@@ -69,13 +85,18 @@ class Transcription(Job):
             sources = todo
         return [s if s.size >= 0 else s.uri for s in sources]
 
-    def build(self, records: beam.PCollection, service: ServiceSettings, run_id: str, progress_id: str | None) -> None:
+    def build(
+        self, p: beam.Pipeline, records: list[Any], service: ServiceSettings, run_id: str, progress_id: str | None
+    ) -> None:
         v = self.values
-        result = records | "Transcribe" >> Transcribe(
-            service, language=v.language, timestamps=v.timestamps == "true", progress_id=progress_id
+        result = (
+            p
+            | "Files" >> beam.Create(records, reshuffle=False)
+            | "Transcribe"
+            >> Transcribe(service, language=v.language, timestamps=v.timestamps == "true", progress_id=progress_id)
         )
         result[TRANSCRIPTS] | "WriteTranscripts" >> WriteTranscripts(v.output, run_id, captions=self.captions)
-        result[DEAD_LETTERS] | "WriteDeadLetters" >> WriteDeadLetters(v.output, run_id)
+        self.dead_letters(p, result[DEAD_LETTERS]) | "WriteDeadLetters" >> WriteDeadLetters(v.output, run_id)
 
 
 class Synthesis(Job):
@@ -89,29 +110,44 @@ class Synthesis(Job):
             raise UsageError("--sample_rate", f"must be between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE}")
 
     def read(self, summary: Summary) -> list[Any]:
-        records = read_text_records(self.values.input)
-        if not records:
-            raise UsageError("--input", f"{self.values.input} holds no records")
-        summary.inputs = len(records)
-        check_writable(self.values.output)
+        v = self.values
+        found = read_text_records(v.input)
+        if not found.records and not found.rejected:
+            raise UsageError("--input", f"{v.input} holds no records")
+        summary.inputs = len(found.records) + len(found.rejected)
+        check_writable(v.output)
+        self.rejected = found.rejected
+        records = found.records
+        if v.skip_existing == "true":
+            done = earlier_rows(v.output, MANIFEST, ("id", "text_sha256"))
+            records = [r for r in records if (r["id"], text_sha256(r["text"])) not in done]
+            summary.skipped = len(found.records) - len(records)
         return records
 
-    def build(self, records: beam.PCollection, service: ServiceSettings, run_id: str, progress_id: str | None) -> None:
+    def build(
+        self, p: beam.Pipeline, records: list[Any], service: ServiceSettings, run_id: str, progress_id: str | None
+    ) -> None:
         v = self.values
-        result = records | "Synthesize" >> Synthesize(
-            storage.join(v.output, "audio"),
-            service,
-            voice_id=v.voice_id,
-            language=v.language,
-            format=v.audio_format,
-            sample_rate=v.sample_rate,
-            speed=v.speed,
-            pitch=v.pitch,
-            volume=v.volume,
-            progress_id=progress_id,
+        # Each run writes its own objects: a rerun (another voice, say) never changes what earlier manifests describe.
+        result = (
+            p
+            | "Records" >> beam.Create(records, reshuffle=False)
+            | "Synthesize"
+            >> Synthesize(
+                storage.join(v.output, AUDIO, f"run={run_id}"),
+                service,
+                voice_id=v.voice_id,
+                language=v.language,
+                format=v.audio_format,
+                sample_rate=v.sample_rate,
+                speed=v.speed,
+                pitch=v.pitch,
+                volume=v.volume,
+                progress_id=progress_id,
+            )
         )
         result[MANIFEST] | "WriteManifest" >> WriteManifest(v.output, run_id)
-        result[DEAD_LETTERS] | "WriteDeadLetters" >> WriteDeadLetters(v.output, run_id)
+        self.dead_letters(p, result[DEAD_LETTERS]) | "WriteDeadLetters" >> WriteDeadLetters(v.output, run_id)
 
 
 KINDS: dict[str, type[Job]] = {"transcribe": Transcription, "synthesize": Synthesis}

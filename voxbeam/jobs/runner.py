@@ -130,17 +130,20 @@ def execute(parsed: job_args.JobArgs, *, show_progress: bool = False) -> Summary
     started = time.monotonic()
     summary = Summary(kind=kind, inputs=0, max_dead_letter_fraction=parsed.values.max_dead_letter_fraction)
     records = job.read(summary)
-    if not records:
+    if not records and not job.rejected:
         summary.wall_seconds = time.monotonic() - started
         return summary
     run_id = new_run_id()
     with service_for(parsed.values, parsed.api_key, local) as service:
         progress_id = f"{kind}-{run_id}" if local else None
-        tracker = progress.register(progress_id, len(records)) if progress_id else None
+        tracker = progress.register(progress_id, len(records) + len(job.rejected)) if progress_id else None
+        if tracker is not None:
+            for _ in job.rejected:
+                tracker.add(ok=False)  # rejected while reading: failed records all the same
         try:
             with _progress_printer(tracker, show_progress):
                 with make_pipeline(options) as p:
-                    job.build(p | "Records" >> beam.Create(records, reshuffle=False), service, run_id, progress_id)
+                    job.build(p, records, service, run_id, progress_id)
         finally:
             if progress_id:
                 progress.unregister(progress_id)
