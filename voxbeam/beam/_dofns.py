@@ -100,6 +100,9 @@ class _InFlightDoFn(beam.DoFn):
     """Runs ``work(element)`` on the shared thread pool, many records at a time.
 
     ``work`` returns ``(ok, row)``; ok rows go to the main output, the rest to dead letters.
+    Once the run's tracker is stopping (Ctrl-C on a local run), records are no longer handed
+    out and ``work`` may return None for one it did not finish: such records go nowhere, and a
+    rerun with ``--skip_existing`` picks them up.
     """
 
     stage = "record"
@@ -124,7 +127,7 @@ class _InFlightDoFn(beam.DoFn):
 
     def start_bundle(self) -> None:
         self._settle()
-        self._pending: collections.deque[tuple[concurrent.futures.Future[tuple[bool, dict[str, Any]]], Any, Any]]
+        self._pending: collections.deque[tuple[concurrent.futures.Future[tuple[bool, dict[str, Any]] | None], Any, Any]]
         self._pending = collections.deque()
 
     def teardown(self) -> None:
@@ -142,22 +145,38 @@ class _InFlightDoFn(beam.DoFn):
         pending.clear()
         concurrent.futures.wait(futures)
 
-    def work(self, element: Any) -> tuple[bool, dict[str, Any]]:
+    def work(self, element: Any) -> tuple[bool, dict[str, Any]] | None:
         raise NotImplementedError
 
-    def _timed(self, element: Any) -> tuple[bool, dict[str, Any]]:
+    def _stopping(self) -> bool:
+        tracker = progress.lookup(self._progress_id)
+        return tracker is not None and tracker.stopping.is_set()
+
+    def _timed(self, element: Any) -> tuple[bool, dict[str, Any]] | None:
+        if self._stopping():  # queued before the stop: never started
+            return None
         started = time.monotonic()
         try:
-            ok, row = self.work(element)
+            done = self.work(element)
         except Exception as exc:  # every record ends somewhere: never lose one to a bug
             _LOG.warning("%s failed unexpectedly: %s", self.stage, redact(repr(exc)))
-            ok, row = False, dead_letter(self.stage, _describe(element), exc)
+            done = False, dead_letter(self.stage, _describe(element), exc)
         self._latency.update(int((time.monotonic() - started) * 1000))
-        return ok, row
+        return done
+
+    def _await(self, future: concurrent.futures.Future[Any]) -> Any:
+        """The client's result; CancelledError when a stop's grace period ends first."""
+        tracker = progress.lookup(self._progress_id)
+        if tracker is None:
+            return future.result()
+        with tracker.in_flight(future):
+            return future.result()
 
     def process(
         self, element: Any, window: Any = beam.DoFn.WindowParam, timestamp: Any = beam.DoFn.TimestampParam
     ) -> Iterator[Any]:
+        if self._stopping():
+            return
         self._pending.append((self._handle.executor.submit(self._timed, element), window, timestamp))
         yield from self._drain(block=len(self._pending) >= self._max_in_flight)
 
@@ -177,7 +196,10 @@ class _InFlightDoFn(beam.DoFn):
                 concurrent.futures.wait([future])
                 block = everything
             self._pending.popleft()
-            ok, row = future.result()
+            done = future.result()
+            if done is None:
+                continue
+            ok, row = done
             self._records.inc()
             value = WindowedValue(row, timestamp, (window,))
             if ok:
@@ -228,7 +250,7 @@ class TranscribeFn(_InFlightDoFn):
         self._words = Metrics.counter(NAMESPACE, "words")
         self._rtf = Metrics.distribution(NAMESPACE, "real_time_factor_x1000")
 
-    def work(self, element: Any) -> tuple[bool, dict[str, Any]]:
+    def work(self, element: Any) -> tuple[bool, dict[str, Any]] | None:
         tracker = progress.lookup(self._progress_id)
         started = time.monotonic()
         try:
@@ -242,9 +264,13 @@ class TranscribeFn(_InFlightDoFn):
                 with storage.open_read(uri) as fh:
                     yield from audio.decode_to_pcm(fh, rate=STT_RATE, chunk_ms=200)
 
-            result = self._handle.client.transcribe(
-                pcm, sample_rate=STT_RATE, language=self._language, timestamps=self._timestamps
+            result = self._await(
+                self._handle.client.transcribe_async(
+                    pcm, sample_rate=STT_RATE, language=self._language, timestamps=self._timestamps
+                )
             )
+        except concurrent.futures.CancelledError:
+            return None
         except (VoxBeamError, OSError, ValueError) as exc:
             attempts = exc.attempts if isinstance(exc, RetriesExhaustedError) else None
             if tracker:
@@ -282,10 +308,12 @@ class SynthesizeFn(_InFlightDoFn):
         self._chars = Metrics.counter(NAMESPACE, "characters")
         self._bytes = Metrics.counter(NAMESPACE, "audio_bytes_written")
 
-    def work(self, record: Any) -> tuple[bool, dict[str, Any]]:
+    def work(self, record: Any) -> tuple[bool, dict[str, Any]] | None:
         tracker = progress.lookup(self._progress_id)
         try:
             row = self._render(record)
+        except concurrent.futures.CancelledError:
+            return None
         except (VoxBeamError, OSError, ValueError) as exc:
             attempts = exc.attempts if isinstance(exc, RetriesExhaustedError) else None
             if tracker:
@@ -307,7 +335,7 @@ class SynthesizeFn(_InFlightDoFn):
             raise VoxBeamError(f"text has {len(text)} characters; the limit is {self._max_chars}", code="TEXT_TOO_LONG")
         params = {k: v for k, v in self._defaults.items() if v is not None}
         params.update({k: record[k] for k in TTS_PARAMETERS if record.get(k) is not None})
-        result = self._handle.client.synthesize(text, **params)
+        result = self._await(self._handle.client.synthesize_async(text, **params))
         text_sha = text_sha256(text)
         uri = storage.join(self._prefix, f"{object_name(record_id)}.{audio.FILE_EXTENSIONS[result.format]}")
         storage.write_object(

@@ -37,8 +37,10 @@ def main(kind: str, argv: Sequence[str] | None = None, *, prog: str | None = Non
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # A run that had started on its records says how far it got (interrupt.Interrupted).
+        how_far = getattr(exc, "line", None)
+        print(how_far() if callable(how_far) else "interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     if summary.inputs and summary.skipped == summary.inputs:
         print(f"nothing new to {kind}: all {summary.skipped} inputs are unchanged since earlier runs")

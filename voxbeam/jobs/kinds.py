@@ -31,6 +31,7 @@ from voxbeam.protocol import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 class Job:
     """What differs between the two jobs: their flags' checks, their inputs, their transforms."""
 
+    kind: str
     main_output: str
 
     def __init__(self, values: argparse.Namespace) -> None:
@@ -61,6 +62,7 @@ class Job:
 class Transcription(Job):
     """Audio files in, transcript rows (and captions) out."""
 
+    kind = "transcribe"
     main_output = TRANSCRIPTS
 
     def __init__(self, values: argparse.Namespace) -> None:
@@ -102,6 +104,7 @@ class Transcription(Job):
 class Synthesis(Job):
     """Text records in, audio objects and manifest rows out."""
 
+    kind = "synthesize"
     main_output = MANIFEST
 
     def __init__(self, values: argparse.Namespace) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import difflib
+import functools
 import importlib
 import io
 import re
@@ -19,10 +20,12 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from voxbeam.beam import close_worker_clients, progress, storage
+from voxbeam.beam.options import ServiceSettings
 from voxbeam.errors import UsageError
 from voxbeam.jobs import args as job_args
 from voxbeam.jobs.inputs import summarize
-from voxbeam.jobs.kinds import KINDS
+from voxbeam.jobs.interrupt import CtrlC, Emergency, Interrupted, remove_temporaries
+from voxbeam.jobs.kinds import KINDS, Job
 from voxbeam.jobs.service import service_for
 from voxbeam.jobs.summary import Summary
 
@@ -134,24 +137,54 @@ def execute(parsed: job_args.JobArgs, *, show_progress: bool = False) -> Summary
         summary.wall_seconds = time.monotonic() - started
         return summary
     run_id = new_run_id()
-    with service_for(parsed.values, parsed.api_key, local) as service:
-        progress_id = f"{kind}-{run_id}" if local else None
-        tracker = progress.register(progress_id, len(records) + len(job.rejected)) if progress_id else None
-        if tracker is not None:
-            for _ in job.rejected:
-                tracker.add(ok=False)  # rejected while reading: failed records all the same
-        try:
-            with _progress_printer(tracker, show_progress):
-                with make_pipeline(options) as p:
-                    job.build(p, records, service, run_id, progress_id)
-        finally:
-            if progress_id:
-                progress.unregister(progress_id)
-            if local:
-                close_worker_clients()
+    emergency = Emergency()
+    with service_for(parsed.values, parsed.api_key, local, emergency) as service:
+        interrupted = _run_pipeline(job, records, options, service, run_id, local, show_progress, emergency)
+    if interrupted is not None:
+        raise interrupted
     summarize(summary, parsed.values.output, run_id, job.main_output)
     summary.wall_seconds = time.monotonic() - started
     return summary
+
+
+def _run_pipeline(
+    job: Job,
+    records: list[Any],
+    options: PipelineOptions,
+    service: ServiceSettings,
+    run_id: str,
+    local: bool,
+    show_progress: bool,
+    emergency: Emergency,
+) -> Interrupted | None:
+    """Build and run the pipeline; with a local runner, show progress and take Ctrl-C (see interrupt.py)."""
+    output = job.values.output
+    emergency.add(functools.partial(remove_temporaries, output, run_id, local_only=True))
+    progress_id = f"{job.kind}-{run_id}" if local else None
+    tracker = progress.register(progress_id, len(records) + len(job.rejected)) if progress_id else None
+    if tracker is not None:
+        for _ in job.rejected:
+            tracker.add(ok=False)  # rejected while reading: failed records all the same
+    ctrl_c: contextlib.AbstractContextManager[Any] = (
+        CtrlC(tracker, emergency) if tracker is not None else contextlib.nullcontext()
+    )
+    finished = False
+    try:
+        with _progress_printer(tracker, show_progress), ctrl_c:
+            with make_pipeline(options) as p:
+                job.build(p, records, service, run_id, progress_id)
+        finished = True
+    finally:
+        if progress_id:
+            progress.unregister(progress_id)
+        if local:
+            close_worker_clients()
+        stopped = tracker is not None and tracker.stopping.is_set()
+        if stopped or not finished:  # Beam cleans up after a pipeline that ends well; not after one that fails
+            remove_temporaries(output, run_id)
+    if tracker is not None and tracker.stopping.is_set():
+        return Interrupted(tracker.done, tracker.not_started)
+    return None
 
 
 @contextlib.contextmanager

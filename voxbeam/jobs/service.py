@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 from voxbeam.beam.options import API_KEY_ENV, Secret, ServiceSettings, split_list
 from voxbeam.errors import ConnectionLostError, UsageError, VoxBeamError
+from voxbeam.jobs.interrupt import Emergency
 
 NO_KEY = f"no API key given: pass --api_key, set {API_KEY_ENV} or --api_key_secret"
 _ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ")
@@ -20,8 +21,14 @@ _LOG = logging.getLogger("voxbeam")
 
 
 @contextlib.contextmanager
-def service_for(args: argparse.Namespace, api_key: str | None, local: bool) -> Iterator[ServiceSettings]:
-    """Settings for the workers; starts and stops an embedded server when no endpoint is named."""
+def service_for(
+    args: argparse.Namespace, api_key: str | None, local: bool, emergency: Emergency | None = None
+) -> Iterator[ServiceSettings]:
+    """Settings for the workers; starts and stops an embedded server when no endpoint is named.
+
+    The embedded server is stopped whatever happens: an error, Ctrl-C while it starts or stops,
+    or (through ``emergency``) a second Ctrl-C that quits the process at once.
+    """
     common = {
         "auth": args.auth,
         "sessions_per_worker": args.sessions_per_worker,
@@ -60,11 +67,21 @@ def service_for(args: argparse.Namespace, api_key: str | None, local: bool) -> I
     try:
         server.start()
     except Exception as exc:
+        server.kill()
         raise UsageError("--endpoint", f"none given and the embedded server did not start: {exc}") from None
+    except BaseException:
+        server.kill()
+        raise
+    if emergency is not None:
+        emergency.add(server.kill)
     try:
         yield ServiceSettings(endpoints=(server.url,), api_key=Secret(server.api_key), **common)
     finally:
-        server.stop()
+        try:
+            server.stop()
+        except BaseException:  # Ctrl-C while it drains: do not leave it running
+            server.kill()
+            raise
 
 
 def preflight(settings: ServiceSettings) -> None:
