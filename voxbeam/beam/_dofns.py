@@ -1,32 +1,28 @@
 """Private DoFns behind the public transforms.
 
-Each worker process shares one speech client (a session pool on a background event loop)
-and one thread pool through ``apache_beam.utils.shared.Shared``. A DoFn keeps many records in
-flight across ``process`` calls and drains them in ``finish_bundle``, so the pool's sessions
-stream concurrently instead of one record at a time. Nothing that holds a socket is pickled.
+Each worker process shares one speech client and one thread pool (``_workers.py``). A DoFn
+keeps many records in flight across ``process`` calls and drains them in ``finish_bundle``, so
+the pool's sessions stream concurrently instead of one record at a time. Nothing that holds a
+socket is pickled.
 """
 
 from __future__ import annotations
 
 import collections
 import concurrent.futures
-import hashlib
 import json
 import logging
-import threading
 import time
-import weakref
 from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.metrics import Metrics
-from apache_beam.utils import shared
 from apache_beam.utils.windowed_value import WindowedValue
 
 from voxbeam import audio
-from voxbeam.beam import progress, storage
+from voxbeam.beam import _workers, progress, storage
 from voxbeam.beam.options import ServiceSettings
 from voxbeam.beam.rows import caption_basename, dead_letter, manifest_row, object_name, text_sha256, transcript_row
 from voxbeam.errors import AudioError, InputError, RetriesExhaustedError, VoxBeamError
@@ -36,64 +32,6 @@ _LOG = logging.getLogger(__name__)
 NAMESPACE = "voxbeam"
 DEAD_LETTERS = "dead_letters"
 STT_RATE = 16000
-
-_SHARED = shared.Shared()
-# Live handles of this process, so a local run can close its sessions when its pipeline ends
-# (the server then sees clean closes instead of waiting for idle sessions at shutdown).
-_HANDLES: weakref.WeakSet[_WorkerHandle] = weakref.WeakSet()
-_generation = 0
-
-
-class _WorkerHandle:
-    """Per-process speech client and threads; weak-referenceable for Shared."""
-
-    def __init__(self, settings: ServiceSettings) -> None:
-        from voxbeam.client import SyncSpeechClient
-
-        self.client = SyncSpeechClient(settings.client_config())
-        self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=settings.sessions_per_worker, thread_name_prefix="voxbeam-record"
-        )
-        self._lock = threading.Lock()
-        self._reported: dict[str, int] = {}
-        _HANDLES.add(self)
-
-    def close(self) -> None:
-        self.executor.shutdown(wait=True)
-        self.client.close()
-
-    def stats_delta(self) -> dict[str, int]:
-        """Client counters since the last call (by any DoFn instance in this process)."""
-        with self._lock:
-            current = dict(self.client.stats())
-            delta = {k: v - self._reported.get(k, 0) for k, v in current.items()}
-            self._reported = current
-            return delta
-
-
-def close_worker_clients() -> None:
-    """Close every speech client this process holds; later DoFns get fresh ones."""
-    global _generation
-    _generation += 1
-    for handle in list(_HANDLES):
-        handle.close()
-        _HANDLES.discard(handle)
-
-
-def _settings_tag(settings: ServiceSettings) -> str:
-    key = settings.api_key.reveal() if settings.api_key else ""
-    parts = [
-        ",".join(settings.endpoints),
-        settings.auth,
-        str(settings.sessions_per_worker),
-        str(settings.max_attempts),
-        str(settings.record_timeout),
-        str(settings.result_timeout),
-        settings.ca_bundle or "",
-        settings.api_key_secret or "",
-        hashlib.sha256(key.encode()).hexdigest(),
-    ]
-    return f"voxbeam-client-{_generation}:" + hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
 class _InFlightDoFn(beam.DoFn):
@@ -111,14 +49,12 @@ class _InFlightDoFn(beam.DoFn):
         self._settings = settings
         self._progress_id = progress_id
         self._max_in_flight = max(1, 2 * settings.sessions_per_worker)
-        self._shared = _SHARED
         self._failures: dict[str, Any] = {}
 
     def setup(self) -> None:
         if storage.emulator_host():
             storage.configure_beam_for_emulator()
-        tag = _settings_tag(self._settings)
-        self._handle = self._shared.acquire(lambda: _WorkerHandle(self._settings), tag=tag)
+        self._handle = _workers.acquire(self._settings)
         self._records = Metrics.counter(NAMESPACE, f"{self.stage}_records")
         self._failed = Metrics.counter(NAMESPACE, f"{self.stage}_failures")
         self._retries = Metrics.counter(NAMESPACE, "retries")
