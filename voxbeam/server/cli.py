@@ -54,87 +54,82 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
 
-    def add(name: str, **kw: Any) -> None:
-        parser.add_argument(name, **kw)
+    def add(name: str, help: str, **kw: Any) -> None:
+        parser.add_argument(name, help=help, **kw)
         if "_" in name:  # the hyphenated alias: same destination, hidden from --help, no default of its own
-            alias = {k: v for k, v in kw.items() if k not in ("help", "default")}
-            alias.update(dest=name[2:], default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-            parser.add_argument(name.replace("_", "-"), **alias)
+            alias = {k: v for k, v in kw.items() if k != "default"}
+            parser.add_argument(
+                name.replace("_", "-"), dest=name[2:], default=argparse.SUPPRESS, help=argparse.SUPPRESS, **alias
+            )
 
-    add("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
-    add("--port", type=_port, default=8765, help="TCP port; 0 picks a free one (default: %(default)s)")
-    add(
-        "--api_key",
-        action="append",
-        default=[],
-        metavar="KEY",
-        help=f"accepted API key (repeatable); also ${API_KEY_ENV}, comma-separated. Prefer the variable: "
-        "arguments are visible in the process list (default: none)",
-    )
-    add("--no_auth", action="store_true", help="accept clients without a key, only on a trusted network (default: off)")
-    add(
-        "--workers",
-        type=_positive_int,
-        default=os.cpu_count() or 1,
-        help="engine worker processes (default: one per core, %(default)s here)",
-    )
-    add(
-        "--decoders_per_worker",
-        type=_positive_int,
-        default=3,
-        help="pocketsphinx decoders per worker, ~90 MB each; lent per utterance. 1 disables partials "
-        "(default: %(default)s)",
-    )
-    add(
-        "--max_sessions", type=_positive_int, default=64, help="open sessions before SERVER_BUSY (default: %(default)s)"
-    )
-    add(
-        "--max_sessions_per_key",
-        type=_positive_int,
-        default=None,
-        help="open sessions per API key (default: no limit)",
-    )
-    add(
-        "--idle_timeout",
-        type=_positive_float,
-        default=60.0,
-        help="seconds without a message before IDLE_TIMEOUT (default: %(default)s)",
-    )
-    add(
-        "--max_message_size",
-        type=_positive_int,
-        default=MIB,
-        help="largest accepted message in bytes; bigger gets MESSAGE_TOO_LARGE and close 1009 (default: 1 MiB)",
-    )
-    add(
-        "--max_text_chars",
-        type=_positive_int,
-        default=5000,
-        help="characters per TTS utterance (default: %(default)s)",
-    )
-    add(
-        "--max_utterance",
-        type=_positive_float,
-        default=30.0,
-        help="seconds of speech before a forced endpoint (default: %(default)s)",
-    )
-    add("--tls_cert", help="PEM certificate chain: serve wss:// (default: none, plain ws://)")
-    add("--tls_key", help="PEM private key for --tls_cert (default: none)")
+    _listening(add)
+    _limits(add)
+    add("--tls_cert", "PEM certificate chain: serve wss:// (default: none, plain ws://)")
+    add("--tls_key", "PEM private key for --tls_cert (default: none)")
     add(
         "--log_level",
+        "log verbosity; one line per session at INFO when it closes (default: %(default)s)",
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         type=str.upper,
-        help="log verbosity; one line per session at INFO when it closes (default: %(default)s)",
+    )
+    return parser
+
+
+def _listening(add: Any) -> None:
+    add("--host", "interface to listen on (default: %(default)s)", default="127.0.0.1")
+    add("--port", "TCP port; 0 picks a free one (default: %(default)s)", type=_port, default=8765)
+    add(
+        "--api_key",
+        f"accepted API key (repeatable); also ${API_KEY_ENV}, comma-separated. Prefer the variable: "
+        "arguments are visible in the process list (default: none)",
+        action="append",
+        default=[],
+        metavar="KEY",
+    )
+    add("--no_auth", "accept clients without a key, only on a trusted network (default: off)", action="store_true")
+    add(
+        "--workers",
+        "engine worker processes (default: one per core, %(default)s here)",
+        type=_positive_int,
+        default=os.cpu_count() or 1,
     )
     add(
         "--shutdown_grace",
+        "seconds open sessions get to finish after SIGTERM before they are closed with 1001 (default: %(default)s)",
         type=_non_negative_float,
         default=10.0,
-        help="seconds open sessions get to finish after SIGTERM before they are closed with 1001 "
-        "(default: %(default)s)",
     )
-    return parser
+
+
+def _limits(add: Any) -> None:
+    add(
+        "--decoders_per_worker",
+        "pocketsphinx decoders per worker, ~90 MB each; lent per utterance. 1 disables partials (default: %(default)s)",
+        type=_positive_int,
+        default=3,
+    )
+    add("--max_sessions", "open sessions before SERVER_BUSY (default: %(default)s)", type=_positive_int, default=64)
+    add("--max_sessions_per_key", "open sessions per API key (default: no limit)", type=_positive_int, default=None)
+    add(
+        "--idle_timeout",
+        "seconds without a message before IDLE_TIMEOUT (default: %(default)s)",
+        type=_positive_float,
+        default=60.0,
+    )
+    add(
+        "--max_message_size",
+        "largest accepted message in bytes; bigger gets MESSAGE_TOO_LARGE and close 1009 (default: 1 MiB)",
+        type=_positive_int,
+        default=MIB,
+    )
+    add("--max_text_chars", "characters per TTS utterance (default: %(default)s)", type=_positive_int, default=5000)
+    add(
+        "--max_utterance",
+        "seconds of speech before a forced endpoint (default: %(default)s)",
+        type=_positive_float,
+        default=30.0,
+    )
 
 
 def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
