@@ -12,7 +12,7 @@ import enum
 import json
 import re
 import uuid
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import pybase64
@@ -112,10 +112,6 @@ class TtsInit:
     pitch: float = 0.0
     volume: float = 1.0
     voice_config: dict[str, Any] | None = None
-
-
-# What a synthesis request may set: every field of the TTS init but the message type.
-TTS_PARAMETERS = tuple(f.name for f in fields(TtsInit) if f.name != "type")
 
 
 @dataclass(frozen=True)

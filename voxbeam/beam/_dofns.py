@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import dataclasses
 import json
 import logging
 import time
@@ -26,12 +27,14 @@ from voxbeam.beam import _workers, progress, storage
 from voxbeam.beam.options import ServiceSettings
 from voxbeam.beam.rows import caption_basename, dead_letter, manifest_row, object_name, text_sha256, transcript_row
 from voxbeam.errors import AudioError, InputError, RetriesExhaustedError, VoxBeamError
-from voxbeam.protocol import TTS_PARAMETERS, redact
+from voxbeam.protocol import TtsInit, redact
 
 _LOG = logging.getLogger(__name__)
 NAMESPACE = "voxbeam"
 DEAD_LETTERS = "dead_letters"
 STT_RATE = 16000
+# What a synthesis record may set for itself: every field of the TTS init but the message type.
+TTS_PARAMETERS = tuple(f.name for f in dataclasses.fields(TtsInit) if f.name != "type")
 
 
 class _InFlightDoFn(beam.DoFn):
@@ -49,7 +52,6 @@ class _InFlightDoFn(beam.DoFn):
         self._settings = settings
         self._progress_id = progress_id
         self._max_in_flight = max(1, 2 * settings.sessions_per_worker)
-        self._failures: dict[str, Any] = {}
 
     def setup(self) -> None:
         if storage.emulator_host():
