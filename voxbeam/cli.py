@@ -30,8 +30,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(serve_main(rest) or 0)
     if command in ("transcribe", "synthesize"):
         from voxbeam import jobs  # Beam is imported only after the job's flags are parsed
+        from voxbeam.jobs.cli import exit_now
 
-        return jobs.main(command, rest, prog=f"voxbeam {command}")
+        status = jobs.main(command, rest, prog=f"voxbeam {command}")
+        if argv is None:  # the `voxbeam` program: end without the teardown that can abort (see exit_now)
+            exit_now(status)
+        return status
     print(f"error: unknown command {command!r}\n\n{USAGE}", file=sys.stderr, end="")
     return 2
 
