@@ -18,6 +18,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any
@@ -27,6 +28,9 @@ from voxbeam.beam.progress import Progress
 from voxbeam.jobs.summary import EXIT_INTERRUPTED
 
 GRACE_SECONDS = 1.5
+# A second SIGINT this soon after the first is the same Ctrl-C delivered twice: timeout(1), for
+# one, signals both the process and its process group.
+SAME_PRESS_SECONDS = 0.25
 # Where a run writes (relative to --output): Beam's Parquet temp folders and our .tmp- objects live below.
 _RUN_FOLDERS = ("transcripts", "dead_letters", "manifest", "captions", "audio")
 
@@ -66,6 +70,7 @@ class CtrlC:
         self._emergency = emergency
         self._previous: Any = None
         self.pressed = False
+        self._pressed_at = 0.0
 
     def __enter__(self) -> CtrlC:
         if threading.current_thread() is threading.main_thread():
@@ -81,7 +86,10 @@ class CtrlC:
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         if not self.pressed:
             self.pressed = True
+            self._pressed_at = time.monotonic()
             self._tracker.request_stop(GRACE_SECONDS)
+            return
+        if time.monotonic() - self._pressed_at < SAME_PRESS_SECONDS:
             return
         self._emergency.run()
         done = self._tracker.done
