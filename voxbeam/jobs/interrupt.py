@@ -44,6 +44,8 @@ class Interrupted(KeyboardInterrupt):
         self.not_started = not_started
 
     def line(self) -> str:
+        if not self.not_started:
+            return f"interrupted after all {self.done} records were done; their results are written"
         return f"{self.args[0]}; rerun with --skip_existing true to continue"
 
 
