@@ -119,7 +119,7 @@ class JobRun:
 
 
 def run_job(ctx: Context, job: str, argv: Sequence[str], *, interval: float = 0.25) -> JobRun:
-    """Run ``voxbeam.jobs.run_<job>`` in a child; sample its RSS and the server's meanwhile."""
+    """Run ``voxbeam.jobs.run(job)`` in a child; sample its RSS and the server's meanwhile."""
     server = ctx.server()
     ctx.wait_idle()
     env = dict(os.environ)

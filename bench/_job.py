@@ -19,22 +19,21 @@ def main() -> int:
     import psutil
 
     from voxbeam import jobs
-    from voxbeam.beam import _dofns
+    from voxbeam.beam import _workers
 
     # Keep every per-process speech client alive so its counters can be read after the run.
     handles: list[Any] = []
-    original_init = _dofns._WorkerHandle.__init__
+    original_init = _workers.WorkerHandle.__init__
 
     def recording_init(self: Any, settings: Any) -> None:
         original_init(self, settings)
         handles.append(self)
 
-    _dofns._WorkerHandle.__init__ = recording_init  # type: ignore[method-assign]
+    _workers.WorkerHandle.__init__ = recording_init  # type: ignore[method-assign]
 
     print(f"READY {psutil.Process().memory_info().rss}", flush=True)
-    runner = jobs.run_transcription if job == "transcribe" else jobs.run_synthesis
     c0, t0 = time.process_time(), time.monotonic()
-    summary = runner(argv)
+    summary = jobs.run(job, argv)
     wall, cpu = time.monotonic() - t0, time.process_time() - c0
     stats: dict[str, int] = {}
     for h in handles:

@@ -1,4 +1,4 @@
-"""The full transcription pipeline (``voxbeam.jobs.run_transcription`` on the FnApiRunner, against
+"""The full transcription pipeline (``voxbeam.jobs.run("transcribe")`` on the FnApiRunner, against
 the run's LocalServer) on WAV files in a temp dir: throughput against baseline 1 and baseline 3,
 CPU of pipeline and server, peak memory, connections per 1,000 files, and time per stage.
 """
@@ -70,7 +70,7 @@ def run(ctx: Context) -> Result:
         res.errors.append(f"the job wrote {job.out.get('written')} of {n_files} transcripts: {job.out}")
     b1_tput = median([r.units / r.wall for r in b1_runs])
     b1_eff = median([r.units / r.cpu for r in b1_runs])
-    tput = res.measure("pipeline_audio_s_per_s", audio_s / job.wall, "audio s / s", "run_transcription call")
+    tput = res.measure("pipeline_audio_s_per_s", audio_s / job.wall, "audio s / s", 'jobs.run("transcribe") call')
     res.measure(
         "pipeline_end_to_end_audio_s_per_s",
         audio_s / job.total_wall,

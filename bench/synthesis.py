@@ -1,4 +1,4 @@
-"""The full synthesis pipeline (``voxbeam.jobs.run_synthesis`` on the FnApiRunner, against the
+"""The full synthesis pipeline (``voxbeam.jobs.run("synthesize")`` on the FnApiRunner, against the
 run's LocalServer): characters per second against eSpeak NG called directly (baseline 2).
 """
 
@@ -56,7 +56,7 @@ def run(ctx: Context) -> Result:
         res.errors.append(f"the job wrote {job.out.get('written')} of {len(texts)} records: {job.out}")
     b2 = median([chars / r.wall for r in runs])
     b2_eff = median([chars / r.cpu for r in runs])
-    tput = res.measure("pipeline_chars_per_s", chars / job.wall, "chars / s", "run_synthesis call")
+    tput = res.measure("pipeline_chars_per_s", chars / job.wall, "chars / s", 'jobs.run("synthesize") call')
     res.measure("pipeline_end_to_end_chars_per_s", chars / job.total_wall, "chars / s", "including start-up")
     res.measure("baseline2_chars_per_s", b2, "chars / s", "baseline 2, every process busy")
     res.measure("pipeline_cpu_s", job.cpu, "CPU s", "pipeline process")

@@ -12,31 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests import speech
+from tests.jobs.helpers import EXAMPLES, ROOT, assert_usage_error, voxbeam
 from voxbeam import audio, jobs
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXAMPLES = os.path.join(ROOT, "examples", "audio")
-
-
-def voxbeam(*args, env=None, timeout=240):
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "voxbeam", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-        cwd=ROOT,
-    )
-
-
-def assert_usage_error(proc, *needles):
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def test_unknown_flag(tmp_path):
@@ -128,14 +105,14 @@ def test_skip_existing_transcribes_only_new_files(server, tmp_path):
         "true",
     ]
 
-    first = jobs.run_transcription(argv)
+    first = jobs.run("transcribe", argv)
     assert first.written == 2 and first.skipped == 0
-    second = jobs.run_transcription(argv)
+    second = jobs.run("transcribe", argv)
     assert second.written == 0 and second.skipped == 2 and not second.dead_letters
     assert sorted(transcribed_uris(out)) == sorted(str(p) for p in src.iterdir())
 
     (src / "f2.wav").write_bytes(audio.encode(speech.silence(0.3) + spoken[2], 16000, "wav"))
-    third = jobs.run_transcription(argv)
+    third = jobs.run("transcribe", argv)
     assert third.written == 1 and third.skipped == 2
     uris = transcribed_uris(out)
     assert len(uris) == 3 and len(set(uris)) == 3
@@ -143,7 +120,7 @@ def test_skip_existing_transcribes_only_new_files(server, tmp_path):
 
     # A changed file (new mtime and size) is transcribed again.
     (src / "f0.wav").write_bytes(audio.encode(speech.silence(0.6) + spoken[0], 16000, "wav"))
-    fourth = jobs.run_transcription(argv)
+    fourth = jobs.run("transcribe", argv)
     assert fourth.written == 1 and fourth.skipped == 2
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +15,15 @@ import apache_beam
 import pytest
 
 from voxbeam import jobs
-from voxbeam.beam.options import SynthesizeTextOptions, TranscribeAudioOptions, VoxBeamOptions
+from voxbeam.jobs import runner
+from voxbeam.jobs.args import FLAGS, Flag
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCHER_BASE = "gcr.io/dataflow-templates-base/python311-template-launcher-base"
 SECRETS = {"api_key"}  # options that must never be template parameters
 
 # template folder == pipeline file name under pipelines/
-TEMPLATES: dict[str, tuple[type[VoxBeamOptions], Callable[..., Any]]] = {
-    "transcribe_audio": (TranscribeAudioOptions, jobs.run_transcription),
-    "synthesize_text": (SynthesizeTextOptions, jobs.run_synthesis),
-}
+TEMPLATES = {"transcribe_audio": "transcribe", "synthesize_text": "synthesize"}
 
 # Values each parameter's regexes must accept, and values they must reject.
 GOOD: dict[str, list[str]] = {
@@ -42,6 +39,7 @@ GOOD: dict[str, list[str]] = {
     "sessions_per_worker": ["1", "8", "64"],
     "max_attempts": ["1", "5"],
     "retry_budget": ["600", "30", "0", "7.5"],
+    "max_dead_letter_fraction": ["0", "0.05", "0.5", "1", "1.0"],
     "ca_bundle": ["/etc/ssl/certs/voxnexus-ca.pem"],
     "voice_id": ["vl-jenny", "vl-xiaoxiao"],
     "audio_format": ["wav", "pcm", "mp3", "flac", "opus", "ogg"],
@@ -63,6 +61,7 @@ BAD: dict[str, list[str]] = {
     "sessions_per_worker": ["0", "-1", "eight", "1.5"],
     "max_attempts": ["0", "", "three"],
     "retry_budget": ["-1", "", "ten", "1e3", ".5"],
+    "max_dead_letter_fraction": ["-0.1", "1.5", "5%", "", "two"],
     "ca_bundle": ["ca.pem", "gs://bucket/ca.pem"],
     "voice_id": ["jenny smith", "-x", ""],
     "audio_format": ["wave", "aac", ""],
@@ -73,31 +72,23 @@ BAD: dict[str, list[str]] = {
 }
 
 
-def pipeline_options(options_cls: type[VoxBeamOptions]) -> dict[str, argparse.Action]:
-    """The pipeline's own options (name without dashes -> argparse action), from the parser it really uses."""
-    parser = jobs._parser(options_cls, "prog", "description")
-    out = {}
-    for action in parser._actions:
-        if isinstance(action, argparse._HelpAction):
-            continue
-        for flag in action.option_strings:
-            if flag.startswith("--"):
-                out[flag[2:]] = action
-    return out
+def pipeline_options(kind: str) -> dict[str, Flag]:
+    """The pipeline's own options (name without dashes -> Flag), as its parser defines them."""
+    return {flag.name: flag for flag in FLAGS[kind]}
 
 
-def parse(action: argparse.Action, value: str) -> Any:
+def parse(flag: Flag, value: str) -> Any:
     """``value`` as the pipeline's parser reads it."""
-    return action.type(value) if callable(action.type) else value
+    return flag.type(value)
 
 
-def required_flags(runner: Callable[..., Any], placeholder: str) -> set[str]:
+def required_flags(kind: str, placeholder: str) -> set[str]:
     """Flags the job refuses to run without: add each one it asks for until it complains about something else."""
     argv: list[str] = []
     required: set[str] = set()
     for _ in range(20):
         try:
-            runner(argv)
+            jobs.run(kind, argv)
         except jobs.UsageError as exc:
             if not str(exc).endswith("is required") or exc.flag in required:
                 return required
@@ -188,13 +179,13 @@ def test_metadata_is_a_flex_template_spec(template: str) -> None:
 
 
 def test_every_parameter_is_an_option_of_the_pipeline(template: str) -> None:
-    options = pipeline_options(TEMPLATES[template][0])
+    options = pipeline_options(TEMPLATES[template])
     unknown = set(params(template)) - set(options)
     assert not unknown, f"{template}/metadata.json names options the pipeline does not have: {sorted(unknown)}"
 
 
 def test_every_option_but_the_key_is_a_parameter(template: str) -> None:
-    options = set(pipeline_options(TEMPLATES[template][0]))
+    options = set(pipeline_options(TEMPLATES[template]))
     assert SECRETS <= options  # the pipeline does take the key directly ...
     missing = options - SECRETS - set(params(template))
     assert not missing, f"{template}/metadata.json lacks parameters for: {sorted(missing)}"
@@ -208,8 +199,7 @@ def test_the_api_key_is_not_a_parameter_and_the_secret_is(template: str) -> None
 
 
 def test_required_options_are_required_parameters(template: str, tmp_path: Path) -> None:
-    options_cls, runner = TEMPLATES[template]
-    required = {flag.lstrip("-") for flag in required_flags(runner, str(tmp_path / "missing"))}
+    required = {flag.lstrip("-") for flag in required_flags(TEMPLATES[template], str(tmp_path / "missing"))}
     assert {"input", "output"} <= required
     p = params(template)
     for name in required:
@@ -219,23 +209,23 @@ def test_required_options_are_required_parameters(template: str, tmp_path: Path)
 
 
 def test_defaults_and_choices_match_the_pipeline(template: str) -> None:
-    options = pipeline_options(TEMPLATES[template][0])
+    options = pipeline_options(TEMPLATES[template])
     for name, p in params(template).items():
-        action = options[name]
+        flag = options[name]
         if "defaultValue" in p:
-            assert action.default is not None, f"{name}: the pipeline has no default"
-            assert parse(action, p["defaultValue"]) == action.default, name
-        if action.choices:
-            for choice in action.choices:
+            assert flag.default is not None, f"{name}: the pipeline has no default"
+            assert parse(flag, p["defaultValue"]) == flag.default, name
+        if flag.choices:
+            for choice in flag.choices:
                 assert all(re.fullmatch(rx, choice) for rx in p.get("regexes", [])), (name, choice)
             if p.get("paramType") == "ENUM":
-                assert [o["value"] for o in p["enumOptions"]] == list(action.choices), name
+                assert [o["value"] for o in p["enumOptions"]] == list(flag.choices), name
         if p.get("paramType") == "BOOLEAN":
-            assert set(action.choices or ()) == {"true", "false"}, name
+            assert set(flag.choices or ()) == {"true", "false"}, name
 
 
 def test_regexes_compile_accept_good_and_reject_bad_values(template: str) -> None:
-    options = pipeline_options(TEMPLATES[template][0])
+    options = pipeline_options(TEMPLATES[template])
     for name, p in params(template).items():
         regexes = p.get("regexes")
         assert regexes, f"{name} has no regexes: give it one, and examples in GOOD and BAD"
@@ -245,10 +235,10 @@ def test_regexes_compile_accept_good_and_reject_bad_values(template: str) -> Non
         assert GOOD.get(name) and BAD.get(name), f"add examples for {name} to GOOD and BAD"
         for value in GOOD[name]:
             assert all(c.fullmatch(value) for c in compiled), f"{name} rejects {value!r}"
-            action = options[name]
-            parse(action, value)  # what the template accepts, the pipeline parses
-            if action.choices:
-                assert value in action.choices, (name, value)
+            flag = options[name]
+            parse(flag, value)  # what the template accepts, the pipeline parses
+            if flag.choices:
+                assert value in flag.choices, (name, value)
         for value in BAD[name]:
             assert not all(c.fullmatch(value) for c in compiled), f"{name} accepts {value!r}"
 
@@ -317,13 +307,13 @@ def test_a_launch_that_only_submits_the_job_does_not_claim_nothing_was_new(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """On a Flex Template launcher the job runs later: nothing is written yet, yet every input is new."""
-    monkeypatch.setattr(jobs, "run_transcription", lambda argv, show_progress: jobs.Summary("transcribe", inputs=3))
-    assert jobs.main("transcribe", []) == 0
+    monkeypatch.setattr(runner, "execute", lambda parsed, show_progress: jobs.Summary("transcribe", inputs=3))
+    assert jobs.main("transcribe", ["in", "--output", "out"]) == 0
     assert "nothing new" not in capsys.readouterr().out
 
     skipped_all = jobs.Summary("transcribe", inputs=3, skipped=3)
-    monkeypatch.setattr(jobs, "run_transcription", lambda argv, show_progress: skipped_all)
-    assert jobs.main("transcribe", []) == 0
+    monkeypatch.setattr(runner, "execute", lambda parsed, show_progress: skipped_all)
+    assert jobs.main("transcribe", ["in", "--output", "out"]) == 0
     assert "nothing new to transcribe: all 3 inputs" in capsys.readouterr().out
 
 
@@ -402,8 +392,8 @@ def test_readme_scheduler_job_launches_the_transcription_template_incrementally(
     check_parameters("transcribe_audio", given)
 
 
-@pytest.mark.parametrize("runner", [jobs.run_transcription, jobs.run_synthesis])
-def test_the_flags_a_launcher_adds_are_accepted(runner: Callable[..., Any], tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["transcribe", "synthesize"])
+def test_the_flags_a_launcher_adds_are_accepted(kind: str, tmp_path: Path) -> None:
     """The launcher runs the main with Dataflow's own flags (as logged in python-docs-samples#4891) after ours."""
     launcher_flags = [
         "--requirements_file=/template/requirements.txt",
@@ -422,5 +412,5 @@ def test_the_flags_a_launcher_adds_are_accepted(runner: Callable[..., Any], tmp_
     ]
     missing = str(tmp_path / "missing")
     with pytest.raises(jobs.UsageError) as raised:
-        runner(["--input", missing, "--output", str(tmp_path / "out"), *launcher_flags])
+        jobs.run(kind, ["--input", missing, "--output", str(tmp_path / "out"), *launcher_flags])
     assert raised.value.flag == "--input"  # got past flag checking to reading the input

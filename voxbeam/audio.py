@@ -14,6 +14,7 @@ from typing import IO, Any
 import av
 import numpy as np
 
+from voxbeam import containers
 from voxbeam.errors import AudioError
 
 BYTES_PER_SAMPLE = 2
@@ -42,8 +43,10 @@ _ENCODER_RATES = {
     "opus": (48000,),
     "mp3": (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000),
 }
-# A stream that decodes this much shorter than its header declares is truncated.
-_TRUNCATION_SLACK_S = 0.5
+# A stream that decodes this much shorter than its header declares is truncated. Whole files of
+# every format we write or ship decode within 10 ms of their declared length (AAC priming and
+# Opus pre-skip included); a cut loses at least a frame or a page, usually far more.
+_TRUNCATION_SLACK_S = 0.1
 _UNKNOWN = 0xFFFFFFFF
 
 
@@ -108,8 +111,20 @@ def decode_to_pcm(source: str | IO[bytes], rate: int = 16000, chunk_ms: int = 20
     """Decode any container PyAV reads to PCM s16le mono at ``rate``, chunk by chunk.
 
     Streams: memory stays bounded by one chunk plus the decoder's own buffers. Raises
-    ``AudioError`` with EMPTY_AUDIO, NOT_AUDIO or CORRUPT_AUDIO (truncated or broken streams).
+    ``AudioError`` with EMPTY_AUDIO, NOT_AUDIO or CORRUPT_AUDIO: a file cut short (its container
+    declares more than it holds, or more than decodes) or one whose data breaks off mid-stream;
+    the message gives both lengths.
     """
+    if isinstance(source, str):
+        with open(source, "rb") as fh:
+            yield from decode_to_pcm(fh, rate, chunk_ms)
+        return
+    checkable = _seekable(source)
+    cut = containers.truncation(source) if checkable else None
+    if cut:
+        raise AudioError(cut, code=CORRUPT_AUDIO)
+    # Before FFmpeg reads the file: it shares the file object, and its position.
+    mp3_length_declared = checkable and containers.mp3_declares_length(source)
     chunk_bytes = max(2, rate * chunk_ms // 1000 * BYTES_PER_SAMPLE)
     try:
         container = av.open(source, mode="r", metadata_errors="ignore")
@@ -117,12 +132,15 @@ def decode_to_pcm(source: str | IO[bytes], rate: int = 16000, chunk_ms: int = 20
         raise
     except (av.FFmpegError, ValueError, OSError) as exc:
         code = EMPTY_AUDIO if _is_empty(source) else NOT_AUDIO
-        raise AudioError(f"not a readable audio file: {exc}", code=code) from None
+        raise AudioError(f"not an audio file: {ffmpeg_words(exc)}", code=code) from None
     try:
         if not container.streams.audio:
             raise AudioError("the file has no audio stream", code=NOT_AUDIO)
         stream = container.streams.audio[0]
-        declared = _declared_seconds(container, stream)
+        declared = _declared_seconds(stream)
+        fmt = container.format.name
+        if fmt in containers.ESTIMATED_DURATION_FORMATS or (fmt == "mp3" and not mp3_length_declared):
+            declared = None
         resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
         buf = bytearray()
         total = 0
@@ -138,20 +156,41 @@ def decode_to_pcm(source: str | IO[bytes], rate: int = 16000, chunk_ms: int = 20
             for out in resampler.resample(None):
                 buf += _frame_bytes(out)
         except av.FFmpegError as exc:
-            raise AudioError(f"the audio stream is corrupt: {exc}", code=CORRUPT_AUDIO) from None
+            decoded = (total + len(buf)) / BYTES_PER_SAMPLE / rate
+            of = f" of the {declared:.2f} s its header declares" if declared is not None else ""
+            why = "FFmpeg finds invalid data there" if isinstance(exc, av.error.InvalidDataError) else ffmpeg_words(exc)
+            raise AudioError(
+                f"the audio breaks off after {decoded:.2f} s{of} ({why}): the file is truncated or damaged",
+                code=CORRUPT_AUDIO,
+            ) from None
         if buf:
             total += len(buf)
             yield bytes(buf)
         if total == 0:
             raise AudioError("the file holds no audio samples", code=EMPTY_AUDIO)
         decoded = total / BYTES_PER_SAMPLE / rate
-        if declared is not None and declared - decoded > max(_TRUNCATION_SLACK_S, 0.02 * declared):
+        if declared is not None and declared - decoded > _TRUNCATION_SLACK_S:
             raise AudioError(
-                f"the audio is truncated: the header declares {declared:.2f} s, only {decoded:.2f} s decode",
+                f"the file is truncated: its header declares {declared:.2f} s of audio, only {decoded:.2f} s decode",
                 code=CORRUPT_AUDIO,
             )
     finally:
         container.close()
+
+
+def _seekable(source: IO[bytes]) -> bool:
+    try:
+        return bool(source.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def ffmpeg_words(exc: BaseException) -> str:
+    """What FFmpeg's error means, without its errno number and path."""
+    if isinstance(exc, av.error.InvalidDataError):
+        return "FFmpeg finds no audio format it knows in the data"
+    text = getattr(exc, "strerror", None) or str(exc)
+    return f"{text[:1].lower()}{text[1:]}" if text else type(exc).__name__
 
 
 def _is_empty(source: str | IO[bytes]) -> bool:
@@ -168,11 +207,8 @@ def _is_empty(source: str | IO[bytes]) -> bool:
         return False
 
 
-def _declared_seconds(container: Any, stream: Any) -> float | None:
-    """Duration the header states (frame counts, Xing/VBRI), not one estimated from bitrate."""
-    # FFmpeg estimates mp3/aac durations from bitrate when no header says so; ignore those.
-    if getattr(container, "duration_estimation_method", None) not in (None, "from_pts", "from_stream"):
-        return None
+def _declared_seconds(stream: Any) -> float | None:
+    """The stream's duration as FFmpeg reports it (whether the file declared it is checked apart)."""
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     return None

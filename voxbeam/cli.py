@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -36,16 +35,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return plan_main(rest)
     if command in ("transcribe", "synthesize"):
-        root = logging.getLogger()
-        root.setLevel(logging.ERROR)  # Beam warns on import when its optional BigQuery clients are absent
-        from voxbeam import jobs
+        from voxbeam import jobs  # Beam is imported only after the job's flags are parsed
+        from voxbeam.jobs.cli import exit_now
 
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)
-
-        # The first positional argument is the input, as in `voxbeam transcribe examples/ --output out/`.
-        if rest and not rest[0].startswith("-"):
-            rest = ["--input", rest[0], *rest[1:]]
-        return jobs.main(command, rest)
+        status = jobs.main(command, rest, prog=f"voxbeam {command}")
+        if argv is None:  # the `voxbeam` program: end without the teardown that can abort (see exit_now)
+            exit_now(status)
+        return status
     print(f"error: unknown command {command!r}\n\n{USAGE}", file=sys.stderr, end="")
     return 2
 

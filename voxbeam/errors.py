@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import re
+
 from voxbeam.protocol import RETRYABLE_CODES, ErrorCode
 
 
@@ -181,3 +184,50 @@ class InputError(VoxBeamError):
     """A record is unusable as given (missing file, missing text, ...)."""
 
     code = "INVALID_INPUT"
+
+
+class UsageError(VoxBeamError):
+    """A job's flag, input or environment is wrong; found before any record is processed.
+
+    ``flag`` names the option to fix (empty when none applies); the CLI prints the one line
+    and exits with status 2.
+    """
+
+    code = "USAGE_ERROR"
+
+    def __init__(self, flag: str, message: str) -> None:
+        super().__init__(f"{flag}: {message}" if flag else message)
+        self.flag = flag
+
+
+# What an OS error means for a path, in words (the system's own text starts "[Errno N]").
+_OS_ERROR_WORDS = {
+    errno.ENOENT: "{path} does not exist",
+    errno.EACCES: "permission to {path} is denied",
+    errno.EPERM: "the system does not allow this on {path}",
+    errno.EEXIST: "{path} already exists",
+    errno.ENOTDIR: "a part of {path} is a file, not a folder",
+    errno.EISDIR: "{path} is a folder, not a file",
+    errno.EROFS: "{path} is on a read-only file system",
+    errno.ENOSPC: "no space is left on the device that holds {path}",
+    errno.EDQUOT: "the disk quota for {path} is used up",
+    errno.ENAMETOOLONG: "the path {path} is too long",
+    errno.ELOOP: "{path} loops through symbolic links",
+    errno.EMFILE: "too many files are open to open {path}",
+    errno.ECONNREFUSED: "nothing accepts connections at {path} (connection refused)",
+    errno.ETIMEDOUT: "{path} did not answer in time",
+    errno.EHOSTUNREACH: "there is no route to {path}",
+}
+_ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ")
+
+
+def describe_os_error(exc: OSError, path: str | None = None) -> str:
+    """One sentence for ``exc`` that names ``path`` (or the file the error names) without errno numbers."""
+    if exc.errno is None:  # raised by us with a message of our own
+        return str(exc)
+    where = path or exc.filename or "the file"
+    words = _OS_ERROR_WORDS.get(exc.errno)
+    if words:
+        return words.format(path=where)
+    reason = (exc.strerror or _ERRNO_TEXT.sub("", str(exc)) or type(exc).__name__).rstrip(".")
+    return f"{where}: {reason[:1].lower()}{reason[1:]}"

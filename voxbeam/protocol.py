@@ -122,6 +122,16 @@ class SttInit:
     enable_timestamps: bool = False
     enable_language_detection: bool = False
 
+    @classmethod
+    def asking(cls, language: str, sample_rate: int = 16000, timestamps: bool = True) -> SttInit:
+        """The init a client sends for ``language``: "auto" also turns on language detection."""
+        return cls(
+            language=language,
+            sample_rate=sample_rate,
+            enable_timestamps=timestamps,
+            enable_language_detection=language.strip().lower() == AUTO_LANGUAGE,
+        )
+
 
 @dataclass(frozen=True)
 class TtsInit:

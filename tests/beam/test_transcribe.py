@@ -106,10 +106,10 @@ def test_mixed_formats_and_bad_inputs(server, spoken, tmp_path):
         assert all(w["offset_ms"] + w["duration_ms"] <= duration + 50 for w in row["words"])
         assert row["segments"] and row["processed_at"] is not None
 
-    captions = sorted(os.listdir(out / "captions"))
+    captions = sorted(os.listdir(out / "captions" / "run=test"))
     assert len(captions) == 2 * len(files)
     srt = next(c for c in captions if c.startswith("a_8k") and c.endswith(".srt"))
-    assert "-->" in (out / "captions" / srt).read_text()
+    assert "-->" in (out / "captions" / "run=test" / srt).read_text()
 
 
 def eval_input(dead_row):

@@ -63,7 +63,7 @@ def _close_pooled_sessions() -> Iterator[None]:
     Otherwise they stay open into later tests and a stopping server waits for them.
     """
     yield
-    from voxbeam.beam._dofns import close_worker_clients
+    from voxbeam.beam import close_worker_clients
 
     close_worker_clients()
 

@@ -67,8 +67,8 @@ def test_the_key_leaks_nowhere(secret_server, short_wavs, tmp_path, caplog, capf
     # 1. Both jobs, with the key in a header and then in the URL.
     for auth in ("header", "query"):
         common = ["--endpoint", srv.url, "--api_key", KEY, "--auth", auth]
-        stt = jobs.run_transcription(["--input", audio_in, "--output", str(outputs / f"stt-{auth}"), *common])
-        tts = jobs.run_synthesis(["--input", records, "--output", str(outputs / f"tts-{auth}"), *common])
+        stt = jobs.run("transcribe", ["--input", audio_in, "--output", str(outputs / f"stt-{auth}"), *common])
+        tts = jobs.run("synthesize", ["--input", records, "--output", str(outputs / f"tts-{auth}"), *common])
         assert stt.written == 2 and tts.written == 2, (stt, tts)
         texts += stt.lines() + tts.lines()
 
@@ -87,7 +87,7 @@ def test_the_key_leaks_nowhere(secret_server, short_wavs, tmp_path, caplog, capf
             "--input", records, "--output", str(outputs / "tts-failing"), "--endpoint", tp.url,
             "--api_key", KEY, "--auth", "query", "--max_attempts", "2",
         ]  # fmt: skip
-        summary = jobs.run_synthesis(failing)
+        summary = jobs.run("synthesize", failing)
         assert summary.written == 0 and sum(summary.dead_letters.values()) == 2, summary
         texts += summary.lines()
 
@@ -107,7 +107,8 @@ def test_the_key_leaks_nowhere(secret_server, short_wavs, tmp_path, caplog, capf
 
     # 4. A job that fails its pre-flight check, key in the URL.
     with pytest.raises(jobs.UsageError) as usage:
-        jobs.run_synthesis(
+        jobs.run(
+            "synthesize",
             ["--input", records, "--output", str(outputs / "x"), "--endpoint", "ws://127.0.0.1:9", "--api_key", KEY,
              "--auth", "query"]
         )  # fmt: skip

@@ -72,13 +72,13 @@ def test_the_jobs_accept_ca_bundle_and_name_it_when_verification_fails(tls_serve
     src.write_text("".join(json.dumps({"id": f"t{i}", "text": s}) + "\n" for i, s in enumerate(SHORT_SENTENCES[:3])))
     base = ["--input", str(src), "--endpoint", srv.url, "--api_key", srv.api_key]
 
-    summary = jobs.run_synthesis([*base, "--output", str(tmp_path / "ok"), "--ca_bundle", certs.ca_cert])
+    summary = jobs.run("synthesize", [*base, "--output", str(tmp_path / "ok"), "--ca_bundle", certs.ca_cert])
     assert summary.written == 3 and not summary.dead_letters
 
     with pytest.raises(jobs.UsageError) as info:
-        jobs.run_synthesis([*base, "--output", str(tmp_path / "no-ca")])
+        jobs.run("synthesize", [*base, "--output", str(tmp_path / "no-ca")])
     assert info.value.flag == "--ca_bundle" and "did not verify" in str(info.value)
 
     with pytest.raises(jobs.UsageError) as info:
-        jobs.run_synthesis([*base, "--output", str(tmp_path / "bad"), "--ca_bundle", str(tmp_path / "nope.pem")])
+        jobs.run("synthesize", [*base, "--output", str(tmp_path / "bad"), "--ca_bundle", str(tmp_path / "nope.pem")])
     assert info.value.flag == "--ca_bundle" and "no such file" in str(info.value)

@@ -227,4 +227,4 @@ def test_refuses_to_start_without_a_key():
     assert done.returncode == 2
     assert done.stdout == ""
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--no-auth" in lines[0] and "VOXNEXUS_API_KEY" in lines[0]
+    assert len(lines) == 1 and "--no_auth" in lines[0] and "VOXNEXUS_API_KEY" in lines[0]

@@ -1,6 +1,7 @@
 """Beam transforms for bulk speech-to-text and text-to-speech."""
 
 from voxbeam.beam._dofns import DEAD_LETTERS
+from voxbeam.beam._workers import close_worker_clients
 from voxbeam.beam.options import (
     Secret,
     ServiceSettings,
@@ -32,4 +33,5 @@ __all__ = [
     "WriteDeadLetters",
     "WriteManifest",
     "WriteTranscripts",
+    "close_worker_clients",
 ]

@@ -1,118 +1,49 @@
 """Private DoFns behind the public transforms.
 
-Each worker process shares one speech client (a session pool on a background event loop)
-and one thread pool through ``apache_beam.utils.shared.Shared``. A DoFn keeps many records in
-flight across ``process`` calls and drains them in ``finish_bundle``, so the pool's sessions
-stream concurrently instead of one record at a time. Nothing that holds a socket is pickled.
+Each worker process shares one speech client and one thread pool (``_workers.py``). A DoFn
+keeps many records in flight across ``process`` calls and drains them in ``finish_bundle``, so
+the pool's sessions stream concurrently instead of one record at a time. Nothing that holds a
+socket is pickled.
 """
 
 from __future__ import annotations
 
 import collections
 import concurrent.futures
-import datetime as dt
-import hashlib
+import dataclasses
 import json
 import logging
-import re
-import threading
 import time
-import weakref
 from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.metrics import Metrics
-from apache_beam.utils import shared
 from apache_beam.utils.windowed_value import WindowedValue
 
 from voxbeam import audio
-from voxbeam.beam import progress, storage
+from voxbeam.beam import _workers, progress, storage
 from voxbeam.beam.options import ServiceSettings
+from voxbeam.beam.rows import caption_basename, dead_letter, manifest_row, object_name, text_sha256, transcript_row
 from voxbeam.errors import AudioError, InputError, RetriesExhaustedError, VoxBeamError
-from voxbeam.protocol import redact
+from voxbeam.protocol import TtsInit, redact
 
 _LOG = logging.getLogger(__name__)
 NAMESPACE = "voxbeam"
 DEAD_LETTERS = "dead_letters"
 STT_RATE = 16000
-
-_SHARED = shared.Shared()
-# Live handles of this process, so a local run can close its sessions when its pipeline ends
-# (the server then sees clean closes instead of waiting for idle sessions at shutdown).
-_HANDLES: weakref.WeakSet[_WorkerHandle] = weakref.WeakSet()
-_generation = 0
-
-
-class _WorkerHandle:
-    """Per-process speech client and threads; weak-referenceable for Shared."""
-
-    def __init__(self, settings: ServiceSettings) -> None:
-        from voxbeam.client import SyncSpeechClient
-
-        self.client = SyncSpeechClient(settings.client_config())
-        self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=settings.sessions_per_worker, thread_name_prefix="voxbeam-record"
-        )
-        self._lock = threading.Lock()
-        self._reported: dict[str, int] = {}
-        _HANDLES.add(self)
-
-    def close(self) -> None:
-        self.executor.shutdown(wait=True)
-        self.client.close()
-
-    def stats_delta(self) -> dict[str, int]:
-        """Client counters since the last call (by any DoFn instance in this process)."""
-        with self._lock:
-            current = dict(self.client.stats())
-            delta = {k: v - self._reported.get(k, 0) for k, v in current.items()}
-            self._reported = current
-            return delta
-
-
-def close_worker_clients() -> None:
-    """Close every speech client this process holds; later DoFns get fresh ones."""
-    global _generation
-    _generation += 1
-    for handle in list(_HANDLES):
-        handle.close()
-        _HANDLES.discard(handle)
-
-
-def _settings_tag(settings: ServiceSettings) -> str:
-    """The Shared cache key: every field of the client config, the key (as a digest) and its source."""
-    key = settings.api_key.reveal() if settings.api_key else ""
-    parts = [settings.config.cache_key(), settings.api_key_secret or "", hashlib.sha256(key.encode()).hexdigest()]
-    return f"voxbeam-client-{_generation}:" + hashlib.sha256("|".join(parts).encode()).hexdigest()
-
-
-def dead_letter(stage: str, record: Any, exc: BaseException, attempts: int | None = None) -> dict[str, Any]:
-    """The dead-letter row for a record that failed with ``exc``."""
-    if isinstance(exc, VoxBeamError):
-        code = exc.code
-        attempts = attempts or getattr(exc, "attempts", None) or 1
-    elif isinstance(exc, FileNotFoundError):
-        code = "NOT_FOUND"
-    elif isinstance(exc, OSError):
-        code = "UNREADABLE"
-    else:
-        code = "INTERNAL_ERROR"
-    return {
-        "stage": stage,
-        "input": json.dumps(record, sort_keys=True, default=str),
-        "error_code": code,
-        "error_message": redact(str(exc))[:2000] or type(exc).__name__,
-        "attempts": int(attempts or 1),
-        "failed_at": dt.datetime.now(dt.UTC),
-    }
+# What a synthesis record may set for itself: every field of the TTS init but the message type.
+TTS_PARAMETERS = tuple(f.name for f in dataclasses.fields(TtsInit) if f.name != "type")
 
 
 class _InFlightDoFn(beam.DoFn):
     """Runs ``work(element)`` on the shared thread pool, many records at a time.
 
     ``work`` returns ``(ok, row)``; ok rows go to the main output, the rest to dead letters.
+    Once the run's tracker is stopping (Ctrl-C on a local run), records are no longer handed
+    out and ``work`` may return None for one it did not finish: such records go nowhere, and a
+    rerun with ``--skip_existing`` picks them up.
     """
 
     stage = "record"
@@ -121,14 +52,11 @@ class _InFlightDoFn(beam.DoFn):
         self._settings = settings
         self._progress_id = progress_id
         self._max_in_flight = max(1, 2 * settings.sessions_per_worker)
-        self._shared = _SHARED
-        self._failures: dict[str, Any] = {}
 
     def setup(self) -> None:
         if storage.emulator_host():
             storage.configure_beam_for_emulator()
-        tag = _settings_tag(self._settings)
-        self._handle = self._shared.acquire(lambda: _WorkerHandle(self._settings), tag=tag)
+        self._handle = _workers.acquire(self._settings)
         tracker = progress.lookup(self._progress_id)
         if tracker is not None:  # a local run: its progress line says when the service is down
             tracker.watch_service(self._handle.client.retry_in)
@@ -140,7 +68,7 @@ class _InFlightDoFn(beam.DoFn):
 
     def start_bundle(self) -> None:
         self._settle()
-        self._pending: collections.deque[tuple[concurrent.futures.Future[tuple[bool, dict[str, Any]]], Any, Any]]
+        self._pending: collections.deque[tuple[concurrent.futures.Future[tuple[bool, dict[str, Any]] | None], Any, Any]]
         self._pending = collections.deque()
 
     def teardown(self) -> None:
@@ -158,22 +86,38 @@ class _InFlightDoFn(beam.DoFn):
         pending.clear()
         concurrent.futures.wait(futures)
 
-    def work(self, element: Any) -> tuple[bool, dict[str, Any]]:
+    def work(self, element: Any) -> tuple[bool, dict[str, Any]] | None:
         raise NotImplementedError
 
-    def _timed(self, element: Any) -> tuple[bool, dict[str, Any]]:
+    def _stopping(self) -> bool:
+        tracker = progress.lookup(self._progress_id)
+        return tracker is not None and tracker.stopping.is_set()
+
+    def _timed(self, element: Any) -> tuple[bool, dict[str, Any]] | None:
+        if self._stopping():  # queued before the stop: never started
+            return None
         started = time.monotonic()
         try:
-            ok, row = self.work(element)
+            done = self.work(element)
         except Exception as exc:  # every record ends somewhere: never lose one to a bug
             _LOG.warning("%s failed unexpectedly: %s", self.stage, redact(repr(exc)))
-            ok, row = False, dead_letter(self.stage, _describe(element), exc)
+            done = False, dead_letter(self.stage, _describe(element), exc)
         self._latency.update(int((time.monotonic() - started) * 1000))
-        return ok, row
+        return done
+
+    def _await(self, future: concurrent.futures.Future[Any]) -> Any:
+        """The client's result; CancelledError when a stop's grace period ends first."""
+        tracker = progress.lookup(self._progress_id)
+        if tracker is None:
+            return future.result()
+        with tracker.in_flight(future):
+            return future.result()
 
     def process(
         self, element: Any, window: Any = beam.DoFn.WindowParam, timestamp: Any = beam.DoFn.TimestampParam
     ) -> Iterator[Any]:
+        if self._stopping():
+            return
         self._pending.append((self._handle.executor.submit(self._timed, element), window, timestamp))
         yield from self._drain(block=len(self._pending) >= self._max_in_flight)
 
@@ -193,7 +137,10 @@ class _InFlightDoFn(beam.DoFn):
                 concurrent.futures.wait([future])
                 block = everything
             self._pending.popleft()
-            ok, row = future.result()
+            done = future.result()
+            if done is None:
+                continue
+            ok, row = done
             self._records.inc()
             value = WindowedValue(row, timestamp, (window,))
             if ok:
@@ -244,7 +191,7 @@ class TranscribeFn(_InFlightDoFn):
         self._words = Metrics.counter(NAMESPACE, "words")
         self._rtf = Metrics.distribution(NAMESPACE, "real_time_factor_x1000")
 
-    def work(self, element: Any) -> tuple[bool, dict[str, Any]]:
+    def work(self, element: Any) -> tuple[bool, dict[str, Any]] | None:
         tracker = progress.lookup(self._progress_id)
         started = time.monotonic()
         try:
@@ -258,9 +205,13 @@ class TranscribeFn(_InFlightDoFn):
                 with storage.open_read(uri) as fh:
                     yield from audio.decode_to_pcm(fh, rate=STT_RATE, chunk_ms=200)
 
-            result = self._handle.client.transcribe(
-                pcm, sample_rate=STT_RATE, language=self._language, timestamps=self._timestamps
+            result = self._await(
+                self._handle.client.transcribe_async(
+                    pcm, sample_rate=STT_RATE, language=self._language, timestamps=self._timestamps
+                )
             )
+        except concurrent.futures.CancelledError:
+            return None
         except (VoxBeamError, OSError, ValueError) as exc:
             attempts = exc.attempts if isinstance(exc, RetriesExhaustedError) else None
             if tracker:
@@ -274,43 +225,6 @@ class TranscribeFn(_InFlightDoFn):
         if tracker:
             tracker.add(ok=True, audio_ms=result.audio_duration_ms)
         return True, transcript_row(source, result)
-
-
-def transcript_row(source: storage.SourceFile, result: Any) -> dict[str, Any]:
-    return {
-        "source_uri": source.uri,
-        "source_size": source.size,
-        "source_generation_or_mtime": source.version,
-        "language": result.language,
-        "text": result.text,
-        "confidence": float(result.confidence),
-        "audio_duration_ms": int(result.audio_duration_ms),
-        "words": [
-            {"word": w.word, "offset_ms": w.offset_ms, "duration_ms": w.duration_ms, "confidence": w.confidence}
-            for w in result.words
-        ],
-        "segments": [
-            {"text": s.text, "offset_ms": s.offset_ms, "duration_ms": s.duration_ms, "confidence": s.confidence}
-            for s in result.segments
-        ],
-        "request_ids": list(result.request_ids),
-        "model": result.model,
-        "processed_at": dt.datetime.now(dt.UTC),
-    }
-
-
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def object_name(record_id: str) -> str:
-    """A deterministic, path-safe object name for a record id (distinct ids stay distinct)."""
-    safe = _SAFE.sub("_", record_id).strip("._") or "record"
-    if safe != record_id:
-        safe = f"{safe[:80]}-{hashlib.sha256(record_id.encode()).hexdigest()[:10]}"
-    return safe
-
-
-SYNTH_FIELDS = ("voice_id", "language", "format", "sample_rate", "speed", "pitch", "volume", "voice_config")
 
 
 class SynthesizeFn(_InFlightDoFn):
@@ -333,10 +247,12 @@ class SynthesizeFn(_InFlightDoFn):
         self._chars = Metrics.counter(NAMESPACE, "characters")
         self._bytes = Metrics.counter(NAMESPACE, "audio_bytes_written")
 
-    def work(self, record: Any) -> tuple[bool, dict[str, Any]]:
+    def work(self, record: Any) -> tuple[bool, dict[str, Any]] | None:
         tracker = progress.lookup(self._progress_id)
         try:
             row = self._render(record)
+        except concurrent.futures.CancelledError:
+            return None
         except (VoxBeamError, OSError, ValueError) as exc:
             attempts = exc.attempts if isinstance(exc, RetriesExhaustedError) else None
             if tracker:
@@ -355,9 +271,9 @@ class SynthesizeFn(_InFlightDoFn):
         if not isinstance(text, str) or not text.strip():
             raise InputError("the record has no 'text'")
         params = {k: v for k, v in self._defaults.items() if v is not None}
-        params.update({k: record[k] for k in SYNTH_FIELDS if record.get(k) is not None})
-        result = self._handle.client.synthesize(text, **params)
-        text_sha = hashlib.sha256(text.encode()).hexdigest()
+        params.update({k: record[k] for k in TTS_PARAMETERS if record.get(k) is not None})
+        result = self._await(self._handle.client.synthesize_async(text, **params))
+        text_sha = text_sha256(text)
         uri = storage.join(self._prefix, f"{object_name(record_id)}.{audio.FILE_EXTENSIONS[result.format]}")
         storage.write_object(
             uri,
@@ -378,26 +294,27 @@ class SynthesizeFn(_InFlightDoFn):
             if result.format == "pcm"
             else audio.duration_ms(result.audio)
         )
-        return {
-            "id": record_id,
-            "uri": uri,
-            "bytes": len(result.audio),
-            "duration_ms": duration,
-            "voice_id": result.voice_id,
-            "format": result.format,
-            "sample_rate": result.sample_rate,
-            "text_sha256": text_sha,
-        }
+        return manifest_row(record_id, uri, result, duration, text_sha)
 
 
 class FirstPerKeyFn(beam.DoFn):
-    """After grouping by id: the first record goes on, the other copies become dead letters."""
+    """After grouping by id: one record goes on, the other copies become dead letters.
+
+    A PCollection has no order, so "first" is the smallest record as JSON: the same one on
+    every run. (The jobs keep the first occurrence in the input file before the pipeline.)
+    """
+
+    def __init__(self, progress_id: str | None = None) -> None:
+        self._progress_id = progress_id
 
     def process(self, keyed: tuple[str, list[Any]]) -> Iterator[Any]:
         key, records = keyed
         records = sorted(records, key=lambda r: json.dumps(r, sort_keys=True, default=str))
         yield records[0]
+        tracker = progress.lookup(self._progress_id)
         for dup in records[1:]:
+            if tracker:
+                tracker.add(ok=False)
             yield beam.pvalue.TaggedOutput(
                 DEAD_LETTERS,
                 dead_letter("synthesize", dup, InputError(f"duplicate id {key!r}", code="DUPLICATE_ID")),
@@ -425,8 +342,3 @@ class WriteTextFilesFn(beam.DoFn):
             uri = storage.join(self._prefix, f"{name}.{fmt}")
             storage.write_object(uri, render(cues).encode("utf-8"), content_type=content_type)
             yield uri
-
-
-def caption_basename(source_uri: str) -> str:
-    base = source_uri.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    return f"{_SAFE.sub('_', base)[:80]}-{hashlib.sha256(source_uri.encode()).hexdigest()[:8]}"

@@ -10,8 +10,10 @@ from typing import Any, Literal
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from voxbeam.client.config import API_KEY_ENV, DEFAULT_ENDPOINT, ClientConfig
+from voxbeam.client.config import ClientConfig
 from voxbeam.errors import InputError
+from voxbeam.jobs.args import SERVICE_FLAGS, SYNTHESIZE_FLAGS, TRANSCRIBE_FLAGS
+from voxbeam.protocol import API_KEY_ENV
 
 
 class Secret:
@@ -142,54 +144,8 @@ class VoxBeamOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser: Any) -> None:
-        parser.add_argument(
-            "--endpoint",
-            default=None,
-            help=f"VoxNexus-compatible service base URL(s), comma-separated (e.g. {DEFAULT_ENDPOINT}); no query "
-            "string (the key goes in --api_key). Omitted on a local runner: an embedded `voxbeam serve` is started "
-            "for the run.",
-        )
-        parser.add_argument(
-            "--api_key",
-            default=None,
-            help=f"API key for the service (or set {API_KEY_ENV}). It is kept out of logs and display data; "
-            "on Dataflow prefer --api_key_secret.",
-        )
-        parser.add_argument(
-            "--api_key_secret",
-            default=None,
-            help="Secret Manager secret holding the API key: projects/P/secrets/S[/versions/V].",
-        )
-        parser.add_argument(
-            "--auth",
-            default="header",
-            choices=["header", "query"],
-            help="How to send the key: X-Api-Key header (default) or ?token= query parameter.",
-        )
-        parser.add_argument(
-            "--sessions_per_worker",
-            type=int,
-            default=8,
-            help="Concurrent service sessions per worker process (default 8).",
-        )
-        parser.add_argument(
-            "--retry_budget",
-            type=float,
-            default=600.0,
-            help="Seconds a record keeps retrying transient failures (service down, restarting or busy, lost "
-            "connections, timeouts) before it becomes a RETRIES_EXHAUSTED dead letter (default 600). An outage "
-            "longer than this fails the remaining records at once and the job exits non-zero.",
-        )
-        parser.add_argument(
-            "--max_attempts",
-            type=int,
-            default=None,
-            help="Optional cap on attempts per record, on top of --retry_budget (default: no cap; waiting for an "
-            "unavailable service is not an attempt).",
-        )
-        parser.add_argument(
-            "--ca_bundle", default=None, help="CA bundle (PEM) for verifying a wss:// service's certificate."
-        )
+        for flag in SERVICE_FLAGS:
+            flag.add_to(parser)
 
     def display_data(self) -> dict[str, Any]:
         data = dict(super().display_data())
@@ -198,60 +154,18 @@ class VoxBeamOptions(PipelineOptions):
 
 
 class TranscribeAudioOptions(VoxBeamOptions):
-    """Options of the transcription pipeline."""
+    """Options of the transcription pipeline (the same flags as ``voxbeam transcribe``)."""
 
     @classmethod
     def _add_argparse_args(cls, parser: Any) -> None:
-        parser.add_argument(
-            "--input",
-            default=None,
-            help="Audio to transcribe: a glob, a directory, or a text file listing one URI per line "
-            "(local paths or gs:// URIs; wav, flac, mp3, ogg/opus, m4a).",
-        )
-        parser.add_argument("--output", default=None, help="Output prefix (local directory or gs://bucket/path).")
-        parser.add_argument(
-            "--language",
-            default="auto",
-            help="Language of the audio, e.g. en-US, or auto (default): the service detects it per file and "
-            "each transcript row records what it found.",
-        )
-        parser.add_argument(
-            "--timestamps",
-            default="true",
-            choices=["true", "false"],
-            help="Word timings in the transcripts (default true).",
-        )
-        parser.add_argument(
-            "--captions", default="", help="Caption files to write beside the transcripts: srt, vtt or srt,vtt."
-        )
-        parser.add_argument(
-            "--skip_existing",
-            default="false",
-            choices=["true", "false"],
-            help="Transcribe only files that are new or changed since earlier runs under the same --output.",
-        )
+        for flag in TRANSCRIBE_FLAGS:
+            flag.add_to(parser)
 
 
 class SynthesizeTextOptions(VoxBeamOptions):
-    """Options of the synthesis pipeline."""
+    """Options of the synthesis pipeline (the same flags as ``voxbeam synthesize``)."""
 
     @classmethod
     def _add_argparse_args(cls, parser: Any) -> None:
-        parser.add_argument(
-            "--input",
-            default=None,
-            help="Text records: text lines, JSON lines or CSV (with id and text), or Parquet with id and text columns.",
-        )
-        parser.add_argument("--output", default=None, help="Output prefix for audio objects and the manifest.")
-        parser.add_argument("--voice_id", default=None, help="Default voice (e.g. vl-jenny); records may override.")
-        parser.add_argument("--language", default=None, help="Default language (e.g. en-US); records may override.")
-        parser.add_argument(
-            "--audio_format",
-            default="wav",
-            choices=["wav", "pcm", "mp3", "flac", "opus", "ogg"],
-            help="Audio format of the objects (default wav).",
-        )
-        parser.add_argument("--sample_rate", type=int, default=16000, help="Sample rate in Hz, 8000-48000.")
-        parser.add_argument("--speed", type=float, default=1.0, help="Speaking rate multiplier (default 1.0).")
-        parser.add_argument("--pitch", type=float, default=0.0, help="Pitch offset (default 0).")
-        parser.add_argument("--volume", type=float, default=1.0, help="Volume multiplier (default 1.0).")
+        for flag in SYNTHESIZE_FLAGS:
+            flag.add_to(parser)

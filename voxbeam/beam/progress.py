@@ -1,4 +1,4 @@
-"""Live progress of a local run, shared between the DoFns and the CLI, across processes.
+"""Live progress of a local run and its stop request, shared between the DoFns and the CLI, across processes.
 
 Beam metrics are only visible when a pipeline ends; a local run can do better. The job process
 ``register``s a tracker under a key and passes the key to its DoFns. A DoFn calls
@@ -9,6 +9,10 @@ one datagram to a Unix socket the job's tracker owns, named after the key in a p
 directory under the temporary directory. On a remote runner there is no such socket on the
 workers, ``lookup`` returns None, and nothing is sent.
 
+The CLI also stops an in-process run through its tracker (Ctrl-C): ``request_stop`` makes the
+DoFns hand out no more records and cancels those still in flight after a grace period, so the
+pipeline ends normally and writes what was done.
+
 Nothing here can hold up a job: the job process reads datagrams on a daemon thread (and
 ``line()`` reads whatever is queued before it counts, so a final line counts every record
 reported before it), a worker's send gives up after a short timeout, and every socket error
@@ -17,6 +21,7 @@ drops the update instead of raising.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import hashlib
 import json
@@ -26,8 +31,9 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 _LOG = logging.getLogger(__name__)
 _REGISTRY: dict[str, Progress] = {}
@@ -70,6 +76,10 @@ class Progress:
             return None
         return min(w for w in waits if w is not None)
 
+    stopping: threading.Event = field(default_factory=threading.Event, repr=False)
+    _cancelling: bool = field(default=False, repr=False)
+    _in_flight: set[concurrent.futures.Future[Any]] = field(default_factory=set, repr=False)
+
     def add(self, *, ok: bool, audio_ms: int = 0, characters: int = 0) -> None:
         with self.lock:
             self.done += 1
@@ -78,6 +88,42 @@ class Progress:
             self.characters += characters
         if self._send is not None:
             self._send(ok, audio_ms, characters)
+
+    @property
+    def not_started(self) -> int:
+        """Records not done (never handed out, or cancelled by a stop): a rerun still has them to do."""
+        with self.lock:
+            return self.total - self.done
+
+    def request_stop(self, grace: float) -> None:
+        """Hand out no more records; cancel those still running after ``grace`` seconds."""
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        timer = threading.Timer(grace, self.cancel_in_flight)
+        timer.daemon = True
+        timer.start()
+
+    def cancel_in_flight(self) -> None:
+        with self.lock:
+            self._cancelling = True
+            futures = list(self._in_flight)
+        for future in futures:
+            future.cancel()
+
+    @contextlib.contextmanager
+    def in_flight(self, future: concurrent.futures.Future[Any]) -> Iterator[None]:
+        """While a record's request runs: a stop's deadline cancels it (``result()`` then raises CancelledError)."""
+        with self.lock:
+            self._in_flight.add(future)
+            cancel = self._cancelling
+        if cancel:
+            future.cancel()
+        try:
+            yield
+        finally:
+            with self.lock:
+                self._in_flight.discard(future)
 
     def line(self) -> str:
         """One status line: files done of total, audio hours, speed, ETA."""

@@ -146,13 +146,6 @@ def _match_gcs(pattern: str) -> list[SourceFile]:
     return sorted(out, key=lambda s: s.uri)
 
 
-def exists(uri: str) -> bool:
-    if is_gcs(uri):
-        bucket, name = split_gcs(uri)
-        return bool(gcs_client().bucket(bucket).blob(name).exists())
-    return bool(FileSystems.exists(uri))
-
-
 def read_bytes(uri: str) -> bytes:
     with open_read(uri) as fh:
         return fh.read()

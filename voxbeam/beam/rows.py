@@ -1,0 +1,98 @@
+"""The rows VoxBeam writes (transcripts, manifest, dead letters) and the names of its objects.
+
+Plain functions over plain values, so the DoFns stay about concurrency and the schemas in
+``schema.py`` have one place that fills them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from typing import Any
+
+from voxbeam.beam.storage import SourceFile
+from voxbeam.errors import VoxBeamError, describe_os_error
+from voxbeam.protocol import redact
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def transcript_row(source: SourceFile, result: Any) -> dict[str, Any]:
+    """A ``TRANSCRIPT_SCHEMA`` row for ``source`` from a client ``TranscriptResult``."""
+    return {
+        "source_uri": source.uri,
+        "source_size": source.size,
+        "source_generation_or_mtime": source.version,
+        "language": result.language,
+        "text": result.text,
+        "confidence": float(result.confidence),
+        "audio_duration_ms": int(result.audio_duration_ms),
+        "words": [
+            {"word": w.word, "offset_ms": w.offset_ms, "duration_ms": w.duration_ms, "confidence": w.confidence}
+            for w in result.words
+        ],
+        "segments": [
+            {"text": s.text, "offset_ms": s.offset_ms, "duration_ms": s.duration_ms, "confidence": s.confidence}
+            for s in result.segments
+        ],
+        "request_ids": list(result.request_ids),
+        "model": result.model,
+        "processed_at": dt.datetime.now(dt.UTC),
+    }
+
+
+def text_sha256(text: str) -> str:
+    """The manifest's ``text_sha256`` of a record's text."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def manifest_row(record_id: str, uri: str, result: Any, duration_ms: int, text_sha256: str) -> dict[str, Any]:
+    """A ``MANIFEST_SCHEMA`` row for one written audio object from a client ``SynthesisResult``."""
+    return {
+        "id": record_id,
+        "uri": uri,
+        "bytes": len(result.audio),
+        "duration_ms": duration_ms,
+        "voice_id": result.voice_id,
+        "format": result.format,
+        "sample_rate": result.sample_rate,
+        "text_sha256": text_sha256,
+    }
+
+
+def dead_letter(stage: str, record: Any, exc: BaseException, attempts: int | None = None) -> dict[str, Any]:
+    """The ``DEAD_LETTER_SCHEMA`` row for a record that failed with ``exc``."""
+    if isinstance(exc, VoxBeamError):
+        code = exc.code
+        attempts = attempts or getattr(exc, "attempts", None) or 1
+    elif isinstance(exc, FileNotFoundError):
+        code = "NOT_FOUND"
+    elif isinstance(exc, OSError):
+        code = "UNREADABLE"
+    else:
+        code = "INTERNAL_ERROR"
+    return {
+        "stage": stage,
+        "input": json.dumps(record, sort_keys=True, default=str),
+        "error_code": code,
+        "error_message": redact(describe_os_error(exc) if isinstance(exc, OSError) else str(exc))[:2000]
+        or type(exc).__name__,
+        "attempts": int(attempts or 1),
+        "failed_at": dt.datetime.now(dt.UTC),
+    }
+
+
+def object_name(record_id: str) -> str:
+    """A deterministic, path-safe object name for a record id (distinct ids stay distinct)."""
+    safe = _SAFE.sub("_", record_id).strip("._") or "record"
+    if safe != record_id:
+        safe = f"{safe[:80]}-{hashlib.sha256(record_id.encode()).hexdigest()[:10]}"
+    return safe
+
+
+def caption_basename(source_uri: str) -> str:
+    """The caption files' name for a source: its base name made safe, plus a hash of the whole URI."""
+    base = source_uri.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return f"{_SAFE.sub('_', base)[:80]}-{hashlib.sha256(source_uri.encode()).hexdigest()[:8]}"

@@ -1,0 +1,307 @@
+"""The jobs' flags, defined once, parsed without importing Beam (so ``--help`` is instant).
+
+``FLAGS[kind]`` lists a job's own options; ``parse`` reads them from a command line, takes the
+API key out of it, and leaves everything else for Beam's ``PipelineOptions`` (``--runner``,
+``--project``, ``--setup_file``, ...), which the runner checks once Beam is loaded. The
+``PipelineOptions`` subclasses in ``voxbeam.beam.options`` add the same flags to Beam's parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from voxbeam.errors import UsageError
+from voxbeam.jobs.summary import DEFAULT_MAX_DEAD_LETTER_FRACTION
+from voxbeam.protocol import API_KEY_ENV, AUTO_LANGUAGE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, TTS_FORMATS
+
+KINDS = ("transcribe", "synthesize")
+
+
+def whole_number(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def _bounds(minimum: float | None, maximum: float | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f"between {minimum:g} and {maximum:g}"
+    return f"at least {minimum:g}" if minimum is not None else f"at most {maximum:g}"
+
+
+def number(minimum: float | None = None, maximum: float | None = None) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if math.isnan(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"must be {_bounds(minimum, maximum)}, not {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def sample_rate(text: str) -> int:
+    value = whole_number(1)(text)
+    if not MIN_SAMPLE_RATE <= value <= MAX_SAMPLE_RATE:
+        raise argparse.ArgumentTypeError(f"must be between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz, not {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One option of a job: ``--name``, its parser, its default and what the help says about it."""
+
+    name: str
+    help: str
+    default: Any = None
+    type: Callable[[str], Any] = str
+    choices: tuple[str, ...] | None = None
+    # What an unset option means, for options whose default is None or empty.
+    default_help: str = ""
+    metavar: str | None = None
+
+    @property
+    def option(self) -> str:
+        return f"--{self.name}"
+
+    def help_text(self) -> str:
+        shown = self.default_help or str(self.default)
+        return f"{self.help} ({'required' if shown == 'required' else 'default: ' + shown})".replace("%", "%%")
+
+    def add_to(self, parser: Any) -> None:
+        """Add the option to an argparse parser (ours, or Beam's for the PipelineOptions classes)."""
+        parser.add_argument(
+            self.option,
+            default=self.default,
+            type=self.type,
+            choices=self.choices,
+            metavar=None if self.choices else (self.metavar or self.name.upper()),
+            help=self.help_text(),
+        )
+
+
+BOOLEAN = ("true", "false")
+
+SERVICE_FLAGS = (
+    Flag(
+        "endpoint",
+        "VoxNexus-compatible service base URL(s), comma-separated (e.g. wss://api.voxnexus.ai)",
+        default_help="on a local runner, an embedded `voxbeam serve` started for the run",
+        metavar="URL",
+    ),
+    Flag(
+        "api_key",
+        "API key for the service; kept out of logs and display data (on Dataflow prefer --api_key_secret)",
+        default_help=f"${API_KEY_ENV}",
+        metavar="KEY",
+    ),
+    Flag(
+        "api_key_secret",
+        "Secret Manager secret holding the API key: projects/P/secrets/S[/versions/V]",
+        default_help="none",
+        metavar="NAME",
+    ),
+    Flag(
+        "auth",
+        "how to send the key: X-Api-Key header or ?token= query parameter",
+        "header",
+        choices=("header", "query"),
+    ),
+    Flag("sessions_per_worker", "concurrent service sessions per worker process", 8, whole_number(1), metavar="N"),
+    Flag(
+        "retry_budget",
+        "seconds a record keeps retrying transient failures (service down, restarting or busy, lost connections, "
+        "timeouts) before it becomes a RETRIES_EXHAUSTED dead letter; an outage longer than this fails the "
+        "remaining records at once",
+        600.0,
+        number(minimum=0.0),
+        metavar="S",
+    ),
+    Flag(
+        "max_attempts",
+        "a cap on attempts per record, on top of --retry_budget (waiting for an unavailable service is not an attempt)",
+        default_help="no cap",
+        type=whole_number(1),
+        metavar="N",
+    ),
+    Flag(
+        "ca_bundle",
+        "CA bundle for verifying a wss:// service's certificate",
+        default_help="the system's CAs",
+        metavar="PEM",
+    ),
+)
+
+_OUTPUT_HELP = {
+    "transcribe": "output prefix (local folder or gs://bucket/path) for transcripts, captions and dead letters",
+    "synthesize": "output prefix (local folder or gs://bucket/path) for audio objects, manifest and dead letters",
+}
+_INPUT_HELP = {
+    "transcribe": "audio to transcribe: a glob, a folder (every file below it), or a text file (.txt, .lst) "
+    "listing one URI per line; local paths or gs:// URIs; wav, flac, mp3, ogg/opus, m4a",
+    "synthesize": "text records: text lines (.txt), JSON lines (.jsonl), CSV or Parquet with id and text",
+}
+
+
+def _job_flags(kind: str) -> tuple[Flag, ...]:
+    return (
+        Flag("input", _INPUT_HELP[kind], default_help="required"),
+        Flag("output", _OUTPUT_HELP[kind], default_help="required"),
+        Flag(
+            "max_dead_letter_fraction",
+            "largest share of records that may become dead letters while the run still exits 0; above it "
+            "the exit status is 3, or 4 when every record failed",
+            DEFAULT_MAX_DEAD_LETTER_FRACTION,
+            number(0.0, 1.0),
+            metavar="F",
+        ),
+    )
+
+
+TRANSCRIBE_FLAGS = (
+    *_job_flags("transcribe"),
+    Flag(
+        "skip_existing",
+        "transcribe only files that are new or changed (URI, size, version) since earlier runs under the same --output",
+        "false",
+        choices=BOOLEAN,
+    ),
+    Flag(
+        "language",
+        f"language of the audio (en-US, de, ...), or {AUTO_LANGUAGE}: the service detects it per file and each "
+        "transcript row records what it found",
+        AUTO_LANGUAGE,
+    ),
+    Flag("timestamps", "word timings in the transcripts (captions need them)", "true", choices=BOOLEAN),
+    Flag("captions", "caption files to write beside the transcripts: srt, vtt or srt,vtt", default_help="none"),
+)
+
+SYNTHESIZE_FLAGS = (
+    *_job_flags("synthesize"),
+    Flag(
+        "skip_existing",
+        "render only records whose id and text no earlier run under the same --output rendered",
+        "false",
+        choices=BOOLEAN,
+    ),
+    Flag("voice_id", "default voice (e.g. vl-jenny); records may override it", default_help="the service's choice"),
+    Flag("language", "default language (e.g. en-US); records may override it", default_help="the voice's"),
+    Flag("audio_format", "format of the audio objects", "wav", choices=(*TTS_FORMATS, "ogg")),
+    Flag("sample_rate", f"sample rate in Hz, {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE}", 16000, sample_rate),
+    Flag("speed", "speaking rate multiplier", 1.0, number(minimum=0.0)),
+    Flag("pitch", "pitch offset", 0.0, number()),
+    Flag("volume", "volume multiplier", 1.0, number(minimum=0.0)),
+)
+
+FLAGS: dict[str, tuple[Flag, ...]] = {
+    "transcribe": TRANSCRIBE_FLAGS + SERVICE_FLAGS,
+    "synthesize": SYNTHESIZE_FLAGS + SERVICE_FLAGS,
+}
+
+_DESCRIPTION = {
+    "transcribe": "Transcribe audio files into Parquet transcripts (and SRT/WebVTT captions).",
+    "synthesize": "Render text records into audio objects with a Parquet manifest.",
+}
+EXIT_STATUS_HELP = (
+    "Exit status: 0 done (dead letters within --max_dead_letter_fraction), 2 a usage error before any record "
+    "was read, 3 too many dead letters, 4 every record failed, 130 interrupted, 1 the job itself failed."
+)
+BEAM_HELP = (
+    "Other Beam options pass through to Beam (--runner, --project, --region, --temp_location, --setup_file, "
+    "--extra_package, ... and any option of the runner you name); unknown ones are refused."
+)
+
+
+@dataclass
+class JobArgs:
+    """A job's own flag values, the API key taken out of argv, and the arguments left for Beam."""
+
+    kind: str
+    values: argparse.Namespace
+    api_key: str | None
+    beam_args: list[str]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line naming the problem instead of the usage block
+        raise UsageError("", message)
+
+
+def build_parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
+    """The job's parser (the input may also come first, without --input: ``parse`` handles that)."""
+    prog = prog or f"voxbeam {kind}"
+    parser = _Parser(
+        prog=prog,
+        usage=f"{prog} INPUT --output OUTPUT [options] [Beam options]",
+        description=f"{_DESCRIPTION[kind]} INPUT, the first argument, is the same as --input.",
+        epilog=f"{BEAM_HELP} {EXIT_STATUS_HELP}",
+        allow_abbrev=False,
+        exit_on_error=False,
+    )
+    for flag in FLAGS[kind]:
+        flag.add_to(parser)
+    return parser
+
+
+def _strip_secret(argv: Sequence[str]) -> tuple[list[str], str | None]:
+    """Remove --api_key from the arguments so it never reaches PipelineOptions or the job graph."""
+    out: list[str] = []
+    key = None
+    it = iter(argv)
+    for arg in it:
+        if arg == "--api_key":
+            key = next(it, None)
+        elif arg.startswith("--api_key="):
+            key = arg.split("=", 1)[1]
+        else:
+            out.append(arg)
+    return out, key
+
+
+def _check_rest(rest: Sequence[str]) -> None:
+    """What Beam gets must look like options: no single-dash flags, no stray words."""
+    previous = ""
+    for arg in rest:
+        if arg.startswith("-") and not arg.startswith("--") and len(arg) > 1:
+            raise UsageError(arg, "unknown flag (options are spelled --name; see --help)")
+        if not arg.startswith("-") and not (previous.startswith("--") and "=" not in previous):
+            raise UsageError("", f"unexpected argument {arg!r}: give the input first or as --input (see --help)")
+        previous = arg
+
+
+def parse(kind: str, argv: Sequence[str] | None = None, prog: str | None = None) -> JobArgs:
+    """Parse a job's command line (``--help`` prints and exits); UsageError names what is wrong."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown job {kind!r}; jobs: {', '.join(KINDS)}")
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and not args_list[0].startswith("-"):
+        args_list = ["--input", args_list[0], *args_list[1:]]
+    args_list, api_key = _strip_secret(args_list)
+    parser = build_parser(kind, prog)
+    try:
+        values, rest = parser.parse_known_args(args_list)
+    except argparse.ArgumentError as exc:
+        raise UsageError(exc.argument_name or "", exc.message) from None
+    _check_rest(rest)
+    for required in ("input", "output"):
+        if not getattr(values, required):
+            raise UsageError(f"--{required}", "is required")
+    return JobArgs(kind, values, api_key, list(rest))

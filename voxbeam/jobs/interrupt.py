@@ -1,0 +1,135 @@
+"""Ctrl-C during a local run: the first stops it cleanly, the second quits at once.
+
+Beam's FnApiRunner runs the pipeline in the main thread, where Python raises
+KeyboardInterrupt: raised in the middle of a bundle it left a traceback, ran on for seconds and
+left Beam's temporary files behind. So while a local pipeline runs, SIGINT only asks the run's
+progress tracker to stop: the DoFns hand out no more records, the records in flight get
+``GRACE_SECONDS`` to finish and are then cancelled, and the pipeline ends normally, writing
+what was done (which ``--skip_existing true`` then skips). A second SIGINT runs the emergency
+cleanups (the embedded server is killed, temporary files are removed) and exits with 130.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType, TracebackType
+from typing import Any
+
+from voxbeam.beam import storage
+from voxbeam.beam.progress import Progress
+from voxbeam.jobs.summary import EXIT_INTERRUPTED
+
+GRACE_SECONDS = 1.5
+# A second SIGINT this soon after the first is the same Ctrl-C delivered twice: timeout(1), for
+# one, signals both the process and its process group.
+SAME_PRESS_SECONDS = 0.25
+# Where a run writes (relative to --output): Beam's Parquet temp folders and our .tmp- objects live below.
+_RUN_FOLDERS = ("transcripts", "dead_letters", "manifest", "captions", "audio")
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C after it had started on its records."""
+
+    def __init__(self, done: int, not_started: int) -> None:
+        super().__init__(f"interrupted: {done} done, {not_started} not started")
+        self.done = done
+        self.not_started = not_started
+
+    def line(self) -> str:
+        if not self.not_started:
+            return f"interrupted after all {self.done} records were done; their results are written"
+        return f"{self.args[0]}; rerun with --skip_existing true to continue"
+
+
+class Emergency:
+    """What a second Ctrl-C must still do before the process exits: callables run in order."""
+
+    def __init__(self) -> None:
+        self._actions: list[Callable[[], Any]] = []
+
+    def add(self, action: Callable[[], Any]) -> None:
+        self._actions.append(action)
+
+    def run(self) -> None:
+        for action in self._actions:
+            with contextlib.suppress(Exception):  # quitting: one failed cleanup must not stop the others
+                action()
+
+
+class CtrlC:
+    """Installs the two-step SIGINT handler for the duration of a local pipeline (main thread only)."""
+
+    def __init__(self, tracker: Progress, emergency: Emergency) -> None:
+        self._tracker = tracker
+        self._emergency = emergency
+        self._previous: Any = None
+        self.pressed = False
+        self._pressed_at = 0.0
+
+    def __enter__(self) -> CtrlC:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        if not self.pressed:
+            self.pressed = True
+            self._pressed_at = time.monotonic()
+            self._tracker.request_stop(GRACE_SECONDS)
+            return
+        if time.monotonic() - self._pressed_at < SAME_PRESS_SECONDS:
+            return
+        self._emergency.run()
+        done = self._tracker.done
+        print(
+            f"interrupted again: quit at once with {done} done, without writing this run's results; rerun to continue",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.stdout.flush()
+        os._exit(EXIT_INTERRUPTED)  # now: no waiting for Beam, threads or sockets
+
+
+def remove_temporaries(output: str, run_id: str, *, local_only: bool = False) -> None:
+    """Remove what an unfinished run leaves in its own partitions: Beam's temp folders, our .tmp- objects.
+
+    Partitions left empty go too (and their parent, when no other run wrote there).
+    """
+    for name in _RUN_FOLDERS:
+        folder = storage.join(output, name, f"run={run_id}")
+        if "://" not in folder:
+            for path in glob.glob(os.path.join(glob.escape(folder), "beam-temp-*")):
+                shutil.rmtree(path, ignore_errors=True)
+            for path in glob.glob(os.path.join(glob.escape(folder), "*.tmp-*")):
+                with contextlib.suppress(OSError):
+                    os.remove(path)
+            with contextlib.suppress(OSError):  # a partition the run never wrote to
+                os.rmdir(folder)
+                os.rmdir(os.path.dirname(folder))
+        elif not local_only:
+            _remove_remote(folder)
+
+
+def _remove_remote(folder: str) -> None:
+    from apache_beam.io.filesystems import FileSystems
+
+    with contextlib.suppress(Exception):
+        leftovers = [
+            f.uri for f in storage.match(storage.join(folder, "**")) if "beam-temp-" in f.uri or ".tmp-" in f.uri
+        ]
+        if leftovers:
+            FileSystems.delete(leftovers)

@@ -1,0 +1,178 @@
+"""What differs between the two jobs: their flags' checks, their inputs, their transforms and outputs."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import apache_beam as beam
+
+from voxbeam.beam import DEAD_LETTERS, storage
+from voxbeam.beam.captions import CAPTION_FORMATS
+from voxbeam.beam.options import ServiceSettings, split_list
+from voxbeam.beam.rows import text_sha256
+from voxbeam.beam.transforms import (
+    AUDIO,
+    MANIFEST,
+    TRANSCRIPTS,
+    Synthesize,
+    Transcribe,
+    WriteDeadLetters,
+    WriteManifest,
+    WriteTranscripts,
+)
+from voxbeam.client.connector import Kind
+from voxbeam.errors import UsageError
+from voxbeam.jobs.inputs import check_writable, earlier_rows, existing_sources, expand_input
+from voxbeam.jobs.records import read_text_records
+from voxbeam.jobs.summary import Summary
+from voxbeam.protocol import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SttInit, TtsInit
+
+
+class Job:
+    """What differs between the two jobs: their flags' checks, their inputs, their transforms."""
+
+    kind: str
+    main_output: str
+
+    def __init__(self, values: argparse.Namespace) -> None:
+        self.values = values
+        # Dead-letter rows for inputs that never became records (found while reading them).
+        self.rejected: list[dict[str, Any]] = []
+
+    def read(self, summary: Summary) -> list[Any]:
+        """The records to process (UsageError when there is nothing usable); sets ``summary.inputs``."""
+        raise NotImplementedError
+
+    def session(self) -> tuple[Kind, Any]:
+        """The service kind and init every record's session uses (the pre-flight check opens one)."""
+        raise NotImplementedError
+
+    def build(
+        self, p: beam.Pipeline, records: list[Any], service: ServiceSettings, run_id: str, progress_id: str | None
+    ) -> None:
+        """The job's transforms and writers over ``records`` (and ``rejected``, into the dead letters)."""
+        raise NotImplementedError
+
+    def dead_letters(self, p: beam.Pipeline, failed: Any) -> Any:
+        """The records that failed in the pipeline, with the inputs rejected before it."""
+        if not self.rejected:
+            return failed
+        return (
+            failed,
+            p | "Rejected" >> beam.Create(self.rejected, reshuffle=False),
+        ) | "AllDeadLetters" >> beam.Flatten()
+
+
+class Transcription(Job):
+    """Audio files in, transcript rows (and captions) out."""
+
+    kind = "transcribe"
+    main_output = TRANSCRIPTS
+
+    def __init__(self, values: argparse.Namespace) -> None:
+        super().__init__(values)
+        self.captions = split_list(values.captions)
+        for c in self.captions:
+            if c not in CAPTION_FORMATS:
+                raise UsageError("--captions", f"unknown caption format {c!r}; use {' or '.join(CAPTION_FORMATS)}")
+        if self.captions and values.timestamps == "false":
+            raise UsageError(
+                "--captions", "captions are built from word timings: drop --timestamps false or --captions"
+            )
+
+    def read(self, summary: Summary) -> list[Any]:
+        sources = expand_input(self.values.input)
+        summary.inputs = len(sources)
+        check_writable(self.values.output)
+        if self.values.skip_existing == "true":
+            done = existing_sources(self.values.output)
+            todo = [s for s in sources if (s.uri, s.size, s.version) not in done]
+            summary.skipped = len(sources) - len(todo)
+            sources = todo
+        return [s if s.size >= 0 else s.uri for s in sources]
+
+    def session(self) -> tuple[Kind, Any]:
+        v = self.values
+        return "stt", SttInit.asking(v.language, timestamps=v.timestamps == "true")
+
+    def build(
+        self, p: beam.Pipeline, records: list[Any], service: ServiceSettings, run_id: str, progress_id: str | None
+    ) -> None:
+        v = self.values
+        result = (
+            p
+            | "Files" >> beam.Create(records, reshuffle=False)
+            | "Transcribe"
+            >> Transcribe(service, language=v.language, timestamps=v.timestamps == "true", progress_id=progress_id)
+        )
+        result[TRANSCRIPTS] | "WriteTranscripts" >> WriteTranscripts(v.output, run_id, captions=self.captions)
+        self.dead_letters(p, result[DEAD_LETTERS]) | "WriteDeadLetters" >> WriteDeadLetters(v.output, run_id)
+
+
+class Synthesis(Job):
+    """Text records in, audio objects and manifest rows out."""
+
+    kind = "synthesize"
+    main_output = MANIFEST
+
+    def __init__(self, values: argparse.Namespace) -> None:
+        super().__init__(values)
+        if not MIN_SAMPLE_RATE <= values.sample_rate <= MAX_SAMPLE_RATE:
+            raise UsageError("--sample_rate", f"must be between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE}")
+
+    def read(self, summary: Summary) -> list[Any]:
+        v = self.values
+        found = read_text_records(v.input)
+        if not found.records and not found.rejected:
+            raise UsageError("--input", f"{v.input} holds no records")
+        summary.inputs = len(found.records) + len(found.rejected)
+        check_writable(v.output)
+        self.rejected = found.rejected
+        records = found.records
+        if v.skip_existing == "true":
+            done = earlier_rows(v.output, MANIFEST, ("id", "text_sha256"))
+            records = [r for r in records if (r["id"], text_sha256(r["text"])) not in done]
+            summary.skipped = len(found.records) - len(records)
+        return records
+
+    def session(self) -> tuple[Kind, Any]:
+        v = self.values
+        init = TtsInit(
+            voice_id=v.voice_id,
+            language=v.language,
+            format=v.audio_format,
+            sample_rate=v.sample_rate,
+            speed=v.speed,
+            pitch=v.pitch,
+            volume=v.volume,
+        )
+        return "tts", init
+
+    def build(
+        self, p: beam.Pipeline, records: list[Any], service: ServiceSettings, run_id: str, progress_id: str | None
+    ) -> None:
+        v = self.values
+        # Each run writes its own objects: a rerun (another voice, say) never changes what earlier manifests describe.
+        result = (
+            p
+            | "Records" >> beam.Create(records, reshuffle=False)
+            | "Synthesize"
+            >> Synthesize(
+                storage.join(v.output, AUDIO, f"run={run_id}"),
+                service,
+                voice_id=v.voice_id,
+                language=v.language,
+                format=v.audio_format,
+                sample_rate=v.sample_rate,
+                speed=v.speed,
+                pitch=v.pitch,
+                volume=v.volume,
+                progress_id=progress_id,
+            )
+        )
+        result[MANIFEST] | "WriteManifest" >> WriteManifest(v.output, run_id)
+        self.dead_letters(p, result[DEAD_LETTERS]) | "WriteDeadLetters" >> WriteDeadLetters(v.output, run_id)
+
+
+KINDS: dict[str, type[Job]] = {"transcribe": Transcription, "synthesize": Synthesis}
