@@ -26,11 +26,13 @@ TEST = SERVER + GCP + [
     "hypothesis>=6.100,<7",
     "gcp-storage-emulator>=2024.1",
     "jiwer>=3,<5",
+    "whisper-normalizer>=0.1.12,<0.2",
     "psutil>=5.9,<8",
     "mypy>=1.10",
     "ruff>=0.5",
 ]
-BENCH = SERVER + ["matplotlib>=3.7,<4", "psutil>=5.9,<8"]
+# WER in bench/accuracy.py: jiwer, and OpenAI Whisper's English normaliser as packaged on PyPI.
+BENCH = SERVER + ["matplotlib>=3.7,<4", "psutil>=5.9,<8", "jiwer>=3,<5", "whisper-normalizer>=0.1.12,<0.2"]
 
 setup(
     name="voxbeam",
