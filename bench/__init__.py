@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "pipeline": ("bench.pipeline", "transcription pipeline against the engine and the naive client; stages"),
     "synthesis": ("bench.synthesis", "synthesis pipeline against eSpeak NG directly"),
     "longfile": ("bench.longfile", "pipeline memory over time on a long file (2 hours in full mode)"),
+    "accuracy": ("bench.accuracy", "WER and word timings on real human speech: voxbeam vs faster-whisper directly"),
     "client": ("bench.client_bench", "the client engineer's benchmarks (bench/client_bench.py), when present"),
 }
 # Left out of a bare ``--quick`` run (name them to run them): client_bench's quick mode streams
