@@ -265,6 +265,82 @@ def _table(clips: Sequence[human_corpus.Clip], runs: Sequence[SystemRun]) -> str
     return "\n".join(lines)
 
 
+LONG_S = 290.0  # under the client's 300 s segment length: one recognition session, as for the clips
+
+
+def contiguous_windows(audio: np.ndarray, max_s: float = 30.0) -> list[dict[str, float]]:
+    """Silero's speech regions grouped into spans of the original audio of at most ``max_s`` (silences kept)."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    windows: list[list[float]] = []
+    for r in get_speech_timestamps(audio, VadOptions(max_speech_duration_s=max_s, min_silence_duration_ms=160)):
+        start, end = r["start"] / RATE, r["end"] / RATE
+        if windows and end - windows[-1][0] <= max_s:
+            windows[-1][1] = end
+        else:
+            windows.append([start, end])
+    return [{"start": a, "end": b} for a, b in windows]
+
+
+def longform(res: Result, clips: Sequence[human_corpus.Clip], workdir: Path) -> None:
+    """One long recording made of the corpus's clips end to end (0.5 s apart): voxbeam and direct on it.
+
+    Long files are where faster-whisper's batched pipeline differs most from its sequential one: it
+    splices the speech Silero finds into 30 s chunks without the silences between, and tiny.en often
+    ends a chunk's transcript early. ``direct_windows`` decodes the same speech regions grouped into
+    contiguous spans of the original audio (``clip_timestamps``) instead.
+    """
+    from voxbeam import audio as vaudio
+
+    parts, refs, total = [], [], 0.0
+    for c in sorted(clips, key=lambda c: (c.source == "asterisk", c.id)):
+        if total + c.duration + 0.5 > LONG_S:
+            continue
+        parts += [(read_wav(c.path) * 32768).astype("<i2"), np.zeros(RATE // 2, dtype="<i2")]
+        refs.append(c.text)
+        total += c.duration + 0.5
+    in_dir = workdir / "longform-in"
+    in_dir.mkdir(parents=True, exist_ok=True)
+    path = in_dir / "longform.wav"
+    path.write_bytes(vaudio.encode(np.concatenate(parts).tobytes(), RATE, "wav"))
+    ref = " ".join(refs)
+    t0 = time.monotonic()
+    transcribe_cli(in_dir, workdir / "longform-out")
+    walls = {"voxbeam": time.monotonic() - t0}
+    rows = read_transcripts(workdir / "longform-out")
+    texts = {"voxbeam": rows[0]["text"]} if rows else {}
+    for row in read_dead_letters(workdir / "longform-out"):
+        why = f"{row['error_code']}: {row['error_message']}"
+        res.notes.append(f"Long-form: voxbeam transcribe dead-lettered the file ({why}); no WER for it.")
+    direct = DirectWhisper()
+    samples = read_wav(str(path))
+    for name, kw in (
+        ("direct", {}),
+        ("direct_windows", {"clip_timestamps": contiguous_windows(samples)}),
+    ):
+        t0 = time.monotonic()
+        segs, _ = direct.pipeline.transcribe(
+            samples, language="en", beam_size=BEAM_SIZE, batch_size=BATCH_SIZE, word_timestamps=True, **kw
+        )
+        texts[name] = " ".join(seg.text.strip() for seg in segs)
+        walls[name] = time.monotonic() - t0
+    t0 = time.monotonic()
+    texts["direct_plain"] = direct.transcribe(str(path), batched=False).text
+    walls["direct_plain"] = time.monotonic() - t0
+    lines = [
+        f"Long-form: {len(refs)} clips end to end, {total:.0f} s in one file ({len(ref.split())} reference words).",
+        "| system | WER | deletions | audio s per wall s |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, text in texts.items():
+        sc = wer.score(ref, text)
+        res.measure(f"longform_wer_{name}", sc.wer, "WER", f"{name} on the {total:.0f} s long-form file")
+        lines.append(f"| {name} | {sc.wer:.3f} | {sc.deletions} | {total / walls[name]:.1f} |")
+    res.series["longform"] = {"seconds": round(total, 1), "clips": len(refs), "texts": texts}
+    res.notes.append(lines[0])
+    res.notes.append("\n".join(lines[1:]))
+
+
 def run(ctx: Context) -> Result:
     res = Result(NAME, ctx.quick)
     subset = "ci" if ctx.quick else "full"
@@ -427,4 +503,9 @@ def run(ctx: Context) -> Result:
             "Clips whose word starts disagree most with direct's (median ms): "
             + ", ".join(f"{cid} {ms:g}" for cid, ms in t.worst)
         )
+    if not ctx.quick:
+        try:
+            longform(res, clips, ctx.workdir)
+        except Exception as exc:
+            res.errors.append(f"longform: {type(exc).__name__}: {exc}")
     return res
