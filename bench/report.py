@@ -133,7 +133,8 @@ def _section(data: dict[str, Any]) -> list[str]:
             lines.append(f"| `{key}` | {fmt(mm['value'], 4)} | {mm['unit']} | {mm['description']} |")
         lines += ["", "</details>", ""]
     for note in data["notes"]:
-        lines.append(f"> {note}")
+        # A note that is a Markdown table goes in as it is; prose notes are quoted.
+        lines.append(note if note.lstrip().startswith("|") else f"> {note}")
         lines.append("")
     for p in data["plots"]:
         lines += [f"![{Path(p).stem}]({p})", ""]
