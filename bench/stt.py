@@ -95,7 +95,7 @@ def server_run(ctx: Context, pcms: Sequence[bytes], concurrency: int, timeouts: 
 
 def levels(quick: bool) -> dict[int, int]:
     """Concurrent sessions -> files transcribed at that level (at least one file per session)."""
-    return {1: 2, 2: 2, 8: 8, 32: 32} if quick else {1: 6, 2: 8, 8: 16, 32: 64}
+    return {1: 2, 8: 8} if quick else {1: 4, 2: 6, 8: 16, 32: 32}
 
 
 def run(ctx: Context) -> Result:
@@ -104,7 +104,7 @@ def run(ctx: Context) -> Result:
     procs = ctx.server_workers or ctx.workers
     threads = int(ctx.health().get("threads_per_worker") or 1)
     plan = levels(ctx.quick)
-    reps = 1 if ctx.quick else 2
+    reps = 1
     # Quick mode: one short phrase per file (about 1.3 s); full mode: two sentences (about 4.5 s).
     sentences = 1 if ctx.quick else 2
     material = corpus.SHORT if ctx.quick else corpus.SENTENCES
@@ -290,7 +290,7 @@ def _flush_round(ctx: Context, pcm: bytes, rounds: int) -> list[float]:
 def _flush_latency(ctx: Context, res: Result) -> None:
     """flush -> flush_done after 10 s of speech streamed in real time, ``procs`` streams at once."""
     procs = ctx.server_workers or ctx.workers
-    rounds = 1 if ctx.quick else 5
+    rounds = 1 if ctx.quick else 3
     log(f"stt: flush latency, {rounds} round(s) of {procs} real-time streams of 10 s")
     ms = _flush_round(ctx, _ten_seconds(FLUSH_PAUSE_S), rounds)
     res.series["flush_ms"] = ms
@@ -322,7 +322,7 @@ def _memory(ctx: Context, res: Result) -> None:
 
     server = ctx.server()
     n = MEMORY_SESSIONS
-    seconds = 20.0 if ctx.quick else 75.0
+    seconds = 10.0 if ctx.quick else 60.0
     clips = [corpus.dense_pcm(seconds, seed=100 + i)[0] for i in range(n)]
     before = ctx.health()
     log(f"stt: memory, {n} sessions streaming {seconds:.0f} s of dense speech each")

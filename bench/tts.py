@@ -94,7 +94,7 @@ def run(ctx: Context) -> Result:
     procs = ctx.server_workers or ctx.workers
     threads = int(ctx.health().get("threads_per_worker") or 1)
     levels = (1, 8) if ctx.quick else (1, 2, 8, 32)
-    texts = corpus.texts(16 if ctx.quick else 48, 2)
+    texts = corpus.texts(16 if ctx.quick else 32, 2)
     reps = 1
     res.config = {
         "server_workers": procs,
