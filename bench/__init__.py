@@ -2,7 +2,7 @@
 
     python -m bench [--quick] [NAME ...]
 
-Baselines: (1) pocketsphinx and (2) eSpeak NG called directly in a pool of as many processes as
+Baselines: (1) faster-whisper and (2) Piper called directly in a pool of as many processes as
 the server has workers, (3) the naive client the spec's examples suggest, (4) the transport alone.
 Results go to ``bench/results/<name>.json`` and ``bench/results/REPORT.md`` with PNG plots.
 """
@@ -12,10 +12,11 @@ from __future__ import annotations
 # name -> (module, one-line description); run in this order.
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "transport": ("bench.transport", "baseline 4: audio frames over a WebSocket with no engine; the client over it"),
-    "stt": ("bench.stt", "server STT throughput at 1/2/8/32 sessions, client CPU, flush p95, memory at 64"),
-    "tts": ("bench.tts", "server TTS characters per second against eSpeak NG directly"),
-    "pipeline": ("bench.pipeline", "transcription pipeline against the engine and the naive client; stages"),
-    "synthesis": ("bench.synthesis", "synthesis pipeline against eSpeak NG directly"),
+    "stt": ("bench.stt", "server STT throughput at 1/2/8/32 sessions, client CPU, flush p95, memory at 16"),
+    "tts": ("bench.tts", "server TTS characters per second against Piper directly; time to first audio"),
+    "pipeline": ("bench.pipeline", "transcription pipeline on dense speech against faster-whisper and pocketsphinx"),
+    "synthesis": ("bench.synthesis", "synthesis pipeline against Piper directly"),
+    "intelligibility": ("bench.intelligibility", "default voice's WER by Whisper base, eSpeak's best English beside"),
     "longfile": ("bench.longfile", "pipeline memory over time on a long file (2 hours in full mode)"),
     "fleet": ("bench.fleet", "simulated workers on the real pool against 1/2/4 stub replicas; replica memory"),
     "accuracy": ("bench.accuracy", "WER and word timings on real human speech: voxbeam vs faster-whisper directly"),

@@ -99,9 +99,22 @@ class Context:
         server = self.server()
         return ClientConfig(endpoints=(server.url,), api_key=server.api_key, pool_size=pool_size, **kw)
 
-    def endpoint_args(self) -> list[str]:
-        server = self.server()
+    def endpoint_args(self, server: Any = None) -> list[str]:
+        server = server or self.server()
         return ["--endpoint", server.url, "--api_key", server.api_key]
+
+    def other_server(self, extra_args: Sequence[str], name: str) -> Any:
+        """A second LocalServer with the run's worker count and ``extra_args`` (a context manager,
+        started on entry): e.g. ``["--stt-engine", "pocketsphinx"]`` for the engine comparison."""
+        from voxbeam.server.launcher import LocalServer
+
+        log(f"starting LocalServer {' '.join(extra_args)} with {self.workers} workers")
+        return LocalServer(
+            workers=self.workers,
+            max_sessions=MAX_SESSIONS,
+            extra_args=list(extra_args),
+            log_path=str(self.results_dir / f"server-{name}.log"),
+        )
 
 
 @dataclass
@@ -118,11 +131,39 @@ class JobRun:
     out: dict[str, Any]
 
 
-def run_job(ctx: Context, job: str, argv: Sequence[str], *, interval: float = 0.25) -> JobRun:
-    """Run ``voxbeam.jobs.run(job)`` in a child; sample its RSS and the server's meanwhile."""
-    server = ctx.server()
-    ctx.wait_idle()
+def wait_idle(server: Any, timeout: float = 180.0, busy_cores: float = 0.15) -> float:
+    """``Context.wait_idle`` for any server."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        meter = CpuMeter([server.pid]).start()
+        time.sleep(1.0)
+        if meter.stop() < busy_cores * meter.wall:
+            break
+    return time.monotonic() - t0
+
+
+def run_job(
+    ctx: Context,
+    job: str,
+    argv: Sequence[str],
+    *,
+    interval: float = 0.25,
+    server: Any = None,
+    result_timeout: float | None = None,
+) -> JobRun:
+    """Run ``voxbeam.jobs.run(job)`` in a child; sample its RSS and the server's meanwhile.
+
+    ``server``: the server the job talks to (default: the run's); ``result_timeout``: replaces the
+    job client's result timeout (see ``bench._job``).
+    """
+    if server is None:
+        server = ctx.server()
+        ctx.wait_idle()
+    else:
+        wait_idle(server)
     env = dict(os.environ)
+    if result_timeout is not None:
+        env["VOXBEAM_BENCH_RESULT_TIMEOUT"] = str(result_timeout)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     t0 = time.monotonic()
     proc = subprocess.Popen(

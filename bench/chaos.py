@@ -118,7 +118,7 @@ def transcribe(settings: Any, inputs: Sequence[str], out: str, *, on_start: Call
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     from voxbeam.beam import DEAD_LETTERS, TRANSCRIPTS, Transcribe, WriteDeadLetters, WriteTranscripts, progress
-    from voxbeam.beam._dofns import close_worker_clients
+    from voxbeam.beam._workers import close_worker_clients
 
     progress_id = f"chaos-{time.monotonic_ns()}"
     tracker = progress.register(progress_id, len(inputs))

@@ -1,19 +1,31 @@
-"""Test material: English sentences rendered with eSpeak NG, resampled to 16 kHz WAV.
+"""Test material: English sentences in the server's default voice (Piper ``vl-joe``), 16 kHz WAV.
 
-eSpeak NG is not thread-safe and keeps global state: call ``synth`` from one thread per process.
-It also drives baseline 2 (eSpeak called directly, without the server).
+Sentences are rendered once through the server's own Piper binding
+(``voxbeam.server.engines.piper``, the packaged ``en_US-joe-medium`` voice, one ONNX Runtime
+thread) and kept in a cache on disk (``$VOXBEAM_CACHE_DIR/bench`` or ``~/.cache/voxbeam/bench``),
+so a second run renders nothing. Piper samples noise while it renders: the same sentence can come
+out slightly differently in another cache; throughput does not depend on that, and no figure
+here is an accuracy claim (synthetic speech is plumbing material; accuracy on human speech is
+another benchmark's business).
+
+"Dense" files (``dense_files``) are minutes of continuous speech: sentences in a shuffled order
+with short pauses, the kind of file a bulk transcription job gets.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import random
+import re
 import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 STT_RATE = 16000
-VOICE = "en-us+klatt4"  # the server's default voice, vl-andrew
-WPM = 175
+VOICE_ID = "vl-joe"  # the server's default voice: what the material is rendered with
+DENSE_PAUSE_S = 0.25  # between sentences of a dense file: continuous speech, not separate utterances
 
 SENTENCES = (
     "The weather is nice today.",
@@ -63,33 +75,59 @@ SHORT = (
 )
 
 
-def prosody(voice: str = VOICE, wpm: int = WPM) -> Any:
-    """eSpeak NG settings for ``voice`` at ``wpm`` with the engine's default pitch and volume."""
-    from voxbeam.server.engines.espeak import BASE_PITCH, BASE_RANGE, BASE_VOLUME, EspeakParameters
-
-    return EspeakParameters(voice=voice, rate=wpm, pitch=BASE_PITCH, range=BASE_RANGE, volume=BASE_VOLUME)
-
-
-def synth(text: str, voice: str = VOICE, wpm: int = WPM) -> tuple[bytes, int]:
-    """(PCM s16le mono, its rate) from eSpeak NG called directly, through the server's ctypes binding."""
-    from voxbeam.server.engines.espeak import get_synthesizer
-
-    engine = get_synthesizer()
-    return engine.synthesize(text, prosody(voice, wpm)), engine.sample_rate
-
-
+_VOICE: Any = None
+_ENGINE: Any = None
 _RENDERED: dict[str, bytes] = {}
 
 
-def sentence_pcm(text: str) -> bytes:
-    """One sentence as 16 kHz PCM (cached per process)."""
-    from voxbeam.audio import resample
+def _piper() -> tuple[Any, Any]:
+    """The server's Piper engine with the default voice, loaded once per process."""
+    global _VOICE, _ENGINE
+    if _ENGINE is None:
+        from voxbeam.server.engines.piper import PiperEngine
 
+        catalog = PiperEngine.catalog(None)
+        voice = next((v for v in catalog.voices if v.id == VOICE_ID), None)
+        if voice is None:
+            raise RuntimeError(f"the {VOICE_ID} voice did not load: {'; '.join(catalog.problems)}")
+        _VOICE, _ENGINE = voice, PiperEngine(threads=1)
+    return _VOICE, _ENGINE
+
+
+def synth(text: str) -> tuple[bytes, int]:
+    """(PCM s16le mono, its rate) of ``text`` in the default voice, from Piper called in this process."""
+    from voxbeam.server.engines.base import Prosody
+
+    voice, engine = _piper()
+    return b"".join(engine.render(text, voice, Prosody())), voice.sample_rate
+
+
+def cache_dir() -> Path:
+    from voxbeam.server.engines.models import cache_dir as voxbeam_cache
+
+    return voxbeam_cache() / "bench"
+
+
+def sentence_pcm(text: str) -> bytes:
+    """One sentence as 16 kHz PCM in the default voice (cached in this process and on disk)."""
     pcm = _RENDERED.get(text)
-    if pcm is None:
+    if pcm is not None:
+        return pcm
+    from voxbeam.audio import resample
+    from voxbeam.server.engines.piper import JOE
+
+    key = hashlib.sha256(f"{JOE.files[0].sha256}|{STT_RATE}|{text}".encode()).hexdigest()[:32]
+    path = cache_dir() / f"{key}.pcm"
+    if path.is_file():
+        pcm = path.read_bytes()
+    else:
         raw, rate = synth(text)
         pcm = resample(raw, rate, STT_RATE)
-        _RENDERED[text] = pcm
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(pcm)
+        tmp.replace(path)
+    _RENDERED[text] = pcm
     return pcm
 
 
@@ -143,6 +181,40 @@ def make_files(
     return files
 
 
+def dense_pcm(seconds: float, seed: int, pause: float = DENSE_PAUSE_S) -> tuple[bytes, str]:
+    """About ``seconds`` of continuous speech: every sentence in a shuffled order, again and again,
+    ``pause`` seconds apart (whole sentences: it ends after the sentence that crosses ``seconds``)."""
+    rng = random.Random(seed)
+    parts: list[bytes] = []
+    said: list[str] = []
+    size = 0
+    target = int(seconds * STT_RATE) * 2
+    gap = silence(pause)
+    while size < target:
+        order = list(SENTENCES)
+        rng.shuffle(order)
+        for s in order:
+            piece = sentence_pcm(s) + gap
+            parts.append(piece)
+            said.append(s)
+            size += len(piece)
+            if size >= target:
+                break
+    return gap + b"".join(parts), " ".join(said)
+
+
+def dense_files(directory: Path, seconds: list[float], prefix: str = "dense") -> list[AudioFile]:
+    """One WAV of dense speech per entry of ``seconds`` (each its own sentence order)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i, s in enumerate(seconds):
+        pcm, text = dense_pcm(s, seed=i)
+        path = directory / f"{prefix}{i:02d}.wav"
+        write_wav(path, pcm)
+        files.append(AudioFile(str(path), len(pcm) / 2 / STT_RATE, text))
+    return files
+
+
 def texts(count: int, sentences_per_text: int = 2) -> list[str]:
     """``count`` synthesis inputs of ``sentences_per_text`` sentences each."""
     return [
@@ -156,10 +228,56 @@ def chunks(pcm: bytes, chunk_ms: int = 100, rate: int = STT_RATE) -> list[bytes]
     return [pcm[i : i + step] for i in range(0, len(pcm), step)]
 
 
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen"
+).split()
+_TENS = "- - twenty thirty forty fifty sixty seventy eighty ninety".split()
+_ORDINAL = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth", "nine": "ninth"}
+_ORDINAL |= {"twelve": "twelfth"}
+
+
+def number_words(n: int) -> str:
+    """An integer in words, American style without "and": 105 -> "one hundred five"."""
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
+    for scale, name in ((10**9, "billion"), (10**6, "million"), (1000, "thousand"), (100, "hundred")):
+        if n >= scale:
+            rest = n % scale
+            return f"{number_words(n // scale)} {name}" + ("" if rest == 0 else " " + number_words(rest))
+    raise AssertionError(n)
+
+
+def ordinal_words(n: int) -> str:
+    """1 -> "first", 21 -> "twenty first", 40 -> "fortieth"."""
+    *head, last = number_words(n).split()
+    if last in _ORDINAL:
+        last = _ORDINAL[last]
+    elif last.endswith("y"):
+        last = last[:-1] + "ieth"
+    else:
+        last += "th"
+    return " ".join([*head, last])
+
+
 def normalize(text: str) -> str:
-    """Lower case, no punctuation: what word error rates are computed on."""
-    keep = "".join(c.lower() if c.isalnum() or c.isspace() or c == "'" else " " for c in text)
-    return " ".join(keep.split())
+    """What word error rates are computed on; both reference and hypothesis go through it.
+
+    Lower case; digits become words ("12" -> "twelve", "1,500" -> "one thousand five hundred",
+    "3rd" -> "third", "%" -> "percent"), so "nine" and "9" are the same word; hyphens and dashes
+    become spaces; every other character that is not a letter, a digit, a space or an apostrophe
+    inside a word is dropped. Nothing else (no spelling variants, no contractions) is mapped.
+    """
+    text = text.lower().replace("’", "'")
+    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
+    text = text.replace("%", " percent ")
+    text = re.sub(r"\b(\d+)(st|nd|rd|th)\b", lambda m: f" {ordinal_words(int(m[1]))} ", text)
+    text = re.sub(r"\d+", lambda m: f" {number_words(int(m[0]))} ", text)
+    text = re.sub(r"[-‐-―]", " ", text)
+    text = "".join(c if c.isalnum() or c.isspace() or c == "'" else " " for c in text)
+    return " ".join(w.strip("'") for w in text.split() if w.strip("'"))
 
 
 def wer(refs: list[str], hyps: list[str]) -> float:
@@ -169,4 +287,4 @@ def wer(refs: list[str], hyps: list[str]) -> float:
     pairs = [(normalize(r), normalize(h)) for r, h in zip(refs, hyps, strict=True) if normalize(r)]
     if not pairs:
         return float("nan")
-    return float(jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]))
+    return float(jiwer.wer([r for r, _ in pairs], [h or "-" for _, h in pairs]))

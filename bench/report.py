@@ -91,9 +91,11 @@ def write(results_dir: Path, names: Sequence[str]) -> Path:
         f"- Machine: {machine.get('cpu_count')} CPUs ({machine.get('cpu_model', '')}), "
         f"{machine.get('memory_gib')} GiB, Python {machine.get('python')}, {machine.get('platform')}",
         f"- Targets met: {met}; **missed: {misses}**; steps that failed: {failed}",
-        "- Baselines: (1) pocketsphinx directly in a process pool the size of the server's worker pool; "
-        "(2) eSpeak NG the same way; (3) the spec's naive client (a connection per file, 100 ms chunks paced "
-        "in real time); (4) the transport alone (the same base64 JSON frames to a server that only acks).",
+        "- Baselines: (1) faster-whisper's batched pipeline (tiny.en, int8) called directly in processes x threads "
+        "like the server's workers (and one process with every core); (2) Piper (vl-joe) called directly the same "
+        "way; (3) the spec's naive client (a connection per file, 100 ms chunks paced in real time); (4) the "
+        "transport alone (the same base64 JSON frames to a server that only acks). The pocketsphinx and eSpeak NG "
+        "comparisons go through VoxBeam itself (a server with `--stt-engine pocketsphinx`, eSpeak voices).",
     ]
     if older:
         lines.append(
