@@ -105,7 +105,7 @@ class Context:
 
     def other_server(self, extra_args: Sequence[str], name: str) -> Any:
         """A second LocalServer with the run's worker count and ``extra_args`` (a context manager,
-        started on entry): e.g. ``["--stt-engine", "pocketsphinx"]`` for the engine comparison."""
+        started on entry): e.g. ``["--stt_engine", "pocketsphinx"]`` for the engine comparison."""
         from voxbeam.server.launcher import LocalServer
 
         log(f"starting LocalServer {' '.join(extra_args)} with {self.workers} workers")

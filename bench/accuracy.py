@@ -10,8 +10,8 @@ Systems, all on the same 16 kHz WAV files (quick mode: the ``ci`` subset; full m
   Silero VAD on (the pipeline's default).
 - ``direct_plain``: ``WhisperModel.transcribe`` (sequential 30 s windows, no VAD, conditioned on the
   previous text), beam 5, word timestamps: faster-whisper's classic path, for reference.
-- ``pocketsphinx``: ``voxbeam transcribe --endpoint`` against ``voxbeam serve --stt-engine pocketsphinx``.
-- ``voxbeam_base`` (full mode): the same job against ``voxbeam serve --stt-model base`` (multilingual).
+- ``pocketsphinx``: ``voxbeam transcribe --endpoint`` against ``voxbeam serve --stt_engine pocketsphinx``.
+- ``voxbeam_base`` (full mode): the same job against ``voxbeam serve --stt_model base`` (multilingual).
 
 Figures: WER after :mod:`bench.wer`'s normalisation, overall and per source; voxbeam − direct; and the
 median absolute difference between voxbeam's word start times and ``direct``'s for the words the two
@@ -385,10 +385,10 @@ def run(ctx: Context) -> Result:
 
     ps_run = job_system(
         "pocketsphinx",
-        "voxbeam transcribe, serve --stt-engine pocketsphinx",
+        "voxbeam transcribe, serve --stt_engine pocketsphinx",
         clips,
         ctx.workdir,
-        ["--stt-engine", "pocketsphinx"],
+        ["--stt_engine", "pocketsphinx"],
     )
     log(f"accuracy: pocketsphinx {ps_run.wall:.0f} s")
     runs.append(ps_run)
@@ -396,10 +396,10 @@ def run(ctx: Context) -> Result:
         try:
             base_run = job_system(
                 "voxbeam_base",
-                "voxbeam transcribe, serve --stt-model base",
+                "voxbeam transcribe, serve --stt_model base",
                 clips,
                 ctx.workdir,
-                ["--stt-model", "base"],
+                ["--stt_model", "base"],
             )
             log(f"accuracy: base {base_run.wall:.0f} s")
             runs.append(base_run)

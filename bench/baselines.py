@@ -15,7 +15,7 @@
    a server that only parses them and acknowledges every N frames: the transport with no engine.
 
 The pocketsphinx and eSpeak NG comparisons the issues ask for go through VoxBeam itself (a
-LocalServer with ``--stt-engine pocketsphinx``, the eSpeak voices of ``voxbeam synthesize``):
+LocalServer with ``--stt_engine pocketsphinx``, the eSpeak voices of ``voxbeam synthesize``):
 see ``bench/pipeline.py`` and ``bench/intelligibility.py``.
 """
 

@@ -248,7 +248,7 @@ def run(ctx: Any) -> Result:
     work = ctx.workdir / "chaos"
     server = LocalServer(
         workers=2,
-        extra_args=["--decoders-per-worker", "1", "--shutdown-grace", "1"],
+        extra_args=["--decoders_per_worker", "1", "--shutdown_grace", "1"],
         log_path=str(ctx.results_dir / "chaos-server.log"),
     )
     server.start()

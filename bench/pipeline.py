@@ -11,7 +11,7 @@ Baselines, on the same files in the same run:
   workers, as many threads each) and one process with every core. The best one is the baseline
   (target: pipeline >= 0.85 of it); in full mode each configuration runs before and after the job
   and its median counts.
-- the same job against a second LocalServer with ``--stt-engine pocketsphinx`` (target: Whisper's
+- the same job against a second LocalServer with ``--stt_engine pocketsphinx`` (target: Whisper's
   pipeline >= 3x pocketsphinx's, in audio seconds per second).
 - the naive client (baseline 3) on a stretch of the same speech (target >= 10x, from an earlier issue).
 
@@ -45,7 +45,7 @@ DEFAULT_RESULT_TIMEOUT = 30.0
 # What the measured jobs run with instead, so that a slow flush is measured rather than retried
 # (every retry redoes the file, and the abandoned decode still runs on the server).
 PATIENT_RESULT_TIMEOUT = 900.0
-POCKETSPHINX = ["--stt-engine", "pocketsphinx"]
+POCKETSPHINX = ["--stt_engine", "pocketsphinx"]
 # Files in the full run's connection count (it was 1,000 with pocketsphinx; see the note in the figure).
 MANY_FILES = 120
 
@@ -240,7 +240,7 @@ def run(ctx: Context) -> Result:
     _job_figures(res, "pocketsphinx", "pocketsphinx pipeline", ps_job, files, audio_s)
     res.compare(
         "vs_pocketsphinx",
-        "Whisper transcription pipeline vs the same pipeline on `--stt-engine pocketsphinx`, audio s/s",
+        "Whisper transcription pipeline vs the same pipeline on `--stt_engine pocketsphinx`, audio s/s",
         ratio(tput, res.value("pocketsphinx_audio_s_per_s")),
         TARGET_VS_POCKETSPHINX,
         subject="pipeline_audio_s_per_s",

@@ -95,7 +95,7 @@ def write(results_dir: Path, names: Sequence[str]) -> Path:
         "like the server's workers (and one process with every core); (2) Piper (vl-joe) called directly the same "
         "way; (3) the spec's naive client (a connection per file, 100 ms chunks paced in real time); (4) the "
         "transport alone (the same base64 JSON frames to a server that only acks). The pocketsphinx and eSpeak NG "
-        "comparisons go through VoxBeam itself (a server with `--stt-engine pocketsphinx`, eSpeak voices).",
+        "comparisons go through VoxBeam itself (a server with `--stt_engine pocketsphinx`, eSpeak voices).",
     ]
     if older:
         lines.append(

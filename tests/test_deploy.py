@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
 DOCKERFILE = ROOT / "deploy" / "server" / "Dockerfile"
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
-# What `voxbeam serve` waits for after SIGTERM beyond --shutdown-grace: busy sessions' closes (10 s),
+# What `voxbeam serve` waits for after SIGTERM beyond --shutdown_grace: busy sessions' closes (10 s),
 # the listener's close (5 s), the engine workers' stop (5 s). See SpeechServer.shutdown.
 SHUTDOWN_OVERHEAD_S = 20
 
@@ -134,7 +134,7 @@ def test_the_key_comes_from_the_secret_and_nothing_else(docs, container) -> None
     ref = env["valueFrom"]["secretKeyRef"]
     assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
     assert secret["stringData"][ref["key"]] == "", "the committed Secret holds no key"
-    assert not any(a.startswith("--api-key") or a == "--no-auth" for a in container["args"])
+    assert not any(a.startswith("--api_key") or a == "--no_auth" for a in container["args"])
 
 
 def test_grace_period_covers_the_servers_drain(docs, pod, container) -> None:

@@ -213,7 +213,7 @@ def test_server_killed_and_restarted_mid_run(server, phrases, reference):
 
 
 def test_a_full_server_answers_busy_and_requests_complete_when_sessions_free(phrases, reference):
-    with local_server(workers=1, extra_args=["--max-sessions", "2"]) as srv:
+    with local_server(workers=1, extra_args=["--max_sessions", "2"]) as srv:
 
         async def go():
             cfg = config_for(srv, pool_size=8, retry=RetryPolicy(budget=120, base_delay=0.2, max_delay=2.0))

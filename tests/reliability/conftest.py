@@ -77,7 +77,7 @@ def dedicated_server(**kw: Any) -> Iterator[Any]:
     """
     from voxbeam.server.launcher import LocalServer
 
-    kw["extra_args"] = ["--shutdown-grace", "1", *kw.get("extra_args", ())]
+    kw["extra_args"] = ["--shutdown_grace", "1", *kw.get("extra_args", ())]
     srv = LocalServer(**kw)
     srv.start()
     try:

@@ -69,7 +69,7 @@ def auth_server(tmp_path_factory):
         "PYTHONPATH": os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH")) if p),
     }
     with dedicated_server(
-        workers=1, api_keys=[KEY_A, KEY_B], env=env, extra_args=["--max-sessions-per-key", str(PER_KEY)]
+        workers=1, api_keys=[KEY_A, KEY_B], env=env, extra_args=["--max_sessions_per_key", str(PER_KEY)]
     ) as srv:
         yield srv, log
 

@@ -34,7 +34,7 @@ from voxbeam.client import CircuitPolicy
 
 @pytest.fixture(scope="module")
 def chaos_server():
-    with dedicated_server(workers=2, extra_args=["--decoders-per-worker", "1"]) as srv:
+    with dedicated_server(workers=2, extra_args=["--decoders_per_worker", "1"]) as srv:
         yield srv
 
 
@@ -143,7 +143,7 @@ def test_two_endpoints_one_killed_mid_run(chaos_server, files, reference, tmp_pa
     # The endpoint that dies takes the same key, behind a proxy that notes each connection made to it.
     with (
         dedicated_server(
-            workers=1, api_keys=[chaos_server.api_key], extra_args=["--decoders-per-worker", "1"]
+            workers=1, api_keys=[chaos_server.api_key], extra_args=["--decoders_per_worker", "1"]
         ) as doomed,
         ThreadedProxy(doomed.port) as proxy,
     ):

@@ -12,7 +12,7 @@ SIGKILLed and restarted on the same port in the middle of each run. Afterwards:
 - the retries show in the pipeline's Beam metrics.
 
 The module has its own server (it gets killed) running the small engines, pocketsphinx without
-partial results (``--decoders-per-worker 1``) and eSpeak NG voices: what is checked here is the
+partial results (``--decoders_per_worker 1``) and eSpeak NG voices: what is checked here is the
 plumbing under faults, at a volume (600 recognitions, 600 syntheses) that the default neural
 engines would need ten times the CPU for. Records are one-word clips (~0.45 s), so 200 files are
 ~1.5 minutes of audio, which pocketsphinx recognises with ~40 CPU-seconds.
@@ -94,7 +94,7 @@ class Reference:
 
 @pytest.fixture(scope="module")
 def e2e_server():
-    with dedicated_server(workers=2, extra_args=["--stt-engine", "pocketsphinx", "--decoders-per-worker", "1"]) as srv:
+    with dedicated_server(workers=2, extra_args=["--stt_engine", "pocketsphinx", "--decoders_per_worker", "1"]) as srv:
         yield srv
 
 

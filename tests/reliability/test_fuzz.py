@@ -30,7 +30,7 @@ from tests.reliability.conftest import SHORT_SENTENCES, dedicated_server, tree_r
 from voxbeam import audio, protocol
 from voxbeam.client import ClientConfig, RetryPolicy, SyncSpeechClient, Timeouts
 
-LIMIT = 256 * 1024  # the fuzz server's --max-message-size
+LIMIT = 256 * 1024  # the fuzz server's --max_message_size
 EXAMPLES = int(os.environ.get("VOXBEAM_FUZZ_EXAMPLES", "400"))
 RANDOM = bool(os.environ.get("VOXBEAM_FUZZ_RANDOM"))
 ERROR_CODES = {c.value for c in protocol.ErrorCode}
@@ -50,7 +50,7 @@ MEMORY_MARGIN = 100 * 1024 * 1024
 
 @pytest.fixture(scope="module")
 def fuzz_server():
-    args = ["--max-message-size", str(LIMIT), "--idle-timeout", "5"]
+    args = ["--max_message_size", str(LIMIT), "--idle_timeout", "5"]
     with dedicated_server(workers=2, max_sessions=24, extra_args=args) as srv:
         yield srv
 

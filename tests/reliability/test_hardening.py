@@ -31,7 +31,7 @@ MIB = 1 << 20
 @pytest.fixture(scope="module")
 def hard(tmp_path_factory):
     log = tmp_path_factory.mktemp("hardening") / "server.log"
-    args = ["--send-timeout", str(SEND_DEADLINE), "--log-level", "DEBUG"]
+    args = ["--send_timeout", str(SEND_DEADLINE), "--log_level", "DEBUG"]
     with dedicated_server(
         workers=2, max_sessions=MAX_SESSIONS, api_keys=KEYS, log_path=str(log), extra_args=args
     ) as srv:

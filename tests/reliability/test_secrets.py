@@ -39,7 +39,7 @@ def leaks(text: str | bytes) -> list[str]:
 @pytest.fixture(scope="module")
 def secret_server(tmp_path_factory):
     log = tmp_path_factory.mktemp("server-log") / "server.log"
-    with dedicated_server(workers=1, api_keys=[KEY], log_path=str(log), extra_args=["--log-level", "DEBUG"]) as srv:
+    with dedicated_server(workers=1, api_keys=[KEY], log_path=str(log), extra_args=["--log_level", "DEBUG"]) as srv:
         yield srv, log
 
 

@@ -18,7 +18,7 @@ from voxbeam.errors import TLSVerificationError
 def tls_server(tmp_path_factory):
     certs = make_ca_and_server_cert(tmp_path_factory.mktemp("tls"))
     with dedicated_server(
-        workers=1, extra_args=["--tls-cert", certs.server_cert, "--tls-key", certs.server_key]
+        workers=1, extra_args=["--tls_cert", certs.server_cert, "--tls_key", certs.server_key]
     ) as srv:
         yield srv, certs
 

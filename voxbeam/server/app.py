@@ -116,7 +116,7 @@ class SpeechServer:
             close_timeout=5,
             # No WebSocket keepalive: when the server holds back reading a session (backpressure) the
             # client's pong queues behind its audio and a healthy session would be killed with 1011.
-            # Idle sessions end by --idle-timeout; pooled clients ping at the protocol level.
+            # Idle sessions end by --idle_timeout; pooled clients ping at the protocol level.
             ping_interval=None,
         )
         port = self._ws.sockets[0].getsockname()[1]
@@ -278,7 +278,7 @@ class SpeechServer:
             await self._reject(ws, ErrorCode.SERVER_BUSY, "the server is shutting down", p.CLOSE_TRY_AGAIN_LATER)
             return
         # A session slot is taken at its first init (Session.admit): a connection that never inits
-        # holds none, and is closed at --init-timeout.
+        # holds none, and is closed at --init_timeout.
         session: Session = SttSession(self.ctx, ws, label) if service == "stt" else TtsSession(self.ctx, ws, label)
         self.live.add(session)
         try:

@@ -41,7 +41,7 @@ class LocalServer:
     ) -> None:
         self._keys = list(api_keys) if api_keys is not None else [secrets.token_urlsafe(24)]
         if not self._keys:
-            raise ValueError("api_keys is empty; pass None for a fresh random key or add --no-auth to extra_args")
+            raise ValueError("api_keys is empty; pass None for a fresh random key or add --no_auth to extra_args")
         self.workers = workers
         self.max_sessions = max_sessions
         self.extra_args = list(extra_args)

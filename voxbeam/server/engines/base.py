@@ -90,7 +90,7 @@ class SttEngine(abc.ABC):
     """A speech-to-text engine loaded in a worker process."""
 
     name: ClassVar[str]
-    # What `voxbeam serve` names when --stt-model is not given.
+    # What `voxbeam serve` names when --stt_model is not given.
     default_model: ClassVar[str]
 
     @classmethod

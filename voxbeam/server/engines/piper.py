@@ -1,7 +1,7 @@
 """Piper neural voices (piper-tts on ONNX Runtime): natural speech on the CPU, one block per sentence.
 
 The catalog holds the packaged ``en_US-joe-medium`` voice (``vl-joe``, the default for English)
-and every voice found in ``--voices-dir`` (``*.onnx`` beside ``*.onnx.json``), with ids and
+and every voice found in ``--voices_dir`` (``*.onnx`` beside ``*.onnx.json``), with ids and
 languages from their configs. Each voice is loaded and made to speak one word at start: a broken
 model or a config that does not belong to it is one line in the log, and the rest still load.
 
