@@ -6,7 +6,7 @@ import dataclasses
 import pickle
 
 from voxbeam.beam import Secret, ServiceSettings
-from voxbeam.beam._dofns import _settings_tag
+from voxbeam.beam._workers import _settings_tag
 from voxbeam.client import CircuitPolicy, ClientConfig, RetryPolicy, Timeouts
 
 KEY = "settings-k3y-secret"

@@ -45,9 +45,9 @@ def cut_files() -> dict[str, bytes]:
     for name in sorted(os.listdir(EXAMPLES)):
         data = open(os.path.join(EXAMPLES, name), "rb").read()
         out[f"half-{name}"] = data[: len(data) // 2]
-    ogg = open(os.path.join(EXAMPLES, "station.ogg"), "rb").read()
+    ogg = open(os.path.join(EXAMPLES, "austen-0890.ogg"), "rb").read()
     boundary = ogg.rfind(b"OggS", 0, len(ogg) // 2)  # the start of a page: the cut leaves whole pages only
-    out["pages-station.ogg"] = ogg[:boundary]
+    out["pages-austen-0890.ogg"] = ogg[:boundary]
     return out
 
 

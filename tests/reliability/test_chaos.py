@@ -28,7 +28,7 @@ from tests.client.spec_server import ThreadedSpecServer, transcript_for
 from tests.reliability.conftest import ThreadedProxy, dedicated_server
 from voxbeam import audio, jobs
 from voxbeam.beam import Secret, ServiceSettings
-from voxbeam.beam._dofns import close_worker_clients
+from voxbeam.beam._workers import close_worker_clients
 from voxbeam.client import CircuitPolicy
 
 
