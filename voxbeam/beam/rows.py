@@ -17,6 +17,10 @@ from voxbeam.errors import VoxBeamError, describe_os_error
 from voxbeam.protocol import redact
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# Ids that name their own object: safe characters, not starting or ending with "." or "_"
+# (so never "." or ".."), and short enough for any file system.
+_SAFE_ID = re.compile(r"[A-Za-z0-9-](?:[A-Za-z0-9._-]*[A-Za-z0-9-])?")
+_MAX_NAME = 100
 
 
 def transcript_row(source: SourceFile, result: Any) -> dict[str, Any]:
@@ -85,11 +89,16 @@ def dead_letter(stage: str, record: Any, exc: BaseException, attempts: int | Non
 
 
 def object_name(record_id: str) -> str:
-    """A deterministic, path-safe object name for a record id (distinct ids stay distinct)."""
-    safe = _SAFE.sub("_", record_id).strip("._") or "record"
-    if safe != record_id:
-        safe = f"{safe[:80]}-{hashlib.sha256(record_id.encode()).hexdigest()[:10]}"
-    return safe
+    """A path-safe object name for a record id, at most 100 characters; distinct ids get distinct names.
+
+    An id of up to 100 safe characters is its own name. Any other id becomes its safe characters
+    (at most 80) and ``~`` and 16 hex digits of its SHA-256: no safe id contains ``~``, so the two
+    kinds never meet, and two hashed names collide only if 64 bits of SHA-256 do.
+    """
+    if len(record_id) <= _MAX_NAME and _SAFE_ID.fullmatch(record_id):
+        return record_id
+    safe = _SAFE.sub("_", record_id).strip("._")[:80] or "record"
+    return f"{safe}~{hashlib.sha256(record_id.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
 
 
 def caption_basename(source_uri: str) -> str:
