@@ -195,7 +195,7 @@ def run(ctx: Context) -> Result:
         "sentences": len(sentences),
         "voices": voices,
         "default_voice": f"{DEFAULT_VOICE} (records without voice_id)",
-        "renderer": "voxbeam synthesize (voxbeam.jobs.run("synthesize")) against the run's LocalServer, wav 16 kHz",
+        "renderer": "voxbeam synthesize (voxbeam.jobs.run(\"synthesize\")) against the run's LocalServer, wav 16 kHz",
         "transcriber": "",
         "transcriber_call": "WhisperModel(<model>, cpu, int8).transcribe(window, language='en', beam_size=5, "
         "vad_filter=False, condition_on_previous_text=False, without_timestamps=True)",
