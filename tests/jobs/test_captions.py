@@ -20,7 +20,7 @@ def test_captions_without_timestamps_are_refused_before_the_run(tmp_path):
 
 def test_captions_are_written_per_run_and_listed_in_the_summary(server, tmp_path):
     out = tmp_path / "out"
-    args = ["transcribe", os.path.join(EXAMPLES, "weather.wav"), "--output", str(out), "--captions", "srt,vtt",
+    args = ["transcribe", os.path.join(EXAMPLES, "jfk.wav"), "--output", str(out), "--captions", "srt,vtt",
             "--endpoint", server.url]  # fmt: skip
     env = {"VOXNEXUS_API_KEY": server.api_key}
     first, second = voxbeam(*args, env=env), voxbeam(*args, env=env)

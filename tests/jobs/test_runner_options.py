@@ -18,7 +18,7 @@ def test_an_option_the_named_runner_registers_is_accepted_and_reaches_it(server,
     marker = tmp_path / "marker"
     out = str(tmp_path / "out")
     proc = voxbeam(
-        "transcribe", os.path.join(EXAMPLES, "weather.wav"), "--output", out, "--endpoint", server.url,
+        "transcribe", os.path.join(EXAMPLES, "jfk.wav"), "--output", out, "--endpoint", server.url,
         "--runner", "tests.jobs.custom_runner.CustomRunner", "--custom_marker", str(marker),
         env={"VOXNEXUS_API_KEY": server.api_key},
     )  # fmt: skip
@@ -78,3 +78,23 @@ def test_setup_file_stages_voxbeam_for_a_portable_runners_workers(server, job_se
         names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
     for module in ("voxbeam/jobs/runner.py", "voxbeam/beam/_dofns.py", "voxbeam/client/session.py", "setup.py"):
         assert module in names, module
+
+
+def test_sessions_per_worker_default_from_the_services_advertised_capacity(server, tmp_path):
+    """No --sessions_per_worker: the job reads the fleet's capacity from /healthz and says how it sized itself."""
+    capacity = server.health()["capacity"]
+    out = str(tmp_path / "out")
+    proc = voxbeam(
+        "transcribe", os.path.join(EXAMPLES, "jfk.wav"), "--output", out, "--endpoint", server.url,
+        env={"VOXNEXUS_API_KEY": server.api_key},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    expected = max(1, int(capacity * 0.8))
+    assert f"{expected} sessions per worker = max(1, floor({capacity} sessions x 0.8 / 1 worker processes))" in (
+        proc.stdout
+    ), proc.stdout
+    explicit = voxbeam(
+        "transcribe", os.path.join(EXAMPLES, "jfk.wav"), "--output", out, "--endpoint", server.url,
+        "--sessions_per_worker", "3", env={"VOXNEXUS_API_KEY": server.api_key},
+    )  # fmt: skip
+    assert explicit.returncode == 0 and "3 sessions per worker (--sessions_per_worker)" in explicit.stdout

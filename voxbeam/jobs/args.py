@@ -125,7 +125,15 @@ SERVICE_FLAGS = (
         "header",
         choices=("header", "query"),
     ),
-    Flag("sessions_per_worker", "concurrent service sessions per worker process", 8, whole_number(1), metavar="N"),
+    Flag(
+        "sessions_per_worker",
+        "concurrent service sessions per worker process",
+        None,
+        whole_number(1),
+        default_help="with --endpoint, the service's advertised capacity x 0.8 / the job's worker processes "
+        "(8 when it advertises none); 8 on the embedded server",
+        metavar="N",
+    ),
     Flag(
         "retry_budget",
         "seconds a record keeps retrying transient failures (service down, restarting or busy, lost connections, "

@@ -138,7 +138,7 @@ def execute(parsed: job_args.JobArgs, *, show_progress: bool = False) -> Summary
         return summary
     run_id = new_run_id()
     emergency = Emergency()
-    with service_for(parsed.values, parsed.api_key, local, job.session(), emergency) as service:
+    with service_for(parsed.values, parsed.api_key, local, job.session(), options, summary, emergency) as service:
         interrupted = _run_pipeline(job, records, options, service, run_id, local, show_progress, emergency)
     if interrupted is not None:
         raise interrupted

@@ -11,14 +11,19 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from apache_beam.options.pipeline_options import PipelineOptions
+
 from voxbeam import protocol
 from voxbeam.beam.options import Secret, ServiceSettings, split_list
 from voxbeam.client.connector import Kind
 from voxbeam.errors import ConnectionLostError, UsageError, VoxBeamError
 from voxbeam.jobs.interrupt import Emergency
+from voxbeam.jobs.summary import Summary
 from voxbeam.protocol import API_KEY_ENV
 
 NO_KEY = f"no API key given: pass --api_key, set {API_KEY_ENV} or --api_key_secret"
+# Sessions per worker process against the embedded server (its 2 cores are the limit, not its slots).
+EMBEDDED_SESSIONS_PER_WORKER = 8
 _ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ")
 
 _LOG = logging.getLogger("voxbeam")
@@ -30,6 +35,8 @@ def service_for(
     api_key: str | None,
     local: bool,
     job_session: tuple[Kind, Any],
+    options: PipelineOptions,
+    summary: Summary,
     emergency: Emergency | None = None,
 ) -> Iterator[ServiceSettings]:
     """Settings for the workers; starts and stops an embedded server when no endpoint is named.
@@ -64,7 +71,7 @@ def service_for(
         except ValueError as exc:
             raise UsageError("--endpoint", str(exc)) from None
         preflight(settings, job_session)
-        yield settings
+        yield _sized(settings, args, options, summary)
         return
     if not local:
         settings = ServiceSettings(
@@ -87,6 +94,8 @@ def service_for(
     if emergency is not None:
         emergency.add(server.kill)
     try:
+        common["sessions_per_worker"] = args.sessions_per_worker or EMBEDDED_SESSIONS_PER_WORKER
+        summary.sessions = f"{common['sessions_per_worker']} sessions per worker (embedded server)"
         settings = ServiceSettings(endpoints=(server.url,), api_key=Secret(server.api_key), **common)
         preflight(settings, job_session)
         yield settings
@@ -96,6 +105,25 @@ def service_for(
         except BaseException:  # Ctrl-C while it drains: do not leave it running
             server.kill()
             raise
+
+
+def _sized(
+    settings: ServiceSettings, args: argparse.Namespace, options: PipelineOptions, summary: Summary
+) -> ServiceSettings:
+    """``settings`` with sessions per worker from the fleet's advertised capacity, unless the flag set them."""
+    from voxbeam.beam.sizing import resolve_sessions_per_worker
+
+    key = settings.resolve_api_key()
+    sizing = resolve_sessions_per_worker(
+        args.sessions_per_worker, settings.endpoints, key, options, auth=args.auth, ca_bundle=args.ca_bundle
+    )
+    summary.sessions = sizing.describe()
+    return ServiceSettings(
+        settings.config,
+        api_key=settings.api_key,
+        api_key_secret=settings.api_key_secret,
+        sessions_per_worker=sizing.sessions_per_worker,
+    )
 
 
 # The flag to blame when the service refuses the job's own session settings.

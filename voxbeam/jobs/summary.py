@@ -32,6 +32,7 @@ class Summary:
     captions: int = 0  # caption files written, under captions_dir
     captions_dir: str = ""
     wall_seconds: float = 0.0
+    sessions: str = ""  # how the job sized its session pools, and why
     max_dead_letter_fraction: float = DEFAULT_MAX_DEAD_LETTER_FRACTION
 
     @property
@@ -79,5 +80,7 @@ class Summary:
             out.append(f"  output: {path}")
         if self.captions:
             out.append(f"  captions: {self.captions} files under {self.captions_dir}")
+        if self.sessions:
+            out.append(f"  sessions: {self.sessions}")
         out.append(f"wall time: {self.wall_seconds:.1f} s")
         return out
