@@ -47,7 +47,7 @@ def test_refused_endpoint(tmp_path):
             "--api_key",
             "whatever",
         )
-    assert_usage_error(proc, "--endpoint", "could not connect")
+    assert_usage_error(proc, "--endpoint", "cannot connect", "connection refused")
     assert not os.path.exists(tmp_path / "o" / "transcripts")
 
 

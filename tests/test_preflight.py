@@ -6,6 +6,7 @@ naming the flag (one line and exit 2 from the CLI), and nothing is transcribed o
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -15,6 +16,7 @@ import wave
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from tests.client.spec_server import ThreadedSpecServer, transcript_for
@@ -66,12 +68,14 @@ def test_wrong_language_and_voice_are_refused_before_any_record(server, audio_di
     common = ["--endpoint", server.url, "--api_key", server.api_key]
     out = tmp_path / "stt"
     err = _usage_error(
-        jobs.run_transcription, ["--input", str(audio_dir), "--output", str(out), "--language", "xx-XX", *common]
+        functools.partial(jobs.run, "transcribe"),
+        ["--input", str(audio_dir), "--output", str(out), "--language", "xx-XX", *common],
     )
     assert err.flag == "--language" and "UNSUPPORTED_LANGUAGE" in str(err), err
     out2 = tmp_path / "tts"
     err = _usage_error(
-        jobs.run_synthesis, ["--input", str(records), "--output", str(out2), "--voice_id", "vl-nobody", *common]
+        functools.partial(jobs.run, "synthesize"),
+        ["--input", str(records), "--output", str(out2), "--voice_id", "vl-nobody", *common],
     )
     assert err.flag == "--voice_id" and "VOICE_NOT_FOUND" in str(err), err
     # Nothing was transcribed, synthesized or written (the writability check leaves nothing behind).
@@ -97,26 +101,26 @@ def test_a_service_missing_the_jobs_endpoint_is_refused_and_one_that_has_it_is_u
     with ThreadedSpecServer(services=("tts",)) as tts_only, ThreadedSpecServer(services=("stt",)) as stt_only:
         key = ["--api_key", tts_only.api_key]
         err = _usage_error(
-            jobs.run_transcription,
+            functools.partial(jobs.run, "transcribe"),
             ["--input", str(audio_dir), "--output", str(tmp_path / "a"), "--endpoint", tts_only.url, *key],
         )
         assert err.flag == "--endpoint" and "no speech-to-text service" in str(err), err
         err = _usage_error(
-            jobs.run_synthesis,
+            functools.partial(jobs.run, "synthesize"),
             ["--input", str(records), "--output", str(tmp_path / "b"), "--endpoint", stt_only.url, *key],
         )
         assert err.flag == "--endpoint" and "no text-to-speech service" in str(err), err
         assert tts_only.counters.connections == stt_only.counters.connections == 0  # 404 at the handshake
 
-        spoken = jobs.run_synthesis(
-            ["--input", str(records), "--output", str(tmp_path / "c"), "--endpoint", tts_only.url, *key]
+        spoken = jobs.run(
+            "synthesize", ["--input", str(records), "--output", str(tmp_path / "c"), "--endpoint", tts_only.url, *key]
         )
-        heard = jobs.run_transcription(
-            ["--input", str(audio_dir), "--output", str(tmp_path / "d"), "--endpoint", stt_only.url, *key]
+        heard = jobs.run(
+            "transcribe", ["--input", str(audio_dir), "--output", str(tmp_path / "d"), "--endpoint", stt_only.url, *key]
         )
     assert spoken.written == 3 and not spoken.dead_letters
     assert heard.written == 3 and not heard.dead_letters
-    texts = jobs._read_parquet(next((tmp_path / "d" / "transcripts").rglob("*.parquet")).read_bytes()).to_pylist()
+    texts = pq.read_table(next((tmp_path / "d" / "transcripts").rglob("*.parquet"))).to_pylist()
     from voxbeam import audio
 
     expected = {str(p): transcript_for(b"".join(audio.decode_to_pcm(str(p), RATE)), RATE) for p in audio_dir.iterdir()}
@@ -127,10 +131,12 @@ def test_endpoint_mistakes_name_the_flag_and_hide_credentials(server, audio_dir,
     out = str(tmp_path / "o")
     base = ["--input", str(audio_dir), "--output", out, "--api_key", server.api_key]
     secret = "pa55-W0rd-xyz"
-    err = _usage_error(jobs.run_transcription, [*base, "--endpoint", f"ws://alice:{secret}@127.0.0.1:9"])
+    err = _usage_error(
+        functools.partial(jobs.run, "transcribe"), [*base, "--endpoint", f"ws://alice:{secret}@127.0.0.1:9"]
+    )
     assert err.flag == "--endpoint" and secret not in str(err) and "alice:***@" in str(err), err
-    err = _usage_error(jobs.run_transcription, [*base, "--endpoint", f"{server.url}?token=abc123"])
+    err = _usage_error(functools.partial(jobs.run, "transcribe"), [*base, "--endpoint", f"{server.url}?token=abc123"])
     assert err.flag == "--endpoint" and "query string" in str(err) and "abc123" not in str(err), err
     tls_on_plain = server.url.replace("ws://", "wss://")
-    err = _usage_error(jobs.run_transcription, [*base, "--endpoint", tls_on_plain])
+    err = _usage_error(functools.partial(jobs.run, "transcribe"), [*base, "--endpoint", tls_on_plain])
     assert err.flag == "--endpoint" and "use ws://" in str(err), err

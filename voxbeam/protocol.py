@@ -76,7 +76,8 @@ def new_request_id() -> str:
 
 
 # A query parameter (or a key=value word): its name, as sent (maybe percent-encoded), and value.
-_PARAM_RE = re.compile(r"((?:^|[?&;\s])([^=&;\s\"'?]+)=)([^&;\s\"']+)")
+# The value stops before a colon that ends it ("?token=abc: connection refused" keeps its colon).
+_PARAM_RE = re.compile(r"((?:^|[?&;\s])([^=&;\s\"'?]+)=)([^&;\s\"']*[^&;\s\"':])")
 _SECRET_PARAMS = frozenset({"token", "api_key", "key"})
 # The password of ``scheme://user:password@host`` (websockets sends it as HTTP Basic auth).
 # Greedy up to the last "@" of the authority: a password may itself contain "@".
@@ -124,12 +125,17 @@ class SttInit:
 
     @classmethod
     def asking(cls, language: str, sample_rate: int = 16000, timestamps: bool = True) -> SttInit:
-        """The init a client sends for ``language``: "auto" also turns on language detection."""
+        """The init a client sends for ``language``.
+
+        "auto" becomes the spec's own way to ask for detection: no ``language`` and
+        ``enable_language_detection: true`` (a service that knows no "auto" would refuse it).
+        """
+        auto = language.strip().lower() == AUTO_LANGUAGE
         return cls(
-            language=language,
+            language=None if auto else language,
             sample_rate=sample_rate,
             enable_timestamps=timestamps,
-            enable_language_detection=language.strip().lower() == AUTO_LANGUAGE,
+            enable_language_detection=auto,
         )
 
 

@@ -61,6 +61,7 @@ def test_the_shared_cache_key_changes_with_every_config_field_and_the_key():
         "ca_bundle": "/x.pem",
         "verify_tls": False,
         "max_message_bytes": 1024,
+        "max_text_chars": 100,
     }
     names = {f.name for f in dataclasses.fields(ClientConfig)} - {"api_key"}
     assert set(changed) == names, "a new ClientConfig field: give it a changed value here"

@@ -91,7 +91,7 @@ def test_the_record_timeout_bounds_one_attempt_and_the_budget_decides_on_retries
             server,
             endpoints=(proxy.url,),
             # A stall no result timeout notices (it is longer than the attempt): the record timeout ends it.
-            timeouts=Timeouts(connect=2, ready=5, result=30, record=1.0),
+            timeouts=Timeouts(connect=2, ready=5, result=30, record=6.0),
             retry=RetryPolicy(budget=20, base_delay=0.05, max_delay=0.2),
         )
         async with SpeechClient(cfg) as client:
@@ -101,7 +101,7 @@ def test_the_record_timeout_bounds_one_attempt_and_the_budget_decides_on_retries
 
     r, elapsed, stats = asyncio.run(_with_proxy(server, body))
     assert r.text == reference[3] and r.attempts == 2
-    assert stats["timeouts"] >= 1 and elapsed < 15
+    assert stats["timeouts"] >= 1 and elapsed < 25
 
 
 def test_refused_connections_open_the_circuit_and_are_given_up_after_the_budget(server, phrases, reference):

@@ -8,6 +8,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.reliability.conftest import SHORT_SENTENCES, dedicated_server, read_parquet_rows
@@ -51,8 +52,8 @@ def test_metrics_match_the_runs_own_summary(short_wavs: list[bytes], tmp_path: P
         assert value(before, "voxbeam_sessions_opened_total", service="stt") == 0
 
         common = ["--endpoint", srv.url, "--api_key", KEY, "--sessions_per_worker", "2"]
-        stt = jobs.run_transcription(["--input", str(audio_dir), "--output", str(tmp_path / "stt"), *common])
-        tts = jobs.run_synthesis(["--input", str(records), "--output", str(tmp_path / "tts"), *common])
+        stt = jobs.run("transcribe", ["--input", str(audio_dir), "--output", str(tmp_path / "stt"), *common])
+        tts = jobs.run("synthesize", ["--input", str(records), "--output", str(tmp_path / "tts"), *common])
         assert stt.written == 4 and dict(stt.dead_letters) == {"NOT_AUDIO": 1}, stt
         assert tts.written == 3 and dict(tts.dead_letters) == {"VOICE_NOT_FOUND": 1}, tts
 
@@ -99,19 +100,25 @@ def test_refusals_are_counted_by_reason() -> None:
     import asyncio
 
     from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
 
-    async def knock(url: str, key: str | None) -> None:
-        headers = {"X-Api-Key": key} if key else {}
-        async with connect(url + "/v1/tts/realtime", additional_headers=headers) as ws:
-            await ws.recv()  # the error message, then the close
+    init = '{"type":"init","voice_id":"vl-andrew"}'
+
+    async def knock(url: str, key: str) -> None:
+        async with connect(url + "/v1/tts/realtime", additional_headers={"X-Api-Key": key}) as ws:
+            await ws.send(init)  # a session slot is taken at init
+            await ws.recv()  # ready, or the error message before the close
 
     with dedicated_server(workers=1, api_keys=[KEY], max_sessions=1) as srv:
 
         async def scenario() -> None:
-            async with connect(srv.url + "/v1/tts/realtime", additional_headers={"X-Api-Key": KEY}):
-                await asyncio.sleep(0.2)  # holds the only session
+            async with connect(srv.url + "/v1/tts/realtime", additional_headers={"X-Api-Key": KEY}) as held:
+                await held.send(init)
+                await held.recv()  # ready: it holds the only session
                 await knock(srv.url, KEY)  # SERVER_BUSY
-            await knock(srv.url, "wrong")  # UNAUTHORIZED
+            with pytest.raises(InvalidStatus) as refused:  # the key is checked before the upgrade
+                await knock(srv.url, "wrong")
+            assert refused.value.response.status_code == 401
 
         asyncio.run(scenario())
         samples = scrape(srv)

@@ -9,9 +9,9 @@ Beam and other threaded code use ``SyncSpeechClient`` (a ``SpeechClient`` on a `
 from voxbeam.client.config import CircuitPolicy, ClientConfig, RetryPolicy, Timeouts
 from voxbeam.client.pool import SessionPool
 from voxbeam.client.results import Segment, SynthesisResult, TranscriptResult, Word
-from voxbeam.client.sync import BackgroundLoop, SyncSpeechClient
 from voxbeam.client.segmenter import quietest_cut
 from voxbeam.client.speech import SpeechClient
+from voxbeam.client.sync import BackgroundLoop, SyncSpeechClient
 
 __all__ = [
     "BackgroundLoop",

@@ -157,7 +157,7 @@ def preflight(settings: ServiceSettings, job_session: tuple[Kind, Any]) -> None:
     except TLSVerificationError as exc:
         raise UsageError("--ca_bundle", str(exc)) from None
     except InvalidRequestError as exc:
-        raise UsageError(_INIT_FLAGS.get(exc.code, ""), f"the service refused it: {exc.message}") from None
+        raise UsageError(_INIT_FLAGS.get(exc.code, ""), f"the service refused it ({exc.code}): {exc.message}") from None
     except ConnectionLostError as exc:
         raise UsageError("--endpoint", _connection_problem(config.endpoints[0], exc)) from None
     except VoxBeamError as exc:
@@ -172,4 +172,4 @@ def _connection_problem(endpoint: str, exc: ConnectionLostError) -> str:
         why = "its host name does not resolve; check the URL"
     else:
         return _ERRNO_TEXT.sub("", text)
-    return f"cannot connect to {endpoint}: {why}"
+    return f"cannot connect to {protocol.redact(endpoint)}: {why}"

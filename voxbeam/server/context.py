@@ -68,8 +68,9 @@ class ServerContext:
         if self.shutting_down:
             self.metrics.session_refused("shutting_down")
             return "the server is shutting down"
-        per_key_full = self.per_key[key_label] >= cfg.sessions_per_key
-        if self.stats.sessions >= cfg.max_sessions or per_key_full:
+        server_full = self.stats.sessions >= cfg.max_sessions
+        per_key_full = not server_full and self.per_key[key_label] >= cfg.sessions_per_key
+        if server_full or per_key_full:
             self.stats.rejected_busy += 1
             self.metrics.session_refused("key_limit" if per_key_full else "busy")
             what = "this API key's" if per_key_full else "the server's"
