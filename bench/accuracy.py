@@ -346,7 +346,39 @@ def run(ctx: Context) -> Result:
     subset = "ci" if ctx.quick else "full"
     clips = human_corpus.load(subset, log=log)
     audio_s = sum(c.duration for c in clips)
-    res.config = {
+    res.config = _config(subset, clips, audio_s)
+    log(f"accuracy: {len(clips)} clips, {audio_s:.0f} s of audio ({subset})")
+    runs = _systems(ctx, res, clips)
+    voxbeam_run, direct_run, plain_run = runs[:3]
+    for r in runs:
+        _score(res, r, clips, audio_s, is_subject=r is runs[0])
+    _compare_wers(res)
+    t = timing(clips, voxbeam_run.hyps, direct_run.hyps)
+    tp = timing(clips, voxbeam_run.hyps, plain_run.hyps)
+    _timing_figures(res, t, tp)
+
+    res.notes.append(
+        f"{len(clips)} clips, {audio_s / 60:.1f} min of real human speech from {len(res.config['sources'])} "
+        f"sources and {res.config['speakers']} speakers ({subset} subset of bench/human_corpus.py); WER after "
+        "bench/wer.py's normalisation, summed over clips."
+    )
+    res.notes.append("WER per source and system, and speed (audio s per wall s, each system on the whole machine):")
+    res.notes.append(_table(clips, runs))
+    if t.worst:
+        res.notes.append(
+            "Clips whose word starts disagree most with direct's (median ms): "
+            + ", ".join(f"{cid} {ms:g}" for cid, ms in t.worst)
+        )
+    if not ctx.quick:
+        try:
+            longform(res, clips, ctx.workdir)
+        except Exception as exc:
+            res.errors.append(f"longform: {type(exc).__name__}: {exc}")
+    return res
+
+
+def _config(subset: str, clips: Sequence[human_corpus.Clip], audio_s: float) -> dict[str, Any]:
+    return {
         "subset": subset,
         "clips": len(clips),
         "audio_seconds": round(audio_s, 1),
@@ -358,7 +390,10 @@ def run(ctx: Context) -> Result:
         "direct": f"faster-whisper BatchedInferencePipeline, tiny.en int8, beam {BEAM_SIZE}, batch {BATCH_SIZE}, "
         f"language en, word timestamps, {os.cpu_count()} threads",
     }
-    log(f"accuracy: {len(clips)} clips, {audio_s:.0f} s of audio ({subset})")
+
+
+def _systems(ctx: Context, res: Result, clips: Sequence[human_corpus.Clip]) -> list[SystemRun]:
+    """Every system's transcripts of ``clips``: voxbeam, direct and direct_plain first, in that order."""
     runs: list[SystemRun] = []
 
     t0 = time.monotonic()
@@ -405,28 +440,33 @@ def run(ctx: Context) -> Result:
             runs.append(base_run)
         except Exception as exc:  # the multilingual model is optional (voxbeam[multilingual])
             res.errors.append(f"voxbeam_base: {exc}")
+    return runs
 
-    for r in runs:
-        if r.missing:
-            # The job's own failure on real recordings: scored as deletions, reported, not hidden.
-            text = f"{r.name}: {len(r.missing)} of {len(clips)} files dead-lettered (scored as all deletions): "
-            (res.errors if r is runs[0] else res.notes).append(text + "; ".join(r.missing))
-            done = [c for c in clips if c.id in r.hyps]
-            res.measure(
-                f"wer_{r.name}_transcribed",
-                scores(done, r.hyps)[0].wer,
-                "WER",
-                f"{r.name} on the {len(done)} files it transcribed",
-            )
-        total, by_source = scores(clips, r.hyps)
-        res.measure(f"wer_{r.name}", total.wer, "WER", r.description)
-        for source, s in by_source.items():
-            res.measure(f"wer_{r.name}_{source}", s.wer, "WER", f"{r.name} on {source} ({s.ref_words} words)")
-        if r.wall > 0:
-            res.measure(f"speed_{r.name}", audio_s / r.wall, "audio s / s", f"{r.name}: audio seconds per wall second")
-        res.series[f"scores_{r.name}"] = {"all": total.as_dict(), **{k: v.as_dict() for k, v in by_source.items()}}
-        res.series[f"hyps_{r.name}"] = {cid: h.text for cid, h in r.hyps.items()}
 
+def _score(res: Result, r: SystemRun, clips: Sequence[human_corpus.Clip], audio_s: float, *, is_subject: bool) -> None:
+    """One system's WER (overall and per source), speed and transcripts; ``is_subject`` for voxbeam's own."""
+    if r.missing:
+        # The job's own failure on real recordings: scored as deletions, reported, not hidden.
+        text = f"{r.name}: {len(r.missing)} of {len(clips)} files dead-lettered (scored as all deletions): "
+        (res.errors if is_subject else res.notes).append(text + "; ".join(r.missing))
+        done = [c for c in clips if c.id in r.hyps]
+        res.measure(
+            f"wer_{r.name}_transcribed",
+            scores(done, r.hyps)[0].wer,
+            "WER",
+            f"{r.name} on the {len(done)} files it transcribed",
+        )
+    total, by_source = scores(clips, r.hyps)
+    res.measure(f"wer_{r.name}", total.wer, "WER", r.description)
+    for source, s in by_source.items():
+        res.measure(f"wer_{r.name}_{source}", s.wer, "WER", f"{r.name} on {source} ({s.ref_words} words)")
+    if r.wall > 0:
+        res.measure(f"speed_{r.name}", audio_s / r.wall, "audio s / s", f"{r.name}: audio seconds per wall second")
+    res.series[f"scores_{r.name}"] = {"all": total.as_dict(), **{k: v.as_dict() for k, v in by_source.items()}}
+    res.series[f"hyps_{r.name}"] = {cid: h.text for cid, h in r.hyps.items()}
+
+
+def _compare_wers(res: Result) -> None:
     v_wer, d_wer = res.value("wer_voxbeam"), res.value("wer_direct")
     res.compare("wer_voxbeam", "WER, voxbeam transcribe (whisper tiny.en)", v_wer, TARGET_WER, "<=", unit="WER")
     res.compare(
@@ -457,8 +497,9 @@ def run(ctx: Context) -> Result:
             unit="WER",
         )
 
-    t = timing(clips, voxbeam_run.hyps, direct_run.hyps)
-    tp = timing(clips, voxbeam_run.hyps, plain_run.hyps)
+
+def _timing_figures(res: Result, t: Timing, tp: Timing) -> None:
+    """Word start times, voxbeam against direct (``t``) and against direct_plain (``tp``)."""
     res.series["timing_vs_direct"] = t.as_dict()
     res.series["timing_vs_direct_plain"] = tp.as_dict()
     res.measure("timing_matched_words", t.matched, "words", "voxbeam words matched to direct's")
@@ -490,22 +531,3 @@ def run(ctx: Context) -> Result:
         "<=",
         unit="words",
     )
-
-    res.notes.append(
-        f"{len(clips)} clips, {audio_s / 60:.1f} min of real human speech from {len(res.config['sources'])} "
-        f"sources and {res.config['speakers']} speakers ({subset} subset of bench/human_corpus.py); WER after "
-        "bench/wer.py's normalisation, summed over clips."
-    )
-    res.notes.append("WER per source and system, and speed (audio s per wall s, each system on the whole machine):")
-    res.notes.append(_table(clips, runs))
-    if t.worst:
-        res.notes.append(
-            "Clips whose word starts disagree most with direct's (median ms): "
-            + ", ".join(f"{cid} {ms:g}" for cid, ms in t.worst)
-        )
-    if not ctx.quick:
-        try:
-            longform(res, clips, ctx.workdir)
-        except Exception as exc:
-            res.errors.append(f"longform: {type(exc).__name__}: {exc}")
-    return res

@@ -24,6 +24,7 @@ import multiprocessing
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -106,39 +107,7 @@ async def _stub(capacity: int, conn: Any) -> None:
         state["peak"] = max(state["peak"], state["sessions"])
         stt = "/stt/" in ws.request.path
         try:
-            init = json.loads(await ws.recv())
-            rate = int(init.get("sample_rate") or 16000)
-            n = 0
-            rid = "req_stub0"  # ready names the first recognition session; each flush starts the next
-            ready = {"type": "ready", "request_id": rid, "language": "en-US", "format": init.get("format")}
-            ready.update({"sample_rate": rate} if stt else {"voice_id": "vl-stub", "sample_rate": rate})
-            await ws.send(json.dumps(ready))
-            pending = 0
-            async for frame in ws:
-                msg = json.loads(frame)
-                kind = msg.get("type")
-                if kind == "audio":
-                    data = msg.get("data") or ""
-                    pending += len(data) * 3 // 4 - (2 if data.endswith("==") else 1 if data.endswith("=") else 0)
-                elif kind == "command":
-                    seconds = pending / 2 / rate
-                    began = time.time()
-                    await asyncio.sleep(seconds / SPEED)
-                    processed(seconds, began, time.time())
-                    final = {"type": "transcript", "request_id": rid, "text": "stub", "is_final": True,
-                             "confidence": 1.0, "offset": 0, "duration": int(seconds * 1000), "words": []}  # fmt: skip
-                    await ws.send(json.dumps(final))
-                    await ws.send(json.dumps({"type": "flush_done", "request_id": rid}))
-                    pending = 0
-                    n += 1
-                    rid = f"req_stub{n}"
-                elif kind == "text" and msg.get("is_final"):
-                    text = str(msg.get("text", ""))
-                    await asyncio.sleep(len(text) / (SPEED * 15))  # 15 characters a second of speech
-                    await ws.send(json.dumps({"type": "audio", "data": "AAAA", "is_final": True}))
-                    state["characters"] += len(text)
-                elif kind == "ping":
-                    await ws.send('{"type": "pong"}')
+            await _stub_session(ws, stt, state, processed)
         except Exception:
             pass  # the client went away
         finally:
@@ -148,6 +117,45 @@ async def _stub(capacity: int, conn: Any) -> None:
         conn.send(server.sockets[0].getsockname()[1])
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, _serve_parent, conn, window)
+
+
+async def _stub_session(
+    ws: Any, stt: bool, state: dict[str, Any], processed: Callable[[float, float, float], None]
+) -> None:
+    """One admitted session: ready, then audio and flushes (STT) or texts (TTS) at the stub's speed."""
+    init = json.loads(await ws.recv())
+    rate = int(init.get("sample_rate") or 16000)
+    n = 0
+    rid = "req_stub0"  # ready names the first recognition session; each flush starts the next
+    ready = {"type": "ready", "request_id": rid, "language": "en-US", "format": init.get("format")}
+    ready.update({"sample_rate": rate} if stt else {"voice_id": "vl-stub", "sample_rate": rate})
+    await ws.send(json.dumps(ready))
+    pending = 0
+    async for frame in ws:
+        msg = json.loads(frame)
+        kind = msg.get("type")
+        if kind == "audio":
+            data = msg.get("data") or ""
+            pending += len(data) * 3 // 4 - (2 if data.endswith("==") else 1 if data.endswith("=") else 0)
+        elif kind == "command":
+            seconds = pending / 2 / rate
+            began = time.time()
+            await asyncio.sleep(seconds / SPEED)
+            processed(seconds, began, time.time())
+            final = {"type": "transcript", "request_id": rid, "text": "stub", "is_final": True,
+                     "confidence": 1.0, "offset": 0, "duration": int(seconds * 1000), "words": []}  # fmt: skip
+            await ws.send(json.dumps(final))
+            await ws.send(json.dumps({"type": "flush_done", "request_id": rid}))
+            pending = 0
+            n += 1
+            rid = f"req_stub{n}"
+        elif kind == "text" and msg.get("is_final"):
+            text = str(msg.get("text", ""))
+            await asyncio.sleep(len(text) / (SPEED * 15))  # 15 characters a second of speech
+            await ws.send(json.dumps({"type": "audio", "data": "AAAA", "is_final": True}))
+            state["characters"] += len(text)
+        elif kind == "ping":
+            await ws.send('{"type": "pong"}')
 
 
 def _serve_parent(conn: Any, window: dict[str, float]) -> None:
@@ -360,17 +368,7 @@ def run(ctx: Context) -> Result:
 
     shape = QUICK if ctx.quick else FULL
     res = Result(NAME, ctx.quick)
-    res.config = {
-        "workers": shape.workers,
-        "client_processes": CLIENT_PROCS,
-        "capacity_per_replica": shape.capacity,
-        "utilisation": UTILISATION,
-        "speed_audio_s_per_s_per_session": SPEED,
-        "clip_seconds": CLIP_S,
-        "warmup_s": shape.warmup,
-        "window_s": shape.duration,
-        "replicas": list(shape.replicas),
-    }
+    res.config = _config(shape)
     runs = {n: run_fleet(n, shape) for n in shape.replicas}
     base = runs[shape.replicas[0]]["throughput"]
     for n, r in runs.items():
@@ -423,12 +421,7 @@ def run(ctx: Context) -> Result:
         )
     )
 
-    mem = replica_memory([4, 16] if ctx.quick else [8, 32, 64], 2.0 if ctx.quick else 3.0)
-    res.measure("replica_idle_mib", mem["idle_mib"], "MiB", "voxbeam serve, 2 workers, no session (RSS, tree)")
-    for n, v in mem["peaks_mib"].items():
-        if n != "0":
-            res.measure(f"replica_mib_{n}_sessions", v, "MiB", f"peak RSS with {n} streaming STT sessions")
-    res.measure("replica_mib_per_session", mem["mib_per_session"], "MiB", "slope of peak RSS over sessions")
+    _replica_memory_figures(res, ctx.quick)
     res.notes.append(
         "Stub replicas run at a fixed speed per session, so a replica's throughput is its sessions x that speed; "
         "the figures show whether the real client pool and the sizing formula keep every replica at the planned "
@@ -436,3 +429,27 @@ def run(ctx: Context) -> Result:
         f"{median([r['in_window'] / shape.duration for r in runs.values()]):.0f}."
     )
     return res
+
+
+def _config(shape: Shape) -> dict[str, Any]:
+    return {
+        "workers": shape.workers,
+        "client_processes": CLIENT_PROCS,
+        "capacity_per_replica": shape.capacity,
+        "utilisation": UTILISATION,
+        "speed_audio_s_per_s_per_session": SPEED,
+        "clip_seconds": CLIP_S,
+        "warmup_s": shape.warmup,
+        "window_s": shape.duration,
+        "replicas": list(shape.replicas),
+    }
+
+
+def _replica_memory_figures(res: Result, quick: bool) -> None:
+    """A real replica's memory at rest and with streaming sessions, and the slope per session."""
+    mem = replica_memory([4, 16] if quick else [8, 32, 64], 2.0 if quick else 3.0)
+    res.measure("replica_idle_mib", mem["idle_mib"], "MiB", "voxbeam serve, 2 workers, no session (RSS, tree)")
+    for n, v in mem["peaks_mib"].items():
+        if n != "0":
+            res.measure(f"replica_mib_{n}_sessions", v, "MiB", f"peak RSS with {n} streaming STT sessions")
+    res.measure("replica_mib_per_session", mem["mib_per_session"], "MiB", "slope of peak RSS over sessions")

@@ -175,13 +175,7 @@ def run(ctx: Context) -> Result:
     if not candidates:
         res.errors.append("the server's catalog has no English eSpeak NG voice")
     voices = [DEFAULT_VOICE, *candidates]
-    records = []
-    for voice in voices:
-        for i, text in enumerate(sentences):
-            record: dict[str, Any] = {"id": f"{voice}-{i:03d}", "text": text}
-            if voice != DEFAULT_VOICE:  # the default voice is what the job picks with no voice_id
-                record["voice_id"] = voice
-            records.append(record)
+    records = _records(voices, sentences)
     src = ctx.workdir / "intelligibility-in.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     out = ctx.workdir / "intelligibility-out"
@@ -191,11 +185,55 @@ def run(ctx: Context) -> Result:
     if job.out.get("written") != len(records):
         res.errors.append(f"the job wrote {job.out.get('written')} of {len(records)} records: {job.out}")
     screen = len(sentences) if ctx.quick else SCREEN_SENTENCES
-    res.config = {
+    res.config = _config(sentences, voices, screen, job.wall)
+    audio_dir = _audio_dir(out)
+    model, model_name = _model()
+    res.config["transcriber"] = f"faster-whisper, Whisper {model_name} (int8), not the model the server runs"
+    scored, screening, finalists = _score_voices(model, audio_dir, voices, candidates, sentences, screen)
+    wers = {v: corpus.wer(*scored[v]) for v in [DEFAULT_VOICE, *finalists]}
+    for voice, wer in wers.items():
+        res.measure(f"wer_{voice}", wer, "WER", f"{voice}: word error rate over {len(sentences)} sentences")
+        log(f"intelligibility: {voice} WER {wer:.3f}")
+    for voice, wer in screening.items():
+        res.measure(f"screening_wer_{voice}", wer, "WER", f"{voice}: word error rate over the first {screen} sentences")
+    res.series["wer"] = wers
+    res.series["screening_wer"] = screening
+    res.series["hypotheses"] = {v: scored[v][1] for v in wers}
+    _compare(res, wers, finalists, candidates, len(sentences), model_name, ctx.quick)
+    from bench import plots
+
+    shown = {**{f"{v} (all {len(sentences)})": w for v, w in wers.items()}}
+    if not ctx.quick:
+        shown |= {f"{v} (first {screen})": w for v, w in screening.items()}
+    res.plots.append(
+        plots.bars(
+            ctx.plots_dir / "intelligibility_wer.png",
+            shown,
+            f"word error rate (Whisper {model_name})",
+            "Intelligibility of the voices",
+        )
+    )
+    return res
+
+
+def _records(voices: list[str], sentences: list[str]) -> list[dict[str, Any]]:
+    """One synthesis record per voice and sentence, ids ``<voice>-<index>``."""
+    records = []
+    for voice in voices:
+        for i, text in enumerate(sentences):
+            record: dict[str, Any] = {"id": f"{voice}-{i:03d}", "text": text}
+            if voice != DEFAULT_VOICE:  # the default voice is what the job picks with no voice_id
+                record["voice_id"] = voice
+            records.append(record)
+    return records
+
+
+def _config(sentences: list[str], voices: list[str], screen: int, job_wall: float) -> dict[str, Any]:
+    return {
         "sentences": len(sentences),
         "voices": voices,
         "default_voice": f"{DEFAULT_VOICE} (records without voice_id)",
-        "renderer": "voxbeam synthesize (voxbeam.jobs.run(\"synthesize\")) against the run's LocalServer, wav 16 kHz",
+        "renderer": 'voxbeam synthesize (voxbeam.jobs.run("synthesize")) against the run\'s LocalServer, wav 16 kHz',
         "transcriber": "",
         "transcriber_call": "WhisperModel(<model>, cpu, int8).transcribe(window, language='en', beam_size=5, "
         "vad_filter=False, condition_on_previous_text=False, without_timestamps=True)",
@@ -203,11 +241,16 @@ def run(ctx: Context) -> Result:
         "espeak_screening": f"every English eSpeak voice on the first {screen} sentences; the {FINALISTS} best on all",
         "normalisation": "bench.corpus.normalize: lower case; digits, ordinals and % as words; hyphens as spaces; "
         "other punctuation dropped; nothing else mapped (no spelling variants, no contractions)",
-        "synthesis_job_wall_s": round(job.wall, 1),
+        "synthesis_job_wall_s": round(job_wall, 1),
     }
-    audio_dir = _audio_dir(out)
-    model, model_name = _model()
-    res.config["transcriber"] = f"faster-whisper, Whisper {model_name} (int8), not the model the server runs"
+
+
+def _score_voices(
+    model: Any, audio_dir: Path, voices: list[str], candidates: list[str], sentences: list[str], screen: int
+) -> tuple[dict[str, tuple[list[str], list[str]]], dict[str, float], list[str]]:
+    """Transcribe every voice on the first ``screen`` sentences, then the default voice and the best
+    eSpeak candidates on the rest. Returns (references, hypotheses) by voice, window by window, the
+    candidates' screening WERs, and the finalists."""
     scored: dict[str, tuple[list[str], list[str]]] = {}  # voice -> (references, hypotheses), window by window
 
     def score(voice: str, lo: int, hi: int) -> None:
@@ -229,25 +272,29 @@ def run(ctx: Context) -> Result:
         if screen < len(sentences):
             score(voice, screen, len(sentences))
     log(f"intelligibility: transcribed in {time.monotonic() - t0:.0f} s")
-    wers = {v: corpus.wer(*scored[v]) for v in [DEFAULT_VOICE, *finalists]}
-    for voice, wer in wers.items():
-        res.measure(f"wer_{voice}", wer, "WER", f"{voice}: word error rate over {len(sentences)} sentences")
-        log(f"intelligibility: {voice} WER {wer:.3f}")
-    for voice, wer in screening.items():
-        res.measure(f"screening_wer_{voice}", wer, "WER", f"{voice}: word error rate over the first {screen} sentences")
-    res.series["wer"] = wers
-    res.series["screening_wer"] = screening
-    res.series["hypotheses"] = {v: scored[v][1] for v in wers}
+    return scored, screening, finalists
+
+
+def _compare(
+    res: Result,
+    wers: dict[str, float],
+    finalists: list[str],
+    candidates: list[str],
+    n_sentences: int,
+    model_name: str,
+    quick: bool,
+) -> None:
+    """The default voice's WER against the target, and against eSpeak's best finalist."""
     res.compare(
         "wer_default_voice",
-        f"word error rate of the default voice ({DEFAULT_VOICE}, Piper) on {len(sentences)} new sentences, "
+        f"word error rate of the default voice ({DEFAULT_VOICE}, Piper) on {n_sentences} new sentences, "
         f"transcribed by Whisper {model_name}",
         wers[DEFAULT_VOICE],
         TARGET_WER,
         "<=",
         subject=f"wer_{DEFAULT_VOICE}",
         unit="WER",
-        note="quick mode scores the first 20 sentences only" if ctx.quick else "",
+        note="quick mode scores the first 20 sentences only" if quick else "",
     )
     if finalists:
         best = min(finalists, key=lambda v: wers[v])
@@ -260,7 +307,7 @@ def run(ctx: Context) -> Result:
             "<=",
             subject=f"wer_{best}",
             unit="WER",
-            note="picked by its WER on these sentences" + (" (quick mode tries one voice)" if ctx.quick else ""),
+            note="picked by its WER on these sentences" + (" (quick mode tries one voice)" if quick else ""),
         )
         res.compare(
             "wer_default_vs_best_espeak",
@@ -271,20 +318,6 @@ def run(ctx: Context) -> Result:
             subject=f"wer_{DEFAULT_VOICE}",
             baseline=f"wer_{best}",
         )
-    from bench import plots
-
-    shown = {**{f"{v} (all {len(sentences)})": w for v, w in wers.items()}}
-    if not ctx.quick:
-        shown |= {f"{v} (first {screen})": w for v, w in screening.items()}
-    res.plots.append(
-        plots.bars(
-            ctx.plots_dir / "intelligibility_wer.png",
-            shown,
-            f"word error rate (Whisper {model_name})",
-            "Intelligibility of the voices",
-        )
-    )
-    return res
 
 
 def _audio_dir(out: Path) -> Path:

@@ -122,9 +122,53 @@ def run(ctx: Context) -> Result:
     log(f"pipeline: rendering {len(lengths)} dense files ({sum(lengths):.0f} s of speech)")
     files = corpus.dense_files(in_dir, lengths)
     audio_s = sum(f.seconds for f in files)
-    paths = [f.path for f in files]
     configs = baselines.configurations(cores, procs)
-    res.config = {
+    res.config = _config(files, audio_s, procs, threads, configs)
+    res.notes.append(
+        f"The measured jobs run with the client's result timeout raised from {DEFAULT_RESULT_TIMEOUT:g} s to "
+        f"{PATIENT_RESULT_TIMEOUT:g} s (bench._job; the job has no flag for it). With the default, a file whose "
+        f"flush waits longer than {DEFAULT_RESULT_TIMEOUT:g} s for its transcript is abandoned and retried, and the "
+        "server still decodes the abandoned copy: see the flush-wait figure for whether the default would have held."
+    )
+    warm = corpus.utterance([corpus.SENTENCES[0]])
+    pools = [baselines.EnginePool("whisper", p, t, warm=warm) for p, t in configs]
+    runs, job, before, after = _job_between_baselines(ctx, pools, in_dir, files, audio_s)
+    best_label, best = _baseline1(res, configs, pools, runs, files)
+
+    _job_figures(res, "pipeline", "Whisper pipeline", job, files, audio_s)
+    tput = res.value("pipeline_audio_s_per_s")
+    res.config["client_stats"] = job.out.get("client_stats", {})
+    res.config["dead_letters"] = job.out.get("dead_letters", {})
+    split = _worker_split(ctx, job)
+    res.config["worker_cpu_s_during_job"] = split
+    if len(split) > 1 and max(split.values()) > 0:
+        res.measure(
+            "worker_balance",
+            min(split.values()) / max(split.values()),
+            "x",
+            "least busy worker's CPU / busiest worker's CPU during the job (1 = even)",
+        )
+    _vs_baseline1(res, configs, tput, best_label, best)
+    _flush_waits(res, job)
+    _pocketsphinx(ctx, res, in_dir, files, audio_s, tput)
+
+    # Connections: the server's own count of accepted connections during the job.
+    stats = job.out.get("client_stats", {})
+    reconnects = float(stats.get("reconnects", 0))
+    conns = _connections(before, after)
+    res.measure("connections_opened", conns, "connections", f"server connections_total delta, {len(files)} files")
+    res.measure("client_connections_opened", float(stats.get("connections_opened", math.nan)), "connections", "")
+    _connections_many(ctx, res, conns, len(files), reconnects)
+
+    _naive(ctx, res, tput)
+    _stages(ctx, res, files, job, best, audio_s)
+    return res
+
+
+def _config(
+    files: list[corpus.AudioFile], audio_s: float, procs: int, threads: int, configs: list[tuple[int, int]]
+) -> dict[str, Any]:
+    return {
         "files": len(files),
         "file_seconds": [round(f.seconds, 1) for f in files],
         "audio_seconds": round(audio_s, 1),
@@ -139,15 +183,17 @@ def run(ctx: Context) -> Result:
         "job_result_timeout_s": PATIENT_RESULT_TIMEOUT,
         "runner": "FnApiRunner (in the job's own process)",
     }
-    res.notes.append(
-        f"The measured jobs run with the client's result timeout raised from {DEFAULT_RESULT_TIMEOUT:g} s to "
-        f"{PATIENT_RESULT_TIMEOUT:g} s (bench._job; the job has no flag for it). With the default, a file whose "
-        f"flush waits longer than {DEFAULT_RESULT_TIMEOUT:g} s for its transcript is abandoned and retried, and the "
-        "server still decodes the abandoned copy: see the flush-wait figure for whether the default would have held."
-    )
-    warm = corpus.utterance([corpus.SENTENCES[0]])
+
+
+def _job_between_baselines(
+    ctx: Context, pools: list[baselines.EnginePool], in_dir: Path, files: list[corpus.AudioFile], audio_s: float
+) -> tuple[dict[str, list[baselines.PoolRun]], JobRun, dict[str, Any], dict[str, Any]]:
+    """Baseline 1 in every configuration, the Whisper job, and (full mode) baseline 1 again.
+
+    Returns the baseline runs by configuration label, the job, and the server's health before and after it.
+    """
+    paths = [f.path for f in files]
     runs: dict[str, list[baselines.PoolRun]] = {}
-    pools = [baselines.EnginePool("whisper", p, t, warm=warm) for p, t in configs]
     try:
         for pool in pools:
             pool.__enter__()
@@ -168,8 +214,17 @@ def run(ctx: Context) -> Result:
     finally:
         for pool in pools:
             pool.__exit__(None, None, None)
+    return runs, job, before, after
 
-    # Baseline 1: every configuration, the best one as the baseline.
+
+def _baseline1(
+    res: Result,
+    configs: list[tuple[int, int]],
+    pools: list[baselines.EnginePool],
+    runs: dict[str, list[baselines.PoolRun]],
+    files: list[corpus.AudioFile],
+) -> tuple[str, float]:
+    """Baseline 1: every configuration's figures, the best one as the baseline; its key and audio s/s."""
     best_label, best = "", -math.inf
     for (p, t), pool in zip(configs, pools, strict=True):
         label = pool.label
@@ -187,20 +242,11 @@ def run(ctx: Context) -> Result:
             best_label, best = key, tput
     res.config["baseline_best"] = best_label
     res.measure("baseline1_audio_s_per_s", best, "audio s / s", f"baseline 1: the best configuration ({best_label})")
+    return best_label, best
 
-    _job_figures(res, "pipeline", "Whisper pipeline", job, files, audio_s)
-    tput = res.value("pipeline_audio_s_per_s")
-    res.config["client_stats"] = job.out.get("client_stats", {})
-    res.config["dead_letters"] = job.out.get("dead_letters", {})
-    split = _worker_split(ctx, job)
-    res.config["worker_cpu_s_during_job"] = split
-    if len(split) > 1 and max(split.values()) > 0:
-        res.measure(
-            "worker_balance",
-            min(split.values()) / max(split.values()),
-            "x",
-            "least busy worker's CPU / busiest worker's CPU during the job (1 = even)",
-        )
+
+def _vs_baseline1(res: Result, configs: list[tuple[int, int]], tput: float, best_label: str, best: float) -> None:
+    """The Whisper pipeline against baseline 1: its best configuration, each one, and in CPU time."""
     res.compare(
         "vs_whisper_direct",
         f"transcription pipeline vs faster-whisper called directly ({best_label.removeprefix('direct_')}, "
@@ -229,9 +275,12 @@ def run(ctx: Context) -> Result:
         baseline=f"{best_label}_audio_s_per_cpu_s",
         note="less sensitive to other load than wall-clock throughput",
     )
-    _flush_waits(res, job)
 
-    # The same job on pocketsphinx.
+
+def _pocketsphinx(
+    ctx: Context, res: Result, in_dir: Path, files: list[corpus.AudioFile], audio_s: float, tput: float
+) -> None:
+    """The same job on a second server running pocketsphinx, against the Whisper pipeline's ``tput``."""
     with ctx.other_server(POCKETSPHINX, "pocketsphinx") as ps:
         ps_job = transcribe_job(
             ctx, in_dir, ctx.workdir / "dense-out-ps", server=ps, result_timeout=PATIENT_RESULT_TIMEOUT
@@ -255,18 +304,6 @@ def run(ctx: Context) -> Result:
         subject="pipeline_audio_s_per_cpu_s",
         baseline="pocketsphinx_audio_s_per_cpu_s",
     )
-
-    # Connections: the server's own count of accepted connections during the job.
-    stats = job.out.get("client_stats", {})
-    reconnects = float(stats.get("reconnects", 0))
-    conns = _connections(before, after)
-    res.measure("connections_opened", conns, "connections", f"server connections_total delta, {len(files)} files")
-    res.measure("client_connections_opened", float(stats.get("connections_opened", math.nan)), "connections", "")
-    _connections_many(ctx, res, conns, len(files), reconnects)
-
-    _naive(ctx, res, tput)
-    _stages(ctx, res, files, job, best, audio_s)
-    return res
 
 
 def _flush_waits(res: Result, job: JobRun) -> None:

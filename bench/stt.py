@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench import baselines, corpus
 from bench._common import CpuMeter, MemSampler, Result, log, median, percentile, ratio
@@ -111,20 +111,7 @@ def run(ctx: Context) -> Result:
     pause = 0.25 if ctx.quick else 0.4
     files = corpus.make_files(ctx.workdir / "stt", max(plan.values()), sentences, "stt", material, pause)
     pcms = [corpus.read_wav(f.path) for f in files]
-    res.config = {
-        "server_workers": procs,
-        "server_threads_per_worker": threads,
-        "baseline_processes": procs,
-        "baseline_threads": threads,
-        "baseline_call": "BatchedInferencePipeline(WhisperModel(tiny.en, int8, cpu_threads=T)).transcribe("
-        + ", ".join(f"{k}={v!r}" for k, v in baselines.WHISPER_OPTIONS.items())
-        + ")",
-        "material": f"sentences in the default voice {corpus.VOICE_ID}",
-        "levels": {str(k): v for k, v in plan.items()},
-        "sentences_per_file": sentences,
-        "mean_file_seconds": round(sum(f.seconds for f in files) / len(files), 3),
-        "repeats": reps,
-    }
+    res.config = _config(procs, threads, plan, sentences, files, reps)
     res.notes.append(
         f"SpeechClient timeouts in these runs: {PATIENT} (defaults: ready 10 s, result 30 s), so that a backlog on "
         "a loaded machine is measured as slow rather than as failed; retries made are counted per level."
@@ -141,69 +128,156 @@ def run(ctx: Context) -> Result:
     warm = pcms[0]
     with baselines.EnginePool("whisper", procs, threads, warm=warm) as pool:
         for c, n in plan.items():
-            subset, paths = pcms[:n], [f.path for f in files[:n]]
-            base_t: list[float] = []
-            serv_t: list[float] = []
-            base_rtf: list[float] = []
-            last: ClientRun | None = None
-            for _ in range(reps):
-                b = pool.run(paths, in_flight=min(c, procs))
-                base_t.append(b.units / b.wall)
-                base_rtf += [w / u for w, u in zip(b.task_walls, b.task_units, strict=True)]
-                if c == max(plan):
-                    res.measure("baseline1_wer", corpus.wer([f.text for f in files[:n]], b.outputs), "WER", "")
-                log(f"stt c={c}: baseline {base_t[-1]:.2f} audio s/s")
-                try:
-                    last = server_run(ctx, subset, c)
-                except Exception as exc:  # a failed level is reported, the others still run
-                    res.errors.append(f"server at {c} sessions failed: {type(exc).__name__}: {exc}")
-                    log(f"stt c={c}: server FAILED: {exc!r}")
-                    break
-                serv_t.append(last.units / last.wall)
-                log(f"stt c={c}: server {serv_t[-1]:.2f} audio s/s")
-                client_cpu += last.client_cpu
-                server_cpu += last.server_cpu
-            bt = median(base_t)
-            res.measure(
-                f"baseline1_c{c}_audio_s_per_s", bt, "audio s / s", f"baseline 1, {min(c, procs)} files in flight"
-            )
-            res.measure(f"baseline1_c{c}_rtf_median", median(base_rtf), "x", "baseline 1 wall / audio per file")
-            if last is None or not serv_t:
-                continue
-            st = median(serv_t)
-            measured[c] = (st, bt, last)
-            res.measure(f"server_c{c}_audio_s_per_s", st, "audio s / s", f"server, {c} sessions, {n} files")
-            res.measure(
-                f"server_c{c}_audio_s_per_server_cpu_s",
-                last.units / last.server_cpu if last.server_cpu else math.nan,
-                "audio s / CPU s",
-                f"server efficiency at {c} sessions (server process tree CPU)",
-            )
-            rtf = [w / (len(p) / 2 / corpus.STT_RATE) for w, p in zip(last.file_walls, subset, strict=True)]
-            res.measure(f"server_c{c}_rtf_median", median(rtf), "x", f"wall / audio per file at {c} sessions")
-            res.measure(f"server_c{c}_rtf_p95", percentile(rtf, 95), "x", f"p95 wall / audio per file at {c} sessions")
-            res.measure(f"server_c{c}_peak_rss_mib", last.server_peak_rss / 2**20, "MiB", f"server RSS at {c} sessions")
-            res.measure(f"server_c{c}_client_retries", float(last.stats.get("retries", 0)), "retries", "client retries")
-            res.measure(
-                f"baseline1_c{c}_audio_s_per_cpu_s", b.units / b.cpu, "audio s / CPU s", "baseline 1 efficiency"
-            )
-            res.compare(
-                f"cpu_efficiency_c{c}",
-                f"server audio s per CPU s (whole server tree) vs baseline 1 at {c} sessions",
-                ratio(res.value(f"server_c{c}_audio_s_per_server_cpu_s"), b.units / b.cpu),
-                None,
-                subject=f"server_c{c}_audio_s_per_server_cpu_s",
-                baseline=f"baseline1_c{c}_audio_s_per_cpu_s",
-                note="less sensitive to other load than wall-clock throughput",
-            )
-            res.compare(
-                f"throughput_c{c}",
-                f"server STT throughput at {c} sessions vs baseline 1 ({min(c, procs)} in flight, {procs} processes)",
-                ratio(st, bt),
-                TARGET_THROUGHPUT,
-                subject=f"server_c{c}_audio_s_per_s",
-                baseline=f"baseline1_c{c}_audio_s_per_s",
-            )
+            level = _level(ctx, res, pool, plan, c, files[:n], pcms[:n], procs, reps)
+            client_cpu += level.client_cpu
+            server_cpu += level.server_cpu
+            if level.measured is not None:
+                measured[c] = level.measured
+    _vs_full_pool(res, plan, measured, files)
+    res.measure("client_cpu_s", client_cpu, "CPU s", "SpeechClient process CPU over all levels")
+    res.measure("server_cpu_s", server_cpu, "CPU s", "server process tree CPU over all levels")
+    res.compare(
+        "client_cpu_share",
+        "client CPU / server CPU (SpeechClient streaming, all levels)",
+        ratio(client_cpu, server_cpu),
+        TARGET_CLIENT_CPU,
+        "<=",
+        subject="client_cpu_s",
+        baseline="server_cpu_s",
+    )
+    for step in (_flush_latency, _memory):
+        try:
+            step(ctx, res)
+        except Exception as exc:
+            res.errors.append(f"{step.__name__.strip('_')} failed: {type(exc).__name__}: {exc}")
+            log(f"stt: {step.__name__} FAILED: {exc!r}")
+    _plot(ctx, res)
+    return res
+
+
+def _config(
+    procs: int, threads: int, plan: dict[int, int], sentences: int, files: list[corpus.AudioFile], reps: int
+) -> dict[str, Any]:
+    return {
+        "server_workers": procs,
+        "server_threads_per_worker": threads,
+        "baseline_processes": procs,
+        "baseline_threads": threads,
+        "baseline_call": "BatchedInferencePipeline(WhisperModel(tiny.en, int8, cpu_threads=T)).transcribe("
+        + ", ".join(f"{k}={v!r}" for k, v in baselines.WHISPER_OPTIONS.items())
+        + ")",
+        "material": f"sentences in the default voice {corpus.VOICE_ID}",
+        "levels": {str(k): v for k, v in plan.items()},
+        "sentences_per_file": sentences,
+        "mean_file_seconds": round(sum(f.seconds for f in files) / len(files), 3),
+        "repeats": reps,
+    }
+
+
+class _Level(NamedTuple):
+    measured: tuple[float, float, ClientRun] | None  # server and baseline 1 audio s/s, the last server run
+    client_cpu: float
+    server_cpu: float
+
+
+def _level(
+    ctx: Context,
+    res: Result,
+    pool: baselines.EnginePool,
+    plan: dict[int, int],
+    c: int,
+    files: list[corpus.AudioFile],
+    subset: list[bytes],
+    procs: int,
+    reps: int,
+) -> _Level:
+    """Baseline 1 and the server at ``c`` sessions on ``files`` (whose audio is ``subset``), and their
+    figures; ``measured`` is None when the server failed at this level."""
+    n = len(files)
+    paths = [f.path for f in files]
+    client_cpu = server_cpu = 0.0
+    base_t: list[float] = []
+    serv_t: list[float] = []
+    base_rtf: list[float] = []
+    last: ClientRun | None = None
+    for _ in range(reps):
+        b = pool.run(paths, in_flight=min(c, procs))
+        base_t.append(b.units / b.wall)
+        base_rtf += [w / u for w, u in zip(b.task_walls, b.task_units, strict=True)]
+        if c == max(plan):
+            res.measure("baseline1_wer", corpus.wer([f.text for f in files], b.outputs), "WER", "")
+        log(f"stt c={c}: baseline {base_t[-1]:.2f} audio s/s")
+        try:
+            last = server_run(ctx, subset, c)
+        except Exception as exc:  # a failed level is reported, the others still run
+            res.errors.append(f"server at {c} sessions failed: {type(exc).__name__}: {exc}")
+            log(f"stt c={c}: server FAILED: {exc!r}")
+            break
+        serv_t.append(last.units / last.wall)
+        log(f"stt c={c}: server {serv_t[-1]:.2f} audio s/s")
+        client_cpu += last.client_cpu
+        server_cpu += last.server_cpu
+    bt = median(base_t)
+    res.measure(f"baseline1_c{c}_audio_s_per_s", bt, "audio s / s", f"baseline 1, {min(c, procs)} files in flight")
+    res.measure(f"baseline1_c{c}_rtf_median", median(base_rtf), "x", "baseline 1 wall / audio per file")
+    if last is None or not serv_t:
+        return _Level(None, client_cpu, server_cpu)
+    st = median(serv_t)
+    _server_figures(res, c, n, procs, st, bt, last, b, subset)
+    return _Level((st, bt, last), client_cpu, server_cpu)
+
+
+def _server_figures(
+    res: Result,
+    c: int,
+    n: int,
+    procs: int,
+    st: float,
+    bt: float,
+    last: ClientRun,
+    b: baselines.PoolRun,
+    subset: list[bytes],
+) -> None:
+    """The server's figures at ``c`` sessions (``st`` audio s/s) against baseline 1 (``bt``, last run ``b``)."""
+    res.measure(f"server_c{c}_audio_s_per_s", st, "audio s / s", f"server, {c} sessions, {n} files")
+    res.measure(
+        f"server_c{c}_audio_s_per_server_cpu_s",
+        last.units / last.server_cpu if last.server_cpu else math.nan,
+        "audio s / CPU s",
+        f"server efficiency at {c} sessions (server process tree CPU)",
+    )
+    rtf = [w / (len(p) / 2 / corpus.STT_RATE) for w, p in zip(last.file_walls, subset, strict=True)]
+    res.measure(f"server_c{c}_rtf_median", median(rtf), "x", f"wall / audio per file at {c} sessions")
+    res.measure(f"server_c{c}_rtf_p95", percentile(rtf, 95), "x", f"p95 wall / audio per file at {c} sessions")
+    res.measure(f"server_c{c}_peak_rss_mib", last.server_peak_rss / 2**20, "MiB", f"server RSS at {c} sessions")
+    res.measure(f"server_c{c}_client_retries", float(last.stats.get("retries", 0)), "retries", "client retries")
+    res.measure(f"baseline1_c{c}_audio_s_per_cpu_s", b.units / b.cpu, "audio s / CPU s", "baseline 1 efficiency")
+    res.compare(
+        f"cpu_efficiency_c{c}",
+        f"server audio s per CPU s (whole server tree) vs baseline 1 at {c} sessions",
+        ratio(res.value(f"server_c{c}_audio_s_per_server_cpu_s"), b.units / b.cpu),
+        None,
+        subject=f"server_c{c}_audio_s_per_server_cpu_s",
+        baseline=f"baseline1_c{c}_audio_s_per_cpu_s",
+        note="less sensitive to other load than wall-clock throughput",
+    )
+    res.compare(
+        f"throughput_c{c}",
+        f"server STT throughput at {c} sessions vs baseline 1 ({min(c, procs)} in flight, {procs} processes)",
+        ratio(st, bt),
+        TARGET_THROUGHPUT,
+        subject=f"server_c{c}_audio_s_per_s",
+        baseline=f"baseline1_c{c}_audio_s_per_s",
+    )
+
+
+def _vs_full_pool(
+    res: Result,
+    plan: dict[int, int],
+    measured: dict[int, tuple[float, float, ClientRun]],
+    files: list[corpus.AudioFile],
+) -> None:
+    """Each level against baseline 1 with every process busy; the throughput curves and the server's WER."""
     full = res.value(f"baseline1_c{max(plan)}_audio_s_per_s")  # c >= processes: every process busy
     curves: dict[str, list[float]] = {"sessions": [], "server": [], "baseline": [], "baseline_full_pool": []}
     for c, (st, bt, _) in measured.items():
@@ -225,25 +299,6 @@ def run(ctx: Context) -> Result:
         res.measure("server_wer", corpus.wer([f.text for f in files], last.outputs), "WER", "server WER")
     res.series["throughput"] = curves
     res.series["rtf_median"] = {str(c): res.value(f"server_c{c}_rtf_median") for c in measured}
-    res.measure("client_cpu_s", client_cpu, "CPU s", "SpeechClient process CPU over all levels")
-    res.measure("server_cpu_s", server_cpu, "CPU s", "server process tree CPU over all levels")
-    res.compare(
-        "client_cpu_share",
-        "client CPU / server CPU (SpeechClient streaming, all levels)",
-        ratio(client_cpu, server_cpu),
-        TARGET_CLIENT_CPU,
-        "<=",
-        subject="client_cpu_s",
-        baseline="server_cpu_s",
-    )
-    for step in (_flush_latency, _memory):
-        try:
-            step(ctx, res)
-        except Exception as exc:
-            res.errors.append(f"{step.__name__.strip('_')} failed: {type(exc).__name__}: {exc}")
-            log(f"stt: {step.__name__} FAILED: {exc!r}")
-    _plot(ctx, res)
-    return res
 
 
 # ---------------------------------------------------------------------------

@@ -5,9 +5,12 @@ directly (baseline 2) in as many processes as the server has workers, on the sam
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from bench import baselines, corpus, tts
 from bench._common import Result, log, median, ratio
-from bench._context import Context, run_job
+from bench._context import Context, JobRun, run_job
 
 NAME = "synthesis"
 TARGET_VS_ENGINE = 0.85
@@ -25,29 +28,9 @@ def run(ctx: Context) -> Result:
     chars = sum(map(len, texts))
     src = ctx.workdir / "synthesis-in.txt"
     src.write_text("\n".join(texts) + "\n", encoding="utf-8")
-    res.config = {
-        "records": len(texts),
-        "characters": chars,
-        "server_workers": procs,
-        "baseline_processes": procs,
-        "baseline_threads": threads,
-        "voice_id": f"{tts.VOICE_ID} (the default: no --voice_id)",
-        "audio_format": "wav",
-        "sample_rate": tts.NATIVE_RATE,
-        "runner": "FnApiRunner (in the job's own process)",
-    }
+    res.config = _config(len(texts), chars, procs, threads)
     tasks = list(texts)
-    argv = [
-        "--input",
-        str(src),
-        "--output",
-        str(ctx.workdir / "synthesis-out"),
-        "--audio_format",
-        "wav",
-        "--sample_rate",
-        str(tts.NATIVE_RATE),  # the voice's own rate: the same audio as baseline 2 (see bench/tts.py)
-        *ctx.endpoint_args(),
-    ]
+    argv = _argv(ctx, src)
     with baselines.EnginePool("piper", procs, threads, warm=texts[0]) as pool:
         runs = [pool.run(tasks)]
         job = run_job(ctx, "synthesize", argv)
@@ -87,6 +70,49 @@ def run(ctx: Context) -> Result:
         subject="server_alone_chars_per_s",
         baseline="baseline2_chars_per_s",
     )
+    _stages(ctx, res, chars, b2, alone, job)
+    res.compare(
+        "vs_engine_cpu",
+        "synthesis pipeline chars per CPU s (pipeline + server) vs baseline 2",
+        ratio(eff, b2_eff),
+        None,
+        subject="pipeline_chars_per_cpu_s",
+        baseline="baseline2_chars_per_cpu_s",
+    )
+    return res
+
+
+def _config(records: int, chars: int, procs: int, threads: int) -> dict[str, Any]:
+    return {
+        "records": records,
+        "characters": chars,
+        "server_workers": procs,
+        "baseline_processes": procs,
+        "baseline_threads": threads,
+        "voice_id": f"{tts.VOICE_ID} (the default: no --voice_id)",
+        "audio_format": "wav",
+        "sample_rate": tts.NATIVE_RATE,
+        "runner": "FnApiRunner (in the job's own process)",
+    }
+
+
+def _argv(ctx: Context, src: Path) -> list[str]:
+    """The synthesis job's arguments: the texts in ``src``, WAV at the voice's own rate."""
+    return [
+        "--input",
+        str(src),
+        "--output",
+        str(ctx.workdir / "synthesis-out"),
+        "--audio_format",
+        "wav",
+        "--sample_rate",
+        str(tts.NATIVE_RATE),  # the voice's own rate: the same audio as baseline 2 (see bench/tts.py)
+        *ctx.endpoint_args(),
+    ]
+
+
+def _stages(ctx: Context, res: Result, chars: int, b2: float, alone: tts.SynthRun, job: JobRun) -> None:
+    """Wall and CPU time per million characters of each stage, as series and a figure."""
     per_mchar = 1e6 / chars
     wall = {
         "engine directly (baseline 2)": per_mchar * chars / b2,
@@ -110,12 +136,3 @@ def run(ctx: Context) -> Result:
             ctx.plots_dir / "synthesis_stages.png", wall, cpu, "Synthesis: time per stage", "million characters"
         )
     )
-    res.compare(
-        "vs_engine_cpu",
-        "synthesis pipeline chars per CPU s (pipeline + server) vs baseline 2",
-        ratio(eff, b2_eff),
-        None,
-        subject="pipeline_chars_per_cpu_s",
-        baseline="baseline2_chars_per_cpu_s",
-    )
-    return res

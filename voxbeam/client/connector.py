@@ -2,8 +2,9 @@
 
 Everything that connects (the pool's sessions, the jobs' pre-flight check) goes through one
 ``Connector``, and every exception ``websockets`` or the socket layer raises while connecting
-becomes a VoxBeam error in one place, ``connect_error``. Messages never show the API key nor a
-password given in the URL (``ws://user:password@host``).
+becomes a VoxBeam error in one place, ``connect_error`` (a close from the service later, in
+``close_error``). Messages never show the API key nor a password given in the URL
+(``ws://user:password@host``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from voxbeam.errors import (
     ServerBusyError,
     TLSVerificationError,
     VoxBeamError,
+    service_error,
 )
 
 Kind = Literal["stt", "tts"]
@@ -139,6 +141,19 @@ def connect_error(exc: BaseException, where: str, kind: Kind, redact: Redactor, 
     if isinstance(exc, (OSError, InvalidHandshake, ConnectionClosed, EOFError)):
         return ConnectionLostError(redact(f"could not connect to {where}: {_reason(exc)}{hint}"))
     return ConnectionLostError(redact(f"could not connect to {where}: {_reason(exc)}"))
+
+
+def close_error(code: int | None, reason: str | None, redact: Redactor) -> VoxBeamError:
+    """The VoxBeam error for a connection the service closed (``code`` None: without a close frame)."""
+    reason = reason or ""
+    detail = f"code {code}{': ' + reason if reason else ''}" if code is not None else "no close frame"
+    if code == protocol.CLOSE_POLICY_VIOLATION:
+        return AuthenticationError(f"the service rejected the API key (it closed the session: {detail})")
+    if code == protocol.CLOSE_TRY_AGAIN_LATER:
+        return ServerBusyError(f"the service closed the session ({detail})")
+    if code == protocol.CLOSE_MESSAGE_TOO_BIG:
+        return service_error(protocol.ErrorCode.MESSAGE_TOO_LARGE.value, f"the service closed the session ({detail})")
+    return ConnectionLostError(redact(f"the connection closed ({detail})"))
 
 
 def _reason(exc: BaseException) -> str:

@@ -15,75 +15,35 @@ budget, counted from the start of the outage at the latest, runs out.
 
 An endpoint that answered SERVER_BUSY is up but full: it is treated as full at the number of
 sessions already open on it for a while, so requests wait for one of those instead of hammering it.
+
+The endpoints' side of this (choice, circuits, SERVER_BUSY pauses) is ``voxbeam.client.endpoints``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
-import random
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from voxbeam import protocol
 from voxbeam.client._stats import Stats
 from voxbeam.client.config import ClientConfig
 from voxbeam.client.connector import Connector, Kind
+from voxbeam.client.endpoints import Circuit, Endpoints, EndpointState
 from voxbeam.client.retry import RetryClock
 from voxbeam.client.session import InitMessage, Session, SessionState
 from voxbeam.errors import (
     ClientClosedError,
-    ConnectionLostError,
     PoolTimeoutError,
-    RequestTimeoutError,
-    ServerBusyError,
     ServiceUnavailableError,
     VoxBeamError,
 )
 
 logger = logging.getLogger("voxbeam.client")
 
-# After SERVER_BUSY, an endpoint is treated as full at the sessions it holds of ours for this long.
-BUSY_PAUSE = 5.0
-
-
-class Circuit(enum.Enum):
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"  # one probe connection in flight
-
-
-@dataclass
-class EndpointState:
-    url: str
-    index: int
-    open: int = 0  # sessions open or opening on this endpoint
-    in_use: int = 0
-    circuit: Circuit = Circuit.CLOSED
-    failures: int = 0  # consecutive connect failures
-    times_opened: int = 0  # consecutive open periods (the backoff exponent)
-    opened_at: float = 0.0  # when the circuit last went from closed to open
-    retry_at: float = 0.0  # open: when the half-open probe may go
-    last_error: VoxBeamError | None = None
-    busy_until: float = 0.0
-    busy_cap: int = 0  # sessions the endpoint accepted from us when it last said SERVER_BUSY
-
-    def is_full(self, now: float) -> bool:
-        return now < self.busy_until and self.open >= self.busy_cap
-
-    def probe_due(self, now: float) -> bool:
-        return self.circuit is Circuit.OPEN and now >= self.retry_at
-
-
 PoolKey = tuple[Kind, str]
-
-
-def is_connect_failure(exc: VoxBeamError, session: Session) -> bool:
-    """A failure that says the endpoint is not there (as opposed to full, or refusing the request)."""
-    return not session.connected and isinstance(exc, (ConnectionLostError, RequestTimeoutError))
 
 
 class SessionPool:
@@ -93,8 +53,7 @@ class SessionPool:
         self._config = config
         self._connector = connector
         self._stats = stats
-        self._endpoints = [EndpointState(url, i) for i, url in enumerate(config.endpoints)]
-        self._by_url = {ep.url: ep for ep in self._endpoints}
+        self._endpoints = Endpoints(config, connector, stats, self._notify)
         self._idle: dict[PoolKey, list[Session]] = {}
         self._sessions: set[Session] = set()
         self._leased: set[Session] = set()
@@ -102,8 +61,6 @@ class SessionPool:
         self._waiters: list[asyncio.Future[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
-        self._rr = 0
-        self._rng = random.Random()
 
     # -- introspection ---------------------------------------------------------------------
 
@@ -179,7 +136,7 @@ class SessionPool:
                 return session
             now = time.monotonic()
             room = self._open_count() < self.max_size
-            endpoint = self._pick_endpoint(now)
+            endpoint = self._endpoints.pick(now)
             if endpoint is not None and not room and self._evict_idle():
                 continue  # an idle session of another configuration made room
             if endpoint is not None and room:
@@ -191,7 +148,7 @@ class SessionPool:
                     if probe and endpoint.circuit is not Circuit.CLOSED:
                         continue
                     # Refused here while another endpoint is up: go there now, not after a backoff.
-                    if endpoint.last_error is exc and self._usable(time.monotonic(), besides=endpoint):
+                    if endpoint.last_error is exc and self._endpoints.usable(time.monotonic(), besides=endpoint):
                         self._stats.incr("failovers")
                         continue
                     raise
@@ -206,7 +163,7 @@ class SessionPool:
         if session not in self._leased:
             return
         self._leased.discard(session)
-        ep = self._by_url[session.endpoint]
+        ep = self._endpoints.by_url[session.endpoint]
         ep.in_use = max(0, ep.in_use - 1)
         if healthy and session.state is SessionState.IDLE and not self._closed:
             self._idle.setdefault(session.key, []).append(session)
@@ -239,40 +196,22 @@ class SessionPool:
         idle = self._idle.get(key)
         while idle:
             # Prefer the least-loaded endpoint with a closed circuit, most recently used first (warm).
-            candidates = [s for s in idle if self._by_url[s.endpoint].circuit is Circuit.CLOSED] or idle
+            candidates = [s for s in idle if self._endpoints.by_url[s.endpoint].circuit is Circuit.CLOSED] or idle
             best = min(
                 reversed(candidates),
-                key=lambda s: self._by_url[s.endpoint].in_use,
+                key=lambda s: self._endpoints.by_url[s.endpoint].in_use,
             )
             idle.remove(best)
             if best.state is not SessionState.IDLE:  # closed while idle; its callback may be pending
                 self._forget(best)
                 continue
             self._leased.add(best)
-            self._by_url[best.endpoint].in_use += 1
+            self._endpoints.by_url[best.endpoint].in_use += 1
             if not idle:
                 self._idle.pop(key, None)
             return best
         self._idle.pop(key, None)
         return None
-
-    def _usable(self, now: float, besides: EndpointState | None = None) -> list[EndpointState]:
-        return [
-            ep for ep in self._endpoints if ep is not besides and ep.circuit is Circuit.CLOSED and not ep.is_full(now)
-        ]
-
-    def _pick_endpoint(self, now: float) -> EndpointState | None:
-        """An open circuit whose probe is due (so a dead endpoint is tried again once per period),
-        else a closed circuit with room: fewest recent failures, then least loaded."""
-        due = [ep for ep in self._endpoints if ep.probe_due(now)]
-        if due:
-            return min(due, key=lambda ep: ep.retry_at)
-        usable = self._usable(now)
-        if not usable:
-            return None
-        self._rr += 1
-        n = len(self._endpoints)
-        return min(usable, key=lambda ep: (ep.failures, ep.in_use, ep.open, (ep.index - self._rr) % n))
 
     def _evict_idle(self) -> bool:
         """Close the least recently used idle session (of any configuration) to make room."""
@@ -298,7 +237,7 @@ class SessionPool:
         if timeout is not None and timeout <= 0:
             self._stats.incr("timeouts")
             raise PoolTimeoutError(f"no session became free within {self._config.timeouts.pool}s")
-        wake = [t - now for t in self._wake_times() if t > now]
+        wake = [t - now for t in self._endpoints.wake_times() if t > now]
         if wake:
             timeout = min(wake) if timeout is None else min(timeout, min(wake))
         await self._sleep_until_notified(timeout)
@@ -321,12 +260,6 @@ class SessionPool:
             timeout = wake if timeout is None else min(timeout, wake)
         self._stats.incr("waits_unavailable")
         await self._sleep_until_notified(timeout)
-
-    def _wake_times(self) -> list[float]:
-        # A full endpoint's SERVER_BUSY pause ends, or an open circuit's probe falls due.
-        return [ep.busy_until for ep in self._endpoints] + [
-            ep.retry_at for ep in self._endpoints if ep.circuit is Circuit.OPEN
-        ]
 
     async def _sleep_until_notified(self, timeout: float | None) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -359,13 +292,13 @@ class SessionPool:
             self._opening -= 1
             ep.open -= 1
             if isinstance(exc, VoxBeamError):
-                self._note_open_failure(ep, session, exc)
+                self._endpoints.note_open_failure(ep, session, exc)
             elif ep.circuit is Circuit.HALF_OPEN:
                 ep.circuit = Circuit.OPEN  # the probe was cancelled: let another record make it
             self._notify()
             raise
         self._opening -= 1
-        self._note_reachable(ep)
+        self._endpoints.note_reachable(ep)
         if self._closed or session.state is not SessionState.IDLE:
             ep.open -= 1
             self._spawn(session.close())
@@ -379,50 +312,6 @@ class SessionPool:
         if retry:
             self._stats.incr("reconnects")
         return session
-
-    def _note_reachable(self, ep: EndpointState) -> None:
-        """The endpoint answered: its circuit closes and records waiting for it go on."""
-        if ep.circuit is not Circuit.CLOSED:
-            logger.warning("%s is reachable again; circuit closed", self._connector.redact(ep.url))
-            ep.circuit = Circuit.CLOSED
-            self._notify()
-        ep.failures = 0
-        ep.times_opened = 0
-
-    def _note_open_failure(self, ep: EndpointState, session: Session, exc: VoxBeamError) -> None:
-        now = time.monotonic()
-        if isinstance(exc, ServerBusyError):
-            self._stats.incr("server_busy")
-            self._note_reachable(ep)
-            # The endpoint holds as many of our sessions as it will take: wait for one of those.
-            ep.busy_cap = ep.open
-            ep.busy_until = now + BUSY_PAUSE
-            logger.info("%s is at capacity with %d of our sessions", self._connector.redact(ep.url), ep.open)
-            return
-        if not is_connect_failure(exc, session):
-            self._note_reachable(ep)  # it answered, if only to refuse this request
-            return
-        ep.last_error = exc
-        if ep.circuit is Circuit.OPEN:
-            return  # a connection started before the circuit opened: the outage is already known
-        ep.failures += 1
-        # The threshold forgives a blip on the only way in; with another endpoint up, one failure
-        # opens the circuit (so the endpoint is probed, and rejoins when it answers).
-        if ep.circuit is Circuit.CLOSED and ep.failures < self._config.circuit.failures and not self._usable(now, ep):
-            return
-        if ep.circuit is Circuit.CLOSED:
-            ep.opened_at = now
-            self._stats.incr("circuit_opens")
-        ep.times_opened += 1
-        ep.circuit = Circuit.OPEN
-        period = self._config.circuit.open_for(ep.times_opened, self._rng)
-        ep.retry_at = now + period
-        logger.warning(
-            "endpoint %s is unavailable (%s); next probe in %.1f s",
-            self._connector.redact(ep.url),
-            self._connector.redact(str(exc)),
-            period,
-        )
 
     def _on_session_closed(self, session: Session) -> None:
         """Called by a session whose connection ended (server close, failed ping, our close)."""
@@ -439,7 +328,7 @@ class SessionPool:
     def _forget(self, session: Session) -> None:
         if session in self._sessions:
             self._sessions.discard(session)
-            ep = self._by_url[session.endpoint]
+            ep = self._endpoints.by_url[session.endpoint]
             ep.open = max(0, ep.open - 1)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:

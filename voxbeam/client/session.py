@@ -16,20 +16,19 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from voxbeam import audio, protocol
 from voxbeam.client._stats import Stats
-from voxbeam.client.connector import Connector, Kind
+from voxbeam.client.connector import Connector, Kind, close_error
+from voxbeam.client.recognition import AudioUpload, Finals, Recognition
 from voxbeam.errors import (
     AuthenticationError,
     ConnectionLostError,
     ProtocolViolationError,
     RequestTimeoutError,
-    ServerBusyError,
     ServiceError,
     VoxBeamError,
     service_error,
@@ -52,14 +51,6 @@ class SessionState(enum.Enum):
 class _Signal(enum.Enum):
     CLOSED = "closed"  # the reader ended: the connection is gone
     SENDER_DONE = "sender_done"  # the audio sender finished or failed
-
-
-@dataclass(frozen=True)
-class Recognition:
-    """What one recognition session (audio ... flush ... flush_done) produced."""
-
-    request_id: str
-    finals: list[protocol.Transcript]
 
 
 _ids = itertools.count(1)
@@ -226,18 +217,7 @@ class Session:
     def _error_for_close(self, ws: ClientConnection) -> VoxBeamError:
         if self._idle_error is not None:
             return self._idle_error
-        code = ws.close_code
-        reason = ws.close_reason or ""
-        detail = f"code {code}{': ' + reason if reason else ''}" if code is not None else "no close frame"
-        if code == protocol.CLOSE_POLICY_VIOLATION:
-            return AuthenticationError(f"the service rejected the API key (it closed the session: {detail})")
-        if code == protocol.CLOSE_TRY_AGAIN_LATER:
-            return ServerBusyError(f"the service closed the session ({detail})")
-        if code == protocol.CLOSE_MESSAGE_TOO_BIG:
-            return service_error(
-                protocol.ErrorCode.MESSAGE_TOO_LARGE.value, f"the service closed the session ({detail})"
-            )
-        return ConnectionLostError(self._connector.redact(f"the connection closed ({detail})"))
+        return close_error(ws.close_code, ws.close_reason, self._connector.redact)
 
     def failure(self) -> VoxBeamError:
         """A fresh exception saying why this session can no longer be used."""
@@ -313,77 +293,14 @@ class Session:
     ) -> Recognition:
         """Stream ``chunks`` as one recognition session, flush, and collect its finals."""
         self._begin()
-        flushed = False
-        waiting_on_source = False
-        progress = time.monotonic()
-
-        async def sender() -> None:
-            nonlocal flushed, waiting_on_source, progress
-            start = time.monotonic()
-            sent = 0
-            iterator = chunks.__aiter__()
-            while True:
-                waiting_on_source = True
-                try:
-                    chunk = await iterator.__anext__()
-                except StopAsyncIteration:
-                    break
-                finally:
-                    waiting_on_source = False
-                    progress = time.monotonic()
-                if pacing_bytes_per_s:
-                    ahead = sent / pacing_bytes_per_s - (time.monotonic() - start)
-                    if ahead > 0:
-                        await asyncio.sleep(ahead)
-                # No per-frame timeout (it would cost more CPU than the send): the receive loop
-                # below is the watchdog and gives up when no frame went out for result_timeout.
-                await self._send(protocol.Audio(chunk), None)
-                sent += len(chunk)
-                self._stats.incr("audio_bytes_sent", len(chunk))
-                progress = time.monotonic()
-            await self._send(protocol.Command("flush"), result_timeout)
-            flushed = True
-            progress = time.monotonic()
-
-        task = asyncio.create_task(sender(), name=f"voxbeam-session-{self.id}-sender")
+        upload = AudioUpload(
+            self._send, self._stats, chunks, result_timeout=result_timeout, pacing_bytes_per_s=pacing_bytes_per_s
+        )
+        task = asyncio.create_task(upload.run(), name=f"voxbeam-session-{self.id}-sender")
         task.add_done_callback(lambda _t: self._inbox.put_nowait(_Signal.SENDER_DONE))
-        rid = self.protocol.open.request_id
-        finals: list[protocol.Transcript] = []
+        finals = Finals(self.protocol.open.request_id)
         try:
-            while True:
-                try:
-                    item = await self._get(result_timeout)
-                except TimeoutError:
-                    # Silence is fine while audio is still flowing out or the source is slow;
-                    # it is a stall only when nothing has moved in either direction.
-                    if not flushed and (waiting_on_source or time.monotonic() - progress < result_timeout):
-                        continue
-                    self._stats.incr("timeouts")
-                    raise RequestTimeoutError(
-                        f"no transcript from the service within {result_timeout}s"
-                        + (" after flush" if flushed else " (audio stalled)")
-                    ) from None
-                if item is _Signal.SENDER_DONE:
-                    if not task.cancelled() and task.exception() is not None:
-                        raise task.exception()  # type: ignore[misc]
-                    continue
-                if item is _Signal.CLOSED:
-                    raise self.failure()
-                assert not isinstance(item, _Signal)
-                progress = time.monotonic()
-                # The state machine has checked the order: everything up to our flush's
-                # flush_done belongs to this file, whatever ids the service uses.
-                if isinstance(item, protocol.Transcript):
-                    rid = rid or item.request_id or None
-                    if item.is_final:
-                        finals.append(item)
-                elif isinstance(item, protocol.FlushDone):
-                    rid = item.request_id or rid
-                    break
-                elif isinstance(item, protocol.Error):
-                    raise service_error(item.code, item.error, item.request_id)
-                else:
-                    raise ProtocolViolationError(f"unexpected {item.type!r} message on an STT session")
+            await self._receive_finals(finals, upload, task, result_timeout)
             await task
         except BaseException:
             task.cancel()
@@ -393,7 +310,33 @@ class Session:
                 pass
             raise
         self._end()
-        return Recognition(rid or "", finals)
+        return finals.result()
+
+    async def _receive_finals(
+        self, finals: Finals, upload: AudioUpload, sender: asyncio.Task[None], result_timeout: float
+    ) -> None:
+        """Receive until the ``flush_done`` that ends the recognition, watching both directions for a stall."""
+        while True:
+            try:
+                item = await self._get(result_timeout)
+            except TimeoutError:
+                if upload.may_stay_silent(result_timeout):
+                    continue
+                self._stats.incr("timeouts")
+                raise RequestTimeoutError(
+                    f"no transcript from the service within {result_timeout}s"
+                    + (" after flush" if upload.flushed else " (audio stalled)")
+                ) from None
+            if item is _Signal.SENDER_DONE:
+                if not sender.cancelled() and sender.exception() is not None:
+                    raise sender.exception()  # type: ignore[misc]
+                continue
+            if item is _Signal.CLOSED:
+                raise self.failure()
+            assert not isinstance(item, _Signal)
+            upload.progress = time.monotonic()
+            if finals.add(item):
+                return
 
     async def synthesize(self, text: str, *, result_timeout: float) -> bytes:
         """Send one utterance (``is_final: true``) and collect its audio until ``is_final``."""

