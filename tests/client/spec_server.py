@@ -80,8 +80,11 @@ class SpecServer:
         unknown_every: int = 7,
         ping_interval: float | None = None,
         ping_timeout: float = 10.0,
+        decode_speed: float | None = None,
     ) -> None:
         self.api_key = api_key
+        # Times real time a flushed recognition takes, in silence (a busy service): None answers at once.
+        self.decode_speed = decode_speed
         self.services = services
         self.idle_timeout = idle_timeout
         self.unknown_every = unknown_every
@@ -228,6 +231,8 @@ class SpecServer:
                 self.counters.flushes += 1
                 if pcm:
                     ms = len(pcm) * 1000 // (2 * rate)
+                    if self.decode_speed:
+                        await asyncio.sleep(ms / 1000 / self.decode_speed)
                     final: dict[str, Any] = {
                         "type": "transcript",
                         "request_id": request_id,

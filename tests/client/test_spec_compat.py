@@ -98,3 +98,26 @@ def test_websocket_pings_from_the_service_are_answered_while_streaming():
     result, stats, counters = asyncio.run(go())
     assert result.text == transcript_for(tone(2.0, 300), RATE)
     assert stats["retries"] == 0 and counters.connections == 1
+
+
+def test_a_busy_service_gets_the_audio_it_owes_before_its_silence_is_a_stall():
+    """After flush, silence is allowed for the result timeout plus the audio not yet transcribed (at real
+    time): a long upload to a busy service is waited for, not abandoned and sent again."""
+    clip = tone(4.0, 300)
+
+    async def go(speed: float) -> tuple[object, dict[str, int]]:
+        async with SpecServer(decode_speed=speed) as srv:
+            cfg = config(srv, timeouts=Timeouts(connect=5, ready=5, result=1, record=30, pool=30),
+                         retry=RetryPolicy(budget=20, max_attempts=1))  # fmt: skip
+            async with SpeechClient(cfg) as client:
+                try:
+                    return await client.transcribe(clip), client.stats()
+                except Exception as exc:  # noqa: BLE001 - the outcome is what is compared
+                    return exc, client.stats()
+
+    waited, stats = asyncio.run(go(speed=2.0))  # 2 s of silence after flush: more than the 1 s result timeout
+    assert not isinstance(waited, Exception) and waited.text == transcript_for(clip, RATE), waited
+    assert stats["timeouts"] == 0 and waited.attempts == 1
+    stalled, stats = asyncio.run(go(speed=0.6))  # 6.7 s: more than 1 s + the 4 s owed
+    assert isinstance(stalled, Exception) and "no transcript from the service within 1" in str(stalled), stalled
+    assert stats["timeouts"] == 1

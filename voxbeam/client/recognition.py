@@ -34,15 +34,17 @@ class AudioUpload:
         send: Send,
         stats: Stats,
         chunks: AsyncIterator[bytes],
-        *,
         result_timeout: float,
         pacing_bytes_per_s: int | None,
+        bytes_per_s: int,
     ) -> None:
         self._send = send
         self._stats = stats
         self._chunks = chunks
         self._result_timeout = result_timeout
         self._pacing = pacing_bytes_per_s
+        self._bytes_per_s = bytes_per_s
+        self.sent = 0  # audio bytes sent
         self.flushed = False
         self.waiting_on_source = False
         self.progress = time.monotonic()  # the last time anything moved, either way
@@ -68,16 +70,27 @@ class AudioUpload:
             # is the watchdog and gives up when no frame went out for result_timeout.
             await self._send(protocol.Audio(chunk), None)
             sent += len(chunk)
+            self.sent = sent
             self._stats.incr("audio_bytes_sent", len(chunk))
             self.progress = time.monotonic()
         await self._send(protocol.Command("flush"), self._result_timeout)
         self.flushed = True
         self.progress = time.monotonic()
 
-    def may_stay_silent(self, timeout: float) -> bool:
-        """Silence is fine while audio is still flowing out or the source is slow;
-        it is a stall only when nothing has moved in either direction."""
-        return not self.flushed and (self.waiting_on_source or time.monotonic() - self.progress < timeout)
+    def may_stay_silent(self, timeout: float, heard_ms: int) -> bool:
+        """Silence is fine while audio is still flowing out or the source is slow; it is a stall only
+        when nothing has moved in either direction.
+
+        After ``flush`` the service may still owe the audio past ``heard_ms`` (the end of the last
+        final): a busy service decodes a long upload in turns with other sessions' work, so it gets
+        ``timeout`` plus that audio's duration (decoding at real time, the slowest a service that
+        keeps up with live speech may be) before its silence is a stall.
+        """
+        silent = time.monotonic() - self.progress
+        if not self.flushed:
+            return self.waiting_on_source or silent < timeout
+        owed_s = max(0.0, self.sent / self._bytes_per_s - heard_ms / 1000)
+        return silent < timeout + owed_s
 
 
 class Finals:
@@ -102,6 +115,11 @@ class Finals:
         if isinstance(item, protocol.Error):
             raise service_error(item.code, item.error, item.request_id)
         raise ProtocolViolationError(f"unexpected {item.type!r} message on an STT session")
+
+    @property
+    def heard_ms(self) -> int:
+        """Where the finals so far end, in the audio."""
+        return max((t.offset + t.duration for t in self.finals), default=0)
 
     def result(self) -> Recognition:
         return Recognition(self.request_id or "", self.finals)

@@ -293,9 +293,8 @@ class Session:
     ) -> Recognition:
         """Stream ``chunks`` as one recognition session, flush, and collect its finals."""
         self._begin()
-        upload = AudioUpload(
-            self._send, self._stats, chunks, result_timeout=result_timeout, pacing_bytes_per_s=pacing_bytes_per_s
-        )
+        rate = self.init.sample_rate * audio.BYTES_PER_SAMPLE
+        upload = AudioUpload(self._send, self._stats, chunks, result_timeout, pacing_bytes_per_s, rate)
         task = asyncio.create_task(upload.run(), name=f"voxbeam-session-{self.id}-sender")
         task.add_done_callback(lambda _t: self._inbox.put_nowait(_Signal.SENDER_DONE))
         finals = Finals(self.protocol.open.request_id)
@@ -320,7 +319,7 @@ class Session:
             try:
                 item = await self._get(result_timeout)
             except TimeoutError:
-                if upload.may_stay_silent(result_timeout):
+                if upload.may_stay_silent(result_timeout, finals.heard_ms):
                     continue
                 self._stats.incr("timeouts")
                 raise RequestTimeoutError(
