@@ -33,9 +33,13 @@ from voxbeam.beam._workers import close_worker_clients
 from voxbeam.client import CircuitPolicy
 
 
+PLUMBING_ENGINE = ["--stt_engine", "pocketsphinx", "--decoders_per_worker", "1"]
+
+
 @pytest.fixture(scope="module")
 def chaos_server():
-    with dedicated_server(workers=2, extra_args=["--decoders_per_worker", "1"]) as srv:
+    # pocketsphinx: the plumbing is on trial over hundreds of files, and its transcripts are as repeatable.
+    with dedicated_server(workers=2, extra_args=PLUMBING_ENGINE) as srv:
         yield srv
 
 
@@ -138,9 +142,7 @@ def test_two_endpoints_one_killed_mid_run(chaos_server, files, reference, tmp_pa
     attempts: list[float] = []  # connections to the endpoint that dies, as its proxy saw them
     # The endpoint that dies takes the same key, behind a proxy that notes each connection made to it.
     with (
-        dedicated_server(
-            workers=1, api_keys=[chaos_server.api_key], extra_args=["--decoders_per_worker", "1"]
-        ) as doomed,
+        dedicated_server(workers=1, api_keys=[chaos_server.api_key], extra_args=PLUMBING_ENGINE) as doomed,
         ThreadedProxy(doomed.port) as proxy,
     ):
         proxy.proxy.policy = lambda: attempts.append(time.monotonic())  # returns None: no fault
