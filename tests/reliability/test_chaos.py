@@ -32,7 +32,6 @@ from voxbeam.beam import Secret, ServiceSettings
 from voxbeam.beam._workers import close_worker_clients
 from voxbeam.client import CircuitPolicy
 
-
 PLUMBING_ENGINE = ["--stt_engine", "pocketsphinx", "--decoders_per_worker", "1"]
 
 
