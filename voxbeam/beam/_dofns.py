@@ -34,7 +34,7 @@ NAMESPACE = "voxbeam"
 DEAD_LETTERS = "dead_letters"
 STT_RATE = 16000
 # What a synthesis record may set for itself: every field of the TTS init but the message type.
-TTS_PARAMETERS = tuple(f.name for f in dataclasses.fields(TtsInit) if f.name != "type")
+RECORD_TTS_FIELDS = tuple(f.name for f in dataclasses.fields(TtsInit) if f.name != "type")
 
 
 class _InFlightDoFn(beam.DoFn):
@@ -271,7 +271,7 @@ class SynthesizeFn(_InFlightDoFn):
         if not isinstance(text, str) or not text.strip():
             raise InputError("the record has no 'text'")
         params = {k: v for k, v in self._defaults.items() if v is not None}
-        params.update({k: record[k] for k in TTS_PARAMETERS if record.get(k) is not None})
+        params.update({k: record[k] for k in RECORD_TTS_FIELDS if record.get(k) is not None})
         result = self._await(self._handle.client.synthesize_async(text, **params))
         text_sha = text_sha256(text)
         uri = storage.join(self._prefix, f"{object_name(record_id)}.{audio.FILE_EXTENSIONS[result.format]}")
@@ -290,7 +290,7 @@ class SynthesizeFn(_InFlightDoFn):
         self._chars.inc(len(text))
         self._bytes.inc(len(result.audio))
         duration = (
-            audio.ms(len(result.audio) // 2, result.sample_rate)
+            audio.ms(len(result.audio) // audio.BYTES_PER_SAMPLE, result.sample_rate)
             if result.format == "pcm"
             else audio.duration_ms(result.audio)
         )

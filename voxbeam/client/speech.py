@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from voxbeam import audio, protocol
+from voxbeam.audio import BYTES_PER_SAMPLE
 from voxbeam.client._sources import AudioSource, as_async_chunks
 from voxbeam.client._stats import Stats
 from voxbeam.client.config import ClientConfig
@@ -120,7 +121,7 @@ class SpeechClient:
             segment_seconds=self.config.segment_seconds,
         )
         builder = TranscriptBuilder(language)
-        pacing = sample_rate * 2 if self.config.realtime_pacing else None
+        pacing = sample_rate * BYTES_PER_SAMPLE if self.config.realtime_pacing else None
         have_segment: bool | None = None
         model: str | None = None
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from voxbeam.audio import BYTES_PER_SAMPLE
 from voxbeam.server.engines.base import TTS_PARAMETERS, Catalog, Prosody, TtsEngine, Voice
 from voxbeam.server.errors import EngineError
 from voxbeam.server.voices import ROLES, STYLES
@@ -138,7 +139,7 @@ class Synthesizer:
 
     def _on_audio(self, wav: Any, samples: int, events: Any) -> int:
         if samples > 0 and wav:
-            self._chunks.append(ctypes.string_at(wav, samples * 2))
+            self._chunks.append(ctypes.string_at(wav, samples * BYTES_PER_SAMPLE))
         return 0  # 0 = continue synthesis
 
     def synthesize(self, text: str, params: EspeakParameters) -> bytes:

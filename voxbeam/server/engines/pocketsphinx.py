@@ -233,7 +233,7 @@ class RecognitionStream(SttStream):
         was_speech = ep.in_speech
         speech = ep.process(frame)
         self._hist += frame
-        self._pos += len(frame) // 2
+        self._pos += len(frame) // BYTES_PER_SAMPLE
         if speech is not None and not was_speech:
             self._begin_utterance(int(round(ep.speech_start * SAMPLE_RATE)))
         if speech is not None and not ep.in_speech:
