@@ -147,13 +147,13 @@ def test_a_text_over_the_services_limit_becomes_one_object(server, tmp_path):
 
 
 def test_ids_that_once_shared_an_object_or_were_too_long_get_their_own(server, tmp_path):
-    """ "a/b" and "a_b-c14cddc033" were both written to one object; an id of 300 safe characters
+    """Ids "a/b" and "a_b-c14cddc033" were both written to one object; an id of 300 safe characters
     failed with ENAMETOOLONG. Each now gets its own object, named within 100 characters."""
     ids = ["a/b", "a_b-c14cddc033", "x" * 300, "x" * 299 + "y", "..", "a~b"]
     out = str(tmp_path / "out")
     synthesize(server, [{"id": i, "text": "Yes.", "voice_id": "vl-andrew"} for i in ids], out)
     manifest = read_parquet(glob.glob(os.path.join(out, MANIFEST, "run=test", "*.parquet")))
-    assert not glob.glob(os.path.join(out, DEAD_LETTERS, "run=test", "*.parquet"))
+    assert not read_parquet(glob.glob(os.path.join(out, DEAD_LETTERS, "run=test", "*.parquet")))
     assert sorted(m["id"] for m in manifest) == sorted(ids)
     uris = {m["uri"] for m in manifest}
     assert len(uris) == len(ids) and all(os.path.isfile(u) for u in uris)

@@ -79,7 +79,7 @@ def test_a_connection_that_never_recovers_ends_when_the_retry_budget_runs_out(se
 
     err, elapsed = asyncio.run(_with_proxy(server, body))
     # The budget counts from the first stall (0.5 s in); the attempt under way when it runs out finishes.
-    assert 2.9 <= elapsed < 4.5, elapsed
+    assert 2.9 <= elapsed < 5.0, elapsed
     assert err.attempts >= 2 and isinstance(err.last, RequestTimeoutError)
     assert err.waited is not None and err.waited >= 2.5 and "retry budget 2.5 s" in str(err)
 

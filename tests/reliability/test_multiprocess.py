@@ -40,7 +40,12 @@ def _multi_processing() -> list[str]:
 
 @pytest.fixture(scope="module")
 def replicas() -> Any:
-    with dedicated_server(workers=1, api_keys=[KEY]) as a, dedicated_server(workers=1, api_keys=[KEY]) as b:
+    # pocketsphinx: the plumbing across processes is on trial, not the recognizer (a tenth of Whisper's CPU).
+    small = ["--stt_engine", "pocketsphinx", "--decoders_per_worker", "1"]
+    with (
+        dedicated_server(workers=1, api_keys=[KEY], extra_args=small) as a,
+        dedicated_server(workers=1, api_keys=[KEY], extra_args=small) as b,
+    ):
         yield a, b
 
 

@@ -234,6 +234,10 @@ class WhisperStream(SttStream):
         if partial:
             text = self._engine.partial(audio[-WINDOW_FRAMES * RATE // 100 :], self._language)
             return [Recognized(text, False, ms(start / RATE), ms(len(audio) / RATE))] if text else []
+        if regions is None:
+            regions = speech_regions(audio)
+        if not regions:  # the pipeline's VAD (the same Silero model and threshold) would find none either
+            return []
         segments, language, probability = self._engine.transcribe(audio, self._language, words=self._words)
         if self._language is None:
             self._language, self._probability = language, probability
@@ -244,7 +248,7 @@ class WhisperStream(SttStream):
             words=self._words,
             language=reported,
             probability=self._probability if reported else None,
-            regions=speech_regions(audio) if regions is None else regions,
+            regions=regions,
         )
 
     # -- live ---------------------------------------------------------------------------
