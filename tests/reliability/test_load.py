@@ -2,7 +2,7 @@
 
 Every session either completes with the right result or is refused with SERVER_BUSY; none
 hangs (each wave has a hard deadline); the server never holds more than its cap; its worker
-processes are the same ones before and after, all alive. The default run lasts about 20 s;
+processes are the same ones before and after, all alive. The default run lasts about 10 s;
 ``VOXBEAM_SOAK_SECONDS=600`` turns it into a ten-minute soak (which also checks the server's
 memory does not creep).
 """
@@ -26,7 +26,7 @@ from voxbeam.errors import RetriesExhaustedError, ServerBusyError
 MAX_SESSIONS = 48
 CONCURRENT = 64
 WORKERS = 2
-DURATION = env_seconds("VOXBEAM_SOAK_SECONDS", 20.0)
+DURATION = env_seconds("VOXBEAM_SOAK_SECONDS", 10.0)
 WAVE_DEADLINE = 120.0
 TTS_TEXT = " ".join(SHORT_SENTENCES[:3])
 # Distinct phrases: a transcript must be nearest to its own phrase's reference (pocketsphinx's
