@@ -15,6 +15,7 @@ import numpy as np
 
 from tests.server import helpers as h
 
+# A round trip through our own voice: a plumbing check (accuracy is judged on human speech, tests/test_accuracy.py).
 SENTENCES = [
     "The sky is clear this evening.",
     "My mother made soup for lunch.",
@@ -28,18 +29,6 @@ SENTENCES = [
     "The water in the lake is cold.",
     "They built a new house near the river.",
     "My friend lives in a big city.",
-    "The movie starts in twenty minutes.",
-    "He drinks tea with milk every day.",
-    "The phone rang during the meeting.",
-    "We are going to the beach on Sunday.",
-    "The little boy lost his shoe.",
-    "Open the window, please.",
-    "The bank is next to the post office.",
-    "She likes to sing in the morning.",
-    "It was a long day at work.",
-    "The bird is sitting on the fence.",
-    "Turn left at the next corner.",
-    "I need a new pair of shoes.",
 ]
 MAX_WER = 0.20
 RATE = 16000
