@@ -321,9 +321,6 @@ def _compare(
 
 
 def _audio_dir(out: Path) -> Path:
-    """Where the job wrote its audio objects (``<output>/audio/``)."""
-    direct = out / "audio"
-    if direct.is_dir():
-        return direct
-    found = sorted(out.rglob("*.wav"))
-    return found[0].parent if found else direct
+    """Where the job wrote its audio objects (``<output>/audio/run=<run id>/``: one run per output)."""
+    found = sorted((out / "audio").rglob("*.wav"))
+    return found[0].parent if found else out / "audio"
