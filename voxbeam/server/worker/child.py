@@ -25,6 +25,8 @@ from voxbeam.server.worker import CANCEL, DONE, ERROR, FAILED, READY, SKIPPED, W
 
 log = logging.getLogger("voxbeam.server.worker")
 
+# Above this a worker's buffers are mmapped (and go back to the OS when freed); see worker_main.
+WORKER_MMAP_THRESHOLD = 8 * 1024 * 1024
 # A live session's audio that waited longer than this for the worker is only buffered (no
 # partials, no endpointing until the worker has caught up): extra work would make it fall further behind.
 LIVE_MAX_LAG_S = 1.0
@@ -190,7 +192,11 @@ def worker_main(conn: Any, slot: int, spec: WorkerSpec, log_level: int) -> None:
     """Entry point of a worker process (spawned, so it shares nothing with the server's threads)."""
     # Ctrl-C reaches the whole process group; the server decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    keep_large_buffers_out_of_the_heap()  # decoding long audio must not leave the heap grown
+    # Long audio (minutes of float32) must not leave the heap grown, but the engines' per-call
+    # temporaries (a 30 s window's features, encoder outputs: up to a few MiB) must stay in it: at
+    # the front process's 128 KiB, every decode mmapped and page-faulted them afresh and Whisper
+    # used ~45 % more CPU per file than when called directly.
+    keep_large_buffers_out_of_the_heap(WORKER_MMAP_THRESHOLD)
     logging.basicConfig(
         level=log_level, stream=sys.stderr, format=f"%(asctime)s worker-{slot} %(levelname)s %(message)s"
     )
