@@ -136,18 +136,21 @@ class Synthesis(Job):
             summary.skipped = len(found.records) - len(records)
         return records
 
-    def session(self) -> tuple[Kind, Any]:
+    def tts_defaults(self) -> dict[str, Any]:
+        """The job's TTS settings, which records may override: the pre-flight's init and the transform's defaults."""
         v = self.values
-        init = TtsInit(
-            voice_id=v.voice_id,
-            language=v.language,
-            format=v.audio_format,
-            sample_rate=v.sample_rate,
-            speed=v.speed,
-            pitch=v.pitch,
-            volume=v.volume,
-        )
-        return "tts", init
+        return {
+            "voice_id": v.voice_id,
+            "language": v.language,
+            "format": v.audio_format,
+            "sample_rate": v.sample_rate,
+            "speed": v.speed,
+            "pitch": v.pitch,
+            "volume": v.volume,
+        }
+
+    def session(self) -> tuple[Kind, Any]:
+        return "tts", TtsInit(**self.tts_defaults())
 
     def build(
         self, p: beam.Pipeline, records: list[Any], service: ServiceSettings, run_id: str, progress_id: str | None
@@ -161,13 +164,7 @@ class Synthesis(Job):
             >> Synthesize(
                 storage.join(v.output, AUDIO, f"run={run_id}"),
                 service,
-                voice_id=v.voice_id,
-                language=v.language,
-                format=v.audio_format,
-                sample_rate=v.sample_rate,
-                speed=v.speed,
-                pitch=v.pitch,
-                volume=v.volume,
+                **self.tts_defaults(),
                 progress_id=progress_id,
             )
         )
