@@ -15,6 +15,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from voxbeam import protocol
 from voxbeam.beam.options import Secret, ServiceSettings, split_list
+from voxbeam.client.config import ClientConfig
 from voxbeam.client.connector import Kind
 from voxbeam.errors import ConnectionLostError, UsageError, VoxBeamError
 from voxbeam.jobs.interrupt import Emergency
@@ -70,8 +71,8 @@ def service_for(
             )
         except ValueError as exc:
             raise UsageError("--endpoint", str(exc)) from None
-        preflight(settings, job_session)
-        yield _sized(settings, args, options, summary)
+        config = preflight(settings, job_session)
+        yield _sized(settings, args, options, summary, config.resolved_api_key())
         return
     if not local:
         settings = ServiceSettings(
@@ -108,12 +109,11 @@ def service_for(
 
 
 def _sized(
-    settings: ServiceSettings, args: argparse.Namespace, options: PipelineOptions, summary: Summary
+    settings: ServiceSettings, args: argparse.Namespace, options: PipelineOptions, summary: Summary, key: str | None
 ) -> ServiceSettings:
     """``settings`` with sessions per worker from the fleet's advertised capacity, unless the flag set them."""
     from voxbeam.beam.sizing import resolve_sessions_per_worker
 
-    key = settings.resolve_api_key()
     sizing = resolve_sessions_per_worker(
         args.sessions_per_worker, settings.endpoints, key, options, auth=args.auth, ca_bundle=args.ca_bundle
     )
@@ -136,9 +136,10 @@ _INIT_FLAGS = {
 }
 
 
-def preflight(settings: ServiceSettings, job_session: tuple[Kind, Any]) -> None:
+def preflight(settings: ServiceSettings, job_session: tuple[Kind, Any]) -> ClientConfig:
     """Open the session the records will use (kind and init) on every endpoint, before any record:
-    a wrong URL, key, CA, language or voice fails here, in one line."""
+    a wrong URL, key, CA, language or voice fails here, in one line. Returns the workers' client config
+    (its key resolved, once)."""
     from voxbeam.client.probe import preflight as open_session
     from voxbeam.errors import AuthenticationError, InvalidRequestError, TLSVerificationError
 
@@ -162,6 +163,7 @@ def preflight(settings: ServiceSettings, job_session: tuple[Kind, Any]) -> None:
         raise UsageError("--endpoint", _connection_problem(config.endpoints[0], exc)) from None
     except VoxBeamError as exc:
         raise UsageError("--endpoint", _ERRNO_TEXT.sub("", str(exc))) from None
+    return config
 
 
 def _connection_problem(endpoint: str, exc: ConnectionLostError) -> str:
