@@ -88,8 +88,10 @@ class CtrlC:
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         if not self.pressed:
             self.pressed = True
-            self._pressed_at = time.monotonic()
             self._tracker.request_stop(GRACE_SECONDS)
+            # Timed from the end of this handler: starting the grace timer's thread can take longer
+            # than the window on a busy machine, and the twin signal is only handled after it.
+            self._pressed_at = time.monotonic()
             return
         if time.monotonic() - self._pressed_at < SAME_PRESS_SECONDS:
             return
