@@ -22,13 +22,15 @@ from tests import speech
 from tests.jobs.helpers import ROOT, rows, voxbeam
 from voxbeam import audio
 
-FILES = 12
+# The job reports progress every 5 s when stderr is not a terminal, and the signal goes after its
+# first report: the run must still be far from done then (36 files: ~20 s of work on two cores).
+FILES = 36
 INTERRUPTED = re.compile(r"^interrupted: (\d+) done, (\d+) not started; rerun with --skip_existing true to continue$")
 
 
 @pytest.fixture(scope="module")
 def long_inputs(server, tmp_path_factory):
-    """FILES WAV files of about 4 s of speech each: with two sessions, more than a run does in its first seconds."""
+    """FILES WAV files of a few seconds of speech each: more than a run does before its first progress report."""
     clips = speech.render(server, speech.SENTENCES)
     folder = tmp_path_factory.mktemp("long-inputs")
     for i in range(FILES):
@@ -100,7 +102,9 @@ def test_ctrl_c_finishes_what_is_in_flight_writes_it_and_says_how_to_continue(se
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
     lines = [line for line in stderr.splitlines() if line.startswith("interrupted")]
     assert len(lines) == 1, stderr[-3000:]
-    done, not_started = map(int, INTERRUPTED.match(lines[0]).groups())  # type: ignore[union-attr]
+    said = INTERRUPTED.match(lines[0])
+    assert said, lines[0]
+    done, not_started = map(int, said.groups())
     assert done >= 1 and not_started >= 1 and done + not_started == FILES, lines[0]
     assert took < 60, f"stopping took {took:.0f} s"  # the rest of the run would take minutes
     assert not temporaries(out), temporaries(out)
