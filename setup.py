@@ -32,21 +32,30 @@ GCP = [
     "google-cloud-storage>=2.14,<4",
     "google-cloud-secret-manager>=2.16,<3",
 ]
-TEST = MULTILINGUAL + POCKETSPHINX + GCP + [
-    "matplotlib>=3.7,<4",
-    "pytest>=8,<10",
-    "pytest-timeout>=2.2,<3",
-    "hypothesis>=6.100,<7",
-    "gcp-storage-emulator>=2024.1",
-    "jiwer>=3,<5",
-    "whisper-normalizer>=0.1.12,<0.2",
-    "psutil>=5.9,<8",
-    "kubernetes-validate>=1.30,<2",  # deploy/k8s manifests against the Kubernetes JSON schemas
-    "mypy>=1.10",
-    "ruff>=0.5",
-]
+TEST = (
+    MULTILINGUAL
+    + POCKETSPHINX
+    + GCP
+    + [
+        "matplotlib>=3.7,<4",
+        "pytest>=8,<10",
+        "pytest-timeout>=2.2,<3",
+        "hypothesis>=6.100,<7",
+        "gcp-storage-emulator>=2024.1",
+        "jiwer>=3,<5",
+        "whisper-normalizer>=0.1.12,<0.2",
+        "psutil>=5.9,<8",
+        "kubernetes-validate>=1.30,<2",  # deploy/k8s manifests against the Kubernetes JSON schemas
+        "mypy>=1.10",
+        "ruff>=0.5",
+    ]
+)
 # WER in bench/accuracy.py: jiwer, and OpenAI Whisper's English normaliser as packaged on PyPI.
-BENCH = MULTILINGUAL + POCKETSPHINX + ["matplotlib>=3.7,<4", "psutil>=5.9,<8", "jiwer>=3,<5", "whisper-normalizer>=0.1.12,<0.2"]
+BENCH = (
+    MULTILINGUAL
+    + POCKETSPHINX
+    + ["matplotlib>=3.7,<4", "psutil>=5.9,<8", "jiwer>=3,<5", "whisper-normalizer>=0.1.12,<0.2"]
+)
 
 setup(
     name="voxbeam",
