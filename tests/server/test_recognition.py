@@ -110,3 +110,51 @@ def test_word_offsets_match_where_speech_is(server, record_property):
     print(f"\nfirst-word timing errors: {[round(e * 1000) for e in errors]} ms")
     # The second utterance ends after it starts, and inside the audio we sent.
     assert finals[1]["offset"] + finals[1]["duration"] <= len(stream) / 2 / RATE * 1000
+
+
+def test_one_long_upload_is_decoded_on_every_worker_in_order(server, record_property):
+    """A bulk file's stretches go to whichever worker is free (not only the session's own), and
+    its finals still come back in the order of the audio, at their places in the file."""
+    workers = sorted(h.worker_processes(server.pid), key=lambda p: p.pid)
+    assert len(workers) >= 2, "the shared server runs two workers"
+    clips = asyncio.run(_render_all(server, SENTENCES))
+    gap = h.silence(0.5)
+    rounds = 8  # about 220 s: more than two rounds' worth (whisper.ROUND_S), so several stretches are cut off
+    pcm = b"".join(clip + gap for _ in range(rounds) for clip in clips)
+    before = [p.cpu_times() for p in workers]
+    msgs = asyncio.run(h.transcribe(server, pcm, enable_timestamps=True))
+    used = [sum(a) - sum(b) for a, b in zip((p.cpu_times() for p in workers), before, strict=True)]
+
+    finals = h.finals(msgs)
+    offsets = [f["offset"] for f in finals]
+    assert offsets == sorted(offsets) and offsets[-1] < len(pcm) / 2 / RATE * 1000, offsets
+    said = " ".join(normalize(f["text"]) for f in finals)
+    wer = jiwer.wer(" ".join(normalize(s) for _ in range(rounds) for s in SENTENCES), said)
+    assert wer <= MAX_WER, (wer, said)  # in order: the same words shuffled would be far off
+    split = min(used) / max(used)
+    record_property("worker_cpu_split", round(split, 3))
+    # One worker alone would leave the other idle (a split near 0); the stretches are ~90 s each.
+    assert split >= 0.3, used
+
+
+def test_a_round_fills_the_pipelines_windows_and_not_one_more(server):
+    """The bulk round's cuts, checked against faster-whisper's own VAD and chunking of each window's audio."""
+    from faster_whisper.vad import collect_chunks, get_speech_timestamps
+
+    from voxbeam.server.engines.whisper_batch import PIPELINE_VAD
+    from voxbeam.server.engines.whisper_timing import WINDOW_S, round_cuts, speech_regions
+
+    clips = asyncio.run(_render_all(server, SENTENCES))
+    pauses = [0.25, 0.6, 1.5, 0.35, 3.0]  # short pauses (the pads overlap) and long ones
+    pcm = b"".join(clip + h.silence(pauses[i % len(pauses)]) for i, clip in enumerate(clips * 4))
+    audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+    regions = speech_regions(audio)
+    cuts = round_cuts(regions, len(audio) / RATE, 3)
+    assert len(cuts) == 3 and cuts == sorted(cuts) and cuts[-1] < len(audio) / RATE
+    assert not any(lo < cut < hi for cut in cuts for lo, hi in regions), "a cut in the middle of speech"
+    for lo, hi in zip([0.0, *cuts[:-1]], cuts, strict=True):
+        # What BatchedInferencePipeline.transcribe does with a window's audio (faster-whisper 1.2).
+        window = audio[int(lo * RATE) : int(hi * RATE)]
+        chunks, _ = collect_chunks(window, get_speech_timestamps(window, PIPELINE_VAD), max_duration=WINDOW_S)
+        assert len(chunks) == 1, [len(c) / RATE for c in chunks]  # one encoder pass per window
+        assert len(chunks[0]) / RATE >= WINDOW_S / 2, (lo, hi)  # worth it, not a sliver

@@ -228,3 +228,26 @@ def test_refuses_to_start_without_a_key():
     assert done.stdout == ""
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "--no_auth" in lines[0] and "VOXNEXUS_API_KEY" in lines[0]
+
+
+def test_round_cuts_wait_for_speech_to_end_and_never_cut_inside_it():
+    from voxbeam.server.engines.whisper_timing import PIPELINE_PAD_S, WINDOW_MARGIN_S, WINDOW_S, round_cuts
+
+    # Less speech than a round: after the last stretch once it has ended, else in the pause before it.
+    assert round_cuts([(1.0, 3.0), (4.0, 6.0)], 10.0, 3) == [6.0 + PIPELINE_PAD_S]
+    assert round_cuts([(1.0, 3.0), (4.0, 9.5)], 10.0, 3) == [3.0 + PIPELINE_PAD_S]
+    assert round_cuts([(1.0, 3.0), (4.0, 9.5)], 10.0, 3, final=True) == [9.5 + 0.25]
+    # A lone stretch still going: its leading silence goes; a short one waits; an endless one is split.
+    assert round_cuts([(5.0, 9.8)], 10.0, 3) == [5.0 - PIPELINE_PAD_S]
+    assert round_cuts([(0.5, 9.8)], 10.0, 3) == []
+    step = WINDOW_S - WINDOW_MARGIN_S
+    assert round_cuts([(0.5, 99.8)], 100.0, 3) == [0.5 + step, 0.5 + 2 * step, 0.5 + 3 * step]
+    # Nothing heard: all but the last second.
+    assert round_cuts([], 100.0, 3) == [99.0]
+    # Dense speech: a window's worth per window, each cut in a pause; all of it when the audio is complete.
+    dense = [(i * 3.0, i * 3.0 + 2.6) for i in range(40)]
+    cuts = round_cuts(dense, 120.0, 2)
+    assert len(cuts) == 2 and 25.0 < cuts[0] < 30.0 and 25.0 < cuts[1] - cuts[0] < 30.0
+    assert not any(lo < cut < hi for cut in cuts for lo, hi in dense)
+    everything = round_cuts(dense, 120.0, None, final=True)
+    assert len(everything) == 5 and everything[-1] == 117.0 + 2.6 + 0.2

@@ -1,8 +1,10 @@
 """The speech-to-text session: audio in, partial and final transcripts out, flush.
 
 The session's recognizer lives in one worker (it is stateful); every request for it goes to
-that worker, in order. Unprocessed audio per session is bounded: past the bound the reader
-stops reading the socket until the worker catches up.
+that worker, in order. What the recognizer defers (a bulk stretch it has cut off) is decoded by
+whichever worker is free, at once, and its finals are sent in their place. Unprocessed audio
+per session is bounded: past the bound the reader stops reading the socket until the worker
+catches up.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ import asyncio
 import functools
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from voxbeam import protocol as p
 from voxbeam.audio import BYTES_PER_SAMPLE
 from voxbeam.protocol import ErrorCode
-from voxbeam.server.engines.base import Recognized, SttModel
+from voxbeam.server.engines.base import Deferred, Recognized, SttModel
 from voxbeam.server.errors import EngineError, WorkerDied, WorkerUnavailable
 from voxbeam.server.session import ByteBudget, Session
 from voxbeam.server.worker.parent import Worker
@@ -87,6 +90,7 @@ class SttSession(Session):
         self._first_audio: float | None = None  # clock at the recognition session's first audio
         self._received_s = 0.0
         self._bulk = False
+        self._settling: set[asyncio.Task[Any]] = set()
 
     # -- init ---------------------------------------------------------------------------
 
@@ -144,10 +148,10 @@ class SttSession(Session):
             self.audio_bytes += n
             self.ctx.metrics.audio_seconds(n / BYTES_PER_SAMPLE / self.sample_rate)
             self._stream_started(self.request_id)
-            fut = self.worker.call("stt_audio", self.sid, msg.data, live)
+            fut = self._settled(self.worker.call("stt_audio", self.sid, msg.data, live))
             await self.emit(functools.partial(self._transcripts, fut, self.request_id, n))
         elif isinstance(msg, p.Command):  # the parser admits "flush" only
-            fut = self.worker.call("stt_flush", self.sid, self._live(0))
+            fut = self._settled(self.worker.call("stt_flush", self.sid, self._live(0)), flush=True)
             await self.emit(functools.partial(self._flushed, fut, self.request_id))
             # Audio after a flush belongs to a new recognition session, with a new id, at offset 0.
             self._new_request_id()
@@ -166,6 +170,30 @@ class SttSession(Session):
             self._bulk = True
         return not self._bulk and elapsed >= LIVE_AFTER_S
 
+    def _settled(self, fut: asyncio.Future[Any], *, flush: bool = False) -> asyncio.Future[Any]:
+        """``fut``'s reply with the decoding it defers done by the pool, sent off as soon as the reply is in."""
+        task = asyncio.ensure_future(self._settle(fut, flush))
+        self._settling.add(task)
+        task.add_done_callback(self._settled_done)
+        return task
+
+    def _settled_done(self, task: asyncio.Task[Any]) -> None:
+        self._settling.discard(task)
+        if not task.cancelled():
+            task.exception()  # read by the writer, unless the session ended first: no "never retrieved" noise
+
+    async def _settle(self, fut: asyncio.Future[Any], flush: bool) -> Any:
+        reply = await fut
+        results: Sequence[Recognized | Deferred] = reply[0] if flush else reply
+        if not any(isinstance(r, Deferred) for r in results):
+            return reply
+        decoding = iter(self.ctx.pool.decode([r for r in results if isinstance(r, Deferred)]))
+        parts = [next(decoding) if isinstance(r, Deferred) else r for r in results]
+        finals: list[Recognized] = []
+        for part in parts:
+            finals += [part] if isinstance(part, Recognized) else await part
+        return (finals, reply[1]) if flush else finals
+
     def _stamp(self, results: list[Recognized], request_id: str) -> list[p.ServerMessage]:
         if request_id not in self._detected and any(r.language_probability is not None for r in results):
             self._detected.add(request_id)  # the engine detected the language of this recognition session
@@ -175,7 +203,7 @@ class SttSession(Session):
     async def _transcripts(self, fut: asyncio.Future[Any], request_id: str, n: int) -> list[p.ServerMessage]:
         try:
             return self._stamp(await fut, request_id)
-        except WorkerDied:
+        except (WorkerDied, WorkerUnavailable):
             self._on_worker_lost()
             return []
         except EngineError as exc:
@@ -186,7 +214,7 @@ class SttSession(Session):
     async def _flushed(self, fut: asyncio.Future[Any], request_id: str) -> list[p.ServerMessage]:
         try:
             finals, odd = await fut
-        except WorkerDied:
+        except (WorkerDied, WorkerUnavailable):
             self._on_worker_lost()
             return []
         except EngineError as exc:
@@ -221,6 +249,8 @@ class SttSession(Session):
                 self.ctx.stats.streaming_changed(-1)
 
     async def cleanup(self) -> None:
+        for task in list(self._settling):  # nobody will read their finals: free the workers of them
+            task.cancel()
         if self._streaming:
             self._streaming.clear()
             self.ctx.stats.streaming_changed(-1)

@@ -9,9 +9,9 @@ or tampered model stops the server with one line before any worker is spawned.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 # The parameters a TTS init may set, and what each voice says it honours.
 TTS_PARAMETERS = ("speed", "pitch", "volume", "style", "role", "degree")
@@ -71,15 +71,32 @@ class SttSettings:
     decoders: int = 3
 
 
+@dataclass(frozen=True)
+class Deferred:
+    """Decoding a stream hands back instead of doing it: any worker's ``SttEngine.decode`` can do it.
+
+    A bulk stream that has cut off a stretch of audio needs nothing more of it, so the server can
+    decode it in whichever worker is free while the stream's own worker goes on with what follows
+    (one long file no longer keeps its work on one core). ``work`` must pickle.
+    """
+
+    work: Any
+    audio_s: float  # how much audio it is: what the server balances on
+
+
+# What a stream's push and finish return, in order of their audio.
+Results = Sequence[Recognized | Deferred]
+
+
 class SttStream(abc.ABC):
     """One recognition stream (an STT session's state inside a worker)."""
 
     @abc.abstractmethod
-    def push(self, pcm: bytes, live: bool) -> list[Recognized]:
+    def push(self, pcm: bytes, live: bool) -> Results:
         """Feed PCM s16le mono at the stream's rate; ``live``: audio arrives at about real time."""
 
     @abc.abstractmethod
-    def finish(self, live: bool) -> list[Recognized]:
+    def finish(self, live: bool) -> Results:
         """End the recognition session: every remaining final. The stream then starts afresh at offset 0."""
 
     def close(self) -> None:  # noqa: B027 - most streams hold nothing to release
@@ -104,6 +121,10 @@ class SttEngine(abc.ABC):
     @abc.abstractmethod
     def open(self, *, language: str | None, sample_rate: int, words: bool, detect: bool) -> SttStream:
         """A stream for ``language`` (an ISO code, or None to detect), audio at ``sample_rate``."""
+
+    def decode(self, works: list[Any]) -> list[list[Recognized]]:
+        """The finals of each ``Deferred.work`` this engine's streams returned (in any worker), in one batch."""
+        raise NotImplementedError(f"{self.name} streams defer no work")
 
 
 @dataclass(frozen=True)

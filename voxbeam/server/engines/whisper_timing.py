@@ -17,6 +17,9 @@ from voxbeam.server.engines.base import Recognized, WordTiming
 RATE = 16000
 WINDOW_S = 30.0
 PIPELINE_PAD_S = 0.4  # the pipeline's VAD pads each stretch of speech by this much on each side
+# Room left in each window of a round: Silero over a round's audio alone can hear a little more
+# speech than it did over the whole buffer, and a window overfilled by a fraction costs a whole extra one.
+WINDOW_MARGIN_S = 0.5
 _SENTENCE_END = (".", "?", "!", "。", "？", "！")
 # Word times are kept within speech as Silero hears it, padded by this much.
 SNAP_PAD_MS = 30
@@ -44,24 +47,52 @@ def speech_regions(audio: np.ndarray) -> list[tuple[float, float]]:
     return [(r["start"] / RATE, r["end"] / RATE) for r in found]
 
 
-def round_cut(regions: list[tuple[float, float]], total: float) -> float | None:
-    """Where a bulk round ends: after the speech that fills one window, in the pause that follows.
+def round_cuts(
+    regions: list[tuple[float, float]], total: float, windows: int | None = 1, *, final: bool = False
+) -> list[float]:
+    """Where a bulk round's windows end: each after the speech that fills one 30 s window, in a pause.
 
-    ``regions`` are the stretches of speech in the ``total`` seconds buffered. None while the last
-    of them may still be growing; without speech, all but the last second.
+    The speech is packed as the pipeline packs it (its VAD pads each stretch by up to
+    ``PIPELINE_PAD_S``, by half the pause where pauses are shorter; chunks of up to 30 s are
+    filled in order), so each window costs one encoder pass and not one more for a sliver.
+    ``regions``: the speech in the ``total`` seconds buffered. With less speech than ``windows``
+    hold, the round ends after the last stretch once it has surely ended, else before it (or
+    before a lone stretch's leading silence); a lone stretch longer than the windows (music, say)
+    is cut in the middle, as the pipeline cuts one. Empty: wait for more audio. Without speech,
+    one cut: all but the last second. ``final``: the audio is complete (``windows`` None: as many
+    as it takes), so the round ends after the last stretch.
     """
     if not regions:
-        return max(0.0, total - 1.0)
-    speech, last = 0.0, 0
+        return [max(0.0, total - 1.0)]
+    cuts: list[float] = []
+    fill = 0.0
     for i, (lo, hi) in enumerate(regions):
-        cost = hi - lo + 2 * PIPELINE_PAD_S
-        if i and speech + cost > WINDOW_S:
-            break
-        speech, last = speech + cost, i
-    end = regions[last][1]
-    following = regions[last + 1][0] if last + 1 < len(regions) else total
-    if last + 1 == len(regions) and total - end < 1.0:
-        return None
+        before = lo - (regions[i - 1][1] if i else 0.0)
+        after = (regions[i + 1][0] if i + 1 < len(regions) else total) - hi
+        cost = hi - lo + min(PIPELINE_PAD_S, before / 2) + min(PIPELINE_PAD_S, after / 2)
+        if i and fill + cost > WINDOW_S - WINDOW_MARGIN_S:
+            cuts.append(_pause_before(regions, i))
+            if len(cuts) == windows:
+                return cuts
+            fill = 0.0
+        fill += cost
+    end = regions[-1][1]
+    if final or total - end >= 1.0:
+        return [*cuts, end + min((total - end) / 2, PIPELINE_PAD_S)]
+    if len(regions) > 1:
+        last = _pause_before(regions, len(regions) - 1)
+        return cuts if cuts and cuts[-1] >= last else [*cuts, last]
+    lo = regions[0][0]
+    if lo - PIPELINE_PAD_S >= 1.0:
+        return [lo - PIPELINE_PAD_S]
+    if windows is not None and total - lo > windows * WINDOW_S:
+        return [lo + (k + 1) * (WINDOW_S - WINDOW_MARGIN_S) for k in range(windows)]
+    return []
+
+
+def _pause_before(regions: list[tuple[float, float]], i: int) -> float:
+    """A cut in the pause before stretch ``i``, as far into it as the pipeline's padding reaches."""
+    end, following = regions[i - 1][1], regions[i][0]
     return end + min((following - end) / 2, PIPELINE_PAD_S)
 
 

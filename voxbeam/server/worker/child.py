@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import pickle
 import signal
 import sys
 import time
@@ -18,7 +19,7 @@ from typing import Any
 from voxbeam import audio
 from voxbeam.protocol import ErrorCode
 from voxbeam.server.engines import stt_engine, tts_engine
-from voxbeam.server.engines.base import Prosody, Recognized, SttStream, TtsEngine, Voice
+from voxbeam.server.engines.base import Deferred, Prosody, Recognized, Results, SttStream, TtsEngine, Voice
 from voxbeam.server.errors import EngineError
 from voxbeam.server.heap import keep_large_buffers_out_of_the_heap
 from voxbeam.server.worker import CANCEL, DONE, ERROR, FAILED, READY, SKIPPED, WorkerSpec
@@ -27,6 +28,8 @@ log = logging.getLogger("voxbeam.server.worker")
 
 # Above this a worker's buffers are mmapped (and go back to the OS when freed); see worker_main.
 WORKER_MMAP_THRESHOLD = 8 * 1024 * 1024
+# Free memory the heap keeps for the next call instead of returning it (and faulting it in again).
+WORKER_TRIM_THRESHOLD = 64 * 1024 * 1024
 # A live session's audio that waited longer than this for the worker is only buffered (no
 # partials, no endpointing until the worker has caught up): extra work would make it fall further behind.
 LIVE_MAX_LAG_S = 1.0
@@ -80,19 +83,23 @@ class EngineHost:
         stream = self.stt.open(language=language, sample_rate=sample_rate, words=words, detect=detect)
         self.streams[sid] = _Open(stream)
 
-    def op_stt_audio(self, sid: str, data: bytes, live: bool) -> list[Recognized]:
+    def op_stt_audio(self, sid: str, data: bytes, live: bool) -> Results:
         s = self.streams[sid]
         if s.carry:
             data, s.carry = s.carry + data, b""
         if len(data) % 2:
             data, s.carry = data[:-1], data[-1:]
-        return s.stream.push(data, live and self.lag < LIVE_MAX_LAG_S)
+        return _opaque(s.stream.push(data, live and self.lag < LIVE_MAX_LAG_S))
 
-    def op_stt_flush(self, sid: str, live: bool) -> tuple[list[Recognized], bool]:
+    def op_stt_flush(self, sid: str, live: bool) -> tuple[Results, bool]:
         """Every remaining final, and whether a stray byte was dropped (odd byte count)."""
         s = self.streams[sid]
         odd, s.carry = bool(s.carry), b""
-        return s.stream.finish(live), odd
+        return _opaque(s.stream.finish(live)), odd
+
+    def op_stt_decode(self, works: list[bytes]) -> list[list[Recognized]]:
+        """Finals for what streams deferred (``Deferred.work``, pickled by ``_opaque``), decoded together."""
+        return self.stt.decode([pickle.loads(work) for work in works])
 
     def op_stt_close(self, sid: str) -> None:
         s = self.streams.pop(sid, None)
@@ -136,6 +143,11 @@ class EngineHost:
 
     def op_tts_drop(self, uid: str) -> None:
         self.renderings.pop(uid, None)
+
+
+def _opaque(results: Results) -> Results:
+    """Deferred work pickled here: the server passes it on unread, without importing the engine."""
+    return [Deferred(pickle.dumps(r.work), r.audio_s) if isinstance(r, Deferred) else r for r in results]
 
 
 class _Rendering:
@@ -196,7 +208,7 @@ def worker_main(conn: Any, slot: int, spec: WorkerSpec, log_level: int) -> None:
     # temporaries (a 30 s window's features, encoder outputs: up to a few MiB) must stay in it: at
     # the front process's 128 KiB, every decode mmapped and page-faulted them afresh and Whisper
     # used ~45 % more CPU per file than when called directly.
-    keep_large_buffers_out_of_the_heap(WORKER_MMAP_THRESHOLD)
+    keep_large_buffers_out_of_the_heap(WORKER_MMAP_THRESHOLD, WORKER_TRIM_THRESHOLD)
     logging.basicConfig(
         level=log_level, stream=sys.stderr, format=f"%(asctime)s worker-{slot} %(levelname)s %(message)s"
     )

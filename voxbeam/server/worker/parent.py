@@ -11,15 +11,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import itertools
 import logging
 import multiprocessing
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from voxbeam.server.engines.base import Deferred, Recognized
 from voxbeam.server.errors import EngineError, WorkerBusy, WorkerDied, WorkerUnavailable
 from voxbeam.server.worker import CANCEL, DONE, ERROR, FAILED, READY, WorkerSpec
 from voxbeam.server.worker.child import worker_main
@@ -54,6 +56,7 @@ class Worker:
         self.alive = False
         self.generation = 0
         self.sessions = 0  # sessions pinned here (load balancing)
+        self.backlog_ms = 0  # audio of deferred decoding sent here and not yet done (whole ms: no float residue)
         self.calls = collections.Counter[str]()  # requests sent, by op, over every process in this slot
         self.watchers: set[Callable[[], None]] = set()
         self._pending: dict[int, asyncio.Future[Any]] = {}
@@ -81,6 +84,7 @@ class Worker:
         self.ready = self._loop.create_future()
         self._pending = {}
         self._cancelled = set()
+        self.backlog_ms = 0
         self._outbox = queue.SimpleQueue()
         parent, child = self._ctx.Pipe(duplex=True)
         proc = self._ctx.Process(
@@ -267,6 +271,51 @@ class WorkerPool:
             raise WorkerBusy(f"every engine worker has {max_pending} calls queued")
         return best
 
+    def decode(self, deferred: Sequence[Deferred]) -> list[asyncio.Future[list[Recognized]]]:
+        """Deferred decoding, each to the live worker with the least of it queued, one call per worker
+        (decoded there in one batch); a future per item. ``WorkerUnavailable`` when no worker runs."""
+        live = [w for w in self.workers if w.alive]
+        if not live:
+            raise WorkerUnavailable("no engine worker is running")
+        shares: dict[Worker, list[int]] = {}
+        for i, item in enumerate(deferred):
+            worker = min(live, key=lambda w: (w.backlog_ms, w.pending + (w in shares)))
+            worker.backlog_ms += round(item.audio_s * 1000)
+            shares.setdefault(worker, []).append(i)
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[list[Recognized]]] = [loop.create_future() for _ in deferred]
+        for worker, indexes in shares.items():
+            call = worker.call("stt_decode", [deferred[i].work for i in indexes])
+            call.add_done_callback(
+                functools.partial(self._decoded, worker, worker.generation, indexes, deferred, futures)
+            )
+            mine = [futures[i] for i in indexes]
+            for fut in mine:  # once nobody waits for any of them, the worker may skip the call
+                fut.add_done_callback(functools.partial(_cancel_when_all_cancelled, call, mine))
+        return futures
+
+    @staticmethod
+    def _decoded(
+        worker: Worker,
+        generation: int,
+        indexes: list[int],
+        deferred: Sequence[Deferred],
+        futures: list[asyncio.Future[list[Recognized]]],
+        call: asyncio.Future[list[list[Recognized]]],
+    ) -> None:
+        if worker.generation == generation:  # a restart has already zeroed it
+            worker.backlog_ms -= sum(round(deferred[i].audio_s * 1000) for i in indexes)
+        for n, i in enumerate(indexes):
+            fut = futures[i]
+            if fut.done():
+                continue
+            if call.cancelled():
+                fut.cancel()
+            elif call.exception() is not None:
+                fut.set_exception(call.exception())  # type: ignore[arg-type]
+            else:
+                fut.set_result(call.result()[n])
+
     async def acquire(self, timeout: float) -> Worker:
         """The least loaded live worker, waiting up to ``timeout`` while workers restart."""
         deadline = time.monotonic() + timeout
@@ -319,3 +368,8 @@ class WorkerPool:
         for task in list(self._restart_tasks):
             task.cancel()
         await asyncio.gather(*(asyncio.to_thread(w.stop, timeout) for w in self.workers))
+
+
+def _cancel_when_all_cancelled(call: asyncio.Future[Any], futures: list[asyncio.Future[Any]], _: object) -> None:
+    if all(f.cancelled() for f in futures):
+        call.cancel()
