@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
+import time
+import urllib.request
 
 import jiwer
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.server import helpers as h
+from voxbeam.server.engines.whisper import WINDOWS_PER_ROUND
+from voxbeam.server.stt import MAX_DEFERRED_S
 
 # A round trip through our own voice: a plumbing check (accuracy is judged on human speech, tests/test_accuracy.py).
 SENTENCES = [
@@ -112,6 +118,15 @@ def test_word_offsets_match_where_speech_is(server, record_property):
     assert finals[1]["offset"] + finals[1]["duration"] <= len(stream) / 2 / RATE * 1000
 
 
+def _backlog_s(server) -> float:
+    url = server.url.replace("ws://", "http://", 1) + "/metrics"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        for family in text_string_to_metric_families(resp.read().decode()):
+            if family.name == "voxbeam_decode_backlog_seconds":
+                return float(family.samples[0].value)
+    raise AssertionError("no voxbeam_decode_backlog_seconds in /metrics")
+
+
 def test_one_long_upload_is_decoded_on_every_worker_in_order(server, record_property):
     """A bulk file's stretches go to whichever worker is free (not only the session's own), and
     its finals still come back in the order of the audio, at their places in the file."""
@@ -122,8 +137,26 @@ def test_one_long_upload_is_decoded_on_every_worker_in_order(server, record_prop
     rounds = 8  # about 220 s: more than two rounds' worth (whisper.ROUND_S), so several stretches are cut off
     pcm = b"".join(clip + gap for _ in range(rounds) for clip in clips)
     before = [p.cpu_times() for p in workers]
-    msgs = asyncio.run(h.transcribe(server, pcm, enable_timestamps=True))
+    backlog: list[float] = []  # /metrics while the file goes up: how much cut-off audio waits for a worker
+    uploading = threading.Event()
+    uploading.set()
+
+    def watch():
+        while uploading.is_set():
+            backlog.append(_backlog_s(server))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        msgs = asyncio.run(h.transcribe(server, pcm, enable_timestamps=True))
+    finally:
+        uploading.clear()
+        watcher.join()
     used = [sum(a) - sum(b) for a, b in zip((p.cpu_times() for p in workers), before, strict=True)]
+    # A file sent as fast as the socket takes it is held back once two rounds wait: memory stays bounded.
+    assert 0 < max(backlog) <= MAX_DEFERRED_S + WINDOWS_PER_ROUND * 30, max(backlog)
+    assert _backlog_s(server) == 0
 
     finals = h.finals(msgs)
     offsets = [f["offset"] for f in finals]

@@ -23,6 +23,7 @@ Metrics (all prefixed ``voxbeam_``):
 | characters_total | counter | – | TTS characters accepted into utterances |
 | engine_seconds | histogram | op | engine service time per request (see ``engine_call``) |
 | engine_queue_depth | gauge | – | engine requests sent to workers and not yet answered |
+| decode_backlog_seconds | gauge | – | bulk audio streams have cut off and workers have not finished decoding |
 | errors_total | counter | code | error messages sent to clients, by protocol code |
 """
 
@@ -92,6 +93,11 @@ class ServerMetrics:
         self._queue = Gauge(
             "voxbeam_engine_queue_depth", "Engine requests sent to workers and not yet answered.", registry=reg
         )
+        self._backlog = Gauge(
+            "voxbeam_decode_backlog_seconds",
+            "Bulk audio streams have cut off (Deferred) and workers have not finished decoding, in seconds.",
+            registry=reg,
+        )
         self._errors = Counter("voxbeam_errors", "Error messages sent to clients, by code.", ["code"], registry=reg)
         if process:
             ProcessCollector(registry=reg)  # the front process's CPU, memory and open files
@@ -126,6 +132,10 @@ class ServerMetrics:
 
     def engine_time(self, op: str, seconds: float) -> None:
         self._engine.labels(op).observe(max(0.0, seconds))
+
+    def decode_backlog(self, seconds: float) -> None:
+        """Deferred decoding sent (positive) or finished (negative)."""
+        self._backlog.inc(seconds)
 
     def error(self, code: str) -> None:
         self._errors.labels(code).inc()

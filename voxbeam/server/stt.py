@@ -30,6 +30,9 @@ AUTO = p.AUTO_LANGUAGE
 # once audio has come in at about real time for LIVE_AFTER_S.
 LIVE_SLACK_S = 1.0
 LIVE_AFTER_S = 0.5
+# A session stops reading audio while this much of what its stream cut off waits to be decoded:
+# memory stays bounded however fast a long file comes (about two Whisper rounds in flight).
+MAX_DEFERRED_S = 120.0
 
 
 def model_language(model: SttModel, requested: str | None, detect: bool) -> str | None:
@@ -91,6 +94,8 @@ class SttSession(Session):
         self._received_s = 0.0
         self._bulk = False
         self._settling: set[asyncio.Task[Any]] = set()
+        self._deferred_s = 0.0  # audio of this session's deferred decoding not yet done
+        self._deferred_done = asyncio.Event()
 
     # -- init ---------------------------------------------------------------------------
 
@@ -144,6 +149,9 @@ class SttSession(Session):
                 return
             n = len(msg.data)
             live = self._live(n)
+            while self._deferred_s >= MAX_DEFERRED_S:
+                self._deferred_done.clear()
+                await self._deferred_done.wait()
             await self.budget.acquire(n)
             self.audio_bytes += n
             self.ctx.metrics.audio_seconds(n / BYTES_PER_SAMPLE / self.sample_rate)
@@ -187,11 +195,20 @@ class SttSession(Session):
         results: Sequence[Recognized | Deferred] = reply[0] if flush else reply
         if not any(isinstance(r, Deferred) for r in results):
             return reply
-        decoding = iter(self.ctx.pool.decode([r for r in results if isinstance(r, Deferred)]))
+        deferred = [r for r in results if isinstance(r, Deferred)]
+        decoding = iter(self.ctx.pool.decode(deferred))
         parts = [next(decoding) if isinstance(r, Deferred) else r for r in results]
-        finals: list[Recognized] = []
-        for part in parts:
-            finals += [part] if isinstance(part, Recognized) else await part
+        owed = sum(d.audio_s for d in deferred)
+        self._deferred_s += owed
+        self.ctx.metrics.decode_backlog(owed)  # [metrics]
+        try:
+            finals: list[Recognized] = []
+            for part in parts:
+                finals += [part] if isinstance(part, Recognized) else await part
+        finally:
+            self._deferred_s -= owed
+            self.ctx.metrics.decode_backlog(-owed)  # [metrics]
+            self._deferred_done.set()
         return (finals, reply[1]) if flush else finals
 
     def _stamp(self, results: list[Recognized], request_id: str) -> list[p.ServerMessage]:
