@@ -98,6 +98,7 @@ class ServerMetrics:
             "Bulk audio streams have cut off (Deferred) and workers have not finished decoding, in seconds.",
             registry=reg,
         )
+        self._backlog_ms = 0
         self._errors = Counter("voxbeam_errors", "Error messages sent to clients, by code.", ["code"], registry=reg)
         if process:
             ProcessCollector(registry=reg)  # the front process's CPU, memory and open files
@@ -133,9 +134,10 @@ class ServerMetrics:
     def engine_time(self, op: str, seconds: float) -> None:
         self._engine.labels(op).observe(max(0.0, seconds))
 
-    def decode_backlog(self, seconds: float) -> None:
-        """Deferred decoding sent (positive) or finished (negative)."""
-        self._backlog.inc(seconds)
+    def decode_backlog(self, ms: int) -> None:
+        """Deferred decoding sent (positive) or finished (negative), in whole ms: idle reads exactly 0."""
+        self._backlog_ms += ms
+        self._backlog.set(self._backlog_ms / 1000)
 
     def error(self, code: str) -> None:
         self._errors.labels(code).inc()

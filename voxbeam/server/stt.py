@@ -32,7 +32,7 @@ LIVE_SLACK_S = 1.0
 LIVE_AFTER_S = 0.5
 # A session stops reading audio while this much of what its stream cut off waits to be decoded:
 # memory stays bounded however fast a long file comes (about two Whisper rounds in flight).
-MAX_DEFERRED_S = 120.0
+MAX_DEFERRED_MS = 120_000
 
 
 def model_language(model: SttModel, requested: str | None, detect: bool) -> str | None:
@@ -94,7 +94,7 @@ class SttSession(Session):
         self._received_s = 0.0
         self._bulk = False
         self._settling: set[asyncio.Task[Any]] = set()
-        self._deferred_s = 0.0  # audio of this session's deferred decoding not yet done
+        self._deferred_ms = 0  # audio of this session's deferred decoding not yet done (whole ms: no float residue)
         self._deferred_done = asyncio.Event()
 
     # -- init ---------------------------------------------------------------------------
@@ -149,7 +149,7 @@ class SttSession(Session):
                 return
             n = len(msg.data)
             live = self._live(n)
-            while self._deferred_s >= MAX_DEFERRED_S:
+            while self._deferred_ms >= MAX_DEFERRED_MS:
                 self._deferred_done.clear()
                 await self._deferred_done.wait()
             await self.budget.acquire(n)
@@ -198,15 +198,15 @@ class SttSession(Session):
         deferred = [r for r in results if isinstance(r, Deferred)]
         decoding = iter(self.ctx.pool.decode(deferred))
         parts = [next(decoding) if isinstance(r, Deferred) else r for r in results]
-        owed = sum(d.audio_s for d in deferred)
-        self._deferred_s += owed
+        owed = sum(round(d.audio_s * 1000) for d in deferred)
+        self._deferred_ms += owed
         self.ctx.metrics.decode_backlog(owed)  # [metrics]
         try:
             finals: list[Recognized] = []
             for part in parts:
                 finals += [part] if isinstance(part, Recognized) else await part
         finally:
-            self._deferred_s -= owed
+            self._deferred_ms -= owed
             self.ctx.metrics.decode_backlog(-owed)  # [metrics]
             self._deferred_done.set()
         return (finals, reply[1]) if flush else finals
