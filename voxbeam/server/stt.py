@@ -193,9 +193,9 @@ class SttSession(Session):
     async def _settle(self, fut: asyncio.Future[Any], flush: bool) -> Any:
         reply = await fut
         results: Sequence[Recognized | Deferred] = reply[0] if flush else reply
-        if not any(isinstance(r, Deferred) for r in results):
-            return reply
         deferred = [r for r in results if isinstance(r, Deferred)]
+        if not deferred:
+            return reply
         decoding = iter(self.ctx.pool.decode(deferred))
         parts = [next(decoding) if isinstance(r, Deferred) else r for r in results]
         owed = sum(round(d.audio_s * 1000) for d in deferred)

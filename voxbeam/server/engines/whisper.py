@@ -280,7 +280,7 @@ class WhisperStream(SttStream):
             done = cut
         return out
 
-    def _take(self, n: int, regions: list[tuple[float, float]] | None = None) -> list[Recognized | Deferred]:
+    def _take(self, n: int, regions: list[tuple[float, float]]) -> list[Recognized | Deferred]:
         """The first ``n`` buffered samples, dropped from the buffer and decoded: here while the
         language is still to be found (what follows needs it), else deferred to whichever worker is free."""
         pcm = bytes(self._buf[: n * BYTES_PER_SAMPLE])
