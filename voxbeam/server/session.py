@@ -73,6 +73,7 @@ class Session:
     """One WebSocket connection to an endpoint, after auth and admission."""
 
     service: Literal["stt", "tts"]
+    out_queue = OUT_QUEUE  # items waiting for the writer; the reader waits when it is full
 
     def __init__(self, ctx: ServerContext, ws: ServerConnection, key_label: str) -> None:
         self.ctx = ctx
@@ -87,7 +88,7 @@ class Session:
         self.outcome = "ok"
         self.error_codes: list[str] = []
         self.started = time.monotonic()
-        self._out: asyncio.Queue[OutItem] = asyncio.Queue(OUT_QUEUE)
+        self._out: asyncio.Queue[OutItem] = asyncio.Queue(self.out_queue)
         self._inbox: asyncio.Queue[tuple[str | bytes, int]] = asyncio.Queue()
         self._inbox_budget = ByteBudget(max(INBOX_BYTES, 2 * self.config.max_message_size))
         self._working = False

@@ -33,6 +33,10 @@ LIVE_AFTER_S = 0.5
 # A session stops reading audio while this much of what its stream cut off waits to be decoded:
 # memory stays bounded however fast a long file comes (about two Whisper rounds in flight).
 MAX_DEFERRED_MS = 120_000
+# The writer sends a push's finals in order, after those of the pushes before it: a push whose
+# stretch is being decoded holds up the pushes behind it (each an item of a few hundred bytes). This
+# many keep the reader going meanwhile (100 s of 100 ms chunks: enough to cut the next round).
+STT_OUT_QUEUE = 1024
 
 
 def model_language(model: SttModel, requested: str | None, detect: bool) -> str | None:
@@ -79,6 +83,7 @@ def transcript(r: Recognized, request_id: str) -> p.Transcript:
 
 class SttSession(Session):
     service = "stt"
+    out_queue = STT_OUT_QUEUE
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -156,8 +161,9 @@ class SttSession(Session):
             self.audio_bytes += n
             self.ctx.metrics.audio_seconds(n / BYTES_PER_SAMPLE / self.sample_rate)
             self._stream_started(self.request_id)
-            fut = self._settled(self.worker.call("stt_audio", self.sid, msg.data, live))
-            await self.emit(functools.partial(self._transcripts, fut, self.request_id, n))
+            call = self.worker.call("stt_audio", self.sid, msg.data, live)
+            call.add_done_callback(lambda _: self.budget.release(n))  # the worker has the audio
+            await self.emit(functools.partial(self._transcripts, self._settled(call), self.request_id))
         elif isinstance(msg, p.Command):  # the parser admits "flush" only
             fut = self._settled(self.worker.call("stt_flush", self.sid, self._live(0)), flush=True)
             await self.emit(functools.partial(self._flushed, fut, self.request_id))
@@ -217,7 +223,7 @@ class SttSession(Session):
             self.ctx.stats.language_detections += 1
         return [transcript(r, request_id) for r in results]
 
-    async def _transcripts(self, fut: asyncio.Future[Any], request_id: str, n: int) -> list[p.ServerMessage]:
+    async def _transcripts(self, fut: asyncio.Future[Any], request_id: str) -> list[p.ServerMessage]:
         try:
             return self._stamp(await fut, request_id)
         except (WorkerDied, WorkerUnavailable):
@@ -225,8 +231,6 @@ class SttSession(Session):
             return []
         except EngineError as exc:
             return [p.error(exc.code, exc.message, request_id)]
-        finally:
-            self.budget.release(n)
 
     async def _flushed(self, fut: asyncio.Future[Any], request_id: str) -> list[p.ServerMessage]:
         try:
