@@ -25,6 +25,7 @@ speech and segments made finals: ``whisper_timing``.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +88,9 @@ class WhisperEngine(SttEngine):
             local_files_only=True,
         )
         self.pipeline = BatchedInferencePipeline(self.model)
+        # A worker decodes deferred windows in a thread beside its streams (a live final may come
+        # meanwhile); the pipeline keeps per-call state (the last word's end between batches).
+        self._pipeline_lock = threading.Lock()
         self.vad = get_vad_model()
         self.multilingual = bool(self.model.model.is_multilingual)
         self._tokenizers: dict[str, Any] = {}
@@ -113,14 +117,15 @@ class WhisperEngine(SttEngine):
         """
         first = windows[0]
         language = first.language if self.multilingual else "en"
-        found, language, probability = transcribe_many(
-            self.pipeline,
-            [_float(w.pcm) for w in windows],
-            language=language,
-            batch_size=BATCH_SIZE,
-            beam_size=BEAM_SIZE,
-            word_timestamps=first.words,
-        )
+        with self._pipeline_lock:
+            found, language, probability = transcribe_many(
+                self.pipeline,
+                [_float(w.pcm) for w in windows],
+                language=language,
+                batch_size=BATCH_SIZE,
+                beam_size=BEAM_SIZE,
+                word_timestamps=first.words,
+            )
         detected = None if first.language is not None or not self.multilingual else probability
         finals = []
         for window, segments in zip(windows, found, strict=True):
