@@ -20,7 +20,9 @@ def keep_large_buffers_out_of_the_heap(threshold: int = 128 * 1024, trim: int | 
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
+    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8
+    if not libc.mallopt(m_arena_max, 1):
+        return False
     if trim is not None and not libc.mallopt(m_trim_threshold, trim):
         return False
     return bool(libc.mallopt(m_mmap_threshold, threshold))

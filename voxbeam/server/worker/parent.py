@@ -30,8 +30,10 @@ from voxbeam.server.worker.child import worker_main
 log = logging.getLogger("voxbeam.server.workers")
 
 # Windows a worker decodes in one batch at most. Whisper tiny.en, one thread, CPU s per 30 s window
-# of dense speech by batch size (measured here once): 1: 2.5, 2: 2.15, 3: 2.03, 4: 1.89, 6: 2.05, 8: 2.14.
-MAX_DECODE_BATCH = 4
+# of dense speech by batch size (measured here once): 1: 2.5, 2: 2.15, 3: 2.03, 4: 1.89, 6: 2.05, 8: 2.14;
+# but beam search keeps each window's encoder output once per beam: a batch of four held ~90 MiB more
+# per worker than one of three (server at 32-64 bulk sessions: 1.65 GiB vs 1.45 GiB).
+MAX_DECODE_BATCH = 3
 
 # Told of every call as it is sent: (op, its future, the worker's slot); /metrics times them.
 Observer = Callable[[str, "asyncio.Future[Any]", int], object]
@@ -296,7 +298,7 @@ class WorkerPool:
         A worker pulls its next batch when it is done with the last, so fast files cannot pile
         work on one worker while another idles. Its batch is its fair share of the work queued and
         still in hand (at most ``MAX_DECODE_BATCH``): as big as the backlog allows, since a window
-        decoded alone costs ~25 % more CPU than in a batch of three or four, but split evenly at
+        decoded alone costs ~25 % more CPU than in a batch of three, but split evenly at
         the end of a job, when nothing more is coming and the last batches decide the wall time.
         """
         self._queued = collections.deque(item for item in self._queued if not item[1].done())  # done: cancelled
