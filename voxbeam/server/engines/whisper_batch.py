@@ -20,10 +20,11 @@ import numpy as np
 from faster_whisper.transcribe import restore_speech_timestamps
 from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
 
-RATE = 16000
-CHUNK_S = 30  # the pipeline's chunk length (the feature extractor's)
-# What BatchedInferencePipeline.transcribe uses when vad_filter is on (faster-whisper 1.2).
-PIPELINE_VAD = VadOptions(max_speech_duration_s=CHUNK_S, min_silence_duration_ms=160)
+from voxbeam.server.engines.whisper_timing import RATE, WINDOW_S
+
+# What BatchedInferencePipeline.transcribe uses when vad_filter is on (faster-whisper 1.2); its
+# chunks are one 30 s window each.
+PIPELINE_VAD = VadOptions(max_speech_duration_s=WINDOW_S, min_silence_duration_ms=160)
 # Silence between the clips laid end to end (in no clip, so never decoded).
 _GAP = np.zeros(RATE // 2, dtype=np.float32)
 
@@ -39,7 +40,7 @@ def transcribe_many(pipeline: Any, audios: Sequence[np.ndarray], **options: Any)
         found = get_speech_timestamps(audio, PIPELINE_VAD)
         speech.append(found)
         if found:
-            chunks, metadata = collect_chunks(audio, found, max_duration=CHUNK_S)
+            chunks, metadata = collect_chunks(audio, found, max_duration=WINDOW_S)
             pieces += [(i, chunk, meta) for chunk, meta in zip(chunks, metadata, strict=True) if len(chunk)]
     out: list[list[Any]] = [[] for _ in audios]
     if not pieces:

@@ -284,7 +284,7 @@ class WorkerPool:
     def decode(self, deferred: Sequence[Deferred]) -> list[asyncio.Future[list[Recognized]]]:
         """Deferred decoding, queued for the workers (see ``_dispatch``); a future per item.
         ``WorkerUnavailable`` when no worker runs."""
-        if not any(w.alive for w in self.workers):
+        if not self.alive:
             raise WorkerUnavailable("no engine worker is running")
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[list[Recognized]]] = [loop.create_future() for _ in deferred]
@@ -370,7 +370,7 @@ class WorkerPool:
         log.error("worker %s (pid %s) died (exit code %s)", worker.slot, worker.pid, code)
         if self._closing:
             return
-        if not any(w.alive for w in self.workers):  # nothing can decode what is queued before a restart
+        if not self.alive:  # nothing can decode what is queued before a restart
             queued, self._queued = self._queued, collections.deque()
             for _, fut in queued:
                 if not fut.done():
