@@ -16,11 +16,12 @@ import glob
 import os
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
 from collections.abc import Callable
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 
 from voxbeam.beam import storage
@@ -65,32 +66,60 @@ class Emergency:
 
 
 class CtrlC:
-    """Installs the two-step SIGINT handler for the duration of a local pipeline (main thread only)."""
+    """Installs the two-step SIGINT handler for the duration of a local pipeline (main thread only).
+
+    Presses are taken on arrival by a thread reading the signal wakeup fd, not by the Python-level
+    handler: that runs only when the main thread next executes bytecode, and while it waits on a
+    bundle's records (the signal having landed on another thread) that can be seconds later, so one
+    Ctrl-C delivered twice looked like two presses.
+    """
 
     def __init__(self, tracker: Progress, emergency: Emergency) -> None:
         self._tracker = tracker
         self._emergency = emergency
         self._previous: Any = None
+        self._previous_fd = -1
+        self._wakeup: tuple[socket.socket, socket.socket] | None = None
+        self._watcher: threading.Thread | None = None
         self.pressed = False
         self._pressed_at = 0.0
 
     def __enter__(self) -> CtrlC:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+            reader, writer = socket.socketpair()
+            writer.setblocking(False)
+            self._wakeup = (reader, writer)
+            # A Python handler, so that the C one runs (and writes the wakeup byte); it does nothing itself.
+            self._previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
+            self._previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+            self._watcher = threading.Thread(target=self._watch, args=(reader,), name="ctrl-c", daemon=True)
+            self._watcher.start()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._previous is not None:
+        if self._wakeup is not None and self._watcher is not None:
+            signal.set_wakeup_fd(self._previous_fd)
             signal.signal(signal.SIGINT, self._previous)
+            reader, writer = self._wakeup
+            writer.close()  # the watcher reads the end of the stream and stops
+            self._watcher.join(timeout=1.0)
+            reader.close()
 
-    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+    def _watch(self, reader: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := reader.recv(64):
+                for signum in data:
+                    if signum == signal.SIGINT:
+                        self._press()
+
+    def _press(self) -> None:
         if not self.pressed:
             self.pressed = True
             self._tracker.request_stop(GRACE_SECONDS)
-            # Timed from the end of this handler: starting the grace timer's thread can take longer
-            # than the window on a busy machine, and the twin signal is only handled after it.
+            # Timed from the end of this press's handling: starting the grace timer's thread can take
+            # longer than the window on a busy machine, and the twin byte is only read after it.
             self._pressed_at = time.monotonic()
             return
         if time.monotonic() - self._pressed_at < SAME_PRESS_SECONDS:
