@@ -14,12 +14,13 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, Final, Literal, TypeAlias
 
 import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.windowed_value import WindowedValue
 
 from voxbeam import audio
@@ -31,8 +32,15 @@ from voxbeam.protocol import TtsInit, redact
 
 _LOG = logging.getLogger(__name__)
 NAMESPACE = "voxbeam"
-DEAD_LETTERS = "dead_letters"
+DEAD_LETTERS: Final = "dead_letters"
 STT_RATE = 16000
+# What the DoFns declare to Beam (it checks them when a pipeline is built, and at run time with
+# runtime_type_check): rows are dicts, dead letters go to their own tagged output.
+Row: TypeAlias = dict[str, Any]
+DeadLetter: TypeAlias = TaggedOutput[Literal["dead_letters"], Row]
+# A finished record: (True, its output row) or (False, its dead-letter row).
+Outcome: TypeAlias = tuple[bool, Row]
+AudioSource: TypeAlias = str | fileio.ReadableFile | storage.SourceFile
 # What a synthesis record may set for itself: every field of the TTS init but the message type.
 RECORD_TTS_FIELDS = tuple(f.name for f in dataclasses.fields(TtsInit) if f.name != "type")
 
@@ -40,7 +48,10 @@ RECORD_TTS_FIELDS = tuple(f.name for f in dataclasses.fields(TtsInit) if f.name 
 class _InFlightDoFn(beam.DoFn):
     """Runs ``work(element)`` on the shared thread pool, many records at a time.
 
-    ``work`` returns ``(ok, row)``; ok rows go to the main output, the rest to dead letters.
+    ``work`` returns an ``Outcome``, ``(ok, row)``, which this DoFn emits as it is; ``RouteFn``
+    (fused after it) sends ok rows to the main output and the rest to the dead letters. Records
+    finished in ``finish_bundle`` must be emitted as WindowedValues, and Beam's runtime type
+    check cannot see a row inside a tagged WindowedValue: so the tagging happens one step on.
     Once the run's tracker is stopping (Ctrl-C on a local run), records are no longer handed
     out and ``work`` may return None for one it did not finish: such records go nowhere, and a
     rerun with ``--skip_existing`` picks them up.
@@ -115,7 +126,7 @@ class _InFlightDoFn(beam.DoFn):
 
     def process(
         self, element: Any, window: Any = beam.DoFn.WindowParam, timestamp: Any = beam.DoFn.TimestampParam
-    ) -> Iterator[Any]:
+    ) -> Iterator[Outcome]:
         if self._stopping():
             return
         self._pending.append((self._handle.executor.submit(self._timed, element), window, timestamp))
@@ -128,7 +139,7 @@ class _InFlightDoFn(beam.DoFn):
         self._sessions.inc(max(0, delta.get("sessions_opened", 0)))
 
     def _drain(self, *, block: bool, everything: bool = False) -> Iterator[Any]:
-        """Emit finished records; wait for the oldest when ``block`` (all when ``everything``)."""
+        """Emit finished records (WindowedValues of Outcomes); wait for the oldest (block) or all (everything)."""
         while self._pending:
             future, window, timestamp = self._pending[0]
             if not future.done():
@@ -142,13 +153,18 @@ class _InFlightDoFn(beam.DoFn):
                 continue
             ok, row = done
             self._records.inc()
-            value = WindowedValue(row, timestamp, (window,))
-            if ok:
-                yield value
-            else:
+            if not ok:
                 self._failed.inc()
                 Metrics.counter(NAMESPACE, f"failures_{row['error_code']}").inc()
-                yield beam.pvalue.TaggedOutput(DEAD_LETTERS, value)
+            yield WindowedValue(done, timestamp, (window,))
+
+
+class RouteFn(beam.DoFn):
+    """An ``Outcome`` to the main output (ok) or the dead letters."""
+
+    def process(self, outcome: Outcome) -> Iterator[Row | DeadLetter]:
+        ok, row = outcome
+        yield row if ok else TaggedOutput(DEAD_LETTERS, row)
 
 
 def _describe(element: Any) -> Any:
@@ -170,6 +186,7 @@ def _source_of(element: Any) -> storage.SourceFile:
     raise InputError(f"not a file path or URI: {element!r}")
 
 
+@beam.typehints.with_input_types(AudioSource)
 class TranscribeFn(_InFlightDoFn):
     stage = "transcribe"
 
@@ -297,6 +314,7 @@ class SynthesizeFn(_InFlightDoFn):
         return manifest_row(record_id, uri, result, duration, text_sha)
 
 
+@beam.typehints.with_output_types(Any, dead_letters=Row)  # Any | TaggedOutput[...] would collapse to Any
 class FirstPerKeyFn(beam.DoFn):
     """After grouping by id: one record goes on, the other copies become dead letters.
 
@@ -307,7 +325,7 @@ class FirstPerKeyFn(beam.DoFn):
     def __init__(self, progress_id: str | None = None) -> None:
         self._progress_id = progress_id
 
-    def process(self, keyed: tuple[str, list[Any]]) -> Iterator[Any]:
+    def process(self, keyed: tuple[str, Iterable[Any]]) -> Iterator[Any]:
         key, records = keyed
         records = sorted(records, key=lambda r: json.dumps(r, sort_keys=True, default=str))
         yield records[0]
@@ -332,7 +350,7 @@ class WriteTextFilesFn(beam.DoFn):
         if storage.emulator_host():
             storage.configure_beam_for_emulator()
 
-    def process(self, row: dict[str, Any]) -> Iterator[str]:
+    def process(self, row: Row) -> Iterator[str]:
         from voxbeam.beam.captions import CAPTION_FORMATS, build_cues
 
         cues = build_cues(row["words"])

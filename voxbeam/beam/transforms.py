@@ -9,7 +9,7 @@ from apache_beam.io.parquetio import WriteToParquet
 from apache_beam.transforms.display import DisplayDataItem
 
 from voxbeam.beam import _dofns, storage
-from voxbeam.beam._dofns import DEAD_LETTERS
+from voxbeam.beam._dofns import DEAD_LETTERS, AudioSource, Row
 from voxbeam.beam.captions import CAPTION_FORMATS
 from voxbeam.beam.options import ServiceSettings
 from voxbeam.beam.schema import DEAD_LETTER_SCHEMA, MANIFEST_SCHEMA, TRANSCRIPT_SCHEMA
@@ -32,6 +32,7 @@ def _service_display(settings: ServiceSettings) -> dict[str, Any]:
     }
 
 
+@beam.typehints.with_input_types(AudioSource)
 class Transcribe(beam.PTransform):
     """Audio files to transcript rows, with dead letters for files that fail.
 
@@ -67,7 +68,8 @@ class Transcribe(beam.PTransform):
                     timestamps=self._timestamps,
                     progress_id=self._progress_id,
                 )
-            ).with_outputs(DEAD_LETTERS, main=TRANSCRIPTS)
+            )
+            | "Route" >> beam.ParDo(_dofns.RouteFn()).with_outputs(DEAD_LETTERS, main=TRANSCRIPTS)
         )
         return {TRANSCRIPTS: result[TRANSCRIPTS], DEAD_LETTERS: result[DEAD_LETTERS]}
 
@@ -75,6 +77,7 @@ class Transcribe(beam.PTransform):
         return {**_service_display(self._service), "language": self._language, "timestamps": self._timestamps}
 
 
+@beam.typehints.with_input_types(Row)
 class WriteTranscripts(beam.PTransform):
     """Transcript rows to Parquet under ``<output>/transcripts/run=<run_id>/``, captions in ``captions/run=<run_id>/``.
 
@@ -106,6 +109,7 @@ class WriteTranscripts(beam.PTransform):
         return written
 
 
+@beam.typehints.with_input_types(Row)
 class WriteDeadLetters(beam.PTransform):
     """Dead-letter rows to Parquet under ``<output>/dead_letters/run=<run_id>/``."""
 
@@ -162,19 +166,19 @@ class Synthesize(beam.PTransform):
     def expand(self, records: Any) -> Any:
         unique = (
             records
-            | "KeyById" >> beam.Map(lambda r: (str(r.get("id")) if isinstance(r, dict) else repr(r), r))
+            | "KeyById" >> beam.Map(_key_by_id)
             | "GroupById" >> beam.GroupByKey()
             | "FirstPerId"
             >> beam.ParDo(_dofns.FirstPerKeyFn(self._progress_id)).with_outputs(DEAD_LETTERS, main="records")
         )
-        rendered = unique.records | "Synthesize" >> beam.ParDo(
-            _dofns.SynthesizeFn(
-                self._service,
-                self._prefix,
-                self._defaults,
-                progress_id=self._progress_id,
+        rendered = (
+            unique.records
+            | "Synthesize"
+            >> beam.ParDo(
+                _dofns.SynthesizeFn(self._service, self._prefix, self._defaults, progress_id=self._progress_id)
             )
-        ).with_outputs(DEAD_LETTERS, main=MANIFEST)
+            | "Route" >> beam.ParDo(_dofns.RouteFn()).with_outputs(DEAD_LETTERS, main=MANIFEST)
+        )
         dead = (unique[DEAD_LETTERS], rendered[DEAD_LETTERS]) | "AllDeadLetters" >> beam.Flatten()
         return {MANIFEST: rendered[MANIFEST], DEAD_LETTERS: dead}
 
@@ -183,6 +187,11 @@ class Synthesize(beam.PTransform):
         return {**_service_display(self._service), "output_prefix": self._prefix, **shown}
 
 
+def _key_by_id(record: Any) -> tuple[str, Any]:
+    return (str(record.get("id")) if isinstance(record, dict) else repr(record)), record
+
+
+@beam.typehints.with_input_types(Row)
 class WriteManifest(beam.PTransform):
     """Manifest rows to Parquet under ``<output>/manifest/run=<run_id>/``."""
 
