@@ -136,6 +136,7 @@ def test_second_run_says_nothing_new(server, tmp_path):
     assert "nothing new" in again.stdout
 
 
+@pytest.mark.smoke
 @pytest.mark.timeout(400)
 def test_readme_main_command_on_the_embedded_server(tmp_path):
     """`voxbeam transcribe examples/audio --output OUT` with no endpoint: the embedded server does the work."""
@@ -162,3 +163,21 @@ def test_readme_main_command_on_the_embedded_server(tmp_path):
     assert set(text) == set(refs)
     assert speech.wer([refs[k] for k in sorted(refs)], [text[k] for k in sorted(refs)]) <= 0.12, text
     assert {r["language"] for r in rows} == {"en"} and all(r["model"].startswith("whisper/tiny.en@") for r in rows)
+
+
+def test_descriptions_name_the_default_engines(capsys):
+    """`voxbeam --help`, the server package and `voxbeam serve --help` name the engines a plain start runs."""
+    from voxbeam import cli, server
+    from voxbeam.server.cli import build_parser
+    from voxbeam.server.config import ServerConfig
+    from voxbeam.server.voices import load_catalog
+
+    stt = ServerConfig().stt_engine
+    tts = load_catalog(None)[0].default.engine
+    names = {"whisper": "Whisper", "piper": "Piper"}
+    assert (stt, tts) == ("whisper", "piper"), "the defaults moved: update the descriptions and this test"
+    cli.main(["--help"])
+    serve_line = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("serve"))
+    first_doc_line = (server.__doc__ or "").splitlines()[0]
+    for text in (serve_line, first_doc_line, build_parser().description or ""):
+        assert names[stt] in text and names[tts] in text, text

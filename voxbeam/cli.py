@@ -8,7 +8,7 @@ from collections.abc import Sequence
 USAGE = """usage: voxbeam COMMAND [ARGS]
 
 commands:
-  serve                     run a VoxNexus-compatible speech server (pocketsphinx, eSpeak NG)
+  serve                     run a VoxNexus-compatible speech server (Whisper speech recognition, Piper voices)
   transcribe INPUT --output OUT [options]
                             audio files (glob, directory, or a list of URIs) to Parquet transcripts
   synthesize INPUT --output OUT [options]

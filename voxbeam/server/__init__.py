@@ -1,4 +1,4 @@
-"""Self-hosted VoxNexus-compatible speech server (pocketsphinx STT, eSpeak NG TTS).
+"""Self-hosted VoxNexus-compatible speech server: Whisper STT (faster-whisper), Piper and eSpeak NG TTS.
 
 ``main(argv)`` runs it (``python -m voxbeam.server`` / ``voxbeam serve``); ``launcher.LocalServer``
 runs it as a subprocess for tests and benchmarks.
