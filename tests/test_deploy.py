@@ -207,14 +207,19 @@ def test_dockerfile_runs_voxbeam_serve_as_non_root_with_a_health_check() -> None
     args = dict(rest.split("=", 1) for k, rest in ins if k == "ARG" and "=" in rest)
     assert all(f.split()[0] == "${PYTHON_IMAGE}" for f in froms)
     assert re.fullmatch(r"python:3\.11-slim-\w+", args["PYTHON_IMAGE"])
-    assert any(k == "RUN" and "pip install '.[server]'" in rest for k, rest in ins)
+    assert any(k == "RUN" and "pip install -c constraints.txt '.[server]'" in rest for k, rest in ins)
     # Only files that exist are copied, and the ignore file lets them through.
     for k, rest in ins:
         if k == "COPY" and not rest.startswith("--from"):
             for src in rest.split()[:-1]:
                 assert (ROOT / src).exists(), src
     ignore = (DOCKERFILE.parent / "Dockerfile.dockerignore").read_text().split()
-    assert ignore[ignore.index("*") :].count("*") == 1 and {"!setup.py", "!README.md", "!voxbeam/"} <= set(ignore)
+    assert ignore[ignore.index("*") :].count("*") == 1 and {
+        "!setup.py",
+        "!README.md",
+        "!constraints.txt",
+        "!voxbeam/",
+    } <= set(ignore)
 
     user = [rest for k, rest in ins if k == "USER"]
     assert user and user[-1].split(":")[0] not in ("0", "root")

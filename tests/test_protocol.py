@@ -8,6 +8,8 @@ import pytest
 from voxbeam import protocol as p
 from voxbeam.protocol import ErrorCode, ProtocolError
 
+pytestmark = pytest.mark.smoke
+
 
 def code_of(frame, service="stt"):
     with pytest.raises(ProtocolError) as info:

@@ -8,6 +8,8 @@ from voxbeam import protocol as p
 from voxbeam.protocol import ErrorCode, ProtocolError
 from voxbeam.protocol_state import Phase, ProtocolState, Role
 
+pytestmark = pytest.mark.smoke
+
 
 def code(call, *args) -> ErrorCode | None:
     try:
