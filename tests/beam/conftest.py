@@ -1,6 +1,5 @@
 """Fixtures for the Beam tests: a gcp-storage-emulator for gs:// paths."""
 
-import logging
 import os
 import uuid
 
@@ -9,16 +8,12 @@ import pytest
 
 @pytest.fixture(scope="session")
 def gcs_emulator():
-    """An in-memory GCS emulator on a free port; STORAGE_EMULATOR_HOST points at it."""
-    from gcp_storage_emulator.server import create_server
+    """An in-memory GCS emulator on a free port (honouring preconditions); STORAGE_EMULATOR_HOST points at it."""
+    from tests import gcs
 
-    # The emulator warns on every download; that noise hides real log lines.
-    logging.getLogger("gcp_storage_emulator").setLevel(logging.ERROR)
-    server = create_server("127.0.0.1", 0, in_memory=True)
-    server.start()
-    port = server._api._httpd.server_address[1]
+    server, host = gcs.start()
     old = os.environ.get("STORAGE_EMULATOR_HOST")
-    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
+    os.environ["STORAGE_EMULATOR_HOST"] = host
     from voxbeam.beam import storage
 
     storage.gcs_client.cache_clear()

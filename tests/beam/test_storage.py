@@ -21,13 +21,20 @@ def test_local_match_stat_and_atomic_write(tmp_path):
 
 def test_gcs_write_is_create_only_and_carries_metadata(bucket):
     uri = f"gs://{bucket}/audio/one.wav"
-    storage.write_object(uri, b"RIFF....", content_type="audio/wav", metadata={"text_sha256": "aa"})
-    storage.write_object(uri, b"RIFF....", content_type="audio/wav", metadata={"text_sha256": "aa"})
-    blobs = list(storage.gcs_client().list_blobs(bucket))
-    assert [b.name for b in blobs] == ["audio/one.wav"]
-    blob = storage.gcs_client().bucket(bucket).get_blob("audio/one.wav")
-    assert blob.content_type == "audio/wav" and blob.metadata == {"text_sha256": "aa"}
+    meta = {"text_sha256": "aa"}
+    assert storage.write_object(uri, b"RIFF....", content_type="audio/wav", metadata=meta) is True
+    first = storage.gcs_client().bucket(bucket).get_blob("audio/one.wav")
+    # A retried bundle writes the same bytes again: nothing is written, the object stays as it was.
+    assert storage.write_object(uri, b"RIFF....", content_type="audio/wav", metadata=meta) is False
+    again = storage.gcs_client().bucket(bucket).get_blob("audio/one.wav")
+    assert again.generation == first.generation and again.md5_hash == first.md5_hash
+    assert [b.name for b in storage.gcs_client().list_blobs(bucket)] == ["audio/one.wav"]
+    assert again.content_type == "audio/wav" and again.metadata == meta
     assert storage.read_bytes(uri) == b"RIFF...."
+    # Other bytes under the same name (the record changed): replaced, in one upload.
+    assert storage.write_object(uri, b"RIFF,,,,", content_type="audio/wav", metadata=meta) is True
+    changed = storage.gcs_client().bucket(bucket).get_blob("audio/one.wav")
+    assert changed.generation != first.generation and storage.read_bytes(uri) == b"RIFF,,,,"
 
 
 def test_gcs_match_glob_folder_and_versions(bucket):

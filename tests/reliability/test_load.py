@@ -79,7 +79,7 @@ def _wait_idle(srv: Any, timeout: float = 20.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         health = srv.health()
-        if health.get("active_sessions", 0) == 0 or time.monotonic() > deadline:
+        if health["sessions"] == 0 or time.monotonic() > deadline:
             return health
         time.sleep(0.1)
 
@@ -103,19 +103,20 @@ def test_waves_of_64_sessions_on_a_server_capped_at_48():
 
         totals: Counter[str] = Counter()
         waves = 0
-        slowest_busy = 0.0
+        refused_late = 0  # refusals that took longer than the wave's median admitted session
         started = time.monotonic()
         while waves == 0 or time.monotonic() - started < DURATION:
             if waves == 1:
                 rss_before = tree_rss(srv.pid)
             health = _wait_idle(srv)
-            assert health.get("active_sessions", 0) == 0, health
+            assert health["sessions"] == 0, health  # the last wave's sessions were all released
             outcomes = asyncio.run(wave(srv, clips, expected))
             counts = Counter(kind for kind, _ in outcomes)
             # Every session either finished or was refused; refusals only past the cap.
             assert counts["ok"] + counts["busy"] == CONCURRENT, counts
             assert counts["busy"] <= CONCURRENT - MAX_SESSIONS, counts
-            slowest_busy = max([slowest_busy, *(s for kind, s in outcomes if kind == "busy")])
+            served = sorted(s for kind, s in outcomes if kind == "ok")
+            refused_late += sum(1 for kind, s in outcomes if kind == "busy" and s > served[len(served) // 2])
             totals.update(counts)
             waves += 1
         elapsed = time.monotonic() - started
@@ -124,12 +125,14 @@ def test_waves_of_64_sessions_on_a_server_capped_at_48():
         workers_after = sorted(p.pid for p in server.children(recursive=True))
         rss_after = tree_rss(srv.pid)
     print(
-        f"\nload: {waves} waves of {CONCURRENT} in {elapsed:.1f}s: {dict(totals)}; slowest refusal "
-        f"{slowest_busy:.2f}s; peak sessions {health.get('peak_sessions')}; "
+        f"\nload: {waves} waves of {CONCURRENT} in {elapsed:.1f}s: {dict(totals)}; refusals slower than the median "
+        f"admitted session: {refused_late}; peak sessions {health.get('peak_sessions')}; "
         f"rss {rss_before / 2**20:.0f} -> {rss_after / 2**20:.0f} MiB"
     )
     assert totals["busy"] >= 1, "the cap never bit: the sessions did not overlap"
-    assert slowest_busy < 10, "a refusal should come at once, not after queueing"
+    # A refusal comes at init, not after queueing: before a typical admitted session is done (both slow down
+    # alike on a loaded machine; the wave deadline is the guard against hangs).
+    assert refused_late == 0, refused_late
     assert health["peak_sessions"] <= MAX_SESSIONS, health
     assert workers_after == workers_before, (workers_before, workers_after)
     assert health.get("workers_alive") == WORKERS, health
