@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from bench._common import Ratio
+
 ROOT = Path(__file__).resolve().parent.parent
 TOP_KEYS = {"name", "quick", "timestamp", "machine", "measurements", "ratios", "passed", "plots", "errors"}
 RATIO_KEYS = {"key", "description", "value", "target", "op", "pass", "unit"}
@@ -41,10 +43,7 @@ def _check_result(path: Path, results: Path, quick: bool = True) -> dict:
         assert RATIO_KEYS <= set(r)
         assert math.isfinite(r["value"])
         assert r["op"] in (">=", "<=")
-        if r["target"] is None:
-            assert r["pass"] is None
-        else:
-            assert r["pass"] is (r["value"] >= r["target"] if r["op"] == ">=" else r["value"] <= r["target"])
+        assert r["pass"] is None if r["target"] is None else isinstance(r["pass"], bool), r
     for p in data["plots"]:
         png = results / p
         assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", p
@@ -139,3 +138,20 @@ def test_fleet_stub_replica_speaks_the_protocol_and_refuses_past_capacity() -> N
     assert stats["server_busy"] == 1
     assert (health["accepted"], health["refused"], health["peak"]) == (2, 1, 2)
     assert health["audio_s"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("value", "target", "op", "expected"),
+    [
+        (1.2, 1.0, ">=", True),
+        (1.0, 1.0, ">=", True),
+        (0.99, 1.0, ">=", False),
+        (0.8, 1.0, "<=", True),
+        (1.01, 1.0, "<=", False),
+        (0.5, None, ">=", None),
+        (math.nan, 1.0, ">=", None),
+    ],
+)
+def test_a_ratio_passes_by_its_own_direction(value, target, op, expected) -> None:
+    assert Ratio("k", "d", value, target, op).passed is expected
+    assert Ratio("k", "d", value, target, op).as_dict()["pass"] is expected

@@ -121,9 +121,11 @@ def test_a_service_missing_the_jobs_endpoint_is_refused_and_one_that_has_it_is_u
     assert spoken.written == 3 and not spoken.dead_letters
     assert heard.written == 3 and not heard.dead_letters
     texts = pq.read_table(next((tmp_path / "d" / "transcripts").rglob("*.parquet"))).to_pylist()
-    from voxbeam import audio
-
-    expected = {str(p): transcript_for(b"".join(audio.decode_to_pcm(str(p), RATE)), RATE) for p in audio_dir.iterdir()}
+    # What the files hold, read by the standard library's wave module: our decoder is on trial, not the judge.
+    expected = {}
+    for path in audio_dir.iterdir():
+        with wave.open(str(path), "rb") as w:
+            expected[str(path)] = transcript_for(w.readframes(w.getnframes()), RATE)
     assert {r["source_uri"]: r["text"] for r in texts} == expected
 
 
