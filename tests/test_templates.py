@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -14,7 +15,6 @@ from typing import Any
 import pytest
 
 from voxbeam import jobs
-from voxbeam.jobs import runner
 from voxbeam.jobs.args import FLAGS, Flag
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -305,16 +305,25 @@ def test_docker_context_keeps_what_the_image_copies(template: str) -> None:
 
 
 def test_a_launch_that_only_submits_the_job_does_not_claim_nothing_was_new(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """On a Flex Template launcher the job runs later: nothing is written yet, yet every input is new."""
-    monkeypatch.setattr(runner, "execute", lambda parsed, show_progress: jobs.Summary("transcribe", inputs=3))
-    assert jobs.main("transcribe", ["in", "--output", "out"]) == 0
-    assert "nothing new" not in capsys.readouterr().out
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a", "b", "c"):
+        shutil.copy(ROOT / "examples" / "audio" / "jfk.wav", inputs / f"{name}.wav")
+    out = str(tmp_path / "out")
+    service = ["--endpoint", server.url, "--api_key", server.api_key]
+    submit = ["--runner", "tests.jobs.custom_runner.SubmitOnlyRunner", "--setup_file", str(ROOT / "setup.py")]
+    assert jobs.main("transcribe", [str(inputs), "--output", out, *service, *submit]) == 0
+    said = capsys.readouterr().out
+    assert "nothing new" not in said and "0 rows written" in said, said
 
-    skipped_all = jobs.Summary("transcribe", inputs=3, skipped=3)
-    monkeypatch.setattr(runner, "execute", lambda parsed, show_progress: skipped_all)
-    assert jobs.main("transcribe", ["in", "--output", "out"]) == 0
+    # Once a run has written them, a launch that finds every input done says so.
+    assert jobs.main("transcribe", [str(inputs), "--output", out, *service]) == 0
+    capsys.readouterr()
+    again = [str(inputs), "--output", out, "--skip_existing", "true", *service, *submit]
+    assert jobs.main("transcribe", again) == 0
     assert "nothing new to transcribe: all 3 inputs" in capsys.readouterr().out
 
 

@@ -11,6 +11,9 @@ It is not an engine and not our server. What it does (and our server does differ
 - One ``request_id`` per connection, as in the spec's examples (ours starts a new one per flush).
 - Optional WebSocket-level keepalive pings from the server (``ping_interval``).
 - Either service can be left out (``services=("tts",)``): its path then answers HTTP 404.
+- ``ready_extra``: fields a service adds to its STT ``ready`` beside the spec's (none by default),
+  such as the ``capacity`` some services advertise there instead of on ``/healthz``; it has no
+  ``/healthz`` of its own.
 
 "Recognition" is deterministic: the final transcript of a flushed recognition session is
 ``"<milliseconds> ms <first 8 hex of the audio's SHA-256>"``, so equal audio gives equal text
@@ -81,8 +84,10 @@ class SpecServer:
         ping_interval: float | None = None,
         ping_timeout: float = 10.0,
         decode_speed: float | None = None,
+        ready_extra: dict[str, Any] | None = None,
     ) -> None:
         self.api_key = api_key
+        self.ready_extra = dict(ready_extra or {})
         # Times real time a flushed recognition takes, in silence (a busy service): None answers at once.
         self.decode_speed = decode_speed
         self.services = services
@@ -215,6 +220,7 @@ class SpecServer:
                         "language": language,
                         "format": "pcm",
                         "sample_rate": rate,
+                        **self.ready_extra,
                     },
                 )
             elif not ready:

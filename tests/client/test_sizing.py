@@ -6,13 +6,12 @@ import asyncio
 import contextlib
 import json
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
-from websockets.asyncio.server import serve
 
+from tests.client.spec_server import ThreadedSpecServer
 from tests.reliability.conftest import dedicated_server
 from voxbeam.beam.sizing import expected_workers, resolve_sessions_per_worker, vcpus
 from voxbeam.cli import main as cli_main
@@ -140,42 +139,16 @@ class RoundRobin:
         self._thread.join(5)
 
 
-@contextlib.contextmanager
-def ws_service(ready_extra: dict[str, Any]) -> Iterator[str]:
-    """A service without /healthz whose STT ready message carries ``ready_extra``."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-
-    async def handler(ws: Any) -> None:
-        await ws.recv()
-        await ws.send(json.dumps({"type": "ready", "request_id": "r1", "language": "en-US", "format": "pcm",
-                                  "sample_rate": 16000, **ready_extra}))  # fmt: skip
-        with contextlib.suppress(Exception):
-            await ws.recv()
-
-    async def start() -> Any:
-        return await serve(handler, "127.0.0.1", 0)
-
-    srv = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
-    try:
-        yield f"ws://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
-    finally:
-        srv.close()
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-
-
 def test_capacity_from_the_ready_message_when_there_is_no_healthz() -> None:
-    with ws_service({"capacity": 12}) as url:
-        [found] = advertised_capacity([url], "key")
+    with ThreadedSpecServer(ready_extra={"capacity": 12}) as spec:
+        [found] = advertised_capacity([spec.url], spec.api_key)
     assert (found.capacity, found.source) == (12, "ready")
 
 
 def test_no_capacity_advertised_keeps_the_default() -> None:
-    with ws_service({}) as url:
-        [found] = advertised_capacity([url], "key")
-    assert found == EndpointCapacity(url, None)
+    with ThreadedSpecServer() as spec:  # the spec's ready message: no capacity
+        [found] = advertised_capacity([spec.url], spec.api_key)
+    assert found == EndpointCapacity(spec.url, None)
     sizing = size(None, [found], expected_workers=50)
     assert (sizing.sessions_per_worker, sizing.source) == (8, "default")
     assert "advertises no capacity" in sizing.describe()

@@ -11,6 +11,7 @@ from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.runners.runner import PipelineResult, PipelineRunner, PipelineState
 
 
 class CustomRunnerOptions(PipelineOptions):
@@ -25,3 +26,18 @@ class CustomRunner(FnApiRunner):
         if marker:
             Path(marker).write_text("ran")
         return super().run_pipeline(pipeline, options)
+
+
+class SubmitOnlyRunner(PipelineRunner):
+    """What a Flex Template launcher's runner does: it submits the job and returns; the job runs later.
+
+    Here nothing runs at all: the result says RUNNING and ``wait_until_finish`` returns at once.
+    """
+
+    def run_pipeline(self, pipeline: Any, options: PipelineOptions) -> PipelineResult:
+        return _Submitted(PipelineState.RUNNING)
+
+
+class _Submitted(PipelineResult):
+    def wait_until_finish(self, duration: Any = None) -> Any:
+        return self.state  # a launcher does not wait for the job it submitted
