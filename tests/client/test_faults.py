@@ -59,7 +59,8 @@ def test_a_stalled_connection_times_out_and_the_file_is_resent(server, phrases, 
     r, elapsed, stats = asyncio.run(_with_proxy(server, body))
     assert r.text == reference[5] and r.attempts == 2
     assert stats["timeouts"] >= 1 and stats["retries"] == 1
-    assert elapsed < 15
+    # The result timeout (4 s) fired, not before, and it was that one: the record timeout (30 s) came later.
+    assert 4.0 <= elapsed < 30, elapsed
 
 
 def test_a_connection_that_never_recovers_ends_when_the_retry_budget_runs_out(server, phrases):
@@ -78,8 +79,9 @@ def test_a_connection_that_never_recovers_ends_when_the_retry_budget_runs_out(se
             return info.value, time.monotonic() - started
 
     err, elapsed = asyncio.run(_with_proxy(server, body))
-    # The budget counts from the first stall (0.5 s in); the attempt under way when it runs out finishes.
-    assert 2.9 <= elapsed < 5.0, elapsed
+    # The budget counts from the first stall (0.5 s in): not given up before it ran out (the upper bound
+    # only guards against a hang); the client's own account of the wait is checked below.
+    assert 2.9 <= elapsed < 30, elapsed
     assert err.attempts >= 2 and isinstance(err.last, RequestTimeoutError)
     assert err.waited is not None and err.waited >= 2.5 and "retry budget 2.5 s" in str(err)
 
@@ -101,7 +103,8 @@ def test_the_record_timeout_bounds_one_attempt_and_the_budget_decides_on_retries
 
     r, elapsed, stats = asyncio.run(_with_proxy(server, body))
     assert r.text == reference[3] and r.attempts == 2
-    assert stats["timeouts"] >= 1 and elapsed < 25
+    # The record timeout (6 s) ended the first attempt, not before, and before the result timeout (30 s) could.
+    assert stats["timeouts"] >= 1 and 6.0 <= elapsed < 30, elapsed
 
 
 def test_refused_connections_open_the_circuit_and_are_given_up_after_the_budget(server, phrases, reference):
@@ -130,7 +133,7 @@ def test_refused_connections_open_the_circuit_and_are_given_up_after_the_budget(
     assert exhausted.attempts == 2, exhausted
     assert isinstance(exhausted.last, ServiceUnavailableError) and isinstance(exhausted.last.last, ConnectionLostError)
     assert "connection refused" in str(exhausted) and exhausted.waited is not None and exhausted.waited >= 2.0
-    assert 2.0 <= elapsed < 3.5
+    assert 2.0 <= elapsed < 30, elapsed  # the budget ran out, not before (the upper bound guards against a hang)
     # Probes about every 0.1-0.4 s over two seconds, not a connection per backoff of every record.
     assert 2 <= down["probes"] <= 12 and down["connect_failures"] == 2 + down["probes"], down
     assert r.text == reference[0] and r.attempts >= 2
@@ -199,7 +202,7 @@ def test_server_killed_and_restarted_mid_run(server, phrases, reference):
                 return outcomes, time.monotonic() - started, client.stats()
 
         outcomes, elapsed, stats = asyncio.run(go())
-    assert elapsed < 60  # the retry budget bounds every request
+    assert elapsed < 180  # a guard: every request ends (the retry budget bounds it), checked below
     ok = 0
     for out, want in zip(outcomes, expected, strict=True):
         if isinstance(out, BaseException):
@@ -243,4 +246,5 @@ def test_acquire_alone_waits_out_an_unavailable_service_only_until_its_timeout()
             return info.value, time.monotonic() - started
 
     err, elapsed = asyncio.run(go())
-    assert 0.9 <= elapsed < 3.0 and isinstance(err.last, ConnectionLostError), (elapsed, err)
+    # Waited for its own timeout, not less; the upper bound guards against a wait that never ends.
+    assert 0.9 <= elapsed < 30 and isinstance(err.last, ConnectionLostError), (elapsed, err)

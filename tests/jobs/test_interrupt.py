@@ -134,8 +134,12 @@ def test_a_second_ctrl_c_quits_at_once_and_still_stops_the_server(long_inputs, t
     took = time.monotonic() - sent
 
     assert proc.returncode == 130, (proc.returncode, stderr[-3000:])
-    assert took < 5, f"quitting took {took:.1f} s"
+    assert took < 60, f"quitting took {took:.1f} s"  # a guard against a hang: which way it quit is checked next
     assert "Traceback" not in stderr, stderr[-3000:]
-    assert [line for line in stderr.splitlines() if line.startswith("interrupted")], stderr[-2000:]
+    # The second press took the quick way out (not the first's clean stop finishing on its own): it says so,
+    # and this run's results were not written.
+    quit_lines = [line for line in stderr.splitlines() if line.startswith("interrupted again: quit at once")]
+    assert len(quit_lines) == 1, stderr[-2000:]
+    assert not rows(out, "transcripts"), "the quick way out writes nothing"
     assert_gone(server_processes)
     assert not temporaries(out), temporaries(out)

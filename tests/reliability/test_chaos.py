@@ -18,6 +18,7 @@ import json
 import re
 import threading
 import time
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -123,8 +124,11 @@ def test_an_outage_longer_than_the_budget_fails_the_rest_clearly(chaos_server, f
         waited = float(re.search(r"gave up after ([\d.]+) s of retrying", row["error_message"]).group(1))
         assert waited >= budget, row["error_message"]
         assert f"retry budget {budget:g} s" in row["error_message"], row["error_message"]
-    # Once the outage is older than the budget, the records still queued fail at once, not a budget each.
-    assert ended - outage.killed_at < budget + 30, ended - outage.killed_at
+    # Once the outage is older than the budget, the records still queued fail at once, not a budget each
+    # (one budget per four sessions would spread them over minutes): all within one budget of each other.
+    failed_at = sorted(row["failed_at"] for row in dead)
+    assert (failed_at[-1] - failed_at[0]).total_seconds() < budget, (failed_at[0], failed_at[-1])
+    assert ended - outage.killed_at < budget + 120, ended - outage.killed_at  # a guard against a hang
     summary = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(summary) == 1 and f"{len(dead)} of {len(inputs)} records failed" in summary[0], stderr
     assert "top error: RETRIES_EXHAUSTED" in summary[0] and "retry budget" in summary[0], summary[0]
@@ -180,10 +184,11 @@ def test_two_endpoints_one_killed_mid_run(chaos_server, files, reference, tmp_pa
     acc = chaos.account(run, inputs, reference)
     assert acc.exact and not run.dead, (acc.missing, acc.duplicates, acc.dead_codes)
     assert not acc.wrong, list(acc.wrong.items())[:5]
-    # The survivor holds the whole pool (4 sessions) within 2 s of the kill.
+    # The survivor takes over the whole pool (4 sessions) at once: not after waiting out the dead endpoint's
+    # circuit (at most one probe of it may come first on a loaded machine); 30 s only guards against a hang.
     timeline = [(round(t - killed, 2), n) for t, n in survivor_sessions if t >= killed]
     full = [t for t, n in timeline if n >= 4]
-    assert full and full[0] <= 2.0, timeline[:40]
+    assert full and full[0] < 30, timeline[:40]
     # After the kill: the connections that found it dead at once, then probes spaced by the circuit's
     # open periods (the n-th at least half of min(max_delay, base_delay * 2**(n-1)): the jitter's floor).
     after = [t for t in attempts if t > killed]
@@ -196,6 +201,7 @@ def test_two_endpoints_one_killed_mid_run(chaos_server, files, reference, tmp_pa
     assert len(burst) <= 4, shown
     most = next(k for k in range(64) if sum(floors[: k + 1]) > ended - killed)
     assert len(probes) <= most, (most, shown)
+    assert sum(1 for t in probes if t - killed < full[0]) <= 1, (full[0], shown)
     print(
         f"\ntwo endpoints: survivor held the pool {full[0]:.2f} s after the kill; connections to the dead one "
         f"after it: {shown} ({len(burst)} at once, then {len(probes)} probes; at most {most} allowed)"
@@ -213,7 +219,10 @@ def test_a_service_that_does_only_what_the_spec_says(tmp_path):
         path = tmp_path / f"tone-{i:03d}.wav"
         path.write_bytes(_tone_wav(0.2 + 0.01 * (i % 17), 200 + 10 * i))
         paths.append(str(path))
-    expected = {p: transcript_for(b"".join(audio.decode_to_pcm(p, chaos.RATE)), chaos.RATE) for p in paths}
+    expected = {}
+    for p in paths:  # read back by the standard library's wave module: our decoder is on trial, not the judge
+        with wave.open(p, "rb") as w:
+            expected[p] = transcript_for(w.readframes(w.getnframes()), chaos.RATE)
     with ThreadedSpecServer(idle_timeout=1.0, unknown_every=5) as spec:
         settings = ServiceSettings(endpoints=(spec.url,), api_key=Secret(spec.api_key), sessions_per_worker=4)
         # Two halves on the same pooled client, with a pause past the service's idle timeout between:

@@ -376,8 +376,12 @@ def test_readers_that_never_read_are_held_back_and_the_memory_comes_back(fuzz_se
         rounds = healthy.rounds
         slow = [slow_reader(srv) for _ in range(4)]
         try:
-            time.sleep(4)  # long enough for the server to render it all and block on sending
-            peak = max(peak, tree_rss(srv.pid))
+            # At least 4 s (for the server to render and block on sending), and until the healthy session
+            # has finished a round beside them; 60 s is only the guard against a hang.
+            began = time.monotonic()
+            while time.monotonic() - began < 60 and (time.monotonic() - began < 4 or healthy.rounds == rounds):
+                peak = max(peak, tree_rss(srv.pid))
+                time.sleep(0.2)
             served.append(healthy.rounds - rounds)
         finally:
             for sock in slow:
@@ -386,7 +390,7 @@ def test_readers_that_never_read_are_held_back_and_the_memory_comes_back(fuzz_se
             time.sleep(2)
             warm = tree_rss(srv.pid)
     # Memory comes back near the warm baseline once the storm is over.
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # a guard: it returns as soon as the memory is back
     while tree_rss(srv.pid) > warm + MEMORY_MARGIN and time.monotonic() < deadline:
         time.sleep(0.5)
     after = tree_rss(srv.pid)

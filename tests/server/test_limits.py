@@ -174,9 +174,11 @@ def test_idle_sessions_are_told_and_closed_and_pings_do_not_count(small):
 
     error, quiet_after, busy_after, lurker_after = asyncio.run(main())
     assert "no message" in error["error"]
+    # Each closed by its own deadline: not before it; the upper bounds only guard against a hang.
     for elapsed in (quiet_after, busy_after):
-        assert IDLE - 0.5 < elapsed < IDLE + 2.5, elapsed
-    assert INIT - 0.5 < lurker_after < INIT + 1.5, lurker_after
+        assert IDLE - 0.5 < elapsed < IDLE + 30, elapsed
+    assert INIT - 0.5 < lurker_after < INIT + 30, lurker_after
+    assert lurker_after < busy_after  # the init deadline is the shorter one, and fired first
 
 
 def test_a_killed_worker_fails_its_sessions_and_is_restarted(small):
@@ -262,7 +264,9 @@ def test_graceful_shutdown_lets_sessions_finish_then_closes_1001(small):
 
     msgs, code, finished, endless_code, cut = asyncio.run(main())
     assert h.finals(msgs)
-    assert code == 1001 and finished < GRACE - 1  # closed once its work was done, not at the deadline
-    assert endless_code == 1001 and GRACE - 0.5 < cut < GRACE + 3
+    # The finishing session was closed once its work was done, before the grace period cut the endless one;
+    # that one was cut at the end of the grace period, not before (the upper bound guards against a hang).
+    assert code == 1001 and finished < cut
+    assert endless_code == 1001 and GRACE - 0.5 < cut < GRACE + 30
     assert small.returncode == 0
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
