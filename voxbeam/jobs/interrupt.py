@@ -83,6 +83,7 @@ class CtrlC:
         self._watcher: threading.Thread | None = None
         self.pressed = False
         self._pressed_at = 0.0
+        self.written = False  # the run's results are written (only its service is still stopping)
 
     def __enter__(self) -> CtrlC:
         if threading.current_thread() is threading.main_thread():
@@ -126,11 +127,12 @@ class CtrlC:
             return
         self._emergency.run()
         done = self._tracker.done
-        print(
-            f"interrupted again: quit at once with {done} done, without writing this run's results; rerun to continue",
-            file=sys.stderr,
-            flush=True,
+        outcome = (
+            "their results are written; rerun with --skip_existing true to continue"
+            if self.written
+            else "without writing this run's results; rerun to continue"
         )
+        print(f"interrupted again: quit at once with {done} done, {outcome}", file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(EXIT_INTERRUPTED)  # now: no waiting for Beam, threads or sockets
 

@@ -138,8 +138,22 @@ def execute(parsed: job_args.JobArgs, *, show_progress: bool = False) -> Summary
         return summary
     run_id = new_run_id()
     emergency = Emergency()
-    with service_for(parsed.values, parsed.api_key, local, job.session(), options, summary, emergency) as service:
-        interrupted = _run_pipeline(job, records, options, service, run_id, local, show_progress, emergency)
+    # A local run shows progress and takes Ctrl-C (interrupt.py) from the embedded server's start to
+    # its stop: a second press while the server stops must quit at once too, not raise in the middle.
+    progress_id = f"{kind}-{run_id}" if local else None
+    tracker = progress.register(progress_id, len(records) + len(job.rejected)) if progress_id else None
+    ctrl_c = CtrlC(tracker, emergency) if tracker is not None else None
+    try:
+        with ctrl_c or contextlib.nullcontext():
+            with service_for(parsed.values, parsed.api_key, local, job.session(), options, summary, emergency) as svc:
+                interrupted = _run_pipeline(
+                    job, records, options, svc, run_id, progress_id=progress_id, show=show_progress, emergency=emergency
+                )
+                if ctrl_c is not None:
+                    ctrl_c.written = True
+    finally:
+        if progress_id:
+            progress.unregister(progress_id)
     if interrupted is not None:
         raise interrupted
     summarize(summary, parsed.values.output, run_id, job.main_output)
@@ -153,30 +167,26 @@ def _run_pipeline(
     options: PipelineOptions,
     service: ServiceSettings,
     run_id: str,
-    local: bool,
-    show_progress: bool,
+    *,
+    progress_id: str | None,
+    show: bool,
     emergency: Emergency,
 ) -> Interrupted | None:
-    """Build and run the pipeline; with a local runner, show progress and take Ctrl-C (see interrupt.py)."""
+    """Build and run the pipeline; a local run's tracker (``progress_id``) shows progress and is stopped by Ctrl-C."""
     output = job.values.output
     emergency.add(functools.partial(remove_temporaries, output, run_id, local_only=True))
-    progress_id = f"{job.kind}-{run_id}" if local else None
-    tracker = progress.register(progress_id, len(records) + len(job.rejected)) if progress_id else None
+    tracker = progress.lookup(progress_id)
+    local = tracker is not None
     if tracker is not None:
         for _ in job.rejected:
             tracker.add(ok=False)  # rejected while reading: failed records all the same
-    ctrl_c: contextlib.AbstractContextManager[Any] = (
-        CtrlC(tracker, emergency) if tracker is not None else contextlib.nullcontext()
-    )
     finished = False
     try:
-        with _progress_printer(tracker, show_progress), ctrl_c:
+        with _progress_printer(tracker, show):
             with make_pipeline(options) as p:
                 job.build(p, records, service, run_id, progress_id)
         finished = True
     finally:
-        if progress_id:
-            progress.unregister(progress_id)
         if local:
             close_worker_clients()
         stopped = tracker is not None and tracker.stopping.is_set()
