@@ -67,7 +67,13 @@ def build_context(config: ServerConfig) -> ServerContext:
     )
     metrics = ServerMetrics(config.max_sessions)
     pool = WorkerPool(
-        config.workers, spec, log_level=logging.getLevelName(config.log_level.upper()), observe=metrics.engine_call
+        config.workers,
+        spec,
+        log_level=logging.getLevelName(config.log_level.upper()),
+        observe=metrics.engine_call,
+        memory_ceiling=config.worker_ceiling,
+        on_memory=metrics.worker_memory,
+        on_replaced=metrics.worker_replaced,
     )
     log.info(
         "STT %s (%s), %d voices (default %s), %d workers x %d threads",
@@ -179,6 +185,9 @@ class SpeechServer:
             "workers": self.pool.count,
             "workers_alive": self.pool.alive,
             "worker_restarts": self.pool.restarts,
+            "worker_replacements": self.pool.replacements,
+            "worker_memory_mib": [w.rss >> 20 for w in self.pool.workers],
+            "worker_memory_ceiling_mib": (self.pool.memory_ceiling or 0) >> 20 or None,
             "worker_pids": [w.pid for w in self.pool.workers if w.alive],
             "engine_calls": self.pool.calls(),
             "threads_per_worker": self.config.threads,

@@ -180,6 +180,21 @@ def _limits(add: Any) -> None:
     )
     add("--max_text_chars", "characters per TTS utterance (default: %(default)s)", type=_positive_int, default=5000)
     add(
+        "--memory_limit_mb",
+        "the replica's memory limit (a Deployment's limits.memory): each worker is replaced when it holds more than "
+        "(limit x 0.8 - 256 MiB) / workers (default: the cgroup's limit, if any; else no watchdog)",
+        type=_positive_int,
+        default=None,
+        metavar="MIB",
+    )
+    add(
+        "--worker_memory_mb",
+        "the memory ceiling of each worker itself, instead of one derived from --memory_limit_mb (default: none)",
+        type=_positive_int,
+        default=None,
+        metavar="MIB",
+    )
+    add(
         "--max_utterance",
         "seconds of speech before a forced endpoint (default: %(default)s)",
         type=_positive_float,
@@ -225,6 +240,8 @@ def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
         stt_model=args.stt_model,
         voices_dir=args.voices_dir,
         threads_per_worker=args.threads_per_worker,
+        memory_limit_mb=args.memory_limit_mb,
+        worker_memory_mb=args.worker_memory_mb,
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from voxbeam.server import memory
+
 MIB = 1 << 20
 
 
@@ -46,6 +48,18 @@ class ServerConfig:
     voices_dir: str | None = None
     # Engine threads per worker (CTranslate2, ONNX Runtime); None: cores // workers.
     threads_per_worker: int | None = None
+    # The replica's memory limit (MiB), from which each worker's ceiling derives (memory.py); None: the
+    # cgroup's limit, if any. worker_memory_mb sets the ceiling itself.
+    memory_limit_mb: int | None = None
+    worker_memory_mb: int | None = None
+
+    @property
+    def worker_ceiling(self) -> int | None:
+        """Bytes a worker may hold before the watchdog replaces it (None: no watchdog)."""
+        if self.worker_memory_mb is not None:
+            return self.worker_memory_mb * MIB
+        limit = self.memory_limit_mb * MIB if self.memory_limit_mb is not None else memory.cgroup_limit()
+        return memory.worker_ceiling(limit, self.workers)
 
     @property
     def sessions_per_key(self) -> int:

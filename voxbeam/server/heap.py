@@ -26,3 +26,11 @@ def keep_large_buffers_out_of_the_heap(threshold: int = 128 * 1024, trim: int | 
     if trim is not None and not libc.mallopt(m_trim_threshold, trim):
         return False
     return bool(libc.mallopt(m_mmap_threshold, threshold))
+
+
+def give_back() -> None:
+    """Return the heap's free memory to the OS now (glibc's malloc_trim), whatever the trim threshold."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass

@@ -161,7 +161,15 @@ class LocalServer:
         return ""
 
     def health(self, timeout: float = 5.0) -> dict[str, Any]:
-        """The server's /healthz document."""
+        """The server's /healthz document (in full: asked with the key)."""
+        doc: dict[str, Any] = json.loads(self._get("/healthz", timeout))
+        return doc
+
+    def metrics_text(self, timeout: float = 5.0) -> str:
+        """The server's /metrics, in Prometheus text format."""
+        return self._get("/metrics", timeout)
+
+    def _get(self, path: str, timeout: float) -> str:
         if not self.url:
             raise RuntimeError("the server is not started")
         http = self.url.replace("ws://", "http://", 1).replace("wss://", "https://", 1)
@@ -171,9 +179,9 @@ class LocalServer:
             context = ssl.create_default_context()
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-        with urllib.request.urlopen(http + "/healthz", timeout=timeout, context=context) as resp:
-            doc: dict[str, Any] = json.load(resp)
-            return doc
+        request = urllib.request.Request(http + path, headers={"X-Api-Key": self.api_key} if self.api_key else {})
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:
+            return str(resp.read().decode("utf-8"))
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM, wait up to ``grace`` (+ the server's own shutdown), then SIGKILL."""

@@ -25,6 +25,8 @@ Metrics (all prefixed ``voxbeam_``):
 | engine_queue_depth | gauge | – | engine requests sent to workers and not yet answered |
 | decode_backlog_seconds | gauge | – | bulk audio streams have cut off and workers have not finished decoding |
 | errors_total | counter | code | error messages sent to clients, by protocol code |
+| worker_memory_bytes | gauge | worker | resident memory of each engine worker process (its slot) |
+| worker_replacements_total | counter | reason | workers started anew: ``memory`` (over its ceiling), ``died`` |
 """
 
 from __future__ import annotations
@@ -100,6 +102,17 @@ class ServerMetrics:
         )
         self._backlog_ms = 0
         self._errors = Counter("voxbeam_errors", "Error messages sent to clients, by code.", ["code"], registry=reg)
+        self._worker_memory = Gauge(
+            "voxbeam_worker_memory_bytes", "Resident memory of each engine worker process.", ["worker"], registry=reg
+        )
+        self._replaced = Counter(
+            "voxbeam_worker_replacements",
+            "Engine worker processes started anew, by reason: memory (over its ceiling), died.",
+            ["reason"],
+            registry=reg,
+        )
+        for reason in ("memory", "died"):
+            self._replaced.labels(reason)
         if process:
             ProcessCollector(registry=reg)  # the front process's CPU, memory and open files
         self._capacity.set(capacity)
@@ -141,6 +154,12 @@ class ServerMetrics:
 
     def error(self, code: str) -> None:
         self._errors.labels(code).inc()
+
+    def worker_memory(self, slot: int, resident: int) -> None:
+        self._worker_memory.labels(str(slot)).set(resident)
+
+    def worker_replaced(self, reason: str) -> None:
+        self._replaced.labels(reason).inc()
 
     def engine_call(self, op: str, fut: asyncio.Future[Any], lane: Hashable | None = None) -> asyncio.Future[Any]:
         """Count ``fut`` (an engine request just sent) in the queue depth and time it; returns ``fut``.

@@ -20,29 +20,22 @@ from typing import Any
 from voxbeam import audio
 from voxbeam import protocol as p
 from voxbeam.protocol import ErrorCode
-from voxbeam.server.engines.base import Prosody, Voice
+from voxbeam.server.engines.base import Prosody, Voice, max_render_seconds
 from voxbeam.server.errors import EngineError, WorkerBusy, WorkerDied, WorkerUnavailable
 from voxbeam.server.session import Session
 from voxbeam.server.voices import prosody_for
 from voxbeam.server.worker.parent import Worker
-from voxbeam.text import check_text, join_chunk, sentences, speakable
+from voxbeam.text import check_text, join_chunk, sentences, speakable, unreadable_script
 
 CHUNK_BYTES = 32 * 1024
+# Which language's voices read a script, for the hint when a voice cannot.
+SCRIPT_LANGUAGES = {"Han": "zh", "Hiragana": "ja", "Katakana": "ja", "Hangul": "ko", "Cyrillic": "ru", "Greek": "el"}
 # Utterances of one session waiting for their audio to go out; past it the session is not read
 # (TCP backpressure) until one is done.
 MAX_QUEUED_UTTERANCES = 4
 # A worker with this many calls queued takes no new utterance: SERVER_BUSY (retry later) instead
 # of a queue that grows while the client waits.
 MAX_WORKER_QUEUE = 128
-# The most audio an utterance may become: speech runs well under this per character in any
-# voice (numbers read out included), so more means text the voice spells out letter by letter.
-RENDER_S_PER_CHAR = 0.4
-RENDER_S_SLACK = 10.0
-SLOWEST_STYLE = 0.7
-
-
-def max_render_seconds(text: str, prosody: Prosody) -> float:
-    return (RENDER_S_SLACK + RENDER_S_PER_CHAR * len(text)) / min(1.0, prosody.speed) / SLOWEST_STYLE
 
 
 class TtsSession(Session):
@@ -101,6 +94,11 @@ class TtsSession(Session):
         if not text.strip():
             await self.report(ErrorCode.INVALID_MESSAGE, "nothing to synthesize: the utterance has no text")
             return
+        assert self.voice is not None
+        script = unreadable_script(text, self.voice.language)
+        if script is not None:
+            await self.report(ErrorCode.UNSUPPORTED_LANGUAGE, self._cannot_read(script))
+            return
         self.utterances += 1
         self.characters += len(text)
         self.ctx.metrics.characters(len(text))
@@ -118,6 +116,16 @@ class TtsSession(Session):
         # Rendering starts when the writer gets to this utterance: work for a client that has gone
         # meanwhile is never started.
         await self.emit(lambda: self._audio(self._rendered(worker, text, sentences(text))))
+
+    def _cannot_read(self, script: str) -> str:
+        assert self.voice is not None
+        prefix = SCRIPT_LANGUAGES.get(script)
+        readers = [v.id for v in self.ctx.voices.voices if prefix and v.language.lower().startswith(prefix)]
+        hint = f", such as {readers[0]}" if readers else ""
+        return (
+            f"the text is written mostly in {script} script, which voice {self.voice.id} ({self.voice.language}) "
+            f"would spell out letter by letter; choose a voice for its language{hint} (utterance dropped)"
+        )
 
     def _call(self, worker: Worker, op: str, *args: Any) -> asyncio.Future[Any]:
         fut = worker.call(op, *args)
@@ -137,9 +145,10 @@ class TtsSession(Session):
         uid = uuid.uuid4().hex
         worker.cast("tts_open", uid, *args)
         try:
-            for piece in pieces:
-                yield self._call(worker, "tts_piece", uid, piece)
-            yield self._call(worker, "tts_close", uid)
+            with worker.rendering():
+                for piece in pieces:
+                    yield self._call(worker, "tts_piece", uid, piece)
+                yield self._call(worker, "tts_close", uid)
         finally:
             worker.cast("tts_drop", uid)  # a no-op once closed; frees it after a failure or a cancel
 

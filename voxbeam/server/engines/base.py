@@ -159,6 +159,18 @@ class Prosody:
     degree: float = 1.0
 
 
+# The most audio a text may become: speech runs well under this per character in any voice
+# (numbers read out included), so more means text the voice spells out letter by letter.
+RENDER_S_PER_CHAR = 0.4
+RENDER_S_SLACK = 10.0
+SLOWEST_STYLE = 0.7
+
+
+def max_render_seconds(text: str, prosody: Prosody) -> float:
+    """The audio budget of ``text`` (an utterance, or one piece of it)."""
+    return (RENDER_S_SLACK + RENDER_S_PER_CHAR * len(text)) / min(1.0, prosody.speed) / SLOWEST_STYLE
+
+
 @dataclass(frozen=True)
 class Catalog:
     """The voices an engine offers, and one line per voice it could not load."""
@@ -182,4 +194,15 @@ class TtsEngine(abc.ABC):
 
     @abc.abstractmethod
     def render(self, text: str, voice: Voice, prosody: Prosody) -> Iterator[bytes]:
-        """PCM s16le mono at ``voice.sample_rate``, one block per sentence, as each is rendered."""
+        """PCM s16le mono at ``voice.sample_rate``, one block per sentence, as each is rendered.
+
+        No single call into the engine's model may render an unbounded amount of text: the engine
+        cuts long sentences in its own unit (phonemes, characters) and joins the audio.
+        """
+
+    def audio_seconds(self, text: str, voice: Voice, prosody: Prosody) -> float | None:
+        """How long ``text`` would sound, estimated before rendering it, when that is cheap (None: unknown).
+
+        An utterance the voice would spell out letter by letter is refused before it costs minutes.
+        """
+        return None

@@ -17,7 +17,7 @@ from voxbeam.audio import BYTES_PER_SAMPLE
 from voxbeam.server.engines.base import TTS_PARAMETERS, Catalog, Prosody, TtsEngine, Voice
 from voxbeam.server.errors import EngineError
 from voxbeam.server.voices import ROLES, STYLES
-from voxbeam.text import sentences
+from voxbeam.text import bounded, sentences
 
 AUDIO_OUTPUT_SYNCHRONOUS = 2
 POS_CHARACTER = 1
@@ -25,6 +25,9 @@ ESPEAK_CHARS_UTF8 = 1
 ESPEAK_RATE, ESPEAK_VOLUME, ESPEAK_PITCH, ESPEAK_RANGE = 1, 2, 3, 4
 EE_OK = 0
 SAMPLE_RATE = 22050  # what espeak_Initialize reports for the bundled data
+# Characters one espeak_Synth call renders at most (cut at clauses, words, then characters): its
+# buffers hold the call's whole audio, about a minute of speech at this length.
+MAX_CHARS = 200
 
 # Engine baselines (eSpeak NG parameter units).
 BASE_WPM = 175
@@ -196,4 +199,4 @@ class EspeakEngine(TtsEngine):
     def render(self, text: str, voice: Voice, prosody: Prosody) -> Iterator[bytes]:
         params = parameters(voice, prosody)
         for sentence in sentences(text):
-            yield self.synth.synthesize(sentence, params)
+            yield b"".join(self.synth.synthesize(piece, params) for piece in bounded(sentence, MAX_CHARS))

@@ -20,13 +20,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnxruntime
 from piper import PiperVoice
-from piper.config import PiperConfig, SynthesisConfig
+from piper.config import PiperConfig
 
 from voxbeam.audio import resample
 from voxbeam.server.engines.base import Catalog, Prosody, TtsEngine, Voice
 from voxbeam.server.engines.models import ModelFile, PackagedModel, Part, materialize
+from voxbeam.server.heap import give_back
 from voxbeam.server.errors import ModelError
 from voxbeam.server.voices import STYLES
 
@@ -35,6 +37,21 @@ log = logging.getLogger("voxbeam.server.piper")
 onnxruntime.set_default_logger_severity(4)
 
 HONOURS = frozenset({"speed", "pitch", "volume", "style", "degree"})
+# Phonemes one model call renders at most. A call's memory grows with the audio it makes (the
+# decoder's buffers), so an unpunctuated page, or a script the voice spells out letter by letter,
+# would otherwise cost gigabytes in one call.
+MAX_PHONEMES = 96
+CLAUSE_MARKS = frozenset(",;:\u2013\u2014")
+# Audio per phoneme at length scale 1 (measured here on prose, digits, tables and spelled-out
+# letters: 0.049-0.060 s), for the cost of a text before it is rendered.
+SECONDS_PER_PHONEME = 0.06
+# Joins of chunks: a sample quieter than this (of the model's raw output, peak about 1) is silence;
+# the pause kept at a join after a clause mark, and after a word.
+SILENT = 0.01
+CLAUSE_PAUSE_S = 0.25
+WORD_GAP_S = 0.08
+_GIVE_BACK = onnxruntime.RunOptions()
+_GIVE_BACK.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 # pitch -1..1 is at most half an octave each way.
 SEMITONES_PER_PITCH = 6.0
 # StyleShape.pitch is in eSpeak-style units (50 per unit of `pitch`).
@@ -161,11 +178,19 @@ class PiperEngine(TtsEngine):
         self.threads = threads
         self._loaded: dict[str, Any] = {}
 
-    def render(self, text: str, voice: Voice, prosody: Prosody) -> Iterator[bytes]:
+    def _model(self, voice: Voice) -> Any:
         model = self._loaded.get(voice.model)
         if model is None:
             model = self._loaded[voice.model] = _load(voice.model, self.threads)
-        return _render(model, text, voice, prosody)
+        return model
+
+    def render(self, text: str, voice: Voice, prosody: Prosody) -> Iterator[bytes]:
+        return _render(self._model(voice), text, voice, prosody)
+
+    def audio_seconds(self, text: str, voice: Voice, prosody: Prosody) -> float:
+        model = self._model(voice)
+        phonemes = sum(len(s) for s in model.phonemize(text))
+        return phonemes * SECONDS_PER_PHONEME * float(model.config.length_scale or 1.0) * controls(prosody)[0]
 
 
 def controls(prosody: Prosody) -> tuple[float, float, float]:
@@ -181,13 +206,81 @@ def controls(prosody: Prosody) -> tuple[float, float, float]:
     return shift / speed, volume, shift
 
 
+def phoneme_chunks(phonemes: list[str], limit: int = MAX_PHONEMES) -> list[list[str]]:
+    """A sentence's phonemes in consecutive chunks of at most ``limit``.
+
+    Each cut is after the last clause mark within the limit (espeak keeps punctuation among the
+    phonemes), else at the last word gap, else at the limit itself.
+    """
+    out = []
+    while len(phonemes) > limit:
+        head = phonemes[:limit]
+        cut = next((i + 1 for i in range(limit - 1, 0, -1) if head[i] in CLAUSE_MARKS), 0)
+        cut = cut or next((i + 1 for i in range(limit - 1, 0, -1) if head[i] == " "), limit)
+        out.append(phonemes[:cut])
+        phonemes = phonemes[cut:]
+    out.append(phonemes)
+    return [c for c in out if any(p.strip() for p in c)]
+
+
+def _model_audio(model: Any, ids: list[int], length_scale: float) -> np.ndarray:
+    """Raw audio for phoneme ids, as Piper's ``phoneme_ids_to_audio`` makes it, with the run's memory given back.
+
+    ONNX Runtime's arena keeps the largest run's buffers for good (about 1 MiB per phoneme):
+    shrinking it at the end of each run costs no measurable time here.
+    """
+    cfg = model.config
+    args = {
+        "input": np.array([ids], dtype=np.int64),
+        "input_lengths": np.array([len(ids)], dtype=np.int64),
+        "scales": np.array([cfg.noise_scale, length_scale, cfg.noise_w_scale], dtype=np.float32),
+    }
+    if cfg.num_speakers > 1:
+        args["sid"] = np.array([cfg.default_speaker_id], dtype=np.int64)
+    audio = np.asarray(model.session.run(None, args, run_options=_GIVE_BACK)[0]).squeeze()
+    give_back()  # the run's buffers, freed to the heap, would stay there (the workers' trim threshold is 64 MiB)
+    return audio
+
+
+def _joined(parts: list[tuple[str, np.ndarray]], rate: int) -> np.ndarray:
+    """A sentence's chunks as one stretch of audio, each join as a speaker would make it.
+
+    ``parts`` are (the chunk's last phoneme, its audio). The model renders every chunk as a whole
+    utterance, with lead-in and trailing silence of its own: at a join that silence is cut down to
+    a clause's pause after a clause mark, a word's gap after a word, and next to nothing inside a
+    word (a cut at the limit itself).
+    """
+    out = []
+    for i, (last, audio) in enumerate(parts):
+        loud = np.flatnonzero(np.abs(audio) > SILENT)
+        if not loud.size:
+            continue
+        start = 0 if i == 0 else max(0, int(loud[0]) - _half_pause(parts[i - 1][0], rate))
+        end = len(audio) if i == len(parts) - 1 else min(len(audio), int(loud[-1]) + 1 + _half_pause(last, rate))
+        out.append(audio[start:end])
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def _half_pause(mark: str, rate: int) -> int:
+    """Samples on each side of a join after phoneme ``mark``: half a clause's pause, half a word's gap, or ~nothing."""
+    seconds = CLAUSE_PAUSE_S if mark in CLAUSE_MARKS else WORD_GAP_S if mark == " " else 0.01
+    return int(rate * seconds / 2)
+
+
 def _render(model: Any, text: str, voice: Voice, prosody: Prosody) -> Iterator[bytes]:
+    """One PCM block per sentence, each sentence rendered in calls of at most ``MAX_PHONEMES``."""
     length, volume, shift = controls(prosody)
-    base = float(model.config.length_scale or 1.0)
-    config = SynthesisConfig(length_scale=base * length, volume=volume)
+    length_scale = float(model.config.length_scale or 1.0) * length
     rate = voice.sample_rate
-    for chunk in model.synthesize(text, syn_config=config):
-        pcm = chunk.audio_int16_bytes
+    for sentence in model.phonemize(text):
+        chunks = phoneme_chunks(sentence)
+        if not chunks:
+            continue
+        audio = _joined([(c[-1], _model_audio(model, model.phonemes_to_ids(c), length_scale)) for c in chunks], rate)
+        # As Piper normalises a sentence, over the whole sentence: its chunks keep one loudness.
+        peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+        audio = audio * (volume / peak) if peak >= 1e-8 else np.zeros_like(audio)
+        pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
         if abs(shift - 1.0) > 1e-3 and pcm:
             # Played back `shift` times faster: pitch up by `shift`, duration back to normal.
             pcm = resample(pcm, int(round(rate * shift)), rate)

@@ -23,7 +23,16 @@ from typing import Any
 from voxbeam import audio
 from voxbeam.protocol import ErrorCode
 from voxbeam.server.engines import stt_engine, tts_engine
-from voxbeam.server.engines.base import Deferred, Prosody, Recognized, Results, SttStream, TtsEngine, Voice
+from voxbeam.server.engines.base import (
+    Deferred,
+    Prosody,
+    Recognized,
+    Results,
+    SttStream,
+    TtsEngine,
+    Voice,
+    max_render_seconds,
+)
 from voxbeam.server.errors import EngineError
 from voxbeam.server.heap import keep_large_buffers_out_of_the_heap
 from voxbeam.server.worker import CANCEL, DONE, ERROR, FAILED, READY, SKIPPED, WorkerSpec
@@ -40,6 +49,9 @@ WORKER_TRIM_THRESHOLD = 64 * 1024 * 1024
 # partials, no endpointing until the worker has caught up): extra work would make it fall further behind.
 LIVE_MAX_LAG_S = 1.0
 
+# An engine's estimate of an utterance's audio must exceed what is left of its budget by this much
+# before it is refused unrendered (the render itself is still held to the budget).
+EXPECTED_SLACK = 1.25
 # Utterances open at once in one worker (each session has at most one); beyond, the oldest go.
 MAX_RENDERINGS = 256
 
@@ -167,16 +179,28 @@ class _Rendering:
         self.left = int(limit_s * voice.sample_rate) * audio.BYTES_PER_SAMPLE
 
     def pcm(self, text: str) -> bytes:
+        # Refused before rendering when the engine can tell it would not fit (by a clear margin: its
+        # estimate is rough): in what is left of the utterance's budget, or in this piece's own (a voice
+        # spelling out a page it cannot read is refused at its first piece, not after minutes of it).
+        expected = self.engine.audio_seconds(text, self.voice, self.prosody)
+        left_s = self.left / audio.BYTES_PER_SAMPLE / self.voice.sample_rate
+        allowed = min(left_s, max_render_seconds(text, self.prosody))
+        if expected is not None and expected > EXPECTED_SLACK * allowed:
+            raise self._too_long()
         out = []
         for pcm in self.engine.render(text, self.voice, self.prosody):
             self.left -= len(pcm)
             if self.left < 0:
-                raise EngineError(
-                    ErrorCode.TEXT_TOO_LONG,
-                    f"the utterance would be over {self.limit_s:.0f} s of audio; send shorter text",
-                )
+                raise self._too_long()
             out.append(self.resampler.push(pcm))
         return b"".join(out)
+
+    def _too_long(self) -> EngineError:
+        return EngineError(
+            ErrorCode.TEXT_TOO_LONG,
+            f"the utterance would be over {self.limit_s:.0f} s of audio (a voice spells out text it cannot read, "
+            f"letter by letter: is it in {self.voice.language}?); send shorter text or choose a voice for its language",
+        )
 
 
 class _Pipe:

@@ -19,11 +19,12 @@ import multiprocessing
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from voxbeam.server.engines.base import Deferred, Recognized
 from voxbeam.server.errors import EngineError, WorkerBusy, WorkerDied, WorkerUnavailable
+from voxbeam.server.memory import rss
 from voxbeam.server.worker import CANCEL, DONE, ERROR, FAILED, READY, WorkerSpec
 from voxbeam.server.worker.child import worker_main
 
@@ -34,6 +35,9 @@ log = logging.getLogger("voxbeam.server.workers")
 # but beam search keeps each window's encoder output once per beam: a batch of four held ~90 MiB more
 # per worker than one of three (server at 32-64 bulk sessions: 1.65 GiB vs 1.45 GiB).
 MAX_DECODE_BATCH = 3
+# The memory watchdog: how often it looks, and how long a worker over its ceiling may finish its work.
+MEMORY_POLL_S = 1.0
+RETIRE_GRACE_S = 30.0
 
 # Told of every call as it is sent: (op, its future, the worker's slot); /metrics times them.
 Observer = Callable[[str, "asyncio.Future[Any]", int], object]
@@ -62,7 +66,10 @@ class Worker:
         self.pid: int | None = None
         self.alive = False
         self.generation = 0
-        self.sessions = 0  # sessions pinned here (load balancing)
+        self.sessions = 0  # STT sessions pinned here (load balancing)
+        self.utterances = 0  # TTS utterances being rendered here, piece by piece
+        self.retiring = False  # over its memory ceiling: takes no new work, replaced once drained
+        self.rss = 0  # resident bytes when last looked
         # The batch of deferred decoding in hand, if any: (when it was sent, its windows).
         self.decoding: tuple[float, int] | None = None
         self.calls = collections.Counter[str]()  # requests sent, by op, over every process in this slot
@@ -79,8 +86,24 @@ class Worker:
 
     @property
     def load(self) -> int:
-        """Pinned sessions plus calls in flight (TTS calls are not pinned)."""
+        """Pinned sessions plus calls in flight (an utterance's calls count as they are made)."""
         return self.sessions + self.pending
+
+    @property
+    def busy(self) -> bool:
+        """Whether anything is under way here that a replacement would cut short."""
+        return bool(self.pending or self.sessions or self.utterances)
+
+    @contextlib.contextmanager
+    def rendering(self) -> Iterator[None]:
+        """An utterance in progress here: a replacement lets it finish (within its grace)."""
+        generation = self.generation
+        self.utterances += 1
+        try:
+            yield
+        finally:
+            if self.generation == generation:  # a restart has reset the count
+                self.utterances -= 1
 
     @property
     def pending(self) -> int:
@@ -170,19 +193,23 @@ class Worker:
         if gen != self.generation:
             return
         was_alive = self.alive
+        self._lost(f"worker {self.slot} (pid {self.pid}) died")
+        if not self.ready.done():
+            self.ready.set_exception(RuntimeError(f"worker {self.slot} exited while loading its engines"))
+        if was_alive:
+            self._on_death(self)
+
+    def _lost(self, why: str) -> None:
+        """The process is gone (or going): every call owed fails, every session pinned here is told."""
         self.alive = False
         pending, self._pending = self._pending, {}
         self._cancelled = set()
         for fut in pending.values():
             if not fut.done():
-                fut.set_exception(WorkerDied(f"worker {self.slot} (pid {self.pid}) died"))
-        if not self.ready.done():
-            self.ready.set_exception(RuntimeError(f"worker {self.slot} exited while loading its engines"))
+                fut.set_exception(WorkerDied(why))
         watchers, self.watchers = self.watchers, set()
         for watcher in watchers:
             watcher()
-        if was_alive:
-            self._on_death(self)
 
     def call(self, op: str, *args: Any) -> asyncio.Future[Any]:
         """Send a request; the future resolves with the reply or fails with WorkerDied/EngineError.
@@ -213,6 +240,11 @@ class Worker:
             self.calls[op] += 1
             self._outbox.put((None, op, args, time.monotonic()))
 
+    def retire(self) -> None:
+        """Let go of the process (it is about to be stopped): what it owes fails, its sessions are told."""
+        self.generation += 1  # its EOF is expected now, not a death
+        self._lost(f"worker {self.slot} (pid {self.pid}) was replaced to give its memory back")
+
     def stop(self, timeout: float) -> None:
         """Ask the process to exit, then terminate or kill it (blocking; run in a thread)."""
         self.alive = False
@@ -231,10 +263,24 @@ class Worker:
 
 
 class WorkerPool:
-    """W worker processes; sessions are pinned to the least loaded live one."""
+    """W worker processes; sessions are pinned to the least loaded live one.
+
+    With a memory ceiling, a watchdog looks at every worker's resident memory each
+    ``MEMORY_POLL_S``: one over the ceiling takes no new work, gets ``RETIRE_GRACE_S`` to finish
+    what it has (sessions pinned to it end with a retryable INTERNAL_ERROR after that), and is
+    replaced by a fresh process.
+    """
 
     def __init__(
-        self, count: int, spec: WorkerSpec, log_level: int = logging.INFO, observe: Observer | None = None
+        self,
+        count: int,
+        spec: WorkerSpec,
+        log_level: int = logging.INFO,
+        observe: Observer | None = None,
+        *,
+        memory_ceiling: int | None = None,
+        on_memory: Callable[[int, int], object] | None = None,
+        on_replaced: Callable[[str], object] | None = None,
     ) -> None:
         self.count = count
         self.spec = spec
@@ -242,6 +288,11 @@ class WorkerPool:
         self.log_level = log_level
         self.workers: list[Worker] = []
         self.restarts = 0
+        self.replacements = 0  # workers replaced by the memory watchdog
+        self.memory_ceiling = memory_ceiling
+        self._on_memory = on_memory
+        self._on_replaced = on_replaced
+        self._watch: asyncio.Task[None] | None = None
         self._closing = False
         self._restart_tasks: set[asyncio.Task[None]] = set()
         self._changed: asyncio.Event | None = None
@@ -270,10 +321,15 @@ class WorkerPool:
         async with asyncio.timeout(timeout):
             await asyncio.gather(*(w.ready for w in self.workers))
         log.info("%d workers ready (pids %s)", self.count, ", ".join(str(w.pid) for w in self.workers))
+        self._watch = loop.create_task(self._watch_memory())
+
+    def usable(self) -> list[Worker]:
+        """Live workers that take new work (not one being replaced)."""
+        return [w for w in self.workers if w.alive and not w.retiring]
 
     def pick(self, max_pending: int | None = None) -> Worker:
         """The least loaded live worker; ``WorkerBusy`` when even it has ``max_pending`` calls queued."""
-        live = [w for w in self.workers if w.alive]
+        live = self.usable()
         if not live:
             raise WorkerUnavailable("no engine worker is running")
         best = min(live, key=lambda w: w.load)
@@ -302,7 +358,9 @@ class WorkerPool:
         the end of a job, when nothing more is coming and the last batches decide the wall time.
         """
         self._queued = collections.deque(item for item in self._queued if not item[1].done())  # done: cancelled
-        live = [w for w in self.workers if w.alive]
+        live = self.usable()
+        if not live:
+            return
         now = time.monotonic()
         for worker in sorted((w for w in live if w.decoding is None), key=lambda w: w.pending):
             if not self._queued:
@@ -370,16 +428,61 @@ class WorkerPool:
         log.error("worker %s (pid %s) died (exit code %s)", worker.slot, worker.pid, code)
         if self._closing:
             return
+        if self._on_replaced is not None:
+            self._on_replaced("died")
         if not self.alive:  # nothing can decode what is queued before a restart
-            queued, self._queued = self._queued, collections.deque()
-            for _, fut in queued:
-                if not fut.done():
-                    fut.set_exception(WorkerUnavailable("no engine worker is running"))
+            self._fail_queued()
         task = asyncio.get_running_loop().create_task(self._restart(worker))
         self._restart_tasks.add(task)
         task.add_done_callback(self._restart_tasks.discard)
 
-    async def _restart(self, worker: Worker) -> None:
+    async def _watch_memory(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(MEMORY_POLL_S)
+            for w in self.workers:
+                if not w.alive or w.pid is None:
+                    continue
+                w.rss = rss(w.pid) or w.rss
+                if self._on_memory is not None:
+                    self._on_memory(w.slot, w.rss)
+                if self.memory_ceiling is not None and w.rss > self.memory_ceiling and not w.retiring:
+                    w.retiring = True
+                    task = asyncio.get_running_loop().create_task(self._replace(w))
+                    self._restart_tasks.add(task)
+                    task.add_done_callback(self._restart_tasks.discard)
+
+    async def _replace(self, worker: Worker) -> None:
+        """Drain ``worker`` (no new work; up to RETIRE_GRACE_S for what it has), then replace its process."""
+        log.warning(
+            "worker %s (pid %s) holds %d MiB, over its ceiling of %d MiB: draining it and starting a new one",
+            worker.slot,
+            worker.pid,
+            worker.rss >> 20,
+            (self.memory_ceiling or 0) >> 20,
+        )
+        # What it has in hand may finish (a render's or a decode's memory is bounded): until the grace ends.
+        deadline = time.monotonic() + RETIRE_GRACE_S
+        while worker.alive and worker.busy and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        if not worker.alive:  # it died meanwhile: the death's own restart takes over
+            worker.retiring = False
+            return
+        worker.retire()
+        await asyncio.to_thread(worker.stop, 2.0)
+        self.replacements += 1
+        if self._on_replaced is not None:
+            self._on_replaced("memory")
+        if not self.alive:  # nothing can decode what is queued before the new one is up
+            self._fail_queued()
+        await self._restart(worker, replacing=True)
+
+    def _fail_queued(self) -> None:
+        queued, self._queued = self._queued, collections.deque()
+        for _, fut in queued:
+            if not fut.done():
+                fut.set_exception(WorkerUnavailable("no engine worker is running"))
+
+    async def _restart(self, worker: Worker, *, replacing: bool = False) -> None:
         delay = 0.0
         while not self._closing:
             if delay:
@@ -387,7 +490,7 @@ class WorkerPool:
             # Reap the dead process off the loop (join can take a moment).
             if worker.process is not None:
                 await asyncio.to_thread(worker.process.join, 5)
-            worker.sessions = 0
+            worker.sessions = worker.utterances = 0
             worker.start()
             try:
                 await worker.ready
@@ -395,8 +498,10 @@ class WorkerPool:
                 delay = min(30.0, max(1.0, delay * 2))  # a crash loop must not spin
                 log.error("worker %s restart failed: %s; retrying in %.0f s", worker.slot, exc, delay)
                 continue
-            self.restarts += 1
-            log.info("worker %s restarted (pid %s)", worker.slot, worker.pid)
+            worker.retiring = False
+            if not replacing:
+                self.restarts += 1
+            log.info("worker %s %s (pid %s)", worker.slot, "replaced" if replacing else "restarted", worker.pid)
             if self._changed is not None:
                 self._changed.set()
             self._dispatch()
@@ -405,7 +510,7 @@ class WorkerPool:
     async def close(self, timeout: float = 1.0) -> None:
         """Stop every worker: ask, then terminate (queued work of closed sessions is moot)."""
         self._closing = True
-        for task in list(self._restart_tasks):
+        for task in [*self._restart_tasks, *([self._watch] if self._watch else [])]:
             task.cancel()
         await asyncio.gather(*(asyncio.to_thread(w.stop, timeout) for w in self.workers))
 
