@@ -22,8 +22,9 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "accuracy": ("bench.accuracy", "WER and word timings on real human speech: voxbeam vs faster-whisper directly"),
     "client": ("bench.client_bench", "the client engineer's benchmarks (bench/client_bench.py), when present"),
     "chaos": ("bench.chaos", "transcription pipeline while the server is killed and down for 30 s and 120 s"),
+    "soak": ("bench.soak", "one replica with the k8s settings: one adversarial record, then 15 min of mixed load"),
 }
 # Left out of a bare ``--quick`` run (name them to run them): client_bench's quick mode streams
 # 15 minutes of audio, and chaos's kills and restarts a server, each longer than the two minutes
 # --quick is for.
-NOT_IN_QUICK = {"client", "chaos"}
+NOT_IN_QUICK = {"client", "chaos", "soak"}
