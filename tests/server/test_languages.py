@@ -65,7 +65,11 @@ def test_detection_off_does_no_detection_work(multilingual, clips):
     msgs = asyncio.run(h.transcribe(multilingual, clips["de"], language="de-DE", enable_language_detection=False))
     finals = h.finals(msgs)
     assert finals and all("language" not in f and "language_probability" not in f for f in finals)
-    assert {"guten", "morgen"} <= set(h.words(" ".join(f["text"] for f in finals)))
+    # Decoded as German: most of its words heard. (Not every one: eSpeak NG's output for the same text varies
+    # with what it rendered before, its noise state carrying over, and base mishears a word of it now and then.)
+    said = set(h.words(SPEECH["de"][1]))
+    heard = set(h.words(" ".join(f["text"] for f in finals)))
+    assert len(said & heard) >= 0.6 * len(said), (said, heard)
     assert multilingual.health()["language_detections"] == before
 
 
