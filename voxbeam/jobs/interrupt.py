@@ -55,14 +55,28 @@ class Emergency:
 
     def __init__(self) -> None:
         self._actions: list[Callable[[], Any]] = []
+        self._lock = threading.Lock()  # a press and the run's completion: one happens before the other
+        self._written = False  # the run's results are complete (only its service may still be stopping)
 
-    def add(self, action: Callable[[], Any]) -> None:
-        self._actions.append(action)
+    def add(self, action: Callable[[], Any]) -> Callable[[], Any]:
+        with self._lock:
+            self._actions.append(action)
+        return action
 
-    def run(self) -> None:
-        for action in self._actions:
-            with contextlib.suppress(Exception):  # quitting: one failed cleanup must not stop the others
-                action()
+    def written(self, undo: Callable[[], Any]) -> None:
+        """The run's results are complete: ``undo`` (which took back an unfinished run) is no longer to be done."""
+        with self._lock:
+            if undo in self._actions:
+                self._actions.remove(undo)
+            self._written = True
+
+    def run(self) -> bool:
+        """Do every action; whether the run's results had been written by then (and so were kept)."""
+        with self._lock:
+            for action in self._actions:
+                with contextlib.suppress(Exception):  # quitting: one failed cleanup must not stop the others
+                    action()
+            return self._written
 
 
 class CtrlC:
@@ -83,7 +97,6 @@ class CtrlC:
         self._watcher: threading.Thread | None = None
         self.pressed = False
         self._pressed_at = 0.0
-        self.written = False  # the run's results are written (only its service is still stopping)
 
     def __enter__(self) -> CtrlC:
         if threading.current_thread() is threading.main_thread():
@@ -125,16 +138,27 @@ class CtrlC:
             return
         if time.monotonic() - self._pressed_at < SAME_PRESS_SECONDS:
             return
-        self._emergency.run()
+        written = self._emergency.run()
         done = self._tracker.done
         outcome = (
             "their results are written; rerun with --skip_existing true to continue"
-            if self.written
+            if written
             else "without writing this run's results; rerun to continue"
         )
         print(f"interrupted again: quit at once with {done} done, {outcome}", file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(EXIT_INTERRUPTED)  # now: no waiting for Beam, threads or sockets
+
+
+def remove_unfinished_run(output: str, run_id: str) -> None:
+    """Remove what a run quit in the middle of wrote to its own local partitions (whole files or not):
+    a run's results are all there or none of them, and ``--skip_existing`` then redoes it all."""
+    for name in _RUN_FOLDERS:
+        folder = storage.join(output, name, f"run={run_id}")
+        if "://" not in folder:
+            shutil.rmtree(folder, ignore_errors=True)
+            with contextlib.suppress(OSError):  # the kind's folder, when no other run wrote there
+                os.rmdir(os.path.dirname(folder))
 
 
 def remove_temporaries(output: str, run_id: str, *, local_only: bool = False) -> None:

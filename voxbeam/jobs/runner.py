@@ -24,7 +24,7 @@ from voxbeam.beam.options import ServiceSettings
 from voxbeam.errors import UsageError
 from voxbeam.jobs import args as job_args
 from voxbeam.jobs.inputs import summarize
-from voxbeam.jobs.interrupt import CtrlC, Emergency, Interrupted, remove_temporaries
+from voxbeam.jobs.interrupt import CtrlC, Emergency, Interrupted, remove_temporaries, remove_unfinished_run
 from voxbeam.jobs.kinds import KINDS, Job
 from voxbeam.jobs.service import service_for
 from voxbeam.jobs.summary import Summary
@@ -149,8 +149,6 @@ def execute(parsed: job_args.JobArgs, *, show_progress: bool = False) -> Summary
                 interrupted = _run_pipeline(
                     job, records, options, svc, run_id, progress_id=progress_id, show=show_progress, emergency=emergency
                 )
-                if ctrl_c is not None:
-                    ctrl_c.written = True
     finally:
         if progress_id:
             progress.unregister(progress_id)
@@ -175,6 +173,8 @@ def _run_pipeline(
     """Build and run the pipeline; a local run's tracker (``progress_id``) shows progress and is stopped by Ctrl-C."""
     output = job.values.output
     emergency.add(functools.partial(remove_temporaries, output, run_id, local_only=True))
+    # Until the pipeline has finished writing, quitting at once takes back what it wrote (none or all).
+    unfinished = emergency.add(functools.partial(remove_unfinished_run, output, run_id))
     tracker = progress.lookup(progress_id)
     local = tracker is not None
     if tracker is not None:
@@ -186,6 +186,7 @@ def _run_pipeline(
             with make_pipeline(options) as p:
                 job.build(p, records, service, run_id, progress_id)
         finished = True
+        emergency.written(unfinished)
     finally:
         if local:
             close_worker_clients()
