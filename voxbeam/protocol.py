@@ -92,6 +92,18 @@ class ProtocolError(Exception):
         self.message = message
 
 
+# What an error message quotes of a client's own value: a 900 KB 'format' must not come back as a 900 KB error.
+QUOTED_CHARS = 64
+
+
+def quoted(value: object) -> str:
+    """``value``'s repr for an error message, cut to QUOTED_CHARS characters (saying how much was left out)."""
+    text = repr(value)
+    if len(text) <= QUOTED_CHARS:
+        return text
+    return f"{text[: QUOTED_CHARS - 1]}… ({len(text) - QUOTED_CHARS + 1} more characters)"
+
+
 def new_request_id() -> str:
     return "req_" + uuid.uuid4().hex[:20]
 
@@ -164,7 +176,9 @@ def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], defaul
     if isinstance(value, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else (kind,)):
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"'{name}' must be {_kind_name(kind)}")
     if not isinstance(value, kind):
-        raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"'{name}' must be {_kind_name(kind)}")
+        if kind is int and isinstance(value, float):  # a number all the same, just not a whole one
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"'{name}' must be a whole number, not {quoted(value)}")
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"'{name}' must be {_kind_name(kind)}, not {quoted(value)}")
     return value
 
 
@@ -205,7 +219,7 @@ def normalize_tts_format(fmt: str) -> str:
     fmt = TTS_FORMAT_ALIASES.get(fmt, fmt)
     if fmt not in TTS_FORMATS:
         raise ProtocolError(
-            ErrorCode.UNSUPPORTED_FORMAT, f"format '{fmt}' is not supported; use one of {', '.join(TTS_FORMATS)}"
+            ErrorCode.UNSUPPORTED_FORMAT, f"format {quoted(fmt)} is not supported; use one of {', '.join(TTS_FORMATS)}"
         )
     return fmt
 
@@ -223,14 +237,16 @@ def parse_client_message(frame: str | bytes, service: Literal["stt", "tts"]) -> 
     if service == "stt" and kind == "command":
         command = _field(obj, "command", str)
         if command != "flush":
-            raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"unknown command {command!r}; the only command is 'flush'")
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE, f"unknown command {quoted(command)}; the only command is 'flush'"
+            )
         return Command(command=command)
     if service == "tts" and kind == "text":
         text = _field(obj, "text", str)
         if text is None:
             raise ProtocolError(ErrorCode.INVALID_MESSAGE, "'text' must be a string")
         return Text(text=text, is_final=bool(_field(obj, "is_final", bool, False)))
-    raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"unknown message type {kind!r} for the {service} endpoint")
+    raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"unknown message type {quoted(kind)} for the {service} endpoint")
 
 
 def _parse_stt_init(obj: dict[str, Any]) -> SttInit:
@@ -238,7 +254,9 @@ def _parse_stt_init(obj: dict[str, Any]) -> SttInit:
     check_sample_rate(rate)
     fmt = _field(obj, "format", str, "pcm").lower()
     if fmt not in STT_FORMATS:
-        raise ProtocolError(ErrorCode.UNSUPPORTED_FORMAT, f"format '{fmt}' is not supported; send 'pcm' (s16le mono)")
+        raise ProtocolError(
+            ErrorCode.UNSUPPORTED_FORMAT, f"format {quoted(fmt)} is not supported; send 'pcm' (s16le mono)"
+        )
     return SttInit(
         language=_field(obj, "language", str),
         format=fmt,

@@ -122,7 +122,7 @@ class ProtocolState:
         kind = msg.type
         if kind not in CLIENT_TYPES[self.service]:
             raise ProtocolError(
-                ErrorCode.INVALID_MESSAGE, f"unknown message type {kind!r} for the {self.service} endpoint"
+                ErrorCode.INVALID_MESSAGE, f"unknown message type {p.quoted(kind)} for the {self.service} endpoint"
             )
         if isinstance(msg, p.Ping):
             return
@@ -154,7 +154,9 @@ class ProtocolState:
             return
         kind = msg.type
         if kind not in SERVER_TYPES[self.service]:
-            raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"unexpected {kind!r} message on a {self.service} session")
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE, f"unexpected {p.quoted(kind)} message on a {self.service} session"
+            )
         if isinstance(msg, p.Pong):
             return
         if isinstance(msg, p.Error):
@@ -168,7 +170,7 @@ class ProtocolState:
             self.ready = msg
             return
         if self.phase is not Phase.READY:
-            raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"{kind!r} before 'ready'")
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"{p.quoted(kind)} before 'ready'")
         if isinstance(msg, p.Transcript):
             self._name(self.flushing[0] if self.flushing else self.open, msg.request_id)
         elif isinstance(msg, p.FlushDone):

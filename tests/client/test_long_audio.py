@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import tracemalloc
+import json
+import subprocess
+import sys
 
 from tests import speech
 from tests.client.conftest import RATE, config_for
 from tests.client.proxy import FaultProxy
+from tests.jobs.helpers import ROOT
 from voxbeam.client import SpeechClient, Timeouts
 from voxbeam.client.segmenter import SegmentFeed
 
@@ -108,28 +111,55 @@ def test_a_segment_cut_mid_stream_is_resent_whole(server, phrases, reference):
     assert len(got.request_ids) == len(expected.request_ids)
 
 
-def test_memory_stays_bounded_by_one_segment(server, phrases):
-    """Memory does not grow with the file: 12 s and 48 s streamed in 3 s segments peak alike."""
-    block = speech.silence(3.0) + phrases[2]
+_MEMORY_PROBE = """
+import asyncio, json, sys, tracemalloc
+from voxbeam.client import SpeechClient
+from tests.client.conftest import RATE, config_for
 
-    def source(seconds: float):
-        for _ in range(int(seconds * RATE * 2 / len(block)) + 1):
-            yield from _chunks(block, 6400)
+class Server:
+    url, api_key = sys.argv[1], sys.argv[2]
 
-    async def peak_for(client: SpeechClient, seconds: float) -> tuple[int, int]:
-        tracemalloc.start()
-        try:
-            r = await client.transcribe(source(seconds))
-            return tracemalloc.get_traced_memory()[1], r.audio_duration_ms
-        finally:
-            tracemalloc.stop()
+block = open(sys.argv[3], "rb").read()
 
-    async def go():
-        async with SpeechClient(config_for(server, segment_seconds=3.0, max_in_flight_chunks=4)) as client:
-            await client.transcribe(source(4))  # warm: session, imports, buffers
-            return await peak_for(client, 12), await peak_for(client, 48)
+def source(seconds):
+    for _ in range(int(seconds * RATE * 2 / len(block)) + 1):
+        for i in range(0, len(block), 6400):
+            yield block[i : i + 6400]
 
-    (short_peak, short_ms), (long_peak, long_ms) = asyncio.run(go())
+async def peak_for(client, seconds):
+    tracemalloc.start()
+    try:
+        r = await client.transcribe(source(seconds))
+        return tracemalloc.get_traced_memory()[1], r.audio_duration_ms
+    finally:
+        tracemalloc.stop()
+
+async def go():
+    async with SpeechClient(config_for(Server, segment_seconds=3.0, max_in_flight_chunks=4)) as client:
+        await client.transcribe(source(4))  # warm: session, imports, buffers
+        return await peak_for(client, 12), await peak_for(client, 48)
+
+print(json.dumps(asyncio.run(go())))
+"""
+
+
+def test_memory_stays_bounded_by_one_segment(server, phrases, tmp_path):
+    """Memory does not grow with the file: 12 s and 48 s streamed in 3 s segments peak alike.
+
+    Measured in a process of its own: tracemalloc counts every thread's allocations, and threads
+    that earlier tests left in this one (pools, emulators, servers) would be counted too.
+    """
+    block = tmp_path / "block.pcm"
+    block.write_bytes(speech.silence(3.0) + phrases[2])
+    probe = subprocess.run(
+        [sys.executable, "-c", _MEMORY_PROBE, server.url, server.api_key, str(block)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    (short_peak, short_ms), (long_peak, long_ms) = json.loads(probe.stdout.strip().splitlines()[-1])
     long_bytes = long_ms * RATE * 2 // 1000
     assert long_ms > 3 * short_ms
     # One segment (96 kB) plus buffers, whatever the length: 4x the audio may not cost 30 % more.

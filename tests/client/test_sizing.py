@@ -85,8 +85,8 @@ def test_explicit_sessions_per_worker_wins_without_asking_the_service() -> None:
 
 
 def test_capacity_from_healthz_of_each_endpoint(server) -> None:
-    with dedicated_server(workers=1, max_sessions=16) as small:
-        found = advertised_capacity([server.url, small.url])
+    with dedicated_server(workers=1, max_sessions=16, api_keys=[server.api_key]) as small:
+        found = advertised_capacity([server.url, small.url], server.api_key)
         assert [(c.capacity, c.replicas, c.source) for c in found] == [(64, 1, "healthz"), (16, 1, "healthz")]
         options = PipelineOptions(["--runner", "DirectRunner", "--direct_running_mode", "multi_processing",
                                    "--direct_num_workers", "4"])  # fmt: skip
@@ -95,10 +95,13 @@ def test_capacity_from_healthz_of_each_endpoint(server) -> None:
         assert sizing.sessions_per_worker == 16  # floor(80 * 0.8 / 4)
         assert "floor(80 sessions x 0.8 / 4 worker processes)" in sizing.describe()
 
-        # Two replicas behind one address (as behind a Kubernetes Service): each counted once.
+        # Two replicas behind one address (as behind a Kubernetes Service): each counted once, by the replica
+        # id /healthz gives key holders; without the key it tells capacity only, so one address is one replica.
         with RoundRobin([server.port, small.port]) as service:
-            behind = healthz_capacity(service.url)
+            behind = healthz_capacity(service.url, api_key=server.api_key)
+            anonymous = healthz_capacity(service.url)
         assert (behind.capacity, behind.replicas) == (80, 2)
+        assert anonymous.replicas == 1 and anonymous.capacity in (64, 16)
 
 
 class RoundRobin:

@@ -22,7 +22,7 @@ from tests.reliability.conftest import (
 from tests.reliability.test_metrics import scrape, value
 from voxbeam import jobs
 
-KEY = "fleet-test-key"
+KEY = "fleet-test-key-0000"
 WORKERS = 2  # SDK worker processes
 POOL = 2  # sessions per worker process
 FILES = 100

@@ -157,7 +157,8 @@ def test_idle_sessions_are_told_and_closed_and_pings_do_not_count(small):
                 seen.append(await h.recv(ws))
         errors = [m for m in seen if m["type"] == "error"]
         assert len(errors) == 1 and errors[0]["code"] == "IDLE_TIMEOUT" and why in errors[0]["error"], seen
-        assert ws.close_code == 1000
+        # Idle after init: told, then closed with a handshake; no init at all: told, then simply dropped.
+        assert ws.close_code == (1006 if why == "no init" else 1000)
         return time.monotonic() - started
 
     async def main():
@@ -262,11 +263,15 @@ def test_graceful_shutdown_lets_sessions_finish_then_closes_1001(small):
         await stopping
         return msgs, finishing.close_code, finished - asked, endless.close_code, cut - asked
 
-    msgs, code, finished, endless_code, cut = asyncio.run(main())
+    try:
+        msgs, code, finished, endless_code, cut = asyncio.run(main())
+    finally:
+        stopped = small.returncode
+        small.start()  # the module's other tests, in whatever order they run, need it
     assert h.finals(msgs)
     # The finishing session was closed once its work was done, before the grace period cut the endless one;
     # that one was cut at the end of the grace period, not before (the upper bound guards against a hang).
     assert code == 1001 and finished < cut
     assert endless_code == 1001 and GRACE - 0.5 < cut < GRACE + 30
-    assert small.returncode == 0
+    assert stopped == 0
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

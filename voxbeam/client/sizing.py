@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import ssl
 import urllib.error
 import urllib.request
@@ -78,11 +79,13 @@ def _http_base(endpoint: str) -> str:
     return base.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
 
 
-def _healthz(endpoint: str, timeout: float, ca_bundle: str | None) -> dict[str, Any] | None:
+def _healthz(endpoint: str, timeout: float, ca_bundle: str | None, api_key: str | None) -> dict[str, Any] | None:
     url = _http_base(endpoint) + "/healthz"
     context = ssl.create_default_context(cafile=ca_bundle) if url.startswith("https://") else None
+    # With the key, a voxbeam server says which replica answered (without it, only status and capacity).
+    request = urllib.request.Request(url, headers={"X-Api-Key": api_key} if api_key else {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:
             doc = json.load(resp)
     except (OSError, ValueError, urllib.error.URLError):
         return None
@@ -90,12 +93,17 @@ def _healthz(endpoint: str, timeout: float, ca_bundle: str | None) -> dict[str, 
 
 
 def healthz_capacity(
-    endpoint: str, *, samples: int = HEALTH_SAMPLES, timeout: float = 5.0, ca_bundle: str | None = None
+    endpoint: str,
+    *,
+    api_key: str | None = None,
+    samples: int = HEALTH_SAMPLES,
+    timeout: float = 5.0,
+    ca_bundle: str | None = None,
 ) -> EndpointCapacity:
     """Capacity from ``/healthz``: each distinct replica (by its ``replica`` id) counted once."""
     seen: dict[str, int] = {}
     for i in range(max(1, samples)):
-        doc = _healthz(endpoint, timeout, ca_bundle)
+        doc = _healthz(endpoint, timeout, ca_bundle, api_key)
         cap = doc.get("capacity") if doc else None
         if not isinstance(cap, int) or isinstance(cap, bool) or cap < 0:
             if i == 0:
@@ -157,7 +165,7 @@ def advertised_capacity(
     """What each endpoint advertises: ``/healthz`` first, the ``ready`` message otherwise."""
     out = []
     for endpoint in endpoints:
-        found = healthz_capacity(endpoint, samples=samples, timeout=timeout, ca_bundle=ca_bundle)
+        found = healthz_capacity(endpoint, api_key=api_key, samples=samples, timeout=timeout, ca_bundle=ca_bundle)
         if found.capacity is None:
             found = asyncio.run(ready_capacity(endpoint, api_key, auth=auth, timeout=timeout, ca_bundle=ca_bundle))
         out.append(found)
@@ -352,7 +360,8 @@ def plan_main(argv: Sequence[str] | None = None) -> int:
         return usage("give --hours, --files with --minutes_per_file, or --characters")
     replicas, capacity = args.replicas, args.capacity
     if args.endpoint:
-        found = advertised_capacity([e.strip() for e in args.endpoint.split(",") if e.strip()])
+        endpoints = [e.strip() for e in args.endpoint.split(",") if e.strip()]
+        found = advertised_capacity(endpoints, os.environ.get(protocol.API_KEY_ENV) or None)
         known = [c for c in found if c.capacity]
         if not known:
             return usage(f"{args.endpoint} advertises no capacity; give --replicas and --capacity")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -99,6 +100,7 @@ class SpeechServer:
         self.started = time.monotonic()
         self._ws: Server | None = None
         self._idle = asyncio.Event()
+        self._proxies = tuple(ipaddress.ip_network(n, strict=False) for n in config.trusted_proxies)
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -165,12 +167,15 @@ class SpeechServer:
 
     # -- HTTP ---------------------------------------------------------------------------
 
+    def public_health(self) -> dict[str, Any]:
+        """What /healthz tells anyone: status and capacity."""
+        return {"status": "shutting_down" if self.ctx.shutting_down else "ok", "capacity": self.config.max_sessions}
+
     def health(self) -> dict[str, Any]:
         s = self.stats
         return {
-            "status": "shutting_down" if self.ctx.shutting_down else "ok",
+            **self.public_health(),
             "sessions": s.sessions,
-            "capacity": self.config.max_sessions,
             "replica": replica_id(),  # clients sizing their pools count replicas behind one address by this
             "peak_sessions": s.peak_sessions,
             "stt_sessions": s.by_service["stt"],
@@ -204,7 +209,10 @@ class SpeechServer:
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path.rstrip("/") or "/"
         if path == HEALTH_PATH:
-            response = connection.respond(HTTPStatus.OK, json.dumps(self.health()) + "\n")
+            # Without a key: whether it serves, and how much (probes and sizing need no more); the rest
+            # (sessions, errors, workers, the catalog) is for key holders.
+            doc = self.health() if self.authenticate(request) else self.public_health()
+            response = connection.respond(HTTPStatus.OK, json.dumps(doc) + "\n")
             del response.headers["Content-Type"]
             response.headers["Content-Type"] = "application/json"
             response.headers["Cache-Control"] = "no-store"
@@ -213,17 +221,10 @@ class SpeechServer:
             return self.metrics.http_response(connection)
         if path not in (p.STT_PATH, p.TTS_PATH):
             return connection.respond(HTTPStatus.NOT_FOUND, f"no such endpoint; use {p.STT_PATH} or {p.TTS_PATH}\n")
-        # Before the upgrade: a connection over the caps, or without a valid key, never gets to
-        # send a frame (no buffers, no session slot).
-        crowded = self._crowded(connection)
-        if crowded:
-            self.stats.rejected_busy += 1
-            self.metrics.session_refused("busy")
-            log.info("connection refused: %s", crowded)
-            response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, f"{crowded}; retry later\n")
-            response.headers["Retry-After"] = "1"
-            return response
-        if self.authenticate(request) is None:
+        # Before the upgrade: a connection without a valid key, or over the caps, never gets to send a
+        # frame (no buffers, no session slot). The key is checked first, so the caps count key by key.
+        label = self.authenticate(request)
+        if label is None:
             self.stats.connections_total += 1
             self.stats.rejected_unauthorized += 1
             self.metrics.session_refused("unauthorized")
@@ -235,20 +236,53 @@ class SpeechServer:
             response.headers["Content-Type"] = "application/json"
             response.headers["WWW-Authenticate"] = 'ApiKey realm="voxbeam", header="X-Api-Key", query="token"'
             return response
+        refused = self._crowded(connection, request, label)
+        if refused is not None:
+            status, why = refused
+            self.stats.rejected_busy += 1
+            self.metrics.session_refused("busy")
+            log.info("connection refused: %s", why)
+            response = connection.respond(status, f"{why}; retry later\n")
+            response.headers["Retry-After"] = "1"
+            return response
+        connection.voxbeam_label = label  # type: ignore[attr-defined]  # counted per key from now on
+        connection.voxbeam_address = self._client_address(connection, request)  # type: ignore[attr-defined]
         return None
 
-    def _crowded(self, connection: ServerConnection) -> str:
-        """Why ``connection`` is one too many (counting unauthenticated ones), or ''."""
+    def _crowded(self, connection: ServerConnection, request: Request, label: str) -> tuple[HTTPStatus, str] | None:
+        """Why a connection of key ``label`` is one too many, and the status that says so; None when it is not.
+
+        Key by key first: connections that never send their init cost their own key its pre-init
+        slots (429), never another key's; per client address (the one a trusted proxy names) and key
+        next; the whole server's cap last.
+        """
         if self._ws is None:
-            return ""
+            return None
         cfg = self.config
-        connections = self._ws.all_connections
-        if len(connections) > cfg.max_connections:
-            return f"the server holds its {cfg.max_connections} connections"
-        host = _host(connection)
-        if host is not None and sum(_host(c) == host for c in connections) > cfg.max_connections_per_address:
-            return f"{cfg.max_connections_per_address} connections from one address are open"
-        return ""
+        # Connections process_request let through carry their key; Session marks them at their init.
+        mine = [c for c in self._ws.all_connections if getattr(c, "voxbeam_label", None) == label]
+        if sum(not getattr(c, "voxbeam_initialized", False) for c in mine) >= cfg.pre_init_per_key:
+            why = f"this API key has {cfg.pre_init_per_key} connections that have not sent their init"
+            return HTTPStatus.TOO_MANY_REQUESTS, why
+        address = self._client_address(connection, request)
+        if sum(getattr(c, "voxbeam_address", None) == address for c in mine) >= cfg.max_connections_per_address:
+            why = f"{cfg.max_connections_per_address} connections of this key from one address are open"
+            return HTTPStatus.TOO_MANY_REQUESTS, why
+        if len(self._ws.all_connections) > cfg.max_connections:
+            return HTTPStatus.SERVICE_UNAVAILABLE, f"the server holds its {cfg.max_connections} connections"
+        return None
+
+    def _client_address(self, connection: ServerConnection, request: Request) -> str | None:
+        """The client's address: the peer's, or the one a trusted proxy puts in X-Forwarded-For."""
+        peer = _host(connection)
+        if peer is None or not self._proxies or not _within(peer, self._proxies):
+            return peer
+        hops = [h.strip() for h in (request.headers.get("X-Forwarded-For") or "").split(",") if h.strip()]
+        # The rightmost address no trusted proxy owns is the client (anything left of it could be forged).
+        for hop in reversed(hops):
+            if not _within(hop, self._proxies):
+                return hop
+        return peer
 
     # -- WebSocket ----------------------------------------------------------------------
 
@@ -257,6 +291,9 @@ class SpeechServer:
         if self.config.no_auth:
             return "anonymous"
         offered = [request.headers.get("X-Api-Key")]
+        bearer = request.headers.get("Authorization") or ""
+        if bearer[:7].lower() == "bearer ":
+            offered.append(bearer[7:].strip())
         offered += parse_qs(urlsplit(request.path).query).get("token", [])
         label = None
         for candidate in offered:
@@ -311,6 +348,14 @@ class SpeechServer:
 def _host(connection: ServerConnection) -> str | None:
     address = connection.remote_address
     return str(address[0]) if address else None
+
+
+def _within(address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
 
 
 def _ids(ids: list[str]) -> str:

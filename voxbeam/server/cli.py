@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import os
 import sys
 from collections.abc import Sequence
@@ -14,6 +15,10 @@ from voxbeam.server.config import MIB, ServerConfig
 from voxbeam.server.engines import STT_ENGINES
 from voxbeam.server.heap import keep_large_buffers_out_of_the_heap
 from voxbeam.server.logs import setup_logging
+
+# The defaults are the config's own (one place for each).
+DEFAULTS = ServerConfig()
+MIN_KEY_CHARS = 16
 
 
 def _positive_int(text: str) -> int:
@@ -130,13 +135,20 @@ def _listening(add: Any) -> None:
         "--max_connections",
         "connections at once, authenticated or not; past it HTTP 503 before the upgrade (default: %(default)s)",
         type=_positive_int,
-        default=256,
+        default=DEFAULTS.max_connections,
     )
     add(
         "--max_connections_per_address",
-        "connections at once from one client address (default: %(default)s)",
+        "connections at once from one client address, counted key by key (default: %(default)s)",
         type=_positive_int,
-        default=128,
+        default=DEFAULTS.max_connections_per_address,
+    )
+    add(
+        "--trusted_proxies",
+        "comma-separated addresses or networks (CIDR) of proxies whose X-Forwarded-For names the client, "
+        "whose address the per-address cap then counts (default: none: the peer is the client)",
+        default="",
+        metavar="CIDRS",
     )
     add(
         "--shutdown_grace",
@@ -162,9 +174,16 @@ def _limits(add: Any) -> None:
     )
     add(
         "--init_timeout",
-        "seconds a connection has to send init (default: %(default)s)",
+        "seconds a connection has to send init; then it is dropped (default: %(default)s)",
         type=_positive_float,
-        default=10.0,
+        default=DEFAULTS.init_timeout,
+    )
+    add(
+        "--max_pre_init_per_key",
+        "connections one API key may have open that have not sent init; past it HTTP 429 "
+        "(default: --max_sessions_per_key, at least 8)",
+        type=_positive_int,
+        default=None,
     )
     add(
         "--send_timeout",
@@ -213,8 +232,21 @@ def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
     keys += [k.strip() for k in os.environ.get(API_KEY_ENV, "").split(",") if k.strip()]
     if not keys and not args.no_auth:
         parser.exit(2, f"voxbeam serve: no API key configured: set ${API_KEY_ENV}, pass --api_key, or --no_auth\n")
+    short = [k for k in keys if len(k) < MIN_KEY_CHARS]
+    if short:
+        parser.exit(
+            2,
+            f"voxbeam serve: --api_key / ${API_KEY_ENV}: {len(short)} key(s) shorter than {MIN_KEY_CHARS} characters; "
+            "a short key is guessable (make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')\n",
+        )
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.exit(2, "voxbeam serve: --tls_cert and --tls_key go together\n")
+    proxies = tuple(n.strip() for n in args.trusted_proxies.split(",") if n.strip())
+    for network in proxies:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            parser.exit(2, f"voxbeam serve: --trusted_proxies: {network!r} is not an address or a network (CIDR)\n")
     return ServerConfig(
         host=args.host,
         port=args.port,
@@ -228,6 +260,8 @@ def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
         init_timeout=args.init_timeout,
         max_connections=args.max_connections,
         max_connections_per_address=args.max_connections_per_address,
+        max_pre_init_per_key=args.max_pre_init_per_key,
+        trusted_proxies=proxies,
         max_message_size=args.max_message_size,
         max_text_chars=args.max_text_chars,
         max_utterance_s=args.max_utterance,

@@ -20,14 +20,20 @@ class ServerConfig:
     decoders_per_worker: int = 3
     max_sessions: int = 64
     # Connections, handshaking or open, authenticated or not: past these, HTTP 503 before the upgrade.
+    # Per address they are counted key by key: behind one proxy, one key cannot use up another's.
     max_connections: int = 256
     max_connections_per_address: int = 128
+    # Connections of one key that have not sent their init yet: past this, HTTP 429 before the upgrade;
+    # None: the sessions one key may hold, and at least 8 (a job opening its pool at once is not refused).
+    max_pre_init_per_key: int | None = None
+    # Proxies whose X-Forwarded-For names the client (addresses or CIDR networks); none: the peer is the client.
+    trusted_proxies: tuple[str, ...] = ()
     # Sessions one API key may hold; None: three quarters of max_sessions (so one tenant cannot
     # take every slot while another still gets ready).
     max_sessions_per_key: int | None = None
     idle_timeout: float = 60.0
-    # A connection must send its init within this long.
-    init_timeout: float = 10.0
+    # A connection must send its init within this long (then it is dropped, with no closing handshake).
+    init_timeout: float = 3.0
     max_message_size: int = MIB
     max_text_chars: int = 5000
     tls_cert: str | None = None
@@ -60,6 +66,12 @@ class ServerConfig:
             return self.worker_memory_mb * MIB
         limit = self.memory_limit_mb * MIB if self.memory_limit_mb is not None else memory.cgroup_limit()
         return memory.worker_ceiling(limit, self.workers)
+
+    @property
+    def pre_init_per_key(self) -> int:
+        if self.max_pre_init_per_key is not None:
+            return self.max_pre_init_per_key
+        return max(8, self.sessions_per_key)
 
     @property
     def sessions_per_key(self) -> int:

@@ -47,9 +47,5 @@ class WorkerUnavailable(WorkerError):
     """No worker is alive to take the work."""
 
 
-class WorkerBusy(WorkerError):
-    """Every worker's queue is full: the client gets SERVER_BUSY instead of an unbounded wait."""
-
-
 class ServerStartError(ServerError):
     """A launched server exited or did not become ready; the message ends with its log's tail."""

@@ -18,7 +18,9 @@ from voxbeam.protocol import redact
 class RedactingFormatter(logging.Formatter):
     def __init__(self, fmt: str, secrets: Iterable[str] = ()) -> None:
         super().__init__(fmt)
-        # Longest first, so a key that contains another is hidden whole.
+        # Longest first, so a key that contains another is hidden whole. Everywhere, not only as a whole
+        # token (a key inside a longer string would show): the server refuses keys of under 16
+        # characters, so a key is never a common string that this would mangle lines at.
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
 
     def scrub(self, text: str) -> str:

@@ -128,7 +128,12 @@ class Session:
 
     async def _close_with(self, abort: Abort) -> None:
         if abort.close_code == CLOSE_ABORT:
-            # A client that stopped reading would not read a close frame either: drop the connection.
+            # A client that stopped reading, or never started, would not read a close frame either: drop
+            # the connection (after the error, when there is one and its frame goes out at once).
+            if abort.code is not None:
+                with contextlib.suppress(ConnectionClosed, TimeoutError):
+                    async with asyncio.timeout(0.05):
+                        await self.ws.send(p.serialize(p.error(abort.code, abort.message, self.request_id)))
             self.ws.transport.abort()
             return
         with contextlib.suppress(ConnectionClosed, TimeoutError):
@@ -213,7 +218,9 @@ class Session:
         """Whether the deadline that passed ends the session (and ends it)."""
         if not self.initialized and now >= self._opened_at + self.config.init_timeout:
             limit = self.config.init_timeout
-            self.fail(ErrorCode.IDLE_TIMEOUT, f"no init within {limit:g} s; closing the session", p.CLOSE_NORMAL)
+            # Dropped at once, without waiting on a closing handshake: connections that never init must
+            # cost their holder, not the server (15 s each held the address's connection slots).
+            self.fail(ErrorCode.IDLE_TIMEOUT, f"no init within {limit:g} s; closing the connection", CLOSE_ABORT)
             return True
         if self.busy():  # work in flight: a silent client is waiting for it, not idle
             self._active_at = now
@@ -255,6 +262,7 @@ class Session:
         if isinstance(msg, p.Ping):
             await self.emit(p.Pong())
         elif isinstance(msg, (p.SttInit, p.TtsInit)):
+            self.ws.voxbeam_initialized = True  # type: ignore[attr-defined]  # no longer counted as pre-init
             if not self.admitted:
                 refused = self.ctx.admit(self.service, self.key_label)
                 if refused:

@@ -22,7 +22,8 @@ from voxbeam.protocol import ErrorCode
 from voxbeam.server.engines.base import Deferred, Recognized, SttModel
 from voxbeam.server.errors import EngineError, WorkerDied, WorkerUnavailable
 from voxbeam.server.session import ByteBudget, Session
-from voxbeam.server.worker.parent import Worker
+from voxbeam.server.worker.fair import Lane
+from voxbeam.server.worker.process import Worker
 
 AUTO = p.AUTO_LANGUAGE
 # A recognition session whose audio runs this far ahead of the clock is a bulk upload, not a
@@ -61,7 +62,7 @@ def model_language(model: SttModel, requested: str | None, detect: bool) -> str 
     shown = ", ".join(model.languages) if len(model.languages) <= 10 else f"{len(model.languages)} languages"
     raise p.ProtocolError(
         ErrorCode.UNSUPPORTED_LANGUAGE,
-        f"language {requested!r} is not supported by {model.engine} model {model.name} ({shown}){hint}",
+        f"language {p.quoted(requested)} is not supported by {model.engine} model {model.name} ({shown}){hint}",
     )
 
 
@@ -121,7 +122,7 @@ class SttSession(Session):
         self._pin(worker)
         # No round trip: the worker runs requests in order, so the stream exists before any audio,
         # and `ready` does not wait behind other sessions' queued audio on a busy worker.
-        worker.cast("stt_open", self.sid, language, msg.sample_rate, msg.enable_timestamps, detect)
+        worker.cast("stt_open", self.sid, language, msg.sample_rate, msg.enable_timestamps, detect, lane=self._lane())
         self.sample_rate = msg.sample_rate
         self._new_request_id()
         assert self.request_id is not None
@@ -140,6 +141,10 @@ class SttSession(Session):
             "the speech engine serving this session stopped; audio since the last flush_done is lost",
             p.CLOSE_INTERNAL_ERROR,
         )
+
+    def _lane(self, live: bool = False) -> Lane:
+        """Where this session's calls wait their turn (fair.py): its own lane, under its key, live or bulk."""
+        return Lane(self.sid, self.key_label, live)
 
     def _new_request_id(self) -> None:
         self.request_id = p.new_request_id()
@@ -161,11 +166,12 @@ class SttSession(Session):
             self.audio_bytes += n
             self.ctx.metrics.audio_seconds(n / BYTES_PER_SAMPLE / self.sample_rate)
             self._stream_started(self.request_id)
-            call = self.worker.call("stt_audio", self.sid, msg.data, live)
+            call = self.worker.call("stt_audio", self.sid, msg.data, live, lane=self._lane(live))
             call.add_done_callback(lambda _: self.budget.release(n))  # the worker has the audio
             await self.emit(functools.partial(self._transcripts, self._settled(call), self.request_id))
         elif isinstance(msg, p.Command):  # the parser admits "flush" only
-            fut = self._settled(self.worker.call("stt_flush", self.sid, self._live(0)), flush=True)
+            live = self._live(0)
+            fut = self._settled(self.worker.call("stt_flush", self.sid, live, lane=self._lane(live)), flush=True)
             await self.emit(functools.partial(self._flushed, fut, self.request_id))
             # Audio after a flush belongs to a new recognition session, with a new id, at offset 0.
             self._new_request_id()
@@ -202,7 +208,7 @@ class SttSession(Session):
         deferred = [r for r in results if isinstance(r, Deferred)]
         if not deferred:
             return reply
-        decoding = iter(self.ctx.pool.decode(deferred))
+        decoding = iter(self.ctx.pool.decode(deferred, self._lane()))
         parts = [next(decoding) if isinstance(r, Deferred) else r for r in results]
         owed = sum(round(d.audio_s * 1000) for d in deferred)
         self._deferred_ms += owed
@@ -279,7 +285,7 @@ class SttSession(Session):
         if worker is not None and worker.generation == self._generation:
             worker.watchers.discard(self._on_worker_lost)
             worker.sessions -= 1
-            worker.cast("stt_close", self.sid)
+            worker.cast("stt_close", self.sid, lane=self._lane())
         self.worker = None
 
     def mid_request(self) -> bool:

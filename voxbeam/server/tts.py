@@ -21,10 +21,11 @@ from voxbeam import audio
 from voxbeam import protocol as p
 from voxbeam.protocol import ErrorCode
 from voxbeam.server.engines.base import Prosody, Voice, max_render_seconds
-from voxbeam.server.errors import EngineError, WorkerBusy, WorkerDied, WorkerUnavailable
+from voxbeam.server.errors import EngineError, WorkerDied, WorkerUnavailable
 from voxbeam.server.session import Session
 from voxbeam.server.voices import prosody_for
-from voxbeam.server.worker.parent import Worker
+from voxbeam.server.worker.fair import Lane
+from voxbeam.server.worker.process import Worker
 from voxbeam.text import check_text, join_chunk, sentences, speakable, unreadable_script
 
 CHUNK_BYTES = 32 * 1024
@@ -33,9 +34,6 @@ SCRIPT_LANGUAGES = {"Han": "zh", "Hiragana": "ja", "Katakana": "ja", "Hangul": "
 # Utterances of one session waiting for their audio to go out; past it the session is not read
 # (TCP backpressure) until one is done.
 MAX_QUEUED_UTTERANCES = 4
-# A worker with this many calls queued takes no new utterance: SERVER_BUSY (retry later) instead
-# of a queue that grows while the client waits.
-MAX_WORKER_QUEUE = 128
 
 
 class TtsSession(Session):
@@ -52,6 +50,8 @@ class TtsSession(Session):
         self._queued = asyncio.Semaphore(MAX_QUEUED_UTTERANCES)
         self.utterances = 0
         self.characters = 0
+        # Its calls' turn in the workers' fair queues (fair.py): its own lane under its key; bulk class.
+        self.lane = Lane(uuid.uuid4().hex, self.key_label)
 
     async def on_init(self, msg: p.SttInit | p.TtsInit) -> None:
         assert isinstance(msg, p.TtsInit)
@@ -103,12 +103,10 @@ class TtsSession(Session):
         self.characters += len(text)
         self.ctx.metrics.characters(len(text))
         await self._queued.acquire()
+        # The utterance's calls take their turn in the worker's fair queue (fair.py): however long the
+        # queue, this session's next call goes after one call of each other session waiting there.
         try:
-            worker = self.ctx.pool.pick(MAX_WORKER_QUEUE)
-        except WorkerBusy as exc:
-            self._queued.release()
-            await self.report(ErrorCode.SERVER_BUSY, f"{exc}; send the utterance again later")
-            return
+            worker = self.ctx.pool.pick()
         except WorkerUnavailable:
             self._queued.release()
             await self.report(ErrorCode.INTERNAL_ERROR, "no speech engine is running; send the utterance again")
@@ -128,7 +126,7 @@ class TtsSession(Session):
         )
 
     def _call(self, worker: Worker, op: str, *args: Any) -> asyncio.Future[Any]:
-        fut = worker.call(op, *args)
+        fut = worker.call(op, *args, lane=self.lane)
         self._calls.add(fut)
         fut.add_done_callback(self._calls.discard)
         return fut
@@ -143,14 +141,14 @@ class TtsSession(Session):
             yield self._call(worker, "tts_render", text, *args)
             return
         uid = uuid.uuid4().hex
-        worker.cast("tts_open", uid, *args)
+        worker.cast("tts_open", uid, *args, lane=self.lane)
         try:
             with worker.rendering():
                 for piece in pieces:
                     yield self._call(worker, "tts_piece", uid, piece)
                 yield self._call(worker, "tts_close", uid)
         finally:
-            worker.cast("tts_drop", uid)  # a no-op once closed; frees it after a failure or a cancel
+            worker.cast("tts_drop", uid, lane=self.lane)  # a no-op once closed; frees it after a failure or a cancel
 
     async def _audio(self, rendered: AsyncGenerator[asyncio.Future[Any], None]) -> AsyncIterator[p.ServerMessage]:
         """The utterance's file as audio messages, sentence by sentence; the last one is final."""

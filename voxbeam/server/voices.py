@@ -13,13 +13,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from voxbeam.protocol import ErrorCode, ProtocolError, TtsInit
+from voxbeam.protocol import ErrorCode, ProtocolError, TtsInit, quoted
 from voxbeam.server.engines.base import Prosody, Voice
 
 SPEED_RANGE = (0.5, 2.0)
 PITCH_RANGE = (-1.0, 1.0)
 VOLUME_RANGE = (0.0, 2.0)
 DEGREE_RANGE = (0.01, 2.0)
+# The quietest the voice may be made (volume x its style's factor): below, it is near silence, which
+# nobody asks for on purpose (whispering at degree 1.67 and above once gave silent audio, no error).
+MIN_EFFECTIVE_VOLUME = 0.05
 
 
 @dataclass(frozen=True)
@@ -104,11 +107,11 @@ class VoiceCatalog:
             if voice is None:
                 raise ProtocolError(
                     ErrorCode.VOICE_NOT_FOUND,
-                    f"voice_id {voice_id!r} does not exist; voices: {', '.join(self.by_id)}",
+                    f"voice_id {quoted(voice_id)} does not exist; voices: {', '.join(self.by_id)}",
                 )
             if language is not None and not speaks(voice, language):
                 raise ProtocolError(
-                    ErrorCode.UNSUPPORTED_LANGUAGE, f"voice {voice.id} speaks {voice.language}, not {language!r}"
+                    ErrorCode.UNSUPPORTED_LANGUAGE, f"voice {voice.id} speaks {voice.language}, not {quoted(language)}"
                 )
             return voice
         if language is None:
@@ -123,7 +126,7 @@ class VoiceCatalog:
                 return voice
         raise ProtocolError(
             ErrorCode.UNSUPPORTED_LANGUAGE,
-            f"language {language!r} is not supported; languages: {', '.join(self.languages())}",
+            f"language {quoted(language)} is not supported; languages: {', '.join(self.languages())}",
         )
 
     def describe(self) -> list[dict[str, Any]]:
@@ -172,7 +175,26 @@ def prosody_for(init: TtsInit, voice: Voice) -> Prosody:
             ErrorCode.INVALID_MESSAGE,
             f"voice {voice.id} ({voice.engine}) does not support {label}; it honours {honours}",
         )
+    _check_audible(init.volume, style, degree)
     return Prosody(speed=init.speed, pitch=init.pitch, volume=init.volume, style=style, role=role, degree=degree)
+
+
+def _check_audible(volume: float, style: str | None, degree: float) -> None:
+    """Refuse a volume and style that together leave (next to) nothing to hear, naming what would do."""
+    factor = 1.0 if style is None else 1 + degree * (STYLES[style].volume - 1)
+    if volume * factor >= MIN_EFFECTIVE_VOLUME:
+        return
+    if style is not None and factor < MIN_EFFECTIVE_VOLUME / max(volume, MIN_EFFECTIVE_VOLUME):
+        most = (1 - MIN_EFFECTIVE_VOLUME / max(volume, MIN_EFFECTIVE_VOLUME)) / (1 - STYLES[style].volume)
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE,
+            f"voice_config.degree {degree:g} with style {style} at volume {volume:g} would be silent: "
+            f"its degree must be below {most:.2f} there",
+        )
+    raise ProtocolError(
+        ErrorCode.INVALID_MESSAGE,
+        f"'volume' {volume:g} would be silent: it must be at least {MIN_EFFECTIVE_VOLUME / factor:.2f}",
+    )
 
 
 def _voice_config(cfg: dict[str, Any] | None) -> tuple[str | None, str | None, float]:
@@ -190,7 +212,7 @@ def _voice_config(cfg: dict[str, Any] | None) -> tuple[str | None, str | None, f
         if not isinstance(raw_style, str) or raw_style.strip().lower() not in STYLES:
             raise ProtocolError(
                 ErrorCode.INVALID_MESSAGE,
-                f"voice_config.style {raw_style!r} is not supported; styles: {', '.join(STYLES)}",
+                f"voice_config.style {quoted(raw_style)} is not supported; styles: {', '.join(STYLES)}",
             )
         style = raw_style.strip().lower()
     raw_role = cfg.get("role")
@@ -199,7 +221,7 @@ def _voice_config(cfg: dict[str, Any] | None) -> tuple[str | None, str | None, f
         if role is None:
             raise ProtocolError(
                 ErrorCode.INVALID_MESSAGE,
-                f"voice_config.role {raw_role!r} is not supported; roles: {', '.join(ROLES)}",
+                f"voice_config.role {quoted(raw_role)} is not supported; roles: {', '.join(ROLES)}",
             )
     raw_degree = cfg.get("degree")
     degree = 1.0

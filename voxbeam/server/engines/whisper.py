@@ -52,6 +52,10 @@ WINDOWS_PER_ROUND = 3
 ROUND_S = WINDOWS_PER_ROUND * 30.0 + 10.0
 BATCH_SIZE = 8
 BEAM_SIZE = 5
+# A recognition session that ends with at most this much audio still buffered (a short request, or the
+# tail of a file) is decoded at its flush by its own worker, beside whatever batch that worker's
+# decoding thread has in hand, instead of waiting in the queue behind other sessions' rounds.
+INLINE_FINAL_S = 10.0
 # Live endpointing on Silero's speech probability, 32 ms windows.
 WINDOW = 512
 SPEECH_THRESHOLD = 0.5
@@ -84,13 +88,14 @@ class WhisperEngine(SttEngine):
             device="cpu",
             compute_type="int8",
             cpu_threads=settings.threads,
-            num_workers=1,
+            # Two model workers (the weights are shared): a worker decodes deferred windows in a thread
+            # beside its streams, whose own decoding (live finals, a short request's flush) then runs at
+            # the same time instead of waiting for the batch.
+            num_workers=2,
             local_files_only=True,
         )
-        self.pipeline = BatchedInferencePipeline(self.model)
-        # A worker decodes deferred windows in a thread beside its streams (a live final may come
-        # meanwhile); the pipeline keeps per-call state (the last word's end between batches).
-        self._pipeline_lock = threading.Lock()
+        # One pipeline per thread that decodes: a pipeline keeps per-call state (the last word's end).
+        self._pipelines = {beside: (BatchedInferencePipeline(self.model), threading.Lock()) for beside in (False, True)}
         self.vad = get_vad_model()
         self.multilingual = bool(self.model.model.is_multilingual)
         self._tokenizers: dict[str, Any] = {}
@@ -105,21 +110,25 @@ class WhisperEngine(SttEngine):
             by_options.setdefault((window.language, window.words), []).append(i)
         out: list[list[Recognized]] = [[] for _ in works]
         for indexes in by_options.values():
-            finals, _, _ = self.decode_windows([works[i] for i in indexes])
+            finals, _, _ = self.decode_windows([works[i] for i in indexes], beside=False)
             for i, found in zip(indexes, finals, strict=True):
                 out[i] = found
         return out
 
-    def decode_windows(self, windows: list[_Window]) -> tuple[list[list[Recognized]], str, float | None]:
+    def decode_windows(
+        self, windows: list[_Window], *, beside: bool
+    ) -> tuple[list[list[Recognized]], str, float | None]:
         """Each window's finals, decoded in one batch; the language and, when it was detected, its probability.
 
-        The windows share their language (None: detect it) and whether words are timed.
+        The windows share their language (None: detect it) and whether words are timed. ``beside``: a
+        stream's own decoding, beside the deferred batches (each kind has its pipeline).
         """
         first = windows[0]
         language = first.language if self.multilingual else "en"
-        with self._pipeline_lock:
+        pipeline, lock = self._pipelines[beside]
+        with lock:
             found, language, probability = transcribe_many(
-                self.pipeline,
+                pipeline,
                 [_float(w.pcm) for w in windows],
                 language=language,
                 batch_size=BATCH_SIZE,
@@ -261,8 +270,9 @@ class WhisperStream(SttStream):
         return _float(self._buf, start, end)
 
     def _bulk(self) -> list[Recognized | Deferred]:
-        """Everything buffered, decoded or deferred (the end of a recognition session)."""
-        out = self._cut(None, final=True) if self._buf else []
+        """Everything buffered, decoded here when it is little, else deferred (the end of a recognition session)."""
+        inline = len(self._buf) <= INLINE_FINAL_S * RATE * BYTES_PER_SAMPLE
+        out = self._cut(None, final=True, inline=inline) if self._buf else []
         self._start += len(self._buf) // BYTES_PER_SAMPLE  # after the last cut: silence
         self._buf = bytearray()
         return out
@@ -273,7 +283,7 @@ class WhisperStream(SttStream):
         out += self._cut(WINDOWS_PER_ROUND, final=False)
         return len(self._buf) < before
 
-    def _cut(self, windows: int | None, *, final: bool) -> list[Recognized | Deferred]:
+    def _cut(self, windows: int | None, *, final: bool, inline: bool = False) -> list[Recognized | Deferred]:
         """The buffer's first ``windows`` windows of speech (see ``round_cuts``), taken: nothing when it must wait."""
         audio = self._audio()
         regions = speech_regions(audio)
@@ -281,20 +291,20 @@ class WhisperStream(SttStream):
         done = 0.0
         for cut in round_cuts(regions, len(audio) / RATE, windows, final=final):
             inside = [(max(lo, done) - done, min(hi, cut) - done) for lo, hi in regions if lo < cut and hi > done]
-            out += self._take(int(cut * RATE) - int(done * RATE), inside)
+            out += self._take(int(cut * RATE) - int(done * RATE), inside, inline=inline)
             done = cut
         return out
 
-    def _take(self, n: int, regions: list[tuple[float, float]]) -> list[Recognized | Deferred]:
-        """The first ``n`` buffered samples, dropped from the buffer and decoded: here while the
-        language is still to be found (what follows needs it), else deferred to whichever worker is free."""
+    def _take(self, n: int, regions: list[tuple[float, float]], *, inline: bool = False) -> list[Recognized | Deferred]:
+        """The first ``n`` buffered samples, dropped from the buffer and decoded: here while the language
+        is still to be found (what follows needs it) or when ``inline``, else deferred to whichever worker is free."""
         pcm = bytes(self._buf[: n * BYTES_PER_SAMPLE])
         del self._buf[: n * BYTES_PER_SAMPLE]
         start, self._start = self._start, self._start + n
         window = self._window(pcm, start, regions)
         if window is None:
             return []
-        if self._language is None:
+        if self._language is None or inline:
             return list(self._decode(window))
         return [Deferred(window, n / RATE)]
 
@@ -313,7 +323,7 @@ class WhisperStream(SttStream):
         """The window's finals, here and now; the first one fixes the language of what follows."""
         if window is None:
             return []
-        finals, self._language, self._probability = self._engine.decode_windows([window])
+        finals, self._language, self._probability = self._engine.decode_windows([window], beside=True)
         return finals[0]
 
     # -- live ---------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from voxbeam.server.engines.base import (
     max_render_seconds,
 )
 from voxbeam.server.errors import EngineError
-from voxbeam.server.heap import keep_large_buffers_out_of_the_heap
+from voxbeam.server.heap import give_back, keep_large_buffers_out_of_the_heap
 from voxbeam.server.worker import CANCEL, DONE, ERROR, FAILED, READY, SKIPPED, WorkerSpec
 
 log = logging.getLogger("voxbeam.server.worker")
@@ -133,8 +133,11 @@ class EngineHost:
     def op_tts_render(self, text: str, voice: Voice, prosody: Prosody, rate: int, fmt: str, limit_s: float) -> bytes:
         """A whole one-sentence utterance as one file of ``fmt``."""
         rendering = _Rendering(self.tts(voice.engine), voice, prosody, rate, limit_s)
-        pcm = rendering.pcm(text) + rendering.resampler.flush()
-        return audio.encode(pcm, rate, fmt)
+        try:
+            pcm = rendering.pcm(text) + rendering.resampler.flush()
+            return audio.encode(pcm, rate, fmt)
+        finally:
+            give_back()
 
     def op_tts_open(self, uid: str, voice: Voice, prosody: Prosody, rate: int, fmt: str, limit_s: float) -> None:
         rendering = _Rendering(self.tts(voice.engine), voice, prosody, rate, limit_s)
@@ -152,6 +155,8 @@ class EngineHost:
         except EngineError:
             self.renderings.pop(uid, None)
             raise
+        finally:
+            give_back()  # a piece's audio (megabytes, under the mmap threshold) was heap; do not keep it
 
     def op_tts_close(self, uid: str) -> bytes:
         """The file's last bytes."""

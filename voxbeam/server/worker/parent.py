@@ -1,9 +1,8 @@
-"""The server's end of the pipe to each engine worker: spawn, call, stream, cancel, watch, restart.
+"""The server's pool of engine workers (``process.Worker``): placement, deferred decoding, restarts, the watchdog.
 
-Each worker is a spawned process with a duplex Pipe. Two threads per worker keep the event
-loop free of blocking pipe I/O: a sender (a large ``send`` blocks while the worker is busy)
-and a reader that resolves asyncio futures. A reader that sees EOF means the worker died:
-its pending calls fail with ``WorkerDied``, its watchers are told, and it is restarted.
+Sessions are pinned to the least loaded live worker; decoding that bulk streams defer goes to
+whichever worker is free, taken from a fair queue (``fair.FairQueue``). A worker that dies is
+restarted; one over its memory ceiling is drained and replaced.
 """
 
 from __future__ import annotations
@@ -12,21 +11,18 @@ import asyncio
 import collections
 import contextlib
 import functools
-import itertools
 import logging
 import math
-import multiprocessing
-import queue
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from voxbeam.server.engines.base import Deferred, Recognized
-from voxbeam.server.errors import EngineError, WorkerBusy, WorkerDied, WorkerUnavailable
+from voxbeam.server.errors import WorkerUnavailable
 from voxbeam.server.memory import rss
-from voxbeam.server.worker import CANCEL, DONE, ERROR, FAILED, READY, WorkerSpec
-from voxbeam.server.worker.child import worker_main
+from voxbeam.server.worker import WorkerSpec
+from voxbeam.server.worker.fair import FairQueue, Lane
+from voxbeam.server.worker.process import Observer, Worker
 
 log = logging.getLogger("voxbeam.server.workers")
 
@@ -38,228 +34,6 @@ MAX_DECODE_BATCH = 3
 # The memory watchdog: how often it looks, and how long a worker over its ceiling may finish its work.
 MEMORY_POLL_S = 1.0
 RETIRE_GRACE_S = 30.0
-
-# Told of every call as it is sent: (op, its future, the worker's slot); /metrics times them.
-Observer = Callable[[str, "asyncio.Future[Any]", int], object]
-
-
-class Worker:
-    """One worker process slot (restarts reuse the slot with a new process)."""
-
-    def __init__(
-        self,
-        slot: int,
-        spec: WorkerSpec,
-        log_level: int,
-        loop: asyncio.AbstractEventLoop,
-        on_death: Callable[[Worker], None],
-        observe: Observer | None = None,
-    ) -> None:
-        self.slot = slot
-        self._spec = spec
-        self._log_level = log_level
-        self._loop = loop
-        self._on_death = on_death
-        self._observe = observe
-        self._ctx = multiprocessing.get_context("spawn")
-        self.process: Any = None
-        self.pid: int | None = None
-        self.alive = False
-        self.generation = 0
-        self.sessions = 0  # STT sessions pinned here (load balancing)
-        self.utterances = 0  # TTS utterances being rendered here, piece by piece
-        self.retiring = False  # over its memory ceiling: takes no new work, replaced once drained
-        self.rss = 0  # resident bytes when last looked
-        # The batch of deferred decoding in hand, if any: (when it was sent, its windows).
-        self.decoding: tuple[float, int] | None = None
-        self.calls = collections.Counter[str]()  # requests sent, by op, over every process in this slot
-        self.watchers: set[Callable[[], None]] = set()
-        self._pending: dict[int, asyncio.Future[Any]] = {}
-        # Cancelled calls the worker has not answered yet (it may be running one): still load.
-        self._cancelled: set[int] = set()
-        self._numbers = itertools.count(1)
-        self._outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.ready: asyncio.Future[None] = loop.create_future()
-
-    def __repr__(self) -> str:
-        return f"<Worker {self.slot} pid={self.pid} alive={self.alive} sessions={self.sessions}>"
-
-    @property
-    def load(self) -> int:
-        """Pinned sessions plus calls in flight (an utterance's calls count as they are made)."""
-        return self.sessions + self.pending
-
-    @property
-    def busy(self) -> bool:
-        """Whether anything is under way here that a replacement would cut short."""
-        return bool(self.pending or self.sessions or self.utterances)
-
-    @contextlib.contextmanager
-    def rendering(self) -> Iterator[None]:
-        """An utterance in progress here: a replacement lets it finish (within its grace)."""
-        generation = self.generation
-        self.utterances += 1
-        try:
-            yield
-        finally:
-            if self.generation == generation:  # a restart has reset the count
-                self.utterances -= 1
-
-    @property
-    def pending(self) -> int:
-        """Calls sent and not yet answered (cancelled ones too, until the worker says it skipped them)."""
-        return len(self._pending) + len(self._cancelled)
-
-    def start(self) -> None:
-        self.generation += 1
-        self.ready = self._loop.create_future()
-        self._pending = {}
-        self._cancelled = set()
-        self.decoding = None
-        self._outbox = queue.SimpleQueue()
-        parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(
-            target=worker_main,
-            args=(child, self.slot, self._spec, self._log_level),
-            name=f"voxbeam-worker-{self.slot}",
-            daemon=True,
-        )
-        proc.start()
-        # Close our copy of the child's end, or its death would never show as EOF here.
-        child.close()
-        self.process = proc
-        self.pid = proc.pid
-        gen = self.generation
-        threading.Thread(target=self._read, args=(parent, gen), name=f"worker-{self.slot}-reader", daemon=True).start()
-        threading.Thread(
-            target=self._send, args=(parent, self._outbox), name=f"worker-{self.slot}-sender", daemon=True
-        ).start()
-
-    # -- threads ------------------------------------------------------------------------
-
-    def _send(self, conn: Any, outbox: queue.SimpleQueue[Any]) -> None:
-        while True:
-            msg = outbox.get()
-            try:
-                conn.send(msg)
-            except (OSError, ValueError):
-                return  # the reader sees the death
-            if msg is None:
-                return
-
-    def _read(self, conn: Any, gen: int) -> None:
-        try:
-            while True:
-                msg = conn.recv()
-                self._post(self._on_message, gen, msg)
-        except (EOFError, OSError):
-            pass
-        except Exception:  # an unpicklable reply must not leave the slot dead but "alive"
-            log.exception("worker %s: bad message", self.slot)
-        finally:
-            conn.close()
-            self._post(self._on_eof, gen)
-
-    def _post(self, fn: Callable[..., None], *args: Any) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
-            self._loop.call_soon_threadsafe(fn, *args)
-
-    # -- loop side ----------------------------------------------------------------------
-
-    def _on_message(self, gen: int, msg: Any) -> None:
-        if gen != self.generation:
-            return
-        kind = msg[0]
-        if kind == READY:
-            self.alive = True
-            if not self.ready.done():
-                self.ready.set_result(None)
-            return
-        if kind == FAILED:
-            if not self.ready.done():
-                self.ready.set_exception(RuntimeError(f"worker {self.slot} failed to load its engines: {msg[1]}"))
-            return
-        number = msg[1]
-        self._cancelled.discard(number)
-        fut = self._pending.pop(number, None)
-        if fut is None or fut.done():
-            return
-        if kind == DONE:
-            fut.set_result(msg[2])
-        elif kind == ERROR:
-            fut.set_exception(EngineError(msg[2], msg[3]))
-
-    def _on_eof(self, gen: int) -> None:
-        if gen != self.generation:
-            return
-        was_alive = self.alive
-        self._lost(f"worker {self.slot} (pid {self.pid}) died")
-        if not self.ready.done():
-            self.ready.set_exception(RuntimeError(f"worker {self.slot} exited while loading its engines"))
-        if was_alive:
-            self._on_death(self)
-
-    def _lost(self, why: str) -> None:
-        """The process is gone (or going): every call owed fails, every session pinned here is told."""
-        self.alive = False
-        pending, self._pending = self._pending, {}
-        self._cancelled = set()
-        for fut in pending.values():
-            if not fut.done():
-                fut.set_exception(WorkerDied(why))
-        watchers, self.watchers = self.watchers, set()
-        for watcher in watchers:
-            watcher()
-
-    def call(self, op: str, *args: Any) -> asyncio.Future[Any]:
-        """Send a request; the future resolves with the reply or fails with WorkerDied/EngineError.
-
-        Cancelling the future tells the worker: it skips the call if it has not started it.
-        """
-        fut: asyncio.Future[Any] = self._loop.create_future()
-        if not self.alive:
-            fut.set_exception(WorkerDied(f"worker {self.slot} is not running"))
-            return fut
-        number = next(self._numbers)
-        self._pending[number] = fut
-        self.calls[op] += 1
-        self._outbox.put((number, op, args, time.monotonic()))
-        fut.add_done_callback(lambda f: self._cancel(number) if f.cancelled() else None)
-        if self._observe is not None:
-            self._observe(op, fut, self.slot)
-        return fut
-
-    def _cancel(self, number: int) -> None:
-        if self._pending.pop(number, None) is not None and self.alive:
-            self._cancelled.add(number)
-            self._outbox.put((CANCEL, number))
-
-    def cast(self, op: str, *args: Any) -> None:
-        """Send a request without waiting for a reply."""
-        if self.alive:
-            self.calls[op] += 1
-            self._outbox.put((None, op, args, time.monotonic()))
-
-    def retire(self) -> None:
-        """Let go of the process (it is about to be stopped): what it owes fails, its sessions are told."""
-        self.generation += 1  # its EOF is expected now, not a death
-        self._lost(f"worker {self.slot} (pid {self.pid}) was replaced to give its memory back")
-
-    def stop(self, timeout: float) -> None:
-        """Ask the process to exit, then terminate or kill it (blocking; run in a thread)."""
-        self.alive = False
-        self.generation += 1  # its EOF is expected now, not a death
-        self._outbox.put(None)
-        proc = self.process
-        if proc is None:
-            return
-        proc.join(timeout)
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(2)
-        if proc.is_alive():
-            proc.kill()
-            proc.join(2)
 
 
 class WorkerPool:
@@ -296,7 +70,8 @@ class WorkerPool:
         self._closing = False
         self._restart_tasks: set[asyncio.Task[None]] = set()
         self._changed: asyncio.Event | None = None
-        self._queued: collections.deque[tuple[Deferred, asyncio.Future[list[Recognized]]]] = collections.deque()
+        # Deferred decoding waiting for a worker, taken key by key and session by session (fair.py).
+        self._queued: FairQueue[tuple[Deferred, asyncio.Future[list[Recognized]]]] = FairQueue()
         self._window_s: float | None = None  # how long a deferred window takes a worker (moving average)
 
     @property
@@ -327,24 +102,22 @@ class WorkerPool:
         """Live workers that take new work (not one being replaced)."""
         return [w for w in self.workers if w.alive and not w.retiring]
 
-    def pick(self, max_pending: int | None = None) -> Worker:
-        """The least loaded live worker; ``WorkerBusy`` when even it has ``max_pending`` calls queued."""
+    def pick(self) -> Worker:
+        """The least loaded live worker (``WorkerUnavailable`` when none runs)."""
         live = self.usable()
         if not live:
             raise WorkerUnavailable("no engine worker is running")
-        best = min(live, key=lambda w: w.load)
-        if max_pending is not None and best.pending >= max_pending:
-            raise WorkerBusy(f"every engine worker has {max_pending} calls queued")
-        return best
+        return min(live, key=lambda w: w.load)
 
-    def decode(self, deferred: Sequence[Deferred]) -> list[asyncio.Future[list[Recognized]]]:
-        """Deferred decoding, queued for the workers (see ``_dispatch``); a future per item.
+    def decode(self, deferred: Sequence[Deferred], lane: Lane) -> list[asyncio.Future[list[Recognized]]]:
+        """``lane``'s deferred decoding, queued for the workers (see ``_dispatch``); a future per item.
         ``WorkerUnavailable`` when no worker runs."""
         if not self.alive:
             raise WorkerUnavailable("no engine worker is running")
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[list[Recognized]]] = [loop.create_future() for _ in deferred]
-        self._queued.extend(zip(deferred, futures, strict=True))
+        for item in zip(deferred, futures, strict=True):
+            self._queued.put(item, lane)
         self._dispatch()
         return futures
 
@@ -357,7 +130,7 @@ class WorkerPool:
         decoded alone costs ~25 % more CPU than in a batch of three, but split evenly at
         the end of a job, when nothing more is coming and the last batches decide the wall time.
         """
-        self._queued = collections.deque(item for item in self._queued if not item[1].done())  # done: cancelled
+        self._queued.prune(lambda item: item[1].done())  # done: cancelled
         live = self.usable()
         if not live:
             return
@@ -367,7 +140,7 @@ class WorkerPool:
                 return
             in_hand = sum(self._windows_left(w, now) for w in live)
             share = math.ceil((len(self._queued) + in_hand) / len(live))
-            batch = [self._queued.popleft() for _ in range(max(1, min(share, MAX_DECODE_BATCH, len(self._queued))))]
+            batch = self._queued.take_many(max(1, min(share, MAX_DECODE_BATCH)))
             worker.decoding = (now, len(batch))
             call = worker.call("stt_decode", [item.work for item, _ in batch])
             call.add_done_callback(functools.partial(self._decoded, worker, worker.generation, batch))
@@ -477,8 +250,7 @@ class WorkerPool:
         await self._restart(worker, replacing=True)
 
     def _fail_queued(self) -> None:
-        queued, self._queued = self._queued, collections.deque()
-        for _, fut in queued:
+        for _, fut in self._queued.clear():
             if not fut.done():
                 fut.set_exception(WorkerUnavailable("no engine worker is running"))
 
