@@ -75,7 +75,14 @@ class PcmResampler:
     def push(self, pcm: bytes) -> bytes:
         if self._rs is None or not pcm:
             return pcm
-        return b"".join(_frame_bytes(f) for f in self._rs.resample(pcm_frame(pcm, self.src_rate)))
+        # A second at a time: FFmpeg's resampler keeps buffers as large as the largest frame it was given
+        # (a sentence of minutes kept tens of MiB in a TTS worker after it was done).
+        step = self.src_rate * BYTES_PER_SAMPLE
+        return b"".join(
+            _frame_bytes(f)
+            for i in range(0, len(pcm), step)
+            for f in self._rs.resample(pcm_frame(pcm[i : i + step], self.src_rate))
+        )
 
     def flush(self) -> bytes:
         if self._rs is None:
