@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "accuracy": ("bench.accuracy", "WER and word timings on real human speech: voxbeam vs faster-whisper directly"),
     "client": ("bench.client_bench", "the client engineer's benchmarks (bench/client_bench.py), when present"),
     "chaos": ("bench.chaos", "transcription pipeline while the server is killed and down for 30 s and 120 s"),
+    "fairness": ("bench.fairness", "one key's flood or overload against another key's 3 s request; live admission"),
     "soak": ("bench.soak", "one replica with the k8s settings: one adversarial record, then 15 min of mixed load"),
 }
 # Left out of a bare ``--quick`` run (name them to run them): client_bench's quick mode streams

@@ -263,6 +263,7 @@ def _parse_stt_init(obj: dict[str, Any]) -> SttInit:
         sample_rate=rate,
         enable_timestamps=_field(obj, "enable_timestamps", bool, False),
         enable_language_detection=_field(obj, "enable_language_detection", bool, False),
+        realtime=_field(obj, "realtime", bool),
     )
 
 

@@ -31,9 +31,15 @@ class SttInit:
     sample_rate: int = 16000
     enable_timestamps: bool = False
     enable_language_detection: bool = False
+    # Extension (spec-only services ignore it): true for audio sent at real time (captions, an
+    # assistant), false for files sent as fast as they go; voxbeam serve admits live sessions only
+    # as far as it can keep them real time. None: not said (the server tells by how audio arrives).
+    realtime: bool | None = None
 
     @classmethod
-    def asking(cls, language: str, sample_rate: int = 16000, timestamps: bool = True) -> SttInit:
+    def asking(
+        cls, language: str, sample_rate: int = 16000, timestamps: bool = True, realtime: bool | None = None
+    ) -> SttInit:
         """The init a client sends for ``language``.
 
         "auto" becomes the spec's own way to ask for detection: no ``language`` and
@@ -45,6 +51,7 @@ class SttInit:
             sample_rate=sample_rate,
             enable_timestamps=timestamps,
             enable_language_detection=auto,
+            realtime=realtime,
         )
 
 

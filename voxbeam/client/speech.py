@@ -113,7 +113,7 @@ class SpeechClient:
         """
         if sample_rate <= 0:
             raise InputError(f"sample_rate must be positive, got {sample_rate}")
-        init = protocol.SttInit.asking(language, sample_rate, timestamps)
+        init = protocol.SttInit.asking(language, sample_rate, timestamps, realtime=self.config.realtime_pacing)
         feed = SegmentFeed(
             as_async_chunks(audio, self.config.max_in_flight_chunks),
             sample_rate=sample_rate,

@@ -94,7 +94,7 @@ class Transcription(Job):
 
     def session(self) -> tuple[Kind, Any]:
         v = self.values
-        return "stt", SttInit.asking(v.language, timestamps=v.timestamps == "true")
+        return "stt", SttInit.asking(v.language, timestamps=v.timestamps == "true", realtime=False)
 
     def build(
         self, p: beam.Pipeline, records: list[Any], service: ServiceSettings, run_id: str, progress_id: str | None

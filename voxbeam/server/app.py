@@ -168,8 +168,14 @@ class SpeechServer:
     # -- HTTP ---------------------------------------------------------------------------
 
     def public_health(self) -> dict[str, Any]:
-        """What /healthz tells anyone: status and capacity."""
-        return {"status": "shutting_down" if self.ctx.shutting_down else "ok", "capacity": self.config.max_sessions}
+        """What /healthz tells anyone: status and capacity (sessions, live streams, bulk audio s/s)."""
+        rate = self.ctx.bulk_rate
+        return {
+            "status": "shutting_down" if self.ctx.shutting_down else "ok",
+            "capacity": self.config.max_sessions,
+            "live_capacity": self.ctx.live_capacity,
+            "audio_capacity": round(rate, 2) if rate else None,
+        }
 
     def health(self) -> dict[str, Any]:
         s = self.stats
@@ -181,6 +187,8 @@ class SpeechServer:
             "stt_sessions": s.by_service["stt"],
             "tts_sessions": s.by_service["tts"],
             "streaming_stt": s.streaming_stt,
+            "live_streams": self.ctx.live_streams,
+            "decode_backlog_s": round(self.pool.backlog_s(), 1),
             "peak_streaming_stt": s.peak_streaming_stt,
             "connections_total": s.connections_total,
             "rejected_unauthorized": s.rejected_unauthorized,

@@ -159,7 +159,36 @@ def _listening(add: Any) -> None:
 
 
 def _limits(add: Any) -> None:
-    add("--max_sessions", "open sessions before SERVER_BUSY (default: %(default)s)", type=_positive_int, default=64)
+    add(
+        "--max_sessions",
+        "open sessions before SERVER_BUSY (default: 32 per core, %(default)s here)",
+        type=_positive_int,
+        default=DEFAULTS.max_sessions,
+    )
+    add(
+        "--stt_capacity",
+        "audio seconds per second the server transcribes in bulk, for admitting sessions by load "
+        "(default: measured by each worker at start)",
+        type=_positive_float,
+        default=None,
+        metavar="RATE",
+    )
+    add(
+        "--live_capacity",
+        "live STT streams (realtime: true in init, or audio paced at real time) admitted before SERVER_BUSY "
+        "(default: 0.8 x the bulk speed / 4, the cost of live decoding)",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+    )
+    add(
+        "--max_queue_s",
+        "a bulk STT session (realtime: false) whose audio would wait longer than this behind the decoding "
+        "queue is refused with SERVER_BUSY (default: %(default)s)",
+        type=_positive_float,
+        default=DEFAULTS.max_queue_s,
+        metavar="S",
+    )
     add(
         "--max_sessions_per_key",
         "sessions one API key may hold (default: three quarters of --max_sessions)",
@@ -275,6 +304,9 @@ def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
         voices_dir=args.voices_dir,
         threads_per_worker=args.threads_per_worker,
         memory_limit_mb=args.memory_limit_mb,
+        stt_capacity=args.stt_capacity,
+        live_capacity=args.live_capacity,
+        max_queue_s=args.max_queue_s,
         worker_memory_mb=args.worker_memory_mb,
     )
 

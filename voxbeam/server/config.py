@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from voxbeam.server import memory
 
 MIB = 1 << 20
+# Sessions a server admits by default, per core (memory bounds them, not CPU: admission by load does that).
+SESSIONS_PER_CORE = 32
 
 
 @dataclass(frozen=True)
@@ -18,7 +20,7 @@ class ServerConfig:
     no_auth: bool = False
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     decoders_per_worker: int = 3
-    max_sessions: int = 64
+    max_sessions: int = field(default_factory=lambda: SESSIONS_PER_CORE * (os.cpu_count() or 1))
     # Connections, handshaking or open, authenticated or not: past these, HTTP 503 before the upgrade.
     # Per address they are counted key by key: behind one proxy, one key cannot use up another's.
     max_connections: int = 256
@@ -54,6 +56,12 @@ class ServerConfig:
     voices_dir: str | None = None
     # Engine threads per worker (CTranslate2, ONNX Runtime); None: cores // workers.
     threads_per_worker: int | None = None
+    # Admission by load: the bulk speed in audio seconds per second (None: measured at start), the live
+    # streams it can keep in real time (None: derived from that speed), and how long a bulk session's
+    # audio may have to wait behind the decoding queue before the session is refused (SERVER_BUSY).
+    stt_capacity: float | None = None
+    live_capacity: int | None = None
+    max_queue_s: float = 60.0
     # The replica's memory limit (MiB), from which each worker's ceiling derives (memory.py); None: the
     # cgroup's limit, if any. worker_memory_mb sets the ceiling itself.
     memory_limit_mb: int | None = None

@@ -11,12 +11,17 @@ import logging
 from dataclasses import dataclass, field
 
 from voxbeam.server.config import ServerConfig
+from voxbeam.server.engines import stt_engine
 from voxbeam.server.engines.base import SttModel
 from voxbeam.server.metrics import ServerMetrics
 from voxbeam.server.voices import VoiceCatalog
 from voxbeam.server.worker.parent import WorkerPool
 
 log = logging.getLogger("voxbeam.server")
+
+# Live streams are admitted up to this share of the measured bulk speed, each costing the engine's
+# ``live_cost`` times what the same audio costs in bulk; the rest is left for bulk work.
+LIVE_SHARE = 0.8
 
 
 class Stats:
@@ -61,9 +66,26 @@ class ServerContext:
     stats: Stats = field(default_factory=Stats)
     shutting_down: bool = False
     per_key: collections.Counter[str] = field(default_factory=collections.Counter)
+    live_streams: int = 0  # STT sessions holding a live slot
 
-    def admit(self, service: str, key_label: str) -> str:
-        """Take a session slot for a session's first init; why not, when it cannot have one."""
+    @property
+    def bulk_rate(self) -> float | None:
+        """Audio seconds per second the server transcribes in bulk: configured, else measured (None: not yet)."""
+        return self.config.stt_capacity or self.pool.bulk_rate
+
+    @property
+    def live_capacity(self) -> int | None:
+        """Live streams the server can keep in real time: configured, else from its measured speed."""
+        if self.config.live_capacity is not None:
+            return self.config.live_capacity
+        rate = self.bulk_rate
+        return None if rate is None else max(1, int(rate * LIVE_SHARE / stt_engine(self.config.stt_engine).live_cost))
+
+    def admit(self, service: str, key_label: str, live: bool | None = None) -> str:
+        """Take a session slot for a session's first init; why not, when it cannot have one.
+
+        ``live``: the STT init said its audio comes at real time (True), or as fast as it goes (False).
+        """
         cfg = self.config
         if self.shutting_down:
             self.metrics.session_refused("shutting_down")
@@ -76,10 +98,48 @@ class ServerContext:
             what = "this API key's" if per_key_full else "the server's"
             log.info("session %s refused: SERVER_BUSY (%s %s)", service, key_label, what)
             return f"{what} session limit is reached; retry later"
+        overloaded = self._load_refusal(live) if service == "stt" else ""
+        if overloaded:
+            self.stats.rejected_busy += 1
+            self.metrics.session_refused("load")
+            log.info("session %s refused: SERVER_BUSY (%s; %s)", service, key_label, overloaded)
+            return overloaded
+        if live:
+            self.live_streams += 1
         self.stats.opened(service)
         self.metrics.session_opened(service)
         self.per_key[key_label] += 1
         return ""
+
+    def _load_refusal(self, live: bool | None) -> str:
+        """Why the server cannot take one more STT session of this kind now, or ''."""
+        if live:
+            capacity = self.live_capacity
+            if capacity is not None and self.live_streams >= capacity:
+                return f"the server holds {self.live_streams} live streams, all it can keep in real time; retry later"
+            return ""
+        rate = self.bulk_rate
+        if live is False and rate:
+            wait = self.pool.backlog_s() / rate
+            if wait > self.config.max_queue_s:
+                return (
+                    f"the server's queue holds {self.pool.backlog_s():.0f} s of audio: yours would wait about "
+                    f"{wait:.0f} s (more than {self.config.max_queue_s:g} s); retry later"
+                )
+        return ""
+
+    def take_live(self) -> str:
+        """A live slot for a session found streaming at real time that did not say so at its init; why not."""
+        capacity = self.live_capacity
+        if capacity is not None and self.live_streams >= capacity:
+            self.stats.rejected_busy += 1
+            self.metrics.session_refused("load")
+            return f"the server holds {self.live_streams} live streams, all it can keep in real time; retry later"
+        self.live_streams += 1
+        return ""
+
+    def release_live(self) -> None:
+        self.live_streams -= 1
 
     def release(self, service: str, key_label: str) -> None:
         self.stats.closed(service)

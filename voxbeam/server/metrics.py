@@ -17,7 +17,7 @@ Metrics (all prefixed ``voxbeam_``):
 | sessions_opened_total | counter | service | sessions admitted (stt, tts) |
 | sessions_closed_total | counter | service | sessions ended, for any reason |
 | sessions_open | gauge | service | sessions open now |
-| sessions_refused_total | counter | reason | connections refused: busy, key_limit, shutting_down, unauthorized |
+| sessions_refused_total | counter | reason | refused: busy, key_limit, load, shutting_down, unauthorized |
 | session_capacity | gauge | – | ``--max_sessions``: sessions this replica admits before SERVER_BUSY |
 | audio_seconds_total | counter | – | STT audio received, in seconds of audio |
 | characters_total | counter | – | TTS characters accepted into utterances |
@@ -51,7 +51,7 @@ from prometheus_client import (
 
 METRICS_PATH = "/metrics"
 SERVICES = ("stt", "tts")
-REFUSALS = ("busy", "key_limit", "shutting_down", "unauthorized")
+REFUSALS = ("busy", "key_limit", "load", "shutting_down", "unauthorized")
 # Engine requests run from a few milliseconds (a 100 ms audio chunk) to seconds (an utterance).
 ENGINE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 

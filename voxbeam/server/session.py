@@ -95,6 +95,7 @@ class Session:
         self._abort: asyncio.Future[Abort] = asyncio.get_running_loop().create_future()
         self._opened_at = self._active_at = asyncio.get_running_loop().time()
         self.admitted = False  # holds a session slot (from its first init on)
+        self.live_slot = False  # holds one of the live streams the server admits
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -125,6 +126,8 @@ class Session:
                 finally:
                     if self.admitted:
                         self.ctx.release(self.service, self.key_label)
+                    if self.live_slot:
+                        self.ctx.release_live()
 
     async def _close_with(self, abort: Abort) -> None:
         if abort.close_code == CLOSE_ABORT:
@@ -264,11 +267,13 @@ class Session:
         elif isinstance(msg, (p.SttInit, p.TtsInit)):
             self.ws.voxbeam_initialized = True  # type: ignore[attr-defined]  # no longer counted as pre-init
             if not self.admitted:
-                refused = self.ctx.admit(self.service, self.key_label)
+                live = msg.realtime if isinstance(msg, p.SttInit) else None
+                refused = self.ctx.admit(self.service, self.key_label, live)
                 if refused:
                     self.fail(ErrorCode.SERVER_BUSY, refused, p.CLOSE_TRY_AGAIN_LATER)
                     return
                 self.admitted = True
+                self.live_slot = bool(live)
             await self.on_init(msg)
         else:
             await self.on_message(msg)

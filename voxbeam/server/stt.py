@@ -159,6 +159,12 @@ class SttSession(Session):
                 return
             n = len(msg.data)
             live = self._live(n)
+            if live and not self.live_slot:  # it said nothing at its init, and streams at real time
+                refused = self.ctx.take_live()
+                if refused:
+                    self.fail(ErrorCode.SERVER_BUSY, refused, p.CLOSE_TRY_AGAIN_LATER)
+                    return
+                self.live_slot = True
             while self._deferred_ms >= MAX_DEFERRED_MS:
                 self._deferred_done.clear()
                 await self._deferred_done.wait()
@@ -218,6 +224,9 @@ class SttSession(Session):
             for part in parts:
                 finals += [part] if isinstance(part, Recognized) else await part
         finally:
+            for part in parts:  # the session went away: what is still queued for it is nobody's work
+                if isinstance(part, asyncio.Future):
+                    part.cancel()
             self._deferred_ms -= owed
             self.ctx.metrics.decode_backlog(-owed)  # [metrics]
             self._deferred_done.set()

@@ -109,6 +109,10 @@ class SttEngine(abc.ABC):
     name: ClassVar[str]
     # What `voxbeam serve` names when --stt_model is not given.
     default_model: ClassVar[str]
+    # The CPU an audio second costs when it comes live over what it costs in bulk: the server admits
+    # live streams up to its measured bulk speed over this (an engine that decodes each chunk once
+    # as it comes, as in bulk, costs 1).
+    live_cost: ClassVar[float] = 1.0
 
     @classmethod
     @abc.abstractmethod

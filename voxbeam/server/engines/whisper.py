@@ -75,6 +75,9 @@ LOGPROB_FLOOR = -1.0
 class WhisperEngine(SttEngine):
     name = "whisper"
     default_model = "tiny.en"
+    # Partials re-encode the utterance so far every second, and a final is decoded alone, not in a
+    # batch: bench/fairness.py measured 5.6 (2 cores, tiny.en).
+    live_cost = 5.5
 
     @classmethod
     def resolve(cls, model: str | None) -> SttModel:

@@ -52,6 +52,11 @@ LIVE_MAX_LAG_S = 1.0
 # An engine's estimate of an utterance's audio must exceed what is left of its budget by this much
 # before it is refused unrendered (the render itself is still held to the budget).
 EXPECTED_SLACK = 1.25
+# What a worker renders with its default voice and transcribes to measure its speed (about 8 s of speech).
+CALIBRATION_TEXT = (
+    "The weather is nice today, and the children are playing in the park. "
+    "Please send the report by Friday, because our team meets on Monday morning."
+)
 # Utterances open at once in one worker (each session has at most one); beyond, the oldest go.
 MAX_RENDERINGS = 256
 
@@ -118,6 +123,28 @@ class EngineHost:
     def op_stt_decode(self, works: list[bytes]) -> list[list[Recognized]]:
         """Finals for what streams deferred (``Deferred.work``, pickled by ``_opaque``), decoded together."""
         return self.stt.decode([pickle.loads(work) for work in works])
+
+    def op_calibrate(self) -> float:
+        """This worker's bulk speed: audio seconds it transcribes per second, measured on speech its own
+        default voice renders (the server's capacity, for admitting sessions by load)."""
+        voice = self.spec.preload_voices[0]
+        assert isinstance(voice, Voice)
+        pcm = audio.resample(
+            b"".join(self.tts(voice.engine).render(CALIBRATION_TEXT, voice, Prosody())), voice.sample_rate, 16000
+        )
+        languages = self.spec.stt.model.languages
+        started = time.monotonic()
+        stream = self.stt.open(
+            language="en" if "en" in languages else languages[0], sample_rate=16000, words=True, detect=False
+        )
+        try:
+            results = [*stream.push(pcm, False), *stream.finish(False)]
+            works = [r.work for r in results if isinstance(r, Deferred)]
+            if works:
+                self.stt.decode(works)
+        finally:
+            stream.close()
+        return len(pcm) / audio.BYTES_PER_SAMPLE / 16000 / max(1e-3, time.monotonic() - started)
 
     def op_stt_close(self, sid: str) -> None:
         s = self.streams.pop(sid, None)

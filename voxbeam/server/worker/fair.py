@@ -8,7 +8,7 @@ behind another session's whole backlog. Each session's own items keep their orde
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -41,6 +41,13 @@ class FairQueue(Generic[T]):
 
     def __len__(self) -> int:
         return self._size
+
+    def __iter__(self) -> Iterator[T]:
+        """Every item held (in no particular order)."""
+        for keys in self._classes.values():
+            for sessions in keys.values():
+                for items in sessions.values():
+                    yield from items
 
     def put(self, item: T, lane: Lane) -> None:
         live, key = self._where.setdefault(lane.session, (lane.live, lane.key))

@@ -31,6 +31,7 @@ log = logging.getLogger("voxbeam.server.workers")
 # but beam search keeps each window's encoder output once per beam: a batch of four held ~90 MiB more
 # per worker than one of three (server at 32-64 bulk sessions: 1.65 GiB vs 1.45 GiB).
 MAX_DECODE_BATCH = 3
+WINDOW_S = 30.0  # the audio a deferred window holds at most (Whisper's), for the backlog a batch in hand is
 # The memory watchdog: how often it looks, and how long a worker over its ceiling may finish its work.
 MEMORY_POLL_S = 1.0
 RETIRE_GRACE_S = 30.0
@@ -67,6 +68,9 @@ class WorkerPool:
         self._on_memory = on_memory
         self._on_replaced = on_replaced
         self._watch: asyncio.Task[None] | None = None
+        # Each slot's bulk speed, audio seconds per second, measured by the worker at start (``calibrate``).
+        self.rates: dict[int, float] = {}
+        self._calibration: asyncio.Task[None] | None = None
         self._closing = False
         self._restart_tasks: set[asyncio.Task[None]] = set()
         self._changed: asyncio.Event | None = None
@@ -97,6 +101,27 @@ class WorkerPool:
             await asyncio.gather(*(w.ready for w in self.workers))
         log.info("%d workers ready (pids %s)", self.count, ", ".join(str(w.pid) for w in self.workers))
         self._watch = loop.create_task(self._watch_memory())
+        # In the background: the server serves meanwhile (capacity is unknown for the first seconds).
+        self._calibration = loop.create_task(self._calibrate())
+
+    async def _calibrate(self) -> None:
+        replies = await asyncio.gather(*(w.call("calibrate") for w in self.workers), return_exceptions=True)
+        for worker, rate in zip(self.workers, replies, strict=True):
+            if isinstance(rate, float):
+                self.rates[worker.slot] = rate
+        log.info("measured speed: %s x real time per worker", ", ".join(f"{r:.1f}" for r in self.rates.values()))
+
+    @property
+    def bulk_rate(self) -> float | None:
+        """Audio seconds per second the working workers transcribe in bulk, as measured (None: not yet)."""
+        rates = [self.rates[w.slot] for w in self.usable() if w.slot in self.rates]
+        return sum(rates) if rates else None
+
+    def backlog_s(self) -> float:
+        """Audio seconds of deferred decoding waiting for a worker or in hand."""
+        queued = sum(deferred.audio_s for deferred, fut in self._queued if not fut.done())  # done: cancelled
+        in_hand = sum(w.decoding[1] for w in self.workers if w.decoding is not None) * WINDOW_S
+        return queued + in_hand
 
     def usable(self) -> list[Worker]:
         """Live workers that take new work (not one being replaced)."""
@@ -282,7 +307,7 @@ class WorkerPool:
     async def close(self, timeout: float = 1.0) -> None:
         """Stop every worker: ask, then terminate (queued work of closed sessions is moot)."""
         self._closing = True
-        for task in [*self._restart_tasks, *([self._watch] if self._watch else [])]:
+        for task in [*self._restart_tasks, *(t for t in (self._watch, self._calibration) if t is not None)]:
             task.cancel()
         await asyncio.gather(*(asyncio.to_thread(w.stop, timeout) for w in self.workers))
 

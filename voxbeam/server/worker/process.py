@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import itertools
 import logging
 import multiprocessing
@@ -236,10 +237,18 @@ class Worker:
         self._pending[number] = fut
         self.calls[op] += 1
         self._submit((number, op, args, time.monotonic()), lane)
-        fut.add_done_callback(lambda f: self._cancel(number) if f.cancelled() else None)
+        fut.add_done_callback(functools.partial(self._settled, number))
         if self._observe is not None:
             self._observe(op, fut, self.slot)
         return fut
+
+    def _settled(self, number: int, fut: asyncio.Future[Any]) -> None:
+        if fut.cancelled():
+            self._cancel(number)
+        else:
+            # Read here: a session cancelled in the same turn its worker died never reads its calls'
+            # WorkerDied (the watchers tell it instead), and asyncio would log each as never retrieved.
+            fut.exception()
 
     def _cancel(self, number: int) -> None:
         if self._pending.pop(number, None) is None or not self.alive:
