@@ -135,6 +135,9 @@ def run(ctx: Context) -> Result:
     counts = {"transcriptions": 0, "live": 0, "synthesis_runs": 0, "records": 0}
     try:
         config = ClientConfig(endpoints=(server.url,), api_key=server.api_key, pool_size=4)
+        deadline = time.monotonic() + 120  # the workers measure their speed at start: idle is after that
+        while server.health()["audio_capacity"] is None and time.monotonic() < deadline:
+            time.sleep(0.2)
         with SyncSpeechClient(config) as warm:  # idle, as the issue defines it
             warm.synthesize("Good morning, and thank you for calling.")
             warm.transcribe(live_pcm[: 5 * 32000])

@@ -27,6 +27,7 @@ from websockets.sync.client import connect
 
 from tests import speech
 from tests.reliability.conftest import SHORT_SENTENCES, dedicated_server, tree_rss
+from tests.server import helpers as h
 from voxbeam import audio, protocol
 from voxbeam.client import ClientConfig, RetryPolicy, SyncSpeechClient, Timeouts
 
@@ -312,6 +313,7 @@ def slow_reader(srv: Any, utterances: int = 2, chars: int = 1500) -> socket.sock
 @pytest.fixture(scope="module")
 def healthy(fuzz_server, short_clips):
     """A well-behaved client working throughout the module, and the server's memory before the storm."""
+    h.calibrated(fuzz_server)
     session = HealthySession(fuzz_server, short_clips[0], SHORT_SENTENCES[0])
     session.start()
     deadline = time.monotonic() + 60

@@ -35,6 +35,7 @@ def hard(tmp_path_factory):
     with dedicated_server(
         workers=2, max_sessions=MAX_SESSIONS, api_keys=KEYS, log_path=str(log), extra_args=args
     ) as srv:
+        h.calibrated(srv)
         yield srv, log
 
 

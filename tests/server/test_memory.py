@@ -70,6 +70,7 @@ def peaks(pid: int) -> Iterator[dict[int, int]]:
 
 def warm_idle(srv: Any) -> dict[int, int]:
     """Idle as the issue defines it: after one normal sentence rendered and one short file transcribed."""
+    h.calibrated(srv)
     clip = asyncio.run(h.tts_pcm(srv, ["Good morning, and thank you for calling."]))
     asyncio.run(h.transcribe(srv, h.silence(0.3) + clip + h.silence(0.3)))
     h.settled(srv)
