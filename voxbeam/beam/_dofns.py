@@ -33,6 +33,7 @@ from voxbeam.protocol import TtsInit, redact
 _LOG = logging.getLogger(__name__)
 NAMESPACE = "voxbeam"
 DEAD_LETTERS: Final = "dead_letters"
+INTERRUPTED: Final = "INTERRUPTED"
 STT_RATE = 16000
 # What the DoFns declare to Beam (it checks them when a pipeline is built, and at run time with
 # runtime_type_check): rows are dicts, dead letters go to their own tagged output.
@@ -53,8 +54,9 @@ class _InFlightDoFn(beam.DoFn):
     finished in ``finish_bundle`` must be emitted as WindowedValues, and Beam's runtime type
     check cannot see a row inside a tagged WindowedValue: so the tagging happens one step on.
     Once the run's tracker is stopping (Ctrl-C on a local run), records are no longer handed
-    out and ``work`` may return None for one it did not finish: such records go nowhere, and a
-    rerun with ``--skip_existing`` picks them up.
+    out and ``work`` may return None for one it did not finish. In a batch run such records go
+    nowhere, and a rerun with ``--skip_existing`` picks them up; in a stream (whose messages were
+    acknowledged when pulled) each becomes an ``INTERRUPTED`` dead letter, which a replay runs again.
     """
 
     stage = "record"
@@ -79,8 +81,9 @@ class _InFlightDoFn(beam.DoFn):
 
     def start_bundle(self) -> None:
         self._settle()
-        self._pending: collections.deque[tuple[concurrent.futures.Future[tuple[bool, dict[str, Any]] | None], Any, Any]]
-        self._pending = collections.deque()
+        self._pending: collections.deque[
+            tuple[concurrent.futures.Future[tuple[bool, dict[str, Any]] | None], Any, Any, Any]
+        ] = collections.deque()
 
     def teardown(self) -> None:
         self._settle()
@@ -93,7 +96,7 @@ class _InFlightDoFn(beam.DoFn):
         pending = getattr(self, "_pending", None)
         if not pending:
             return
-        futures = [f for f, _, _ in pending if not f.cancel()]
+        futures = [f for f, _, _, _ in pending if not f.cancel()]
         pending.clear()
         concurrent.futures.wait(futures)
 
@@ -103,6 +106,15 @@ class _InFlightDoFn(beam.DoFn):
     def _stopping(self) -> bool:
         tracker = progress.lookup(self._progress_id)
         return tracker is not None and tracker.stopping.is_set()
+
+    def _interrupted(self, element: Any) -> tuple[bool, dict[str, Any]] | None:
+        """What a record a stop left undone becomes: in a stream, an INTERRUPTED dead letter; else nothing."""
+        tracker = progress.lookup(self._progress_id)
+        if tracker is None or tracker.stream is None:
+            return None
+        tracker.add(ok=False)
+        why = VoxBeamError("the run was stopped before this record was done; replay it", code=INTERRUPTED)
+        return False, dead_letter(self.stage, _describe(element), why)
 
     def _timed(self, element: Any) -> tuple[bool, dict[str, Any]] | None:
         if self._stopping():  # queued before the stop: never started
@@ -128,8 +140,11 @@ class _InFlightDoFn(beam.DoFn):
         self, element: Any, window: Any = beam.DoFn.WindowParam, timestamp: Any = beam.DoFn.TimestampParam
     ) -> Iterator[Outcome]:
         if self._stopping():
+            interrupted = self._interrupted(element)
+            if interrupted is not None:
+                yield interrupted
             return
-        self._pending.append((self._handle.executor.submit(self._timed, element), window, timestamp))
+        self._pending.append((self._handle.executor.submit(self._timed, element), element, window, timestamp))
         yield from self._drain(block=len(self._pending) >= self._max_in_flight)
 
     def finish_bundle(self) -> Iterator[Any]:
@@ -141,7 +156,7 @@ class _InFlightDoFn(beam.DoFn):
     def _drain(self, *, block: bool, everything: bool = False) -> Iterator[Any]:
         """Emit finished records (WindowedValues of Outcomes); wait for the oldest (block) or all (everything)."""
         while self._pending:
-            future, window, timestamp = self._pending[0]
+            future, element, window, timestamp = self._pending[0]
             if not future.done():
                 if not block:
                     return
@@ -150,7 +165,9 @@ class _InFlightDoFn(beam.DoFn):
             self._pending.popleft()
             done = future.result()
             if done is None:
-                continue
+                done = self._interrupted(element)
+                if done is None:
+                    continue
             ok, row = done
             self._records.inc()
             if not ok:
@@ -340,23 +357,29 @@ class FirstPerKeyFn(beam.DoFn):
 
 
 class WriteTextFilesFn(beam.DoFn):
-    """Writes captions (or any small text object) beside the transcripts."""
+    """Writes captions (or any small text object) beside the transcripts: under ``prefix``, or with
+    ``window_s``, under the partition of the row's window below it (``sink.partition``)."""
 
-    def __init__(self, prefix: str, formats: tuple[str, ...]) -> None:
+    def __init__(self, prefix: str, formats: tuple[str, ...], window_s: float | None = None) -> None:
         self._prefix = prefix
         self._formats = formats
+        self._window_s = window_s
 
     def setup(self) -> None:
         if storage.emulator_host():
             storage.configure_beam_for_emulator()
 
-    def process(self, row: Row) -> Iterator[str]:
+    def process(self, row: Row, timestamp: Any = beam.DoFn.TimestampParam) -> Iterator[str]:
         from voxbeam.beam.captions import CAPTION_FORMATS, build_cues
+        from voxbeam.beam.sink import partition
 
         cues = build_cues(row["words"])
         name = caption_basename(row["source_uri"])
+        prefix = self._prefix
+        if self._window_s is not None:
+            prefix = storage.join(prefix, partition(float(timestamp), self._window_s))
         for fmt in self._formats:
             render, content_type = CAPTION_FORMATS[fmt]
-            uri = storage.join(self._prefix, f"{name}.{fmt}")
+            uri = storage.join(prefix, f"{name}.{fmt}")
             storage.write_object(uri, render(cues).encode("utf-8"), content_type=content_type)
             yield uri

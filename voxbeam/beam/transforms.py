@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io.parquetio import WriteToParquet
 from apache_beam.transforms.display import DisplayDataItem
 
 from voxbeam.beam import _dofns, storage
@@ -13,6 +12,7 @@ from voxbeam.beam._dofns import DEAD_LETTERS, AudioSource, Row
 from voxbeam.beam.captions import CAPTION_FORMATS
 from voxbeam.beam.options import ServiceSettings
 from voxbeam.beam.schema import DEAD_LETTER_SCHEMA, MANIFEST_SCHEMA, TRANSCRIPT_SCHEMA
+from voxbeam.beam.sink import WriteRows, stream_prefix
 
 TRANSCRIPTS = "transcripts"
 MANIFEST = "manifest"
@@ -79,12 +79,23 @@ class Transcribe(beam.PTransform):
 
 @beam.typehints.with_input_types(Row)
 class WriteTranscripts(beam.PTransform):
-    """Transcript rows to Parquet under ``<output>/transcripts/run=<run_id>/``, captions in ``captions/run=<run_id>/``.
+    """Transcript rows to Parquet, and captions beside them (``sink.WriteRows`` says where).
 
+    A batch run writes ``transcripts/run=<run_id>/`` and ``captions/run=<run_id>/``; a stream
+    (``window_s``) writes each window's under ``stream/transcripts/`` and ``stream/captions/``.
     A run's captions stay beside its own transcripts: a later run never overwrites them.
     """
 
-    def __init__(self, output: str, run_id: str, *, captions: tuple[str, ...] = (), num_shards: int = 0) -> None:
+    def __init__(
+        self,
+        output: str,
+        run_id: str,
+        *,
+        captions: tuple[str, ...] = (),
+        num_shards: int = 0,
+        window_s: float | None = None,
+        progress_id: str | None = None,
+    ) -> None:
         super().__init__()
         unknown = set(captions) - set(CAPTION_FORMATS)
         if unknown:
@@ -93,37 +104,42 @@ class WriteTranscripts(beam.PTransform):
         self._run_id = run_id
         self._captions = tuple(captions)
         self._num_shards = num_shards
+        self._window_s = window_s
+        self._progress_id = progress_id
 
     def expand(self, rows: Any) -> Any:
-        written = rows | "WriteParquet" >> WriteToParquet(
-            storage.join(self._output, TRANSCRIPTS, f"run={self._run_id}", "part"),
+        written = rows | "WriteParquet" >> WriteRows(
+            self._output,
+            TRANSCRIPTS,
             TRANSCRIPT_SCHEMA,
-            file_name_suffix=".parquet",
+            self._run_id,
+            window_s=self._window_s,
             num_shards=self._num_shards,
-            record_batch_size=256,
+            progress_id=self._progress_id,
         )
         if self._captions:
-            rows | "WriteCaptions" >> beam.ParDo(
-                _dofns.WriteTextFilesFn(storage.join(self._output, CAPTIONS, f"run={self._run_id}"), self._captions)
-            )
+            if self._window_s is None:
+                prefix, window_s = storage.join(self._output, CAPTIONS, f"run={self._run_id}"), None
+            else:
+                prefix, window_s = stream_prefix(self._output, CAPTIONS), self._window_s
+            rows | "WriteCaptions" >> beam.ParDo(_dofns.WriteTextFilesFn(prefix, self._captions, window_s))
         return written
 
 
 @beam.typehints.with_input_types(Row)
 class WriteDeadLetters(beam.PTransform):
-    """Dead-letter rows to Parquet under ``<output>/dead_letters/run=<run_id>/``."""
+    """Dead-letter rows to Parquet: ``dead_letters/run=<run_id>/``, or per window under ``stream/dead_letters/``."""
 
-    def __init__(self, output: str, run_id: str) -> None:
+    def __init__(
+        self, output: str, run_id: str, *, window_s: float | None = None, progress_id: str | None = None
+    ) -> None:
         super().__init__()
-        self._output = output
-        self._run_id = run_id
+        self._sink = WriteRows(
+            output, DEAD_LETTERS, DEAD_LETTER_SCHEMA, run_id, window_s=window_s, progress_id=progress_id
+        )
 
     def expand(self, rows: Any) -> Any:
-        return rows | "WriteParquet" >> WriteToParquet(
-            storage.join(self._output, DEAD_LETTERS, f"run={self._run_id}", "part"),
-            DEAD_LETTER_SCHEMA,
-            file_name_suffix=".parquet",
-        )
+        return rows | "WriteParquet" >> self._sink
 
 
 class Synthesize(beam.PTransform):
@@ -132,7 +148,9 @@ class Synthesize(beam.PTransform):
     Records are dicts with ``id`` and ``text`` and optional ``voice_id``, ``language``, ``format``,
     ``sample_rate``, ``speed``, ``pitch``, ``volume``, ``voice_config`` that override the
     transform's defaults. Object names derive from ``id`` alone, so a retried bundle rewrites
-    the same objects; a second record with the same id becomes a DUPLICATE_ID dead letter.
+    the same objects; a second record with the same id becomes a DUPLICATE_ID dead letter. On an
+    unbounded input pass ``unique_ids=False`` (grouping by id would wait for the input's end):
+    ``TextRecordMessages`` has already dropped redelivered records.
     """
 
     def __init__(
@@ -148,8 +166,10 @@ class Synthesize(beam.PTransform):
         pitch: float = 0.0,
         volume: float = 1.0,
         progress_id: str | None = None,
+        unique_ids: bool = True,
     ) -> None:
         super().__init__()
+        self._unique_ids = unique_ids
         self._prefix = output_prefix
         self._service = service or ServiceSettings()
         self._defaults = {
@@ -164,23 +184,26 @@ class Synthesize(beam.PTransform):
         self._progress_id = progress_id
 
     def expand(self, records: Any) -> Any:
-        unique = (
-            records
-            | "KeyById" >> beam.Map(_key_by_id)
-            | "GroupById" >> beam.GroupByKey()
-            | "FirstPerId"
-            >> beam.ParDo(_dofns.FirstPerKeyFn(self._progress_id)).with_outputs(DEAD_LETTERS, main="records")
-        )
+        dead: tuple[Any, ...] = ()
+        if self._unique_ids:
+            unique = (
+                records
+                | "KeyById" >> beam.Map(_key_by_id)
+                | "GroupById" >> beam.GroupByKey()
+                | "FirstPerId"
+                >> beam.ParDo(_dofns.FirstPerKeyFn(self._progress_id)).with_outputs(DEAD_LETTERS, main="records")
+            )
+            records, dead = unique.records, (unique[DEAD_LETTERS],)
         rendered = (
-            unique.records
+            records
             | "Synthesize"
             >> beam.ParDo(
                 _dofns.SynthesizeFn(self._service, self._prefix, self._defaults, progress_id=self._progress_id)
             )
             | "Route" >> beam.ParDo(_dofns.RouteFn()).with_outputs(DEAD_LETTERS, main=MANIFEST)
         )
-        dead = (unique[DEAD_LETTERS], rendered[DEAD_LETTERS]) | "AllDeadLetters" >> beam.Flatten()
-        return {MANIFEST: rendered[MANIFEST], DEAD_LETTERS: dead}
+        failed = (*dead, rendered[DEAD_LETTERS]) | "AllDeadLetters" >> beam.Flatten()
+        return {MANIFEST: rendered[MANIFEST], DEAD_LETTERS: failed}
 
     def display_data(self) -> dict[str, Any]:
         shown = {k: v for k, v in self._defaults.items() if v is not None}
@@ -193,16 +216,13 @@ def _key_by_id(record: Any) -> tuple[str, Any]:
 
 @beam.typehints.with_input_types(Row)
 class WriteManifest(beam.PTransform):
-    """Manifest rows to Parquet under ``<output>/manifest/run=<run_id>/``."""
+    """Manifest rows to Parquet: ``manifest/run=<run_id>/``, or per window under ``stream/manifest/``."""
 
-    def __init__(self, output: str, run_id: str) -> None:
+    def __init__(
+        self, output: str, run_id: str, *, window_s: float | None = None, progress_id: str | None = None
+    ) -> None:
         super().__init__()
-        self._output = output
-        self._run_id = run_id
+        self._sink = WriteRows(output, MANIFEST, MANIFEST_SCHEMA, run_id, window_s=window_s, progress_id=progress_id)
 
     def expand(self, rows: Any) -> Any:
-        return rows | "WriteParquet" >> WriteToParquet(
-            storage.join(self._output, MANIFEST, f"run={self._run_id}", "part"),
-            MANIFEST_SCHEMA,
-            file_name_suffix=".parquet",
-        )
+        return rows | "WriteParquet" >> self._sink
