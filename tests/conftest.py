@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +22,55 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator():
+    """An in-memory GCS emulator on a free port (honouring preconditions); STORAGE_EMULATOR_HOST points at it."""
+    from tests import gcs
+
+    server, host = gcs.start()
+    old = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = host
+    from voxbeam.beam import storage
+
+    storage.gcs_client.cache_clear()
+    yield storage.gcs_client()
+    storage.gcs_client.cache_clear()
+    if old is None:
+        os.environ.pop("STORAGE_EMULATOR_HOST", None)
+    else:
+        os.environ["STORAGE_EMULATOR_HOST"] = old
+    server.stop()
+
+
+@pytest.fixture
+def bucket(gcs_emulator):
+    """A fresh bucket name in the emulator."""
+    name = f"voxbeam-test-{uuid.uuid4().hex[:10]}"
+    gcs_emulator.create_bucket(name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Google Cloud CLI's Pub/Sub emulator on a free port; PUBSUB_EMULATOR_HOST points at it."""
+    from tests import pubsub
+
+    missing = pubsub.command(0)
+    if isinstance(missing, str):
+        pytest.skip(f"no Pub/Sub emulator: {missing}")
+    emulator = pubsub.Emulator(str(tmp_path_factory.mktemp("pubsub") / "emulator.log"))
+    old = os.environ.get("PUBSUB_EMULATOR_HOST")
+    os.environ["PUBSUB_EMULATOR_HOST"] = emulator.host
+    try:
+        yield emulator.host
+    finally:
+        if old is None:
+            os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+        else:
+            os.environ["PUBSUB_EMULATOR_HOST"] = old
+        emulator.stop()
 
 
 # .ci/run sets it: on a CI machine everything a test needs is installed, so a skip is a failure.

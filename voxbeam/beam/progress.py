@@ -35,6 +35,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from voxbeam.beam.stream_status import StreamStats
+
 _LOG = logging.getLogger(__name__)
 _REGISTRY: dict[str, Progress] = {}
 _REMOTES: dict[str, Progress] = {}
@@ -77,6 +79,8 @@ class Progress:
         return min(w for w in waits if w is not None)
 
     stopping: threading.Event = field(default_factory=threading.Event, repr=False)
+    # A streaming run's figures (its total is not known: ``total`` stays 0).
+    stream: StreamStats | None = field(default=None, repr=False)
     _cancelling: bool = field(default=False, repr=False)
     _in_flight: set[concurrent.futures.Future[Any]] = field(default_factory=set, repr=False)
 
@@ -132,6 +136,8 @@ class Progress:
         with self.lock:
             done, total, failed, audio_ms, chars = self.done, self.total, self.failed, self.audio_ms, self.characters
         elapsed = max(1e-6, time.monotonic() - self.started)
+        if self.stream is not None:
+            return self._stream_line(done, failed, elapsed)
         parts = [f"{done}/{total} done"]
         if failed:
             parts.append(f"{failed} failed")
@@ -145,6 +151,18 @@ class Progress:
             parts.append(f"service unavailable, retrying in {retry_in:.0f} s")
         elif 0 < done < total:
             parts.append(f"ETA {_fmt((total - done) * elapsed / done)}")
+        parts.append(f"elapsed {_fmt(elapsed)}")
+        return ", ".join(parts)
+
+    def _stream_line(self, done: int, failed: int, elapsed: float) -> str:
+        assert self.stream is not None
+        in_flight = max(0, self.stream.pulled - self.stream.dropped() - done)
+        parts = [f"{done} done", f"{failed} failed", f"{in_flight} in flight", *self.stream.parts()]
+        retry_in = self.service_retry_in()
+        if retry_in is not None:
+            parts.append(f"service unavailable, retrying in {retry_in:.0f} s")
+        if self.stopping.is_set():
+            parts.append("stopping: finishing what is in flight")
         parts.append(f"elapsed {_fmt(elapsed)}")
         return ", ".join(parts)
 

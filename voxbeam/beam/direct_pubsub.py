@@ -1,0 +1,127 @@
+"""Local streaming runs (Beam's DirectRunner): pulling waits for room, and Ctrl-C drains the read.
+
+The DirectRunner reads Pub/Sub itself (``_PubSubReadEvaluator``): every bundle it pulls up to 10
+messages, waiting up to 30 s for them, acknowledges them at once, and never ends. So a local
+stream would pull a burst of 10,000 notifications into memory, and Ctrl-C could only cancel it,
+with its open windows unwritten. While a ``PullControl`` is active, its reads instead
+
+- pull only as many messages as the run has room for (``room()``: the records it may hold that
+  are not yet done), so a burst waits in the subscription, not in the process;
+- wait at most ``PULL_WAIT_S`` for messages, so a stop is seen within that time;
+- once ``stop`` is set, pull nothing more and report the read as finished (its watermark at the
+  end of time): the pipeline then drains as a bounded one does, firing every open window and
+  expiring the dedup state, and ends.
+
+A message is acknowledged when it is pulled, as the DirectRunner does: one pulled and not done at
+a stop becomes an ``INTERRUPTED`` dead letter (``_dofns``); a process killed outright loses what
+it had pulled. This is a local runner's limit: Dataflow acknowledges only what it has durably
+committed. The patch touches a private class of the DirectRunner, which only runs locally; if a
+Beam release changes it, ``install`` says so and local streams run unpatched (no flow control, and
+a stop cancels the pipeline instead of draining it).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+_LOG = logging.getLogger(__name__)
+PULL_WAIT_S = 2.0
+MAX_PULL = 100
+_IDLE_S = 0.2  # between looks while there is no room
+_active: PullControl | None = None
+_lock = threading.Lock()
+_installed: bool | None = None
+
+
+@dataclass
+class PullControl:
+    """How a local stream's reads behave: ``room()`` messages may be pulled now; ``stop`` ends the read."""
+
+    room: Callable[[], int]
+    stop: threading.Event
+    on_pulled: Callable[[int], None] = lambda n: None
+
+
+def activate(control: PullControl | None) -> bool:
+    """Make ``control`` govern this process's Pub/Sub reads (None: back to Beam's own); whether it can."""
+    global _active
+    with _lock:
+        _active = control
+    return control is None or install()
+
+
+def install() -> bool:
+    """Patch the DirectRunner's Pub/Sub read (once); False when this Beam has no such evaluator."""
+    global _installed
+    with _lock:
+        if _installed is not None:
+            return _installed
+        try:
+            from apache_beam.runners.direct import transform_evaluator as te
+
+            evaluator = te._PubSubReadEvaluator
+            original = evaluator.finish_bundle
+            te.TransformResult  # noqa: B018 - needed below; fail here if it moved
+        except (ImportError, AttributeError) as exc:
+            _LOG.warning("local streams run without flow control or drain: %s", exc)
+            _installed = False
+            return False
+
+        def finish_bundle(self: Any) -> Any:
+            control = _active
+            if control is None:
+                return original(self)
+            return _finish_bundle(self, control, te)
+
+        setattr(evaluator, "finish_bundle", finish_bundle)  # noqa: B010 - a method, patched
+        _installed = True
+        return True
+
+
+def _finish_bundle(evaluator: Any, control: PullControl, te: Any) -> Any:
+    from apache_beam import pvalue
+    from apache_beam.transforms.window import GlobalWindows
+    from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
+
+    transform = evaluator._applied_ptransform
+    if control.stop.is_set():  # finished: no unprocessed bundle, the watermark at the end of time
+        return te.TransformResult(evaluator, [], [], None, {None: MAX_TIMESTAMP})
+    room = min(MAX_PULL, control.room())
+    messages = _pull(evaluator, room) if room > 0 else []
+    if room <= 0:
+        time.sleep(_IDLE_S)
+    bundles = []
+    if messages:
+        control.on_pulled(len(messages))
+        bundle = evaluator._evaluation_context.create_bundle(list(evaluator._outputs)[0])
+        for timestamp, message in messages:
+            element = message if transform.transform._source.with_attributes else message.data
+            bundle.output(GlobalWindows.windowed_value(element, timestamp=timestamp))
+        bundles = [bundle]
+    inputs = transform.inputs[0] if transform.inputs else pvalue.PBegin(transform.transform.pipeline)
+    unprocessed = evaluator._evaluation_context.create_bundle(inputs)
+    return te.TransformResult(evaluator, bundles, [unprocessed], None, {None: Timestamp.of(time.time())})
+
+
+def _pull(evaluator: Any, n: int) -> list[tuple[Any, Any]]:
+    """Up to ``n`` messages (publish time, PubsubMessage), acknowledged; waits at most PULL_WAIT_S."""
+    from apache_beam.io.gcp.pubsub import PubsubMessage
+    from apache_beam.utils.timestamp import Timestamp
+    from google.api_core import exceptions
+
+    client = evaluator._get_subscriber_client(evaluator._applied_ptransform)
+    try:
+        response = client.pull(subscription=evaluator._sub_name, max_messages=n, timeout=PULL_WAIT_S)
+    except (exceptions.DeadlineExceeded, exceptions.RetryError):
+        return []
+    received = list(response.received_messages)
+    if received:
+        client.acknowledge(subscription=evaluator._sub_name, ack_ids=[r.ack_id for r in received])
+    return [
+        (Timestamp.from_utc_datetime(r.message.publish_time), PubsubMessage._from_message(r.message)) for r in received
+    ]
