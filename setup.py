@@ -34,6 +34,7 @@ POCKETSPHINX = ["pocketsphinx>=5.1.1,<6"]
 GCP = [
     "apache-beam[gcp]>=2.78.0,<3",
     "google-cloud-storage>=3.17.2,<4",
+    "google-cloud-pubsub>=2.44.0,<3",
     "google-cloud-secret-manager>=2.32.0,<3",
 ]
 # WER in bench/accuracy.py: jiwer, and OpenAI Whisper's English normaliser as packaged on PyPI.

@@ -169,9 +169,52 @@ _INPUT_HELP = {
 }
 
 
+_MESSAGES_HELP = {
+    "transcribe": "Cloud Storage notifications (OBJECT_FINALIZE; other events are ignored), gs:// URIs or JSON "
+    '{"uri": ...}',
+    "synthesize": "one JSON text record per message (id, text and overrides, as in JSON lines)",
+}
+STREAM_SOURCES = ("input_subscription", "input_topic")
+
+
+def _stream_flags(kind: str) -> tuple[Flag, ...]:
+    return (
+        Flag(
+            "input_subscription",
+            f"stream: read {_MESSAGES_HELP[kind]} from this Pub/Sub subscription (projects/P/subscriptions/S) "
+            "and run until stopped (Ctrl-C locally, drain on Dataflow), instead of --input",
+            default_help="none: a batch run over --input",
+            metavar="SUBSCRIPTION",
+        ),
+        Flag(
+            "input_topic",
+            "stream: as --input_subscription, through a subscription of the job's own on this topic "
+            "(projects/P/topics/T)",
+            default_help="none",
+            metavar="TOPIC",
+        ),
+        Flag(
+            "window_seconds",
+            "stream: outputs are written per fixed window of this many seconds (of publish time), under "
+            "<output>/stream/<kind>/date=.../hour=.../window=.../",
+            60.0,
+            number(minimum=1.0),
+            metavar="S",
+        ),
+        Flag(
+            "dedup_minutes",
+            "stream: a message repeating an object version (or a record's id and text) within this many minutes "
+            "of the first is dropped as a redelivery",
+            60.0,
+            number(minimum=0.0),
+            metavar="M",
+        ),
+    )
+
+
 def _job_flags(kind: str) -> tuple[Flag, ...]:
     return (
-        Flag("input", _INPUT_HELP[kind], default_help="required"),
+        Flag("input", _INPUT_HELP[kind], default_help="required, unless --input_subscription or --input_topic"),
         Flag("output", _OUTPUT_HELP[kind], default_help="required"),
         Flag(
             "max_dead_letter_fraction",
@@ -200,6 +243,13 @@ TRANSCRIBE_FLAGS = (
     ),
     Flag("timestamps", "word timings in the transcripts (captions need them)", "true", choices=BOOLEAN),
     Flag("captions", "caption files to write beside the transcripts: srt, vtt or srt,vtt", default_help="none"),
+    *_stream_flags("transcribe"),
+    Flag(
+        "input_pattern",
+        "stream: only objects whose names match this glob (* within a folder, ** across), e.g. calls/**/*.wav",
+        default_help="every object",
+        metavar="GLOB",
+    ),
 )
 
 SYNTHESIZE_FLAGS = (
@@ -217,6 +267,7 @@ SYNTHESIZE_FLAGS = (
     Flag("speed", "speaking rate multiplier", 1.0, number(minimum=0.0)),
     Flag("pitch", "pitch offset", 0.0, number()),
     Flag("volume", "volume multiplier", 1.0, number(minimum=0.0)),
+    *_stream_flags("synthesize"),
 )
 
 FLAGS: dict[str, tuple[Flag, ...]] = {
@@ -309,7 +360,20 @@ def parse(kind: str, argv: Sequence[str] | None = None, prog: str | None = None)
     except argparse.ArgumentError as exc:
         raise UsageError(exc.argument_name or "", exc.message) from None
     _check_rest(rest)
-    for required in ("input", "output"):
-        if not getattr(values, required):
-            raise UsageError(f"--{required}", "is required")
+    sources = [f"--{name}" for name in ("input", *STREAM_SOURCES) if getattr(values, name)]
+    if len(sources) > 1:
+        raise UsageError(sources[1], f"reads the input, as {sources[0]} does: give one of them")
+    if not sources:
+        raise UsageError("--input", "is required (or --input_subscription / --input_topic for a stream)")
+    if not values.output:
+        raise UsageError("--output", "is required")
+    if not is_stream(values):
+        for name in ("input_pattern",):
+            if getattr(values, name, None):
+                raise UsageError(f"--{name}", "applies to a stream: give --input_subscription or --input_topic")
     return JobArgs(kind, values, api_key, list(rest))
+
+
+def is_stream(values: argparse.Namespace) -> bool:
+    """Whether the job reads a Pub/Sub stream (else a batch over --input)."""
+    return any(getattr(values, name, None) for name in STREAM_SOURCES)

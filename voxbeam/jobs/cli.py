@@ -60,7 +60,11 @@ def _main(kind: str, argv: Sequence[str], prog: str | None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as exc:
-        # A run that had started on its records says how far it got (interrupt.Interrupted).
+        # A run that had started on its records says how far it got (interrupt.Interrupted); a stream
+        # stopped by Ctrl-C has written what it did, and reports it (stream.StreamStopped).
+        stopped = getattr(exc, "summary", None)
+        for line in stopped.lines() if stopped is not None else ():
+            print(line)
         how_far = getattr(exc, "line", None)
         print(how_far() if callable(how_far) else "interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -11,6 +11,7 @@ from typing import Any
 
 from voxbeam.beam import DEAD_LETTERS, storage
 from voxbeam.beam.schema import SOURCE_KEY_COLUMNS
+from voxbeam.beam.sink import stream_prefix
 from voxbeam.beam.transforms import CAPTIONS, TRANSCRIPTS
 from voxbeam.errors import UsageError, describe_os_error
 from voxbeam.jobs.summary import Summary
@@ -92,12 +93,15 @@ def read_parquet(data: bytes, columns: list[str] | None = None) -> Any:
 
 
 def earlier_rows(output: str, name: str, columns: Sequence[str]) -> set[tuple[Any, ...]]:
-    """The ``columns`` of every row that earlier runs under ``output`` wrote to ``<output>/<name>/``."""
+    """The ``columns`` of every row that earlier runs under ``output`` wrote: batch runs to
+    ``<output>/<name>/run=*/``, streams to every window under ``<output>/stream/<name>/``."""
     seen: set[tuple[Any, ...]] = set()
-    try:
-        files = storage.match(storage.join(output, name, "*", "*.parquet"))
-    except Exception:
-        return seen
+    files = []
+    for pattern in (storage.join(output, name, "*", "*.parquet"), storage.join(stream_prefix(output, name), "**")):
+        try:
+            files += [f for f in storage.match(pattern) if f.uri.endswith(".parquet")]
+        except Exception:
+            continue
     for f in files:
         with storage.open_read(f.uri) as fh:
             table = read_parquet(fh.read(), columns=list(columns))
@@ -110,24 +114,36 @@ def existing_sources(output: str) -> set[tuple[Any, ...]]:
     return earlier_rows(output, TRANSCRIPTS, SOURCE_KEY_COLUMNS)
 
 
-def summarize(summary: Summary, output: str, run_id: str, main: str) -> None:
-    """Count what this run wrote by reading its own partition back."""
+def run_files(output: str, name: str, run_id: str, *, stream: bool = False) -> list[storage.SourceFile]:
+    """The Parquet files of one output kind that run ``run_id`` wrote (a stream's in every window)."""
+    try:
+        if stream:
+            return storage.match(storage.join(stream_prefix(output, name), "**", f"part-{run_id}-*.parquet"))
+        return storage.match(storage.join(output, name, f"run={run_id}", "*.parquet"))
+    except FileNotFoundError:
+        return []
+
+
+def summarize(summary: Summary, output: str, run_id: str, main: str, *, stream: bool = False) -> None:
+    """Count what this run wrote by reading its own files back."""
     pairs: Counter[tuple[str, str]] = Counter()
     for name in (main, DEAD_LETTERS):
-        for f in storage.match(storage.join(output, name, f"run={run_id}", "*.parquet")):
+        files = run_files(output, name, run_id, stream=stream)
+        for f in files:
             with storage.open_read(f.uri) as fh:
                 table = read_parquet(fh.read())
             if name == main:
                 summary.written += table.num_rows
-                summary.outputs.append(f.uri)
             else:
                 codes = table.column("error_code").to_pylist()
                 summary.dead_letters.update(codes)
                 pairs.update(zip(codes, table.column("error_message").to_pylist(), strict=True))
-                if table.num_rows:
-                    summary.outputs.append(f.uri)
+            if table.num_rows and not stream:
+                summary.outputs.append(f.uri)
+        if stream and files:
+            summary.outputs.append(storage.join(stream_prefix(output, name), ""))
     for (code, message), _ in reversed(pairs.most_common()):  # the commonest message per code wins
         summary.messages[code] = message
-    if main == TRANSCRIPTS:
+    if main == TRANSCRIPTS and not stream:
         summary.captions_dir = storage.join(output, CAPTIONS, f"run={run_id}")
         summary.captions = len(storage.match(storage.join(summary.captions_dir, "*")))

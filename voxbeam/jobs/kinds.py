@@ -9,8 +9,10 @@ import apache_beam as beam
 
 from voxbeam.beam import DEAD_LETTERS, storage
 from voxbeam.beam.captions import CAPTION_FORMATS
+from voxbeam.beam.notifications import RECORDS, AudioNotifications, TextRecordMessages
 from voxbeam.beam.options import ServiceSettings, split_list
 from voxbeam.beam.rows import text_sha256
+from voxbeam.beam.sink import stream_prefix
 from voxbeam.beam.transforms import (
     AUDIO,
     MANIFEST,
@@ -24,7 +26,8 @@ from voxbeam.beam.transforms import (
 from voxbeam.client.connector import Kind
 from voxbeam.errors import UsageError
 from voxbeam.jobs.inputs import check_writable, earlier_rows, existing_sources, expand_input
-from voxbeam.jobs.records import read_text_records
+from voxbeam.jobs.records import TextRecords, read_text_records
+from voxbeam.jobs.replay import audio_records, dead_letter_files, text_records
 from voxbeam.jobs.summary import Summary
 from voxbeam.protocol import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SttInit, TtsInit
 
@@ -54,6 +57,31 @@ class Job:
         """The job's transforms and writers over ``records`` (and ``rejected``, into the dead letters)."""
         raise NotImplementedError
 
+    def build_stream(self, p: beam.Pipeline, service: ServiceSettings, run_id: str, progress_id: str | None) -> None:
+        """The job's transforms over a Pub/Sub stream (``--input_subscription`` / ``--input_topic``)."""
+        raise NotImplementedError
+
+    def stream_messages(self, p: beam.Pipeline) -> Any:
+        """The stream's messages (with their attributes), read from the subscription or topic given."""
+        v = self.values
+        try:
+            read = beam.io.ReadFromPubSub(
+                topic=v.input_topic or None, subscription=v.input_subscription or None, with_attributes=True
+            )
+        except ValueError as exc:  # Beam checks the names' shape
+            flag = "--input_topic" if v.input_topic else "--input_subscription"
+            raise UsageError(flag, f"{exc}; give projects/PROJECT/{flag[8:]}s/NAME") from None
+        return p | "ReadMessages" >> read
+
+    def stream_dead_letters(self, run_id: str, progress_id: str | None, *failed: Any) -> None:
+        v = self.values
+        (
+            failed
+            | "AllDeadLetters" >> beam.Flatten()
+            | "WriteDeadLetters"
+            >> WriteDeadLetters(v.output, run_id, window_s=v.window_seconds, progress_id=progress_id)
+        )
+
     def dead_letters(self, p: beam.Pipeline, failed: Any) -> Any:
         """The records that failed in the pipeline, with the inputs rejected before it."""
         if not self.rejected:
@@ -82,8 +110,13 @@ class Transcription(Job):
             )
 
     def read(self, summary: Summary) -> list[Any]:
-        sources = expand_input(self.values.input)
-        summary.inputs = len(sources)
+        replay = dead_letter_files(self.values.input)
+        if replay is not None:
+            uris, self.rejected = audio_records(replay)
+            sources = [_stat_or_missing(uri) for uri in uris]
+        else:
+            sources = expand_input(self.values.input)
+        summary.inputs = len(sources) + len(self.rejected)
         check_writable(self.values.output)
         if self.values.skip_existing == "true":
             done = existing_sources(self.values.output)
@@ -109,6 +142,19 @@ class Transcription(Job):
         result[TRANSCRIPTS] | "WriteTranscripts" >> WriteTranscripts(v.output, run_id, captions=self.captions)
         self.dead_letters(p, result[DEAD_LETTERS]) | "WriteDeadLetters" >> WriteDeadLetters(v.output, run_id)
 
+    def build_stream(self, p: beam.Pipeline, service: ServiceSettings, run_id: str, progress_id: str | None) -> None:
+        v = self.values
+        found = self.stream_messages(p) | "Notifications" >> AudioNotifications(
+            v.input_pattern, dedup_window_s=v.dedup_minutes * 60, progress_id=progress_id
+        )
+        result = found[RECORDS] | "Transcribe" >> Transcribe(
+            service, language=v.language, timestamps=v.timestamps == "true", progress_id=progress_id
+        )
+        result[TRANSCRIPTS] | "WriteTranscripts" >> WriteTranscripts(
+            v.output, run_id, captions=self.captions, window_s=v.window_seconds, progress_id=progress_id
+        )
+        self.stream_dead_letters(run_id, progress_id, found[DEAD_LETTERS], result[DEAD_LETTERS])
+
 
 class Synthesis(Job):
     """Text records in, audio objects and manifest rows out."""
@@ -123,7 +169,8 @@ class Synthesis(Job):
 
     def read(self, summary: Summary) -> list[Any]:
         v = self.values
-        found = read_text_records(v.input)
+        replay = dead_letter_files(v.input)
+        found = TextRecords(*text_records(replay)) if replay is not None else read_text_records(v.input)
         if not found.records and not found.rejected:
             raise UsageError("--input", f"{v.input} holds no records")
         summary.inputs = len(found.records) + len(found.rejected)
@@ -170,6 +217,28 @@ class Synthesis(Job):
         )
         result[MANIFEST] | "WriteManifest" >> WriteManifest(v.output, run_id)
         self.dead_letters(p, result[DEAD_LETTERS]) | "WriteDeadLetters" >> WriteDeadLetters(v.output, run_id)
+
+    def build_stream(self, p: beam.Pipeline, service: ServiceSettings, run_id: str, progress_id: str | None) -> None:
+        v = self.values
+        found = self.stream_messages(p) | "Records" >> TextRecordMessages(
+            dedup_window_s=v.dedup_minutes * 60, progress_id=progress_id
+        )
+        # Objects by id, as in batch; a record's newer text replaces its audio (the manifest tells which text).
+        result = found[RECORDS] | "Synthesize" >> Synthesize(
+            stream_prefix(v.output, AUDIO), service, **self.tts_defaults(), progress_id=progress_id, unique_ids=False
+        )
+        result[MANIFEST] | "WriteManifest" >> WriteManifest(
+            v.output, run_id, window_s=v.window_seconds, progress_id=progress_id
+        )
+        self.stream_dead_letters(run_id, progress_id, found[DEAD_LETTERS], result[DEAD_LETTERS])
+
+
+def _stat_or_missing(uri: str) -> storage.SourceFile:
+    """The object as it stands; a missing one still becomes a record, so that it ends as a dead letter."""
+    try:
+        return storage.stat(uri)
+    except (OSError, ValueError):
+        return storage.SourceFile(uri, -1, "")
 
 
 KINDS: dict[str, type[Job]] = {"transcribe": Transcription, "synthesize": Synthesis}

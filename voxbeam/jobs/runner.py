@@ -126,10 +126,14 @@ def execute(parsed: job_args.JobArgs, *, show_progress: bool = False) -> Summary
     options = beam_options(kind, parsed.beam_args)
     if storage.emulator_host():
         storage.configure_beam_for_emulator()
-    job = KINDS[kind](parsed.values)
     local = is_local(options)
     if not local and not _workers_get_voxbeam(options):
         print(STAGING_NOTE, file=sys.stderr)
+    if job_args.is_stream(parsed.values):
+        from voxbeam.jobs.stream import execute_stream
+
+        return execute_stream(parsed, options, local=local, show_progress=show_progress, make_pipeline=make_pipeline)
+    job = KINDS[kind](parsed.values)
     started = time.monotonic()
     summary = Summary(kind=kind, inputs=0, max_dead_letter_fraction=parsed.values.max_dead_letter_fraction)
     records = job.read(summary)

@@ -34,6 +34,7 @@ class Summary:
     wall_seconds: float = 0.0
     sessions: str = ""  # how the job sized its session pools, and why
     max_dead_letter_fraction: float = DEFAULT_MAX_DEAD_LETTER_FRACTION
+    notes: list[str] = field(default_factory=list)  # more lines for the report (a stream's figures)
 
     @property
     def failed(self) -> int:
@@ -82,5 +83,6 @@ class Summary:
             out.append(f"  captions: {self.captions} files under {self.captions_dir}")
         if self.sessions:
             out.append(f"  sessions: {self.sessions}")
+        out.extend(self.notes)
         out.append(f"wall time: {self.wall_seconds:.1f} s")
         return out
