@@ -57,6 +57,7 @@ TEST = (
         "kubernetes-validate>=1.37.0,<2",  # deploy/k8s manifests against the Kubernetes JSON schemas
         "mypy>=2.4.1,<3",
         "ruff>=0.17.6,<0.18",  # lint rules change between 0.x releases
+        "import-linter>=2.17,<3",  # the layer contracts in .importlinter
     ]
 )
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from voxbeam import jobs
+from voxbeam.flags import FLAGS, STREAM_SOURCES, Flag
 from voxbeam.jobs import args as job_args
-from voxbeam.jobs.args import FLAGS, STREAM_SOURCES, Flag
 from voxbeam.jobs.runner import beam_options
 
 ROOT = Path(__file__).resolve().parents[1]

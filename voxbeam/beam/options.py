@@ -12,7 +12,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from voxbeam.client.config import ClientConfig
 from voxbeam.errors import InputError
-from voxbeam.jobs.args import SERVICE_FLAGS, SYNTHESIZE_FLAGS, TRANSCRIBE_FLAGS
+from voxbeam.flags import SERVICE_FLAGS, SYNTHESIZE_FLAGS, TRANSCRIBE_FLAGS
 from voxbeam.protocol import API_KEY_ENV
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from voxbeam.flags import DEFAULT_MAX_DEAD_LETTER_FRACTION
+
 # Exit statuses; README.md "Exit codes" documents them for schedulers.
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1  # the job itself broke (an uncaught error: its traceback says where)
@@ -13,7 +15,6 @@ EXIT_TOO_MANY_DEAD_LETTERS = 3  # more records failed than --max_dead_letter_fra
 EXIT_ALL_FAILED = 4  # every record failed: most likely one cause, named in the summary
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 
-DEFAULT_MAX_DEAD_LETTER_FRACTION = 0.05
 _MESSAGE_CHARS = 400
 
 
