@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 from apache_beam.io.gcp.pubsub import PubsubMessage
 
 from tests.pubsub import notification
+from voxbeam.beam.direct_pubsub import PullControl
 from voxbeam.beam.notifications import Notice, name_matcher, object_name, parse_audio, parse_text_record, raw
 from voxbeam.beam.sink import partition
 from voxbeam.errors import InputError
@@ -86,3 +89,14 @@ def test_the_pattern_matches_object_names_as_beam_globs_do():
 def test_partitions_are_hive_style_by_window_start():
     assert partition(1_765_030_999.5, 60) == "date=2025-12-06/hour=14/window=142300"
     assert partition(59.9, 30) == "date=1970-01-01/hour=00/window=000030"
+
+
+def test_a_local_read_holds_its_watermark_while_a_backlog_waits():
+    control = PullControl(room=lambda: 4, stop=threading.Event())
+    before = time.time()
+    assert control.advance([100.0, 90.0, 95.0, 99.0], asked=4) == 100.0  # a full pull: more may wait
+    assert control.advance([], asked=0) == 100.0  # no room: held
+    assert control.advance([120.0, 110.0, 130.0, 125.0], asked=4) == 130.0
+    assert control.advance([80.0], asked=4) >= before  # drained: the present (never back to 80)
+    now = control.watermark
+    assert control.advance([140.0, 141.0], asked=2) == now  # never goes back

@@ -8,6 +8,10 @@ with its open windows unwritten. While a ``PullControl`` is active, its reads in
 - pull only as many messages as the run has room for (``room()``: the records it may hold that
   are not yet done), so a burst waits in the subscription, not in the process;
 - wait at most ``PULL_WAIT_S`` for messages, so a stop is seen within that time;
+- hold the read's watermark at the newest publish time pulled while a backlog waits (a full pull, or
+  no room to pull), and move it to the present once a pull finds the subscription drained: rows from
+  a backlog then land in their windows on time instead of each being late (the DirectRunner's own
+  read puts the watermark at the present, so a backlog of an hour would be an hour late);
 - once ``stop`` is set, pull nothing more and report the read as finished (its watermark at the
   end of time): the pipeline then drains as a bounded one does, firing every open window and
   expiring the dedup state, and ends.
@@ -45,6 +49,18 @@ class PullControl:
     room: Callable[[], int]
     stop: threading.Event
     on_pulled: Callable[[int], None] = lambda n: None
+    watermark: float = 0.0  # seconds since the epoch; never goes back
+
+    def advance(self, pulled: list[float], asked: int) -> float:
+        """The read's watermark after a pull of ``asked`` that got messages published at ``pulled``."""
+        if asked > 0 and len(pulled) < asked:  # the subscription had no more: nothing older waits
+            candidate = time.time()
+        elif pulled:  # a full pull: more may wait, published after these
+            candidate = max(pulled)
+        else:  # no room to pull: what waits is held back
+            candidate = self.watermark or time.time()
+        self.watermark = max(self.watermark, candidate)
+        return self.watermark
 
 
 def activate(control: PullControl | None) -> bool:
@@ -95,6 +111,7 @@ def _finish_bundle(evaluator: Any, control: PullControl, te: Any) -> Any:
     messages = _pull(evaluator, room) if room > 0 else []
     if room <= 0:
         time.sleep(_IDLE_S)
+    watermark = control.advance([float(t) for t, _ in messages], room if room > 0 else 0)
     bundles = []
     if messages:
         control.on_pulled(len(messages))
@@ -105,7 +122,7 @@ def _finish_bundle(evaluator: Any, control: PullControl, te: Any) -> Any:
         bundles = [bundle]
     inputs = transform.inputs[0] if transform.inputs else pvalue.PBegin(transform.transform.pipeline)
     unprocessed = evaluator._evaluation_context.create_bundle(inputs)
-    return te.TransformResult(evaluator, bundles, [unprocessed], None, {None: Timestamp.of(time.time())})
+    return te.TransformResult(evaluator, bundles, [unprocessed], None, {None: Timestamp.of(watermark)})
 
 
 def _pull(evaluator: Any, n: int) -> list[tuple[Any, Any]]:
