@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return int(serve_main(rest) or 0)
     if command == "plan":
-        from voxbeam.client.sizing import plan_main
+        from voxbeam.jobs.plan import plan_main
 
         return plan_main(rest)
     if command in ("transcribe", "synthesize"):

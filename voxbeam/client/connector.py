@@ -1,19 +1,21 @@
 """Opening WebSocket connections to the service: URL, auth, TLS, limits, and errors mapped to ours.
 
-Everything that connects (the pool's sessions, the jobs' pre-flight check) goes through one
-``Connector``, and every exception ``websockets`` or the socket layer raises while connecting
-becomes a VoxBeam error in one place, ``connect_error`` (a close from the service later, in
-``close_error``). Messages never show the API key nor a password given in the URL
-(``ws://user:password@host``).
+Everything that connects (the pool's sessions, the jobs' pre-flight check, sizing's reads of
+``/healthz``) goes through one ``Connector``, and every exception ``websockets`` or the socket
+layer raises while connecting becomes a VoxBeam error in one place, ``connect_error`` (a close
+from the service later, in ``close_error``). Messages never show the API key nor a password given
+in the URL (``ws://user:password@host``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import ssl
-from typing import Literal
+import urllib.request
+from typing import Any, Literal
 from urllib.parse import unquote, urlencode, urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -109,6 +111,24 @@ class Connector:
                 )
         except Exception as exc:
             raise connect_error(exc, self.display_url(endpoint, kind), kind, self.redact, timeout) from None
+
+    async def get_json(self, endpoint: str, path: str, timeout: float) -> Any:
+        """``GET path`` on the service's HTTP side (``/healthz``) with this client's TLS and key, parsed.
+
+        Raises OSError (unreachable, an HTTP error, TLS) or ValueError (not JSON).
+        """
+        base = endpoint.rstrip("/").replace("wss://", "https://", 1).replace("ws://", "http://", 1)
+        headers = {"User-Agent": f"voxbeam/{voxbeam.__version__}"}
+        if self._api_key:  # over HTTP the key goes as a header whatever ``auth`` says: never in a URL
+            headers["X-Api-Key"] = self._api_key
+        request = urllib.request.Request(base + path, headers=headers)
+        context = self._ssl if base.startswith("https://") else None
+
+        def fetch() -> Any:
+            with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:
+                return json.load(resp)
+
+        return await asyncio.to_thread(fetch)
 
 
 def connect_error(exc: BaseException, where: str, kind: Kind, redact: Redactor, timeout: float) -> VoxBeamError:

@@ -27,26 +27,22 @@ per second, or characters per second) and ``R`` replicas of capacity ``c`` each:
     throughput T = S * r                      (capped at R * replica_rate when that is given)
     wall         = max(work / T, longest input / r)
 
-``voxbeam plan`` prints these; ``python -m bench fleet`` measures how close a simulated fleet
+``voxbeam plan`` (``voxbeam.jobs.plan``) prints these; ``python -m bench fleet`` measures how close a simulated fleet
 comes to them.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import math
-import os
-import ssl
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 from voxbeam import protocol
+from voxbeam.client.config import ClientConfig
+from voxbeam.client.connector import Connector
 
 DEFAULT_UTILISATION = 0.8
 DEFAULT_SESSIONS_PER_WORKER = 8  # when the service advertises no capacity
@@ -72,38 +68,26 @@ class EndpointCapacity:
     source: str = "none"  # "healthz", "ready" or "none"
 
 
-def _http_base(endpoint: str) -> str:
-    base = endpoint.rstrip("/")
-    for suffix in (protocol.STT_PATH, protocol.TTS_PATH):
-        base = base.removesuffix(suffix)
-    return base.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
+def _connector(endpoints: Sequence[str], api_key: str | None, auth: str, ca_bundle: str | None) -> Connector:
+    config = ClientConfig(
+        endpoints=tuple(endpoints), auth="query" if auth == "query" else "header", ca_bundle=ca_bundle
+    )
+    return Connector(config, api_key)
 
 
-def _healthz(endpoint: str, timeout: float, ca_bundle: str | None, api_key: str | None) -> dict[str, Any] | None:
-    url = _http_base(endpoint) + "/healthz"
-    context = ssl.create_default_context(cafile=ca_bundle) if url.startswith("https://") else None
+async def _healthz(connector: Connector, endpoint: str, timeout: float) -> dict[str, Any] | None:
     # With the key, a voxbeam server says which replica answered (without it, only status and capacity).
-    request = urllib.request.Request(url, headers={"X-Api-Key": api_key} if api_key else {})
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:
-            doc = json.load(resp)
-    except (OSError, ValueError, urllib.error.URLError):
+        doc = await connector.get_json(endpoint, "/healthz", timeout)
+    except (OSError, ValueError):  # no /healthz, not JSON, not reachable: nothing advertised
         return None
     return doc if isinstance(doc, dict) else None
 
 
-def healthz_capacity(
-    endpoint: str,
-    *,
-    api_key: str | None = None,
-    samples: int = HEALTH_SAMPLES,
-    timeout: float = 5.0,
-    ca_bundle: str | None = None,
-) -> EndpointCapacity:
-    """Capacity from ``/healthz``: each distinct replica (by its ``replica`` id) counted once."""
+async def _healthz_capacity(connector: Connector, endpoint: str, samples: int, timeout: float) -> EndpointCapacity:
     seen: dict[str, int] = {}
     for i in range(max(1, samples)):
-        doc = _healthz(endpoint, timeout, ca_bundle, api_key)
+        doc = await _healthz(connector, endpoint, timeout)
         cap = doc.get("capacity") if doc else None
         if not isinstance(cap, int) or isinstance(cap, bool) or cap < 0:
             if i == 0:
@@ -119,29 +103,29 @@ def healthz_capacity(
     return EndpointCapacity(endpoint, sum(seen.values()), len(seen), "healthz")
 
 
-async def ready_capacity(
+def healthz_capacity(
     endpoint: str,
-    api_key: str | None,
     *,
-    auth: str = "header",
-    timeout: float = 10.0,
+    api_key: str | None = None,
+    samples: int = HEALTH_SAMPLES,
+    timeout: float = 5.0,
     ca_bundle: str | None = None,
 ) -> EndpointCapacity:
-    """Capacity from a ``capacity`` field of an STT ``ready`` message, for a service without ``/healthz``."""
-    from websockets.asyncio.client import connect
+    """Capacity from ``/healthz``: each distinct replica (by its ``replica`` id) counted once."""
+    connector = _connector([endpoint], api_key, "header", ca_bundle)
+    return asyncio.run(_healthz_capacity(connector, endpoint, samples, timeout))
 
-    url = endpoint.rstrip("/") + protocol.STT_PATH
-    headers = {}
-    if api_key and auth == "query":
-        url += "?token=" + quote(api_key, safe="")
-    elif api_key:
-        headers["X-Api-Key"] = api_key
-    ctx = ssl.create_default_context(cafile=ca_bundle) if url.startswith("wss://") else None
+
+async def _ready_capacity(connector: Connector, endpoint: str, timeout: float) -> EndpointCapacity:
+    """Capacity from a ``capacity`` field of an STT ``ready`` message, for a service without ``/healthz``."""
     try:
         async with asyncio.timeout(timeout):
-            async with connect(url, additional_headers=headers, ssl=ctx, open_timeout=timeout) as ws:
+            ws = await connector.connect(endpoint, "stt")
+            try:
                 await ws.send(protocol.serialize(protocol.SttInit()))
                 frame = await ws.recv()
+            finally:
+                await ws.close()
         # capacity is no field of the spec's ready message: read it beside the parsed message.
         ready = isinstance(protocol.parse_server_message(frame), protocol.SttReady)
         reply = json.loads(frame) if ready else {}
@@ -162,14 +146,18 @@ def advertised_capacity(
     samples: int = HEALTH_SAMPLES,
     timeout: float = 5.0,
 ) -> list[EndpointCapacity]:
-    """What each endpoint advertises: ``/healthz`` first, the ``ready`` message otherwise."""
-    out = []
-    for endpoint in endpoints:
-        found = healthz_capacity(endpoint, api_key=api_key, samples=samples, timeout=timeout, ca_bundle=ca_bundle)
-        if found.capacity is None:
-            found = asyncio.run(ready_capacity(endpoint, api_key, auth=auth, timeout=timeout, ca_bundle=ca_bundle))
-        out.append(found)
-    return out
+    """What each endpoint advertises: ``/healthz`` first, the ``ready`` message otherwise (both through the
+    client's one ``Connector``: its TLS and its key)."""
+    connector = _connector(endpoints, api_key, auth, ca_bundle)
+
+    async def ask(endpoint: str) -> EndpointCapacity:
+        found = await _healthz_capacity(connector, endpoint, samples, timeout)
+        return found if found.capacity is not None else await _ready_capacity(connector, endpoint, timeout)
+
+    async def ask_all() -> list[EndpointCapacity]:
+        return [await ask(endpoint) for endpoint in endpoints]
+
+    return asyncio.run(ask_all())
 
 
 @dataclass(frozen=True)
@@ -215,7 +203,7 @@ def size(
 
 
 # ---------------------------------------------------------------------------
-# voxbeam plan
+# The expected wall time (the ``voxbeam plan`` command is voxbeam.jobs.plan)
 
 
 @dataclass(frozen=True)
@@ -272,136 +260,3 @@ def plan(
     if replica_rate is None:
         warnings.append("no --replica_rate: assumes every session keeps its measured speed when replicas are full")
     return Plan(procs, spw, sessions, fleet, sessions / fleet, throughput, wall, limited_by, tuple(warnings))
-
-
-def _fmt_duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    m = seconds / 60
-    if m < 90:
-        return f"{m:.0f} min"
-    return f"{m / 60:.1f} h"
-
-
-def _positive(kind: type[Any]) -> Any:
-    def parse(text: str) -> Any:
-        value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
-
-    return parse
-
-
-def plan_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="voxbeam plan",
-        description="Expected wall time of a job on a fleet, and the sessions per worker to use. "
-        "Transcription: --hours (of audio) or --files with --minutes_per_file; synthesis: --characters.",
-    )
-    add = p.add_argument
-    add("--files", type=_positive(int), help="input files (or text records)")
-    add("--hours", type=_positive(float), help="total hours of audio (transcription)")
-    add("--minutes_per_file", type=_positive(float), help="mean file length in minutes (with --files)")
-    add("--characters", type=_positive(int), help="total characters of text (synthesis)")
-    add("--workers", type=_positive(int), required=True, help="Beam workers at the peak (Dataflow: max_num_workers)")
-    add(
-        "--processes_per_worker",
-        type=_positive(int),
-        default=1,
-        help="SDK processes per worker (Dataflow: one per vCPU; default 1)",
-    )
-    add("--replicas", type=_positive(int), help="server replicas (with --capacity)")
-    add("--capacity", type=_positive(int), help="sessions per replica (the server's --max_sessions)")
-    add("--endpoint", help="read replicas and capacity from these endpoints' /healthz instead (comma-separated)")
-    add(
-        "--per_session_rate",
-        type=_positive(float),
-        required=True,
-        help="measured throughput of one session: audio seconds per second (transcription) or characters "
-        "per second (synthesis); e.g. rate(voxbeam_audio_seconds_total) / voxbeam_sessions_open on a busy replica",
-    )
-    add(
-        "--replica_rate",
-        type=_positive(float),
-        help="measured throughput one replica sustains when full (same unit); caps the fleet's",
-    )
-    add("--utilisation", type=float, default=DEFAULT_UTILISATION, help="share of the fleet to plan for (0.8)")
-    add("--sessions_per_worker", type=_positive(int), help="use this instead of the formula")
-    add("--json", action="store_true", help="print the plan as JSON")
-    return p
-
-
-def plan_main(argv: Sequence[str] | None = None) -> int:
-    """``voxbeam plan``: prints the plan; exit status 2 on a usage error."""
-    parser = plan_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 2
-
-    def usage(message: str) -> int:
-        parser.print_usage()
-        print(f"voxbeam plan: error: {message}")
-        return 2
-
-    if not 0 < args.utilisation <= 1:
-        return usage("--utilisation must be in (0, 1]")
-    if args.characters:
-        work, unit, inputs = float(args.characters), "characters", args.files or 1
-        longest = work / inputs
-    elif args.hours:
-        work, unit, inputs = args.hours * 3600, "audio seconds", args.files or max(1, round(args.hours * 60))
-        longest = args.minutes_per_file * 60 if args.minutes_per_file else work / inputs
-    elif args.files and args.minutes_per_file:
-        work, unit, inputs = args.files * args.minutes_per_file * 60, "audio seconds", args.files
-        longest = args.minutes_per_file * 60
-    else:
-        return usage("give --hours, --files with --minutes_per_file, or --characters")
-    replicas, capacity = args.replicas, args.capacity
-    if args.endpoint:
-        endpoints = [e.strip() for e in args.endpoint.split(",") if e.strip()]
-        found = advertised_capacity(endpoints, os.environ.get(protocol.API_KEY_ENV) or None)
-        known = [c for c in found if c.capacity]
-        if not known:
-            return usage(f"{args.endpoint} advertises no capacity; give --replicas and --capacity")
-        replicas = sum(max(1, c.replicas) for c in known)
-        capacity = max(1, sum(c.capacity or 0 for c in known) // replicas)
-    if not replicas or not capacity:
-        return usage("give --replicas and --capacity, or --endpoint")
-    result = plan(
-        work=work,
-        inputs=inputs,
-        longest_input=longest,
-        workers=args.workers,
-        processes_per_worker=args.processes_per_worker,
-        replicas=replicas,
-        capacity=capacity,
-        per_session_rate=args.per_session_rate,
-        replica_rate=args.replica_rate,
-        utilisation=args.utilisation,
-        explicit_sessions_per_worker=args.sessions_per_worker,
-    )
-    if args.json:
-        print(json.dumps({"unit": unit, "work": work, "inputs": inputs, **asdict(result)}, indent=2))
-        return 0
-    speed = f"{result.throughput:.1f}x real time" if unit == "audio seconds" else f"{result.throughput:.0f} chars/s"
-    print(f"work: {work:,.0f} {unit} in {inputs:,} inputs")
-    print(
-        f"fleet: {replicas} replicas x {capacity} sessions = {result.fleet_capacity} sessions; "
-        f"{result.worker_processes} worker processes ({args.workers} workers x {args.processes_per_worker})"
-    )
-    print(
-        f"sessions per worker: {result.sessions_per_worker}"
-        + ("" if args.sessions_per_worker else f"  (max(1, floor({result.fleet_capacity} x {args.utilisation:g} / "
-           f"{result.worker_processes})))")
-    )  # fmt: skip
-    print(
-        f"concurrent sessions: {result.sessions} ({result.fleet_utilisation:.0%} of the fleet; "
-        f"limited by {result.limited_by})"
-    )
-    print(f"throughput: {speed}")
-    print(f"expected wall time: {_fmt_duration(result.wall_seconds)}")
-    for w in result.warnings:
-        print(f"note: {w}")
-    return 0
