@@ -1,4 +1,5 @@
-"""The WebSocket front: routing, /healthz, auth, admission, counters, graceful shutdown."""
+"""The WebSocket front: routing, /healthz, auth, admission, counters, graceful shutdown (what it serves
+with is built by ``context.build_context``)."""
 
 from __future__ import annotations
 
@@ -23,17 +24,12 @@ from websockets.http11 import Request, Response
 from voxbeam import protocol as p
 from voxbeam.protocol import ErrorCode
 from voxbeam.server.config import ServerConfig
-from voxbeam.server.context import ServerContext
-from voxbeam.server.engines import stt_engine
-from voxbeam.server.engines.base import SttSettings
+from voxbeam.server.context import build_context
 from voxbeam.server.errors import ConfigError
-from voxbeam.server.metrics import METRICS_PATH, ServerMetrics, replica_id
+from voxbeam.server.metrics import METRICS_PATH, replica_id
 from voxbeam.server.session import Session
 from voxbeam.server.stt import SttSession
 from voxbeam.server.tts import TtsSession
-from voxbeam.server.voices import load_catalog
-from voxbeam.server.worker import WorkerSpec
-from voxbeam.server.worker.parent import WorkerPool
 
 log = logging.getLogger("voxbeam.server")
 
@@ -44,48 +40,6 @@ HEALTH_PATH = "/healthz"
 # Frames up to this size reach us, so we can answer MESSAGE_TOO_LARGE before closing with 1009;
 # websockets itself cuts anything bigger (1009 without a message).
 _HARD_CAP_FACTOR = 2
-
-
-def build_context(config: ServerConfig) -> ServerContext:
-    """Resolve the STT model and the voice catalog, and set up (not start) the workers.
-
-    Raises ``ConfigError``/``ModelError`` (one line for the operator) when the server cannot run.
-    """
-    model = stt_engine(config.stt_engine).resolve(config.stt_model)
-    voices, problems = load_catalog(config.voices_dir)
-    for problem in problems:
-        log.error("voice catalog: %s", problem)
-    threads = config.threads
-    spec = WorkerSpec(
-        stt=SttSettings(
-            model,
-            threads=threads,
-            max_utterance_s=config.max_utterance_s,
-            decoders=config.decoders_per_worker,
-        ),
-        tts_threads=threads,
-        preload_voices=(voices.default,),
-    )
-    metrics = ServerMetrics(config.max_sessions)
-    pool = WorkerPool(
-        config.workers,
-        spec,
-        log_level=logging.getLevelName(config.log_level.upper()),
-        observe=metrics.engine_call,
-        memory_ceiling=config.worker_ceiling,
-        on_memory=metrics.worker_memory,
-        on_replaced=metrics.worker_replaced,
-    )
-    log.info(
-        "STT %s (%s), %d voices (default %s), %d workers x %d threads",
-        model.label,
-        "detects language" if model.detects_language else ", ".join(model.languages),
-        len(voices.voices),
-        voices.default.id,
-        config.workers,
-        threads,
-    )
-    return ServerContext(config, pool, model, voices, metrics)
 
 
 class SpeechServer:

@@ -1,4 +1,5 @@
-"""What sessions need from the server, without knowing the server: config, counters, workers, models.
+"""What sessions need from the server, without knowing the server: config, counters, workers, models
+(``build_context`` resolves the model and voices and sets up the workers).
 
 ``app.SpeechServer`` builds one ``ServerContext`` and hands it to every session, so the session
 modules never import the app (no import circle) and tests can see what a session sees.
@@ -12,9 +13,10 @@ from dataclasses import dataclass, field
 
 from voxbeam.server.config import ServerConfig
 from voxbeam.server.engines import stt_engine
-from voxbeam.server.engines.base import SttModel
+from voxbeam.server.engines.base import SttModel, SttSettings
 from voxbeam.server.metrics import ServerMetrics
-from voxbeam.server.voices import VoiceCatalog
+from voxbeam.server.voices import VoiceCatalog, load_catalog
+from voxbeam.server.worker import WorkerSpec
 from voxbeam.server.worker.parent import WorkerPool
 
 log = logging.getLogger("voxbeam.server")
@@ -150,3 +152,45 @@ class ServerContext:
         """An error message sent to a client (or a session ended with one): /healthz and /metrics."""
         self.stats.count_error(code)
         self.metrics.error(code)
+
+
+def build_context(config: ServerConfig) -> ServerContext:
+    """Resolve the STT model and the voice catalog, and set up (not start) the workers.
+
+    Raises ``ConfigError``/``ModelError`` (one line for the operator) when the server cannot run.
+    """
+    model = stt_engine(config.stt_engine).resolve(config.stt_model)
+    voices, problems = load_catalog(config.voices_dir)
+    for problem in problems:
+        log.error("voice catalog: %s", problem)
+    threads = config.threads
+    spec = WorkerSpec(
+        stt=SttSettings(
+            model,
+            threads=threads,
+            max_utterance_s=config.max_utterance_s,
+            decoders=config.decoders_per_worker,
+        ),
+        tts_threads=threads,
+        preload_voices=(voices.default,),
+    )
+    metrics = ServerMetrics(config.max_sessions)
+    pool = WorkerPool(
+        config.workers,
+        spec,
+        log_level=logging.getLevelName(config.log_level.upper()),
+        observe=metrics.engine_call,
+        memory_ceiling=config.worker_ceiling,
+        on_memory=metrics.worker_memory,
+        on_replaced=metrics.worker_replaced,
+    )
+    log.info(
+        "STT %s (%s), %d voices (default %s), %d workers x %d threads",
+        model.label,
+        "detects language" if model.detects_language else ", ".join(model.languages),
+        len(voices.voices),
+        voices.default.id,
+        config.workers,
+        threads,
+    )
+    return ServerContext(config, pool, model, voices, metrics)
