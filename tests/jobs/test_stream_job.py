@@ -115,6 +115,8 @@ def test_each_object_once_whatever_is_published_and_ctrl_c_ends_it(
     assert "redeliveries dropped: 1" in stdout and "ignored (OBJECT_DELETE): 1" in stdout, stdout
     assert "stopped: every record pulled was done and written" in stderr, stderr[-2000:]
     assert re.search(r"\d+ done, \d+ failed, \d+ in flight", stderr), stderr[-2000:]  # the status line
+    wall = re.search(r"wall time: ([\d.]+) s", stdout)
+    assert wall and float(wall.group(1)) > WINDOW_S, stdout  # the stream ran for windows, not no time
 
 
 @pytest.mark.timeout(420)

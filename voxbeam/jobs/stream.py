@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import threading
+import time
 from typing import Any
 
 import apache_beam as beam
@@ -59,6 +60,7 @@ def execute_stream(
     from voxbeam.jobs.runner import new_run_id
 
     run_id = new_run_id()
+    started = time.monotonic()
     if not local:
         with service_for(values, parsed.api_key, False, job.session(), options, summary) as service:
             p = make_pipeline(options)
@@ -86,6 +88,7 @@ def execute_stream(
     summary.inputs = stats.pulled
     summarize(summary, values.output, run_id, job.main_output, stream=True)
     summary.notes.extend(_stream_notes(stats))
+    summary.wall_seconds = time.monotonic() - started
     raise StreamStopped(summary)
 
 
