@@ -6,7 +6,9 @@ time in one session: 800 unpunctuated English words (Piper), then 5,000 CJK char
 each process's peak and after-session memory against its idle. Then the soak: for ``DURATION``
 seconds at once
 - bulk transcription (4 sessions uploading dense speech as fast as the server takes it),
-- 2 live streams (100 ms chunks at real time),
+- 2 live streams (100 ms chunks at real time), or as many as the replica's /healthz says it can keep
+  in real time when that is fewer (admission by load refuses the rest with SERVER_BUSY: a client
+  sized by /healthz does not ask for them),
 - synthesis jobs (``voxbeam synthesize``, one after another) whose records include the
   adversarial shapes: long unpunctuated text, CJK (to a Chinese and to the English voice),
   emoji, number tables, text that is only punctuation, and an empty line;
@@ -29,11 +31,13 @@ import psutil
 from bench import corpus
 from bench._common import Result, log
 from bench._context import Context, run_job
+from voxbeam.errors import ServerBusyError
 
 NAME = "soak"
 LIMIT_MIB = 2048  # deploy/k8s/deployment.yaml: resources.limits.memory
 K8S_ARGS = ["--max_sessions", "32", "--memory_limit_mb", str(LIMIT_MIB)]
 DURATION = {True: 150.0, False: 900.0}  # quick, full
+LIVE_STREAMS = 2
 FLAT_WINDOW_S = 600.0
 MIB = 1 << 20
 PROSE = re.sub(r"[^\w\s']", "", " ".join(corpus.SENTENCES)).lower().split()
@@ -132,7 +136,7 @@ def run(ctx: Context) -> Result:
     server = LocalServer(workers=2, extra_args=K8S_ARGS, log_path=str(ctx.results_dir / "soak-server.log"))
     server.start()
     lost: list[str] = []
-    counts = {"transcriptions": 0, "live": 0, "synthesis_runs": 0, "records": 0}
+    counts = {"transcriptions": 0, "live": 0, "live_refused": 0, "live_streams": 0, "synthesis_runs": 0, "records": 0}
     try:
         config = ClientConfig(endpoints=(server.url,), api_key=server.api_key, pool_size=4)
         deadline = time.monotonic() + 120  # the workers measure their speed at start: idle is after that
@@ -168,11 +172,16 @@ def run(ctx: Context) -> Result:
                     try:
                         client.transcribe(live_pcm[: 20 * 32000])
                         counts["live"] += 1
+                    except ServerBusyError as exc:  # refused by admission, with a clear error: not lost
+                        counts["live_refused"] += 1
+                        log(f"soak: live session refused: {exc}")
                     except Exception as exc:
                         lost.append(f"live: {exc}")
 
+        lives = max(1, min(LIVE_STREAMS, server.health()["live_capacity"] or LIVE_STREAMS))
+        counts["live_streams"] = lives
         threads = [threading.Thread(target=bulk, daemon=True)] + [
-            threading.Thread(target=live, daemon=True) for _ in range(2)
+            threading.Thread(target=live, daemon=True) for _ in range(lives)
         ]
         started = time.monotonic()
         with Sampler(server.pid) as sampler:
@@ -222,6 +231,7 @@ def _figures(res: Result, sampler: Sampler, health: dict[str, Any], lost: list[s
     )
     res.series["replica_mib"] = [[round(t, 1), round(v, 1)] for t, v in sampler.timeline]
     res.notes.append(
-        f"{counts['transcriptions']} bulk files, {counts['live']} live streams, {counts['synthesis_runs']} synthesis "
-        f"runs ({counts['records']} records) during the soak."
+        f"{counts['transcriptions']} bulk files, {counts['live']} live streams ({counts['live_streams']} at a time, "
+        f"{counts['live_refused']} refused by admission), {counts['synthesis_runs']} synthesis runs "
+        f"({counts['records']} records) during the soak."
     )
