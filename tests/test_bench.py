@@ -147,6 +147,7 @@ def test_fleet_stub_replica_speaks_the_protocol_and_refuses_past_capacity() -> N
         (1.0, 1.0, ">=", True),
         (0.99, 1.0, ">=", False),
         (0.8, 1.0, "<=", True),
+        (1.0, 1.0, "<=", True),  # a floor met exactly is met
         (1.01, 1.0, "<=", False),
         (0.5, None, ">=", None),
         (math.nan, 1.0, ">=", None),
