@@ -131,8 +131,17 @@ def test_what_a_stop_leaves_undone_is_replayed_and_nothing_is_lost(
 ):
     topic, subscription, publisher = topic_and_subscription(f"replay-{uuid.uuid4().hex[:8]}")
     names = [f"call{i:02d}.wav" for i in range(12)]
-    for i, name in enumerate(names):
-        data, attributes = notification(bucket, name, upload(gcs_emulator, bucket, name, talk[i % len(talk)]))
+    messages = [
+        notification(bucket, name, upload(gcs_emulator, bucket, name, talk[i % len(talk)]))
+        for i, name in enumerate(names)
+    ]
+    # Four in one window, the rest in a later one. The first window is written once the stream has pulled
+    # past it (the read's watermark follows the publish times it pulls), so the later window's records are
+    # held or in flight when the first rows appear, and the stop below finds work undone. With all twelve in
+    # one window, its rows would wait for the whole backlog, and nothing would be left in flight.
+    for i, (data, attributes) in enumerate(messages):
+        if i == 4:
+            time.sleep(WINDOW_S + 0.5)
         publisher.publish(topic, data, **attributes).result()
     out = str(tmp_path / "out")
     # One session: the stream holds 4 records at a time and pulls no more.
