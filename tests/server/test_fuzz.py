@@ -15,6 +15,7 @@ import string
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from websockets.asyncio.client import ClientConnection
 
 from tests.server import helpers as h
 from voxbeam import protocol as p
@@ -123,15 +124,35 @@ def _is_ping(frame: str | bytes) -> bool:
         return False
 
 
-async def fuzz_connection(server, service: str, seed: int, count: int) -> list[dict]:
-    rng = random.Random(seed)
-    frames = [random_frame(rng, service) for _ in range(count)]
-    pings = sum(1 for f in frames if _is_ping(f)) + 1
+PRE_INIT_FRAMES = 20  # random frames an uninitialized connection gets before its init
+
+
+async def open_connection(server, service: str, seed: int, frames: list) -> tuple[ClientConnection, list[dict], list]:
+    """A connection, initialized, with its replies so far and the frames still to send: half of the connections
+    init at once, the other half after their first frames (inits left out) are sent uninitialized.
+
+    The server drops a connection that has sent no valid init 3 s after it opened: every connection
+    gets its init here, before any of them starts the fuzz proper, whose 10,000 frames keep this one
+    event loop busy for seconds (a connection that opened then got its first turn only after the deadline).
+    """
     received: list[dict] = []
-    async with await h.connect_to(server, service) as ws:
-        if seed % 2:  # half the connections start initialized
-            fields = {"format": "pcm", "voice_id": "vl-andrew"} if service == "tts" else {}
-            assert (await h.init(ws, **fields))["type"] == "ready"
+    ws = await h.connect_to(server, service)
+    fields = {"format": "pcm", "voice_id": "vl-andrew"} if service == "tts" else {}
+    if seed % 2:
+        assert (await h.init(ws, **fields))["type"] == "ready"
+        return ws, received, frames
+    for frame in frames[:PRE_INIT_FRAMES]:
+        if p.message_type(frame) != "init":
+            await ws.send(frame)
+    await h.send(ws, {"type": "init", **fields})
+    while (msg := await h.recv(ws))["type"] != "ready":
+        received.append(msg)  # the replies to the uninitialized frames, in order, then ready
+    return ws, received, frames[PRE_INIT_FRAMES:]
+
+
+async def fuzz_connection(ws: ClientConnection, frames: list, received: list[dict]) -> list[dict]:
+    pings = sum(1 for f in frames if _is_ping(f)) + 1
+    async with ws:
 
         async def reader() -> None:
             pongs = 0
@@ -154,8 +175,11 @@ def test_ten_thousand_random_frames(server):
 
     async def main():
         per = FRAMES // CONNECTIONS
-        jobs = [fuzz_connection(server, ("stt", "tts")[i % 2], i, per) for i in range(CONNECTIONS)]
-        return await asyncio.gather(*jobs)
+        services = [("stt", "tts")[i % 2] for i in range(CONNECTIONS)]
+        rngs = [random.Random(i) for i in range(CONNECTIONS)]
+        frames = [[random_frame(rngs[i], services[i]) for _ in range(per)] for i in range(CONNECTIONS)]
+        opened = await asyncio.gather(*(open_connection(server, services[i], i, frames[i]) for i in range(CONNECTIONS)))
+        return await asyncio.gather(*(fuzz_connection(ws, rest, got) for ws, got, rest in opened))
 
     results = asyncio.run(main())
     seen: set[str] = set()

@@ -173,6 +173,20 @@ def test_a_page_the_voice_would_spell_out_is_refused_before_it_is_rendered(serve
     assert cpu < 5, f"the workers spent {cpu:.1f} CPU s (rendering a piece of it would take about a minute)"
 
 
+def replaced_and_settled(srv: Any, ceiling_mb: int, timeout: float = 120.0) -> dict[str, Any]:
+    """/healthz once the last replacement is done: the last render may have pushed the new worker over too, and
+    its own replacement may be starting when the client has its audio (the watchdog looks once a second)."""
+    deadline = time.monotonic() + timeout
+    steady, health = 0, {}
+    while steady < 3:  # three looks in a row, over two of the watchdog's polls
+        assert time.monotonic() < deadline, health
+        health = srv.health()
+        ok = health["workers_alive"] == 1 and max(health["worker_memory_mib"]) <= ceiling_mb
+        steady = steady + 1 if ok else 0
+        time.sleep(1.0)
+    return health
+
+
 @pytest.mark.timeout(400)
 def test_a_worker_over_its_ceiling_is_replaced_and_no_record_is_lost():
     """A worker ceiling just above what an idle worker holds: the first long render pushes it over; the
@@ -189,7 +203,7 @@ def test_a_worker_over_its_ceiling_is_replaced_and_no_record_is_lost():
         config = ClientConfig(endpoints=(srv.url,), api_key=srv.api_key, retry=RetryPolicy(budget=300))
         with SyncSpeechClient(config) as client:
             results = [client.synthesize(t, voice_id="vl-joe", format="pcm") for t in texts]
-        health = srv.health()
+        health = replaced_and_settled(srv, ceiling_mb)
         metrics = srv.metrics_text()
     assert all(len(r.audio) > 16000 for r in results)
     assert health["worker_replacements"] >= 1, health
