@@ -210,3 +210,7 @@ class TtsEngine(abc.ABC):
         An utterance the voice would spell out letter by letter is refused before it costs minutes.
         """
         return None
+
+    def give_back(self) -> None:
+        """Free what the model's runtime keeps from its largest render (called when the worker is idle)."""
+        return None

@@ -29,7 +29,6 @@ from voxbeam.audio import resample
 from voxbeam.server.engines.base import Catalog, Prosody, TtsEngine, Voice
 from voxbeam.server.engines.models import ModelFile, PackagedModel, Part, materialize
 from voxbeam.server.errors import ModelError
-from voxbeam.server.heap import give_back
 from voxbeam.server.voices import STYLES
 
 log = logging.getLogger("voxbeam.server.piper")
@@ -192,6 +191,13 @@ class PiperEngine(TtsEngine):
         phonemes = sum(len(s) for s in model.phonemize(text))
         return phonemes * SECONDS_PER_PHONEME * float(model.config.length_scale or 1.0) * controls(prosody)[0]
 
+    def give_back(self) -> None:
+        # ONNX Runtime's arena keeps the largest run's buffers (about 1 MiB per phoneme) for good. It
+        # shrinks at the end of a run that asks for it: a one-phoneme run, off the render path, since
+        # shrinking after every render cost ~12 % of synthesis speed (bench synthesis).
+        for model in self._loaded.values():
+            _model_audio(model, model.phonemes_to_ids(["a"]), 1.0, _GIVE_BACK)
+
 
 def controls(prosody: Prosody) -> tuple[float, float, float]:
     """(length factor, volume factor, pitch factor) that Piper renders ``prosody`` with."""
@@ -223,12 +229,8 @@ def phoneme_chunks(phonemes: list[str], limit: int = MAX_PHONEMES) -> list[list[
     return [c for c in out if any(p.strip() for p in c)]
 
 
-def _model_audio(model: Any, ids: list[int], length_scale: float) -> np.ndarray:
-    """Raw audio for phoneme ids, as Piper's ``phoneme_ids_to_audio`` makes it, with the run's memory given back.
-
-    ONNX Runtime's arena keeps the largest run's buffers for good (about 1 MiB per phoneme):
-    shrinking it at the end of each run costs no measurable time here.
-    """
+def _model_audio(model: Any, ids: list[int], length_scale: float, options: Any = None) -> np.ndarray:
+    """Raw audio for phoneme ids, as Piper's ``phoneme_ids_to_audio`` makes it."""
     cfg = model.config
     args = {
         "input": np.array([ids], dtype=np.int64),
@@ -237,9 +239,7 @@ def _model_audio(model: Any, ids: list[int], length_scale: float) -> np.ndarray:
     }
     if cfg.num_speakers > 1:
         args["sid"] = np.array([cfg.default_speaker_id], dtype=np.int64)
-    audio = np.asarray(model.session.run(None, args, run_options=_GIVE_BACK)[0]).squeeze()
-    give_back()  # the run's buffers, freed to the heap, would stay there (the workers' trim threshold is 64 MiB)
-    return audio
+    return np.asarray(model.session.run(None, args, run_options=options)[0]).squeeze()
 
 
 def _joined(parts: list[tuple[str, np.ndarray]], rate: int) -> np.ndarray:
