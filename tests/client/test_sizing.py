@@ -95,12 +95,18 @@ def test_capacity_from_healthz_of_each_endpoint(server) -> None:
         assert sizing.sessions_per_worker == 16  # floor(80 * 0.8 / 4)
         assert "floor(80 sessions x 0.8 / 4 worker processes)" in sizing.describe()
 
+        # A stream: the sessions that keep the workers busy (2 + 1 workers, 6 each), not every slot.
+        assert [c.bulk_sessions for c in found] == [12, 6]
+        streaming = resolve_sessions_per_worker(None, [server.url, small.url], server.api_key, options, stream=True)
+        assert (streaming.source, streaming.capacity, streaming.sessions_per_worker) == ("bulk", 18, 3)
+        assert "floor(18 bulk sessions that keep the fleet busy x 0.8 / 4 worker processes)" in streaming.describe()
+
         # Two replicas behind one address (as behind a Kubernetes Service): each counted once, by the replica
         # id /healthz gives key holders; without the key it tells capacity only, so one address is one replica.
         with RoundRobin([server.port, small.port]) as service:
             behind = healthz_capacity(service.url, api_key=server.api_key)
             anonymous = healthz_capacity(service.url)
-        assert (behind.capacity, behind.replicas) == (80, 2)
+        assert (behind.capacity, behind.replicas, behind.bulk_sessions) == (80, 2, 18)
         assert anonymous.replicas == 1 and anonymous.capacity in (64, 16)
 
 
@@ -145,7 +151,10 @@ class RoundRobin:
 def test_capacity_from_the_ready_message_when_there_is_no_healthz() -> None:
     with ThreadedSpecServer(ready_extra={"capacity": 12}) as spec:
         [found] = advertised_capacity([spec.url], spec.api_key)
-    assert (found.capacity, found.source) == (12, "ready")
+    assert (found.capacity, found.source, found.bulk_sessions) == (12, "ready", None)
+    # A stream against a service that does not say what keeps it busy: its capacity, as a batch job.
+    streaming = size(None, [found], expected_workers=1, stream=True)
+    assert (streaming.source, streaming.sessions_per_worker) == ("capacity", 9)
 
 
 def test_no_capacity_advertised_keeps_the_default() -> None:

@@ -66,6 +66,8 @@ class EndpointCapacity:
     capacity: int | None  # sessions over every replica seen at this address; None: not advertised
     replicas: int = 0
     source: str = "none"  # "healthz", "ready" or "none"
+    # Bulk sessions that keep those replicas' workers busy (``bulk_sessions`` in /healthz); None: not advertised.
+    bulk_sessions: int | None = None
 
 
 def _connector(endpoints: Sequence[str], api_key: str | None, auth: str, ca_bundle: str | None) -> Connector:
@@ -86,21 +88,28 @@ async def _healthz(connector: Connector, endpoint: str, timeout: float) -> dict[
 
 async def _healthz_capacity(connector: Connector, endpoint: str, samples: int, timeout: float) -> EndpointCapacity:
     seen: dict[str, int] = {}
+    bulk: dict[str, int | None] = {}
     for i in range(max(1, samples)):
         doc = await _healthz(connector, endpoint, timeout)
-        cap = doc.get("capacity") if doc else None
-        if not isinstance(cap, int) or isinstance(cap, bool) or cap < 0:
+        cap = _count(doc.get("capacity") if doc else None)
+        if cap is None:
             if i == 0:
                 break  # no /healthz, or one without capacity: asking again will not change that
             continue
         replica = doc.get("replica") if doc else None
+        name = replica if isinstance(replica, str) else ""  # a server that does not name itself: one per address
+        seen[name], bulk[name] = cap, _count(doc.get("bulk_sessions") if doc else None)
         if not isinstance(replica, str):
-            seen[""] = cap  # a server that does not name itself: one replica per address
             break
-        seen[replica] = cap
     if not seen:
         return EndpointCapacity(endpoint, None)
-    return EndpointCapacity(endpoint, sum(seen.values()), len(seen), "healthz")
+    known = [b for b in bulk.values() if b is not None]
+    busy = sum(known) if len(known) == len(bulk) else None
+    return EndpointCapacity(endpoint, sum(seen.values()), len(seen), "healthz", busy)
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def healthz_capacity(
@@ -165,10 +174,10 @@ class Sizing:
     """The sessions per worker a job should use, and why."""
 
     sessions_per_worker: int
-    source: str  # "explicit", "capacity" or "default"
+    source: str  # "explicit", "capacity", "bulk" (a stream, from bulk_sessions) or "default"
     expected_workers: int
     utilisation: float
-    capacity: int | None  # the fleet's, summed over endpoints (None: nothing advertised)
+    capacity: int | None  # the fleet's sessions the formula used, summed over endpoints (None: nothing advertised)
     endpoints: tuple[EndpointCapacity, ...] = field(default=())
 
     def describe(self) -> str:
@@ -179,8 +188,9 @@ class Sizing:
                 f"{self.sessions_per_worker} sessions per worker (the service advertises no capacity; "
                 "set --sessions_per_worker to size the job)"
             )
+        what = "bulk sessions that keep the fleet busy" if self.source == "bulk" else "sessions"
         return (
-            f"{self.sessions_per_worker} sessions per worker = max(1, floor({self.capacity} sessions x "
+            f"{self.sessions_per_worker} sessions per worker = max(1, floor({self.capacity} {what} x "
             f"{self.utilisation:g} / {self.expected_workers} worker processes))"
         )
 
@@ -190,14 +200,26 @@ def size(
     capacities: Sequence[EndpointCapacity],
     expected_workers: int,
     utilisation: float = DEFAULT_UTILISATION,
+    *,
+    stream: bool = False,
 ) -> Sizing:
-    """Explicit wins; else the formula over what was advertised; else the default."""
+    """Explicit wins; else the formula over what was advertised; else the default.
+
+    A ``stream`` uses the fleet's ``bulk_sessions`` where every endpoint advertises it: a stream wants
+    each record done soon, and sessions past those that keep the workers busy only hold its records'
+    audio in both processes' memory while they wait (a burst of notifications would fill every slot).
+    """
     known = [c.capacity for c in capacities if c.capacity is not None]
     total = sum(known) if known else None
     if explicit is not None:
         return Sizing(explicit, "explicit", expected_workers, utilisation, total, tuple(capacities))
     if total is None:
         return Sizing(DEFAULT_SESSIONS_PER_WORKER, "default", expected_workers, utilisation, None, tuple(capacities))
+    bulk = [c.bulk_sessions for c in capacities if c.capacity is not None]
+    if stream and all(b is not None for b in bulk):
+        busy = min(total, sum(b for b in bulk if b is not None))
+        spw = sessions_per_worker(busy, expected_workers, utilisation)
+        return Sizing(spw, "bulk", expected_workers, utilisation, busy, tuple(capacities))
     spw = sessions_per_worker(total, expected_workers, utilisation)
     return Sizing(spw, "capacity", expected_workers, utilisation, total, tuple(capacities))
 

@@ -39,12 +39,15 @@ def service_for(
     options: PipelineOptions,
     summary: Summary,
     emergency: Emergency | None = None,
+    *,
+    stream: bool = False,
 ) -> Iterator[ServiceSettings]:
     """Settings for the workers; starts and stops an embedded server when no endpoint is named.
 
     ``job_session`` is the (kind, init) every record will use: the pre-flight check opens it. The
     embedded server is stopped whatever happens: an error, Ctrl-C while it starts or stops, or
-    (through ``emergency``) a second Ctrl-C that quits the process at once.
+    (through ``emergency``) a second Ctrl-C that quits the process at once. A ``stream`` is sized from
+    the sessions that keep the fleet busy, not from all it admits (``voxbeam.client.sizing.size``).
     """
     common = {
         "auth": args.auth,
@@ -72,7 +75,7 @@ def service_for(
         except ValueError as exc:
             raise UsageError("--endpoint", str(exc)) from None
         config = preflight(settings, job_session)
-        yield _sized(settings, args, options, summary, config.resolved_api_key())
+        yield _sized(settings, args, options, summary, config.resolved_api_key(), stream)
         return
     if not local:
         settings = ServiceSettings(
@@ -109,13 +112,24 @@ def service_for(
 
 
 def _sized(
-    settings: ServiceSettings, args: argparse.Namespace, options: PipelineOptions, summary: Summary, key: str | None
+    settings: ServiceSettings,
+    args: argparse.Namespace,
+    options: PipelineOptions,
+    summary: Summary,
+    key: str | None,
+    stream: bool,
 ) -> ServiceSettings:
     """``settings`` with sessions per worker from the fleet's advertised capacity, unless the flag set them."""
     from voxbeam.beam.sizing import resolve_sessions_per_worker
 
     sizing = resolve_sessions_per_worker(
-        args.sessions_per_worker, settings.endpoints, key, options, auth=args.auth, ca_bundle=args.ca_bundle
+        args.sessions_per_worker,
+        settings.endpoints,
+        key,
+        options,
+        auth=args.auth,
+        ca_bundle=args.ca_bundle,
+        stream=stream,
     )
     summary.sessions = sizing.describe()
     return ServiceSettings(

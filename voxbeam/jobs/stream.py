@@ -62,7 +62,7 @@ def execute_stream(
     run_id = new_run_id()
     started = time.monotonic()
     if not local:
-        with service_for(values, parsed.api_key, False, job.session(), options, summary) as service:
+        with service_for(values, parsed.api_key, False, job.session(), options, summary, stream=True) as service:
             p = make_pipeline(options)
             job.build_stream(p, service, run_id, None)
             result = p.run()
@@ -75,7 +75,9 @@ def execute_stream(
     emergency = Emergency()
     try:
         with CtrlC(tracker, emergency):
-            with service_for(values, parsed.api_key, True, job.session(), options, summary, emergency) as service:
+            with service_for(
+                values, parsed.api_key, True, job.session(), options, summary, emergency, stream=True
+            ) as service:
                 held = HELD_PER_SESSION * service.sessions_per_worker
                 control = direct_pubsub.PullControl(
                     room=lambda: held - (stats.pulled - stats.dropped() - tracker.done),

@@ -129,6 +129,7 @@ class SpeechServer:
             "capacity": self.config.max_sessions,
             "live_capacity": self.ctx.live_capacity,
             "audio_capacity": round(rate, 2) if rate else None,
+            "bulk_sessions": self.pool.bulk_sessions,
         }
 
     def health(self) -> dict[str, Any]:

@@ -112,6 +112,11 @@ class WorkerPool:
         log.info("measured speed: %s x real time per worker", ", ".join(f"{r:.1f}" for r in self.rates.values()))
 
     @property
+    def bulk_sessions(self) -> int:
+        """Bulk sessions that keep every worker busy: a batch in hand and the next one queued, each."""
+        return self.count * MAX_DECODE_BATCH * 2
+
+    @property
     def bulk_rate(self) -> float | None:
         """Audio seconds per second the working workers transcribe in bulk, as measured (None: not yet)."""
         rates = [self.rates[w.slot] for w in self.usable() if w.slot in self.rates]
