@@ -68,7 +68,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     # VoxBeam's own code. The `server` extra installs GPL-3.0-or-later engines (piper-tts, eSpeak NG):
-    # a distribution that includes them is GPL-3.0-or-later as a whole (README, "Licences").
+    # a distribution that includes them is GPL-3.0-or-later as a whole (docs/licences.md).
     license="Apache-2.0",
     license_files=["LICENSE"],
     python_requires=">=3.11",
