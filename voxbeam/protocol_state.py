@@ -2,25 +2,14 @@
 
 Feed ``ProtocolState`` every message the session sends (``send``) and receives (``receive``),
 in order. A message that breaks a rule raises ``ProtocolError`` with the code the peer should be
-told; nothing is sent or read here. The rules:
-
-- Which client messages each service accepts: STT ``init``, ``audio``, ``command`` (flush); TTS
-  ``init``, ``text``; both ``ping``. The server sends STT ``ready``, ``transcript``,
-  ``flush_done``; TTS ``ready``, ``audio``; both ``error`` and ``pong``.
-- ``init`` first and once: before ``ready`` any other client message is NOT_INITIALIZED (``ping``
-  excepted); a second ``init`` is INVALID_MESSAGE. An ``error`` answering ``init`` leaves the
-  session uninitialised, so a corrected ``init`` may follow.
-- STT recognition sessions: audio goes to the open one; ``flush`` closes it (the next audio
-  opens a new one) and is answered by exactly one ``flush_done``, in order. A ``transcript``
-  belongs to the oldest recognition session that no ``flush_done`` has closed yet: ordering on
-  the connection, not the id, attributes results. Ids: ``ready`` names the first recognition
-  session; each later one is named by its first transcript or its ``flush_done``.
-- TTS utterances: ``text`` with ``is_final: true`` ends one; ``audio`` with ``is_final: true``
-  completes the oldest ended one; an ``error`` while one is owed ends it (the server dropped it).
+told; nothing is sent or read here. The rules, in short: which messages each service takes; ``init``
+first and once (a refused ``init`` may be corrected); STT results belong to the oldest recognition
+session no ``flush_done`` has closed (order on the connection, not the id, attributes them); a TTS
+``audio`` with ``is_final`` completes the oldest ended utterance. Each rule in full: docs/protocol.md.
 
 ``role`` says which end we are. The spec leaves request ids open, so a client accepts whatever
-ids the service uses; a server (``Role.SERVER``) is held to the sequencing above: a transcript
-or flush_done naming another session's id, or a new session reusing an old id, is its own bug
+ids the service uses; a server (``Role.SERVER``) is held to the sequencing: a transcript or
+flush_done naming another session's id, or a new session reusing an old id, is its own bug
 and raises INTERNAL_ERROR.
 """
 

@@ -1,27 +1,17 @@
 """Local streaming runs (Beam's DirectRunner): pulling waits for room, and Ctrl-C drains the read.
 
-The DirectRunner reads Pub/Sub itself (``_PubSubReadEvaluator``): every bundle it pulls up to 10
-messages, waiting up to 30 s for them, acknowledges them at once, and never ends. So a local
-stream would pull a burst of 10,000 notifications into memory, and Ctrl-C could only cancel it,
-with its open windows unwritten. While a ``PullControl`` is active, its reads instead
+The DirectRunner reads Pub/Sub itself (``_PubSubReadEvaluator``): up to 10 messages a bundle,
+acknowledged at once, never ending. So a burst of notifications would sit in memory, and Ctrl-C
+could only cancel the pipeline with its windows unwritten. While a ``PullControl`` is active, its
+reads instead pull only what the run has ``room()`` for, wait at most ``PULL_WAIT_S``, hold the
+watermark at the newest publish time pulled while a backlog waits (so a backlog's rows are not late),
+and once ``stop`` is set pull nothing more and report the read finished: the pipeline then drains
+as a bounded one does. Each behaviour, and why: docs/streaming.md.
 
-- pull only as many messages as the run has room for (``room()``: the records it may hold that
-  are not yet done), so a burst waits in the subscription, not in the process;
-- wait at most ``PULL_WAIT_S`` for messages, so a stop is seen within that time;
-- hold the read's watermark at the newest publish time pulled while a backlog waits (a full pull, or
-  no room to pull), and move it to the present once a pull finds the subscription drained: rows from
-  a backlog then land in their windows on time instead of each being late (the DirectRunner's own
-  read puts the watermark at the present, so a backlog of an hour would be an hour late);
-- once ``stop`` is set, pull nothing more and report the read as finished (its watermark at the
-  end of time): the pipeline then drains as a bounded one does, firing every open window and
-  expiring the dedup state, and ends.
-
-A message is acknowledged when it is pulled, as the DirectRunner does: one pulled and not done at
-a stop becomes an ``INTERRUPTED`` dead letter (``_dofns``); a process killed outright loses what
-it had pulled. This is a local runner's limit: Dataflow acknowledges only what it has durably
-committed. The patch touches a private class of the DirectRunner, which only runs locally; if a
-Beam release changes it, ``install`` says so and local streams run unpatched (no flow control, and
-a stop cancels the pipeline instead of draining it).
+A message pulled and not done at a stop becomes an ``INTERRUPTED`` dead letter (``_dofns``); a
+process killed outright loses what it had pulled. The patch touches a private class of the
+DirectRunner, which only runs locally; if a Beam release changes it, ``install`` says so and local
+streams run unpatched (no flow control, and a stop cancels the pipeline instead of draining it).
 """
 
 from __future__ import annotations

@@ -1,34 +1,16 @@
 """Fleet sizing: how many sessions each worker process may hold, and how long a job will take.
 
-The formula (also in README, "Beyond one machine"):
-
     sessions_per_worker = max(1, floor(C * u / E))
 
-- ``C``: the fleet's session capacity, the sum of each replica's ``capacity`` (its
-  ``--max_sessions``), as ``GET /healthz`` advertises it (or, for a service without
-  ``/healthz``, a ``capacity`` field in its ``ready`` message). Behind one address (a Kubernetes
-  Service) ``/healthz`` answers from one replica at a time, so each endpoint is asked a few
-  times and every distinct ``replica`` counted once: a fleet larger than that is under-counted,
-  which errs on the safe side.
-- ``u``: the share of that capacity one job may plan to use (default 0.8: headroom for other
-  clients, retries and a replica that restarts).
-- ``E``: the worker processes the job can have at its peak: on Dataflow ``max_num_workers`` x
-  SDK processes per worker (one per vCPU); on the DirectRunner ``direct_num_workers`` in
-  ``multi_processing`` mode, else 1.
+``C`` is the fleet's session capacity: the sum of each replica's ``capacity`` as ``GET /healthz``
+advertises it (or, for a service without ``/healthz``, a ``capacity`` field in its ``ready``). ``u`` is
+the share one job may plan to use (0.8), ``E`` the job's worker processes at its peak. Behind one address
+``/healthz`` answers from one replica at a time, so each endpoint is asked a few times and every distinct
+``replica`` counted once: a larger fleet is under-counted, which errs on the safe side. An explicit
+``--sessions_per_worker`` always wins.
 
-So the job never opens more than ``C * u`` sessions however far it autoscales (``E`` at least
-``C * u``: one session each, and every process past ``C`` is refused with SERVER_BUSY; add
-replicas or cap the workers). An explicit ``--sessions_per_worker`` always wins.
-
-Expected wall time (``plan``), with ``r`` the measured throughput of one session (audio seconds
-per second, or characters per second) and ``R`` replicas of capacity ``c`` each:
-
-    sessions   S = min(E * sessions_per_worker, R * c, inputs)
-    throughput T = S * r                      (capped at R * replica_rate when that is given)
-    wall         = max(work / T, longest input / r)
-
-``voxbeam plan`` (``voxbeam.jobs.plan``) prints these; ``python -m bench fleet`` measures how close a simulated fleet
-comes to them.
+``plan`` turns this into an expected wall time. The formulas, term by term: docs/fleet.md, step 4;
+``python -m bench fleet`` measures how close a simulated fleet comes to them.
 """
 
 from __future__ import annotations

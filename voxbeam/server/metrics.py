@@ -10,23 +10,7 @@ directly, the figures are aggregates (no keys, no key labels, no request ids, no
 separate port would be one more thing to open in every NetworkPolicy and container spec. Where
 the service port is exposed beyond the cluster, block ``/metrics`` at the ingress.
 
-Metrics (all prefixed ``voxbeam_``):
-
-| name | type | labels | meaning |
-| --- | --- | --- | --- |
-| sessions_opened_total | counter | service | sessions admitted (stt, tts) |
-| sessions_closed_total | counter | service | sessions ended, for any reason |
-| sessions_open | gauge | service | sessions open now |
-| sessions_refused_total | counter | reason | refused: busy, key_limit, load, shutting_down, unauthorized |
-| session_capacity | gauge | – | ``--max_sessions``: sessions this replica admits before SERVER_BUSY |
-| audio_seconds_total | counter | – | STT audio received, in seconds of audio |
-| characters_total | counter | – | TTS characters accepted into utterances |
-| engine_seconds | histogram | op | engine service time per request (see ``engine_call``) |
-| engine_queue_depth | gauge | – | engine requests sent to workers and not yet answered |
-| decode_backlog_seconds | gauge | – | bulk audio streams have cut off and workers have not finished decoding |
-| errors_total | counter | code | error messages sent to clients, by protocol code |
-| worker_memory_bytes | gauge | worker | resident memory of each engine worker process (its slot) |
-| worker_replacements_total | counter | reason | workers started anew: ``memory`` (over its ceiling), ``died`` |
+The metrics, all prefixed ``voxbeam_``, are listed in docs/fleet.md (step 3).
 """
 
 from __future__ import annotations

@@ -1,25 +1,22 @@
 """pocketsphinx: small, streaming, no ONNX runtime; English only (its bundled en-US model).
 
-A ``RecognitionStream`` is one STT session's state inside a worker process. Audio is
-resampled to 16 kHz and cut into utterances by pocketsphinx's WebRTC-VAD ``Endpointer``.
-An utterance is decoded in three steps:
+A ``RecognitionStream`` is one STT session's state inside a worker process. Audio is resampled to
+16 kHz and cut into utterances by pocketsphinx's WebRTC-VAD ``Endpointer``. An utterance is decoded
+in three steps:
 
-1. a minimum noise floor is topped up (digital silence and synthetic speech have spectral holes
-   the acoustic model never saw; measured 0.28 -> 0.15 word error rate on eSpeak NG speech, and
-   recordings with a background of their own are left alone);
-2. the cepstral mean is estimated (a cheap pass with a one-word grammar on the same front end,
-   which starts afresh, so nothing leaks from earlier utterances or sessions);
+1. a minimum noise floor is topped up (digital silence and synthetic speech have spectral holes the
+   acoustic model never saw: 0.28 -> 0.15 word error rate on eSpeak NG speech; recordings with a
+   background of their own are left alone);
+2. the cepstral mean is estimated by a cheap pass with a one-word grammar on a fresh front end, so
+   nothing leaks from earlier utterances or sessions;
 3. the utterance is decoded with the live mean seeded from that estimate.
 
-The mean is that of the whole utterance, except for an utterance a live session's flush cuts
-short: there it is the mean of its first ``cmn_window_s``. That one exception is what lets a
-live session (audio at about real time) decode an utterance as it arrives, on a decoder lent
-to it: partial transcripts come from its hypothesis, and at the flush only the tail is left, so
-``flush_done`` follows quickly. Everything else is decoded whole when it ends, on the worker's
-reserved decoder; bulk sessions (audio faster than real time) get no partials and lend nothing.
-The result depends on the audio and the flush alone, in any chunking, on any decoder, with a
-decoder lent or not: pooled and fresh sessions give the same transcripts. The decoders and the
-pool that lends them are in ``pocketsphinx_decoders``.
+The mean is the whole utterance's, except where a live session's flush cuts one short: there it is
+that of its first ``cmn_window_s``. That exception lets a live session decode an utterance as it
+arrives, on a lent decoder, with partials from its hypothesis and only the tail left at the flush.
+Everything else, bulk included, is decoded whole when it ends, on the worker's reserved decoder. The
+result depends on the audio and the flush alone, in any chunking, on any decoder: pooled and fresh
+sessions give the same transcripts. The decoders and their pool: ``pocketsphinx_decoders``.
 """
 
 from __future__ import annotations

@@ -1,22 +1,17 @@
 """Whisper through CTranslate2 (faster-whisper): int8 on the CPU, batched over voice activity.
 
 Bulk streams (audio much faster than real time) are decoded with faster-whisper's
-``BatchedInferencePipeline`` (Silero VAD finds the speech, it is packed into chunks of up to 30 s
-of speech, the chunks are decoded together with beam search and word timestamps) a few windows'
-worth at a time: once ``ROUND_S`` of audio is buffered, the speech that fills
-``WINDOWS_PER_ROUND`` 30 s windows is cut off at a pause and handed back as a ``Deferred`` for
-whichever worker is free. So a long file's work is spread over its upload and over every core,
-interleaved with other sessions' (none waits behind a whole file of another), results flow while
-audio does, memory stays bounded, and ``flush`` has only the tail left. Windows are decoded in
-batches because a batch of two or three costs ~20 % less CPU per window than one at a time
-(the decoder's beam search gains most). A short file is decoded whole at its flush.
+``BatchedInferencePipeline`` a few windows' worth at a time: once ``ROUND_S`` of audio is buffered,
+the speech that fills ``WINDOWS_PER_ROUND`` 30 s windows is cut off at a pause and handed back as a
+``Deferred`` for whichever worker is free. So a long file's work is spread over its upload and over
+every core, results flow while audio does, memory stays bounded, and ``flush`` has only the tail left.
+Windows are decoded in batches: two or three cost ~20 % less CPU per window than one at a time. A short
+file is decoded whole at its flush.
 
-Live streams (audio at about real time) are endpointed on the same VAD's speech probabilities as
-audio arrives: the open utterance gets a greedy partial every second of speech, and its final
-comes from the same pipeline as bulk finals.
-
-Finals are split at sentence ends; ``text`` keeps Whisper's punctuation and casing, ``words``
-the spoken words without punctuation around them.
+Live streams (audio at about real time) are endpointed on the same VAD as audio arrives: a greedy
+partial every second of speech, and a final from the same pipeline as bulk finals. Finals are split
+at sentence ends; ``text`` keeps Whisper's punctuation and casing, ``words`` the spoken words without
+punctuation. The design in full: voxbeam/server/README.md, "Architecture".
 
 Which model files are loaded: ``whisper_models``; speech regions, round cuts, times snapped to
 speech and segments made finals: ``whisper_timing``.
