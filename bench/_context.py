@@ -142,6 +142,17 @@ def wait_idle(server: Any, timeout: float = 180.0, busy_cores: float = 0.15) -> 
     return time.monotonic() - t0
 
 
+def calibrated(server: Any, timeout: float = 120.0) -> dict[str, Any]:
+    """/healthz once the workers have measured their speed (at start, holding a worker and its memory for
+    seconds; None: not within ``timeout``): idle memory and capacities are read after it."""
+    deadline = time.monotonic() + timeout
+    health: dict[str, Any] = server.health()
+    while health["audio_capacity"] is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        health = server.health()
+    return health
+
+
 def run_job(
     ctx: Context,
     job: str,

@@ -236,38 +236,44 @@ async def _naive_one(url: str, pcm: bytes, pace: bool) -> tuple[str, float]:
 
     from voxbeam import protocol
 
-    finals: list[str] = []
     async with connect(url, max_size=2**24) as ws:
         await ws.send(protocol.serialize(protocol.SttInit(enable_timestamps=True)))
         ready = protocol.parse_server_message(await ws.recv())
         if not isinstance(ready, protocol.SttReady):
             raise RuntimeError(f"naive client: expected ready, got {ready!r}")
-
-        async def reader() -> float:
-            async for frame in ws:
-                msg = protocol.parse_server_message(frame)
-                if isinstance(msg, protocol.Transcript) and msg.is_final:
-                    finals.append(msg.text)
-                elif isinstance(msg, protocol.FlushDone):
-                    return time.monotonic()
-                elif isinstance(msg, protocol.Error):
-                    raise RuntimeError(f"naive client: {msg.code} {msg.error}")
-            raise RuntimeError("naive client: connection closed before flush_done")
-
-        task = asyncio.create_task(reader())
-        t0 = time.monotonic()
-        for i, chunk in enumerate(corpus.chunks(pcm, 100)):
-            if pace:
-                delay = t0 + i * 0.1 - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            await ws.send(protocol.serialize(protocol.Audio(chunk)))
-        if pace:  # the last chunk is "recorded" 100 ms after it starts
-            await asyncio.sleep(max(0.0, t0 + len(pcm) / 2 / corpus.STT_RATE - time.monotonic()))
-        flushed = time.monotonic()
-        await ws.send(protocol.serialize(protocol.Command("flush")))
-        done_at = await task
+        finals, flushed, done_at = await stream_and_flush(ws, pcm, pace)
     return " ".join(finals), done_at - flushed
+
+
+async def stream_and_flush(ws: Any, pcm: bytes, pace: bool) -> tuple[list[str], float, float]:
+    """``pcm`` in 100 ms chunks (at real time when ``pace``), then flush, over a ready STT session, as the spec's
+    examples do: the finals' texts, when the flush was sent and when flush_done came (monotonic clock)."""
+    from voxbeam import protocol
+
+    finals: list[str] = []
+
+    async def reader() -> float:
+        async for frame in ws:
+            msg = protocol.parse_server_message(frame)
+            if isinstance(msg, protocol.Transcript) and msg.is_final:
+                finals.append(msg.text)
+            elif isinstance(msg, protocol.FlushDone):
+                return time.monotonic()
+            elif isinstance(msg, protocol.Error):
+                raise RuntimeError(f"naive client: {msg.code} {msg.error}")
+        raise RuntimeError("naive client: connection closed before flush_done")
+
+    task = asyncio.create_task(reader())
+    t0 = time.monotonic()
+    for i, chunk in enumerate(corpus.chunks(pcm, 100)):
+        if pace:
+            await asyncio.sleep(max(0.0, t0 + i * 0.1 - time.monotonic()))
+        await ws.send(protocol.serialize(protocol.Audio(chunk)))
+    if pace:  # the last chunk is "recorded" 100 ms after it starts
+        await asyncio.sleep(max(0.0, t0 + len(pcm) / 2 / corpus.STT_RATE - time.monotonic()))
+    flushed = time.monotonic()
+    await ws.send(protocol.serialize(protocol.Command("flush")))
+    return finals, flushed, await task
 
 
 def naive_client(url: str, api_key: str, files: Sequence[corpus.AudioFile], pace: bool = True) -> NaiveRun:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from bench import corpus, human_corpus
+from bench import baselines, corpus, human_corpus
 from bench._common import CpuMeter, Result, log, median, percentile, ratio
 from bench._context import Context
 
@@ -58,30 +58,7 @@ async def request(url: str, pcm: bytes, *, realtime: bool | None = None, pace: b
         answered = time.monotonic() - sent
         if not isinstance(reply, protocol.SttReady):
             return {"reply": reply, "answer_s": answered}
-        finals: list[str] = []
-
-        async def reader() -> float:
-            async for frame in ws:
-                msg = protocol.parse_server_message(frame)
-                if isinstance(msg, protocol.Transcript) and msg.is_final:
-                    finals.append(msg.text)
-                elif isinstance(msg, protocol.FlushDone):
-                    return time.monotonic()
-                elif isinstance(msg, protocol.Error):
-                    raise RuntimeError(f"{msg.code}: {msg.error}")
-            raise RuntimeError("closed before flush_done")
-
-        task = asyncio.create_task(reader())
-        t0 = time.monotonic()
-        for i, chunk in enumerate(corpus.chunks(pcm, 100)):
-            if pace:
-                await asyncio.sleep(max(0.0, t0 + i * 0.1 - time.monotonic()))
-            await ws.send(protocol.serialize(protocol.Audio(chunk)))
-        if pace:  # the last chunk is "recorded" 100 ms after it starts
-            await asyncio.sleep(max(0.0, t0 + len(pcm) / 2 / corpus.STT_RATE - time.monotonic()))
-        flushed = time.monotonic()
-        await ws.send(protocol.serialize(protocol.Command("flush")))
-        done = await task
+        finals, flushed, done = await baselines.stream_and_flush(ws, pcm, pace)
     return {"reply": reply, "answer_s": answered, "total_s": done - began, "flush_s": done - flushed,
             "text": " ".join(finals)}  # fmt: skip
 

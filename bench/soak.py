@@ -30,7 +30,7 @@ import psutil
 
 from bench import corpus
 from bench._common import Result, log
-from bench._context import Context, run_job
+from bench._context import Context, calibrated, run_job
 from voxbeam.errors import ServerBusyError
 
 NAME = "soak"
@@ -139,9 +139,7 @@ def run(ctx: Context) -> Result:
     counts = {"transcriptions": 0, "live": 0, "live_refused": 0, "live_streams": 0, "synthesis_runs": 0, "records": 0}
     try:
         config = ClientConfig(endpoints=(server.url,), api_key=server.api_key, pool_size=4)
-        deadline = time.monotonic() + 120  # the workers measure their speed at start: idle is after that
-        while server.health()["audio_capacity"] is None and time.monotonic() < deadline:
-            time.sleep(0.2)
+        calibrated(server)  # idle is after the workers' speed measurement at start
         with SyncSpeechClient(config) as warm:  # idle, as the issue defines it
             warm.synthesize("Good morning, and thank you for calling.")
             warm.transcribe(live_pcm[: 5 * 32000])

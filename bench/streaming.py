@@ -49,7 +49,7 @@ from typing import Any
 
 from bench import corpus
 from bench._common import ROOT, Result, log, percentile, tree
-from bench._context import Context, run_job
+from bench._context import Context, calibrated, run_job
 
 NAME = "streaming"
 MB = 1e6
@@ -456,10 +456,7 @@ def run(ctx: Context) -> Result:
     server = LocalServer(workers=2, log_path=str(ctx.results_dir / "streaming-server.log"))
     server.start()
     try:
-        deadline = time.monotonic() + 120  # the workers measure their speed at start
-        while server.health().get("audio_capacity") is None and time.monotonic() < deadline:
-            time.sleep(0.5)
-        advertised = server.health().get("audio_capacity")
+        advertised = calibrated(server)["audio_capacity"]
         capacity, per_file = _batch(ctx, res, server, files, plan, work)
         if isinstance(advertised, int | float):
             res.measure("advertised_capacity_audio_s_per_s", float(advertised), "audio s / s", "server's /healthz")

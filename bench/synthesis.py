@@ -13,7 +13,7 @@ from bench._common import Result, log, median, ratio
 from bench._context import Context, JobRun, run_job
 
 NAME = "synthesis"
-TARGET_VS_ENGINE = 0.85
+TARGET_VS_ENGINE = 0.9  # issue 25: no speed cost from bounded renders and memory given back
 POOL_SIZE = 8  # --sessions_per_worker default
 
 
