@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from faster_whisper import BatchedInferencePipeline, WhisperModel
+from faster_whisper import BatchedInferencePipeline
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.vad import get_vad_model
 
@@ -39,7 +39,7 @@ from voxbeam.server.engines.base import (
     SttSettings,
     SttStream,
 )
-from voxbeam.server.engines.whisper_batch import transcribe_many
+from voxbeam.server.engines.whisper_batch import EncodeOneByOne, transcribe_many
 from voxbeam.server.engines.whisper_timing import RATE, finals_from, ms, round_cuts, speech_regions
 
 WINDOWS_PER_ROUND = 3
@@ -81,7 +81,7 @@ class WhisperEngine(SttEngine):
     def __init__(self, settings: SttSettings) -> None:
         logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # it logs every call at INFO
         self.settings = settings
-        self.model = WhisperModel(
+        self.model = EncodeOneByOne(
             settings.model.path,
             device="cpu",
             compute_type="int8",
