@@ -43,7 +43,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from voxbeam.client import BackgroundLoop
+from voxbeam.client.sync import BackgroundLoop
 
 STT_PATH = "/v1/stt/realtime"
 TTS_PATH = "/v1/tts/realtime"

@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voxbeam.client import quietest_cut
+from voxbeam.audio import quietest_cut
 from voxbeam.client.segmenter import SegmentFeed
 
 RATE = 8000

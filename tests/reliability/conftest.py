@@ -22,7 +22,7 @@ import pytest
 from tests import speech
 from tests.client.proxy import FaultProxy
 from voxbeam import audio
-from voxbeam.client import BackgroundLoop
+from voxbeam.client.sync import BackgroundLoop
 
 RATE = 16000
 # Short sentences: about a second of speech each, so 200 files stay a few minutes of audio.
@@ -63,7 +63,7 @@ def _close_pooled_sessions() -> Iterator[None]:
     Otherwise they stay open into later tests and a stopping server waits for them.
     """
     yield
-    from voxbeam.beam import close_worker_clients
+    from voxbeam.beam._workers import close_worker_clients
 
     close_worker_clients()
 

@@ -39,8 +39,8 @@ from voxbeam.beam import (
     WriteDeadLetters,
     WriteManifest,
     WriteTranscripts,
-    close_worker_clients,
 )
+from voxbeam.beam._workers import close_worker_clients
 
 RUN = "retried"
 

@@ -57,9 +57,9 @@ from voxbeam.beam import (
     WriteDeadLetters,
     WriteManifest,
     WriteTranscripts,
-    close_worker_clients,
     progress,
 )
+from voxbeam.beam._workers import close_worker_clients
 from voxbeam.client import SyncSpeechClient
 
 N = 200

@@ -1,7 +1,12 @@
-"""Beam transforms for bulk speech-to-text and text-to-speech."""
+"""Beam transforms for bulk speech-to-text and text-to-speech.
+
+Batch: ``Transcribe`` / ``Synthesize`` and the writers. Streaming: ``AudioNotifications`` and
+``TextRecordMessages`` turn Pub/Sub messages into the same records (their ``RECORDS`` output).
+Plumbing (worker clients, progress, storage) stays in its submodule.
+"""
 
 from voxbeam.beam._dofns import DEAD_LETTERS
-from voxbeam.beam._workers import close_worker_clients
+from voxbeam.beam.notifications import RECORDS, AudioNotifications, TextRecordMessages
 from voxbeam.beam.options import (
     Secret,
     ServiceSettings,
@@ -22,16 +27,18 @@ from voxbeam.beam.transforms import (
 __all__ = [
     "DEAD_LETTERS",
     "MANIFEST",
+    "RECORDS",
     "TRANSCRIPTS",
+    "AudioNotifications",
     "Secret",
     "ServiceSettings",
     "Synthesize",
     "SynthesizeTextOptions",
+    "TextRecordMessages",
     "Transcribe",
     "TranscribeAudioOptions",
     "VoxBeamOptions",
     "WriteDeadLetters",
     "WriteManifest",
     "WriteTranscripts",
-    "close_worker_clients",
 ]

@@ -19,7 +19,8 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from voxbeam.beam import close_worker_clients, progress, storage
+from voxbeam.beam import progress, storage
+from voxbeam.beam._workers import close_worker_clients
 from voxbeam.beam.options import ServiceSettings
 from voxbeam.errors import UsageError
 from voxbeam.jobs import args as job_args

@@ -17,7 +17,8 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from voxbeam.beam import close_worker_clients, direct_pubsub, progress
+from voxbeam.beam import direct_pubsub, progress
+from voxbeam.beam._workers import close_worker_clients
 from voxbeam.beam.stream_status import StreamStats
 from voxbeam.errors import UsageError
 from voxbeam.jobs import args as job_args
