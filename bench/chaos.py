@@ -40,10 +40,10 @@ RUN = "chaos"
 
 def render_clips(server: Any, texts: Sequence[str] = CLIP_TEXTS) -> list[bytes]:
     """WAV (16 kHz) of each text from ``server``'s own TTS."""
-    from voxbeam.client import ClientConfig, SyncSpeechClient
+    from voxbeam.client import ClientConfig, SyncSpeechClient, TtsParams
 
     with SyncSpeechClient(ClientConfig(endpoints=(server.url,), api_key=server.api_key, pool_size=2)) as client:
-        return [client.synthesize(t, format="wav", sample_rate=RATE).audio for t in texts]
+        return [client.synthesize(t, TtsParams(format="wav", sample_rate=RATE)).audio for t in texts]
 
 
 def write_corpus(root: Path, clips: list[bytes], n: int) -> dict[str, int]:

@@ -39,7 +39,7 @@ if __package__ in (None, ""):  # run as a script from a source checkout
 from bench import corpus  # noqa: E402
 from bench._common import cpu_seconds, tree  # noqa: E402
 from voxbeam import protocol  # noqa: E402
-from voxbeam.client import ClientConfig, SpeechClient, Timeouts  # noqa: E402
+from voxbeam.client import ClientConfig, SpeechClient, Timeouts, TtsParams  # noqa: E402
 
 RATE = corpus.STT_RATE
 SENTENCES = corpus.SENTENCES[:8]
@@ -71,7 +71,9 @@ def _speech_stream(clips: list[bytes], seconds: float, gap: float = 8.5) -> Iter
 
 async def _render(config: ClientConfig) -> list[bytes]:
     async with SpeechClient(config) as client:
-        results = await asyncio.gather(*(client.synthesize(t, format="pcm", sample_rate=RATE) for t in SENTENCES))
+        results = await asyncio.gather(
+            *(client.synthesize(t, TtsParams(format="pcm", sample_rate=RATE)) for t in SENTENCES)
+        )
     return [r.audio for r in results]
 
 

@@ -104,12 +104,12 @@ class Sampler:
 
 def one_record(server: Any, text: str, voice: str) -> dict[str, float]:
     """Each process's peak and after-session memory over its idle (MiB) while one session renders ``text``."""
-    from voxbeam.client import ClientConfig, SyncSpeechClient
+    from voxbeam.client import ClientConfig, SyncSpeechClient, TtsParams
 
     sampler = Sampler(server.pid)
     idle = sampler.snapshot()
     with sampler, SyncSpeechClient(ClientConfig(endpoints=(server.url,), api_key=server.api_key)) as client:
-        client.synthesize(text, voice_id=voice, format="pcm")
+        client.synthesize(text, TtsParams(voice_id=voice, format="pcm"))
     deadline = time.monotonic() + 30
     after = sampler.snapshot()
     while time.monotonic() < deadline and any(after.get(k, 0) - v > 100 for k, v in idle.items()):

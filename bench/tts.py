@@ -54,11 +54,11 @@ def wav_seconds(data: bytes) -> float:
 
 
 async def _synthesize_all(cfg: Any, texts: Sequence[str], concurrency: int, server_pid: int, rate: int) -> SynthRun:
-    from voxbeam.client import SpeechClient
+    from voxbeam.client import SpeechClient, TtsParams
 
     seconds = [0.0] * len(texts)
     async with SpeechClient(cfg) as client:
-        await asyncio.gather(*(client.synthesize("Ready.", voice_id=VOICE_ID) for _ in range(concurrency)))
+        await asyncio.gather(*(client.synthesize("Ready.", TtsParams(voice_id=VOICE_ID)) for _ in range(concurrency)))
         queue: asyncio.Queue[int] = asyncio.Queue()
         for i in range(len(texts)):
             queue.put_nowait(i)
@@ -66,7 +66,7 @@ async def _synthesize_all(cfg: Any, texts: Sequence[str], concurrency: int, serv
         async def worker() -> None:
             while not queue.empty():
                 i = queue.get_nowait()
-                result = await client.synthesize(texts[i], voice_id=VOICE_ID, format="wav", sample_rate=rate)
+                result = await client.synthesize(texts[i], TtsParams(voice_id=VOICE_ID, format="wav", sample_rate=rate))
                 seconds[i] = wav_seconds(result.audio)
 
         meter = CpuMeter([server_pid]).start()

@@ -24,11 +24,11 @@ SENTENCES = [
 
 def render(server, texts, rate=16000):
     """PCM s16le mono at ``rate`` for each text, from the server's default voice."""
-    from voxbeam.client import ClientConfig, SyncSpeechClient
+    from voxbeam.client import ClientConfig, SyncSpeechClient, TtsParams
 
     client = SyncSpeechClient(ClientConfig(endpoints=(server.url,), api_key=server.api_key, pool_size=4))
     try:
-        futures = [client.synthesize_async(t, format="pcm", sample_rate=rate) for t in texts]
+        futures = [client.synthesize_async(t, TtsParams(format="pcm", sample_rate=rate)) for t in texts]
         return [f.result(timeout=120).audio for f in futures]
     finally:
         client.close()

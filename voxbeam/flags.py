@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from voxbeam.protocol import API_KEY_ENV, AUTO_LANGUAGE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, TTS_FORMATS
+from voxbeam.protocol import API_KEY_ENV, AUTO_LANGUAGE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, TTS_FORMATS, TtsParams
 
 # A job fails (exit 3) when more than this fraction of its records are dead letters.
 DEFAULT_MAX_DEAD_LETTER_FRACTION = 0.05
@@ -248,6 +248,9 @@ TRANSCRIBE_FLAGS = (
     ),
 )
 
+# The synthesis flags' defaults are TtsParams' own.
+_TTS = TtsParams()
+
 SYNTHESIZE_FLAGS = (
     *_job_flags("synthesize"),
     Flag(
@@ -258,11 +261,11 @@ SYNTHESIZE_FLAGS = (
     ),
     Flag("voice_id", "default voice (e.g. vl-jenny); records may override it", default_help="the service's choice"),
     Flag("language", "default language (e.g. en-US); records may override it", default_help="the voice's"),
-    Flag("audio_format", "format of the audio objects", "wav", choices=(*TTS_FORMATS, "ogg")),
-    Flag("sample_rate", f"sample rate in Hz, {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE}", 16000, sample_rate),
-    Flag("speed", "speaking rate multiplier", 1.0, number(minimum=0.0)),
-    Flag("pitch", "pitch offset", 0.0, number()),
-    Flag("volume", "volume multiplier", 1.0, number(minimum=0.0)),
+    Flag("audio_format", "format of the audio objects", _TTS.format, choices=(*TTS_FORMATS, "ogg")),
+    Flag("sample_rate", f"sample rate in Hz, {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE}", _TTS.sample_rate, sample_rate),
+    Flag("speed", "speaking rate multiplier", _TTS.speed, number(minimum=0.0)),
+    Flag("pitch", "pitch offset", _TTS.pitch, number()),
+    Flag("volume", "volume multiplier", _TTS.volume, number(minimum=0.0)),
     *_stream_flags("synthesize"),
 )
 

@@ -40,6 +40,7 @@ from voxbeam.protocol_messages import (
     Unknown,
     Word,
 )
+from voxbeam.protocol_messages import TtsParams as TtsParams
 
 STT_PATH = "/v1/stt/realtime"
 TTS_PATH = "/v1/tts/realtime"

@@ -7,7 +7,8 @@ client: ``SttReady``/``TtsReady``, ``Transcript``, ``FlushDone``, ``Audio``, ``E
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
 # The STT init language that asks the service to detect it (an extension: the spec names codes only).
@@ -56,8 +57,15 @@ class SttInit:
 
 
 @dataclass(frozen=True)
-class TtsInit:
-    type: Literal["init"] = "init"
+class TtsParams:
+    """What a synthesis asks for: voice, language, audio format and rate, prosody (speed, pitch, volume,
+    and ``voice_config``'s style/role/degree).
+
+    The one list of them: the jobs' flags take their defaults from here, a job and the ``Synthesize``
+    transform carry one, a synthesis record may override any field (``overridden_by``), and
+    ``TtsInit`` is these fields on the wire.
+    """
+
     voice_id: str | None = None
     language: str | None = None
     format: str = "wav"
@@ -66,6 +74,25 @@ class TtsInit:
     pitch: float = 0.0
     volume: float = 1.0
     voice_config: dict[str, Any] | None = None
+
+    def overridden_by(self, record: Mapping[str, Any]) -> TtsParams:
+        """These parameters with the ones ``record`` sets (a None value sets nothing)."""
+        given = {f.name: record[f.name] for f in fields(TtsParams) if record.get(f.name) is not None}
+        return replace(self, **given) if given else self
+
+    def init(self, **changes: Any) -> TtsInit:
+        """The init message that asks for these parameters (``changes`` replace some)."""
+        return TtsInit(**{**{f.name: getattr(self, f.name) for f in fields(TtsParams)}, **changes})
+
+
+@dataclass(frozen=True)
+class _InitType:
+    type: Literal["init"] = "init"
+
+
+@dataclass(frozen=True)
+class TtsInit(TtsParams, _InitType):
+    """The TTS session's init: ``type`` first on the wire, then the ``TtsParams`` fields."""
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from voxbeam.beam import (
     ServiceSettings,
     Synthesize,
     Transcribe,
+    TtsParams,
     WriteDeadLetters,
     WriteManifest,
     WriteTranscripts,
@@ -35,7 +36,11 @@ def settings_for(server):
 
 def synthesize(server, records, prefix, run_id="test", **defaults):
     with beam.Pipeline(runner=FnApiRunner()) as p:
-        result = p | beam.Create(records) | Synthesize(storage.join(prefix, "audio"), settings_for(server), **defaults)
+        result = (
+            p
+            | beam.Create(records)
+            | Synthesize(storage.join(prefix, "audio"), settings_for(server), TtsParams(**defaults))
+        )
         result[MANIFEST] | WriteManifest(prefix, run_id)
         result[DEAD_LETTERS] | WriteDeadLetters(prefix, run_id)
 

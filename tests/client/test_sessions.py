@@ -14,7 +14,7 @@ import pytest
 from tests import speech
 from tests.client.conftest import RATE, config_for
 from voxbeam import audio
-from voxbeam.client import RetryPolicy, SpeechClient, SyncSpeechClient
+from voxbeam.client import RetryPolicy, SpeechClient, SyncSpeechClient, TtsParams
 from voxbeam.errors import AuthenticationError, ClientClosedError, InvalidRequestError
 
 
@@ -76,7 +76,7 @@ def test_synthesis_is_one_valid_file_and_sessions_take_turns(server):
 
     async def go():
         async with SpeechClient(config_for(server, pool_size=1)) as client:
-            results = [await client.synthesize(t, format="wav", sample_rate=22050) for t in texts]
+            results = [await client.synthesize(t, TtsParams(format="wav", sample_rate=22050)) for t in texts]
             return results, client.stats()
 
     results, stats = run(go())
@@ -95,7 +95,7 @@ def test_permanent_errors_fail_at_once_without_retries(server, phrases):
             errors = []
             for call in (
                 client.transcribe(phrases[0], language="fr-FR"),
-                client.synthesize("Hello there.", voice_id="vl-does-not-exist"),
+                client.synthesize("Hello there.", TtsParams(voice_id="vl-does-not-exist")),
             ):
                 started = time.monotonic()
                 with pytest.raises(InvalidRequestError) as info:

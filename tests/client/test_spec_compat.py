@@ -14,7 +14,7 @@ import wave
 import numpy as np
 
 from tests.client.spec_server import SpecServer, transcript_for
-from voxbeam.client import ClientConfig, RetryPolicy, SpeechClient, Timeouts
+from voxbeam.client import ClientConfig, RetryPolicy, SpeechClient, Timeouts, TtsParams
 
 RATE = 16000
 
@@ -37,7 +37,7 @@ def test_transcription_and_synthesis_against_the_spec_alone(caplog):
         async with SpecServer(unknown_every=3) as srv:
             async with SpeechClient(config(srv, pool_size=3)) as client:
                 results = await asyncio.gather(*(client.transcribe(c) for c in clips))
-                spoken = await client.synthesize("Hello there.", voice_id="vl-jenny")
+                spoken = await client.synthesize("Hello there.", TtsParams(voice_id="vl-jenny"))
                 return results, spoken, client.stats(), srv.counters
 
     with caplog.at_level(logging.DEBUG, logger="voxbeam.client"):

@@ -29,7 +29,7 @@ from tests import speech
 from tests.reliability.conftest import SHORT_SENTENCES, dedicated_server, tree_rss
 from tests.server import helpers as h
 from voxbeam import audio, protocol
-from voxbeam.client import ClientConfig, RetryPolicy, SyncSpeechClient, Timeouts
+from voxbeam.client import ClientConfig, RetryPolicy, SyncSpeechClient, Timeouts, TtsParams
 
 LIMIT = 256 * 1024  # the fuzz server's --max_message_size
 EXAMPLES = int(os.environ.get("VOXBEAM_FUZZ_EXAMPLES", "400"))
@@ -268,7 +268,7 @@ class HealthySession(threading.Thread):
                     text = client.transcribe(self.clip).text
                     if speech.wer([self.said], [text]) > 0.5:
                         self.failures.append(f"transcript {text!r} for {self.said!r}")
-                    spoken = client.synthesize(SHORT_SENTENCES[0], format="wav")
+                    spoken = client.synthesize(SHORT_SENTENCES[0], TtsParams(format="wav"))
                     if audio.duration_ms(spoken.audio) < 300:
                         self.failures.append("synthesized audio too short")
                     self.rounds += 1

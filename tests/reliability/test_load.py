@@ -20,7 +20,7 @@ import pytest
 from tests import speech
 from tests.reliability.conftest import SHORT_SENTENCES, dedicated_server, env_seconds, tree_rss
 from voxbeam import audio
-from voxbeam.client import ClientConfig, RetryPolicy, SpeechClient, Timeouts
+from voxbeam.client import ClientConfig, RetryPolicy, SpeechClient, Timeouts, TtsParams
 from voxbeam.errors import RetriesExhaustedError, ServerBusyError
 
 MAX_SESSIONS = 48
@@ -59,7 +59,7 @@ async def one_session(srv: Any, i: int, clips: list[bytes], expected: dict[int, 
                 result = await client.transcribe(clips[k])
                 assert result.text and nearest(result.text, expected) == k, (result.text, expected)
             else:
-                spoken = await client.synthesize(TTS_TEXT, format="wav", voice_id="vl-andrew")
+                spoken = await client.synthesize(TTS_TEXT, TtsParams(format="wav", voice_id="vl-andrew"))
                 assert audio.duration_ms(spoken.audio) > 1500
             return "ok", time.monotonic() - started
         except RetriesExhaustedError as exc:

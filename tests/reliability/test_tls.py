@@ -10,7 +10,7 @@ import pytest
 from tests.reliability.conftest import SHORT_SENTENCES, dedicated_server
 from tests.reliability.tls_certs import make_ca_and_server_cert
 from voxbeam import audio, jobs
-from voxbeam.client import ClientConfig, RetryPolicy, SyncSpeechClient, Timeouts
+from voxbeam.client import ClientConfig, RetryPolicy, SyncSpeechClient, Timeouts, TtsParams
 from voxbeam.errors import TLSVerificationError
 
 
@@ -34,7 +34,7 @@ def test_the_server_speaks_wss_and_a_client_with_the_ca_bundle_works(tls_server,
     assert srv.url.startswith("wss://"), srv.url
     for url in (srv.url, srv.url.replace("127.0.0.1", "localhost")):
         with SyncSpeechClient(_config(url, srv.api_key, ca_bundle=certs.ca_cert)) as client:
-            spoken = client.synthesize(SHORT_SENTENCES[1], format="wav")
+            spoken = client.synthesize(SHORT_SENTENCES[1], TtsParams(format="wav"))
             assert audio.duration_ms(spoken.audio) > 300
             result = client.transcribe(short_clips[2])
             assert result.text and result.attempts == 1

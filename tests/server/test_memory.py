@@ -191,7 +191,7 @@ def replaced_and_settled(srv: Any, ceiling_mb: int, timeout: float = 120.0) -> d
 def test_a_worker_over_its_ceiling_is_replaced_and_no_record_is_lost():
     """A worker ceiling just above what an idle worker holds: the first long render pushes it over; the
     watchdog drains and replaces it, the client's retries finish every record, /metrics counts it."""
-    from voxbeam.client import ClientConfig, RetryPolicy, SyncSpeechClient
+    from voxbeam.client import ClientConfig, RetryPolicy, SyncSpeechClient, TtsParams
 
     with dedicated_server(workers=1) as probe:  # what an idle worker of this machine holds
         warm_idle(probe)
@@ -202,7 +202,7 @@ def test_a_worker_over_its_ceiling_is_replaced_and_no_record_is_lost():
         h.calibrated(srv)  # as the probe's idle was: the speed measurement's memory is in it, then the renders
         config = ClientConfig(endpoints=(srv.url,), api_key=srv.api_key, retry=RetryPolicy(budget=300))
         with SyncSpeechClient(config) as client:
-            results = [client.synthesize(t, voice_id="vl-joe", format="pcm") for t in texts]
+            results = [client.synthesize(t, TtsParams(voice_id="vl-joe", format="pcm")) for t in texts]
         health = replaced_and_settled(srv, ceiling_mb)
         metrics = srv.metrics_text()
     assert all(len(r.audio) > 16000 for r in results)

@@ -23,6 +23,7 @@ from voxbeam.beam.transforms import (
     WriteManifest,
     WriteTranscripts,
 )
+from voxbeam.protocol import TtsParams
 
 __all__ = [
     "DEAD_LETTERS",
@@ -37,6 +38,7 @@ __all__ = [
     "TextRecordMessages",
     "Transcribe",
     "TranscribeAudioOptions",
+    "TtsParams",
     "VoxBeamOptions",
     "WriteDeadLetters",
     "WriteManifest",

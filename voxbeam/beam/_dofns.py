@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import dataclasses
 import json
 import logging
 import time
@@ -28,7 +27,7 @@ from voxbeam.beam import _workers, progress, storage
 from voxbeam.beam.options import ServiceSettings
 from voxbeam.beam.rows import caption_basename, dead_letter, manifest_row, object_name, text_sha256, transcript_row
 from voxbeam.errors import AudioError, InputError, RetriesExhaustedError, VoxBeamError
-from voxbeam.protocol import TtsInit, redact
+from voxbeam.protocol import TtsParams, redact
 
 _LOG = logging.getLogger(__name__)
 NAMESPACE = "voxbeam"
@@ -42,8 +41,6 @@ DeadLetter: TypeAlias = TaggedOutput[Literal["dead_letters"], Row]
 # A finished record: (True, its output row) or (False, its dead-letter row).
 Outcome: TypeAlias = tuple[bool, Row]
 AudioSource: TypeAlias = str | fileio.ReadableFile | storage.SourceFile
-# What a synthesis record may set for itself: every field of the TTS init but the message type.
-RECORD_TTS_FIELDS = tuple(f.name for f in dataclasses.fields(TtsInit) if f.name != "type")
 
 
 class _InFlightDoFn(beam.DoFn):
@@ -268,13 +265,13 @@ class SynthesizeFn(_InFlightDoFn):
         self,
         settings: ServiceSettings,
         output_prefix: str,
-        defaults: dict[str, Any],
+        params: TtsParams,
         *,
         progress_id: str | None = None,
     ) -> None:
         super().__init__(settings, progress_id)
         self._prefix = output_prefix
-        self._defaults = defaults
+        self._params = params  # a record may set any of them for itself
 
     def setup(self) -> None:
         super().setup()
@@ -304,9 +301,8 @@ class SynthesizeFn(_InFlightDoFn):
             raise InputError("the record has no 'id'")
         if not isinstance(text, str) or not text.strip():
             raise InputError("the record has no 'text'")
-        params = {k: v for k, v in self._defaults.items() if v is not None}
-        params.update({k: record[k] for k in RECORD_TTS_FIELDS if record.get(k) is not None})
-        result = self._await(self._handle.client.synthesize_async(text, **params))
+        params = self._params.overridden_by(record)
+        result = self._await(self._handle.client.synthesize_async(text, params))
         text_sha = text_sha256(text)
         uri = storage.join(self._prefix, f"{object_name(record_id)}.{audio.FILE_EXTENSIONS[result.format]}")
         storage.write_object(

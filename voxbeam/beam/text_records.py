@@ -8,11 +8,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from voxbeam.protocol import TtsInit
+from voxbeam.protocol import TtsParams
 
-# CSV and text give strings; the service wants numbers where the TTS init has them.
+# CSV and text give strings; the service wants numbers where the TTS parameters have them.
 _NUMERIC_PARAMETERS: dict[str, Callable[[Any], Any]] = {
-    f.name: type(f.default) for f in dataclasses.fields(TtsInit) if type(f.default) in (int, float)
+    f.name: type(f.default) for f in dataclasses.fields(TtsParams) if type(f.default) in (int, float)
 }
 
 

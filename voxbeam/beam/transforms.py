@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import apache_beam as beam
@@ -13,6 +14,7 @@ from voxbeam.beam.captions import CAPTION_FORMATS
 from voxbeam.beam.options import ServiceSettings
 from voxbeam.beam.schema import DEAD_LETTER_SCHEMA, MANIFEST_SCHEMA, TRANSCRIPT_SCHEMA
 from voxbeam.beam.sink import WriteRows, stream_prefix
+from voxbeam.protocol import TtsParams
 
 TRANSCRIPTS = "transcripts"
 MANIFEST = "manifest"
@@ -145,9 +147,9 @@ class WriteDeadLetters(beam.PTransform):
 class Synthesize(beam.PTransform):
     """Text records to audio objects under ``output_prefix``, with manifest rows and dead letters.
 
-    Records are dicts with ``id`` and ``text`` and optional ``voice_id``, ``language``, ``format``,
-    ``sample_rate``, ``speed``, ``pitch``, ``volume``, ``voice_config`` that override the
-    transform's defaults. Object names derive from ``id`` alone, so a retried bundle rewrites
+    Records are dicts with ``id`` and ``text``, and any field of ``TtsParams`` (``voice_id``,
+    ``language``, ``format``, ``sample_rate``, ``speed``, ``pitch``, ``volume``, ``voice_config``)
+    that overrides the transform's ``params``. Object names derive from ``id`` alone, so a retried bundle rewrites
     the same objects; a second record with the same id becomes a DUPLICATE_ID dead letter. On an
     unbounded input pass ``unique_ids=False`` (grouping by id would wait for the input's end):
     ``TextRecordMessages`` has already dropped redelivered records.
@@ -157,14 +159,8 @@ class Synthesize(beam.PTransform):
         self,
         output_prefix: str,
         service: ServiceSettings | None = None,
+        params: TtsParams | None = None,
         *,
-        voice_id: str | None = None,
-        language: str | None = None,
-        format: str = "wav",
-        sample_rate: int = 16000,
-        speed: float = 1.0,
-        pitch: float = 0.0,
-        volume: float = 1.0,
         progress_id: str | None = None,
         unique_ids: bool = True,
     ) -> None:
@@ -172,15 +168,7 @@ class Synthesize(beam.PTransform):
         self._unique_ids = unique_ids
         self._prefix = output_prefix
         self._service = service or ServiceSettings()
-        self._defaults = {
-            "voice_id": voice_id,
-            "language": language,
-            "format": format,
-            "sample_rate": sample_rate,
-            "speed": speed,
-            "pitch": pitch,
-            "volume": volume,
-        }
+        self._params = params or TtsParams()
         self._progress_id = progress_id
 
     def expand(self, records: Any) -> Any:
@@ -197,16 +185,15 @@ class Synthesize(beam.PTransform):
         rendered = (
             records
             | "Synthesize"
-            >> beam.ParDo(
-                _dofns.SynthesizeFn(self._service, self._prefix, self._defaults, progress_id=self._progress_id)
-            )
+            >> beam.ParDo(_dofns.SynthesizeFn(self._service, self._prefix, self._params, progress_id=self._progress_id))
             | "Route" >> beam.ParDo(_dofns.RouteFn()).with_outputs(DEAD_LETTERS, main=MANIFEST)
         )
         failed = (*dead, rendered[DEAD_LETTERS]) | "AllDeadLetters" >> beam.Flatten()
         return {MANIFEST: rendered[MANIFEST], DEAD_LETTERS: failed}
 
     def display_data(self) -> dict[str, Any]:
-        shown = {k: v for k, v in self._defaults.items() if v is not None}
+        given = dataclasses.asdict(self._params).items()
+        shown = {k: v if isinstance(v, str | int | float) else str(v) for k, v in given if v is not None}
         return {**_service_display(self._service), "output_prefix": self._prefix, **shown}
 
 

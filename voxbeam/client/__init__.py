@@ -11,6 +11,7 @@ from voxbeam.client.config import CircuitPolicy, ClientConfig, RetryPolicy, Time
 from voxbeam.client.results import Segment, SynthesisResult, TranscriptResult, Word
 from voxbeam.client.speech import SpeechClient
 from voxbeam.client.sync import SyncSpeechClient
+from voxbeam.protocol import TtsParams
 
 __all__ = [
     "CircuitPolicy",
@@ -21,6 +22,7 @@ __all__ = [
     "SyncSpeechClient",
     "SynthesisResult",
     "Timeouts",
+    "TtsParams",
     "TranscriptResult",
     "Word",
 ]

@@ -7,7 +7,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from voxbeam import audio, protocol
 from voxbeam.audio import BYTES_PER_SAMPLE
@@ -28,6 +28,7 @@ from voxbeam.errors import (
     ServiceUnavailableError,
     VoxBeamError,
 )
+from voxbeam.protocol import TtsParams
 from voxbeam.text import pack
 
 logger = logging.getLogger("voxbeam.client")
@@ -159,36 +160,21 @@ class SpeechClient:
 
     # -- text to speech --------------------------------------------------------------------
 
-    async def synthesize(
-        self,
-        text: str,
-        *,
-        voice_id: str | None = None,
-        language: str | None = None,
-        format: str = "wav",
-        sample_rate: int = 16000,
-        speed: float = 1.0,
-        pitch: float = 0.0,
-        volume: float = 1.0,
-        voice_config: dict[str, Any] | None = None,
-    ) -> SynthesisResult:
-        """Synthesize one utterance; the result's ``audio`` is one complete file of ``format``."""
+    async def synthesize(self, text: str, params: TtsParams | None = None) -> SynthesisResult:
+        """Synthesize one utterance as ``params`` ask (voice, format, prosody; the defaults when None);
+        the result's ``audio`` is one complete file of ``params.format``."""
         if not text or not text.strip():
             raise InputError("text is empty")
+        params = params or TtsParams()
+        format = params.format
         # Text over the service's limit goes as several utterances of PCM, cut at sentence ends,
         # and becomes one file here.
         pieces = pack(text, self.config.max_text_chars)
         whole = len(pieces) == 1
-        init = protocol.TtsInit(
-            voice_id=voice_id,
-            language=language,
-            format=format if whole else "pcm",
-            sample_rate=sample_rate if whole else audio.delivered_rate(_format(format), sample_rate),
-            speed=speed,
-            pitch=pitch,
-            volume=volume,
-            voice_config=voice_config,
-        )
+        if whole:
+            init = params.init()
+        else:
+            init = params.init(format="pcm", sample_rate=audio.delivered_rate(_format(format), params.sample_rate))
 
         async def exchange(session: Session) -> SynthesisResult:
             timeout = self.config.timeouts.result

@@ -20,6 +20,7 @@ from voxbeam.client._sources import AudioSource, ThreadedSource
 from voxbeam.client.config import ClientConfig
 from voxbeam.client.results import SynthesisResult, TranscriptResult
 from voxbeam.client.speech import SpeechClient
+from voxbeam.protocol import AUTO_LANGUAGE, TtsParams
 
 T = TypeVar("T")
 
@@ -148,29 +149,50 @@ class SyncSpeechClient:
         return self._client
 
     def transcribe_async(
-        self, audio_factory: AudioFactory | AudioSource, **kw: Any
+        self,
+        audio_factory: AudioFactory | AudioSource,
+        *,
+        sample_rate: int = 16000,
+        language: str = AUTO_LANGUAGE,
+        timestamps: bool = True,
     ) -> concurrent.futures.Future[TranscriptResult]:
-        """Start a transcription; ``audio_factory()`` is called and iterated in a worker thread.
+        """Start a transcription (``SpeechClient.transcribe``); ``audio_factory()`` is called and iterated
+        in a worker thread.
 
         A factory (not an iterator) so that nothing is opened until a session is ready for it.
         In-memory bytes and async iterables are accepted as they are.
         """
-        if callable(audio_factory):
-            factory = audio_factory
-            return self._loop.submit(self._transcribe_factory(factory, kw))
-        return self._loop.submit(self._client.transcribe(audio_factory, **kw))
+        return self._loop.submit(self._transcribe(audio_factory, sample_rate, language, timestamps))
 
-    async def _transcribe_factory(self, factory: AudioFactory, kw: dict[str, Any]) -> TranscriptResult:
-        return await self._client.transcribe(ThreadedSource(factory, self.config.max_in_flight_chunks), **kw)
+    async def _transcribe(
+        self, audio_factory: AudioFactory | AudioSource, sample_rate: int, language: str, timestamps: bool
+    ) -> TranscriptResult:
+        if callable(audio_factory):  # iterated in its own thread, from here on the loop
+            audio_factory = ThreadedSource(audio_factory, self.config.max_in_flight_chunks)
+        return await self._client.transcribe(
+            audio_factory, sample_rate=sample_rate, language=language, timestamps=timestamps
+        )
 
-    def synthesize_async(self, text: str, **kw: Any) -> concurrent.futures.Future[SynthesisResult]:
-        return self._loop.submit(self._client.synthesize(text, **kw))
+    def synthesize_async(
+        self, text: str, params: TtsParams | None = None
+    ) -> concurrent.futures.Future[SynthesisResult]:
+        """Start a synthesis (``SpeechClient.synthesize``)."""
+        return self._loop.submit(self._client.synthesize(text, params))
 
-    def transcribe(self, audio_factory: AudioFactory | AudioSource, **kw: Any) -> TranscriptResult:
-        return self.transcribe_async(audio_factory, **kw).result()
+    def transcribe(
+        self,
+        audio_factory: AudioFactory | AudioSource,
+        *,
+        sample_rate: int = 16000,
+        language: str = AUTO_LANGUAGE,
+        timestamps: bool = True,
+    ) -> TranscriptResult:
+        return self.transcribe_async(
+            audio_factory, sample_rate=sample_rate, language=language, timestamps=timestamps
+        ).result()
 
-    def synthesize(self, text: str, **kw: Any) -> SynthesisResult:
-        return self.synthesize_async(text, **kw).result()
+    def synthesize(self, text: str, params: TtsParams | None = None) -> SynthesisResult:
+        return self.synthesize_async(text, params).result()
 
     def retry_in(self) -> float | None:
         """While every endpoint is unavailable, seconds until the next probe; else None (any thread)."""

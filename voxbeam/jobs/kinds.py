@@ -29,7 +29,7 @@ from voxbeam.jobs.inputs import check_writable, earlier_rows, existing_sources, 
 from voxbeam.jobs.records import TextRecords, read_text_records
 from voxbeam.jobs.replay import audio_records, dead_letter_files, text_records
 from voxbeam.jobs.summary import Summary
-from voxbeam.protocol import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SttInit, TtsInit
+from voxbeam.protocol import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SttInit, TtsParams
 
 
 class Job:
@@ -183,21 +183,21 @@ class Synthesis(Job):
             summary.skipped = len(found.records) - len(records)
         return records
 
-    def tts_defaults(self) -> dict[str, Any]:
-        """The job's TTS settings, which records may override: the pre-flight's init and the transform's defaults."""
+    def tts_params(self) -> TtsParams:
+        """The job's TTS parameters, which records may override: the pre-flight's init and the transform's."""
         v = self.values
-        return {
-            "voice_id": v.voice_id,
-            "language": v.language,
-            "format": v.audio_format,
-            "sample_rate": v.sample_rate,
-            "speed": v.speed,
-            "pitch": v.pitch,
-            "volume": v.volume,
-        }
+        return TtsParams(
+            voice_id=v.voice_id,
+            language=v.language,
+            format=v.audio_format,
+            sample_rate=v.sample_rate,
+            speed=v.speed,
+            pitch=v.pitch,
+            volume=v.volume,
+        )
 
     def session(self) -> tuple[Kind, Any]:
-        return "tts", TtsInit(**self.tts_defaults())
+        return "tts", self.tts_params().init()
 
     def build(
         self, p: beam.Pipeline, records: list[Any], service: ServiceSettings, run_id: str, progress_id: str | None
@@ -211,7 +211,7 @@ class Synthesis(Job):
             >> Synthesize(
                 storage.join(v.output, AUDIO, f"run={run_id}"),
                 service,
-                **self.tts_defaults(),
+                self.tts_params(),
                 progress_id=progress_id,
             )
         )
@@ -225,7 +225,7 @@ class Synthesis(Job):
         )
         # Objects by id, as in batch; a record's newer text replaces its audio (the manifest tells which text).
         result = found[RECORDS] | "Synthesize" >> Synthesize(
-            stream_prefix(v.output, AUDIO), service, **self.tts_defaults(), progress_id=progress_id, unique_ids=False
+            stream_prefix(v.output, AUDIO), service, self.tts_params(), progress_id=progress_id, unique_ids=False
         )
         result[MANIFEST] | "WriteManifest" >> WriteManifest(
             v.output, run_id, window_s=v.window_seconds, progress_id=progress_id
