@@ -372,7 +372,7 @@ def test_a_streaming_template_reads_exactly_one_source(streaming_template: str) 
     subscription = ["--input_subscription", "projects/my-project/subscriptions/s-1"]
     topic = ["--input_topic", "projects/my-project/topics/t-1"]
     for argv in (subscription, topic):
-        assert job_args.is_stream(job_args.parse(kind, [*argv, *output]).values)
+        assert job_args.parse(kind, [*argv, *output]).config.stream
     with pytest.raises(jobs.UsageError, match="--input_subscription"):
         job_args.parse(kind, output)
     with pytest.raises(jobs.UsageError) as both:
@@ -703,5 +703,5 @@ def test_the_flags_a_streaming_launch_adds_are_accepted(kind: str) -> None:
         '--transform_name_mapping={"Transcribe":"Transcribe"}',
     ]
     parsed = job_args.parse(kind, line)
-    assert job_args.is_stream(parsed.values)
+    assert parsed.config.stream
     beam_options(kind, parsed.beam_args)  # Beam (with the Dataflow runner's options) knows every one

@@ -94,6 +94,11 @@ class Flag:
         )
 
 
+def split_list(value: str | None) -> tuple[str, ...]:
+    """A comma-separated flag's values (--endpoint, --captions)."""
+    return tuple(v.strip() for v in (value or "").split(",") if v.strip())
+
+
 BOOLEAN = ("true", "false")
 
 SERVICE_FLAGS = (

@@ -111,15 +111,20 @@ class ServiceSettings:
 
     def resolve_api_key(self) -> str | None:
         """The key itself: given, from Secret Manager, or from the environment."""
-        if self.api_key is not None:
-            return self.api_key.reveal()
-        if self.api_key_secret:
-            return access_secret(self.api_key_secret)
-        return os.environ.get(API_KEY_ENV) or None
+        return resolve_api_key(self.api_key, self.api_key_secret)
 
     def client_config(self) -> ClientConfig:
         """The worker's client configuration, key included (call it on the worker, not at submit)."""
         return dataclasses.replace(self.config, api_key=self.resolve_api_key())
+
+
+def resolve_api_key(api_key: Secret | None, api_key_secret: str | None) -> str | None:
+    """The key itself: ``api_key``, else the Secret Manager secret named, else the environment's."""
+    if api_key is not None:
+        return api_key.reveal()
+    if api_key_secret:
+        return access_secret(api_key_secret)
+    return os.environ.get(API_KEY_ENV) or None
 
 
 def access_secret(name: str) -> str:
@@ -133,10 +138,6 @@ def access_secret(name: str) -> str:
     client = secretmanager.SecretManagerServiceClient()
     response = client.access_secret_version(name=name)
     return str(response.payload.data.decode("utf-8"))
-
-
-def split_list(value: str | None) -> tuple[str, ...]:
-    return tuple(v.strip() for v in (value or "").split(",") if v.strip())
 
 
 class VoxBeamOptions(PipelineOptions):

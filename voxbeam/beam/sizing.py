@@ -6,9 +6,9 @@ what only Beam knows: how many worker processes a job may have at its peak.
 The jobs layer calls ``resolve_sessions_per_worker`` once, at job start, after the pre-flight
 check and before it builds ``ServiceSettings``::
 
-    sizing = resolve_sessions_per_worker(args.sessions_per_worker, endpoints, key, options,
-                                         auth=args.auth, ca_bundle=args.ca_bundle)
-    settings = ServiceSettings(..., sessions_per_worker=sizing.sessions_per_worker)
+    sizing = resolve_sessions_per_worker(config.sessions_per_worker, endpoints, key, options,
+                                         auth=config.auth, ca_bundle=config.ca_bundle)
+    settings = ServiceSettings(..., sessions_per_worker=sizing.sessions_per_worker)  # the run's only one
 
 with ``--sessions_per_worker`` defaulting to None, so that an explicit value can win.
 """

@@ -17,6 +17,7 @@ from typing import Any
 
 from voxbeam.errors import UsageError
 from voxbeam.flags import FLAGS, KINDS, STREAM_SOURCES
+from voxbeam.jobs.config import JobConfig
 
 _DESCRIPTION = {
     "transcribe": "Transcribe audio files into Parquet transcripts (and SRT/WebVTT captions).",
@@ -34,10 +35,10 @@ BEAM_HELP = (
 
 @dataclass
 class JobArgs:
-    """A job's own flag values, the API key taken out of argv, and the arguments left for Beam."""
+    """A job's own settings, the API key taken out of argv, and the arguments left for Beam."""
 
     kind: str
-    values: argparse.Namespace
+    config: JobConfig
     api_key: str | None
     beam_args: list[str]
 
@@ -110,13 +111,7 @@ def parse(kind: str, argv: Sequence[str] | None = None, prog: str | None = None)
         raise UsageError("--input", "is required (or --input_subscription / --input_topic for a stream)")
     if not values.output:
         raise UsageError("--output", "is required")
-    if not is_stream(values):
-        for name in ("input_pattern",):
-            if getattr(values, name, None):
-                raise UsageError(f"--{name}", "applies to a stream: give --input_subscription or --input_topic")
-    return JobArgs(kind, values, api_key, list(rest))
-
-
-def is_stream(values: argparse.Namespace) -> bool:
-    """Whether the job reads a Pub/Sub stream (else a batch over --input)."""
-    return any(getattr(values, name, None) for name in STREAM_SOURCES)
+    config = JobConfig.from_flags(kind, values)
+    if not config.stream and config.input_pattern:
+        raise UsageError("--input_pattern", "applies to a stream: give --input_subscription or --input_topic")
+    return JobArgs(kind, config, api_key, list(rest))

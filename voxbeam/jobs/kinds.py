@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import apache_beam as beam
@@ -10,7 +9,7 @@ import apache_beam as beam
 from voxbeam.beam import DEAD_LETTERS, storage
 from voxbeam.beam.captions import CAPTION_FORMATS
 from voxbeam.beam.notifications import RECORDS, AudioNotifications, TextRecordMessages
-from voxbeam.beam.options import ServiceSettings, split_list
+from voxbeam.beam.options import ServiceSettings
 from voxbeam.beam.rows import text_sha256
 from voxbeam.beam.sink import stream_prefix
 from voxbeam.beam.transforms import (
@@ -25,11 +24,12 @@ from voxbeam.beam.transforms import (
 )
 from voxbeam.client.connector import Kind
 from voxbeam.errors import UsageError
+from voxbeam.jobs.config import JobConfig
 from voxbeam.jobs.inputs import check_writable, earlier_rows, existing_sources, expand_input
 from voxbeam.jobs.records import TextRecords, read_text_records
 from voxbeam.jobs.replay import audio_records, dead_letter_files, text_records
 from voxbeam.jobs.summary import Summary
-from voxbeam.protocol import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SttInit, TtsParams
+from voxbeam.protocol import AUTO_LANGUAGE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SttInit
 
 
 class Job:
@@ -38,8 +38,8 @@ class Job:
     kind: str
     main_output: str
 
-    def __init__(self, values: argparse.Namespace) -> None:
-        self.values = values
+    def __init__(self, config: JobConfig) -> None:
+        self.config = config
         # Dead-letter rows for inputs that never became records (found while reading them).
         self.rejected: list[dict[str, Any]] = []
 
@@ -63,7 +63,7 @@ class Job:
 
     def stream_messages(self, p: beam.Pipeline) -> Any:
         """The stream's messages (with their attributes), read from the subscription or topic given."""
-        v = self.values
+        v = self.config
         try:
             read = beam.io.ReadFromPubSub(
                 topic=v.input_topic or None, subscription=v.input_subscription or None, with_attributes=True
@@ -74,7 +74,7 @@ class Job:
         return p | "ReadMessages" >> read
 
     def stream_dead_letters(self, run_id: str, progress_id: str | None, *failed: Any) -> None:
-        v = self.values
+        v = self.config
         (
             failed
             | "AllDeadLetters" >> beam.Flatten()
@@ -98,57 +98,59 @@ class Transcription(Job):
     kind = "transcribe"
     main_output = TRANSCRIPTS
 
-    def __init__(self, values: argparse.Namespace) -> None:
-        super().__init__(values)
-        self.captions = split_list(values.captions)
+    def __init__(self, config: JobConfig) -> None:
+        super().__init__(config)
+        self.captions = config.captions
+        # A transcription's --language has a default ("auto"): never None.
+        self.language = config.language if config.language is not None else AUTO_LANGUAGE
         for c in self.captions:
             if c not in CAPTION_FORMATS:
                 raise UsageError("--captions", f"unknown caption format {c!r}; use {' or '.join(CAPTION_FORMATS)}")
-        if self.captions and values.timestamps == "false":
+        if self.captions and not config.timestamps:
             raise UsageError(
                 "--captions", "captions are built from word timings: drop --timestamps false or --captions"
             )
 
     def read(self, summary: Summary) -> list[Any]:
-        replay = dead_letter_files(self.values.input)
+        replay = dead_letter_files(self.config.batch_input)
         if replay is not None:
             uris, self.rejected = audio_records(replay)
             sources = [_stat_or_missing(uri) for uri in uris]
         else:
-            sources = expand_input(self.values.input)
+            sources = expand_input(self.config.batch_input)
         summary.inputs = len(sources) + len(self.rejected)
-        check_writable(self.values.output)
-        if self.values.skip_existing == "true":
-            done = existing_sources(self.values.output)
+        check_writable(self.config.output)
+        if self.config.skip_existing:
+            done = existing_sources(self.config.output)
             todo = [s for s in sources if (s.uri, s.size, s.version) not in done]
             summary.skipped = len(sources) - len(todo)
             sources = todo
         return [s if s.size >= 0 else s.uri for s in sources]
 
     def session(self) -> tuple[Kind, Any]:
-        v = self.values
-        return "stt", SttInit.asking(v.language, timestamps=v.timestamps == "true", realtime=False)
+        v = self.config
+        return "stt", SttInit.asking(self.language, timestamps=v.timestamps, realtime=False)
 
     def build(
         self, p: beam.Pipeline, records: list[Any], service: ServiceSettings, run_id: str, progress_id: str | None
     ) -> None:
-        v = self.values
+        v = self.config
         result = (
             p
             | "Files" >> beam.Create(records, reshuffle=False)
             | "Transcribe"
-            >> Transcribe(service, language=v.language, timestamps=v.timestamps == "true", progress_id=progress_id)
+            >> Transcribe(service, language=self.language, timestamps=v.timestamps, progress_id=progress_id)
         )
         result[TRANSCRIPTS] | "WriteTranscripts" >> WriteTranscripts(v.output, run_id, captions=self.captions)
         self.dead_letters(p, result[DEAD_LETTERS]) | "WriteDeadLetters" >> WriteDeadLetters(v.output, run_id)
 
     def build_stream(self, p: beam.Pipeline, service: ServiceSettings, run_id: str, progress_id: str | None) -> None:
-        v = self.values
+        v = self.config
         found = self.stream_messages(p) | "Notifications" >> AudioNotifications(
             v.input_pattern, dedup_window_s=v.dedup_minutes * 60, progress_id=progress_id
         )
         result = found[RECORDS] | "Transcribe" >> Transcribe(
-            service, language=v.language, timestamps=v.timestamps == "true", progress_id=progress_id
+            service, language=self.language, timestamps=v.timestamps, progress_id=progress_id
         )
         result[TRANSCRIPTS] | "WriteTranscripts" >> WriteTranscripts(
             v.output, run_id, captions=self.captions, window_s=v.window_seconds, progress_id=progress_id
@@ -162,47 +164,35 @@ class Synthesis(Job):
     kind = "synthesize"
     main_output = MANIFEST
 
-    def __init__(self, values: argparse.Namespace) -> None:
-        super().__init__(values)
-        if not MIN_SAMPLE_RATE <= values.sample_rate <= MAX_SAMPLE_RATE:
+    def __init__(self, config: JobConfig) -> None:
+        super().__init__(config)
+        self.tts = config.tts_params
+        if not MIN_SAMPLE_RATE <= self.tts.sample_rate <= MAX_SAMPLE_RATE:
             raise UsageError("--sample_rate", f"must be between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE}")
 
     def read(self, summary: Summary) -> list[Any]:
-        v = self.values
-        replay = dead_letter_files(v.input)
-        found = TextRecords(*text_records(replay)) if replay is not None else read_text_records(v.input)
+        v = self.config
+        replay = dead_letter_files(v.batch_input)
+        found = TextRecords(*text_records(replay)) if replay is not None else read_text_records(v.batch_input)
         if not found.records and not found.rejected:
             raise UsageError("--input", f"{v.input} holds no records")
         summary.inputs = len(found.records) + len(found.rejected)
         check_writable(v.output)
         self.rejected = found.rejected
         records = found.records
-        if v.skip_existing == "true":
+        if v.skip_existing:
             done = earlier_rows(v.output, MANIFEST, ("id", "text_sha256"))
             records = [r for r in records if (r["id"], text_sha256(r["text"])) not in done]
             summary.skipped = len(found.records) - len(records)
         return records
 
-    def tts_params(self) -> TtsParams:
-        """The job's TTS parameters, which records may override: the pre-flight's init and the transform's."""
-        v = self.values
-        return TtsParams(
-            voice_id=v.voice_id,
-            language=v.language,
-            format=v.audio_format,
-            sample_rate=v.sample_rate,
-            speed=v.speed,
-            pitch=v.pitch,
-            volume=v.volume,
-        )
-
     def session(self) -> tuple[Kind, Any]:
-        return "tts", self.tts_params().init()
+        return "tts", self.tts.init()
 
     def build(
         self, p: beam.Pipeline, records: list[Any], service: ServiceSettings, run_id: str, progress_id: str | None
     ) -> None:
-        v = self.values
+        v = self.config
         # Each run writes its own objects: a rerun (another voice, say) never changes what earlier manifests describe.
         result = (
             p
@@ -211,7 +201,7 @@ class Synthesis(Job):
             >> Synthesize(
                 storage.join(v.output, AUDIO, f"run={run_id}"),
                 service,
-                self.tts_params(),
+                self.tts,
                 progress_id=progress_id,
             )
         )
@@ -219,13 +209,13 @@ class Synthesis(Job):
         self.dead_letters(p, result[DEAD_LETTERS]) | "WriteDeadLetters" >> WriteDeadLetters(v.output, run_id)
 
     def build_stream(self, p: beam.Pipeline, service: ServiceSettings, run_id: str, progress_id: str | None) -> None:
-        v = self.values
+        v = self.config
         found = self.stream_messages(p) | "Records" >> TextRecordMessages(
             dedup_window_s=v.dedup_minutes * 60, progress_id=progress_id
         )
         # Objects by id, as in batch; a record's newer text replaces its audio (the manifest tells which text).
         result = found[RECORDS] | "Synthesize" >> Synthesize(
-            stream_prefix(v.output, AUDIO), service, self.tts_params(), progress_id=progress_id, unique_ids=False
+            stream_prefix(v.output, AUDIO), service, self.tts, progress_id=progress_id, unique_ids=False
         )
         result[MANIFEST] | "WriteManifest" >> WriteManifest(
             v.output, run_id, window_s=v.window_seconds, progress_id=progress_id

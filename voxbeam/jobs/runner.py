@@ -130,13 +130,14 @@ def execute(parsed: job_args.JobArgs, *, show_progress: bool = False) -> Summary
     local = is_local(options)
     if not local and not _workers_get_voxbeam(options):
         print(STAGING_NOTE, file=sys.stderr)
-    if job_args.is_stream(parsed.values):
+    config = parsed.config
+    if config.stream:
         from voxbeam.jobs.stream import execute_stream
 
         return execute_stream(parsed, options, local=local, show_progress=show_progress, make_pipeline=make_pipeline)
-    job = KINDS[kind](parsed.values)
+    job = KINDS[kind](config)
     started = time.monotonic()
-    summary = Summary(kind=kind, inputs=0, max_dead_letter_fraction=parsed.values.max_dead_letter_fraction)
+    summary = Summary(kind=kind, inputs=0, max_dead_letter_fraction=config.max_dead_letter_fraction)
     records = job.read(summary)
     if not records and not job.rejected:
         summary.wall_seconds = time.monotonic() - started
@@ -150,33 +151,48 @@ def execute(parsed: job_args.JobArgs, *, show_progress: bool = False) -> Summary
     ctrl_c = CtrlC(tracker, emergency) if tracker is not None else None
     try:
         with ctrl_c or contextlib.nullcontext():
-            with service_for(parsed.values, parsed.api_key, local, job.session(), options, summary, emergency) as svc:
+            with service_for(
+                config,
+                api_key=parsed.api_key,
+                local=local,
+                job_session=job.session(),
+                options=options,
+                summary=summary,
+                emergency=emergency,
+            ) as service:
                 interrupted = _run_pipeline(
-                    job, records, options, svc, run_id, progress_id=progress_id, show=show_progress, emergency=emergency
+                    job,
+                    records=records,
+                    options=options,
+                    service=service,
+                    run_id=run_id,
+                    progress_id=progress_id,
+                    show=show_progress,
+                    emergency=emergency,
                 )
     finally:
         if progress_id:
             progress.unregister(progress_id)
     if interrupted is not None:
         raise interrupted
-    summarize(summary, parsed.values.output, run_id, job.main_output)
+    summarize(summary, config.output, run_id, job.main_output)
     summary.wall_seconds = time.monotonic() - started
     return summary
 
 
 def _run_pipeline(
     job: Job,
+    *,
     records: list[Any],
     options: PipelineOptions,
     service: ServiceSettings,
     run_id: str,
-    *,
     progress_id: str | None,
     show: bool,
     emergency: Emergency,
 ) -> Interrupted | None:
     """Build and run the pipeline; a local run's tracker (``progress_id``) shows progress and is stopped by Ctrl-C."""
-    output = job.values.output
+    output = job.config.output
     emergency.add(functools.partial(remove_temporaries, output, run_id, local_only=True))
     # Until the pipeline has finished writing, quitting at once takes back what it wrote (none or all).
     unfinished = emergency.add(functools.partial(remove_unfinished_run, output, run_id))

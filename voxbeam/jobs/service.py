@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from voxbeam import protocol
-from voxbeam.beam.options import Secret, ServiceSettings, split_list
+from voxbeam.beam.options import Secret, ServiceSettings, resolve_api_key
 from voxbeam.client.config import ClientConfig
 from voxbeam.client.connector import Kind
+from voxbeam.client.sizing import Sizing
 from voxbeam.errors import ConnectionLostError, UsageError, VoxBeamError
+from voxbeam.flags import split_list
+from voxbeam.jobs.config import JobConfig
 from voxbeam.jobs.interrupt import Emergency
 from voxbeam.jobs.summary import Summary
 from voxbeam.protocol import API_KEY_ENV
@@ -32,56 +35,34 @@ _LOG = logging.getLogger("voxbeam")
 
 @contextlib.contextmanager
 def service_for(
-    args: argparse.Namespace,
+    config: JobConfig,
+    *,
     api_key: str | None,
     local: bool,
     job_session: tuple[Kind, Any],
     options: PipelineOptions,
     summary: Summary,
     emergency: Emergency | None = None,
-    *,
     stream: bool = False,
 ) -> Iterator[ServiceSettings]:
-    """Settings for the workers; starts and stops an embedded server when no endpoint is named.
+    """Settings for the workers, built once; starts and stops an embedded server when no endpoint is named.
 
     ``job_session`` is the (kind, init) every record will use: the pre-flight check opens it. The
     embedded server is stopped whatever happens: an error, Ctrl-C while it starts or stops, or
     (through ``emergency``) a second Ctrl-C that quits the process at once. A ``stream`` is sized from
     the sessions that keep the fleet busy, not from all it admits (``voxbeam.client.sizing.size``).
     """
-    common = {
-        "auth": args.auth,
-        "sessions_per_worker": args.sessions_per_worker,
-        "retry_budget": args.retry_budget,
-        "max_attempts": args.max_attempts,
-        "ca_bundle": args.ca_bundle,
-    }
-    if args.endpoint:
-        endpoints = split_list(args.endpoint)
-        for e in endpoints:
-            if not e.startswith(("ws://", "wss://")):
-                raise UsageError("--endpoint", f"{protocol.redact(e)!r} is not a ws:// or wss:// URL")
-            if "?" in e:
-                raise UsageError(
-                    "--endpoint",
-                    f"{protocol.redact(e)!r} carries a query string; give the base URL only and the key with "
-                    "--api_key or --api_key_secret (--auth query sends it as ?token=)",
-                )
+    if config.endpoint:
+        endpoints = _checked_endpoints(config.endpoint)
         key = api_key or os.environ.get(API_KEY_ENV)
-        try:
-            settings = ServiceSettings(
-                endpoints=endpoints, api_key=Secret(key) if key else None, api_key_secret=args.api_key_secret, **common
-            )
-        except ValueError as exc:
-            raise UsageError("--endpoint", str(exc)) from None
-        config = preflight(settings, job_session)
-        yield _sized(settings, args, options, summary, config.resolved_api_key(), stream)
+        # Checked (and the key read) before the fleet is asked its capacity, which sizes the settings.
+        client = preflight(_client_config(config, endpoints, key), job_session, secret=bool(config.api_key_secret))
+        sizing = _sizing(config, endpoints, client.api_key, options, stream=stream)
+        summary.sessions = sizing.describe()
+        yield _settings(config, endpoints=endpoints, api_key=key, sessions_per_worker=sizing.sessions_per_worker)
         return
     if not local:
-        settings = ServiceSettings(
-            api_key=Secret(api_key) if api_key else None, api_key_secret=args.api_key_secret, **common
-        )
-        yield settings
+        yield _settings(config, api_key=api_key, sessions_per_worker=config.sessions_per_worker)
         return
     from voxbeam.server.launcher import LocalServer
 
@@ -98,10 +79,12 @@ def service_for(
     if emergency is not None:
         emergency.add(server.kill)
     try:
-        common["sessions_per_worker"] = args.sessions_per_worker or EMBEDDED_SESSIONS_PER_WORKER
-        summary.sessions = f"{common['sessions_per_worker']} sessions per worker (embedded server)"
-        settings = ServiceSettings(endpoints=(server.url,), api_key=Secret(server.api_key), **common)
-        preflight(settings, job_session)
+        sessions = config.sessions_per_worker or EMBEDDED_SESSIONS_PER_WORKER
+        summary.sessions = f"{sessions} sessions per worker (embedded server)"
+        settings = _settings(
+            config, endpoints=(server.url,), api_key=server.api_key, sessions_per_worker=sessions, embedded=True
+        )
+        preflight(settings.client_config(), job_session, secret=False)
         yield settings
     finally:
         try:
@@ -111,33 +94,72 @@ def service_for(
             raise
 
 
-def _sized(
-    settings: ServiceSettings,
-    args: argparse.Namespace,
-    options: PipelineOptions,
-    summary: Summary,
-    key: str | None,
-    stream: bool,
-) -> ServiceSettings:
-    """``settings`` with sessions per worker from the fleet's advertised capacity, unless the flag set them."""
+def _checked_endpoints(flag: str) -> tuple[str, ...]:
+    endpoints = split_list(flag)
+    for e in endpoints:
+        if not e.startswith(("ws://", "wss://")):
+            raise UsageError("--endpoint", f"{protocol.redact(e)!r} is not a ws:// or wss:// URL")
+        if "?" in e:
+            raise UsageError(
+                "--endpoint",
+                f"{protocol.redact(e)!r} carries a query string; give the base URL only and the key with "
+                "--api_key or --api_key_secret (--auth query sends it as ?token=)",
+            )
+    return endpoints
+
+
+def _client_config(config: JobConfig, endpoints: tuple[str, ...], key: str | None) -> ClientConfig:
+    """The client config the pre-flight connects with: the job's endpoints, auth and CA, the key read."""
+    try:
+        client = ClientConfig(endpoints=endpoints, auth=config.auth, ca_bundle=config.ca_bundle)
+    except ValueError as exc:
+        raise UsageError("--endpoint", str(exc)) from None
+    try:
+        resolved = resolve_api_key(Secret(key) if key else None, config.api_key_secret)
+    except Exception as exc:
+        raise UsageError("--api_key_secret", f"cannot read the secret: {exc}") from None
+    return dataclasses.replace(client, api_key=resolved)
+
+
+def _sizing(
+    config: JobConfig, endpoints: Sequence[str], key: str | None, options: PipelineOptions, *, stream: bool
+) -> Sizing:
+    """Sessions per worker from the fleet's advertised capacity, unless --sessions_per_worker set them."""
     from voxbeam.beam.sizing import resolve_sessions_per_worker
 
-    sizing = resolve_sessions_per_worker(
-        args.sessions_per_worker,
-        settings.endpoints,
+    return resolve_sessions_per_worker(
+        config.sessions_per_worker,
+        endpoints,
         key,
         options,
-        auth=args.auth,
-        ca_bundle=args.ca_bundle,
+        auth=config.auth,
+        ca_bundle=config.ca_bundle,
         stream=stream,
     )
-    summary.sessions = sizing.describe()
-    return ServiceSettings(
-        settings.config,
-        api_key=settings.api_key,
-        api_key_secret=settings.api_key_secret,
-        sessions_per_worker=sizing.sessions_per_worker,
-    )
+
+
+def _settings(
+    config: JobConfig,
+    *,
+    api_key: str | None,
+    sessions_per_worker: int | None,
+    endpoints: Sequence[str] | None = None,
+    embedded: bool = False,
+) -> ServiceSettings:
+    """The run's one ``ServiceSettings``: how its workers reach the service."""
+    try:
+        return ServiceSettings(
+            endpoints=endpoints,
+            api_key=Secret(api_key) if api_key else None,
+            api_key_secret=None if embedded else config.api_key_secret,
+            auth=config.auth,
+            sessions_per_worker=sessions_per_worker,
+            retry_budget=config.retry_budget,
+            max_attempts=config.max_attempts,
+            ca_bundle=config.ca_bundle,
+        )
+    except ValueError as exc:
+        raise UsageError("--endpoint", str(exc)) from None
 
 
 # The flag to blame when the service refuses the job's own session settings.
@@ -150,34 +172,30 @@ _INIT_FLAGS = {
 }
 
 
-def preflight(settings: ServiceSettings, job_session: tuple[Kind, Any]) -> ClientConfig:
+def preflight(client: ClientConfig, job_session: tuple[Kind, Any], *, secret: bool) -> ClientConfig:
     """Open the session the records will use (kind and init) on every endpoint, before any record:
-    a wrong URL, key, CA, language or voice fails here, in one line. Returns the workers' client config
-    (its key resolved, once)."""
+    a wrong URL, key, CA, language or voice fails here, in one line. ``client`` holds the key itself;
+    ``secret`` says it came from --api_key_secret. Returns ``client``."""
     from voxbeam.client.probe import preflight as open_session
     from voxbeam.errors import AuthenticationError, InvalidRequestError, TLSVerificationError
 
+    if client.ca_bundle and not os.path.isfile(client.ca_bundle):
+        raise UsageError("--ca_bundle", f"no such file: {client.ca_bundle}")
     try:
-        config = settings.client_config()
-    except Exception as exc:
-        raise UsageError("--api_key_secret", f"cannot read the secret: {exc}") from None
-    if config.ca_bundle and not os.path.isfile(config.ca_bundle):
-        raise UsageError("--ca_bundle", f"no such file: {config.ca_bundle}")
-    try:
-        asyncio.run(open_session(config, *job_session))
+        asyncio.run(open_session(client, *job_session))
     except AuthenticationError as exc:
-        if config.api_key is None:
+        if client.api_key is None:
             raise UsageError("--api_key", NO_KEY) from None
-        raise UsageError("--api_key_secret" if settings.api_key_secret else "--api_key", str(exc)) from None
+        raise UsageError("--api_key_secret" if secret else "--api_key", str(exc)) from None
     except TLSVerificationError as exc:
         raise UsageError("--ca_bundle", str(exc)) from None
     except InvalidRequestError as exc:
         raise UsageError(_INIT_FLAGS.get(exc.code, ""), f"the service refused it ({exc.code}): {exc.message}") from None
     except ConnectionLostError as exc:
-        raise UsageError("--endpoint", _connection_problem(config.endpoints[0], exc)) from None
+        raise UsageError("--endpoint", _connection_problem(client.endpoints[0], exc)) from None
     except VoxBeamError as exc:
         raise UsageError("--endpoint", _ERRNO_TEXT.sub("", str(exc))) from None
-    return config
+    return client
 
 
 def _connection_problem(endpoint: str, exc: ConnectionLostError) -> str:

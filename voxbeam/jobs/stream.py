@@ -9,7 +9,6 @@ On another runner (Dataflow) the job is submitted and runs there until drained o
 
 from __future__ import annotations
 
-import argparse
 import threading
 import time
 from typing import Any
@@ -22,6 +21,7 @@ from voxbeam.beam._workers import close_worker_clients
 from voxbeam.beam.stream_status import StreamStats
 from voxbeam.errors import UsageError
 from voxbeam.jobs import args as job_args
+from voxbeam.jobs.config import JobConfig
 from voxbeam.jobs.inputs import check_writable, summarize
 from voxbeam.jobs.interrupt import GRACE_SECONDS, CtrlC, Emergency
 from voxbeam.jobs.kinds import KINDS, Job
@@ -53,31 +53,46 @@ def execute_stream(
     parsed: job_args.JobArgs, options: PipelineOptions, *, local: bool, show_progress: bool, make_pipeline: Any
 ) -> Summary:
     """Run (locally) or submit (elsewhere) the job over its Pub/Sub input."""
-    values = parsed.values
+    config = parsed.config
     options.view_as(StandardOptions).streaming = True
-    job = KINDS[parsed.kind](values)
-    check_writable(values.output)
-    summary = Summary(kind=parsed.kind, inputs=0, max_dead_letter_fraction=values.max_dead_letter_fraction)
+    job = KINDS[parsed.kind](config)
+    check_writable(config.output)
+    summary = Summary(kind=parsed.kind, inputs=0, max_dead_letter_fraction=config.max_dead_letter_fraction)
     from voxbeam.jobs.runner import new_run_id
 
     run_id = new_run_id()
     started = time.monotonic()
     if not local:
-        with service_for(values, parsed.api_key, False, job.session(), options, summary, stream=True) as service:
+        with service_for(
+            config,
+            api_key=parsed.api_key,
+            local=False,
+            job_session=job.session(),
+            options=options,
+            summary=summary,
+            stream=True,
+        ) as service:
             p = make_pipeline(options)
             job.build_stream(p, service, run_id, None)
             result = p.run()
         job_id = getattr(result, "job_id", None)
         summary.notes.append(f"streaming job submitted{f' ({job_id()})' if callable(job_id) else ''}; run {run_id}")
         return summary
-    _check_source(values)
+    _check_source(config)
     tracker = progress.register(f"{parsed.kind}-{run_id}", 0)
     tracker.stream = stats = StreamStats()
     emergency = Emergency()
     try:
         with CtrlC(tracker, emergency):
             with service_for(
-                values, parsed.api_key, True, job.session(), options, summary, emergency, stream=True
+                config,
+                api_key=parsed.api_key,
+                local=True,
+                job_session=job.session(),
+                options=options,
+                summary=summary,
+                emergency=emergency,
+                stream=True,
             ) as service:
                 held = HELD_PER_SESSION * service.sessions_per_worker
                 control = direct_pubsub.PullControl(
@@ -89,7 +104,7 @@ def execute_stream(
     finally:
         progress.unregister(f"{parsed.kind}-{run_id}")
     summary.inputs = stats.pulled
-    summarize(summary, values.output, run_id, job.main_output, stream=True)
+    summarize(summary, config.output, run_id, job.main_output, stream=True)
     summary.notes.extend(_stream_notes(stats))
     summary.wall_seconds = time.monotonic() - started
     raise StreamStopped(summary)
@@ -128,18 +143,19 @@ def _cancel_when_stopped(tracker: progress.Progress, result: Any) -> None:
     result.cancel()
 
 
-def _check_source(values: argparse.Namespace) -> None:
+def _check_source(config: JobConfig) -> None:
     """The subscription or topic exists (a local run would otherwise fail deep inside the runner)."""
     from google.api_core import exceptions
     from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
+    name: str | None
     try:
-        if values.input_subscription:
-            flag, name = "--input_subscription", values.input_subscription
+        if config.input_subscription:
+            flag, name = "--input_subscription", config.input_subscription
             with pubsub_v1.SubscriberClient() as subscriber:
                 subscriber.get_subscription(subscription=name, timeout=30)
         else:
-            flag, name = "--input_topic", values.input_topic
+            flag, name = "--input_topic", config.input_topic
             pubsub_v1.PublisherClient().get_topic(topic=name, timeout=30)
     except exceptions.NotFound:
         raise UsageError(flag, f"{name} does not exist") from None
