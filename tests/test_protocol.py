@@ -83,7 +83,7 @@ def test_transcript_roundtrip_keeps_words():
         duration=900,
         language="en-US",
         confidence=0.9,
-        words=(p.Word("hello", 10, 400, 0.9), p.Word("world", 500, 400, 0.8)),
+        words=(p.TranscriptWord("hello", 10, 400, 0.9), p.TranscriptWord("world", 500, 400, 0.8)),
     )
     assert p.parse_server_message(p.serialize(t)) == t
     partial = p.Transcript(request_id="req_1", text="hel", is_final=False)

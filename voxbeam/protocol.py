@@ -14,7 +14,7 @@ import json
 import re
 import uuid
 from dataclasses import asdict
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import unquote_plus
 
 import pybase64
@@ -35,11 +35,12 @@ from voxbeam.protocol_messages import (
     SttReady,
     Text,
     Transcript,
+    TranscriptWord,
     TtsInit,
     TtsReady,
     Unknown,
-    Word,
 )
+from voxbeam.protocol_messages import Service as Service
 from voxbeam.protocol_messages import TtsParams as TtsParams
 
 STT_PATH = "/v1/stt/realtime"
@@ -225,7 +226,7 @@ def normalize_tts_format(fmt: str) -> str:
     return fmt
 
 
-def parse_client_message(frame: str | bytes, service: Literal["stt", "tts"]) -> ClientMessage:
+def parse_client_message(frame: str | bytes, service: Service) -> ClientMessage:
     """Parse and validate one frame a client sent to the STT or TTS endpoint."""
     obj = _load(frame)
     kind = obj["type"]
@@ -285,7 +286,7 @@ def _parse_tts_init(obj: dict[str, Any]) -> TtsInit:
 
 
 def parse_server_message(
-    frame: str | bytes, service: Literal["stt", "tts"] | None = None, *, allow_unknown: bool = False
+    frame: str | bytes, service: Service | None = None, *, allow_unknown: bool = False
 ) -> ServerMessage:
     """Parse one frame from the service. Unknown fields are ignored, as a client should.
 
@@ -329,7 +330,7 @@ def parse_server_message(
                 words=None
                 if words is None
                 else tuple(
-                    Word(
+                    TranscriptWord(
                         word=str(w["word"]),
                         offset=int(w.get("offset", 0)),
                         duration=int(w.get("duration", 0)),

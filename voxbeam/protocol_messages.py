@@ -11,12 +11,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
+# The protocol's two services (its two WebSocket paths): speech-to-text and text-to-speech.
+Service = Literal["stt", "tts"]
+
 # The STT init language that asks the service to detect it (an extension: the spec names codes only).
 AUTO_LANGUAGE = "auto"
 
 
 @dataclass(frozen=True)
-class Word:
+class TranscriptWord:
     word: str
     offset: int
     duration: int
@@ -157,7 +160,7 @@ class Transcript:
     duration: int = 0
     language: str | None = None
     confidence: float | None = None
-    words: tuple[Word, ...] | None = None
+    words: tuple[TranscriptWord, ...] | None = None
     # Not in the spec (clients ignore unknown fields): how sure a language detection is.
     language_probability: float | None = None
     type: Literal["transcript"] = "transcript"

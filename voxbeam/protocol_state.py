@@ -18,12 +18,9 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass
-from typing import Literal
 
 from voxbeam import protocol as p
-from voxbeam.protocol import ErrorCode, ProtocolError
-
-Service = Literal["stt", "tts"]
+from voxbeam.protocol import ErrorCode, ProtocolError, Service
 
 CLIENT_TYPES: dict[Service, frozenset[str]] = {
     "stt": frozenset({"init", "audio", "command", "ping"}),
@@ -47,7 +44,7 @@ class Phase(enum.Enum):
 
 
 @dataclass
-class Recognition:
+class RecognitionState:
     """One STT recognition session: audio ... flush ... flush_done."""
 
     request_id: str | None = None
@@ -63,9 +60,9 @@ class ProtocolState:
         self.phase = Phase.NEW
         self.ready: p.SttReady | p.TtsReady | None = None
         # STT: the open recognition session, and flushed ones awaiting their flush_done (oldest first).
-        self.open = Recognition()
-        self.flushing: deque[Recognition] = deque()
-        self.last_flushed: Recognition | None = None  # the one the latest flush_done closed
+        self.open = RecognitionState()
+        self.flushing: deque[RecognitionState] = deque()
+        self.last_flushed: RecognitionState | None = None  # the one the latest flush_done closed
         self._used_ids: set[str] = set()
         # TTS: an utterance has text but no is_final yet; ended utterances still owed audio.
         self.text_open = False
@@ -126,7 +123,7 @@ class ProtocolState:
             self.open.audio = True
         elif isinstance(msg, p.Command):
             self.flushing.append(self.open)
-            self.open = Recognition()
+            self.open = RecognitionState()
         elif isinstance(msg, p.Text):
             if msg.is_final:
                 self.text_open = False
@@ -185,7 +182,7 @@ class ProtocolState:
             else:
                 self.text_open = False
 
-    def _name(self, rec: Recognition, request_id: str) -> None:
+    def _name(self, rec: RecognitionState, request_id: str) -> None:
         """Give ``rec`` its id on first sight; a server must then keep to it."""
         if not request_id:
             return

@@ -15,7 +15,7 @@ import json
 import logging
 import ssl
 import urllib.request
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -35,9 +35,9 @@ from voxbeam.errors import (
     VoxBeamError,
     service_error,
 )
+from voxbeam.protocol import Service
 
-Kind = Literal["stt", "tts"]
-SERVICE_NAMES: dict[Kind, str] = {"stt": "speech-to-text", "tts": "text-to-speech"}
+SERVICE_NAMES: dict[Service, str] = {"stt": "speech-to-text", "tts": "text-to-speech"}
 
 
 def url_secrets(endpoints: tuple[str, ...]) -> list[str]:
@@ -70,20 +70,20 @@ class Connector:
     def config(self) -> ClientConfig:
         return self._config
 
-    def url(self, endpoint: str, kind: Kind) -> str:
+    def url(self, endpoint: str, kind: Service) -> str:
         url = endpoint + (protocol.STT_PATH if kind == "stt" else protocol.TTS_PATH)
         if self._config.auth == "query" and self._api_key:
             url += "?" + urlencode({"token": self._api_key})
         return url
 
-    def display_url(self, endpoint: str, kind: Kind) -> str:
+    def display_url(self, endpoint: str, kind: Service) -> str:
         """The URL for messages: the key masked before anything else can quote it."""
         url = endpoint + (protocol.STT_PATH if kind == "stt" else protocol.TTS_PATH)
         if self._config.auth == "query" and self._api_key:
             url += "?token=***"
         return self.redact(url)
 
-    async def connect(self, endpoint: str, kind: Kind) -> ClientConnection:
+    async def connect(self, endpoint: str, kind: Service) -> ClientConnection:
         """An open WebSocket to ``endpoint``'s ``kind`` service, or a typed VoxBeam error."""
         headers = {}
         if self._config.auth == "header" and self._api_key:
@@ -131,7 +131,7 @@ class Connector:
         return await asyncio.to_thread(fetch)
 
 
-def connect_error(exc: BaseException, where: str, kind: Kind, redact: Redactor, timeout: float) -> VoxBeamError:
+def connect_error(exc: BaseException, where: str, kind: Service, redact: Redactor, timeout: float) -> VoxBeamError:
     """The VoxBeam error for an exception raised while connecting to ``where`` (already redacted)."""
     if isinstance(exc, VoxBeamError):
         return exc

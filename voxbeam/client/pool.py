@@ -30,7 +30,7 @@ from typing import Any
 from voxbeam import protocol
 from voxbeam.client._stats import Stats
 from voxbeam.client.config import ClientConfig
-from voxbeam.client.connector import Connector, Kind
+from voxbeam.client.connector import Connector
 from voxbeam.client.endpoints import Circuit, Endpoints, EndpointState
 from voxbeam.client.retry import RetryClock
 from voxbeam.client.session import InitMessage, Session, SessionState
@@ -40,10 +40,11 @@ from voxbeam.errors import (
     ServiceUnavailableError,
     VoxBeamError,
 )
+from voxbeam.protocol import Service
 
 logger = logging.getLogger("voxbeam.client")
 
-PoolKey = tuple[Kind, str]
+PoolKey = tuple[Service, str]
 
 
 class SessionPool:
@@ -114,7 +115,7 @@ class SessionPool:
 
     async def acquire(
         self,
-        kind: Kind,
+        kind: Service,
         init: InitMessage,
         *,
         timeout: float | None,
@@ -278,7 +279,7 @@ class SessionPool:
             if not fut.done():
                 fut.set_result(None)
 
-    async def _open(self, ep: EndpointState, kind: Kind, init: InitMessage, *, retry: bool, probe: bool) -> Session:
+    async def _open(self, ep: EndpointState, kind: Service, init: InitMessage, *, retry: bool, probe: bool) -> Session:
         self._opening += 1
         ep.open += 1
         if probe:

@@ -11,13 +11,14 @@ from __future__ import annotations
 from voxbeam import protocol
 from voxbeam.client._stats import Stats
 from voxbeam.client.config import ClientConfig
-from voxbeam.client.connector import Connector, Kind
+from voxbeam.client.connector import Connector
 from voxbeam.client.session import InitMessage, Session
+from voxbeam.protocol import Service
 
 Ready = protocol.SttReady | protocol.TtsReady
 
 
-async def preflight(config: ClientConfig, kind: Kind, init: InitMessage) -> list[Ready]:
+async def preflight(config: ClientConfig, kind: Service, init: InitMessage) -> list[Ready]:
     """Open and close one ``kind`` session with ``init`` on each endpoint; their ``ready`` messages.
 
     Raises the client's typed errors: ``AuthenticationError``, ``TLSVerificationError``,

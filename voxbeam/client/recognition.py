@@ -19,7 +19,7 @@ Send = Callable[[protocol.ClientMessage, float | None], Awaitable[None]]
 
 
 @dataclass(frozen=True)
-class Recognition:
+class RecognitionResult:
     """What one recognition session (audio ... flush ... flush_done) produced."""
 
     request_id: str
@@ -121,5 +121,5 @@ class Finals:
         """Where the finals so far end, in the audio."""
         return max((t.offset + t.duration for t in self.finals), default=0)
 
-    def result(self) -> Recognition:
-        return Recognition(self.request_id or "", self.finals)
+    def result(self) -> RecognitionResult:
+        return RecognitionResult(self.request_id or "", self.finals)

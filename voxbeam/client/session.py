@@ -22,8 +22,8 @@ from websockets.exceptions import ConnectionClosed
 
 from voxbeam import audio, protocol
 from voxbeam.client._stats import Stats
-from voxbeam.client.connector import Connector, Kind, close_error
-from voxbeam.client.recognition import AudioUpload, Finals, Recognition
+from voxbeam.client.connector import Connector, close_error
+from voxbeam.client.recognition import AudioUpload, Finals, RecognitionResult
 from voxbeam.errors import (
     AuthenticationError,
     ConnectionLostError,
@@ -33,6 +33,7 @@ from voxbeam.errors import (
     VoxBeamError,
     service_error,
 )
+from voxbeam.protocol import Service
 from voxbeam.protocol_state import ProtocolState, Role
 
 logger = logging.getLogger("voxbeam.client")
@@ -62,7 +63,7 @@ class Session:
     def __init__(
         self,
         endpoint: str,
-        kind: Kind,
+        kind: Service,
         init: InitMessage,
         connector: Connector,
         stats: Stats,
@@ -79,7 +80,7 @@ class Session:
         self.connected = False
         self.last_used = time.monotonic()
         # The pool's key for this session: kind + serialised init (computed once, used per release).
-        self.key: tuple[Kind, str] = (kind, protocol.serialize(init))
+        self.key: tuple[Service, str] = (kind, protocol.serialize(init))
         self._connector = connector
         self._stats = stats
         self._on_closed = on_closed
@@ -290,7 +291,7 @@ class Session:
         *,
         result_timeout: float,
         pacing_bytes_per_s: int | None = None,
-    ) -> Recognition:
+    ) -> RecognitionResult:
         """Stream ``chunks`` as one recognition session, flush, and collect its finals."""
         self._begin()
         rate = self.init.sample_rate * audio.BYTES_PER_SAMPLE

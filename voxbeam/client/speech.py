@@ -14,9 +14,9 @@ from voxbeam.audio import BYTES_PER_SAMPLE
 from voxbeam.client._sources import AudioSource, as_async_chunks
 from voxbeam.client._stats import Stats
 from voxbeam.client.config import ClientConfig
-from voxbeam.client.connector import Connector, Kind
+from voxbeam.client.connector import Connector
 from voxbeam.client.pool import SessionPool
-from voxbeam.client.recognition import Recognition
+from voxbeam.client.recognition import RecognitionResult
 from voxbeam.client.results import SynthesisResult, TranscriptBuilder, TranscriptResult
 from voxbeam.client.retry import RetryClock
 from voxbeam.client.segmenter import SegmentFeed
@@ -28,7 +28,7 @@ from voxbeam.errors import (
     ServiceUnavailableError,
     VoxBeamError,
 )
-from voxbeam.protocol import TtsParams
+from voxbeam.protocol import Service, TtsParams
 from voxbeam.text import pack
 
 logger = logging.getLogger("voxbeam.client")
@@ -126,7 +126,7 @@ class SpeechClient:
         have_segment: bool | None = None
         model: str | None = None
 
-        async def exchange(session: Session) -> Recognition | None:
+        async def exchange(session: Session) -> RecognitionResult | None:
             nonlocal have_segment, model
             if isinstance(session.ready, protocol.SttReady) and session.ready.model:
                 model = session.ready.model
@@ -230,7 +230,7 @@ class SpeechClient:
 
     async def _with_retries(
         self,
-        kind: Kind,
+        kind: Service,
         init: InitMessage,
         exchange: Callable[[Session], Awaitable[T]],
         record: _Record,

@@ -22,14 +22,13 @@ from voxbeam.beam.transforms import (
     WriteManifest,
     WriteTranscripts,
 )
-from voxbeam.client.connector import Kind
 from voxbeam.errors import UsageError
 from voxbeam.jobs.config import JobConfig
 from voxbeam.jobs.inputs import check_writable, earlier_rows, existing_sources, expand_input
 from voxbeam.jobs.records import TextRecords, read_text_records
 from voxbeam.jobs.replay import audio_records, dead_letter_files, text_records
 from voxbeam.jobs.summary import Summary
-from voxbeam.protocol import AUTO_LANGUAGE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SttInit
+from voxbeam.protocol import AUTO_LANGUAGE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Service, SttInit
 
 
 class Job:
@@ -47,7 +46,7 @@ class Job:
         """The records to process (UsageError when there is nothing usable); sets ``summary.inputs``."""
         raise NotImplementedError
 
-    def session(self) -> tuple[Kind, Any]:
+    def session(self) -> tuple[Service, Any]:
         """The service kind and init every record's session uses (the pre-flight check opens one)."""
         raise NotImplementedError
 
@@ -127,7 +126,7 @@ class Transcription(Job):
             sources = todo
         return [s if s.size >= 0 else s.uri for s in sources]
 
-    def session(self) -> tuple[Kind, Any]:
+    def session(self) -> tuple[Service, Any]:
         v = self.config
         return "stt", SttInit.asking(self.language, timestamps=v.timestamps, realtime=False)
 
@@ -186,7 +185,7 @@ class Synthesis(Job):
             summary.skipped = len(found.records) - len(records)
         return records
 
-    def session(self) -> tuple[Kind, Any]:
+    def session(self) -> tuple[Service, Any]:
         return "tts", self.tts.init()
 
     def build(

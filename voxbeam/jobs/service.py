@@ -16,14 +16,13 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from voxbeam import protocol
 from voxbeam.beam.options import Secret, ServiceSettings, resolve_api_key
 from voxbeam.client.config import ClientConfig
-from voxbeam.client.connector import Kind
 from voxbeam.client.sizing import Sizing
 from voxbeam.errors import ConnectionLostError, UsageError, VoxBeamError
 from voxbeam.flags import split_list
 from voxbeam.jobs.config import JobConfig
 from voxbeam.jobs.interrupt import Emergency
 from voxbeam.jobs.summary import Summary
-from voxbeam.protocol import API_KEY_ENV
+from voxbeam.protocol import API_KEY_ENV, Service
 
 NO_KEY = f"no API key given: pass --api_key, set {API_KEY_ENV} or --api_key_secret"
 # Sessions per worker process against the embedded server (its 2 cores are the limit, not its slots).
@@ -39,7 +38,7 @@ def service_for(
     *,
     api_key: str | None,
     local: bool,
-    job_session: tuple[Kind, Any],
+    job_session: tuple[Service, Any],
     options: PipelineOptions,
     summary: Summary,
     emergency: Emergency | None = None,
@@ -172,7 +171,7 @@ _INIT_FLAGS = {
 }
 
 
-def preflight(client: ClientConfig, job_session: tuple[Kind, Any], *, secret: bool) -> ClientConfig:
+def preflight(client: ClientConfig, job_session: tuple[Service, Any], *, secret: bool) -> ClientConfig:
     """Open the session the records will use (kind and init) on every endpoint, before any record:
     a wrong URL, key, CA, language or voice fails here, in one line. ``client`` holds the key itself;
     ``secret`` says it came from --api_key_secret. Returns ``client``."""

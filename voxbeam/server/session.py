@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -35,10 +35,10 @@ OUT_QUEUE = 16
 CLOSE_ABORT = -1
 # The inbox holds at least this much (and at least two of the largest messages allowed).
 INBOX_BYTES = 1 << 20
-# Deferred output: waits for work already started, then gives its messages (all at once, or as
+# PendingReply output: waits for work already started, then gives its messages (all at once, or as
 # they come: a streamed synthesis).
-Deferred = Callable[[], Awaitable[list[p.ServerMessage]] | AsyncIterator[p.ServerMessage]]
-OutItem = p.ServerMessage | Deferred
+PendingReply = Callable[[], Awaitable[list[p.ServerMessage]] | AsyncIterator[p.ServerMessage]]
+OutItem = p.ServerMessage | PendingReply
 
 
 class ByteBudget:
@@ -72,7 +72,7 @@ class Abort:
 class Session:
     """One WebSocket connection to an endpoint, after auth and admission."""
 
-    service: Literal["stt", "tts"]
+    service: p.Service
     out_queue = OUT_QUEUE  # items waiting for the writer; the reader waits when it is full
 
     def __init__(self, ctx: ServerContext, ws: ServerConnection, key_label: str) -> None:

@@ -78,7 +78,7 @@ def transcript(r: Recognized, request_id: str) -> p.Transcript:
         confidence=r.confidence if r.is_final else None,
         words=None
         if r.words is None or not r.is_final
-        else tuple(p.Word(w.word, w.offset_ms, w.duration_ms, w.confidence) for w in r.words),
+        else tuple(p.TranscriptWord(w.word, w.offset_ms, w.duration_ms, w.confidence) for w in r.words),
     )
 
 
