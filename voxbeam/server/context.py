@@ -169,7 +169,7 @@ def build_context(config: ServerConfig) -> ServerContext:
             model,
             threads=threads,
             max_utterance_s=config.max_utterance_s,
-            decoders=config.decoders_per_worker,
+            engine_options={"decoders": config.decoders_per_worker},
         ),
         tts_threads=threads,
         preload_voices=(voices.default,),

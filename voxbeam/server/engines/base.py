@@ -9,7 +9,7 @@ or tampered model stops the server with one line before any worker is spawned.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -67,8 +67,9 @@ class SttSettings:
     model: SttModel
     threads: int = 1
     max_utterance_s: float = 30.0
-    # pocketsphinx: decoders per worker (each ~90 MB), lent to live utterances.
-    decoders: int = 3
+    # The chosen engine's own settings, by name (an engine reads those it knows, e.g. pocketsphinx's
+    # ``decoders``): the seam carries them without knowing them.
+    engine_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Any
 
 from voxbeam.audio import BYTES_PER_SAMPLE
 from voxbeam.server.engines.base import TTS_PARAMETERS, Catalog, Prosody, TtsEngine, Voice
+from voxbeam.server.engines.styles import ROLES, STYLES
 from voxbeam.server.errors import EngineError
-from voxbeam.server.voices import ROLES, STYLES
 from voxbeam.text import bounded, sentences
 
 AUDIO_OUTPUT_SYNCHRONOUS = 2

@@ -28,8 +28,8 @@ from piper.config import PiperConfig
 from voxbeam.audio import resample
 from voxbeam.server.engines.base import Catalog, Prosody, TtsEngine, Voice
 from voxbeam.server.engines.models import ModelFile, PackagedModel, Part, materialize
+from voxbeam.server.engines.styles import STYLES
 from voxbeam.server.errors import ModelError
-from voxbeam.server.voices import STYLES
 
 log = logging.getLogger("voxbeam.server.piper")
 # Failures come back as exceptions, which we report; ONNX Runtime would also print them, in colour.

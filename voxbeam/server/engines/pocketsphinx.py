@@ -43,8 +43,10 @@ _ALT_PRON = re.compile(r"\(\d+\)$")
 
 @dataclass(frozen=True)
 class RecognizerSettings:
-    """The recognizer's tuning (``SttSettings`` sets decoders and the longest utterance)."""
+    """pocketsphinx's own settings and tuning (``SttSettings`` sets the longest utterance, and its
+    ``engine_options`` the decoders)."""
 
+    # Decoders per worker (each ~90 MB), lent to live utterances.
     decoders: int = 3
     max_utterance_s: float = 30.0
     partial_every_s: float = 0.6
@@ -380,7 +382,10 @@ class PocketsphinxEngine(SttEngine):
         return SttModel(cls.name, MODEL_NAME, directory, digest.hexdigest(), ("en",), detects_language=False)
 
     def __init__(self, settings: SttSettings) -> None:
-        self.tuning = RecognizerSettings(decoders=settings.decoders, max_utterance_s=settings.max_utterance_s)
+        self.tuning = RecognizerSettings(
+            decoders=settings.engine_options.get("decoders", RecognizerSettings.decoders),
+            max_utterance_s=settings.max_utterance_s,
+        )
         self.pool = DecoderPool(self.tuning.decoders)
         self.pool.reserved()  # loaded before the worker says ready: the first session must not pay the 0.6 s load
         self.noise = NoiseFloor(self.tuning.noise_floor, self.tuning.max_utterance_s + 5)
