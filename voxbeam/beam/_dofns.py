@@ -63,6 +63,13 @@ class _InFlightDoFn(beam.DoFn):
         self._progress_id = progress_id
         self._max_in_flight = max(1, 2 * settings.sessions_per_worker)
 
+    def failed(self, element: Any, exc: Exception, tracker: progress.Progress | None) -> Outcome:
+        """A record's dead letter (its progress counted as failed)."""
+        attempts = exc.attempts if isinstance(exc, RetriesExhaustedError) else None
+        if tracker:
+            tracker.add(ok=False)
+        return False, dead_letter(self.stage, element, exc, attempts)
+
     def setup(self) -> None:
         if storage.emulator_host():
             storage.configure_beam_for_emulator()
@@ -244,10 +251,7 @@ class TranscribeFn(_InFlightDoFn):
         except concurrent.futures.CancelledError:
             return None
         except (VoxBeamError, OSError, ValueError) as exc:
-            attempts = exc.attempts if isinstance(exc, RetriesExhaustedError) else None
-            if tracker:
-                tracker.add(ok=False)
-            return False, dead_letter(self.stage, _describe(element), exc, attempts)
+            return self.failed(_describe(element), exc, tracker)
         elapsed_ms = (time.monotonic() - started) * 1000
         self._audio_ms.inc(result.audio_duration_ms)
         self._words.inc(len(result.words))
@@ -285,10 +289,7 @@ class SynthesizeFn(_InFlightDoFn):
         except concurrent.futures.CancelledError:
             return None
         except (VoxBeamError, OSError, ValueError) as exc:
-            attempts = exc.attempts if isinstance(exc, RetriesExhaustedError) else None
-            if tracker:
-                tracker.add(ok=False)
-            return False, dead_letter(self.stage, record, exc, attempts)
+            return self.failed(record, exc, tracker)
         if tracker:
             tracker.add(ok=True, characters=len(record["text"]))
         return True, row

@@ -4,7 +4,7 @@ everywhere after (the checks, the inputs, the service, the transforms). No Beam 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 from voxbeam.errors import UsageError
@@ -60,29 +60,14 @@ class JobConfig:
                 pitch=v["pitch"],
                 volume=v["volume"],
             )
-        return cls(
-            kind=kind,
-            output=v["output"],
-            input=v["input"],
-            input_subscription=v["input_subscription"],
-            input_topic=v["input_topic"],
-            max_dead_letter_fraction=v["max_dead_letter_fraction"],
-            skip_existing=v["skip_existing"] == "true",
-            window_seconds=v["window_seconds"],
-            dedup_minutes=v["dedup_minutes"],
-            endpoint=v["endpoint"],
-            api_key_secret=v["api_key_secret"],
-            auth=v["auth"],
-            sessions_per_worker=v["sessions_per_worker"],
-            retry_budget=v["retry_budget"],
-            max_attempts=v["max_attempts"],
-            ca_bundle=v["ca_bundle"],
-            language=v["language"],
-            input_pattern=v.get("input_pattern"),
-            timestamps=v.get("timestamps", "true") == "true",
-            captions=split_list(v.get("captions")),
-            tts=tts,
-        )
+        given = {f.name: v[f.name] for f in fields(cls) if f.name in v}
+        # The flags that are not already what the config holds: booleans spelled true/false, lists.
+        typed = {
+            "skip_existing": v["skip_existing"] == "true",
+            "timestamps": v.get("timestamps", "true") == "true",
+            "captions": split_list(v.get("captions")),
+        }
+        return cls(**{**given, **typed, "kind": kind, "tts": tts})
 
     @property
     def stream(self) -> bool:

@@ -6,22 +6,25 @@ from typing import Any
 
 import apache_beam as beam
 
-from voxbeam.beam import DEAD_LETTERS, storage
-from voxbeam.beam.captions import CAPTION_FORMATS
-from voxbeam.beam.notifications import RECORDS, AudioNotifications, TextRecordMessages
-from voxbeam.beam.options import ServiceSettings
-from voxbeam.beam.rows import text_sha256
-from voxbeam.beam.sink import stream_prefix
-from voxbeam.beam.transforms import (
-    AUDIO,
+from voxbeam.beam import (
+    DEAD_LETTERS,
     MANIFEST,
+    RECORDS,
     TRANSCRIPTS,
+    AudioNotifications,
+    ServiceSettings,
     Synthesize,
+    TextRecordMessages,
     Transcribe,
     WriteDeadLetters,
     WriteManifest,
     WriteTranscripts,
+    storage,
 )
+from voxbeam.beam.captions import CAPTION_FORMATS
+from voxbeam.beam.rows import text_sha256
+from voxbeam.beam.sink import stream_prefix
+from voxbeam.beam.transforms import AUDIO
 from voxbeam.errors import UsageError
 from voxbeam.jobs.config import JobConfig
 from voxbeam.jobs.inputs import check_writable, earlier_rows, existing_sources, expand_input

@@ -152,13 +152,7 @@ def execute(parsed: job_args.JobArgs, *, show_progress: bool = False) -> Summary
     try:
         with ctrl_c or contextlib.nullcontext():
             with service_for(
-                config,
-                api_key=parsed.api_key,
-                local=local,
-                job_session=job.session(),
-                options=options,
-                summary=summary,
-                emergency=emergency,
+                parsed, job.session(), local=local, options=options, summary=summary, emergency=emergency
             ) as service:
                 interrupted = _run_pipeline(
                     job,

@@ -19,6 +19,7 @@ from voxbeam.client.config import ClientConfig
 from voxbeam.client.sizing import Sizing
 from voxbeam.errors import ConnectionLostError, UsageError, VoxBeamError
 from voxbeam.flags import split_list
+from voxbeam.jobs.args import JobArgs
 from voxbeam.jobs.config import JobConfig
 from voxbeam.jobs.interrupt import Emergency
 from voxbeam.jobs.summary import Summary
@@ -34,11 +35,10 @@ _LOG = logging.getLogger("voxbeam")
 
 @contextlib.contextmanager
 def service_for(
-    config: JobConfig,
-    *,
-    api_key: str | None,
-    local: bool,
+    parsed: JobArgs,
     job_session: tuple[Service, Any],
+    *,
+    local: bool,
     options: PipelineOptions,
     summary: Summary,
     emergency: Emergency | None = None,
@@ -51,6 +51,7 @@ def service_for(
     (through ``emergency``) a second Ctrl-C that quits the process at once. A ``stream`` is sized from
     the sessions that keep the fleet busy, not from all it admits (``voxbeam.client.sizing.size``).
     """
+    config, api_key = parsed.config, parsed.api_key
     if config.endpoint:
         endpoints = _checked_endpoints(config.endpoint)
         key = api_key or os.environ.get(API_KEY_ENV)

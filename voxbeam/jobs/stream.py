@@ -63,15 +63,7 @@ def execute_stream(
     run_id = new_run_id()
     started = time.monotonic()
     if not local:
-        with service_for(
-            config,
-            api_key=parsed.api_key,
-            local=False,
-            job_session=job.session(),
-            options=options,
-            summary=summary,
-            stream=True,
-        ) as service:
+        with service_for(parsed, job.session(), local=False, options=options, summary=summary, stream=True) as service:
             p = make_pipeline(options)
             job.build_stream(p, service, run_id, None)
             result = p.run()
@@ -85,14 +77,7 @@ def execute_stream(
     try:
         with CtrlC(tracker, emergency):
             with service_for(
-                config,
-                api_key=parsed.api_key,
-                local=True,
-                job_session=job.session(),
-                options=options,
-                summary=summary,
-                emergency=emergency,
-                stream=True,
+                parsed, job.session(), local=True, options=options, summary=summary, emergency=emergency, stream=True
             ) as service:
                 held = HELD_PER_SESSION * service.sessions_per_worker
                 control = direct_pubsub.PullControl(
