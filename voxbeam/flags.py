@@ -54,6 +54,14 @@ def number(minimum: float | None = None, maximum: float | None = None) -> Callab
     return parse
 
 
+def positive(text: str) -> float:
+    """A number above 0 (a quantity: hours, minutes, a rate)."""
+    value = number()(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+    return value
+
+
 def sample_rate(text: str) -> int:
     value = whole_number(1)(text)
     if not MIN_SAMPLE_RATE <= value <= MAX_SAMPLE_RATE:

@@ -208,7 +208,10 @@ def test_server_killed_and_restarted_mid_run(server, phrases, reference):
         if isinstance(out, BaseException):
             assert isinstance(out, VoxBeamError), repr(out)
         else:
-            assert out.text == want  # restarted from the top on a new session: nothing lost or doubled
+            # Restarted from the top on a new session: nothing lost or doubled. Words, not punctuation: where a
+            # live session's utterances end depends on when its audio reached the worker ("No. Thank you." on a
+            # loaded machine, "No, thank you." on an idle one), and so does the punctuation Whisper gives them.
+            assert speech.normalize(out.text) == speech.normalize(want), (out.text, want)
             ok += 1
     assert ok >= 3, outcomes
     assert stats["retries"] >= 4  # every request was streaming when the server died

@@ -90,16 +90,12 @@ def test_capacity_from_healthz_of_each_endpoint(server) -> None:
         assert [(c.capacity, c.replicas, c.source) for c in found] == [(64, 1, "healthz"), (16, 1, "healthz")]
         options = PipelineOptions(["--runner", "DirectRunner", "--direct_running_mode", "multi_processing",
                                    "--direct_num_workers", "4"])  # fmt: skip
-        sizing = resolve_sessions_per_worker(None, [server.url, small.url], server.api_key, options)
-        assert (sizing.source, sizing.capacity, sizing.expected_workers) == ("capacity", 80, 4)
-        assert sizing.sessions_per_worker == 16  # floor(80 * 0.8 / 4)
-        assert "floor(80 sessions x 0.8 / 4 worker processes)" in sizing.describe()
-
-        # A stream: the sessions that keep the workers busy (2 + 1 workers, 6 each), not every slot.
+        # The sessions that keep the workers busy (2 + 1 workers, 6 each), not every one of the 80 slots.
         assert [c.bulk_sessions for c in found] == [12, 6]
-        streaming = resolve_sessions_per_worker(None, [server.url, small.url], server.api_key, options, stream=True)
-        assert (streaming.source, streaming.capacity, streaming.sessions_per_worker) == ("bulk", 18, 3)
-        assert "floor(18 bulk sessions that keep the fleet busy x 0.8 / 4 worker processes)" in streaming.describe()
+        sizing = resolve_sessions_per_worker(None, [server.url, small.url], server.api_key, options)
+        assert (sizing.source, sizing.capacity, sizing.expected_workers) == ("bulk", 18, 4)
+        assert sizing.sessions_per_worker == 3  # floor(18 * 0.8 / 4)
+        assert "floor(18 bulk sessions that keep the fleet busy x 0.8 / 4 worker processes)" in sizing.describe()
 
         # Two replicas behind one address (as behind a Kubernetes Service): each counted once, by the replica
         # id /healthz gives key holders; without the key it tells capacity only, so one address is one replica.
@@ -152,9 +148,10 @@ def test_capacity_from_the_ready_message_when_there_is_no_healthz() -> None:
     with ThreadedSpecServer(ready_extra={"capacity": 12}) as spec:
         [found] = advertised_capacity([spec.url], spec.api_key)
     assert (found.capacity, found.source, found.bulk_sessions) == (12, "ready", None)
-    # A stream against a service that does not say what keeps it busy: its capacity, as a batch job.
-    streaming = size(None, [found], expected_workers=1, stream=True)
-    assert (streaming.source, streaming.sessions_per_worker) == ("capacity", 9)
+    # A service that does not say what keeps it busy: its session slots.
+    sizing = size(None, [found], expected_workers=1)
+    assert (sizing.source, sizing.sessions_per_worker) == ("capacity", 9)
+    assert "floor(12 sessions x 0.8 / 1 worker processes)" in sizing.describe()
 
 
 def test_no_capacity_advertised_keeps_the_default() -> None:

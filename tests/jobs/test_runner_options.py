@@ -81,18 +81,17 @@ def test_setup_file_stages_voxbeam_for_a_portable_runners_workers(server, job_se
 
 
 def test_sessions_per_worker_default_from_the_services_advertised_capacity(server, tmp_path):
-    """No --sessions_per_worker: the job reads the fleet's capacity from /healthz and says how it sized itself."""
-    capacity = server.health()["capacity"]
+    """No --sessions_per_worker: the job reads what keeps the fleet busy from /healthz and says how it sized itself."""
+    busy = server.health()["bulk_sessions"]
     out = str(tmp_path / "out")
     proc = voxbeam(
         "transcribe", os.path.join(EXAMPLES, "jfk.wav"), "--output", out, "--endpoint", server.url,
         env={"VOXNEXUS_API_KEY": server.api_key},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    expected = max(1, int(capacity * 0.8))
-    assert f"{expected} sessions per worker = max(1, floor({capacity} sessions x 0.8 / 1 worker processes))" in (
-        proc.stdout
-    ), proc.stdout
+    expected = max(1, int(busy * 0.8))
+    said = f"{expected} sessions per worker = max(1, floor({busy} bulk sessions that keep the fleet busy x 0.8 / 1"
+    assert said in proc.stdout, proc.stdout
     explicit = voxbeam(
         "transcribe", os.path.join(EXAMPLES, "jfk.wav"), "--output", out, "--endpoint", server.url,
         "--sessions_per_worker", "3", env={"VOXNEXUS_API_KEY": server.api_key},

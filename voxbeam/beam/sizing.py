@@ -99,11 +99,10 @@ def resolve_sessions_per_worker(
     auth: str = "header",
     ca_bundle: str | None = None,
     utilisation: float = DEFAULT_UTILISATION,
-    stream: bool = False,
 ) -> Sizing:
     """The sessions per worker to use: ``explicit`` when given, else from the fleet's capacity (``size``)."""
     workers = expected_workers(options)
     if explicit is not None:
         return size(explicit, (), workers, utilisation)
     capacities = advertised_capacity(endpoints, api_key, auth=auth, ca_bundle=ca_bundle)
-    return size(None, capacities, workers, utilisation, stream=stream)
+    return size(None, capacities, workers, utilisation)

@@ -58,6 +58,10 @@ class StreamStats:
         with self.lock:
             return sum(self.ignored.values()) + self.redelivered + self.superseded
 
+    def held(self, done: int) -> int:
+        """Messages pulled and not yet finished, given ``done`` records finished (output or dead letter)."""
+        return self.pulled - self.dropped() - done
+
     def percentiles(self) -> tuple[float, float] | None:
         """Publish-to-row latency p50 and p95 (seconds) over the recent rows; None before any."""
         with self.lock:

@@ -8,10 +8,10 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any
 
 from voxbeam import protocol
 from voxbeam.client.sizing import DEFAULT_UTILISATION, advertised_capacity, plan
+from voxbeam.flags import positive, whole_number
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -23,16 +23,6 @@ def _fmt_duration(seconds: float) -> str:
     return f"{m / 60:.1f} h"
 
 
-def _positive(kind: type[Any]) -> Any:
-    def parse(text: str) -> Any:
-        value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
-
-    return parse
-
-
 def plan_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="voxbeam plan",
@@ -40,34 +30,34 @@ def plan_parser() -> argparse.ArgumentParser:
         "Transcription: --hours (of audio) or --files with --minutes_per_file; synthesis: --characters.",
     )
     add = p.add_argument
-    add("--files", type=_positive(int), help="input files (or text records)")
-    add("--hours", type=_positive(float), help="total hours of audio (transcription)")
-    add("--minutes_per_file", type=_positive(float), help="mean file length in minutes (with --files)")
-    add("--characters", type=_positive(int), help="total characters of text (synthesis)")
-    add("--workers", type=_positive(int), required=True, help="Beam workers at the peak (Dataflow: max_num_workers)")
+    add("--files", type=whole_number(1), help="input files (or text records)")
+    add("--hours", type=positive, help="total hours of audio (transcription)")
+    add("--minutes_per_file", type=positive, help="mean file length in minutes (with --files)")
+    add("--characters", type=whole_number(1), help="total characters of text (synthesis)")
+    add("--workers", type=whole_number(1), required=True, help="Beam workers at the peak (Dataflow: max_num_workers)")
     add(
         "--processes_per_worker",
-        type=_positive(int),
+        type=whole_number(1),
         default=1,
         help="SDK processes per worker (Dataflow: one per vCPU; default 1)",
     )
-    add("--replicas", type=_positive(int), help="server replicas (with --capacity)")
-    add("--capacity", type=_positive(int), help="sessions per replica (the server's --max_sessions)")
+    add("--replicas", type=whole_number(1), help="server replicas (with --capacity)")
+    add("--capacity", type=whole_number(1), help="sessions per replica (the server's --max_sessions)")
     add("--endpoint", help="read replicas and capacity from these endpoints' /healthz instead (comma-separated)")
     add(
         "--per_session_rate",
-        type=_positive(float),
+        type=positive,
         required=True,
         help="measured throughput of one session: audio seconds per second (transcription) or characters "
         "per second (synthesis); e.g. rate(voxbeam_audio_seconds_total) / voxbeam_sessions_open on a busy replica",
     )
     add(
         "--replica_rate",
-        type=_positive(float),
+        type=positive,
         help="measured throughput one replica sustains when full (same unit); caps the fleet's",
     )
     add("--utilisation", type=float, default=DEFAULT_UTILISATION, help="share of the fleet to plan for (0.8)")
-    add("--sessions_per_worker", type=_positive(int), help="use this instead of the formula")
+    add("--sessions_per_worker", type=whole_number(1), help="use this instead of the formula")
     add("--json", action="store_true", help="print the plan as JSON")
     return p
 

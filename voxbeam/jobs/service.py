@@ -42,14 +42,12 @@ def service_for(
     options: PipelineOptions,
     summary: Summary,
     emergency: Emergency | None = None,
-    stream: bool = False,
 ) -> Iterator[ServiceSettings]:
     """Settings for the workers, built once; starts and stops an embedded server when no endpoint is named.
 
     ``job_session`` is the (kind, init) every record will use: the pre-flight check opens it. The
     embedded server is stopped whatever happens: an error, Ctrl-C while it starts or stops, or
-    (through ``emergency``) a second Ctrl-C that quits the process at once. A ``stream`` is sized from
-    the sessions that keep the fleet busy, not from all it admits (``voxbeam.client.sizing.size``).
+    (through ``emergency``) a second Ctrl-C that quits the process at once.
     """
     config, api_key = parsed.config, parsed.api_key
     if config.endpoint:
@@ -57,7 +55,7 @@ def service_for(
         key = api_key or os.environ.get(API_KEY_ENV)
         # Checked (and the key read) before the fleet is asked its capacity, which sizes the settings.
         client = preflight(_client_config(config, endpoints, key), job_session, secret=bool(config.api_key_secret))
-        sizing = _sizing(config, endpoints, client.api_key, options, stream=stream)
+        sizing = _sizing(config, endpoints, client.api_key, options)
         summary.sessions = sizing.describe()
         yield _settings(config, endpoints=endpoints, api_key=key, sessions_per_worker=sizing.sessions_per_worker)
         return
@@ -121,9 +119,7 @@ def _client_config(config: JobConfig, endpoints: tuple[str, ...], key: str | Non
     return dataclasses.replace(client, api_key=resolved)
 
 
-def _sizing(
-    config: JobConfig, endpoints: Sequence[str], key: str | None, options: PipelineOptions, *, stream: bool
-) -> Sizing:
+def _sizing(config: JobConfig, endpoints: Sequence[str], key: str | None, options: PipelineOptions) -> Sizing:
     """Sessions per worker from the fleet's advertised capacity, unless --sessions_per_worker set them."""
     from voxbeam.beam.sizing import resolve_sessions_per_worker
 
@@ -134,7 +130,6 @@ def _sizing(
         options,
         auth=config.auth,
         ca_bundle=config.ca_bundle,
-        stream=stream,
     )
 
 

@@ -63,7 +63,7 @@ def execute_stream(
     run_id = new_run_id()
     started = time.monotonic()
     if not local:
-        with service_for(parsed, job.session(), local=False, options=options, summary=summary, stream=True) as service:
+        with service_for(parsed, job.session(), local=False, options=options, summary=summary) as service:
             p = make_pipeline(options)
             job.build_stream(p, service, run_id, None)
             result = p.run()
@@ -77,11 +77,11 @@ def execute_stream(
     try:
         with CtrlC(tracker, emergency):
             with service_for(
-                parsed, job.session(), local=True, options=options, summary=summary, emergency=emergency, stream=True
+                parsed, job.session(), local=True, options=options, summary=summary, emergency=emergency
             ) as service:
                 held = HELD_PER_SESSION * service.sessions_per_worker
                 control = direct_pubsub.PullControl(
-                    room=lambda: held - (stats.pulled - stats.dropped() - tracker.done),
+                    room=lambda: held - stats.held(tracker.done),
                     stop=tracker.stopping,
                     on_pulled=stats.add_pulled,
                 )
