@@ -6,7 +6,7 @@ import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -14,6 +14,8 @@ from voxbeam.client.config import ClientConfig
 from voxbeam.errors import InputError
 from voxbeam.flags import SERVICE_FLAGS, SYNTHESIZE_FLAGS, TRANSCRIBE_FLAGS
 from voxbeam.protocol import API_KEY_ENV
+
+_T = TypeVar("_T")
 
 
 class Secret:
@@ -73,29 +75,14 @@ class ServiceSettings:
         config = config or ClientConfig()
         if api_key is None and config.api_key is not None:
             api_key = config.api_key
-        retry = config.retry
-        if retry_budget is not None or max_attempts is not None:
-            retry = dataclasses.replace(
-                retry,
-                budget=retry.budget if retry_budget is None else retry_budget,
-                max_attempts=retry.max_attempts if max_attempts is None else max_attempts,
-            )
-        timeouts = config.timeouts
-        if record_timeout is not None or result_timeout is not None:
-            timeouts = dataclasses.replace(
-                timeouts,
-                record=timeouts.record if record_timeout is None else record_timeout,
-                result=timeouts.result if result_timeout is None else result_timeout,
-            )
-        config = dataclasses.replace(
-            config,
-            api_key=None,
-            endpoints=config.endpoints if endpoints is None else tuple(endpoints),
-            auth=config.auth if auth is None else auth,
-            pool_size=config.pool_size if sessions_per_worker is None else sessions_per_worker,
-            ca_bundle=config.ca_bundle if ca_bundle is None else ca_bundle,
-            retry=retry,
-            timeouts=timeouts,
+        config = _given(
+            dataclasses.replace(config, api_key=None),
+            endpoints=None if endpoints is None else tuple(endpoints),
+            auth=auth,
+            pool_size=sessions_per_worker,
+            ca_bundle=ca_bundle,
+            retry=_given(config.retry, budget=retry_budget, max_attempts=max_attempts),
+            timeouts=_given(config.timeouts, record=record_timeout, result=result_timeout),
         )
         object.__setattr__(self, "config", config)
         object.__setattr__(self, "api_key", Secret(api_key) if isinstance(api_key, str) else api_key)
@@ -170,3 +157,9 @@ class SynthesizeTextOptions(VoxBeamOptions):
     def _add_argparse_args(cls, parser: Any) -> None:
         for flag in SYNTHESIZE_FLAGS:
             flag.add_to(parser)
+
+
+def _given(settings: _T, **values: Any) -> _T:
+    """``settings`` with the fields a caller gave (not None) replaced."""
+    given = {name: value for name, value in values.items() if value is not None}
+    return dataclasses.replace(settings, **given) if given else settings  # type: ignore[type-var]
