@@ -139,8 +139,8 @@ SERVICE_FLAGS = (
         "concurrent service sessions per worker process",
         None,
         whole_number(1),
-        default_help="with --endpoint, the service's advertised capacity x 0.8 / the job's worker processes "
-        "(8 when it advertises none); 8 on the embedded server",
+        default_help="with --endpoint, the sessions that keep the service busy (/healthz bulk_sessions) x 0.8 / "
+        "the job's worker processes (8 when it advertises none); 8 on the embedded server",
         metavar="N",
     ),
     Flag(

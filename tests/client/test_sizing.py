@@ -163,6 +163,12 @@ def test_no_capacity_advertised_keeps_the_default() -> None:
     assert "advertises no capacity" in sizing.describe()
 
 
+def test_sizing_counts_what_keeps_each_endpoint_busy_and_the_slots_of_one_that_does_not_say() -> None:
+    fleet = [EndpointCapacity("ws://a", 64, 2, "healthz", 12), EndpointCapacity("ws://b", 16, 1, "healthz", None)]
+    sizing = size(None, fleet, expected_workers=2)
+    assert (sizing.source, sizing.capacity, sizing.sessions_per_worker) == ("bulk", 28, 11)  # floor(28 * 0.8 / 2)
+
+
 def test_plan_numbers() -> None:
     p = plan(work=3600.0 * 100, inputs=6000, longest_input=60.0, workers=10, processes_per_worker=4, replicas=4,
              capacity=32, per_session_rate=2.0)  # fmt: skip
@@ -188,7 +194,8 @@ def test_voxbeam_plan_command(capsys, server) -> None:
     assert cli_main(["plan", "--characters", "1000000", "--files", "20000", "--workers", "2", "--endpoint",
                      server.url, "--per_session_rate", "400", "--json"]) == 0  # fmt: skip
     doc = json.loads(capsys.readouterr().out)
-    assert doc["fleet_capacity"] == 64 and doc["sessions_per_worker"] == 25 and doc["unit"] == "characters"
+    # As the job sizes itself: the 12 sessions that keep the shared server's 2 workers busy, not its 64 slots.
+    assert doc["fleet_capacity"] == 12 and doc["sessions_per_worker"] == 4 and doc["unit"] == "characters"
 
     assert cli_main(["plan", "--workers", "2", "--per_session_rate", "1", "--replicas", "1", "--capacity", "4"]) == 2
     assert "give --hours" in capsys.readouterr().out

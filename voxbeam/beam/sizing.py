@@ -1,4 +1,4 @@
-"""Sessions per worker from the fleet's advertised capacity and the runner's options.
+"""Sessions per worker from what the fleet advertises and the runner's options.
 
 The formula and where its inputs come from are in ``voxbeam.client.sizing``; this module adds
 what only Beam knows: how many worker processes a job may have at its peak.

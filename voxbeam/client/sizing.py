@@ -49,7 +49,8 @@ class EndpointCapacity:
     capacity: int | None  # sessions over every replica seen at this address; None: not advertised
     replicas: int = 0
     source: str = "none"  # "healthz", "ready" or "none"
-    # Bulk sessions that keep those replicas' workers busy (``bulk_sessions`` in /healthz); None: not advertised.
+    # Sessions that keep those replicas' workers busy: each one's ``bulk_sessions`` in /healthz, at most its
+    # capacity (its capacity where it does not say); None: no replica here advertised it.
     bulk_sessions: int | None = None
 
 
@@ -86,9 +87,10 @@ async def _healthz_capacity(connector: Connector, endpoint: str, samples: int, t
             break
     if not seen:
         return EndpointCapacity(endpoint, None)
-    known = [b for b in bulk.values() if b is not None]
-    busy = sum(known) if len(known) == len(bulk) else None
-    return EndpointCapacity(endpoint, sum(seen.values()), len(seen), "healthz", busy)
+    # Each replica's own cap; one that does not say (an older release in a rolling upgrade) counts its slots.
+    busy = sum(min(seen[r], b) if b is not None else seen[r] for r, b in bulk.items())
+    advertised = any(b is not None for b in bulk.values())
+    return EndpointCapacity(endpoint, sum(seen.values()), len(seen), "healthz", busy if advertised else None)
 
 
 def _count(value: Any) -> int | None:
@@ -197,9 +199,8 @@ def size(
         return Sizing(explicit, "explicit", expected_workers, utilisation, total, tuple(capacities))
     if total is None:
         return Sizing(DEFAULT_SESSIONS_PER_WORKER, "default", expected_workers, utilisation, None, tuple(capacities))
-    bulk = [c.bulk_sessions for c in capacities if c.capacity is not None]
-    if all(b is not None for b in bulk):
-        busy = min(total, sum(b for b in bulk if b is not None))
+    if any(c.bulk_sessions is not None for c in capacities):
+        busy = sum(c.bulk_sessions if c.bulk_sessions is not None else c.capacity or 0 for c in capacities)
         spw = sessions_per_worker(busy, expected_workers, utilisation)
         return Sizing(spw, "bulk", expected_workers, utilisation, busy, tuple(capacities))
     spw = sessions_per_worker(total, expected_workers, utilisation)

@@ -42,7 +42,11 @@ def plan_parser() -> argparse.ArgumentParser:
         help="SDK processes per worker (Dataflow: one per vCPU; default 1)",
     )
     add("--replicas", type=whole_number(1), help="server replicas (with --capacity)")
-    add("--capacity", type=whole_number(1), help="sessions per replica (the server's --max_sessions)")
+    add(
+        "--capacity",
+        type=whole_number(1),
+        help="sessions per replica a job uses: its /healthz bulk_sessions (6 per engine worker), else --max_sessions",
+    )
     add("--endpoint", help="read replicas and capacity from these endpoints' /healthz instead (comma-separated)")
     add(
         "--per_session_rate",
@@ -96,7 +100,9 @@ def plan_main(argv: Sequence[str] | None = None) -> int:
         if not known:
             return usage(f"{args.endpoint} advertises no capacity; give --replicas and --capacity")
         replicas = sum(max(1, c.replicas) for c in known)
-        capacity = max(1, sum(c.capacity or 0 for c in known) // replicas)
+        # As a job sizes itself: the sessions that keep each replica busy where it says, else its slots.
+        busy = sum((c.bulk_sessions if c.bulk_sessions is not None else c.capacity) or 0 for c in known)
+        capacity = max(1, busy // replicas)
     if not replicas or not capacity:
         return usage("give --replicas and --capacity, or --endpoint")
     result = plan(

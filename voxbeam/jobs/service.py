@@ -120,7 +120,7 @@ def _client_config(config: JobConfig, endpoints: tuple[str, ...], key: str | Non
 
 
 def _sizing(config: JobConfig, endpoints: Sequence[str], key: str | None, options: PipelineOptions) -> Sizing:
-    """Sessions per worker from the fleet's advertised capacity, unless --sessions_per_worker set them."""
+    """Sessions per worker from what the fleet advertises (``client.sizing.size``), unless the flag set them."""
     from voxbeam.beam.sizing import resolve_sessions_per_worker
 
     return resolve_sessions_per_worker(
@@ -154,6 +154,8 @@ def _settings(
             ca_bundle=config.ca_bundle,
         )
     except ValueError as exc:
+        if endpoints is None or embedded:  # nothing the user named to blame: a bug, with its traceback
+            raise
         raise UsageError("--endpoint", str(exc)) from None
 
 

@@ -98,9 +98,12 @@ class EngineHost:
     def give_back(self) -> None:
         """Return what renders left behind (the engines' arenas, the heap's free pages) to the OS."""
         self.owes_memory = False
-        for engine in self._tts.values():
-            engine.give_back()
-        give_back()
+        try:
+            for engine in self._tts.values():
+                engine.give_back()
+            give_back()
+        except Exception:  # housekeeping: it must never take the worker and its sessions down
+            log.exception("giving memory back failed")
 
     def handle(self, op: str, args: tuple[Any, ...]) -> Any:
         method = getattr(self, "op_" + op, None)
@@ -302,8 +305,11 @@ def _serve(host: EngineHost, pipe: _Pipe) -> None:
     decoding: queue.SimpleQueue[Any] = queue.SimpleQueue()
     threading.Thread(target=_decode, args=(host, pipe, decoding), name="stt-decode", daemon=True).start()
     while True:
-        if host.owes_memory and not pipe.inbox and not pipe.conn.poll(IDLE_GIVE_BACK_S):
-            host.give_back()
+        while host.owes_memory and not pipe.inbox:  # a CANCEL alone (a client gone mid-render) is no call
+            if pipe.conn.poll(IDLE_GIVE_BACK_S):
+                pipe.read_ahead()
+            else:
+                host.give_back()
         msg = pipe.next()
         if msg is None:
             return
