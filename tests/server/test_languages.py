@@ -95,7 +95,11 @@ def test_the_spec_zh_cn_init_works_with_the_multilingual_model(multilingual, ser
             return await h.until_flush_done(ws)
 
     finals = h.finals(asyncio.run(main()))
-    assert finals and any("天气" in f["text"] or "你好" in f["text"] for f in finals), finals
+    # eSpeak NG does not render the same text to the same samples twice (its output depends on what it rendered
+    # before), and Whisper base hears this synthetic voice sometimes in traditional characters, "您好" for
+    # "你好": any of the clip's words, in either script, shows it was decoded as the Chinese it is.
+    said = "".join(f["text"] for f in finals)
+    assert any(word in said for word in ("你好", "您好", "今天", "天气", "天氣", "公园", "公園", "散步")), finals
 
 
 def test_an_english_only_model_refuses_other_languages_and_names_the_way_out(server):

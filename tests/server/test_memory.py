@@ -23,6 +23,7 @@ from tests import speech
 from tests.reliability.conftest import dedicated_server
 from tests.server import helpers as h
 from voxbeam.server.engines.piper import MAX_PHONEMES, phoneme_chunks
+from voxbeam.server.worker.child import IDLE_GIVE_BACK_S
 from voxbeam.text import bounded
 
 MIB = 1 << 20
@@ -74,7 +75,7 @@ def warm_idle(srv: Any) -> dict[int, int]:
     clip = asyncio.run(h.tts_pcm(srv, ["Good morning, and thank you for calling."]))
     asyncio.run(h.transcribe(srv, h.silence(0.3) + clip + h.silence(0.3)))
     h.settled(srv)
-    time.sleep(0.5)
+    time.sleep(IDLE_GIVE_BACK_S + 1.0)  # a worker gives its renders' memory back once idle: idle is after that
     return rss_by_pid(srv.pid)
 
 
