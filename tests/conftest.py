@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -10,6 +11,19 @@ from typing import Any
 import pytest
 
 from voxbeam.server.launcher import LocalServer
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """Restores the root logger after each test.
+
+    The CLI run in-process points the root logger at the stderr that pytest captures for one test and then
+    closes: left in place, every later log line becomes a 'Logging error' on the real stderr."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

@@ -58,8 +58,10 @@ def _inputs(tmp_path: Path, short_wavs: list[bytes]) -> tuple[str, str]:
 def test_the_key_leaks_nowhere(secret_server, short_wavs, tmp_path, caplog, capfd):
     srv, server_log = secret_server
     caplog.set_level(logging.DEBUG)
+    # Through caplog, so the levels are restored: a logger left at DEBUG logs every frame of the later
+    # tests' clients into handlers whose streams pytest has closed by then.
     for name in ("websockets", "websockets.client", "voxbeam", "voxbeam.client"):
-        logging.getLogger(name).setLevel(logging.DEBUG)
+        caplog.set_level(logging.DEBUG, logger=name)
     audio_in, records = _inputs(tmp_path, short_wavs)
     outputs = tmp_path / "out"
     texts: list[str] = []  # exception texts and tracebacks to check
