@@ -67,6 +67,7 @@ _PERMANENT_REQUEST_CODES = frozenset(
         ErrorCode.MESSAGE_TOO_LARGE.value,
         ErrorCode.INVALID_MESSAGE.value,
         ErrorCode.NOT_INITIALIZED.value,
+        ErrorCode.UNSUPPORTED_OPTION.value,
     }
 )
 

@@ -20,6 +20,7 @@ from urllib.parse import unquote_plus
 import pybase64
 
 # The messages are defined in protocol_messages; most callers import them from here.
+from voxbeam.protocol_controls import ControlError, SttControls
 from voxbeam.protocol_messages import AUTO_LANGUAGE as AUTO_LANGUAGE
 from voxbeam.protocol_messages import (
     Audio,
@@ -80,6 +81,8 @@ class ErrorCode(enum.StrEnum):
     SERVER_BUSY = "SERVER_BUSY"
     IDLE_TIMEOUT = "IDLE_TIMEOUT"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    # Extension: the service cannot honour a control the init asks for (docs/protocol.md).
+    UNSUPPORTED_OPTION = "UNSUPPORTED_OPTION"
 
 
 RETRYABLE_CODES = frozenset({ErrorCode.SERVER_BUSY.value, ErrorCode.IDLE_TIMEOUT.value, ErrorCode.INTERNAL_ERROR.value})
@@ -186,7 +189,7 @@ def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], defaul
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", dict: "an object"}
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", dict: "an object", list: "a list"}
     return " or ".join(sorted({names.get(k, k.__name__) for k in kinds}))
 
 
@@ -259,6 +262,18 @@ def _parse_stt_init(obj: dict[str, Any]) -> SttInit:
         raise ProtocolError(
             ErrorCode.UNSUPPORTED_FORMAT, f"format {quoted(fmt)} is not supported; send 'pcm' (s16le mono)"
         )
+    languages = _field(obj, "languages", list)
+    if languages is not None and not all(isinstance(code, str) for code in languages):
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "'languages' must be a list of language codes (strings)")
+    try:
+        controls = SttControls(
+            prompt=_field(obj, "prompt", str),
+            hotwords=_field(obj, "hotwords", str),
+            task=_field(obj, "task", str),
+            languages=None if languages is None else tuple(languages),
+        ).checked()
+    except ControlError as exc:
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, str(exc)) from None
     return SttInit(
         language=_field(obj, "language", str),
         format=fmt,
@@ -266,6 +281,10 @@ def _parse_stt_init(obj: dict[str, Any]) -> SttInit:
         enable_timestamps=_field(obj, "enable_timestamps", bool, False),
         enable_language_detection=_field(obj, "enable_language_detection", bool, False),
         realtime=_field(obj, "realtime", bool),
+        prompt=controls.prompt,
+        hotwords=controls.hotwords,
+        task=controls.task,
+        languages=controls.languages,
     )
 
 

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
+from voxbeam.protocol_controls import SttControls
+
 # The protocol's two services (its two WebSocket paths): speech-to-text and text-to-speech.
 Service = Literal["stt", "tts"]
 
@@ -39,24 +41,43 @@ class SttInit:
     # assistant), false for files sent as fast as they go; voxbeam serve admits live sessions only
     # as far as it can keep them real time. None: not said (the server tells by how audio arrives).
     realtime: bool | None = None
+    # Extensions: recognition controls (voxbeam.protocol_controls); None leaves each out.
+    prompt: str | None = None
+    hotwords: str | None = None
+    task: str | None = None
+    languages: tuple[str, ...] | None = None
 
     @classmethod
     def asking(
-        cls, language: str, sample_rate: int = 16000, timestamps: bool = True, realtime: bool | None = None
+        cls,
+        language: str,
+        sample_rate: int = 16000,
+        timestamps: bool = True,
+        realtime: bool | None = None,
+        controls: SttControls | None = None,
     ) -> SttInit:
-        """The init a client sends for ``language``.
+        """The init a client sends for ``language`` (and ``controls``, checked: raises ``ControlError``).
 
         "auto" becomes the spec's own way to ask for detection: no ``language`` and
         ``enable_language_detection: true`` (a service that knows no "auto" would refuse it).
         """
         auto = language.strip().lower() == AUTO_LANGUAGE
+        c = (controls or SttControls()).checked()
         return cls(
             language=None if auto else language,
             sample_rate=sample_rate,
             enable_timestamps=timestamps,
             enable_language_detection=auto,
             realtime=realtime,
+            prompt=c.prompt,
+            hotwords=c.hotwords,
+            task=c.task,
+            languages=c.languages,
         )
+
+    @property
+    def controls(self) -> SttControls:
+        return SttControls(self.prompt, self.hotwords, self.task, self.languages)
 
 
 @dataclass(frozen=True)

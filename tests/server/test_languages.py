@@ -115,3 +115,25 @@ def test_an_english_only_model_refuses_other_languages_and_names_the_way_out(ser
     error = asyncio.run(main())
     assert "tiny.en" in error["error"] and "--stt_model base" in error["error"]
     assert "voxbeam[multilingual]" in error["error"]
+
+
+def test_translation_and_candidate_languages_are_advertised_and_honoured(multilingual, clips):
+    assert multilingual.health()["capabilities"] == ["hotwords", "languages", "prompt", "translate"]
+
+    async def main():
+        return await asyncio.gather(
+            h.transcribe(multilingual, h.silence(0.3) + clips["es"], language="auto", task="translate"),
+            # Italian, heard with Italian not among the candidates: the likeliest of those given.
+            h.transcribe(multilingual, h.silence(0.3) + clips["it"], language="auto", languages=["en", "es-ES"]),
+            h.transcribe(multilingual, h.silence(0.3) + clips["it"], language="auto", languages=["it", "es"]),
+        )
+
+    translated, restricted, chosen = (h.finals(msgs) for msgs in asyncio.run(main()))
+    # Spanish speech, English text: the language heard is still reported as Spanish.
+    heard = set(h.words(" ".join(f["text"] for f in translated)))
+    assert len(heard & {"good", "morning", "how", "are", "you", "today", "weather", "park", "walk"}) >= 3, heard
+    assert not heard & {"buenos", "días", "cómo", "hoy", "tiempo", "parque"}, heard
+    assert {f["language"] for f in translated} == {"es"}, translated
+    assert restricted and {f["language"] for f in restricted} <= {"en", "es"}, restricted
+    assert chosen and {f["language"] for f in chosen} == {"it"}, chosen
+    assert all(0.0 < f["language_probability"] <= 1.0 for f in chosen), chosen

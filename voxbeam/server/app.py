@@ -122,7 +122,8 @@ class SpeechServer:
     # -- HTTP ---------------------------------------------------------------------------
 
     def public_health(self) -> dict[str, Any]:
-        """What /healthz tells anyone: status and capacity (sessions, live streams, bulk audio s/s)."""
+        """What /healthz tells anyone: status, capacity (sessions, live streams, bulk audio s/s) and the
+        extensions a client may ask for (``capabilities``: the recognition controls the model honours)."""
         rate = self.ctx.bulk_rate
         return {
             "status": "shutting_down" if self.ctx.shutting_down else "ok",
@@ -130,6 +131,7 @@ class SpeechServer:
             "live_capacity": self.ctx.live_capacity,
             "audio_capacity": round(rate, 2) if rate else None,
             "bulk_sessions": self.pool.bulk_sessions,
+            "capabilities": sorted(self.ctx.stt_model.controls),
         }
 
     def health(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ catches up.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import time
 import uuid
@@ -19,6 +20,7 @@ from typing import Any
 from voxbeam import protocol as p
 from voxbeam.audio import BYTES_PER_SAMPLE
 from voxbeam.protocol import ErrorCode
+from voxbeam.protocol_controls import SttControls
 from voxbeam.server.engines.base import Deferred, Recognized, SttModel
 from voxbeam.server.errors import EngineError, WorkerDied, WorkerUnavailable
 from voxbeam.server.session import ByteBudget, Session
@@ -66,6 +68,33 @@ def model_language(model: SttModel, requested: str | None, detect: bool) -> str 
     )
 
 
+def model_controls(model: SttModel, msg: p.SttInit, language: str | None) -> SttControls:
+    """The init's recognition controls as the engine takes them (candidate languages as the model's codes).
+
+    ``language`` is what ``model_language`` made of the init (None: detect). Raises UNSUPPORTED_OPTION for a
+    control the model cannot honour, UNSUPPORTED_LANGUAGE for a candidate it does not know.
+    """
+    asked = msg.controls
+    for name in asked.capabilities:
+        if name not in model.controls:
+            why = f"{model.engine} model {model.name} cannot honour {name!r}"
+            if name in ("translate", "languages") and not model.detects_language:
+                why += f" ({model.name} is English-only; run the server with --stt_model base)"
+            field = "task" if name == "translate" else name
+            raise p.ProtocolError(ErrorCode.UNSUPPORTED_OPTION, f"'{field}': {why}")
+    if asked.languages is None:
+        return asked
+    if language is not None:
+        raise p.ProtocolError(
+            ErrorCode.INVALID_MESSAGE, "'languages' are candidates for detection: send them with language 'auto'"
+        )
+    try:
+        codes = tuple(dict.fromkeys(model_language(model, code, False) or "" for code in asked.languages))
+    except p.ProtocolError as exc:
+        raise p.ProtocolError(exc.code, f"'languages': {exc.message}") from None
+    return dataclasses.replace(asked, languages=codes)
+
+
 def transcript(r: Recognized, request_id: str) -> p.Transcript:
     return p.Transcript(
         request_id=request_id,
@@ -111,6 +140,7 @@ class SttSession(Session):
         detect = msg.enable_language_detection or (msg.language or "").strip().lower() == AUTO
         try:
             language = model_language(model, msg.language, detect)
+            controls = model_controls(model, msg, language)
         except p.ProtocolError as exc:
             await self.report(exc.code, exc.message)
             return
@@ -122,7 +152,9 @@ class SttSession(Session):
         self._pin(worker)
         # No round trip: the worker runs requests in order, so the stream exists before any audio,
         # and `ready` does not wait behind other sessions' queued audio on a busy worker.
-        worker.cast("stt_open", self.sid, language, msg.sample_rate, msg.enable_timestamps, detect, lane=self._lane())
+        worker.cast(
+            "stt_open", self.sid, language, msg.sample_rate, msg.enable_timestamps, detect, controls, lane=self._lane()
+        )
         self.sample_rate = msg.sample_rate
         self._new_request_id()
         assert self.request_id is not None

@@ -13,6 +13,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from voxbeam.protocol_controls import SttControls
+
 # The parameters a TTS init may set, and what each voice says it honours.
 TTS_PARAMETERS = ("speed", "pitch", "volume", "style", "role", "degree")
 
@@ -53,6 +55,8 @@ class SttModel:
     languages: tuple[str, ...]
     # Whether the model can tell which of its languages is spoken (not just assume its only one).
     detects_language: bool
+    # The recognition controls its engine honours with it (protocol_controls.CAPABILITIES): /healthz lists them.
+    controls: frozenset[str] = frozenset()
 
     @property
     def label(self) -> str:
@@ -124,8 +128,11 @@ class SttEngine(abc.ABC):
     def __init__(self, settings: SttSettings) -> None: ...
 
     @abc.abstractmethod
-    def open(self, *, language: str | None, sample_rate: int, words: bool, detect: bool) -> SttStream:
-        """A stream for ``language`` (an ISO code, or None to detect), audio at ``sample_rate``."""
+    def open(
+        self, *, language: str | None, sample_rate: int, words: bool, detect: bool, controls: SttControls | None = None
+    ) -> SttStream:
+        """A stream for ``language`` (an ISO code, or None to detect), audio at ``sample_rate``; ``controls``
+        (checked by the server against ``SttModel.controls``; candidate languages as the model's codes)."""
 
     def decode(self, works: list[Any]) -> list[list[Recognized]]:
         """The finals of each ``Deferred.work`` this engine's streams returned (in any worker), in one batch."""

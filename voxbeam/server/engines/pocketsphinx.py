@@ -390,5 +390,7 @@ class PocketsphinxEngine(SttEngine):
         self.pool.reserved()  # loaded before the worker says ready: the first session must not pay the 0.6 s load
         self.noise = NoiseFloor(self.tuning.noise_floor, self.tuning.max_utterance_s + 5)
 
-    def open(self, *, language: str | None, sample_rate: int, words: bool, detect: bool) -> SttStream:
+    def open(
+        self, *, language: str | None, sample_rate: int, words: bool, detect: bool, controls: Any = None
+    ) -> SttStream:
         return RecognitionStream(self.pool, sample_rate, self.tuning, with_words=words, detect=detect, noise=self.noise)

@@ -30,6 +30,7 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.vad import get_vad_model
 
 from voxbeam.audio import BYTES_PER_SAMPLE, PcmResampler
+from voxbeam.protocol_controls import SttControls
 from voxbeam.server.engines import whisper_models
 from voxbeam.server.engines.base import (
     Deferred,
@@ -40,6 +41,7 @@ from voxbeam.server.engines.base import (
     SttStream,
 )
 from voxbeam.server.engines.whisper_batch import EncodeOneByOne, transcribe_many
+from voxbeam.server.engines.whisper_controls import best_language, decode_options, fitted
 from voxbeam.server.engines.whisper_timing import RATE, finals_from, ms, round_cuts, speech_regions
 
 WINDOWS_PER_ROUND = 3
@@ -62,9 +64,6 @@ PARTIAL_EVERY_S = 1.0
 WINDOW_FRAMES = 3000
 PARTIAL_MIN_FRAMES = 1000
 PARTIAL_PAD_FRAMES = 100
-# Whisper's own test for a window that holds no speech.
-NO_SPEECH_PROB = 0.6
-LOGPROB_FLOOR = -1.0
 
 
 class WhisperEngine(SttEngine):
@@ -96,16 +95,20 @@ class WhisperEngine(SttEngine):
         self._pipelines = {beside: (BatchedInferencePipeline(self.model), threading.Lock()) for beside in (False, True)}
         self.vad = get_vad_model()
         self.multilingual = bool(self.model.model.is_multilingual)
-        self._tokenizers: dict[str, Any] = {}
+        self._tokenizers: dict[tuple[str, str], Any] = {}
 
-    def open(self, *, language: str | None, sample_rate: int, words: bool, detect: bool) -> SttStream:
-        return WhisperStream(self, language=language, sample_rate=sample_rate, words=words, detect=detect)
+    def open(
+        self, *, language: str | None, sample_rate: int, words: bool, detect: bool, controls: SttControls | None = None
+    ) -> SttStream:
+        fit = fitted(self.model.hf_tokenizer, controls)
+        return WhisperStream(self, language=language, sample_rate=sample_rate, words=words, detect=detect, controls=fit)
 
     def decode(self, works: list[Any]) -> list[list[Recognized]]:
-        by_options: dict[tuple[str | None, bool], list[int]] = {}
+        # One batch decodes with one set of options: windows are batched with those that share theirs.
+        by_options: dict[tuple[str | None, bool, SttControls], list[int]] = {}
         for i, window in enumerate(works):
             assert isinstance(window, _Window)
-            by_options.setdefault((window.language, window.words), []).append(i)
+            by_options.setdefault((window.language, window.words, window.controls), []).append(i)
         out: list[list[Recognized]] = [[] for _ in works]
         for indexes in by_options.values():
             finals, _, _ = self.decode_windows([works[i] for i in indexes], beside=False)
@@ -118,8 +121,8 @@ class WhisperEngine(SttEngine):
     ) -> tuple[list[list[Recognized]], str, float | None]:
         """Each window's finals, decoded in one batch; the language and, when it was detected, its probability.
 
-        The windows share their language (None: detect it) and whether words are timed. ``beside``: a
-        stream's own decoding, beside the deferred batches (each kind has its pipeline).
+        The windows share their language (None: detect it), whether words are timed and their controls.
+        ``beside``: a stream's own decoding, beside the deferred batches (each kind has its pipeline).
         """
         first = windows[0]
         language = first.language if self.multilingual else "en"
@@ -128,10 +131,12 @@ class WhisperEngine(SttEngine):
             found, language, probability = transcribe_many(
                 pipeline,
                 [_float(w.pcm) for w in windows],
+                first.controls.languages,
                 language=language,
                 batch_size=BATCH_SIZE,
                 beam_size=BEAM_SIZE,
                 word_timestamps=first.words,
+                **decode_options(first.controls),
             )
         detected = None if first.language is not None or not self.multilingual else probability
         finals = []
@@ -139,7 +144,7 @@ class WhisperEngine(SttEngine):
             p = window.probability if window.language is not None else detected
             finals.append(
                 finals_from(
-                    [s for s in segments if s.text.strip() and not _silent(s)],
+                    segments,
                     window.start_s,
                     words=window.words,
                     language=language if window.report else None,
@@ -149,7 +154,7 @@ class WhisperEngine(SttEngine):
             )
         return finals, language, first.probability if first.language is not None else detected
 
-    def partial(self, audio: np.ndarray, language: str | None) -> str:
+    def partial(self, audio: np.ndarray, language: str | None, controls: SttControls) -> str:
         """A quick guess at ``audio`` (an utterance in progress, up to 30 s): greedy, no timestamps.
 
         The encoder sees only the audio plus a second of padding, not a whole 30 s window (costs a
@@ -164,17 +169,21 @@ class WhisperEngine(SttEngine):
         if not self.multilingual:
             language = "en"
         elif language is None:
-            language = self.model.model.detect_language(encoded)[0][0][0][2:-2]
-        tokenizer = self._tokenizer(language)
-        prompt = self.model.get_prompt(tokenizer, [], without_timestamps=True)
+            probabilities = [(token[2:-2], p) for token, p in self.model.model.detect_language(encoded)[0]]
+            language = (
+                best_language(probabilities, controls.languages)[0] if controls.languages else probabilities[0][0]
+            )
+        tokenizer = self._tokenizer(language, controls.task or "transcribe")
+        before = tokenizer.encode(" " + controls.prompt) if controls.prompt else []
+        prompt = self.model.get_prompt(tokenizer, before, without_timestamps=True, hotwords=controls.hotwords)
         result = self.model.model.generate(encoded, [prompt], beam_size=1, suppress_blank=True)
         return str(tokenizer.decode(result[0].sequences_ids[0])).strip()
 
-    def _tokenizer(self, language: str) -> Any:
-        tokenizer = self._tokenizers.get(language)
+    def _tokenizer(self, language: str, task: str) -> Any:
+        tokenizer = self._tokenizers.get((language, task))
         if tokenizer is None:
-            tokenizer = self._tokenizers[language] = Tokenizer(
-                self.model.hf_tokenizer, self.multilingual, task="transcribe", language=language
+            tokenizer = self._tokenizers[language, task] = Tokenizer(
+                self.model.hf_tokenizer, self.multilingual, task=task, language=language
             )
         return tokenizer
 
@@ -194,10 +203,6 @@ def _float(pcm: bytes | bytearray, start: int = 0, end: int | None = None) -> np
     return np.frombuffer(pcm, dtype="<i2")[start:end].astype(np.float32) / 32768.0
 
 
-def _silent(segment: Any) -> bool:
-    return bool(segment.no_speech_prob > NO_SPEECH_PROB and segment.avg_logprob < LOGPROB_FLOOR)
-
-
 @dataclass(frozen=True)
 class _Window:
     """A bulk stretch of audio cut off by its stream, with all its decoding needs (see ``Deferred``)."""
@@ -209,15 +214,24 @@ class _Window:
     words: bool
     report: bool  # finals carry the language (it was detected, or left to the engine)
     probability: float | None  # of the language, when it was detected earlier
+    controls: SttControls  # prompt, hotwords, task, candidate languages (fitted to the model)
 
 
 class WhisperStream(SttStream):
     """One session's audio: buffered for bulk rounds, or endpointed live."""
 
     def __init__(
-        self, engine: WhisperEngine, *, language: str | None, sample_rate: int, words: bool, detect: bool
+        self,
+        engine: WhisperEngine,
+        *,
+        language: str | None,
+        sample_rate: int,
+        words: bool,
+        detect: bool,
+        controls: SttControls,
     ) -> None:
         self._engine = engine
+        self._controls = controls
         self._words = words
         self._requested = language
         self._detect = detect
@@ -315,7 +329,9 @@ class WhisperStream(SttStream):
         if not regions:  # the pipeline's VAD (the same Silero model and threshold) would find none either
             return None
         report = self._detect or self._requested is None
-        return _Window(pcm, start / RATE, regions, self._language, self._words, report, self._probability)
+        return _Window(
+            pcm, start / RATE, regions, self._language, self._words, report, self._probability, self._controls
+        )
 
     def _decode(self, window: _Window | None) -> list[Recognized]:
         """The window's finals, here and now; the first one fixes the language of what follows."""
@@ -366,7 +382,7 @@ class WhisperStream(SttStream):
     def _partial(self, audio: np.ndarray, start: int) -> list[Recognized]:
         if len(audio) < RATE // 10:
             return []
-        text = self._engine.partial(audio[-WINDOW_FRAMES * RATE // 100 :], self._language)
+        text = self._engine.partial(audio[-WINDOW_FRAMES * RATE // 100 :], self._language, self._controls)
         return [Recognized(text, False, ms(start / RATE), ms(len(audio) / RATE))] if text else []
 
     def _trim(self) -> None:

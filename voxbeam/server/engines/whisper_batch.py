@@ -23,6 +23,7 @@ from faster_whisper import WhisperModel
 from faster_whisper.transcribe import restore_speech_timestamps
 from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
 
+from voxbeam.server.engines.whisper_controls import best_language
 from voxbeam.server.engines.whisper_timing import RATE, WINDOW_S
 
 # What BatchedInferencePipeline.transcribe uses when vad_filter is on (faster-whisper 1.2); its
@@ -55,10 +56,13 @@ class EncodeOneByOne(WhisperModel):
         return ctranslate2.StorageView.from_array(joined)
 
 
-def transcribe_many(pipeline: Any, audios: Sequence[np.ndarray], **options: Any) -> tuple[list[list[Any]], str, float]:
+def transcribe_many(
+    pipeline: Any, audios: Sequence[np.ndarray], candidates: Sequence[str] | None = None, **options: Any
+) -> tuple[list[list[Any]], str, float]:
     """Segments of each of ``audios`` (float32, 16 kHz) in its own time; the language and its probability.
 
-    ``options`` go to ``pipeline.transcribe`` (language, batch_size, beam_size, word_timestamps...).
+    ``options`` go to ``pipeline.transcribe`` (language, batch_size, beam_size, word_timestamps...). With no
+    language, ``candidates`` (when given) are the languages detection may choose from.
     """
     pieces: list[tuple[int, np.ndarray, dict[str, float]]] = []  # (audio index, chunk, its metadata)
     speech: list[list[dict[str, int]]] = []
@@ -70,7 +74,12 @@ def transcribe_many(pipeline: Any, audios: Sequence[np.ndarray], **options: Any)
             pieces += [(i, chunk, meta) for chunk, meta in zip(chunks, metadata, strict=True) if len(chunk)]
     out: list[list[Any]] = [[] for _ in audios]
     if not pieces:
-        return out, options.get("language") or "en", 1.0
+        return out, options.get("language") or (candidates[0] if candidates else "en"), 1.0
+    chosen: float | None = None
+    if options.get("language") is None and candidates and pipeline.model.model.is_multilingual:
+        # The pipeline's own detection (the first 30 s of speech), then the likeliest of the candidates.
+        _, _, probabilities = pipeline.model.detect_language(audio=np.concatenate([c for _, c, _ in pieces]))
+        options["language"], chosen = best_language(probabilities, candidates)
     starts, clips, parts, at = [], [], [], 0
     for _, chunk, _ in pieces:
         starts.append(at / RATE)
@@ -84,7 +93,7 @@ def transcribe_many(pipeline: Any, audios: Sequence[np.ndarray], **options: Any)
         i, _, meta = pieces[k]
         out[i].append(_shift(segment, meta["offset"] - starts[k]))
     restored = [list(restore_speech_timestamps(segs, speech[i], RATE)) if segs else [] for i, segs in enumerate(out)]
-    return restored, info.language, float(info.language_probability)
+    return restored, info.language, float(info.language_probability) if chosen is None else chosen
 
 
 def _shift(segment: Any, by: float) -> Any:

@@ -132,4 +132,6 @@ def resolve(engine: str, model: str | None, default: str) -> SttModel:
         sha256=digest,
         languages=languages,
         detects_language=len(languages) > 1,
+        # Translation and candidate languages need a multilingual model.
+        controls=frozenset({"prompt", "hotwords"} | ({"translate", "languages"} if len(languages) > 1 else set())),
     )

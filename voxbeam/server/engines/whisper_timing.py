@@ -23,6 +23,9 @@ WINDOW_MARGIN_S = 0.5
 _SENTENCE_END = (".", "?", "!", "。", "？", "！")
 # Word times are kept within speech as Silero hears it, padded by this much.
 SNAP_PAD_MS = 30
+# Whisper's own test for a window that holds no speech.
+NO_SPEECH_PROB = 0.6
+LOGPROB_FLOOR = -1.0
 MIN_WORD_S = 0.02
 
 
@@ -119,7 +122,8 @@ def finals_from(
     probability: float | None,
     regions: list[tuple[float, float]] | None = None,
 ) -> list[Recognized]:
-    """Whisper segments as finals, one per sentence when word timings are known."""
+    """Whisper segments as finals, one per sentence when word timings are known (no final for a segment
+    without text, or that Whisper's own test calls silence)."""
     out: list[Recognized] = []
 
     def final(text: str, start: float, end: float, confidence: float, timed: tuple[WordTiming, ...] | None) -> None:
@@ -137,6 +141,8 @@ def finals_from(
         )
 
     for seg in segments:
+        if not seg.text.strip() or (seg.no_speech_prob > NO_SPEECH_PROB and seg.avg_logprob < LOGPROB_FLOOR):
+            continue
         if not words or not seg.words:
             start, end = snap(float(seg.start), float(seg.end), regions or [])
             final(seg.text, start, end, math.exp(seg.avg_logprob), None)

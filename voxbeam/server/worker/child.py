@@ -22,6 +22,7 @@ from typing import Any
 
 from voxbeam import audio
 from voxbeam.protocol import ErrorCode
+from voxbeam.protocol_controls import SttControls
 from voxbeam.server.engines import stt_engine, tts_engine
 from voxbeam.server.engines.base import (
     Deferred,
@@ -113,11 +114,15 @@ class EngineHost:
 
     # -- speech to text ---------------------------------------------------------------------
 
-    def op_stt_open(self, sid: str, language: str | None, sample_rate: int, words: bool, detect: bool) -> None:
+    def op_stt_open(
+        self, sid: str, language: str | None, sample_rate: int, words: bool, detect: bool, controls: SttControls
+    ) -> None:
         old = self.streams.pop(sid, None)
         if old is not None:
             old.stream.close()
-        stream = self.stt.open(language=language, sample_rate=sample_rate, words=words, detect=detect)
+        stream = self.stt.open(
+            language=language, sample_rate=sample_rate, words=words, detect=detect, controls=controls
+        )
         self.streams[sid] = _Open(stream)
 
     def op_stt_audio(self, sid: str, data: bytes, live: bool) -> Results:
