@@ -76,3 +76,31 @@ def wer(refs, hyps):
     import jiwer
 
     return jiwer.wer([" ".join(normalize(r)) for r in refs], [" ".join(normalize(h)) or "-" for h in hyps])
+
+
+def corpus_clip(clip_id: str):
+    """A recording of the real human speech corpus (``bench/human_corpus.py``, ci subset), built on first use;
+    the test fails with the reason when it cannot be built (as tests/test_accuracy.py does)."""
+    import pytest
+
+    from bench import human_corpus
+
+    try:
+        found = {c.id: c for c in human_corpus.load("ci", log=lambda msg: print(msg, flush=True))}
+    except Exception as exc:  # a network or registry problem
+        problem = f"{type(exc).__name__}: {exc}"
+    else:
+        return found[clip_id]
+    pytest.fail(f"the human speech corpus could not be built into {human_corpus.cache_dir()}: {problem}", pytrace=False)
+
+
+# A real Asterisk prompt (Allison Smith, CC-BY-SA-3.0; in the corpus' ci subset) with a name Whisper tiny.en
+# mishears: "an Inter-Asterisk Exchange connection" comes back as "and enter asterisk exchange connection".
+MISHEARD_NAME_CLIP = "asterisk/demo-abouttotry"
+MISHEARD_NAME = ("inter", "asterisk", "exchange")
+
+
+def says(text: str, phrase: tuple[str, ...]) -> bool:
+    """Whether ``text`` holds the words of ``phrase`` in a row (case, punctuation and hyphens aside)."""
+    words = re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
+    return any(tuple(words[i : i + len(phrase)]) == phrase for i in range(len(words)))
