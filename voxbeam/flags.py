@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from voxbeam.protocol import API_KEY_ENV, AUTO_LANGUAGE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, TTS_FORMATS, TtsParams
+from voxbeam.protocol_controls import MAX_HOTWORDS_CHARS, MAX_PROMPT_CHARS, TASKS
 
 # A job fails (exit 3) when more than this fraction of its records are dead letters.
 DEFAULT_MAX_DEAD_LETTER_FRACTION = 0.05
@@ -252,6 +253,27 @@ TRANSCRIBE_FLAGS = (
     ),
     Flag("timestamps", "word timings in the transcripts (captions need them)", "true", choices=BOOLEAN),
     Flag("captions", "caption files to write beside the transcripts: srt, vtt or srt,vtt", default_help="none"),
+    # Recognition controls (voxbeam.protocol_controls): a service must advertise each one asked for.
+    Flag(
+        "prompt",
+        f"text the recordings follow or resemble (earlier dialogue, names, terms) to steer recognition; at most "
+        f"{MAX_PROMPT_CHARS} characters",
+        default_help="none",
+        metavar="TEXT",
+    ),
+    Flag(
+        "hotwords",
+        f"words and names recognition should favour, e.g. 'Dashwood Norland'; at most {MAX_HOTWORDS_CHARS} characters",
+        default_help="none",
+        metavar="WORDS",
+    ),
+    Flag("task", "transcribe, or translate the speech into English text", TASKS[0], choices=TASKS),
+    Flag(
+        "languages",
+        f"with --language {AUTO_LANGUAGE}: the languages detection chooses from, comma-separated (en,es,fr)",
+        default_help="any the service knows",
+        metavar="CODES",
+    ),
     *_stream_flags("transcribe"),
     Flag(
         "input_pattern",

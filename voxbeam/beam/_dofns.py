@@ -28,6 +28,7 @@ from voxbeam.beam.options import ServiceSettings
 from voxbeam.beam.rows import caption_basename, dead_letter, manifest_row, object_name, text_sha256, transcript_row
 from voxbeam.errors import AudioError, InputError, RetriesExhaustedError, VoxBeamError
 from voxbeam.protocol import TtsParams, redact
+from voxbeam.protocol_controls import SttControls
 
 _LOG = logging.getLogger(__name__)
 NAMESPACE = "voxbeam"
@@ -217,11 +218,13 @@ class TranscribeFn(_InFlightDoFn):
         *,
         language: str = "auto",
         timestamps: bool = True,
+        controls: SttControls | None = None,
         progress_id: str | None = None,
     ) -> None:
         super().__init__(settings, progress_id)
         self._language = language
         self._timestamps = timestamps
+        self._controls = controls
 
     def setup(self) -> None:
         super().setup()
@@ -245,7 +248,11 @@ class TranscribeFn(_InFlightDoFn):
 
             result = self._await(
                 self._handle.client.transcribe_async(
-                    pcm, sample_rate=STT_RATE, language=self._language, timestamps=self._timestamps
+                    pcm,
+                    sample_rate=STT_RATE,
+                    language=self._language,
+                    timestamps=self._timestamps,
+                    controls=self._controls,
                 )
             )
         except concurrent.futures.CancelledError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -14,7 +15,8 @@ from voxbeam.beam.captions import CAPTION_FORMATS
 from voxbeam.beam.options import ServiceSettings
 from voxbeam.beam.schema import DEAD_LETTER_SCHEMA, MANIFEST_SCHEMA, TRANSCRIPT_SCHEMA
 from voxbeam.beam.sink import WriteRows, stream_prefix
-from voxbeam.protocol import TtsParams
+from voxbeam.protocol import AUTO_LANGUAGE, TtsParams
+from voxbeam.protocol_controls import SttControls
 
 TRANSCRIPTS = "transcripts"
 MANIFEST = "manifest"
@@ -41,6 +43,11 @@ class Transcribe(beam.PTransform):
     Input: file paths or URIs (``str``), ``fileio.ReadableFile`` from MatchFiles/ReadMatches, or
     ``voxbeam.beam.storage.SourceFile``. Output: a dict with ``transcripts`` (rows in
     ``TRANSCRIPT_SCHEMA``) and ``dead_letters`` (rows in ``DEAD_LETTER_SCHEMA``).
+
+    Recognition controls (extensions the service must offer; docs/protocol.md): ``prompt`` (text the
+    audio follows or resembles), ``hotwords`` (words and names to favour), ``task`` ("transcribe", or
+    "translate" into English) and ``languages`` (with ``language="auto"``: the candidates detection
+    chooses from). A value no service would take raises ``ValueError`` here.
     """
 
     def __init__(
@@ -49,12 +56,19 @@ class Transcribe(beam.PTransform):
         *,
         language: str = "auto",
         timestamps: bool = True,
+        prompt: str | None = None,
+        hotwords: str | None = None,
+        task: str | None = None,
+        languages: Sequence[str] | None = None,
         progress_id: str | None = None,
     ) -> None:
         super().__init__()
         self._service = service or ServiceSettings()
         self._language = language
         self._timestamps = timestamps
+        self._controls = SttControls(prompt, hotwords, task, None if languages is None else tuple(languages)).checked()
+        if self._controls.languages and language.strip().lower() != AUTO_LANGUAGE:
+            raise ValueError(f"languages are candidates for detection: give them with language={AUTO_LANGUAGE!r}")
         self._progress_id = progress_id
 
     def expand(self, files: Any) -> Any:
@@ -68,6 +82,7 @@ class Transcribe(beam.PTransform):
                     self._service,
                     language=self._language,
                     timestamps=self._timestamps,
+                    controls=self._controls,
                     progress_id=self._progress_id,
                 )
             )
@@ -76,7 +91,8 @@ class Transcribe(beam.PTransform):
         return {TRANSCRIPTS: result[TRANSCRIPTS], DEAD_LETTERS: result[DEAD_LETTERS]}
 
     def display_data(self) -> dict[str, Any]:
-        return {**_service_display(self._service), "language": self._language, "timestamps": self._timestamps}
+        shown = {k: v if isinstance(v, str) else ",".join(v) for k, v in vars(self._controls).items() if v is not None}
+        return {**_service_display(self._service), "language": self._language, "timestamps": self._timestamps, **shown}
 
 
 @beam.typehints.with_input_types(Row)

@@ -29,6 +29,7 @@ from voxbeam.errors import (
     VoxBeamError,
 )
 from voxbeam.protocol import Service, TtsParams
+from voxbeam.protocol_controls import ControlError, SttControls
 from voxbeam.text import pack
 
 logger = logging.getLogger("voxbeam.client")
@@ -105,16 +106,23 @@ class SpeechClient:
         sample_rate: int = 16000,
         language: str = protocol.AUTO_LANGUAGE,
         timestamps: bool = True,
+        controls: SttControls | None = None,
     ) -> TranscriptResult:
         """Transcribe PCM s16le mono at ``sample_rate`` (bytes, or an iterable / async iterable of chunks).
 
-        ``language`` "auto" asks the service to detect it (the result says which it found). Long
+        ``language`` "auto" asks the service to detect it (the result says which it found); ``controls``
+        (prompt, hotwords, task, candidate languages) are sent as init extensions. Long
         audio goes in segments of about ``segment_seconds`` cut at quiet points; word offsets are
         absolute from the start. Blocking iterators are drained in a thread.
         """
         if sample_rate <= 0:
             raise InputError(f"sample_rate must be positive, got {sample_rate}")
-        init = protocol.SttInit.asking(language, sample_rate, timestamps, realtime=self.config.realtime_pacing)
+        try:
+            init = protocol.SttInit.asking(
+                language, sample_rate, timestamps, realtime=self.config.realtime_pacing, controls=controls
+            )
+        except ControlError as exc:
+            raise InputError(str(exc)) from None
         feed = SegmentFeed(
             as_async_chunks(audio, self.config.max_in_flight_chunks),
             sample_rate=sample_rate,

@@ -21,6 +21,7 @@ from voxbeam.client.config import ClientConfig
 from voxbeam.client.results import SynthesisResult, TranscriptResult
 from voxbeam.client.speech import SpeechClient
 from voxbeam.protocol import AUTO_LANGUAGE, TtsParams
+from voxbeam.protocol_controls import SttControls
 
 T = TypeVar("T")
 
@@ -155,6 +156,7 @@ class SyncSpeechClient:
         sample_rate: int = 16000,
         language: str = AUTO_LANGUAGE,
         timestamps: bool = True,
+        controls: SttControls | None = None,
     ) -> concurrent.futures.Future[TranscriptResult]:
         """Start a transcription (``SpeechClient.transcribe``); ``audio_factory()`` is called and iterated
         in a worker thread.
@@ -162,15 +164,20 @@ class SyncSpeechClient:
         A factory (not an iterator) so that nothing is opened until a session is ready for it.
         In-memory bytes and async iterables are accepted as they are.
         """
-        return self._loop.submit(self._transcribe(audio_factory, sample_rate, language, timestamps))
+        return self._loop.submit(self._transcribe(audio_factory, sample_rate, language, timestamps, controls))
 
     async def _transcribe(
-        self, audio_factory: AudioFactory | AudioSource, sample_rate: int, language: str, timestamps: bool
+        self,
+        audio_factory: AudioFactory | AudioSource,
+        sample_rate: int,
+        language: str,
+        timestamps: bool,
+        controls: SttControls | None,
     ) -> TranscriptResult:
         if callable(audio_factory):  # iterated in its own thread, from here on the loop
             audio_factory = ThreadedSource(audio_factory, self.config.max_in_flight_chunks)
         return await self._client.transcribe(
-            audio_factory, sample_rate=sample_rate, language=language, timestamps=timestamps
+            audio_factory, sample_rate=sample_rate, language=language, timestamps=timestamps, controls=controls
         )
 
     def synthesize_async(
@@ -186,9 +193,10 @@ class SyncSpeechClient:
         sample_rate: int = 16000,
         language: str = AUTO_LANGUAGE,
         timestamps: bool = True,
+        controls: SttControls | None = None,
     ) -> TranscriptResult:
         return self.transcribe_async(
-            audio_factory, sample_rate=sample_rate, language=language, timestamps=timestamps
+            audio_factory, sample_rate=sample_rate, language=language, timestamps=timestamps, controls=controls
         ).result()
 
     def synthesize(self, text: str, params: TtsParams | None = None) -> SynthesisResult:

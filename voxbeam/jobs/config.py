@@ -10,6 +10,7 @@ from typing import Literal
 from voxbeam.errors import UsageError
 from voxbeam.flags import STREAM_SOURCES, split_list
 from voxbeam.protocol import TtsParams
+from voxbeam.protocol_controls import SttControls
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class JobConfig:
     input_pattern: str | None = None
     timestamps: bool = True
     captions: tuple[str, ...] = ()
+    # Recognition controls as given (``Transcription`` checks them).
+    controls: SttControls = SttControls()
     # Synthesis only: the records' defaults (a record may override any of them).
     tts: TtsParams | None = None
 
@@ -66,6 +69,9 @@ class JobConfig:
             "skip_existing": v["skip_existing"] == "true",
             "timestamps": v.get("timestamps", "true") == "true",
             "captions": split_list(v.get("captions")),
+            "controls": SttControls(
+                v.get("prompt"), v.get("hotwords"), v.get("task"), split_list(v.get("languages")) or None
+            ),
         }
         return cls(**{**given, **typed, "kind": kind, "tts": tts})
 

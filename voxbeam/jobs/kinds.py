@@ -32,6 +32,7 @@ from voxbeam.jobs.records import TextRecords, read_text_records
 from voxbeam.jobs.replay import audio_records, dead_letter_files, text_records
 from voxbeam.jobs.summary import Summary
 from voxbeam.protocol import AUTO_LANGUAGE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Service, SttInit
+from voxbeam.protocol_controls import ControlError
 
 
 class Job:
@@ -105,6 +106,12 @@ class Transcription(Job):
         self.captions = config.captions
         # A transcription's --language has a default ("auto"): never None.
         self.language = config.language if config.language is not None else AUTO_LANGUAGE
+        try:
+            self.controls = config.controls.checked()
+        except ControlError as exc:
+            raise UsageError(f"--{exc.field}", exc.message) from None
+        if self.controls.languages and self.language.strip().lower() != AUTO_LANGUAGE:
+            raise UsageError("--languages", f"are candidates for detection: give them with --language {AUTO_LANGUAGE}")
         for c in self.captions:
             if c not in CAPTION_FORMATS:
                 raise UsageError("--captions", f"unknown caption format {c!r}; use {' or '.join(CAPTION_FORMATS)}")
@@ -131,7 +138,7 @@ class Transcription(Job):
 
     def session(self) -> tuple[Service, Any]:
         v = self.config
-        return "stt", SttInit.asking(self.language, timestamps=v.timestamps, realtime=False)
+        return "stt", SttInit.asking(self.language, timestamps=v.timestamps, realtime=False, controls=self.controls)
 
     def build(
         self, p: beam.Pipeline, records: list[Any], service: ServiceSettings, run_id: str, progress_id: str | None
@@ -141,7 +148,13 @@ class Transcription(Job):
             p
             | "Files" >> beam.Create(records, reshuffle=False)
             | "Transcribe"
-            >> Transcribe(service, language=self.language, timestamps=v.timestamps, progress_id=progress_id)
+            >> Transcribe(
+                service,
+                language=self.language,
+                timestamps=v.timestamps,
+                **vars(self.controls),
+                progress_id=progress_id,
+            )
         )
         result[TRANSCRIPTS] | "WriteTranscripts" >> WriteTranscripts(v.output, run_id, captions=self.captions)
         self.dead_letters(p, result[DEAD_LETTERS]) | "WriteDeadLetters" >> WriteDeadLetters(v.output, run_id)
@@ -152,7 +165,7 @@ class Transcription(Job):
             v.input_pattern, dedup_window_s=v.dedup_minutes * 60, progress_id=progress_id
         )
         result = found[RECORDS] | "Transcribe" >> Transcribe(
-            service, language=self.language, timestamps=v.timestamps, progress_id=progress_id
+            service, language=self.language, timestamps=v.timestamps, **vars(self.controls), progress_id=progress_id
         )
         result[TRANSCRIPTS] | "WriteTranscripts" >> WriteTranscripts(
             v.output, run_id, captions=self.captions, window_s=v.window_seconds, progress_id=progress_id

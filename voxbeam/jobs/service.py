@@ -167,6 +167,30 @@ _INIT_FLAGS = {
     "UNSUPPORTED_SAMPLE_RATE": "--sample_rate",
     "INVALID_MESSAGE": "--speed/--pitch/--volume",
 }
+# The flag that asks for each capability a job may need of its service (what /healthz ``capabilities`` lists).
+CAPABILITY_FLAGS = {"prompt": "--prompt", "hotwords": "--hotwords", "translate": "--task", "languages": "--languages"}
+
+
+def required_capabilities(init: Any) -> tuple[str, ...]:
+    """The capabilities a job's session ``init`` asks of the service (its extensions)."""
+    return init.controls.capabilities if isinstance(init, protocol.SttInit) else ()
+
+
+def require_capabilities(client: ClientConfig, required: Sequence[str]) -> None:
+    """A ``UsageError`` (exit 2) naming the flag when an endpoint does not advertise one of ``required``.
+
+    The one check for every extension a job may ask for: a spec-only service would ignore it, and the
+    job would quietly get less than it asked. Add a capability's flag to ``CAPABILITY_FLAGS``.
+    """
+    from voxbeam.client.probe import unadvertised
+
+    for miss in asyncio.run(unadvertised(client, required)):
+        shown = ", ".join(miss.advertised) or "none"
+        raise UsageError(
+            CAPABILITY_FLAGS.get(miss.capability, ""),
+            f"the service at {protocol.redact(miss.endpoint)} does not offer {miss.capability!r} "
+            f"(its /healthz capabilities: {shown}); leave the flag out or use a service that offers it",
+        )
 
 
 def preflight(client: ClientConfig, job_session: tuple[Service, Any], *, secret: bool) -> ClientConfig:
@@ -178,6 +202,7 @@ def preflight(client: ClientConfig, job_session: tuple[Service, Any], *, secret:
 
     if client.ca_bundle and not os.path.isfile(client.ca_bundle):
         raise UsageError("--ca_bundle", f"no such file: {client.ca_bundle}")
+    require_capabilities(client, required_capabilities(job_session[1]))
     try:
         asyncio.run(open_session(client, *job_session))
     except AuthenticationError as exc:
@@ -187,12 +212,22 @@ def preflight(client: ClientConfig, job_session: tuple[Service, Any], *, secret:
     except TLSVerificationError as exc:
         raise UsageError("--ca_bundle", str(exc)) from None
     except InvalidRequestError as exc:
-        raise UsageError(_INIT_FLAGS.get(exc.code, ""), f"the service refused it ({exc.code}): {exc.message}") from None
+        flag = _init_flag(exc.code, exc.message)
+        raise UsageError(flag, f"the service refused it ({exc.code}): {exc.message}") from None
     except ConnectionLostError as exc:
         raise UsageError("--endpoint", _connection_problem(client.endpoints[0], exc)) from None
     except VoxBeamError as exc:
         raise UsageError("--endpoint", _ERRNO_TEXT.sub("", str(exc))) from None
     return client
+
+
+def _init_flag(code: str, message: str) -> str:
+    """The flag behind an init refused with ``code``: a control's when the message names one ('task': ...)."""
+    if code in ("UNSUPPORTED_OPTION", "INVALID_MESSAGE", "UNSUPPORTED_LANGUAGE"):
+        for name in ("prompt", "hotwords", "task", "languages"):
+            if f"'{name}'" in message:
+                return f"--{name}"
+    return _INIT_FLAGS.get(code, "")
 
 
 def _connection_problem(endpoint: str, exc: ConnectionLostError) -> str:
