@@ -178,3 +178,15 @@ def test_one_worker_streams_eight_sessions_at_once(spoken, tmp_path):
     assert len(rows) == 12 and not dead
     assert health["peak_streaming_stt"] >= 8, health
     assert health["connections_total"] <= 8, health
+
+
+def test_recognition_controls_are_checked_when_the_transform_is_built():
+    with pytest.raises(ValueError, match="'prompt' is 501 characters"):
+        Transcribe(prompt="x" * 501)
+    with pytest.raises(ValueError, match="'task' must be transcribe or translate"):
+        Transcribe(task="summarize")
+    with pytest.raises(ValueError, match="candidates for detection"):
+        Transcribe(language="en-US", languages=["en", "es"])
+    shown = Transcribe(hotwords="Dashwood", task="translate", languages=("en", "es")).display_data()
+    assert (shown["hotwords"], shown["task"], shown["languages"]) == ("Dashwood", "translate", "en,es"), shown
+    assert "prompt" not in shown
