@@ -13,6 +13,7 @@ BASE = [
     "av>=18.1.0,<19",
     "numpy>=2.4.6,<3",
     "pybase64>=1.5.1,<2",
+    "phonenumbers>=9.0.43,<10",  # voxbeam.redaction, on client and server
 ]
 # `voxbeam serve`: Whisper (faster-whisper on CTranslate2) for speech, Piper and eSpeak NG voices.
 # Model weights come from pinned packages (their files are checked by SHA-256 at start).
