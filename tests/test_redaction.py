@@ -1,0 +1,555 @@
+"""Personal data redaction: every type spoken and written, near misses, policies, text, timings, speed."""
+
+from __future__ import annotations
+
+import ast
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from voxbeam import redaction as r
+from voxbeam.redaction import ENTITY_TYPES, Entity, TimedWord
+
+LABELLED = Path(__file__).parent / "data" / "redaction_labelled.txt"
+HELDOUT = Path(__file__).parent / "data" / "redaction_heldout.txt"
+
+
+def words_of(sentence: str, step: int = 300) -> list[TimedWord]:
+    return [TimedWord(w, i * step, step - 50, 0.9) for i, w in enumerate(sentence.split())]
+
+
+def found(sentence: str, types: str = "all", **kwargs: object) -> list[tuple[str, str]]:
+    """(type, the words it covers) for each entity, so tests read like the sentences."""
+    ws = words_of(sentence)
+    return [(e.type, " ".join(w.word for w in ws[e.first_word : e.last_word + 1])) for e in r.find(ws, types, **kwargs)]
+
+
+def redacted_text(sentence: str, **kwargs: object) -> str:
+    return r.redact(words_of(sentence), "all", **kwargs).text
+
+
+# ---- the labelled set
+
+
+def labelled(path: Path = LABELLED) -> list[tuple[str, str, list[tuple[int, int, str]]]]:
+    """(region, sentence, gold spans as (first word, last word, type))."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        region = "US"
+        if line.startswith("@"):
+            region, line = line[1:3], line[4:]
+        words: list[str] = []
+        spans = []
+        for m in re.finditer(r"\{(\w+): ([^}]*)\}|(\S+)", line):
+            if m.group(3):
+                words.append(m.group(3))
+            else:
+                inner = m.group(2).split()
+                spans.append((len(words), len(words) + len(inner) - 1, m.group(1)))
+                words.extend(inner)
+        out.append((region, " ".join(words), spans))
+    return out
+
+
+def scores(path: Path = LABELLED) -> dict[str, tuple[float, float, int, int]]:
+    """Per type: precision, recall, gold count, predicted count (exact word spans)."""
+    gold: dict[str, set[tuple[int, int, int]]] = {t: set() for t in ENTITY_TYPES}
+    pred: dict[str, set[tuple[int, int, int]]] = {t: set() for t in ENTITY_TYPES}
+    for n, (region, sentence, spans) in enumerate(labelled(path)):
+        for first, last, kind in spans:
+            gold[kind].add((n, first, last))
+        for e in r.find(words_of(sentence), "all", region=region):
+            pred[e.type].add((n, e.first_word, e.last_word))
+    out = {}
+    for t in ENTITY_TYPES:
+        hit = len(gold[t] & pred[t])
+        out[t] = (hit / len(pred[t]) if pred[t] else 1.0, hit / len(gold[t]), len(gold[t]), len(pred[t]))
+    return out
+
+
+def test_labelled_set_precision_and_recall_per_type():
+    result = scores()
+    for kind, (precision, recall, n_gold, _) in result.items():
+        assert n_gold >= 8, kind
+        assert recall >= 0.95, (kind, result[kind])
+        assert precision >= 0.9, (kind, result[kind])
+
+
+def test_held_out_set_stays_good():
+    # Measured once before any tuning (see the report in the commit); now a regression check with looser floors.
+    result = scores(HELDOUT)
+    for kind, (precision, recall, n_gold, _) in result.items():
+        assert n_gold >= 5, kind
+        assert recall >= 0.85, (kind, result[kind])
+        assert precision >= 0.85, (kind, result[kind])
+
+
+# ---- CARD_NUMBER
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "My card number is 4111 1111 1111 1111.",
+        "It's 4111111111111111.",
+        "it's 4,111,111,111,111,111 I think",
+        "four one one one one one one one one one one one one one one one",
+        "Amex 3782 822463 10005",
+        "double five, double five, double five, double five, double five, double five, four four four four",
+        "5105-1051-0510-5100",
+    ],
+)
+def test_card_numbers_written_and_spoken(sentence):
+    assert [t for t, _ in found(sentence)] == ["CARD_NUMBER"]
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "order number 4111 1111 1111 1112 was shipped",  # Luhn fails, no card cue
+        "in 1985 we paid $1,234.56",
+        "twelve dollars fifty at 10:30",
+        "we shipped 1,234 boxes and 5,678 crates",
+        "reference 1234 5678 9012 3452",  # passes Luhn but starts with 1: not a payment card
+        "0000 0000 0000 0000",
+    ],
+)
+def test_card_near_misses_stay(sentence):
+    assert found(sentence, "CARD_NUMBER") == []
+
+
+def test_misheard_card_number_near_a_cue_is_redacted_with_lower_confidence():
+    ws = words_of("my visa card is 4111 1111 1111 1112 thanks")
+    (e,) = r.find(ws, "CARD_NUMBER")
+    assert (e.first_word, e.last_word, e.confidence) == (4, 7, 0.6)
+    (good,) = r.find(words_of("my visa card is 4111 1111 1111 1111 thanks"), "CARD_NUMBER")
+    assert good.confidence > e.confidence
+    # A dropped or extra digit, and a cue after the number, count too.
+    assert found("card number 4111 1111 1111 111")[0][0] == "CARD_NUMBER"
+    assert found("4111 1111 1111 1111 2 is on my mastercard")[0] == ("CARD_NUMBER", "4111 1111 1111 1111 2")
+    # The policy's cost: a long number said near "card" goes too.
+    assert found("I paid by card, order 1234 5678 9012 3456") == [("CARD_NUMBER", "1234 5678 9012 3456")]
+    # Too far from the cue, or too short, it stays.
+    far = "card " + "and then we talked about the weather for a long while " + "4111 1111 1111 1112"
+    assert found(far, "CARD_NUMBER") == []
+    assert found("card number 4111 1111 1111", "CARD_NUMBER") == []
+
+
+# ---- PHONE_NUMBER
+
+
+@pytest.mark.parametrize(
+    ("sentence", "kwargs"),
+    [
+        ("call me at (201) 555-0123 tomorrow", {}),
+        ("my number is 212-555-1234.", {}),
+        ("four one five, five five five, two six seven one", {}),
+        ("one eight hundred five five five oh one nine nine", {}),
+        ("text me on +44 20 7946 0958.", {}),
+        ("plus four four, seven nine one one, one two three four five six", {}),
+        ("oh seven nine one one, one two three, four five six", {"language": "en-GB"}),
+        ("020 7946 0958", {"region": "GB"}),
+        ("030 12345678", {"language": "de"}),
+        ("ring me on 555 0123", {}),  # only possible, but a phone cue is near
+    ],
+)
+def test_phone_numbers(sentence, kwargs):
+    assert [t for t, _ in found(sentence, **kwargs)] == ["PHONE_NUMBER"]
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "the code is 555-0123",  # possible only, and no cue
+        "tracking number 2125551234 arrives Monday",  # valid-looking, after "tracking", no phone cue
+        "we expect 1,200,000 visitors in 2024",
+        "page 212 of 555",
+        "there were 2,125,550,148 requests",  # a count, written as one
+        "the meeting is at 10:30 in room 4155",
+    ],
+)
+def test_phone_near_misses_stay(sentence):
+    assert found(sentence, "PHONE_NUMBER") == []
+
+
+def test_region_comes_from_language_or_is_given():
+    assert r.region_for() == "US"
+    assert r.region_for(language="en-GB") == "GB"
+    assert r.region_for(language="de") == "DE"
+    assert r.region_for("fr", language="en-GB") == "FR"
+    assert r.region_for(language="auto") == "US"
+    # A UK number is not a US one.
+    assert found("oh seven nine one one, one two three, four five six", "PHONE_NUMBER") == []
+    with pytest.raises(ValueError, match="region"):
+        r.region_for("XX")
+
+
+# ---- EMAIL
+
+
+@pytest.mark.parametrize(
+    ("sentence", "span"),
+    [
+        ("email me at john.smith@example.com.", "john.smith@example.com."),
+        ("it's <jane_doe42@mail.example.org>", "<jane_doe42@mail.example.org>"),
+        ("my email is john dot smith at example dot com okay", "john dot smith at example dot com"),
+        ("my email is john smith at gmail.com okay", "john smith at gmail.com"),
+        ("k underscore lee at company dot co dot uk", "k underscore lee at company dot co dot uk"),
+        ("send it to j dot doe at gmail dot com please", "j dot doe at gmail dot com"),
+        ("john.smith@example dot com", "john.smith@example dot com"),
+    ],
+)
+def test_emails_written_and_spoken(sentence, span):
+    assert found(sentence) == [("EMAIL", span)]
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "we met at google dot com yesterday",
+        "I'll see you at the station",
+        "look at the dot on the map",
+        "he's at home, dot dot dot.",
+        "the file is at example.notatld",
+    ],
+)
+def test_email_near_misses_stay(sentence):
+    assert found(sentence, "EMAIL") == []
+
+
+# ---- IBAN
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "my IBAN is DE89 3704 0044 0532 0130 00.",
+        "GB29NWBK60161331926819",
+        "G B two nine, N W B K, six zero one six, one three three one, nine two six eight, one nine",
+        "FR14 2004 1010 0505 0001 3M02 606",
+        "NL91 ABNA 0417 1643 00",
+    ],
+)
+def test_ibans(sentence):
+    assert [t for t, _ in found(sentence)] == ["IBAN"]
+
+
+def test_iban_checksum_and_misheard_policy():
+    assert found("we paid DE89 3704 0044 0532 0130 01 and it bounced", "IBAN") == []
+    (e,) = r.find(words_of("my IBAN is DE89 3704 0044 0532 0130 01"), "IBAN")
+    assert e.confidence == 0.6
+
+
+# ---- IP_ADDRESS
+
+
+@pytest.mark.parametrize(
+    ("sentence", "span"),
+    [
+        ("the server is 192.168.1.1.", "192.168.1.1."),
+        ("use ::1 for localhost", "::1"),
+        ("it is 2001:db8::ff00:42:8329", "2001:db8::ff00:42:8329"),
+        (
+            "my IP is one nine two dot one six eight dot zero dot one.",
+            "one nine two dot one six eight dot zero dot one.",
+        ),
+        ("connect to 172 dot 16 dot 4 dot 20, port 22", "172 dot 16 dot 4 dot 20,"),
+    ],
+)
+def test_ip_addresses(sentence, span):
+    assert found(sentence) == [("IP_ADDRESS", span)]
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    ["python 3.11 is fine", "meet at 12:30:45", "the score was 3.5", "256.1.1.1 is not one", "one dot two dot three"],
+)
+def test_ip_near_misses_stay(sentence):
+    assert found(sentence, "IP_ADDRESS") == []
+
+
+# ---- DATE_OF_BIRTH
+
+
+@pytest.mark.parametrize(
+    ("sentence", "span"),
+    [
+        ("I was born on March 3rd, 1985 in Ohio", "March 3rd, 1985"),
+        ("my date of birth is 3/3/1985", "3/3/1985"),
+        ("date of birth, the third of March nineteen eighty five.", "third of March nineteen eighty five."),
+        ("DOB: 1985-03-03", "1985-03-03"),
+        ("D.O.B. 03.11.1979", "03.11.1979"),
+        ("her birthday is July 4th.", "July 4th."),
+        ("born on the twenty first of June, two thousand and five", "twenty first of June, two thousand and five"),
+        ("January 15, 2001 is my date of birth", "January 15, 2001"),
+        ("my birthday's the 14th of February.", "14th of February."),
+    ],
+)
+def test_dates_of_birth(sentence, span):
+    assert found(sentence) == [("DATE_OF_BIRTH", span)]
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "we opened on March 3rd, 1985",
+        "the meeting is on 3/3/2025",
+        "I was born in 1985",
+        "I was born in March nineteen eighty five",
+        "born on 13/13/1985",
+        "I was born in the spring and started school on 4/7/98",  # the cue is too far back
+    ],
+)
+def test_dates_without_a_birth_cue_or_day_stay(sentence):
+    assert found(sentence, "DATE_OF_BIRTH") == []
+
+
+# ---- NATIONAL_ID
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "my social security number is 123-45-6789",
+        "SSN one two three, four five, six seven eight nine",
+        "my DNI is 12345678Z",
+        "NIE X1234567L",
+        "DNI 45128371 W",
+        "my BSN is 111222333",
+        "burgerservicenummer 1 2 3 4 5 6 7 8 2",
+        "my Aadhaar number is 4991 8372 6500",
+        "my social insurance number is 130 692 544",
+        "numéro de sécurité sociale 2 69 05 49 588 157 80",
+        "national register number 85.07.30-033.28",
+    ],
+)
+def test_national_ids(sentence):
+    assert [t for t, _ in found(sentence)] == ["NATIONAL_ID"]
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "the code is 123-45-6789",  # an SSN needs its cue
+        "my social security number is 666-12-3456",  # area 666 is never issued
+        "SSN 123-00-6789",  # group 00 neither
+        "DNI 12345678A",  # wrong letter
+        "the batch number is 45128371 W",  # number and letter apart need a cue
+        "the BSN is 238476109",  # fails the 11-proof
+        "the part number is 111222333",  # passes the 11-proof, but no cue
+        "Aadhaar 4991 8372 6501",  # fails Verhoeff
+        "my SIN is 130 692 545",  # fails Luhn
+    ],
+)
+def test_national_id_near_misses_stay(sentence):
+    assert found(sentence, "NATIONAL_ID") == []
+
+
+# ---- API
+
+
+def test_parse_types():
+    assert r.parse_types("all") == frozenset(ENTITY_TYPES)
+    assert r.parse_types("email, phone_number") == {"EMAIL", "PHONE_NUMBER"}
+    assert r.parse_types(["CARD_NUMBER"]) == {"CARD_NUMBER"}
+    assert r.parse_types("") == frozenset()
+    with pytest.raises(ValueError, match="CARD, SSN"):
+        r.parse_types("EMAIL,CARD,ssn")
+
+
+def test_only_asked_types_are_found():
+    sentence = "card 4111 1111 1111 1111 and email a.b@example.com"
+    assert [t for t, _ in found(sentence, "EMAIL")] == ["EMAIL"]
+    assert found(sentence, "") == []
+    # This IBAN's "2648 4756 4696 0623" passes Luhn; asked for cards only, it still is no card.
+    assert found("DE80 2648 4756 4696 0623 07", "CARD_NUMBER") == []
+    assert found("DE80 2648 4756 4696 0623 07", ["iban"]) == [("IBAN", "DE80 2648 4756 4696 0623 07")]
+
+
+def test_entities_are_sorted_and_do_not_overlap():
+    sentence = (
+        "my card is 4111 1111 1111 1111, call me on 212-555-1234, email a.b@example.com, "
+        "I was born on March 3rd, 1985 and my IP is 10.0.0.1"
+    )
+    es = r.find(words_of(sentence), "all")
+    assert [e.type for e in es] == ["CARD_NUMBER", "PHONE_NUMBER", "EMAIL", "DATE_OF_BIRTH", "IP_ADDRESS"]
+    assert all(a.last_word < b.first_word for a, b in zip(es, es[1:], strict=False))
+    assert all(0 < e.confidence <= 1 for e in es)
+
+
+SECRETS = ("4111", "1111", "212", "555", "1234", "a.b", "example", "1985", "10.0.0.1", "6789", "12345678Z")
+
+
+def test_no_raw_value_in_results_or_errors():
+    sentence = (
+        "card 4111 1111 1111 1111, phone 212-555-1234, email a.b@example.com, born March 3rd, 1985, "
+        "IP 10.0.0.1, SSN 123-45-6789, DNI 12345678Z"
+    )
+    ws = words_of(sentence)
+    res = r.redact(ws, "all", text=sentence)
+    shown = repr(res) + str(res) + repr(r.find(ws, "all")) + res.text + " ".join(w.word for w in res.words)
+    for secret in SECRETS:
+        assert secret not in shown, secret
+    for bad in (
+        lambda: r.redact(ws, "all,BOGUS"),
+        lambda: r.redact(ws, "all", region="ZZ"),
+        lambda: r.redact(ws, "all", profanity="bleep"),
+        lambda: r.redact_text(sentence, "all", profanity="bleep"),
+    ):
+        with pytest.raises(ValueError) as info:
+            bad()
+        for secret in SECRETS:
+            assert secret not in str(info.value) and secret not in repr(info.value)
+    assert set(Entity.__dataclass_fields__) == {"type", "start_ms", "end_ms", "confidence", "first_word", "last_word"}
+
+
+def test_timings_are_kept():
+    ws = [
+        TimedWord("Call", 0, 200, 0.99),
+        TimedWord("me", 210, 100, 0.98),
+        TimedWord("at", 320, 100, 0.97),
+        TimedWord("212", 430, 300, 0.8),
+        TimedWord("555", 740, 300, 0.7),
+        TimedWord("1234.", 1050, 400, 0.9),
+        TimedWord("Thanks.", 1600, 300, 0.95),
+    ]
+    res = r.redact(ws, "all")
+    assert res.words == (
+        TimedWord("Call", 0, 200, 0.99),
+        TimedWord("me", 210, 100, 0.98),
+        TimedWord("at", 320, 100, 0.97),
+        TimedWord("[PHONE_NUMBER].", 430, 1020, 0.7),
+        TimedWord("Thanks.", 1600, 300, 0.95),
+    )
+    (e,) = res.entities
+    assert (e.start_ms, e.end_ms, e.first_word, e.last_word) == (430, 1450, 3, 5)
+    assert res.text == "Call me at [PHONE_NUMBER]. Thanks."
+
+
+def test_any_word_like_object_will_do():
+    @dataclass(frozen=True)
+    class Word:
+        word: str
+        offset_ms: int
+        duration_ms: int
+        confidence: float
+        speaker: str = "A"
+
+    ws = [Word(w.word, w.offset_ms, w.duration_ms, w.confidence) for w in words_of("my SSN is 123-45-6789")]
+    assert r.redact(ws, "NATIONAL_ID").text == "my SSN is [NATIONAL_ID]"
+
+
+# ---- text
+
+
+def test_text_redacted_consistently_with_words():
+    ws = words_of(
+        "sure my card is four one one one one one one one one one one one one one one one and my email is "
+        "john dot smith at example dot com call me on two one two five five five one two three four"
+    )
+    text = "Sure, my card is 4111 1111 1111 1111, and my email is john.smith@example.com. Call me on (212) 555-1234!"
+    res = r.redact(ws, "all", text=text)
+    assert res.text == "Sure, my card is [CARD_NUMBER], and my email is [EMAIL]. Call me on [PHONE_NUMBER]!"
+    placeholders = [w.word for w in res.words if w.word.startswith("[")]
+    assert placeholders == ["[CARD_NUMBER]", "[EMAIL]", "[PHONE_NUMBER]"]
+
+
+def test_text_holds_an_entity_the_words_only_hint_at():
+    # The words misheard one digit ("1112", Luhn fails, no cue); the text has the real number.
+    ws = words_of("it is 4111 1111 1111 1112 okay")
+    assert r.find(ws, "all") == []
+    assert r.redact_text("It is 4111 1111 1111 1111, okay.", "all", words=ws) == "It is [CARD_NUMBER], okay."
+
+
+def test_text_that_cannot_be_aligned_is_rebuilt_from_the_words():
+    ws = words_of("my SSN is 123-45-6789")
+    text = "Completely different words that never match anything at all in the list of words given here."
+    assert r.redact_text(text, "all", words=ws) == "my SSN is [NATIONAL_ID]"
+
+
+def test_text_alone_and_without_entities():
+    assert r.redact_text("Nothing to see here, 42 times.", "all") == "Nothing to see here, 42 times."
+    assert r.redact_text("DOB: 3/3/1985.", "all") == "DOB: [DATE_OF_BIRTH]."
+    assert r.redact_text("", "all") == ""
+    assert r.redact([], "all") == r.Redacted((), "", ())
+
+
+def test_partials_hide_a_number_still_being_spoken():
+    assert r.redact_text("My card number is 4111 1111", "all", partial=True) == "My card number is [CARD_NUMBER]"
+    assert r.redact_text("My card number is 4111 1111", "all") == "My card number is 4111 1111"
+    assert r.redact_text("My social is 123 45", "all", partial=True) == "My social is [NATIONAL_ID]"
+    assert r.redact_text("Call me on 212 555", "all", partial=True) == "Call me on [PHONE_NUMBER]"
+    # Not at the end, or no cue: the number is done, and is judged as it is.
+    assert r.redact_text("My card number is 4111 1111 okay", "all", partial=True).endswith("4111 1111 okay")
+    assert r.redact_text("We have 4111 1111", "all", partial=True) == "We have 4111 1111"
+
+
+# ---- profanity
+
+
+def test_profanity_modes():
+    ws = words_of("What the fuck, this is bullshit.")
+    assert r.redact(ws, "all", profanity="mask").text == "What the f***, this is b*******."
+    assert r.redact(ws, "all", profanity="tag").text == "What the [PROFANITY], this is [PROFANITY]."
+    removed = r.redact(ws, "all", profanity="remove")
+    assert removed.text == "What the, this is."
+    assert [w.word for w in removed.words] == ["What", "the,", "this", "is."]
+    assert r.redact(ws, "all").text == "What the fuck, this is bullshit."
+    text = "Fuck. What the fuck? Shit, I f***ing lost it."
+    assert r.redact_text(text, "all", profanity="remove") == "What the? I lost it."
+    assert r.redact_text(text, "all", profanity="mask") == "F***. What the f***? S***, I f****** lost it."
+
+
+@pytest.mark.parametrize("word", ["Scunthorpe", "assassin", "cocktail", "class", "Dick", "hello", "shiitake"])
+def test_innocent_words_are_not_profanity(word):
+    assert r.redact_text(f"{word} here", "all", profanity="tag") == f"{word} here"
+
+
+# ---- shape of the module
+
+
+def test_imports_only_stdlib_and_phonenumbers():
+    tree = ast.parse(Path(r.__file__).read_text(encoding="utf-8"))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names.add(node.module or "")
+    assert not [n for n in names if n.startswith("voxbeam")]
+    assert names <= {
+        "__future__",
+        "bisect",
+        "ipaddress",
+        "re",
+        "collections.abc",
+        "dataclasses",
+        "functools",
+        "typing",
+        "phonenumbers",
+    }
+
+
+def test_ten_thousand_words_well_under_a_second():
+    sentences = [s for _, s, _ in labelled()]
+    filler = "so anyway I told him we would meet at the station around noon and then go for lunch together"
+    words: list[str] = []
+    k = 0
+    while len(words) < 10_000:
+        words += (sentences[k % len(sentences)] if k % 3 == 0 else filler).split()
+        k += 1
+    ws = [TimedWord(w, i * 300, 250, 0.9) for i, w in enumerate(words[:10_000])]
+    text = " ".join(words[:10_000])
+    best = float("inf")
+    for _ in range(3):
+        r._phone.cache_clear()
+        start = time.perf_counter()
+        res = r.redact(ws, "all", text=text, profanity="mask")
+        best = min(best, time.perf_counter() - start)
+    assert len(res.entities) > 100
+    assert best < 0.5, best
