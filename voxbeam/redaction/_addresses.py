@@ -1,0 +1,246 @@
+"""Email and IP addresses, written and spoken; dates of birth."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from voxbeam.redaction._lexicon import (
+    BIRTH_CUE_BEFORE,
+    CUES,
+    DATE_TOKEN,
+    DOTS,
+    IPV4_SHAPE,
+    STRIP_IP,
+    TEENS,
+    TENS,
+    UNITS,
+    Words,
+    cue_key,
+    tens_digits,
+)
+from voxbeam.redaction._numbers import Group
+
+IPV6_SHAPE = re.compile(r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:\.\d{1,3}){0,3}")
+MONTHS = {
+    "january": 1, "jan": 1, "february": 2, "feb": 2, "march": 3, "mar": 3, "april": 4, "apr": 4, "may": 5,
+    "june": 6, "jun": 6, "july": 7, "jul": 7, "august": 8, "aug": 8, "september": 9, "sep": 9, "sept": 9,
+    "october": 10, "oct": 10, "november": 11, "nov": 11, "december": 12, "dec": 12,
+}  # fmt: skip
+ORDINALS = {
+    "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8,
+    "ninth": 9, "tenth": 10, "eleventh": 11, "twelfth": 12, "thirteenth": 13, "fourteenth": 14,
+    "fifteenth": 15, "sixteenth": 16, "seventeenth": 17, "eighteenth": 18, "nineteenth": 19,
+    "twentieth": 20, "thirtieth": 30,
+}  # fmt: skip
+DAY_NUMBER = re.compile(r"(\d{1,2})(?:st|nd|rd|th)?", re.ASCII)
+YEAR_NUMBER = re.compile(r"(?:19|20)\d\d", re.ASCII)
+
+TLDS = frozenset(
+    "com org net edu gov mil int info biz io co ai app dev me tv xyz online site tech email name pro mobi".split()
+)
+EMAIL_LOCAL = re.compile(r"[a-z0-9._%+-]+")
+DOMAIN = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*")
+EMAIL_CONNECTORS = {"dot": ".", "period": ".", "underscore": "_", "dash": "-", "hyphen": "-"}
+# Words that are no email's local part before "at": function words, and verbs that take "at".
+EMAIL_STOP = frozenset(
+    (
+        "is was were are am be been it's its it me my us him her them you we they he she i to at the a an and or of "
+        "in on for from with by this that there here email mail address write send look looking looked visit "
+        "visiting met meet meeting work works worked working find found available online stay staying stayed "
+        "arrive arrived live lives lived based located shop sign signed log logged go went see seen buy bought "
+        "sell sold up out off"
+    ).split()
+)
+
+
+class AddressScan(Words):
+    """The detectors over addresses and dates."""
+
+    def _ips(self, groups: list[Group]) -> None:
+        for i, word in enumerate(self.raw):
+            # Colons belong to IPv6 addresses ("::1"), so only other punctuation comes off.
+            core = word.strip(STRIP_IP)
+            if len(core) > 2 and (IPV4_SHAPE.fullmatch(core) or IPV6_SHAPE.fullmatch(core)):
+                try:
+                    ipaddress.ip_address(core)
+                except ValueError:
+                    continue
+                self._add(i, i, "IP_ADDRESS", 0.9)
+        by_first = {g.first: g for g in groups}
+        lasts = {g.last for g in groups}
+        for g in groups:
+            if g.first > 0 and (self.low[g.first - 1] in DOTS or g.first - 1 in lasts):
+                continue  # inside a longer number, not its start
+            k = g.first
+            parts = 0
+            while parts < 4:
+                digits = ""
+                while k in by_first:
+                    digits += by_first[k].digits
+                    k = by_first[k].last + 1
+                if not digits or len(digits) > 3 or int(digits) > 255 or (len(digits) > 1 and digits[0] == "0"):
+                    break
+                parts += 1
+                if parts < 4:
+                    if k < self.n and self.low[k] in DOTS:
+                        k += 1
+                    else:
+                        break
+            fifth = k + 1 < self.n and self.low[k] in DOTS and (k + 1) in by_first
+            if parts == 4 and not fifth:
+                self._add(g.first, k - 1, "IP_ADDRESS", 0.85)
+
+    def _emails(self) -> None:
+        low, core = self.low, self.core
+        for i, w in enumerate(low):
+            if "@" in w and w != "@":
+                local, _, domain = w.partition("@")
+                if not EMAIL_LOCAL.fullmatch(local):
+                    continue
+                end = self._domain(i + 1, domain)
+                if end is not None:
+                    self._add(i, end, "EMAIL", 0.95)
+            elif w in ("at", "@") and 0 < i < self.n - 1:
+                end = self._domain(i + 1, "")
+                if end is None:
+                    continue
+                start = self._local(i)
+                if start is not None:
+                    self._add(start, end, "EMAIL", 0.85 if "@" not in core[i] else 0.95)
+
+    def _domain(self, k: int, written: str) -> int | None:
+        """The last word of a domain starting with ``written`` (after "@") or at word ``k``; None if none."""
+        labels = written.split(".") if written else []
+        if written and not DOMAIN.fullmatch(written):
+            return None
+        end = k - 1
+        if not labels:
+            if k >= self.n or not DOMAIN.fullmatch(self.low[k]):
+                return None
+            labels = self.low[k].split(".")
+            end = k
+        while end + 2 < self.n and self.low[end + 1] in DOTS and DOMAIN.fullmatch(self.low[end + 2]):
+            labels.extend(self.low[end + 2].split("."))
+            end += 2
+        tld = labels[-1]
+        if len(labels) < 2 or not all(labels) or not (tld in TLDS or (len(tld) == 2 and tld.isalpha())):
+            return None
+        return end
+
+    def _local(self, at: int) -> int | None:
+        """Where a spoken email's local part starts (back from "at"); None if the word before is no local part."""
+        low = self.low
+        k = at - 1
+        if low[k] in EMAIL_STOP or not EMAIL_LOCAL.fullmatch(low[k]):
+            return None
+        joined = False
+        while k >= 2 and low[k - 1] in EMAIL_CONNECTORS and EMAIL_LOCAL.fullmatch(low[k - 2]):
+            if low[k - 2] in EMAIL_STOP:
+                break
+            k -= 2
+            joined = True
+        if not joined and self._near(("email",), k, k, after=0):
+            # "my email is john smith at ...": the name before "at" is all of it, up to a stop word.
+            for _ in range(2):
+                prev = low[k - 1] if k > 0 else ""
+                if not prev.isalpha() or prev in EMAIL_STOP or cue_key(prev) in CUES:
+                    break
+                k -= 1
+        return k
+
+    # -- dates of birth
+
+    def _dates(self) -> None:
+        low = self.low
+        for i, w in enumerate(low):
+            if not w:
+                continue
+            span: tuple[int, int] | None = None
+            m = DATE_TOKEN.fullmatch(w)
+            if m:
+                if m.group(1):
+                    a, b = int(m.group(1)), int(m.group(2))
+                    ok = (1 <= a <= 12 and 1 <= b <= 31) or (1 <= b <= 12 and 1 <= a <= 31)
+                else:
+                    ok = 1 <= int(m.group(5)) <= 12 and 1 <= int(m.group(6)) <= 31
+                span = (i, i) if ok else None
+            elif w in MONTHS:
+                # MONTH [the] DAY [YEAR]
+                k = i + 1 + (i + 1 < self.n and low[i + 1] == "the")
+                day = self._day(k)
+                year = self._year(k) if k < self.n and not self.raw[k].endswith(",") else None
+                # "March nineteen eighty five" is a month and year, not March 19th.
+                if day is not None and (year is None or year < day):
+                    span = (i, self._year(day) or day - 1)
+            else:
+                # DAY [of] MONTH [YEAR]
+                day = self._day(i)
+                if day is not None:
+                    k = day + (day < self.n and low[day] == "of")
+                    if k < self.n and low[k] in MONTHS:
+                        span = (i, self._year(k + 1) or k)
+            if span and self._near(("birth",), span[0], span[1], before=BIRTH_CUE_BEFORE):
+                self._add(span[0], span[1], "DATE_OF_BIRTH", 0.85)
+
+    def _day(self, k: int) -> int | None:
+        """The word after a day of the month starting at ``k`` ("3rd", "third", "twenty first"), or None."""
+        if k >= self.n:
+            return None
+        w = self.low[k]
+        value = None
+        end = k + 1
+        m = DAY_NUMBER.fullmatch(w)
+        if m:
+            value = int(m.group(1))
+        elif w in ORDINALS:
+            value = ORDINALS[w]
+        elif w in TEENS:
+            value = TEENS[w]
+        elif w in UNITS and w not in ("zero", "oh", "o", "nought"):
+            value = UNITS[w]
+        elif "-" in w:
+            tens, _, unit = w.partition("-")
+            if tens in ("twenty", "thirty"):
+                value = TENS[tens] * 10 + (ORDINALS.get(unit) or UNITS.get(unit) or 0)
+        elif w in ("twenty", "thirty"):
+            nxt = self.low[k + 1] if k + 1 < self.n else ""
+            ones = ORDINALS.get(nxt) or UNITS.get(nxt) or 0
+            value = TENS[w] * 10 + (ones if ones < 10 else 0)
+            end += 0 < ones < 10
+        return end if value is not None and 1 <= value <= 31 else None
+
+    def _year(self, k: int) -> int | None:
+        """The last word of a year starting at ``k`` ("1985", "nineteen eighty five", "two thousand and five")."""
+        if k >= self.n:
+            return None
+        low = self.low
+        w = low[k]
+        nxt = low[k + 1] if k + 1 < self.n else ""
+        if YEAR_NUMBER.fullmatch(w):
+            return k
+        if w in ("nineteen", "twenty") or w.startswith(("nineteen-", "twenty-")):
+            rest = nxt
+            if "-" in w:
+                return k if tens_digits(w.partition("-")[2], "") else None
+            if rest in TEENS:
+                return k + 1
+            if rest in TENS or "-" in rest:
+                two = tens_digits(rest, low[k + 2] if k + 2 < self.n else "")
+                if two is None:
+                    return None
+                return k + 1 if "-" in rest or two[1] == "0" else k + 2
+            if rest in ("oh", "o") and k + 2 < self.n and low[k + 2] in UNITS:
+                return k + 2
+            return None
+        if w == "two" and nxt == "thousand":
+            end = k + 1
+            j = k + 2 + (k + 2 < self.n and low[k + 2] == "and")
+            if j < self.n and (low[j] in UNITS or low[j] in TEENS):
+                return j
+            if j < self.n and (low[j] in TENS or "-" in low[j]):
+                two = tens_digits(low[j], low[j + 1] if j + 1 < self.n else "")
+                if two is not None:
+                    return j if "-" in low[j] or two[1] == "0" else j + 1
+            return end
+        return None

@@ -1,0 +1,208 @@
+"""find, redact and redact_text: the entities of a word list, and the words and text with them masked."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+
+from voxbeam.redaction._addresses import AddressScan
+from voxbeam.redaction._lexicon import TRAIL_CHARS, trail
+from voxbeam.redaction._masking import align_keys, place, swear
+from voxbeam.redaction._numbers import NumberScan
+from voxbeam.redaction._types import PROFANITY_MODES, Entity, Redacted, TimedWord, WordLike, parse_types, region_for
+
+
+class Scan(NumberScan, AddressScan):
+    """One pass over a word list: normalised forms, digit groups, runs, then each detector."""
+
+    def spans(self) -> list[tuple[int, int, str, float]]:
+        """Non-overlapping (first, last, type, confidence) of the wanted types.
+
+        Overlapping finds merge into one span, named by the longest (then surest) of them; every type
+        is looked for, so that asking for fewer types does not turn, say, an IBAN's digits into a card.
+        """
+        if not self.wanted or not self.n:
+            return []
+        groups = self._groups()
+        for run in self._runs(groups):
+            self._numeric(run)
+        self._alphanumeric(groups)
+        self._ips(groups)
+        self._emails()
+        self._dates()
+        out: list[tuple[int, int, str, float]] = []
+        best: tuple[int, int, str, float] | None = None
+        for first, last, kind, conf in sorted(self.found):
+            if out and first <= out[-1][1]:
+                assert best is not None
+                if (last - first, conf) > (best[1] - best[0], best[3]):
+                    best = (first, last, kind, conf)
+                out[-1] = (out[-1][0], max(last, out[-1][1]), best[2], best[3])
+            else:
+                best = (first, last, kind, conf)
+                out.append(best)
+        return [s for s in out if s[2] in self.wanted]
+
+
+def find(
+    words: Sequence[WordLike],
+    types: str | Iterable[str],
+    *,
+    region: str | None = None,
+    language: str | None = None,
+    partial: bool = False,
+) -> list[Entity]:
+    """Entities of ``types`` in ``words``: non-overlapping, in order."""
+    wanted = _types(types)
+    spans = Scan([w.word for w in words], wanted, region_for(region, language), partial).spans()
+    out = []
+    for first, last, kind, confidence in spans:
+        start = min(w.offset_ms for w in words[first : last + 1])
+        end = max(w.offset_ms + w.duration_ms for w in words[first : last + 1])
+        out.append(Entity(kind, start, end, confidence, first, last))
+    return out
+
+
+def redact(
+    words: Sequence[WordLike],
+    types: str | Iterable[str],
+    *,
+    text: str | None = None,
+    region: str | None = None,
+    language: str | None = None,
+    profanity: str | None = None,
+    partial: bool = False,
+) -> Redacted:
+    """``words`` (and ``text``, if given; else the redacted words joined) with entities replaced."""
+    _check_profanity(profanity)
+    types = _types(types)
+    entities = find(words, types, region=region, language=language, partial=partial)
+    starts = {e.first_word: e for e in entities}
+    out: list[TimedWord] = []
+    i = 0
+    while i < len(words):
+        entity = starts.get(i)
+        if entity is not None:
+            span = words[entity.first_word : entity.last_word + 1]
+            out.append(
+                TimedWord(
+                    f"[{entity.type}]{trail(span[-1].word)}",
+                    entity.start_ms,
+                    entity.end_ms - entity.start_ms,
+                    min(w.confidence for w in span),
+                )
+            )
+            i = entity.last_word + 1
+            continue
+        w = words[i]
+        new = swear(w.word, profanity) if profanity else w.word
+        if new:
+            out.append(TimedWord(new, w.offset_ms, w.duration_ms, w.confidence))
+        elif trail(w.word) and out and not trail(out[-1].word):
+            # A removed word's sentence punctuation stays, on the word before it (captions cut there).
+            prev = out[-1]
+            out[-1] = TimedWord(prev.word + trail(w.word), prev.offset_ms, prev.duration_ms, prev.confidence)
+        i += 1
+    if text is None:
+        new_text = " ".join(w.word for w in out)
+    else:
+        new_text = redact_text(
+            text,
+            types,
+            words=words,
+            entities=entities,
+            region=region,
+            language=language,
+            profanity=profanity,
+            partial=partial,
+        )
+    return Redacted(tuple(out), new_text, tuple(entities))
+
+
+def redact_text(
+    text: str,
+    types: str | Iterable[str],
+    *,
+    words: Sequence[WordLike] | None = None,
+    entities: Sequence[Entity] | None = None,
+    region: str | None = None,
+    language: str | None = None,
+    profanity: str | None = None,
+    partial: bool = False,
+) -> str:
+    """``text`` with entities replaced: those found in the text, and ``words``' ones located in it.
+
+    Each replaced stretch of tokens becomes ``[TYPE]`` plus the last token's trailing punctuation.
+    If a word entity cannot be placed in the text without taking much more than its own length (the
+    text and the words disagree there), the text is rebuilt from the redacted words instead.
+    """
+    _check_profanity(profanity)
+    wanted = _types(types)
+    tokens = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+    strs = [text[a:b] for a, b in tokens]
+    spans: list[tuple[int, int, str]] = []
+    same = False
+    if words is not None and len(words):
+        if entities is None:
+            entities = find(words, wanted, region=region, language=language, partial=partial)
+        wkeys, tkeys = align_keys(w.word for w in words), align_keys(strs)
+        placed = place(wkeys, tkeys, entities)
+        if placed is None:
+            return redact(words, wanted, region=region, language=language, profanity=profanity, partial=partial).text
+        spans.extend(placed)
+        # The same tokens (up to case and punctuation) hold the same entities: no need to look again.
+        same = wkeys == tkeys
+    if not same:
+        found = Scan(strs, wanted, region_for(region, language), partial).spans()
+        spans.extend((a, b, kind) for a, b, kind, _ in found)
+    merged: list[tuple[int, int, str]] = []
+    for first, last, kind in sorted(spans):
+        if merged and first <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(last, merged[-1][1]), merged[-1][2])
+        else:
+            merged.append((first, last, kind))
+    out: list[str] = []
+    pos = 0
+    j = 0
+    kept = False
+    for k, (a, b) in enumerate(tokens):
+        if j < len(merged) and merged[j][0] <= k:
+            first, last, kind = merged[j]
+            if k == first:
+                out.append(text[pos:a])
+                out.append(f"[{kind}]{trail(strs[last])}")
+            if k == last:
+                j += 1
+            pos, kept = b, True
+            continue
+        if profanity and (new := swear(strs[k], profanity)) != strs[k]:
+            if new:
+                out.append(text[pos:a] + new)
+                kept = True
+            elif kept:
+                # The space before a removed word goes; its sentence punctuation stays, on the word before.
+                before = text[pos:a].rstrip()
+                ends = before[-1:] if before else (out[-1][-1:] if out and out[-1] else "")
+                out.append(before + ("" if ends and ends in TRAIL_CHARS else trail(strs[k])))
+            else:
+                b += len(text[b:]) - len(text[b:].lstrip())
+            pos = b
+            continue
+        kept = True
+    out.append(text[pos:])
+    return "".join(out)
+
+
+@lru_cache(maxsize=64)
+def _types_of(spec: str) -> frozenset[str]:
+    return parse_types(spec)
+
+
+def _types(types: str | Iterable[str]) -> frozenset[str]:
+    return _types_of(types) if isinstance(types, str) else parse_types(types)
+
+
+def _check_profanity(mode: str | None) -> None:
+    if mode is not None and mode not in PROFANITY_MODES:
+        raise ValueError(f"unknown profanity mode {mode!r} (known: {', '.join(PROFANITY_MODES)})")

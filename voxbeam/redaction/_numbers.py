@@ -1,0 +1,261 @@
+"""Digit runs, written and spoken: cards, phone numbers, national ids, IBANs."""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from voxbeam.redaction._checks import (
+    IBAN_LENGTH,
+    be_ok,
+    bsn_ok,
+    dni_ok,
+    iban_ok,
+    luhn,
+    nir_ok,
+    phone_status,
+    ssn_ok,
+    verhoeff,
+)
+from voxbeam.redaction._lexicon import (
+    DATE_TOKEN,
+    IPV4_SHAPE,
+    JOINERS,
+    LETTER_WORDS,
+    REPEAT,
+    TEENS,
+    TENS,
+    UNITS,
+    Words,
+    tens_digits,
+)
+
+WRITTEN_NUMBER = re.compile(r"\+?\d[\d,.\-()]*", re.ASCII)
+NON_DIGIT = re.compile(r"\D", re.ASCII)
+THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+", re.ASCII)
+ALNUM_UPPER = re.compile(r"[A-Z0-9]+")
+
+
+def written_digits(core: str) -> str | None:
+    """The digits of a written number ("4111", "1,234", "555-0123", "+44"); None for decimals, dates, IPs."""
+    if not WRITTEN_NUMBER.fullmatch(core):
+        return None
+    if core.count(".") == 1 or IPV4_SHAPE.fullmatch(core) or DATE_TOKEN.fullmatch(core):
+        return None
+    return NON_DIGIT.sub("", core)
+
+
+class Group(NamedTuple):
+    """Consecutive words that read as one block of digits ("4111", "double five", "forty one")."""
+
+    first: int
+    last: int
+    digits: str
+    plus: bool  # a "+"/"plus" before it: an international number
+    weak: bool  # only "oh"/"o", which is also an interjection
+    cut: bool  # a pause (comma, joiner) before it: where a phone number may start
+    counted: bool  # written with thousands separators ("2,125,550"): a quantity, never a phone number
+
+
+class Piece(NamedTuple):
+    first: int
+    last: int
+    chars: str
+
+
+class NumberScan(Words):
+    """The detectors over digit groups."""
+
+    def _groups(self) -> list[Group]:
+        low, core, raw = self.low, self.core, self.raw
+        out: list[Group] = []
+        plus = False
+        i = 0
+        while i < self.n:
+            w = low[i]
+            start = i
+            digits: str | None = None
+            weak = False
+            count = False
+            if w and w[0] in "0123456789+":
+                digits = written_digits(core[i])
+                plus = plus or core[i].startswith("+")
+                count = bool(THOUSANDS.fullmatch(core[i]))
+                i += 1
+            elif w in UNITS:
+                nxt = low[i + 1] if i + 1 < self.n else ""
+                if nxt == "hundred" and w not in ("oh", "o"):
+                    after = low[i + 2] if i + 2 < self.n else ""
+                    if after in TEENS:
+                        digits, i = f"{UNITS[w]}{TEENS[after]}", i + 3
+                    elif after in TENS:
+                        unit = UNITS.get(low[i + 3], 0) if i + 3 < self.n and low[i + 3] not in ("oh", "o") else 0
+                        digits, i = f"{UNITS[w]}{TENS[after]}{unit}", i + (4 if unit else 3)
+                    else:
+                        digits, i = f"{UNITS[w]}00", i + 2
+                else:
+                    digits, weak, i = str(UNITS[w]), w in ("oh", "o"), i + 1
+            elif w in TEENS:
+                digits, i = str(TEENS[w]), i + 1
+            elif w in TENS or "-" in w:
+                digits, i = tens_digits(w, low[i + 1] if i + 1 < self.n else ""), i + 1
+                if digits is not None and len(digits) == 2 and digits[1] != "0" and "-" not in w:
+                    i += 1
+            elif w in REPEAT and i + 1 < self.n and low[i + 1] in UNITS:
+                digits, i = str(UNITS[low[i + 1]]) * REPEAT[w], i + 2
+            elif w == "plus" and i + 1 < self.n:
+                plus = True
+                i += 1
+                continue
+            else:
+                i += 1
+            if digits:
+                had_plus = plus or (start > 0 and low[start - 1] == "plus")
+                cut = start == 0 or raw[start - 1].endswith((",", ";", ":")) or low[start - 1] in JOINERS
+                first = start - 1 if had_plus and start > 0 and low[start - 1] == "plus" else start
+                out.append(Group(first, i - 1, digits, had_plus, weak, cut, count))
+            plus = False
+        return out
+
+    def _runs(self, groups: list[Group]) -> list[list[Group]]:
+        """Groups next to each other (or with only joiners between) as runs; runs of only "oh" dropped."""
+        runs: list[list[Group]] = []
+        for g in groups:
+            if runs and self._joined(runs[-1][-1].last, g.first):
+                runs[-1].append(g)
+            else:
+                runs.append([g])
+        return [r for r in runs if not all(g.weak for g in r)]
+
+    def _joined(self, last: int, first: int) -> bool:
+        gap = range(last + 1, first)
+        return len(gap) <= 2 and all(self.low[k] in JOINERS for k in gap)
+
+    def _numeric(self, run: list[Group]) -> None:
+        offs = [0]
+        for g in run:
+            offs.append(offs[-1] + len(g.digits))
+        digits = "".join(g.digits for g in run)
+        first, last = run[0].first, run[-1].last
+        total = len(digits)
+        if self.partial and last == self.n - 1 and total >= 4:
+            for cats, kind in (("card",), "CARD_NUMBER"), (("ssn", "sin", "bsn", "aadhaar", "id"), "NATIONAL_ID"):
+                if self._near(cats, first, last):
+                    self._add(first, last, kind, 0.5)
+                    break
+            else:
+                if self._near(("phone",), first, last):
+                    self._add(first, last, "PHONE_NUMBER", 0.5)
+        if total < 7:
+            return
+        luhn_found = False
+        for a in range(len(run)):
+            for b in range(a, len(run)):
+                size = offs[b + 1] - offs[a]
+                if size > 19:
+                    break
+                s = digits[offs[a] : offs[b + 1]]
+                f, t = run[a].first, run[b].last
+                if size >= 13 and luhn(s):
+                    cue = self._near(("card",), f, t)
+                    if cue or s[0] in "23456":
+                        luhn_found = True
+                        self._add(f, t, "CARD_NUMBER", 0.95 if cue else 0.9)
+                self._national(s, f, t)
+        if total >= 13 and self._near(("card",), first, last):
+            self._add(first, last, "CARD_NUMBER", 0.95 if luhn_found else 0.6)
+        self._phones(run, offs, digits)
+
+    def _national(self, s: str, f: int, t: int) -> None:
+        size = len(s)
+        if size == 9:
+            if self._near(("ssn",), f, t) and ssn_ok(s):
+                self._add(f, t, "NATIONAL_ID", 0.8)
+            if self._near(("sin",), f, t) and s[0] not in "08" and luhn(s):
+                self._add(f, t, "NATIONAL_ID", 0.85)
+            if self._near(("bsn", "id"), f, t) and bsn_ok(s):
+                self._add(f, t, "NATIONAL_ID", 0.85)
+        elif size == 11:
+            if self._near(("be_id", "id"), f, t) and be_ok(s):
+                self._add(f, t, "NATIONAL_ID", 0.85)
+        elif size == 12:
+            if s[0] in "23456789" and self._near(("aadhaar", "id"), f, t) and verhoeff(s):
+                self._add(f, t, "NATIONAL_ID", 0.85)
+        elif size == 15 and nir_ok(s):
+            self._add(f, t, "NATIONAL_ID", 0.92)
+
+    def _phones(self, run: list[Group], offs: list[int], digits: str) -> None:
+        first, last = run[0].first, run[-1].last
+        cue = self._near(("phone",), first, last)
+        if not cue and self._near(("not_phone",), first, last, before=4, after=0):
+            return
+        for a in range(len(run)):
+            if a > 2 and not (run[a].cut or run[a].plus):
+                continue
+            ends = []
+            for b in range(a, len(run)):
+                if run[b].counted or offs[b + 1] - offs[a] > 17:
+                    break
+                if offs[b + 1] - offs[a] >= 7:
+                    ends.append(b)
+            possible = None
+            for b in reversed(ends):
+                s = ("+" if run[a].plus else "") + digits[offs[a] : offs[b + 1]]
+                status = phone_status(s, self.region)
+                if status == 2:
+                    self._add(run[a].first, run[b].last, "PHONE_NUMBER", 0.95 if cue else 0.85)
+                    break
+                if status == 1 and possible is None:
+                    possible = b
+            else:
+                if possible is not None and cue:
+                    self._add(run[a].first, run[possible].last, "PHONE_NUMBER", 0.6)
+
+    def _alphanumeric(self, groups: list[Group]) -> None:
+        """IBANs and Spanish DNI/NIE: digit groups and upper-case letters/codes ("DE89", "NWBK", "Z")."""
+        pieces: list[Piece] = []
+        by_first = {g.first: g for g in groups}
+        i = 0
+        has_letter = False
+        while i < self.n:
+            g = by_first.get(i)
+            if g is not None:
+                pieces.append(Piece(g.first, g.last, g.digits))
+                i = g.last + 1
+                continue
+            chars = LETTER_WORDS.get(self.low[i]) or self.core[i].replace("-", "")
+            if len(chars) <= 34 and ALNUM_UPPER.fullmatch(chars) and not chars.isdigit():
+                pieces.append(Piece(i, i, chars))
+                has_letter = True
+            i += 1
+        if not has_letter:
+            return
+        runs: list[list[Piece]] = []
+        for p in pieces:
+            if runs and self._joined(runs[-1][-1].last, p.first):
+                runs[-1].append(p)
+            else:
+                runs.append([p])
+        for run in runs:
+            chars = "".join(p.chars for p in run)
+            if len(chars) < 9 or chars.isdigit():
+                continue
+            offs = [0]
+            for p in run:
+                offs.append(offs[-1] + len(p.chars))
+            at = {o: k for k, o in enumerate(offs)}
+            for a, p in enumerate(run):
+                start = offs[a]
+                need = IBAN_LENGTH.get(chars[start : start + 2])
+                if need is not None:
+                    b = at.get(start + need)
+                    if b is not None and iban_ok(chars[start : start + need]):
+                        self._add(p.first, run[b - 1].last, "IBAN", 0.95)
+                    elif len(chars) - start >= need - 2 and self._near(("iban",), p.first, run[-1].last):
+                        self._add(p.first, run[-1].last, "IBAN", 0.6)
+                end = offs[a + 1]
+                if end >= 9 and chars[end - 1].isalpha() and (end - 9) in at and dni_ok(chars[end - 9 : end]):
+                    first = run[at[end - 9]].first
+                    # Written as one word ("12345678Z") the form speaks for itself; spread over words, a cue must.
+                    if first == p.first or self._near(("es_id", "id"), first, p.last):
+                        self._add(first, p.last, "NATIONAL_ID", 0.9)
