@@ -203,6 +203,8 @@ def test_region_comes_from_language_or_is_given():
         ("k underscore lee at company dot co dot uk", "k underscore lee at company dot co dot uk"),
         ("send it to j dot doe at gmail dot com please", "j dot doe at gmail dot com"),
         ("john.smith@example dot com", "john.smith@example dot com"),
+        # "at" misheard as a dot (Whisper, our voice): after an email cue, a written domain counts.
+        ("my email is john.smith.example.com.", "john.smith.example.com."),
     ],
 )
 def test_emails_written_and_spoken(sentence, span):
@@ -217,6 +219,7 @@ def test_emails_written_and_spoken(sentence, span):
         "look at the dot on the map",
         "he's at home, dot dot dot.",
         "the file is at example.notatld",
+        "the news is on example.com today",
     ],
 )
 def test_email_near_misses_stay(sentence):
@@ -465,6 +468,19 @@ def test_text_holds_an_entity_the_words_only_hint_at():
     ws = words_of("it is 4111 1111 1111 1112 okay")
     assert r.find(ws, "all") == []
     assert r.redact_text("It is 4111 1111 1111 1111, okay.", "all", words=ws) == "It is [CARD_NUMBER], okay."
+
+
+def test_words_are_masked_where_only_the_text_shows_an_entity():
+    # A recogniser's words lose what its text keeps: "example com" for "example.com", a misheard digit.
+    ws = words_of("my email is john dot smith at example com thanks")
+    res = r.redact(ws, "all", text="My email is john dot smith at example.com. Thanks")
+    assert res.text == "My email is [EMAIL]. Thanks"
+    assert [w.word for w in res.words] == ["my", "email", "is", "[EMAIL]", "thanks"]
+    assert [(e.type, e.first_word, e.last_word, e.start_ms) for e in res.entities] == [("EMAIL", 3, 8, 900)]
+    ws = words_of("it is 4111 1111 1111 1112 okay")
+    res = r.redact(ws, "all", text="It is 4111 1111 1111 1111, okay.")
+    assert [w.word for w in res.words] == ["it", "is", "[CARD_NUMBER]", "okay"]
+    assert [e.type for e in res.entities] == ["CARD_NUMBER"]
 
 
 def test_text_that_cannot_be_aligned_is_rebuilt_from_the_words():

@@ -108,6 +108,12 @@ class AddressScan(Words):
                 start = self._local(i)
                 if start is not None:
                     self._add(start, end, "EMAIL", 0.85 if "@" not in core[i] else 0.95)
+            elif "." in w and self._near(("email",), i, i, after=0):
+                # A misheard "at" ("john.smith.example.com" for john.smith@example.com): right after an
+                # email cue, a written domain counts. Cost: a bare domain said as one's email provider goes too.
+                end = self._domain(i, "")
+                if end is not None:
+                    self._add(i, end, "EMAIL", 0.6)
 
     def _domain(self, k: int, written: str) -> int | None:
         """The last word of a domain starting with ``written`` (after "@") or at word ``k``; None if none."""

@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from voxbeam.redaction._addresses import AddressScan
 from voxbeam.redaction._lexicon import TRAIL_CHARS, trail
-from voxbeam.redaction._masking import align_keys, place, swear
+from voxbeam.redaction._masking import align_keys, place, swear, to_words
 from voxbeam.redaction._numbers import NumberScan
 from voxbeam.redaction._types import PROFANITY_MODES, Entity, Redacted, TimedWord, WordLike, parse_types, region_for
 
@@ -78,6 +78,8 @@ def redact(
     _check_profanity(profanity)
     types = _types(types)
     entities = find(words, types, region=region, language=language, partial=partial)
+    if text is not None and words:
+        entities = _text_entities(words, text, entities, types, region_for(region, language), partial)
     starts = {e.first_word: e for e in entities}
     out: list[TimedWord] = []
     i = 0
@@ -118,6 +120,36 @@ def redact(
             partial=partial,
         )
     return Redacted(tuple(out), new_text, tuple(entities))
+
+
+def _text_entities(
+    words: Sequence[WordLike], text: str, entities: list[Entity], wanted: frozenset[str], region: str, partial: bool
+) -> list[Entity]:
+    """``entities`` and those only the text shows, on the words they cover (merged where they overlap).
+
+    A recogniser's words can lose what its text keeps ("example com" for "example.com"), and a
+    value found in the text must not stay readable in the words.
+    """
+    strs = text.split()
+    wkeys, tkeys = align_keys(w.word for w in words), align_keys(strs)
+    if wkeys == tkeys:
+        return entities
+    found = to_words(wkeys, tkeys, Scan(strs, wanted, region, partial).spans())
+    if not found:
+        return entities
+    spans = sorted([(e.first_word, e.last_word, e.type, e.confidence) for e in entities] + found)
+    merged: list[tuple[int, int, str, float]] = []
+    for first, last, kind, confidence in spans:
+        if merged and first <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(last, merged[-1][1]), merged[-1][2], merged[-1][3])
+        else:
+            merged.append((first, last, kind, confidence))
+    out = []
+    for first, last, kind, confidence in merged:
+        span = words[first : last + 1]
+        start, end = min(w.offset_ms for w in span), max(w.offset_ms + w.duration_ms for w in span)
+        out.append(Entity(kind, start, end, confidence, first, last))
+    return out
 
 
 def redact_text(

@@ -102,3 +102,25 @@ def place(wkeys: list[str], tkeys: list[str], entities: Sequence[Entity]) -> lis
             return None
         out.append((first, last, e.type))
     return out
+
+
+def to_words(
+    wkeys: list[str], tkeys: list[str], spans: Sequence[tuple[int, int, str, float]]
+) -> list[tuple[int, int, str, float]]:
+    """Word spans for token ``spans`` of the text, by aligned keys (``place`` the other way round).
+
+    Words that align with no token next to a span go with it: where the two differ, the words
+    are masked rather than left to leak ("example com" for the text's "example.com").
+    """
+    to_token = align(wkeys, tkeys)
+    known = [(t, i) for i, t in enumerate(to_token) if t is not None]
+    tokens = [t for t, _ in known]
+    out = []
+    for a, b, kind, confidence in spans:
+        k = bisect.bisect_left(tokens, a)
+        first = known[k - 1][1] + 1 if k > 0 else 0
+        m = bisect.bisect_right(tokens, b)
+        last = known[m][1] - 1 if m < len(known) else len(wkeys) - 1
+        if first <= last:
+            out.append((first, last, kind, confidence))
+    return out
