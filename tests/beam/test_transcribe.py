@@ -124,16 +124,18 @@ def test_parquet_reads_back_with_the_documented_schema(server, spoken, tmp_path)
     wav.write_bytes(audio.encode(speech.silence(0.3) + spoken[0], 16000, "wav"))
     out = tmp_path / "out"
     run_transcribe(server, [str(wav), str(tmp_path / "nope.wav")], str(out), run_id="schema")
-    tables, _ = read_rows(str(out / TRANSCRIPTS / "run=schema" / "*.parquet"))
+    tables, rows = read_rows(str(out / TRANSCRIPTS / "run=schema" / "*.parquet"))
     assert tables
     for t in tables:
         assert t.schema.remove_metadata() == DOCUMENTED_TRANSCRIPT
+    assert rows and all(r["entities"] == [] for r in rows)  # the column is there, empty, when nothing is redacted
     dead = [pq.read_table(f) for f in glob.glob(str(out / DEAD_LETTERS / "run=schema" / "*.parquet"))]
     assert dead and all(t.schema.remove_metadata() == DOCUMENTED_DEAD_LETTER for t in dead)
 
 
 # The README's "Outputs", written out here (not taken from voxbeam.beam.schema, whose change is what this catches).
 _TIMED = [("offset_ms", pa.int64()), ("duration_ms", pa.int64()), ("confidence", pa.float32())]
+_ENTITY = [("type", pa.string()), ("start_ms", pa.int64()), ("end_ms", pa.int64()), ("confidence", pa.float32())]
 DOCUMENTED_TRANSCRIPT = pa.schema(
     [
         ("source_uri", pa.string()),
@@ -148,6 +150,7 @@ DOCUMENTED_TRANSCRIPT = pa.schema(
         ("request_ids", pa.list_(pa.string())),
         ("model", pa.string()),
         ("processed_at", pa.timestamp("ms", tz="UTC")),
+        ("entities", pa.list_(pa.struct(_ENTITY))),
     ]
 )
 DOCUMENTED_DEAD_LETTER = pa.schema(

@@ -44,6 +44,7 @@ def transcript_row(source: SourceFile, result: Any) -> dict[str, Any]:
         "request_ids": list(result.request_ids),
         "model": result.model,
         "processed_at": dt.datetime.now(dt.UTC),
+        "entities": [],  # filled when the job redacts (voxbeam.beam.redacting)
     }
 
 

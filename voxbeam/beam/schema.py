@@ -22,6 +22,16 @@ SEGMENT = pa.struct(
     ]
 )
 
+# Personal data found by redaction: where and what type, never the value.
+ENTITY = pa.struct(
+    [
+        ("type", pa.string()),
+        ("start_ms", pa.int64()),
+        ("end_ms", pa.int64()),
+        ("confidence", pa.float32()),
+    ]
+)
+
 _TIMESTAMP = pa.timestamp("ms", tz="UTC")
 
 # One row per transcribed file. Offsets are absolute milliseconds from the start of the file.
@@ -38,6 +48,22 @@ TRANSCRIPT_SCHEMA = pa.schema(
         ("segments", pa.list_(SEGMENT)),
         ("request_ids", pa.list_(pa.string())),
         ("model", pa.string()),
+        ("processed_at", _TIMESTAMP),
+        # Redaction's finds (empty when the job redacts nothing); appended, so older readers keep working.
+        ("entities", pa.list_(ENTITY)),
+    ]
+)
+
+# With --redact_keep_original, under its own prefix: a redacted row's text, words and segments as recognised.
+UNREDACTED_SCHEMA = pa.schema(
+    [
+        ("source_uri", pa.string()),
+        ("source_size", pa.int64()),
+        ("source_generation_or_mtime", pa.string()),
+        ("language", pa.string()),
+        ("text", pa.string()),
+        ("words", pa.list_(WORD)),
+        ("segments", pa.list_(SEGMENT)),
         ("processed_at", _TIMESTAMP),
     ]
 )
