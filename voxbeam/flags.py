@@ -12,6 +12,7 @@ from typing import Any
 
 from voxbeam.protocol import API_KEY_ENV, AUTO_LANGUAGE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, TTS_FORMATS, TtsParams
 from voxbeam.protocol_controls import MAX_HOTWORDS_CHARS, MAX_PROMPT_CHARS, TASKS
+from voxbeam.redaction import ENTITY_TYPES, PROFANITY_MODES, parse_types, region_for
 
 # A job fails (exit 3) when more than this fraction of its records are dead letters.
 DEFAULT_MAX_DEAD_LETTER_FRACTION = 0.05
@@ -68,6 +69,22 @@ def sample_rate(text: str) -> int:
     if not MIN_SAMPLE_RATE <= value <= MAX_SAMPLE_RATE:
         raise argparse.ArgumentTypeError(f"must be between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz, not {value}")
     return value
+
+
+def redact_types(text: str) -> tuple[str, ...]:
+    """--redact: ``all`` or a comma list of entity types (any case), as a sorted tuple."""
+    try:
+        return tuple(sorted(parse_types(text)))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def phone_region(text: str) -> str:
+    """--phone_region: a region ``phonenumbers`` knows (GB, DE, ...)."""
+    try:
+        return region_for(text.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; give a two-letter region such as US, GB or DE") from None
 
 
 @dataclass(frozen=True)
@@ -273,6 +290,34 @@ TRANSCRIBE_FLAGS = (
         f"with --language {AUTO_LANGUAGE}: the languages detection chooses from, comma-separated (en,es,fr)",
         default_help="any the service knows",
         metavar="CODES",
+    ),
+    Flag(
+        "redact",
+        "personal data to mask in the text, words, segments and captions (timings kept), each listed in the "
+        f"entities column: all, or a comma list of {', '.join(ENTITY_TYPES)}",
+        default_help="none",
+        type=redact_types,
+        metavar="TYPES",
+    ),
+    Flag(
+        "phone_region",
+        "region whose phone numbers --redact looks for (GB, DE, ...)",
+        default_help="the region of the transcript's language (en-GB: GB, de: DE), else US",
+        type=phone_region,
+        metavar="REGION",
+    ),
+    Flag(
+        "profanity",
+        "strong profanity in the transcripts: masked, removed or tagged",
+        choices=PROFANITY_MODES,
+        default_help="kept",
+    ),
+    Flag(
+        "redact_keep_original",
+        "also write the unredacted text, words and segments, to <output>/unredacted/ only (with --redact or "
+        "--profanity)",
+        "false",
+        choices=BOOLEAN,
     ),
     *_stream_flags("transcribe"),
     Flag(

@@ -14,6 +14,7 @@ from voxbeam.beam.options import (
     TranscribeAudioOptions,
     VoxBeamOptions,
 )
+from voxbeam.beam.redacting import UNREDACTED
 from voxbeam.beam.transforms import (
     MANIFEST,
     TRANSCRIPTS,
@@ -22,6 +23,7 @@ from voxbeam.beam.transforms import (
     WriteDeadLetters,
     WriteManifest,
     WriteTranscripts,
+    WriteUnredacted,
 )
 from voxbeam.protocol import TtsParams
 
@@ -30,6 +32,7 @@ __all__ = [
     "MANIFEST",
     "RECORDS",
     "TRANSCRIPTS",
+    "UNREDACTED",
     "AudioNotifications",
     "Secret",
     "ServiceSettings",
@@ -43,4 +46,5 @@ __all__ = [
     "WriteDeadLetters",
     "WriteManifest",
     "WriteTranscripts",
+    "WriteUnredacted",
 ]

@@ -13,7 +13,8 @@ from voxbeam.beam import _dofns, storage
 from voxbeam.beam._dofns import DEAD_LETTERS, AudioSource, Row
 from voxbeam.beam.captions import CAPTION_FORMATS
 from voxbeam.beam.options import ServiceSettings
-from voxbeam.beam.schema import DEAD_LETTER_SCHEMA, MANIFEST_SCHEMA, TRANSCRIPT_SCHEMA
+from voxbeam.beam.redacting import UNREDACTED, RedactFn, Redaction
+from voxbeam.beam.schema import DEAD_LETTER_SCHEMA, MANIFEST_SCHEMA, TRANSCRIPT_SCHEMA, UNREDACTED_SCHEMA
 from voxbeam.beam.sink import WriteRows, stream_prefix
 from voxbeam.protocol import AUTO_LANGUAGE, TtsParams
 from voxbeam.protocol_controls import SttControls
@@ -48,6 +49,12 @@ class Transcribe(beam.PTransform):
     audio follows or resembles), ``hotwords`` (words and names to favour), ``task`` ("transcribe", or
     "translate" into English) and ``languages`` (with ``language="auto"``: the candidates detection
     chooses from). A value no service would take raises ``ValueError`` here.
+
+    ``redact`` (``"all"`` or entity types, see ``voxbeam.redaction``) and ``profanity`` (``mask``,
+    ``remove``, ``tag``) mask the rows' text, words and segments in place and fill ``entities``;
+    ``phone_region`` (default: each row's language's region, else US) is where phone numbers are
+    looked for. With ``keep_original``, the output also has ``unredacted`` (``UNREDACTED_SCHEMA``):
+    the text as recognised, for ``WriteUnredacted``; it is in no other output.
     """
 
     def __init__(
@@ -61,6 +68,10 @@ class Transcribe(beam.PTransform):
         task: str | None = None,
         languages: Sequence[str] | None = None,
         progress_id: str | None = None,
+        redact: str | tuple[str, ...] | None = None,
+        phone_region: str | None = None,
+        profanity: str | None = None,
+        keep_original: bool = False,
     ) -> None:
         super().__init__()
         self._service = service or ServiceSettings()
@@ -70,6 +81,9 @@ class Transcribe(beam.PTransform):
         if self._controls.languages and language.strip().lower() != AUTO_LANGUAGE:
             raise ValueError(f"languages are candidates for detection: give them with language={AUTO_LANGUAGE!r}")
         self._progress_id = progress_id
+        self._redaction = Redaction.of(
+            redact, phone_region=phone_region, profanity=profanity, keep_original=keep_original
+        )
 
     def expand(self, files: Any) -> Any:
         result = (
@@ -88,11 +102,34 @@ class Transcribe(beam.PTransform):
             )
             | "Route" >> beam.ParDo(_dofns.RouteFn()).with_outputs(DEAD_LETTERS, main=TRANSCRIPTS)
         )
-        return {TRANSCRIPTS: result[TRANSCRIPTS], DEAD_LETTERS: result[DEAD_LETTERS]}
+        if not self._redaction.enabled:
+            return {TRANSCRIPTS: result[TRANSCRIPTS], DEAD_LETTERS: result[DEAD_LETTERS]}
+        redacted = result[TRANSCRIPTS] | "Redact" >> beam.ParDo(RedactFn(self._redaction)).with_outputs(
+            DEAD_LETTERS, UNREDACTED, main=TRANSCRIPTS
+        )
+        failed = (result[DEAD_LETTERS], redacted[DEAD_LETTERS]) | "AllDeadLetters" >> beam.Flatten()
+        out = {TRANSCRIPTS: redacted[TRANSCRIPTS], DEAD_LETTERS: failed}
+        if self._redaction.keep_original:
+            out[UNREDACTED] = redacted[UNREDACTED]
+        return out
 
     def display_data(self) -> dict[str, Any]:
-        shown = {k: v if isinstance(v, str) else ",".join(v) for k, v in vars(self._controls).items() if v is not None}
-        return {**_service_display(self._service), "language": self._language, "timestamps": self._timestamps, **shown}
+        r = self._redaction
+        redaction = {
+            "redact": ",".join(sorted(r.types)),
+            "profanity": r.profanity or "",
+            "phone_region": r.phone_region,
+        }
+        controls = {
+            k: v if isinstance(v, str) else ",".join(v) for k, v in vars(self._controls).items() if v is not None
+        }
+        return {
+            **_service_display(self._service),
+            "language": self._language,
+            "timestamps": self._timestamps,
+            **controls,
+            **({k: v for k, v in redaction.items() if v} if r.enabled else {}),
+        }
 
 
 @beam.typehints.with_input_types(Row)
@@ -142,6 +179,20 @@ class WriteTranscripts(beam.PTransform):
                 prefix, window_s = stream_prefix(self._output, CAPTIONS), self._window_s
             rows | "WriteCaptions" >> beam.ParDo(_dofns.WriteTextFilesFn(prefix, self._captions, window_s))
         return written
+
+
+@beam.typehints.with_input_types(Row)
+class WriteUnredacted(beam.PTransform):
+    """``Transcribe(keep_original=True)``'s unredacted rows to Parquet, apart from everything else:
+    ``unredacted/run=<run_id>/``, or per window under ``stream/unredacted/``. (Not counted in a
+    stream's progress: its rows are the transcripts' again.)"""
+
+    def __init__(self, output: str, run_id: str, *, window_s: float | None = None) -> None:
+        super().__init__()
+        self._sink = WriteRows(output, UNREDACTED, UNREDACTED_SCHEMA, run_id, window_s=window_s)
+
+    def expand(self, rows: Any) -> Any:
+        return rows | "WriteParquet" >> self._sink
 
 
 @beam.typehints.with_input_types(Row)

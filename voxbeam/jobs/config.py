@@ -45,6 +45,10 @@ class JobConfig:
     captions: tuple[str, ...] = ()
     # Recognition controls as given (``Transcription`` checks them).
     controls: SttControls = SttControls()
+    redact: tuple[str, ...] = ()
+    phone_region: str | None = None
+    profanity: str | None = None
+    redact_keep_original: bool = False
     # Synthesis only: the records' defaults (a record may override any of them).
     tts: TtsParams | None = None
 
@@ -72,6 +76,8 @@ class JobConfig:
             "controls": SttControls(
                 v.get("prompt"), v.get("hotwords"), v.get("task"), split_list(v.get("languages")) or None
             ),
+            "redact": tuple(v.get("redact") or ()),
+            "redact_keep_original": v.get("redact_keep_original", "false") == "true",
         }
         return cls(**{**given, **typed, "kind": kind, "tts": tts})
 

@@ -11,6 +11,7 @@ from voxbeam.beam import (
     MANIFEST,
     RECORDS,
     TRANSCRIPTS,
+    UNREDACTED,
     AudioNotifications,
     ServiceSettings,
     Synthesize,
@@ -19,6 +20,7 @@ from voxbeam.beam import (
     WriteDeadLetters,
     WriteManifest,
     WriteTranscripts,
+    WriteUnredacted,
     storage,
 )
 from voxbeam.beam.captions import CAPTION_FORMATS
@@ -119,6 +121,24 @@ class Transcription(Job):
             raise UsageError(
                 "--captions", "captions are built from word timings: drop --timestamps false or --captions"
             )
+        if config.redact_keep_original and not (config.redact or config.profanity):
+            raise UsageError("--redact_keep_original", "keeps what --redact or --profanity masks: give one of them")
+        if config.phone_region and "PHONE_NUMBER" not in config.redact:
+            raise UsageError("--phone_region", "applies to --redact all or PHONE_NUMBER")
+
+    def transcribe(self, service: ServiceSettings, progress_id: str | None) -> Transcribe:
+        v = self.config
+        return Transcribe(
+            service,
+            language=self.language,
+            timestamps=v.timestamps,
+            **vars(self.controls),
+            progress_id=progress_id,
+            redact=v.redact,
+            phone_region=v.phone_region,
+            profanity=v.profanity,
+            keep_original=v.redact_keep_original,
+        )
 
     def read(self, summary: Summary) -> list[Any]:
         replay = dead_letter_files(self.config.batch_input)
@@ -145,18 +165,11 @@ class Transcription(Job):
     ) -> None:
         v = self.config
         result = (
-            p
-            | "Files" >> beam.Create(records, reshuffle=False)
-            | "Transcribe"
-            >> Transcribe(
-                service,
-                language=self.language,
-                timestamps=v.timestamps,
-                **vars(self.controls),
-                progress_id=progress_id,
-            )
+            p | "Files" >> beam.Create(records, reshuffle=False) | "Transcribe" >> self.transcribe(service, progress_id)
         )
         result[TRANSCRIPTS] | "WriteTranscripts" >> WriteTranscripts(v.output, run_id, captions=self.captions)
+        if UNREDACTED in result:
+            result[UNREDACTED] | "WriteUnredacted" >> WriteUnredacted(v.output, run_id)
         self.dead_letters(p, result[DEAD_LETTERS]) | "WriteDeadLetters" >> WriteDeadLetters(v.output, run_id)
 
     def build_stream(self, p: beam.Pipeline, service: ServiceSettings, run_id: str, progress_id: str | None) -> None:
@@ -164,12 +177,12 @@ class Transcription(Job):
         found = self.stream_messages(p) | "Notifications" >> AudioNotifications(
             v.input_pattern, dedup_window_s=v.dedup_minutes * 60, progress_id=progress_id
         )
-        result = found[RECORDS] | "Transcribe" >> Transcribe(
-            service, language=self.language, timestamps=v.timestamps, **vars(self.controls), progress_id=progress_id
-        )
+        result = found[RECORDS] | "Transcribe" >> self.transcribe(service, progress_id)
         result[TRANSCRIPTS] | "WriteTranscripts" >> WriteTranscripts(
             v.output, run_id, captions=self.captions, window_s=v.window_seconds, progress_id=progress_id
         )
+        if UNREDACTED in result:
+            result[UNREDACTED] | "WriteUnredacted" >> WriteUnredacted(v.output, run_id, window_s=v.window_seconds)
         self.stream_dead_letters(run_id, progress_id, found[DEAD_LETTERS], result[DEAD_LETTERS])
 
 

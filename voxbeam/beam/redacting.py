@@ -1,0 +1,167 @@
+"""Transcript rows redacted client-side (``voxbeam.redaction``): text, words and segments masked in
+place with their timings, each entity listed in the row's ``entities`` (type, times, confidence,
+never the value). The unredacted columns go to their own output only when asked for.
+
+Entities are found once over the row's words, so a number said across a segment boundary is one
+entity; each segment's text is then masked where its own words hold (part of) an entity, and
+scanned itself for written forms. Without word timings (``--timestamps false``) the segments'
+tokens stand in for words, with their segment's times.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.pvalue import TaggedOutput
+
+from voxbeam.beam._dofns import DEAD_LETTERS, Row
+from voxbeam.beam.rows import dead_letter
+from voxbeam.beam.schema import UNREDACTED_SCHEMA
+from voxbeam.errors import VoxBeamError
+from voxbeam.redaction import DEFAULT_REGION, PROFANITY_MODES, Entity, TimedWord, parse_types, redact, region_for
+from voxbeam.redaction import redact_text as _redact_text
+
+_LOG = logging.getLogger(__name__)
+UNREDACTED = "unredacted"
+
+
+@dataclass(frozen=True)
+class Redaction:
+    """What to redact: entity types (``"all"`` or names), the phone region, profanity, originals kept.
+
+    ``phone_region`` None: each row's language's region (``region_for``), else US. Values are
+    checked here (ValueError), so a bad one fails when the pipeline is built.
+    """
+
+    types: frozenset[str] = field(default_factory=frozenset)
+    phone_region: str | None = None
+    profanity: str | None = None
+    keep_original: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        types: str | Sequence[str] | None = None,
+        *,
+        phone_region: str | None = None,
+        profanity: str | None = None,
+        keep_original: bool = False,
+    ) -> Redaction:
+        region = region_for(phone_region) if phone_region else None
+        if profanity is not None and profanity not in PROFANITY_MODES:
+            raise ValueError(f"unknown profanity mode {profanity!r} (known: {', '.join(PROFANITY_MODES)})")
+        redaction = cls(parse_types(types or ()), region, profanity, keep_original)
+        if keep_original and not redaction.enabled:
+            raise ValueError("keep_original needs entity types to redact or a profanity mode")
+        return redaction
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.types) or self.profanity is not None
+
+    def region(self, language: str | None) -> str:
+        if self.phone_region:
+            return self.phone_region
+        try:
+            return region_for(None, language)
+        except ValueError:  # a language tag naming a region phonenumbers does not know
+            return DEFAULT_REGION
+
+
+def redact_row(row: Row, redaction: Redaction) -> Row:
+    """``row`` (``TRANSCRIPT_SCHEMA``) with text, words and segments redacted and ``entities`` filled."""
+    words = row.get("words") or []
+    segments = row.get("segments") or []
+    text = row.get("text") or ""
+    region, profanity = redaction.region(row.get("language")), redaction.profanity
+    timed = [_timed(w["word"], w) for w in words] or _segment_tokens(segments, text, row)
+    done = redact(timed, redaction.types, text=text, region=region, profanity=profanity)
+    new_segments = []
+    for seg, (a, b) in zip(segments, _segment_spans(segments, timed, bool(words)), strict=True):
+        local = [
+            Entity(e.type, e.start_ms, e.end_ms, e.confidence, max(e.first_word, a) - a, min(e.last_word, b - 1) - a)
+            for e in done.entities
+            if e.first_word < b and e.last_word >= a
+        ]
+        seg_text = _redact_text(
+            seg["text"] or "", redaction.types, words=timed[a:b], entities=local, region=region, profanity=profanity
+        )
+        new_segments.append({**seg, "text": seg_text})
+    out = dict(row)
+    out["text"] = done.text
+    out["segments"] = new_segments
+    if words:
+        out["words"] = [
+            {"word": w.word, "offset_ms": w.offset_ms, "duration_ms": w.duration_ms, "confidence": w.confidence}
+            for w in done.words
+        ]
+    out["entities"] = [
+        {"type": e.type, "start_ms": e.start_ms, "end_ms": e.end_ms, "confidence": e.confidence} for e in done.entities
+    ]
+    return out
+
+
+def _timed(word: str, w: dict[str, Any]) -> TimedWord:
+    return TimedWord(word, int(w["offset_ms"]), int(w["duration_ms"]), float(w.get("confidence") or 0.0))
+
+
+def _segment_tokens(segments: list[dict[str, Any]], text: str, row: Row) -> list[TimedWord]:
+    """Stand-in words when the row has none: each segment's tokens at its times (or the text's, whole file)."""
+    if not segments:
+        whole = {"offset_ms": 0, "duration_ms": row.get("audio_duration_ms") or 0, "confidence": 0.0}
+        return [_timed(t, whole) for t in text.split()]
+    return [_timed(t, seg) for seg in segments for t in (seg["text"] or "").split()]
+
+
+def _segment_spans(segments: list[dict[str, Any]], timed: list[TimedWord], real: bool) -> list[tuple[int, int]]:
+    """Each segment's words as [a, b): by the word's midpoint in time (real words), else by token count."""
+    if not real:
+        spans, a = [], 0
+        for seg in segments:
+            b = a + len((seg["text"] or "").split())
+            spans.append((a, b))
+            a = b
+        return spans
+    starts = [int(s["offset_ms"]) for s in segments]
+    owner = [max(0, bisect.bisect_right(starts, w.offset_ms + w.duration_ms // 2) - 1) for w in timed]
+    owner = list(itertools.accumulate(owner, max))  # contiguous slices, even if a word is out of order
+    spans = []
+    for k in range(len(segments)):
+        a = bisect.bisect_left(owner, k)
+        spans.append((a, bisect.bisect_right(owner, k, lo=a)))
+    return spans
+
+
+def unredacted_row(row: Row) -> Row:
+    """The columns of ``row`` that ``UNREDACTED_SCHEMA`` keeps (taken before redaction)."""
+    return {name: row.get(name) for name in UNREDACTED_SCHEMA.names}
+
+
+@beam.typehints.with_output_types(Row, dead_letters=Row, unredacted=Row)
+class RedactFn(beam.DoFn):
+    """A transcript row redacted; its unredacted columns to ``unredacted`` when kept.
+
+    A row that cannot be redacted is never written: it becomes a dead letter naming only its
+    source (the error's type, never its message, which could quote the text).
+    """
+
+    def __init__(self, redaction: Redaction) -> None:
+        self._redaction = redaction
+
+    def process(self, row: Row) -> Iterator[Any]:
+        try:
+            redacted = redact_row(row, self._redaction)
+        except Exception as exc:  # a bug here must not write the row unredacted
+            _LOG.warning("redaction failed for %s: %s", row.get("source_uri"), type(exc).__name__)
+            why = VoxBeamError(f"redaction failed ({type(exc).__name__})", code="REDACTION_FAILED")
+            yield TaggedOutput(DEAD_LETTERS, dead_letter("redact", {"uri": row.get("source_uri")}, why))
+            return
+        yield redacted
+        if self._redaction.keep_original:
+            yield TaggedOutput(UNREDACTED, unredacted_row(row))
