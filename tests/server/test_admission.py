@@ -139,7 +139,14 @@ def test_healthz_without_a_key_tells_status_and_capacity_only(gate):
     url = gate.url.replace("ws://", "http://") + "/healthz"
     with urllib.request.urlopen(url, timeout=10) as resp:
         anonymous = json.load(resp)
-    assert set(anonymous) == {"status", "capacity", "live_capacity", "audio_capacity", "bulk_sessions"}, anonymous
+    assert set(anonymous) == {
+        "status",
+        "capacity",
+        "live_capacity",
+        "audio_capacity",
+        "bulk_sessions",
+        "capabilities",
+    }, anonymous
     assert anonymous["bulk_sessions"] == 6 * gate.workers  # a batch of three in hand and one queued, per worker
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {KEYS[0]}"})
     with urllib.request.urlopen(request, timeout=10) as resp:
