@@ -46,6 +46,10 @@ def ms(seconds: float) -> int:
 
 def speech_regions(audio: np.ndarray) -> list[tuple[float, float]]:
     """Where Silero hears speech in ``audio``, in seconds, padded by about one window."""
+    if not audio.any():
+        # Digital silence (a muted line, a file padded with zeros) holds no speech, and Silero would take about
+        # a second per minute of it to say so: most of what a long, sparse recording costs.
+        return []
     found = get_speech_timestamps(audio, VadOptions(min_silence_duration_ms=160, speech_pad_ms=SNAP_PAD_MS))
     return [(r["start"] / RATE, r["end"] / RATE) for r in found]
 
