@@ -24,6 +24,7 @@ from voxbeam.jobs.config import JobConfig
 from voxbeam.jobs.interrupt import Emergency
 from voxbeam.jobs.summary import Summary
 from voxbeam.protocol import API_KEY_ENV, Service
+from voxbeam.protocol_controls import SttControls
 
 NO_KEY = f"no API key given: pass --api_key, set {API_KEY_ENV} or --api_key_secret"
 # Sessions per worker process against the embedded server (its 2 cores are the limit, not its slots).
@@ -224,7 +225,7 @@ def preflight(client: ClientConfig, job_session: tuple[Service, Any], *, secret:
 def _init_flag(code: str, message: str) -> str:
     """The flag behind an init refused with ``code``: a control's when the message names one ('task': ...)."""
     if code in ("UNSUPPORTED_OPTION", "INVALID_MESSAGE", "UNSUPPORTED_LANGUAGE"):
-        for name in ("prompt", "hotwords", "task", "languages"):
+        for name in (f.name for f in dataclasses.fields(SttControls)):
             if f"'{name}'" in message:
                 return f"--{name}"
     return _INIT_FLAGS.get(code, "")
