@@ -501,9 +501,45 @@ def test_partials_hide_a_number_still_being_spoken():
     assert r.redact_text("My card number is 4111 1111", "all") == "My card number is 4111 1111"
     assert r.redact_text("My social is 123 45", "all", partial=True) == "My social is [NATIONAL_ID]"
     assert r.redact_text("Call me on 212 555", "all", partial=True) == "Call me on [PHONE_NUMBER]"
-    # Not at the end, or no cue: the number is done, and is judged as it is.
-    assert r.redact_text("My card number is 4111 1111 okay", "all", partial=True).endswith("4111 1111 okay")
-    assert r.redact_text("We have 4111 1111", "all", partial=True) == "We have 4111 1111"
+    # Anywhere in a partial, with or without a cue: it may still grow, or a cue said after it make it one.
+    assert r.redact_text("My card number is 4111 1111 okay", "all", partial=True).endswith("[CARD_NUMBER] okay")
+    assert r.redact_text("We have 4111 1111", "all", partial=True) == "We have [NUMBER]"
+    assert r.redact_text("It is 212 555, right", "all", partial=True) == "It is [NUMBER], right"
+    assert r.redact_text("Four one one one one one", "all", partial=True) == "[NUMBER]"
+    # The cost: a year or a price of four digits while it is spoken (the final shows it); fewer digits stay.
+    assert r.redact_text("It cost 45 dollars in 2019.", "all", partial=True) == "It cost 45 dollars in [NUMBER]."
+    assert r.redact_text("I have 3 kids and 2 cats", "all", partial=True) == "I have 3 kids and 2 cats"
+    # Right after a cue, at the partial's end, the first digit is the number's.
+    assert r.redact_text("My card number is four", "all", partial=True) == "My card number is [CARD_NUMBER]"
+    assert r.redact_text("My card has 3 colours", "all", partial=True) == "My card has 3 colours"
+    # Held only while a type a number can become is wanted; a cue's unwanted type still masks it.
+    assert r.redact_text("We have 4111 1111", "EMAIL", partial=True) == "We have 4111 1111"
+    assert r.redact_text("My card is 4111 1111", "PHONE_NUMBER", partial=True) == "My card is [NUMBER]"
+    # A complete value keeps its own type in a partial.
+    assert r.redact_text("Visa 4111 1111 1111 1111", "all", partial=True) == "Visa [CARD_NUMBER]"
+
+
+def test_partials_hold_back_an_address_still_being_said():
+    assert r.redact_text("my email is john dot smith at", "EMAIL", partial=True) == "my email is [EMAIL]"
+    assert r.redact_text("my email is john dot smith at exam", "EMAIL", partial=True) == "my email is [EMAIL]"
+    assert r.redact_text("write to john.smith@exam", "EMAIL", partial=True) == "write to [EMAIL]"
+    assert r.redact_text("we met at", "EMAIL", partial=True) == "we met at"  # no local part: stays
+    assert r.redact_text("write to john.smith@exam", "EMAIL") == "write to john.smith@exam"  # finals: as they are
+
+
+def test_a_policy_checks_its_values_and_redacts_finals_with_or_without_word_timings():
+    with pytest.raises(ValueError, match="SHOE_SIZE"):
+        r.Policy.of(["CARD_NUMBER", "SHOE_SIZE"])
+    with pytest.raises(ValueError, match="profanity"):
+        r.Policy.of(profanity="bleep")
+    with pytest.raises(ValueError, match="region"):
+        r.Policy.of("all", phone_region="XX")
+    assert not r.Policy.of().enabled and r.Policy.of(profanity="tag").enabled
+    assert r.Policy.of("all").region("en-GB") == "GB" and r.Policy.of("all", phone_region="de").region("en") == "DE"
+    policy = r.Policy.of("CARD_NUMBER")
+    done = policy.final(None, "My card number is 4111 1111 1111 1111.", offset_ms=500, duration_ms=3000)
+    assert done.text == "My card number is [CARD_NUMBER]."
+    assert [(e.type, e.start_ms, e.end_ms) for e in done.entities] == [("CARD_NUMBER", 500, 3500)]
 
 
 # ---- profanity

@@ -13,8 +13,8 @@ from __future__ import annotations
 import bisect
 import itertools
 import logging
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
@@ -24,7 +24,7 @@ from voxbeam.beam._dofns import DEAD_LETTERS, Row
 from voxbeam.beam.rows import dead_letter
 from voxbeam.beam.schema import UNREDACTED_SCHEMA
 from voxbeam.errors import VoxBeamError
-from voxbeam.redaction import DEFAULT_REGION, PROFANITY_MODES, Entity, TimedWord, parse_types, redact, region_for
+from voxbeam.redaction import Entity, Policy, TimedWord, as_words, redact
 from voxbeam.redaction import redact_text as _redact_text
 
 _LOG = logging.getLogger(__name__)
@@ -32,46 +32,29 @@ UNREDACTED = "unredacted"
 
 
 @dataclass(frozen=True)
-class Redaction:
-    """What to redact: entity types (``"all"`` or names), the phone region, profanity, originals kept.
+class Redaction(Policy):
+    """What to redact (``Policy``: entity types, phone region, profanity) and whether originals are kept.
 
-    ``phone_region`` None: each row's language's region (``region_for``), else US. Values are
+    ``phone_region`` None: each row's language's region (``Policy.region``), else US. Values are
     checked here (ValueError), so a bad one fails when the pipeline is built.
     """
 
-    types: frozenset[str] = field(default_factory=frozenset)
-    phone_region: str | None = None
-    profanity: str | None = None
     keep_original: bool = False
 
     @classmethod
     def of(
         cls,
-        types: str | Sequence[str] | None = None,
+        types: str | Iterable[str] | None = None,
         *,
         phone_region: str | None = None,
         profanity: str | None = None,
         keep_original: bool = False,
     ) -> Redaction:
-        region = region_for(phone_region) if phone_region else None
-        if profanity is not None and profanity not in PROFANITY_MODES:
-            raise ValueError(f"unknown profanity mode {profanity!r} (known: {', '.join(PROFANITY_MODES)})")
-        redaction = cls(parse_types(types or ()), region, profanity, keep_original)
+        policy = Policy.of(types, phone_region=phone_region, profanity=profanity)
+        redaction = cls(policy.types, policy.phone_region, policy.profanity, keep_original)
         if keep_original and not redaction.enabled:
             raise ValueError("keep_original needs entity types to redact or a profanity mode")
         return redaction
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.types) or self.profanity is not None
-
-    def region(self, language: str | None) -> str:
-        if self.phone_region:
-            return self.phone_region
-        try:
-            return region_for(None, language)
-        except ValueError:  # a language tag naming a region phonenumbers does not know
-            return DEFAULT_REGION
 
 
 def redact_row(row: Row, redaction: Redaction) -> Row:
@@ -116,7 +99,13 @@ def _segment_tokens(segments: list[dict[str, Any]], text: str, row: Row) -> list
     if not segments:
         whole = {"offset_ms": 0, "duration_ms": row.get("audio_duration_ms") or 0, "confidence": 0.0}
         return [_timed(t, whole) for t in text.split()]
-    return [_timed(t, seg) for seg in segments for t in (seg["text"] or "").split()]
+    return [
+        w
+        for seg in segments
+        for w in as_words(
+            seg["text"] or "", int(seg["offset_ms"]), int(seg["duration_ms"]), float(seg.get("confidence") or 0.0)
+        )
+    ]
 
 
 def _segment_spans(segments: list[dict[str, Any]], timed: list[TimedWord], real: bool) -> list[tuple[int, int]]:

@@ -96,13 +96,16 @@ class AddressScan(Words):
         for i, w in enumerate(low):
             if "@" in w and w != "@":
                 local, _, domain = w.partition("@")
-                if not EMAIL_LOCAL.fullmatch(local):
-                    continue
-                end = self._domain(i + 1, domain)
+                end = self._domain(i + 1, domain) if EMAIL_LOCAL.fullmatch(local) else None
                 if end is not None:
                     self._add(i, end, "EMAIL", 0.95)
-            elif w in ("at", "@") and 0 < i < self.n - 1:
-                end = self._domain(i + 1, "")
+                elif self.partial:  # an address still being said ("john.smith@exam"): "@" is no other word's
+                    self._add(i, i, "EMAIL", 0.5)
+            elif w in ("at", "@") and 0 < i:
+                end = self._domain(i + 1, "") if i < self.n - 1 else None
+                if end is None and self.partial and i >= self.n - 2:
+                    # A partial ending on "... smith at" or "... smith at exam": the domain may still come.
+                    end = self.n - 1
                 if end is None:
                     continue
                 start = self._local(i)

@@ -10,7 +10,16 @@ from voxbeam.redaction._addresses import AddressScan
 from voxbeam.redaction._lexicon import TRAIL_CHARS, trail
 from voxbeam.redaction._masking import align_keys, place, swear, to_words
 from voxbeam.redaction._numbers import NumberScan
-from voxbeam.redaction._types import PROFANITY_MODES, Entity, Redacted, TimedWord, WordLike, parse_types, region_for
+from voxbeam.redaction._types import (
+    HELD,
+    PROFANITY_MODES,
+    Entity,
+    Redacted,
+    TimedWord,
+    WordLike,
+    parse_types,
+    region_for,
+)
 
 
 class Scan(NumberScan, AddressScan):
@@ -21,6 +30,8 @@ class Scan(NumberScan, AddressScan):
 
         Overlapping finds merge into one span, named by the longest (then surest) of them; every type
         is looked for, so that asking for fewer types does not turn, say, an IBAN's digits into a card.
+        A partial's held number (``HELD``) names a span only when nothing else does, and keeps it masked
+        when the type that named it is not wanted.
         """
         if not self.wanted or not self.n:
             return []
@@ -32,17 +43,24 @@ class Scan(NumberScan, AddressScan):
         self._emails()
         self._dates()
         out: list[tuple[int, int, str, float]] = []
+        held: list[bool] = []
         best: tuple[int, int, str, float] | None = None
         for first, last, kind, conf in sorted(self.found):
             if out and first <= out[-1][1]:
                 assert best is not None
-                if (last - first, conf) > (best[1] - best[0], best[3]):
+                if (kind != HELD, last - first, conf) > (best[2] != HELD, best[1] - best[0], best[3]):
                     best = (first, last, kind, conf)
                 out[-1] = (out[-1][0], max(last, out[-1][1]), best[2], best[3])
+                held[-1] = held[-1] or kind == HELD
             else:
                 best = (first, last, kind, conf)
                 out.append(best)
-        return [s for s in out if s[2] in self.wanted]
+                held.append(kind == HELD)
+        return [
+            s if s[2] in self.wanted else (s[0], s[1], HELD, 0.0)
+            for s, h in zip(out, held, strict=True)
+            if s[2] in self.wanted or h
+        ]
 
 
 def find(

@@ -29,11 +29,22 @@ from voxbeam.redaction._lexicon import (
     Words,
     tens_digits,
 )
+from voxbeam.redaction._types import DIGIT_TYPES, HELD
 
 WRITTEN_NUMBER = re.compile(r"\+?\d[\d,.\-()]*", re.ASCII)
 NON_DIGIT = re.compile(r"\D", re.ASCII)
 THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+", re.ASCII)
 ALNUM_UPPER = re.compile(r"[A-Z0-9]+")
+# A live partial masks numbers from this many digits: fewer give away no more than a card's issuer prefix
+# (which PCI DSS allows to be shown), and years, prices and counts below it stay readable while spoken.
+PARTIAL_DIGITS = 4
+# The cues that name a partial's number, surest first.
+HELD_CUES = (
+    (("card",), "CARD_NUMBER"),
+    (("ssn", "sin", "bsn", "aadhaar", "id"), "NATIONAL_ID"),
+    (("phone",), "PHONE_NUMBER"),
+    (("iban",), "IBAN"),
+)
 
 
 def written_digits(core: str) -> str | None:
@@ -138,14 +149,8 @@ class NumberScan(Words):
         digits = "".join(g.digits for g in run)
         first, last = run[0].first, run[-1].last
         total = len(digits)
-        if self.partial and last == self.n - 1 and total >= 4:
-            for cats, kind in (("card",), "CARD_NUMBER"), (("ssn", "sin", "bsn", "aadhaar", "id"), "NATIONAL_ID"):
-                if self._near(cats, first, last):
-                    self._add(first, last, kind, 0.5)
-                    break
-            else:
-                if self._near(("phone",), first, last):
-                    self._add(first, last, "PHONE_NUMBER", 0.5)
+        if self.partial and self.wanted & DIGIT_TYPES:
+            self._held(first, last, total)
         if total < 7:
             return
         luhn_found = False
@@ -165,6 +170,17 @@ class NumberScan(Words):
         if total >= 13 and self._near(("card",), first, last):
             self._add(first, last, "CARD_NUMBER", 0.95 if luhn_found else 0.6)
         self._phones(run, offs, digits)
+
+    def _held(self, first: int, last: int, total: int) -> None:
+        """A live partial's number, masked wherever it is: it may still grow into an entity, or a cue said
+        after it make it one. Named by a cue near it, else ``HELD`` (kept even when the cue's type is not
+        wanted). Under ``PARTIAL_DIGITS`` only at the partial's end right after a cue ("my card number is 4")."""
+        cue = next((kind for cats, kind in HELD_CUES if self._near(cats, first, last)), None)
+        if total < PARTIAL_DIGITS and (cue is None or last != self.n - 1):
+            return
+        if cue is not None:
+            self._add(first, last, cue, 0.5)
+        self._add(first, last, HELD, 0.0)
 
     def _national(self, s: str, f: int, t: int) -> None:
         size = len(s)

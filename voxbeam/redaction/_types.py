@@ -20,6 +20,11 @@ ENTITY_TYPES: tuple[str, ...] = (
 PROFANITY_MODES: tuple[str, ...] = ("mask", "remove", "tag")
 PROFANITY_TAG = "[PROFANITY]"
 DEFAULT_REGION = "US"
+# What a live partial masks a number with when no cue says what it is (docs/redaction.md#partials):
+# never an entity's type, since it is not one yet.
+HELD = "NUMBER"
+# The types a digit run may grow into: while one is wanted, a partial masks its numbers of four digits or more.
+DIGIT_TYPES = frozenset({"CARD_NUMBER", "PHONE_NUMBER", "NATIONAL_ID", "IBAN"})
 
 
 class WordLike(Protocol):
