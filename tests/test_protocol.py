@@ -23,6 +23,23 @@ def test_stt_init_defaults_and_fields():
     assert p.parse_client_message('{"type":"init"}', "stt") == p.SttInit()
 
 
+def test_stt_init_redaction_extension_and_final_entities_round_trip():
+    parse = p.parse_client_message
+    assert parse('{"type":"init","redact":"all","profanity":"tag"}', "stt").redact == ("all",)
+    msg = parse('{"type":"init","redact":["CARD_NUMBER","email"],"phone_region":"GB"}', "stt")
+    assert (msg.redact, msg.phone_region, msg.profanity) == (("CARD_NUMBER", "email"), "GB", None)
+    assert parse('{"type":"init","redact":[]}', "stt").redact is None
+    for bad in ('{"type":"init","redact":3}', '{"type":"init","redact":[3]}', '{"type":"init","redact":[""]}'):
+        assert code_of(bad) is ErrorCode.INVALID_MESSAGE
+    card = p.TranscriptEntity("CARD_NUMBER", 900, 4100, 0.95)
+    final = p.Transcript("r1", "My card is [CARD_NUMBER].", True, entities=(card,))
+    wire = json.loads(p.serialize(final))
+    assert wire["entities"] == [{"type": "CARD_NUMBER", "start_ms": 900, "end_ms": 4100, "confidence": 0.95}]
+    assert p.parse_server_message(p.serialize(final)) == final
+    # A plain session's finals keep the spec's shape.
+    assert "entities" not in json.loads(p.serialize(p.Transcript("r1", "hi", True)))
+
+
 def test_spec_tts_init_example_parses():
     frame = json.dumps(
         {

@@ -36,6 +36,7 @@ from voxbeam.protocol_messages import (
     SttReady,
     Text,
     Transcript,
+    TranscriptEntity,
     TranscriptWord,
     TtsInit,
     TtsReady,
@@ -55,6 +56,8 @@ STT_FORMATS = ("pcm",)
 TTS_FORMATS = ("wav", "pcm", "mp3", "flac", "opus")
 # ogg is the container of opus; both names are accepted for it.
 TTS_FORMAT_ALIASES = {"ogg": "opus", "ogg_opus": "opus"}
+# Entity type names an STT init's ``redact`` may list (there are seven types, and "all").
+MAX_REDACT_NAMES = 16
 
 # Close codes (RFC 6455 and the registry's application range).
 CLOSE_NORMAL = 1000
@@ -265,6 +268,16 @@ def _parse_stt_init(obj: dict[str, Any]) -> SttInit:
     languages = _field(obj, "languages", list)
     if languages is not None and not all(isinstance(code, str) for code in languages):
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "'languages' must be a list of language codes (strings)")
+    redact = _field(obj, "redact", (str, list))
+    if isinstance(redact, str):
+        redact = [redact]
+    if redact is not None and (
+        len(redact) > MAX_REDACT_NAMES or not all(isinstance(n, str) and 0 < len(n) <= 40 for n in redact)
+    ):
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE,
+            f"'redact' must be \"all\" or a list of at most {MAX_REDACT_NAMES} entity type names (strings)",
+        )
     try:
         controls = SttControls(
             prompt=_field(obj, "prompt", str),
@@ -285,6 +298,9 @@ def _parse_stt_init(obj: dict[str, Any]) -> SttInit:
         hotwords=controls.hotwords,
         task=controls.task,
         languages=controls.languages,
+        redact=tuple(redact) if redact else None,
+        phone_region=_field(obj, "phone_region", str),
+        profanity=_field(obj, "profanity", str),
     )
 
 
@@ -335,6 +351,7 @@ def parse_server_message(
             return Audio(data=_b64(obj.get("data")), is_final=bool(obj.get("is_final", False)))
         if kind == "transcript":
             words = obj.get("words")
+            entities = obj.get("entities")
             return Transcript(
                 request_id=str(obj.get("request_id", "")),
                 text=str(obj.get("text", "")),
@@ -356,6 +373,17 @@ def parse_server_message(
                         confidence=float(w.get("confidence", 0.0)),
                     )
                     for w in words
+                ),
+                entities=None
+                if entities is None
+                else tuple(
+                    TranscriptEntity(
+                        type=str(e["type"]),
+                        start_ms=int(e["start_ms"]),
+                        end_ms=int(e["end_ms"]),
+                        confidence=float(e.get("confidence", 0.0)),
+                    )
+                    for e in entities
                 ),
             )
         if kind == "flush_done":

@@ -29,6 +29,16 @@ class TranscriptWord:
 
 
 @dataclass(frozen=True)
+class TranscriptEntity:
+    """Where a final's redacted value was (ms, the clock of ``offset``): its type and confidence, never the value."""
+
+    type: str
+    start_ms: int
+    end_ms: int
+    confidence: float
+
+
+@dataclass(frozen=True)
 class SttInit:
     type: Literal["init"] = "init"
     # None: the spec's examples may leave it out; "auto" asks the service to detect it.
@@ -46,6 +56,11 @@ class SttInit:
     hotwords: str | None = None
     task: str | None = None
     languages: tuple[str, ...] | None = None
+    # Extensions: redaction on the server (voxbeam.redaction; names checked by the service, which
+    # refuses one it does not know). ``redact``: entity type names or "all"; None leaves each out.
+    redact: tuple[str, ...] | None = None
+    phone_region: str | None = None
+    profanity: str | None = None
 
     @classmethod
     def asking(
@@ -184,6 +199,8 @@ class Transcript:
     words: tuple[TranscriptWord, ...] | None = None
     # Not in the spec (clients ignore unknown fields): how sure a language detection is.
     language_probability: float | None = None
+    # Not in the spec: on a final of a session that asked for redaction, what was masked (may be empty).
+    entities: tuple[TranscriptEntity, ...] | None = None
     type: Literal["transcript"] = "transcript"
 
 
