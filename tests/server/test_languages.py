@@ -118,7 +118,8 @@ def test_an_english_only_model_refuses_other_languages_and_names_the_way_out(ser
 
 
 def test_translation_and_candidate_languages_are_advertised_and_honoured(multilingual, clips):
-    assert multilingual.health()["capabilities"] == ["hotwords", "languages", "prompt", "translate"]
+    advertised = ["hotwords", "languages", "profanity", "prompt", "redact", "translate"]
+    assert multilingual.health()["capabilities"] == advertised
 
     async def main():
         return await asyncio.gather(

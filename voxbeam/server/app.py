@@ -28,7 +28,7 @@ from voxbeam.server.context import build_context
 from voxbeam.server.errors import ConfigError
 from voxbeam.server.metrics import METRICS_PATH, replica_id
 from voxbeam.server.session import Session
-from voxbeam.server.stt import SttSession
+from voxbeam.server.stt import REDACTION_CAPABILITIES, SttSession
 from voxbeam.server.tts import TtsSession
 
 log = logging.getLogger("voxbeam.server")
@@ -123,7 +123,8 @@ class SpeechServer:
 
     def public_health(self) -> dict[str, Any]:
         """What /healthz tells anyone: status, capacity (sessions, live streams, bulk audio s/s) and the
-        extensions a client may ask for (``capabilities``: the recognition controls the model honours)."""
+        extensions a client may ask for (``capabilities``: the recognition controls the model honours, and
+        redaction, which every model has)."""
         rate = self.ctx.bulk_rate
         return {
             "status": "shutting_down" if self.ctx.shutting_down else "ok",
@@ -131,7 +132,7 @@ class SpeechServer:
             "live_capacity": self.ctx.live_capacity,
             "audio_capacity": round(rate, 2) if rate else None,
             "bulk_sessions": self.pool.bulk_sessions,
-            "capabilities": sorted(self.ctx.stt_model.controls),
+            "capabilities": sorted(self.ctx.stt_model.controls | set(REDACTION_CAPABILITIES)),
         }
 
     def health(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -21,13 +22,19 @@ from voxbeam import protocol as p
 from voxbeam.audio import BYTES_PER_SAMPLE
 from voxbeam.protocol import ErrorCode
 from voxbeam.protocol_controls import SttControls
+from voxbeam.redaction import Policy, parse_types
 from voxbeam.server.engines.base import Deferred, Recognized, SttModel
 from voxbeam.server.errors import EngineError, WorkerDied, WorkerUnavailable
 from voxbeam.server.session import ByteBudget, Session
 from voxbeam.server.worker.fair import Lane
 from voxbeam.server.worker.process import Worker
 
+log = logging.getLogger(__name__)
+
 AUTO = p.AUTO_LANGUAGE
+# What /healthz ``capabilities`` adds to the model's controls: the init extensions every model honours,
+# because the server applies them to the text (voxbeam.redaction), not the engine.
+REDACTION_CAPABILITIES = ("profanity", "redact")
 # A recognition session whose audio runs this far ahead of the clock is a bulk upload, not a
 # live source: it gets no partials (engines decode it in batches). A session counts as live
 # once audio has come in at about real time for LIVE_AFTER_S.
@@ -95,6 +102,44 @@ def model_controls(model: SttModel, msg: p.SttInit, language: str | None) -> Stt
     return dataclasses.replace(asked, languages=codes)
 
 
+def redaction_policy(msg: p.SttInit) -> Policy | None:
+    """The redaction an init asks for (``redact``, ``phone_region``, ``profanity``), None for none.
+
+    A name this server does not know is UNSUPPORTED_OPTION naming the field and what it knows: a newer
+    service may know it, and a client must not believe a value masked that is not.
+    """
+    checks = (
+        ("redact", lambda: parse_types(msg.redact or ())),
+        ("phone_region", lambda: Policy.of(phone_region=msg.phone_region)),
+        ("profanity", lambda: Policy.of(profanity=msg.profanity)),
+    )
+    for name, check in checks:
+        try:
+            check()
+        except ValueError as exc:
+            raise p.ProtocolError(ErrorCode.UNSUPPORTED_OPTION, f"'{name}': {str(exc)[:300]}") from None
+    policy = Policy.of(msg.redact, phone_region=msg.phone_region, profanity=msg.profanity)
+    return policy if policy.enabled else None
+
+
+def redacted(r: Recognized, request_id: str, policy: Policy, *, words: bool, language: str | None) -> p.Transcript:
+    """``r`` as a transcript with ``policy`` applied: a partial's text (the stricter partial policy), or a
+    final's text and words, with its ``entities``. ``words``: whether the client asked for word timings
+    (the engine times words for a redacting session either way, so that entities have their times)."""
+    out = transcript(r, request_id)
+    if not r.is_final:
+        return dataclasses.replace(out, text=policy.partial(r.text, language))
+    done = policy.final(r.words, r.text, offset_ms=r.offset_ms, duration_ms=r.duration_ms, language=language)
+    return dataclasses.replace(
+        out,
+        text=done.text,
+        words=tuple(p.TranscriptWord(w.word, w.offset_ms, w.duration_ms, w.confidence) for w in done.words)
+        if words and r.words
+        else None,
+        entities=tuple(p.TranscriptEntity(e.type, e.start_ms, e.end_ms, e.confidence) for e in done.entities),
+    )
+
+
 def transcript(r: Recognized, request_id: str) -> p.Transcript:
     return p.Transcript(
         request_id=request_id,
@@ -131,6 +176,9 @@ class SttSession(Session):
         self._settling: set[asyncio.Task[Any]] = set()
         self._deferred_ms = 0  # audio of this session's deferred decoding not yet done (whole ms: no float residue)
         self._deferred_done = asyncio.Event()
+        self._redaction: Policy | None = None  # what the init asked to redact
+        self._timestamps = False  # whether the init asked for word timings
+        self._language: str | None = None  # the language transcribed (None: detected), for phone regions
 
     # -- init ---------------------------------------------------------------------------
 
@@ -141,6 +189,7 @@ class SttSession(Session):
         try:
             language = model_language(model, msg.language, detect)
             controls = model_controls(model, msg, language)
+            redaction = redaction_policy(msg)
         except p.ProtocolError as exc:
             await self.report(exc.code, exc.message)
             return
@@ -150,11 +199,12 @@ class SttSession(Session):
             self.fail(ErrorCode.INTERNAL_ERROR, "no speech engine is running; try again later", p.CLOSE_INTERNAL_ERROR)
             return
         self._pin(worker)
+        self._redaction, self._timestamps, self._language = redaction, msg.enable_timestamps, language
+        # Entities need word times: a redacting session's words are timed whether or not the client wants them.
+        timed = msg.enable_timestamps or redaction is not None
         # No round trip: the worker runs requests in order, so the stream exists before any audio,
         # and `ready` does not wait behind other sessions' queued audio on a busy worker.
-        worker.cast(
-            "stt_open", self.sid, language, msg.sample_rate, msg.enable_timestamps, detect, controls, lane=self._lane()
-        )
+        worker.cast("stt_open", self.sid, language, msg.sample_rate, timed, detect, controls, lane=self._lane())
         self.sample_rate = msg.sample_rate
         self._new_request_id()
         assert self.request_id is not None
@@ -268,7 +318,16 @@ class SttSession(Session):
         if request_id not in self._detected and any(r.language_probability is not None for r in results):
             self._detected.add(request_id)  # the engine detected the language of this recognition session
             self.ctx.stats.language_detections += 1
-        return [transcript(r, request_id) for r in results]
+        if self._redaction is None:
+            return [transcript(r, request_id) for r in results]
+        return [self._redacted(r, request_id, self._redaction) for r in results]
+
+    def _redacted(self, r: Recognized, request_id: str, policy: Policy) -> p.ServerMessage:
+        try:
+            return redacted(r, request_id, policy, words=self._timestamps, language=r.language or self._language)
+        except Exception as exc:  # a bug must not send the text unredacted, nor log it (only the error's type)
+            log.error("redaction failed (%s); transcript withheld", type(exc).__name__)
+            return p.error(ErrorCode.INTERNAL_ERROR, "redaction failed; this transcript was withheld", request_id)
 
     async def _transcripts(self, fut: asyncio.Future[Any], request_id: str) -> list[p.ServerMessage]:
         try:
