@@ -18,6 +18,8 @@ from voxbeam.redaction import ENTITY_TYPES, PROFANITY_MODES, parse_types, region
 DEFAULT_MAX_DEAD_LETTER_FRACTION = 0.05
 
 KINDS = ("transcribe", "synthesize")
+# Where a transcription's redaction is applied (--redact_on; ``Transcribe(redact_on=...)``).
+REDACT_ON = ("client", "server")
 
 
 def whole_number(minimum: int) -> Callable[[str], int]:
@@ -311,6 +313,13 @@ TRANSCRIBE_FLAGS = (
         "strong profanity in the transcripts: masked, removed or tagged",
         choices=PROFANITY_MODES,
         default_help="kept",
+    ),
+    Flag(
+        "redact_on",
+        "where --redact and --profanity are applied: client (this job, after recognition: any service) or "
+        "server (the service masks every final itself and must offer it; the text as recognised never leaves it)",
+        REDACT_ON[0],
+        choices=REDACT_ON,
     ),
     Flag(
         "redact_keep_original",

@@ -36,6 +36,7 @@ from voxbeam.beam import (
 from voxbeam.errors import UsageError
 from voxbeam.jobs.args import parse
 from voxbeam.jobs.kinds import Transcription
+from voxbeam.jobs.service import CAPABILITY_FLAGS, required_capabilities
 
 SENTENCES = {
     "card": "My Visa card is 4111 1111 1111 1111.",
@@ -212,6 +213,43 @@ def test_the_transform_keeps_originals_only_when_asked_and_logs_no_text(server, 
     assert caplog.records and _leaks(needles, {"logs": caplog.text}) == []
 
 
+def test_the_server_can_redact_instead_and_the_rows_are_the_same_shape(server, recordings, tmp_path):
+    """``redact_on="server"``: the service masks the finals (the ``redact`` init extension); the rows carry its
+    entities at absolute times, and nothing unmasked reaches the job at all."""
+    settings = ServiceSettings(endpoints=(server.url,), api_key=Secret(server.api_key))
+    out = str(tmp_path / "out")
+    files = [str(recordings / "card.wav"), str(recordings / "email.wav")]
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        result = p | beam.Create(files) | Transcribe(settings, language="en", redact="all", redact_on="server")
+        result[TRANSCRIPTS] | WriteTranscripts(out, "server")
+    rows = {os.path.basename(r["source_uri"]): r for r in _parquet_rows(f"{out}/{TRANSCRIPTS}/run=server/*.parquet")}
+    assert {name: [e["type"] for e in r["entities"]] for name, r in rows.items()} == {
+        "card.wav": ["CARD_NUMBER"],
+        "email.wav": ["EMAIL"],
+    }, {name: r["text"] for name, r in rows.items()}
+    card = rows["card.wav"]
+    assert "[CARD_NUMBER]" in card["text"] and not re.search(r"\d", card["text"]), card["text"]
+    assert not any(re.search(r"\d", w["word"]) for w in card["words"]), card["words"]
+    (e,) = card["entities"]
+    (mask,) = [w for w in card["words"] if w["word"].startswith("[CARD_NUMBER]")]
+    assert (mask["offset_ms"], mask["offset_ms"] + mask["duration_ms"]) == (e["start_ms"], e["end_ms"])
+    assert 0 < e["start_ms"] < e["end_ms"] <= card["audio_duration_ms"]
+    with pytest.raises(ValueError, match="redact_on"):
+        Transcribe(settings, redact="all", redact_on="server", keep_original=True)
+
+
+def test_a_job_that_has_the_server_redact_asks_its_preflight_for_the_capability(tmp_path):
+    argv = ["in.wav", "--output", str(tmp_path / "out"), "--redact", "CARD_NUMBER", "--profanity", "tag"]
+    client_side = Transcription(parse("transcribe", argv).config).session()[1]
+    job = Transcription(parse("transcribe", [*argv, "--redact_on", "server"]).config)
+    assert job.transcribe(ServiceSettings(), None).display_data()["redact_on"] == "server"
+    server_side = job.session()[1]
+    assert required_capabilities(client_side) == ()
+    assert required_capabilities(server_side) == ("redact", "profanity")
+    assert (server_side.redact, server_side.profanity) == (("CARD_NUMBER",), "tag")
+    assert {CAPABILITY_FLAGS[c] for c in required_capabilities(server_side)} == {"--redact_on"}
+
+
 @pytest.mark.parametrize(
     ("flags", "named"),
     [
@@ -220,6 +258,7 @@ def test_the_transform_keeps_originals_only_when_asked_and_logs_no_text(server, 
         (["--profanity", "bleep"], "--profanity"),
         (["--redact_keep_original", "true"], "--redact_keep_original"),
         (["--redact", "EMAIL", "--phone_region", "GB"], "--phone_region"),
+        (["--redact", "all", "--redact_on", "server", "--redact_keep_original", "true"], "--redact_keep_original"),
     ],
 )
 def test_bad_redaction_flags_are_usage_errors_naming_the_flag(flags, named, tmp_path):

@@ -29,6 +29,7 @@ from voxbeam.beam.rows import caption_basename, dead_letter, manifest_row, objec
 from voxbeam.errors import AudioError, InputError, RetriesExhaustedError, VoxBeamError
 from voxbeam.protocol import TtsParams, redact
 from voxbeam.protocol_controls import SttControls
+from voxbeam.redaction import Policy
 
 _LOG = logging.getLogger(__name__)
 NAMESPACE = "voxbeam"
@@ -220,11 +221,13 @@ class TranscribeFn(_InFlightDoFn):
         timestamps: bool = True,
         controls: SttControls | None = None,
         progress_id: str | None = None,
+        redaction: Policy | None = None,
     ) -> None:
         super().__init__(settings, progress_id)
         self._language = language
         self._timestamps = timestamps
         self._controls = controls
+        self._redaction = redaction  # the service redacts (--redact_on server)
 
     def setup(self) -> None:
         super().setup()
@@ -253,6 +256,7 @@ class TranscribeFn(_InFlightDoFn):
                     language=self._language,
                     timestamps=self._timestamps,
                     controls=self._controls,
+                    redaction=self._redaction,
                 )
             )
         except concurrent.futures.CancelledError:

@@ -44,7 +44,11 @@ def transcript_row(source: SourceFile, result: Any) -> dict[str, Any]:
         "request_ids": list(result.request_ids),
         "model": result.model,
         "processed_at": dt.datetime.now(dt.UTC),
-        "entities": [],  # filled when the job redacts (voxbeam.beam.redacting)
+        # The service's, when it redacted (--redact_on server); else filled when the job redacts (beam.redacting).
+        "entities": [
+            {"type": e.type, "start_ms": e.start_ms, "end_ms": e.end_ms, "confidence": e.confidence}
+            for e in getattr(result, "entities", ())
+        ],
     }
 
 

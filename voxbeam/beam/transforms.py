@@ -16,8 +16,10 @@ from voxbeam.beam.options import ServiceSettings
 from voxbeam.beam.redacting import UNREDACTED, RedactFn, Redaction
 from voxbeam.beam.schema import DEAD_LETTER_SCHEMA, MANIFEST_SCHEMA, TRANSCRIPT_SCHEMA, UNREDACTED_SCHEMA
 from voxbeam.beam.sink import WriteRows, stream_prefix
+from voxbeam.flags import REDACT_ON
 from voxbeam.protocol import AUTO_LANGUAGE, TtsParams
 from voxbeam.protocol_controls import SttControls
+from voxbeam.redaction import Policy
 
 TRANSCRIPTS = "transcripts"
 MANIFEST = "manifest"
@@ -54,7 +56,10 @@ class Transcribe(beam.PTransform):
     ``remove``, ``tag``) mask the rows' text, words and segments in place and fill ``entities``;
     ``phone_region`` (default: each row's language's region, else US) is where phone numbers are
     looked for. With ``keep_original``, the output also has ``unredacted`` (``UNREDACTED_SCHEMA``):
-    the text as recognised, for ``WriteUnredacted``; it is in no other output.
+    the text as recognised, for ``WriteUnredacted``; it is in no other output. ``redact_on``:
+    ``"client"`` (here, after recognition: any spec-compatible service) or ``"server"`` (the service
+    masks finals itself, the ``redact`` extension it must advertise; the text as recognised never
+    leaves it, so ``keep_original`` cannot be had).
     """
 
     def __init__(
@@ -72,6 +77,7 @@ class Transcribe(beam.PTransform):
         phone_region: str | None = None,
         profanity: str | None = None,
         keep_original: bool = False,
+        redact_on: str = "client",
     ) -> None:
         super().__init__()
         self._service = service or ServiceSettings()
@@ -84,6 +90,11 @@ class Transcribe(beam.PTransform):
         self._redaction = Redaction.of(
             redact, phone_region=phone_region, profanity=profanity, keep_original=keep_original
         )
+        if redact_on not in REDACT_ON:
+            raise ValueError(f"redact_on must be {' or '.join(REDACT_ON)}, not {redact_on!r}")
+        if redact_on == "server" and keep_original:
+            raise ValueError("keep_original needs redact_on='client': a redacting service never sends the original")
+        self._redact_on = redact_on
 
     def expand(self, files: Any) -> Any:
         result = (
@@ -98,11 +109,12 @@ class Transcribe(beam.PTransform):
                     timestamps=self._timestamps,
                     controls=self._controls,
                     progress_id=self._progress_id,
+                    redaction=self._server_redaction,
                 )
             )
             | "Route" >> beam.ParDo(_dofns.RouteFn()).with_outputs(DEAD_LETTERS, main=TRANSCRIPTS)
         )
-        if not self._redaction.enabled:
+        if not self._redaction.enabled or self._server_redaction is not None:
             return {TRANSCRIPTS: result[TRANSCRIPTS], DEAD_LETTERS: result[DEAD_LETTERS]}
         redacted = result[TRANSCRIPTS] | "Redact" >> beam.ParDo(RedactFn(self._redaction)).with_outputs(
             DEAD_LETTERS, UNREDACTED, main=TRANSCRIPTS
@@ -113,12 +125,21 @@ class Transcribe(beam.PTransform):
             out[UNREDACTED] = redacted[UNREDACTED]
         return out
 
+    @property
+    def _server_redaction(self) -> Policy | None:
+        """What the service is asked to redact (``redact_on="server"``), else None."""
+        r = self._redaction
+        if self._redact_on != "server" or not r.enabled:
+            return None
+        return Policy(r.types, r.phone_region, r.profanity)
+
     def display_data(self) -> dict[str, Any]:
         r = self._redaction
         redaction = {
             "redact": ",".join(sorted(r.types)),
             "profanity": r.profanity or "",
             "phone_region": r.phone_region,
+            "redact_on": self._redact_on,
         }
         controls = {
             k: v if isinstance(v, str) else ",".join(v) for k, v in vars(self._controls).items() if v is not None

@@ -43,6 +43,8 @@ class TranscriptResult:
     request_ids: tuple[str, ...]
     attempts: int
     model: str | None = None
+    # What the service redacted (a session that asked it to: the ``redact`` extension), absolute like words.
+    entities: tuple[protocol.TranscriptEntity, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class TranscriptBuilder:
         self._request_ids: list[str] = []
         self._last_word_ms = 0
         self._last_segment_ms = 0
+        self._entities: list[protocol.TranscriptEntity] = []
 
     def add(self, finals: list[protocol.Transcript], request_id: str, offset_ms: int) -> None:
         if request_id:
@@ -89,6 +92,10 @@ class TranscriptBuilder:
                 start = max(self._last_word_ms, offset_ms + w.offset)
                 self._last_word_ms = start
                 words.append(Word(w.word, start, max(0, w.duration), float(w.confidence)))
+            self._entities.extend(
+                protocol.TranscriptEntity(e.type, offset_ms + e.start_ms, offset_ms + e.end_ms, e.confidence)
+                for e in t.entities or ()
+            )
             text = t.text.strip()
             if not text and not words:
                 continue
@@ -117,4 +124,5 @@ class TranscriptBuilder:
             request_ids=tuple(self._request_ids),
             attempts=attempts,
             model=model,
+            entities=tuple(self._entities),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,7 @@ from voxbeam.errors import (
 )
 from voxbeam.protocol import Service, TtsParams
 from voxbeam.protocol_controls import ControlError, SttControls
+from voxbeam.redaction import Policy
 from voxbeam.text import pack
 
 logger = logging.getLogger("voxbeam.client")
@@ -107,11 +109,13 @@ class SpeechClient:
         language: str = protocol.AUTO_LANGUAGE,
         timestamps: bool = True,
         controls: SttControls | None = None,
+        redaction: Policy | None = None,
     ) -> TranscriptResult:
         """Transcribe PCM s16le mono at ``sample_rate`` (bytes, or an iterable / async iterable of chunks).
 
         ``language`` "auto" asks the service to detect it (the result says which it found); ``controls``
-        (prompt, hotwords, task, candidate languages) are sent as init extensions. Long
+        (prompt, hotwords, task, candidate languages) and ``redaction`` (the service masks personal data
+        and lists it in the result's ``entities``) are sent as init extensions. Long
         audio goes in segments of about ``segment_seconds`` cut at quiet points; word offsets are
         absolute from the start. Blocking iterators are drained in a thread.
         """
@@ -123,6 +127,13 @@ class SpeechClient:
             )
         except ControlError as exc:
             raise InputError(str(exc)) from None
+        if redaction is not None and redaction.enabled:
+            init = dataclasses.replace(
+                init,
+                redact=tuple(sorted(redaction.types)) or None,
+                phone_region=redaction.phone_region,
+                profanity=redaction.profanity,
+            )
         feed = SegmentFeed(
             as_async_chunks(audio, self.config.max_in_flight_chunks),
             sample_rate=sample_rate,

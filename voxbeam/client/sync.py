@@ -22,6 +22,7 @@ from voxbeam.client.results import SynthesisResult, TranscriptResult
 from voxbeam.client.speech import SpeechClient
 from voxbeam.protocol import AUTO_LANGUAGE, TtsParams
 from voxbeam.protocol_controls import SttControls
+from voxbeam.redaction import Policy
 
 T = TypeVar("T")
 
@@ -157,6 +158,7 @@ class SyncSpeechClient:
         language: str = AUTO_LANGUAGE,
         timestamps: bool = True,
         controls: SttControls | None = None,
+        redaction: Policy | None = None,
     ) -> concurrent.futures.Future[TranscriptResult]:
         """Start a transcription (``SpeechClient.transcribe``); ``audio_factory()`` is called and iterated
         in a worker thread.
@@ -164,7 +166,9 @@ class SyncSpeechClient:
         A factory (not an iterator) so that nothing is opened until a session is ready for it.
         In-memory bytes and async iterables are accepted as they are.
         """
-        return self._loop.submit(self._transcribe(audio_factory, sample_rate, language, timestamps, controls))
+        return self._loop.submit(
+            self._transcribe(audio_factory, sample_rate, language, timestamps, controls, redaction)
+        )
 
     async def _transcribe(
         self,
@@ -173,11 +177,17 @@ class SyncSpeechClient:
         language: str,
         timestamps: bool,
         controls: SttControls | None,
+        redaction: Policy | None,
     ) -> TranscriptResult:
         if callable(audio_factory):  # iterated in its own thread, from here on the loop
             audio_factory = ThreadedSource(audio_factory, self.config.max_in_flight_chunks)
         return await self._client.transcribe(
-            audio_factory, sample_rate=sample_rate, language=language, timestamps=timestamps, controls=controls
+            audio_factory,
+            sample_rate=sample_rate,
+            language=language,
+            timestamps=timestamps,
+            controls=controls,
+            redaction=redaction,
         )
 
     def synthesize_async(
@@ -194,9 +204,15 @@ class SyncSpeechClient:
         language: str = AUTO_LANGUAGE,
         timestamps: bool = True,
         controls: SttControls | None = None,
+        redaction: Policy | None = None,
     ) -> TranscriptResult:
         return self.transcribe_async(
-            audio_factory, sample_rate=sample_rate, language=language, timestamps=timestamps, controls=controls
+            audio_factory,
+            sample_rate=sample_rate,
+            language=language,
+            timestamps=timestamps,
+            controls=controls,
+            redaction=redaction,
         ).result()
 
     def synthesize(self, text: str, params: TtsParams | None = None) -> SynthesisResult:

@@ -49,6 +49,7 @@ class JobConfig:
     phone_region: str | None = None
     profanity: str | None = None
     redact_keep_original: bool = False
+    redact_on: str = "client"
     # Synthesis only: the records' defaults (a record may override any of them).
     tts: TtsParams | None = None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import apache_beam as beam
@@ -125,6 +126,10 @@ class Transcription(Job):
             raise UsageError("--redact_keep_original", "keeps what --redact or --profanity masks: give one of them")
         if config.phone_region and "PHONE_NUMBER" not in config.redact:
             raise UsageError("--phone_region", "applies to --redact all or PHONE_NUMBER")
+        if config.redact_on == "server" and config.redact_keep_original:
+            raise UsageError(
+                "--redact_keep_original", "needs --redact_on client: a redacting service never sends the original"
+            )
 
     def transcribe(self, service: ServiceSettings, progress_id: str | None) -> Transcribe:
         v = self.config
@@ -138,6 +143,7 @@ class Transcription(Job):
             phone_region=v.phone_region,
             profanity=v.profanity,
             keep_original=v.redact_keep_original,
+            redact_on=v.redact_on,
         )
 
     def read(self, summary: Summary) -> list[Any]:
@@ -158,7 +164,13 @@ class Transcription(Job):
 
     def session(self) -> tuple[Service, Any]:
         v = self.config
-        return "stt", SttInit.asking(self.language, timestamps=v.timestamps, realtime=False, controls=self.controls)
+        init = SttInit.asking(self.language, timestamps=v.timestamps, realtime=False, controls=self.controls)
+        if v.redact_on == "server" and (v.redact or v.profanity):
+            # The records' sessions ask the service to redact: the pre-flight checks it offers that.
+            init = dataclasses.replace(
+                init, redact=tuple(v.redact) or None, phone_region=v.phone_region, profanity=v.profanity
+            )
+        return "stt", init
 
     def build(
         self, p: beam.Pipeline, records: list[Any], service: ServiceSettings, run_id: str, progress_id: str | None

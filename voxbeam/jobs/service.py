@@ -169,12 +169,22 @@ _INIT_FLAGS = {
     "INVALID_MESSAGE": "--speed/--pitch/--volume",
 }
 # The flag that asks for each capability a job may need of its service (what /healthz ``capabilities`` lists).
-CAPABILITY_FLAGS = {"prompt": "--prompt", "hotwords": "--hotwords", "translate": "--task", "languages": "--languages"}
+CAPABILITY_FLAGS = {
+    "prompt": "--prompt",
+    "hotwords": "--hotwords",
+    "translate": "--task",
+    "languages": "--languages",
+    "redact": "--redact_on",
+    "profanity": "--redact_on",
+}
 
 
 def required_capabilities(init: Any) -> tuple[str, ...]:
     """The capabilities a job's session ``init`` asks of the service (its extensions)."""
-    return init.controls.capabilities if isinstance(init, protocol.SttInit) else ()
+    if not isinstance(init, protocol.SttInit):
+        return ()
+    redaction = ("redact",) * bool(init.redact) + ("profanity",) * bool(init.profanity)
+    return init.controls.capabilities + redaction
 
 
 def require_capabilities(client: ClientConfig, required: Sequence[str]) -> None:
