@@ -22,6 +22,15 @@ KINDS = ("transcribe", "synthesize")
 REDACT_ON = ("client", "server")
 
 
+# Recognition controls whose flag is not spelled as their field (``SttControls.model`` is --stt_model).
+_CONTROL_FLAGS = {"model": "--stt_model"}
+
+
+def control_flag(field: str) -> str:
+    """The job flag that sets the recognition control ``field`` (``voxbeam.protocol_controls.SttControls``)."""
+    return _CONTROL_FLAGS.get(field, f"--{field}")
+
+
 def whole_number(minimum: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
@@ -292,6 +301,13 @@ TRANSCRIBE_FLAGS = (
         f"with --language {AUTO_LANGUAGE}: the languages detection chooses from, comma-separated (en,es,fr)",
         default_help="any the service knows",
         metavar="CODES",
+    ),
+    Flag(
+        "stt_model",
+        "the recognition model to use, among those the service serves (voxbeam serve --stt_model tiny.en,base; "
+        "its /healthz models): e.g. base, the multilingual one; the transcripts' model column names it",
+        default_help="the service's default",
+        metavar="NAME",
     ),
     Flag(
         "redact",

@@ -284,6 +284,7 @@ def _parse_stt_init(obj: dict[str, Any]) -> SttInit:
             hotwords=_field(obj, "hotwords", str),
             task=_field(obj, "task", str),
             languages=None if languages is None else tuple(languages),
+            model=_field(obj, "model", str),
         ).checked()
     except ControlError as exc:
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, str(exc)) from None
@@ -301,6 +302,7 @@ def _parse_stt_init(obj: dict[str, Any]) -> SttInit:
         redact=tuple(redact) if redact else None,
         phone_region=_field(obj, "phone_region", str),
         profanity=_field(obj, "profanity", str),
+        model=controls.model,
     )
 
 

@@ -2,8 +2,10 @@
 
 ``prompt`` (text the audio follows, such as earlier dialogue or a glossary), ``hotwords`` (words and
 names to favour), ``task`` (``transcribe``, or ``translate`` into English) and ``languages`` (the
-candidates detection chooses from when the language is ``auto``). A spec-only service ignores them, so
-a client asks only a service that advertises them (``CAPABILITIES``, in ``/healthz``). Both ends check
+candidates detection chooses from when the language is ``auto``), and ``model``: the model tier a service
+serves that the session is to be heard with (``voxbeam serve --stt_model tiny.en,base``). A spec-only
+service ignores them, so a client asks only a service that advertises them (``CAPABILITIES``, and for
+``model`` the ``models`` it lists, in ``/healthz``). Both ends check
 values here: the jobs turn a ``ControlError`` into a usage error naming the flag, the server into an
 ``INVALID_MESSAGE``.
 """
@@ -19,6 +21,8 @@ TASKS = ("transcribe", "translate")
 MAX_PROMPT_CHARS = 500
 MAX_HOTWORDS_CHARS = 250
 MAX_LANGUAGES = 16
+# A model's name: a packaged tier (tiny.en, base), a faster-whisper name or a directory's name.
+MAX_MODEL_CHARS = 200
 # What a service advertises in /healthz ``capabilities`` for each control it honours.
 CAPABILITIES = ("prompt", "hotwords", "translate", "languages")
 
@@ -28,7 +32,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class ControlError(ValueError):
-    """A control's value is unusable; ``field`` names it (``prompt``, ``hotwords``, ``task``, ``languages``)."""
+    """A control's value is unusable; ``field`` names it (``prompt``, ``hotwords``, ``task``, ``languages``,
+    ``model``)."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"'{field}' {message}")
@@ -44,6 +49,9 @@ class SttControls:
     hotwords: str | None = None
     task: str | None = None
     languages: tuple[str, ...] | None = None
+    # The served model to hear the audio with (None: the service's default). Not a capability: a service
+    # lists the models it serves in /healthz ``models``.
+    model: str | None = None
 
     def checked(self) -> SttControls:
         """These controls normalised (blank text dropped, ``transcribe`` left out, languages deduplicated);
@@ -64,6 +72,7 @@ class SttControls:
             hotwords=_text("hotwords", self.hotwords, MAX_HOTWORDS_CHARS),
             task=None if task == "transcribe" else task,
             languages=languages or None,
+            model=_text("model", self.model, MAX_MODEL_CHARS),
         )
 
     @property

@@ -61,6 +61,8 @@ class SttInit:
     redact: tuple[str, ...] | None = None
     phone_region: str | None = None
     profanity: str | None = None
+    # Extension: the served model tier to use (``/healthz`` ``models``); None: the service's default.
+    model: str | None = None
 
     @classmethod
     def asking(
@@ -88,11 +90,12 @@ class SttInit:
             hotwords=c.hotwords,
             task=c.task,
             languages=c.languages,
+            model=c.model,
         )
 
     @property
     def controls(self) -> SttControls:
-        return SttControls(self.prompt, self.hotwords, self.task, self.languages)
+        return SttControls(self.prompt, self.hotwords, self.task, self.languages, self.model)
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,9 @@ class Transcribe(beam.PTransform):
     Recognition controls (extensions the service must offer; docs/protocol.md): ``prompt`` (text the
     audio follows or resembles), ``hotwords`` (words and names to favour), ``task`` ("transcribe", or
     "translate" into English) and ``languages`` (with ``language="auto"``: the candidates detection
-    chooses from). A value no service would take raises ``ValueError`` here.
+    chooses from). ``stt_model`` picks one of the models the service serves (its ``/healthz``
+    ``models``; ``voxbeam serve --stt_model tiny.en,base``): None is its default; the rows' ``model``
+    names the one used. A value no service would take raises ``ValueError`` here.
 
     ``redact`` (``"all"`` or entity types, see ``voxbeam.redaction``) and ``profanity`` (``mask``,
     ``remove``, ``tag``) mask the rows' text, words and segments in place and fill ``entities``;
@@ -72,6 +74,7 @@ class Transcribe(beam.PTransform):
         hotwords: str | None = None,
         task: str | None = None,
         languages: Sequence[str] | None = None,
+        stt_model: str | None = None,
         progress_id: str | None = None,
         redact: str | tuple[str, ...] | None = None,
         phone_region: str | None = None,
@@ -83,7 +86,9 @@ class Transcribe(beam.PTransform):
         self._service = service or ServiceSettings()
         self._language = language
         self._timestamps = timestamps
-        self._controls = SttControls(prompt, hotwords, task, None if languages is None else tuple(languages)).checked()
+        self._controls = SttControls(
+            prompt, hotwords, task, None if languages is None else tuple(languages), model=stt_model
+        ).checked()
         if self._controls.languages and language.strip().lower() != AUTO_LANGUAGE:
             raise ValueError(f"languages are candidates for detection: give them with language={AUTO_LANGUAGE!r}")
         self._progress_id = progress_id
@@ -142,7 +147,9 @@ class Transcribe(beam.PTransform):
             "redact_on": self._redact_on,
         }
         controls = {
-            k: v if isinstance(v, str) else ",".join(v) for k, v in vars(self._controls).items() if v is not None
+            "stt_model" if k == "model" else k: v if isinstance(v, str) else ",".join(v)
+            for k, v in vars(self._controls).items()
+            if v is not None
         }
         return {
             **_service_display(self._service),

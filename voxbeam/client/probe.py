@@ -5,7 +5,7 @@ or its voice and format), so that a wrong endpoint, key, certificate, language o
 clear error, not a dead letter per record. It connects through the same ``Connector`` as the
 pool, so TLS settings, auth and error mapping are the client's own. Before that, ``unadvertised``
 finds the extensions the job needs that a service does not list in its ``/healthz`` ``capabilities``
-(a spec-only service would ignore them, not refuse them).
+(a spec-only service would ignore them, not refuse them), and a model it does not list in ``models``.
 """
 
 from __future__ import annotations
@@ -23,24 +23,32 @@ from voxbeam.protocol import Service
 
 Ready = protocol.SttReady | protocol.TtsReady
 HEALTH_TIMEOUT_S = 10.0
+# The capability an ``Unadvertised`` names when the model asked for is not among the service's ``models``.
+MODEL = "model"
 
 
 @dataclass(frozen=True)
 class Unadvertised:
-    """An endpoint that does not advertise a capability a job needs, and what it does advertise."""
+    """An endpoint that does not advertise a capability a job needs, and what it does advertise.
+
+    ``capability`` is ``MODEL`` when the service does not serve the model asked for: ``advertised`` then
+    lists the models it serves."""
 
     endpoint: str
     capability: str
     advertised: tuple[str, ...]
 
 
-async def unadvertised(config: ClientConfig, required: Sequence[str]) -> list[Unadvertised]:
-    """Each endpoint's missing ``required`` capabilities (none asked: no request).
+async def unadvertised(config: ClientConfig, required: Sequence[str], model: str | None = None) -> list[Unadvertised]:
+    """Each endpoint's missing ``required`` capabilities, or ``model`` when it does not serve it (nothing
+    asked: no request).
 
-    A service without ``/healthz``, or whose ``/healthz`` lists no ``capabilities``, advertises none. An
-    endpoint that cannot be reached is left to the session's own pre-flight, which says why.
+    A service without ``/healthz``, or whose ``/healthz`` lists no ``capabilities``, advertises none; one
+    that lists no ``models`` serves none by name. With ``model``, the capabilities checked are that
+    model's own (its entry in ``models``): translation may be there for ``base`` and not for ``tiny.en``.
+    An endpoint that cannot be reached is left to the session's own pre-flight, which says why.
     """
-    if not required:
+    if not required and model is None:
         return []
     connector = Connector(config, config.resolved_api_key())
     out: list[Unadvertised] = []
@@ -53,10 +61,28 @@ async def unadvertised(config: ClientConfig, required: Sequence[str]) -> list[Un
             doc = None
         except OSError:  # unreachable: preflight() reports it
             continue
-        listed = doc.get("capabilities") if isinstance(doc, dict) else None
-        advertised = tuple(c for c in listed if isinstance(c, str)) if isinstance(listed, list) else ()
+        health = doc if isinstance(doc, dict) else {}
+        if model is not None:
+            served = _models(health)
+            if model not in served:
+                out.append(Unadvertised(endpoint, MODEL, tuple(served)))
+                continue
+            advertised = served[model]
+        else:
+            advertised = _strings(health.get("capabilities"))
         out += [Unadvertised(endpoint, c, advertised) for c in required if c not in advertised]
     return out
+
+
+def _strings(listed: object) -> tuple[str, ...]:
+    return tuple(c for c in listed if isinstance(c, str)) if isinstance(listed, list) else ()
+
+
+def _models(health: dict[str, object]) -> dict[str, tuple[str, ...]]:
+    """The models a ``/healthz`` lists (``[{"name", "capabilities", ...}]``): name -> its capabilities."""
+    listed = health.get("models")
+    entries = [m for m in listed if isinstance(m, dict)] if isinstance(listed, list) else []
+    return {m["name"]: _strings(m.get("capabilities")) for m in entries if isinstance(m.get("name"), str)}
 
 
 async def preflight(config: ClientConfig, kind: Service, init: InitMessage) -> list[Ready]:

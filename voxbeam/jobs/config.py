@@ -75,7 +75,11 @@ class JobConfig:
             "timestamps": v.get("timestamps", "true") == "true",
             "captions": split_list(v.get("captions")),
             "controls": SttControls(
-                v.get("prompt"), v.get("hotwords"), v.get("task"), split_list(v.get("languages")) or None
+                v.get("prompt"),
+                v.get("hotwords"),
+                v.get("task"),
+                split_list(v.get("languages")) or None,
+                model=v.get("stt_model"),
             ),
             "redact": tuple(v.get("redact") or ()),
             "redact_keep_original": v.get("redact_keep_original", "false") == "true",

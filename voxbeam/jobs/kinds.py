@@ -29,6 +29,7 @@ from voxbeam.beam.rows import text_sha256
 from voxbeam.beam.sink import stream_prefix
 from voxbeam.beam.transforms import AUDIO
 from voxbeam.errors import UsageError
+from voxbeam.flags import control_flag
 from voxbeam.jobs.config import JobConfig
 from voxbeam.jobs.inputs import check_writable, earlier_rows, existing_sources, expand_input
 from voxbeam.jobs.records import TextRecords, read_text_records
@@ -112,7 +113,7 @@ class Transcription(Job):
         try:
             self.controls = config.controls.checked()
         except ControlError as exc:
-            raise UsageError(f"--{exc.field}", exc.message) from None
+            raise UsageError(control_flag(exc.field), exc.message) from None
         if self.controls.languages and self.language.strip().lower() != AUTO_LANGUAGE:
             raise UsageError("--languages", f"are candidates for detection: give them with --language {AUTO_LANGUAGE}")
         for c in self.captions:
@@ -137,7 +138,11 @@ class Transcription(Job):
             service,
             language=self.language,
             timestamps=v.timestamps,
-            **vars(self.controls),
+            prompt=self.controls.prompt,
+            hotwords=self.controls.hotwords,
+            task=self.controls.task,
+            languages=self.controls.languages,
+            stt_model=self.controls.model,
             progress_id=progress_id,
             redact=v.redact,
             phone_region=v.phone_region,

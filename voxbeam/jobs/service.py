@@ -18,7 +18,7 @@ from voxbeam.beam.options import Secret, ServiceSettings, resolve_api_key
 from voxbeam.client.config import ClientConfig
 from voxbeam.client.sizing import Sizing
 from voxbeam.errors import ConnectionLostError, UsageError, VoxBeamError
-from voxbeam.flags import split_list
+from voxbeam.flags import control_flag, split_list
 from voxbeam.jobs.args import JobArgs
 from voxbeam.jobs.config import JobConfig
 from voxbeam.jobs.interrupt import Emergency
@@ -66,11 +66,15 @@ def service_for(
     from voxbeam.server.launcher import LocalServer
 
     _LOG.info("no --endpoint: starting an embedded voxbeam server")
-    server = LocalServer()
+    # The embedded server serves the model the job asks for (--stt_model), and only that one.
+    model = config.controls.model.strip() if config.controls.model else None
+    server = LocalServer(extra_args=["--stt_model", model] if model else [])
     try:
         server.start()
     except Exception as exc:
         server.kill()
+        if model:  # most likely the model: one it cannot load or that is not installed
+            raise UsageError("--stt_model", f"the embedded server did not start with model {model!r}: {exc}") from None
         raise UsageError("--endpoint", f"none given and the embedded server did not start: {exc}") from None
     except BaseException:
         server.kill()
@@ -187,20 +191,29 @@ def required_capabilities(init: Any) -> tuple[str, ...]:
     return init.controls.capabilities + redaction
 
 
-def require_capabilities(client: ClientConfig, required: Sequence[str]) -> None:
-    """A ``UsageError`` (exit 2) naming the flag when an endpoint does not advertise one of ``required``.
+def require_capabilities(client: ClientConfig, required: Sequence[str], model: str | None = None) -> None:
+    """A ``UsageError`` (exit 2) naming the flag when an endpoint does not advertise one of ``required``,
+    or does not serve ``model`` (then ``required`` are checked against that model's own capabilities).
 
     The one check for every extension a job may ask for: a spec-only service would ignore it, and the
     job would quietly get less than it asked. Add a capability's flag to ``CAPABILITY_FLAGS``.
     """
-    from voxbeam.client.probe import unadvertised
+    from voxbeam.client.probe import MODEL, unadvertised
 
-    for miss in asyncio.run(unadvertised(client, required)):
+    for miss in asyncio.run(unadvertised(client, required, model)):
         shown = ", ".join(miss.advertised) or "none"
+        where = f"the service at {protocol.redact(miss.endpoint)}"
+        if miss.capability == MODEL:
+            raise UsageError(
+                "--stt_model",
+                f"{where} does not serve model {model!r} (its /healthz models: {shown}); pick one of them, or "
+                "run the server with it (voxbeam serve --stt_model tiny.en,base)",
+            )
+        of = f" with model {model!r}" if model is not None else ""
         raise UsageError(
             CAPABILITY_FLAGS.get(miss.capability, ""),
-            f"the service at {protocol.redact(miss.endpoint)} does not offer {miss.capability!r} "
-            f"(its /healthz capabilities: {shown}); leave the flag out or use a service that offers it",
+            f"{where} does not offer {miss.capability!r}{of} (its /healthz capabilities{of}: {shown}); "
+            "leave the flag out or use a service that offers it",
         )
 
 
@@ -213,7 +226,10 @@ def preflight(client: ClientConfig, job_session: tuple[Service, Any], *, secret:
 
     if client.ca_bundle and not os.path.isfile(client.ca_bundle):
         raise UsageError("--ca_bundle", f"no such file: {client.ca_bundle}")
-    require_capabilities(client, required_capabilities(job_session[1]))
+    init = job_session[1]
+    require_capabilities(
+        client, required_capabilities(init), init.model if isinstance(init, protocol.SttInit) else None
+    )
     try:
         asyncio.run(open_session(client, *job_session))
     except AuthenticationError as exc:
@@ -237,7 +253,7 @@ def _init_flag(code: str, message: str) -> str:
     if code in ("UNSUPPORTED_OPTION", "INVALID_MESSAGE", "UNSUPPORTED_LANGUAGE"):
         for name in (f.name for f in dataclasses.fields(SttControls)):
             if f"'{name}'" in message:
-                return f"--{name}"
+                return control_flag(name)
     return _INIT_FLAGS.get(code, "")
 
 

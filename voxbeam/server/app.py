@@ -123,8 +123,9 @@ class SpeechServer:
 
     def public_health(self) -> dict[str, Any]:
         """What /healthz tells anyone: status, capacity (sessions, live streams, bulk audio s/s) and the
-        extensions a client may ask for (``capabilities``: the recognition controls the model honours, and
-        redaction, which every model has)."""
+        extensions a client may ask for (``capabilities``: the recognition controls the default model honours,
+        and redaction, which every model has; ``models``: every model a session may pick with the init's
+        ``model``, the default first, each with the capabilities it offers)."""
         rate = self.ctx.bulk_rate
         return {
             "status": "shutting_down" if self.ctx.shutting_down else "ok",
@@ -133,6 +134,15 @@ class SpeechServer:
             "audio_capacity": round(rate, 2) if rate else None,
             "bulk_sessions": self.pool.bulk_sessions,
             "capabilities": sorted(self.ctx.stt_model.controls | set(REDACTION_CAPABILITIES)),
+            "models": [
+                {
+                    "name": m.name,
+                    "default": m is self.ctx.stt_model,
+                    "multilingual": m.detects_language,
+                    "capabilities": sorted(m.controls | set(REDACTION_CAPABILITIES)),
+                }
+                for m in self.ctx.stt_models.values()
+            ],
         }
 
     def health(self) -> dict[str, Any]:
@@ -167,7 +177,10 @@ class SpeechServer:
                 "model": self.ctx.stt_model.label,
                 "languages": list(self.ctx.stt_model.languages),
                 "detects_language": self.ctx.stt_model.detects_language,
+                "models": [m.label for m in self.ctx.stt_models.values()],
             },
+            # The models each worker has loaded (tiers load on first use): what its memory holds.
+            "worker_models": [sorted(w.models) for w in self.pool.workers],
             "voices": self.ctx.voices.describe(),
             "uptime_s": round(time.monotonic() - self.started, 1),
         }

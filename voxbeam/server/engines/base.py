@@ -57,6 +57,9 @@ class SttModel:
     detects_language: bool
     # The recognition controls its engine honours with it (protocol_controls.CAPABILITIES): /healthz lists them.
     controls: frozenset[str] = frozenset()
+    # About how much resident memory a worker gains by loading it (bytes; 0: unknown): the server checks at
+    # start that each worker's memory ceiling has room for the tiers it loads on first use.
+    memory: int = 0
 
     @property
     def label(self) -> str:

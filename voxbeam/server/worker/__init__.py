@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from voxbeam.server.engines.base import SttSettings
+from voxbeam.server.engines.base import SttModel, SttSettings
 
 READY = "ready"
 FAILED = "failed"
@@ -30,3 +30,7 @@ class WorkerSpec:
     tts_threads: int = 1
     # Voices loaded before the worker says ready (the default voice), so no session pays the load.
     preload_voices: tuple[object, ...] = ()
+    # The other models served (--stt_model tiny.en,base): each loaded when a call first needs it, with
+    # ``stt``'s settings. Lazily, because a worker holds a model it was never asked for otherwise (base:
+    # ~150 MiB each) and starts slower; the watchdog counts a loaded one as the worker's own memory.
+    stt_tiers: tuple[SttModel, ...] = ()

@@ -9,6 +9,7 @@ before they start (a CANCEL for their number) are skipped.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import os
 import pickle
@@ -29,6 +30,7 @@ from voxbeam.server.engines.base import (
     Prosody,
     Recognized,
     Results,
+    SttEngine,
     SttStream,
     TtsEngine,
     Voice,
@@ -67,9 +69,10 @@ MAX_RENDERINGS = 256
 
 @dataclass
 class _Open:
-    """An STT stream and the odd byte a push may leave over (PCM is whole 2-byte samples)."""
+    """An STT stream, its model's name, and the odd byte a push may leave over (PCM is whole 2-byte samples)."""
 
     stream: SttStream
+    model: str
     carry: bytes = b""
     odd: bool = False
 
@@ -80,6 +83,9 @@ class EngineHost:
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
         self.stt = stt_engine(spec.stt.model.engine)(spec.stt)
+        # Loaded models by name: the default now, the other tiers on first use (``stt_for``).
+        self._stt: dict[str, SttEngine] = {spec.stt.model.name: self.stt}
+        self._loading = threading.Lock()  # the decoding thread may need a tier while a call loads it
         self._tts: dict[str, TtsEngine] = {}
         self.streams: dict[str, _Open] = {}
         self.renderings: dict[str, _Rendering] = {}
@@ -89,6 +95,25 @@ class EngineHost:
             assert isinstance(voice, Voice)
             for _ in self.tts(voice.engine).render("Ready.", voice, Prosody()):
                 pass
+
+    def stt_for(self, model: str | None) -> SttEngine:
+        """The engine of the served model named ``model`` (None: the default), loaded on first use."""
+        if model is None:
+            return self.stt
+        loaded = self._stt.get(model)
+        if loaded is not None:
+            return loaded
+        with self._loading:
+            loaded = self._stt.get(model)
+            if loaded is None:
+                tier = next((m for m in self.spec.stt_tiers if m.name == model), None)
+                if tier is None:  # the server admits served models only
+                    raise ValueError(f"model {model!r} is not served")
+                started = time.monotonic()
+                loaded = stt_engine(tier.engine)(dataclasses.replace(self.spec.stt, model=tier))
+                self._stt[model] = loaded
+                log.info("loaded model %s on first use in %.1f s", tier.label, time.monotonic() - started)
+        return loaded
 
     def tts(self, engine: str) -> TtsEngine:
         loaded = self._tts.get(engine)
@@ -120,10 +145,9 @@ class EngineHost:
         old = self.streams.pop(sid, None)
         if old is not None:
             old.stream.close()
-        stream = self.stt.open(
-            language=language, sample_rate=sample_rate, words=words, detect=detect, controls=controls
-        )
-        self.streams[sid] = _Open(stream)
+        engine = self.stt_for(controls.model)
+        stream = engine.open(language=language, sample_rate=sample_rate, words=words, detect=detect, controls=controls)
+        self.streams[sid] = _Open(stream, controls.model or self.spec.stt.model.name)
 
     def op_stt_audio(self, sid: str, data: bytes, live: bool) -> Results:
         s = self.streams[sid]
@@ -131,17 +155,26 @@ class EngineHost:
             data, s.carry = s.carry + data, b""
         if len(data) % 2:
             data, s.carry = data[:-1], data[-1:]
-        return _opaque(s.stream.push(data, live and self.lag < LIVE_MAX_LAG_S))
+        return _opaque(s.stream.push(data, live and self.lag < LIVE_MAX_LAG_S), s.model)
 
     def op_stt_flush(self, sid: str, live: bool) -> tuple[Results, bool]:
         """Every remaining final, and whether a stray byte was dropped (odd byte count)."""
         s = self.streams[sid]
         odd, s.carry = bool(s.carry), b""
-        return _opaque(s.stream.finish(live)), odd
+        return _opaque(s.stream.finish(live), s.model), odd
 
-    def op_stt_decode(self, works: list[bytes]) -> list[list[Recognized]]:
-        """Finals for what streams deferred (``Deferred.work``, pickled by ``_opaque``), decoded together."""
-        return self.stt.decode([pickle.loads(work) for work in works])
+    def op_stt_decode(self, works: list[tuple[str, bytes]]) -> list[list[Recognized]]:
+        """Finals for what streams deferred (``Deferred.work``: its model and the work, pickled by ``_opaque``),
+        decoded together, model by model."""
+        by_model: dict[str, list[int]] = {}
+        for i, (model, _) in enumerate(works):
+            by_model.setdefault(model, []).append(i)
+        out: list[list[Recognized]] = [[] for _ in works]
+        for model, indexes in by_model.items():
+            found = self.stt_for(model).decode([pickle.loads(works[i][1]) for i in indexes])
+            for i, finals in zip(indexes, found, strict=True):
+                out[i] = finals
+        return out
 
     def op_calibrate(self) -> float:
         """This worker's bulk speed: audio seconds it transcribes per second, measured on speech its own
@@ -212,9 +245,10 @@ class EngineHost:
         self.renderings.pop(uid, None)
 
 
-def _opaque(results: Results) -> Results:
-    """Deferred work pickled here: the server passes it on unread, without importing the engine."""
-    return [Deferred(pickle.dumps(r.work), r.audio_s) if isinstance(r, Deferred) else r for r in results]
+def _opaque(results: Results, model: str) -> Results:
+    """Deferred work pickled here, with the name of the model whose engine decodes it: the server passes it
+    on unread, without importing the engine, to whichever worker is free."""
+    return [Deferred((model, pickle.dumps(r.work)), r.audio_s) if isinstance(r, Deferred) else r for r in results]
 
 
 class _Rendering:

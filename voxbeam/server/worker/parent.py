@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from voxbeam.server.engines.base import Deferred, Recognized
-from voxbeam.server.errors import WorkerUnavailable
+from voxbeam.server.errors import ConfigError, WorkerUnavailable
 from voxbeam.server.memory import rss
 from voxbeam.server.worker import WorkerSpec
 from voxbeam.server.worker.fair import FairQueue, Lane
@@ -100,9 +100,27 @@ class WorkerPool:
         async with asyncio.timeout(timeout):
             await asyncio.gather(*(w.ready for w in self.workers))
         log.info("%d workers ready (pids %s)", self.count, ", ".join(str(w.pid) for w in self.workers))
+        self._check_room_for_tiers()
         self._watch = loop.create_task(self._watch_memory())
         # In the background: the server serves meanwhile (capacity is unknown for the first seconds).
         self._calibration = loop.create_task(self._calibrate())
+
+    def _check_room_for_tiers(self) -> None:
+        """``ConfigError`` when a worker, as it holds now, would be over its memory ceiling once it has loaded
+        every model tier: the watchdog would replace it each time a session asked for one (a loop in which
+        the tier never serves), so the server says so at start instead."""
+        extra = sum(m.memory for m in self.spec.stt_tiers)
+        if self.memory_ceiling is None or not extra:
+            return
+        held = max((rss(w.pid) or 0) for w in self.workers if w.pid is not None)
+        if held + extra > self.memory_ceiling:
+            names = ",".join([self.spec.stt.model.name, *(m.name for m in self.spec.stt_tiers)])
+            raise ConfigError(
+                f"--stt_model {names}: a worker holds {held >> 20} MiB and would hold about {extra >> 20} MiB more "
+                f"with every model loaded, over its memory ceiling of {self.memory_ceiling >> 20} MiB; raise "
+                "--memory_limit_mb (or the replica's limit) or --worker_memory_mb, run fewer --workers, or serve "
+                "fewer models"
+            )
 
     async def _calibrate(self) -> None:
         replies = await asyncio.gather(*(w.call("calibrate") for w in self.workers), return_exceptions=True)
@@ -172,6 +190,7 @@ class WorkerPool:
             share = math.ceil((len(self._queued) + in_hand) / len(live))
             batch = self._queued.take_many(max(1, min(share, MAX_DECODE_BATCH)))
             worker.decoding = (now, len(batch))
+            worker.models.update(item.work[0] for item, _ in batch)  # (model, work): see child._opaque
             call = worker.call("stt_decode", [item.work for item, _ in batch])
             call.add_done_callback(functools.partial(self._decoded, worker, worker.generation, batch))
             mine = [fut for _, fut in batch]

@@ -70,6 +70,8 @@ class Worker:
         # The batch of deferred decoding in hand, if any: (when it was sent, its windows).
         self.decoding: tuple[float, int] | None = None
         self.calls = collections.Counter[str]()  # requests sent, by op, over every process in this slot
+        # The STT models its process has been asked to use (the default from the start, tiers on first use).
+        self.models: set[str] = set()
         self.watchers: set[Callable[[], None]] = set()
         self._pending: dict[int, asyncio.Future[Any]] = {}
         # Cancelled calls the worker has not answered yet (it may be running one): still load.
@@ -120,6 +122,7 @@ class Worker:
         self._waiting = set()
         self._sent = set()
         self.decoding = None
+        self.models = {self._spec.stt.model.name}
         self._outbox = queue.SimpleQueue()
         parent, child = self._ctx.Pipe(duplex=True)
         proc = self._ctx.Process(
