@@ -1,9 +1,11 @@
-"""The one speech server every test shares: `python -m voxbeam.server` on a free port, real engines."""
+"""The one speech server every test shares: `python -m voxbeam.server` on a free port, real engines; and the one
+extra server for the tests that need a second model (``tiers``)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -32,6 +34,28 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     srv = LocalServer(workers=2, log_path=str(log_path))
     srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+# What the tests on the extra server cost, for the suite's summary: its start, and their own time.
+_SECOND_MODEL_S: dict[str, float] = {}
+# The models each worker of the extra server held when it started (tiers load on first use).
+TIERS_AT_START: dict[str, list[list[str]]] = {}
+
+
+@pytest.fixture(scope="session")
+def tiers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    """The one extra server with a second model: `--stt_model tiny.en,base` (tiny.en the default, base loaded
+    on first use), one worker. Every test that needs a model besides tiny.en uses it, marked ``second_model``."""
+    log_path = tmp_path_factory.mktemp("tiers") / "server.log"
+    started = time.monotonic()
+    srv = LocalServer(workers=1, log_path=str(log_path), extra_args=["--stt_model", "tiny.en,base"])
+    srv.start()
+    _SECOND_MODEL_S["server start"] = time.monotonic() - started
+    TIERS_AT_START["worker_models"] = srv.health()["worker_models"]
     try:
         yield srv
     finally:
@@ -95,6 +119,8 @@ NO_SKIPS_ENV = "VOXBEAM_NO_SKIPS"
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
+    if item.get_closest_marker("second_model") is not None and report.when == "call":
+        _SECOND_MODEL_S["tests"] = _SECOND_MODEL_S.get("tests", 0.0) + report.duration
     if report.skipped and os.environ.get(NO_SKIPS_ENV) and not hasattr(report, "wasxfail"):
         reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
@@ -102,7 +128,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    """The random order's seed, even under -q: a failure that depends on the order can be run again."""
+    """The random order's seed, even under -q: a failure that depends on the order can be run again; and what
+    the tests on the second model's server cost (CI's budget allows one such server)."""
+    if _SECOND_MODEL_S:
+        parts = ", ".join(f"{what} {s:.1f} s" for what, s in _SECOND_MODEL_S.items())
+        terminalreporter.write_line(f"second model (tiers server, marked second_model): {parts}")
     seed = getattr(config.option, "randomly_seed", None)
     if seed is not None and getattr(config.option, "randomly_reorganize", True):
         terminalreporter.write_line(

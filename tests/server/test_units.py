@@ -251,3 +251,30 @@ def test_round_cuts_wait_for_speech_to_end_and_never_cut_inside_it():
     assert not any(lo < cut < hi for cut in cuts for lo, hi in dense)
     everything = round_cuts(dense, 120.0, None, final=True)
     assert len(everything) == 5 and everything[-1] == 117.0 + 2.6 + 0.2
+
+
+def test_a_worker_ceiling_without_room_for_the_model_tiers_stops_the_start():
+    """A tier loaded on first use must fit under the watchdog's ceiling, or every session asking for it would get
+    its worker replaced: the server refuses to start instead (measured against a real process's memory)."""
+    import dataclasses
+    import types
+
+    from voxbeam.server.engines.base import SttModel, SttSettings
+    from voxbeam.server.errors import ConfigError
+    from voxbeam.server.memory import MIB, rss
+    from voxbeam.server.worker import WorkerSpec
+    from voxbeam.server.worker.parent import WorkerPool
+
+    tiny = SttModel("whisper", "tiny.en", "/m/tiny.en", "0" * 64, ("en",), False, memory=90 * MIB)
+    base = dataclasses.replace(tiny, name="base", memory=173 * MIB)
+    held = rss(os.getpid())
+    assert held
+    pool = WorkerPool(1, WorkerSpec(stt=SttSettings(tiny), stt_tiers=(base,)), memory_ceiling=held + 100 * MIB)
+    pool.workers = [types.SimpleNamespace(pid=os.getpid())]  # type: ignore[list-item]
+    with pytest.raises(ConfigError) as info:
+        pool._check_room_for_tiers()
+    assert "--stt_model tiny.en,base" in str(info.value) and "about 173 MiB more" in str(info.value), info.value
+    pool.memory_ceiling = held + 400 * MIB
+    pool._check_room_for_tiers()
+    pool.memory_ceiling = None  # no limit anywhere: no watchdog, nothing to check
+    pool._check_room_for_tiers()
