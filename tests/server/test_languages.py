@@ -1,8 +1,8 @@
-"""Language detection with the multilingual Whisper model (``--stt_model base``), and what an
-English-only model answers instead.
+"""Language detection with the multilingual Whisper model (``base``), and what an English-only model answers
+instead.
 
-Speech in each language is rendered by the shared server's eSpeak NG voices; recognition runs on
-a one-worker server of its own that loads ``base``.
+Speech in each language is rendered by the shared server's eSpeak NG voices; recognition runs on the one extra
+server (``tiers`` in tests/conftest.py: tiny.en,base, one worker), whose sessions here ask for ``base``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import asyncio
 import pytest
 
 from tests.server import helpers as h
-from voxbeam.server.launcher import LocalServer
 
 # eSpeak NG's voices whose speech Whisper base tells apart reliably (measured over repeated
 # renderings: its French and Mandarin are formant speech poor enough to be heard as Japanese or Thai
@@ -26,11 +25,12 @@ SPEECH = {
 CHINESE = ("vl-xiaoxiao", "你好。今天天气很好。我们去公园散步吧。")
 
 
+BASE = {"model": "base"}
+
+
 @pytest.fixture(scope="module")
-def multilingual(tmp_path_factory):
-    log = tmp_path_factory.mktemp("multilingual") / "server.log"
-    with LocalServer(workers=1, log_path=str(log), extra_args=["--stt_model", "base"]) as srv:
-        yield srv
+def multilingual(tiers):
+    return tiers
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +41,18 @@ def clips(server):
     return asyncio.run(render())
 
 
+@pytest.mark.second_model
 def test_each_language_is_detected_with_its_probability(multilingual, clips):
     health = multilingual.health()
-    assert health["stt"]["model"].startswith("whisper/base@") and health["stt"]["detects_language"]
+    assert {"name": "base", "default": False, "multilingual": True}.items() <= health["models"][1].items()
     before = health["language_detections"]
 
     async def main():
         out = {}
         for lang, pcm in clips.items():
-            msgs = await h.transcribe(multilingual, h.silence(0.3) + pcm, language="auto", enable_timestamps=True)
+            msgs = await h.transcribe(
+                multilingual, h.silence(0.3) + pcm, language="auto", enable_timestamps=True, **BASE
+            )
             out[lang] = h.finals(msgs)
         return out
 
@@ -60,9 +63,12 @@ def test_each_language_is_detected_with_its_probability(multilingual, clips):
     assert multilingual.health()["language_detections"] == before + len(clips)
 
 
+@pytest.mark.second_model
 def test_detection_off_does_no_detection_work(multilingual, clips):
     before = multilingual.health()["language_detections"]
-    msgs = asyncio.run(h.transcribe(multilingual, clips["de"], language="de-DE", enable_language_detection=False))
+    msgs = asyncio.run(
+        h.transcribe(multilingual, clips["de"], language="de-DE", enable_language_detection=False, **BASE)
+    )
     finals = h.finals(msgs)
     assert finals and all("language" not in f and "language_probability" not in f for f in finals)
     # Decoded as German: many of its words heard (decoded as English, a handful would be). Not every one:
@@ -74,13 +80,14 @@ def test_detection_off_does_no_detection_work(multilingual, clips):
     assert multilingual.health()["language_detections"] == before
 
 
+@pytest.mark.second_model
 def test_the_spec_zh_cn_init_works_with_the_multilingual_model(multilingual, server):
     voice, text = CHINESE
     chinese = asyncio.run(h.tts_pcm(server, [text], voice_id=voice))
 
     async def main():
         async with await h.connect_to(multilingual, "stt") as ws:
-            # The spec's STT init, verbatim.
+            # The spec's STT init, verbatim, with the one extension that picks the multilingual model.
             ready = await h.init(
                 ws,
                 language="zh-CN",
@@ -88,6 +95,7 @@ def test_the_spec_zh_cn_init_works_with_the_multilingual_model(multilingual, ser
                 sample_rate=16000,
                 enable_timestamps=True,
                 enable_language_detection=False,
+                **BASE,
             )
             assert ready["type"] == "ready" and ready["language"] == "zh-CN"
             await h.send_audio(ws, h.silence(0.3) + chinese)
@@ -117,16 +125,19 @@ def test_an_english_only_model_refuses_other_languages_and_names_the_way_out(ser
     assert "voxbeam[multilingual]" in error["error"]
 
 
+@pytest.mark.second_model
 def test_translation_and_candidate_languages_are_advertised_and_honoured(multilingual, clips):
     advertised = ["hotwords", "languages", "profanity", "prompt", "redact", "translate"]
-    assert multilingual.health()["capabilities"] == advertised
+    assert multilingual.health()["models"][1]["capabilities"] == advertised
 
     async def main():
         return await asyncio.gather(
-            h.transcribe(multilingual, h.silence(0.3) + clips["es"], language="auto", task="translate"),
+            h.transcribe(multilingual, h.silence(0.3) + clips["es"], language="auto", task="translate", **BASE),
             # Italian, heard with Italian not among the candidates: the likeliest of those given.
-            h.transcribe(multilingual, h.silence(0.3) + clips["it"], language="auto", languages=["en", "es-ES"]),
-            h.transcribe(multilingual, h.silence(0.3) + clips["it"], language="auto", languages=["it", "es"]),
+            h.transcribe(
+                multilingual, h.silence(0.3) + clips["it"], language="auto", languages=["en", "es-ES"], **BASE
+            ),
+            h.transcribe(multilingual, h.silence(0.3) + clips["it"], language="auto", languages=["it", "es"], **BASE),
         )
 
     translated, restricted, chosen = (h.finals(msgs) for msgs in asyncio.run(main()))
