@@ -146,6 +146,7 @@ def test_healthz_without_a_key_tells_status_and_capacity_only(gate):
         "audio_capacity",
         "bulk_sessions",
         "capabilities",
+        "models",
     }, anonymous
     assert anonymous["bulk_sessions"] == 6 * gate.workers  # a batch of three in hand and one queued, per worker
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {KEYS[0]}"})
