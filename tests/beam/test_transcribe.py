@@ -193,3 +193,7 @@ def test_recognition_controls_are_checked_when_the_transform_is_built():
     shown = Transcribe(hotwords="Dashwood", task="translate", languages=("en", "es")).display_data()
     assert (shown["hotwords"], shown["task"], shown["languages"]) == ("Dashwood", "translate", "en,es"), shown
     assert "prompt" not in shown
+    with pytest.raises(ValueError, match="'model' holds control characters"):
+        Transcribe(stt_model="base\n\x00")
+    assert Transcribe(stt_model=" base ").display_data()["stt_model"] == "base"
+    assert "stt_model" not in shown
