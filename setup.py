@@ -53,6 +53,7 @@ TEST = (
         "pytest>=9.2.0,<10",
         "pytest-timeout>=2.4.0,<3",
         "pytest-randomly>=5.1.0,<6",  # the suite runs in a new order each time: no test may lean on another
+        "pytest-xdist>=3.8.0,<4",  # two workers: the shared server's tests on one, the rest beside them
         "hypothesis>=6.170.27,<7",
         "gcp-storage-emulator>=2026.7.19",
         "kubernetes-validate>=1.37.0,<2",  # deploy/k8s manifests against the Kubernetes JSON schemas

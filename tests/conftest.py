@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -28,6 +27,33 @@ def _root_logging_restored() -> Iterator[None]:
     root.setLevel(level)
 
 
+# The suite runs on two xdist workers (pyproject.toml's addopts, --dist loadgroup). The tests of the shared
+# servers (and of the Pub/Sub emulator: its tests use the server too) are one group, so one worker starts each
+# server once and gives it one test at a time, as those tests assume (counters, capacity, idle), with the tests
+# that share a module fixture with them (it is built once, on that worker). The other tests (units, and those
+# that start servers of their own) run on the other worker meanwhile, a module at a time for the same reason,
+# in the time the first leaves idle.
+SHARED_GROUP = "shared-servers"
+SHARED_FIXTURES = {"server", "tiers", "pubsub_emulator"}
+
+
+def _module_fixtures(item: pytest.Item) -> set[tuple[str, str]]:
+    info = getattr(item, "_fixtureinfo", None)
+    defs = info.name2fixturedefs.items() if info is not None else ()
+    return {(str(item.path), name) for name, d in defs if d and d[-1].scope in ("module", "class", "package")}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    shared = {item.nodeid for item in items if SHARED_FIXTURES & set(getattr(item, "fixturenames", ()))}
+    shared_fixtures = {key for item in items if item.nodeid in shared for key in _module_fixtures(item)}
+    for item in items:
+        if item.nodeid in shared or _module_fixtures(item) & shared_fixtures:
+            item.add_marker(pytest.mark.xdist_group(SHARED_GROUP))
+        else:
+            item.add_marker(pytest.mark.xdist_group(str(item.path)))
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     """A started LocalServer (2 workers), stopped at the end of the test session."""
@@ -40,7 +66,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
         srv.stop()
 
 
-# What the tests on the extra server cost, for the suite's summary: its start, and their own time.
+# What the tests on the extra server cost, for the suite's summary, by phase (the first setup starts it).
 _SECOND_MODEL_S: dict[str, float] = {}
 # The models each worker of the extra server held when it started (tiers load on first use).
 TIERS_AT_START: dict[str, list[list[str]]] = {}
@@ -51,10 +77,8 @@ def tiers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     """The one extra server with a second model: `--stt_model tiny.en,base` (tiny.en the default, base loaded
     on first use), one worker. Every test that needs a model besides tiny.en uses it, marked ``second_model``."""
     log_path = tmp_path_factory.mktemp("tiers") / "server.log"
-    started = time.monotonic()
     srv = LocalServer(workers=1, log_path=str(log_path), extra_args=["--stt_model", "tiny.en,base"])
     srv.start()
-    _SECOND_MODEL_S["server start"] = time.monotonic() - started
     TIERS_AT_START["worker_models"] = srv.health()["worker_models"]
     try:
         yield srv
@@ -119,19 +143,23 @@ NO_SKIPS_ENV = "VOXBEAM_NO_SKIPS"
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
-    if item.get_closest_marker("second_model") is not None and report.when == "call":
-        _SECOND_MODEL_S["tests"] = _SECOND_MODEL_S.get("tests", 0.0) + report.duration
     if report.skipped and os.environ.get(NO_SKIPS_ENV) and not hasattr(report, "wasxfail"):
         reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped where {NO_SKIPS_ENV} is set (a CI machine has everything): {reason}"
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Sums what the second model's tests cost, on the controller (under xdist the tests run in workers)."""
+    if "second_model" in report.keywords:
+        _SECOND_MODEL_S[report.when] = _SECOND_MODEL_S.get(report.when, 0.0) + report.duration
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """The random order's seed, even under -q: a failure that depends on the order can be run again; and what
     the tests on the second model's server cost (CI's budget allows one such server)."""
     if _SECOND_MODEL_S:
-        parts = ", ".join(f"{what} {s:.1f} s" for what, s in _SECOND_MODEL_S.items())
+        parts = ", ".join(f"{what} {s:.1f} s" for what, s in _SECOND_MODEL_S.items())  # setup: the server's start
         terminalreporter.write_line(f"second model (tiers server, marked second_model): {parts}")
     seed = getattr(config.option, "randomly_seed", None)
     if seed is not None and getattr(config.option, "randomly_reorganize", True):
