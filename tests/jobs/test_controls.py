@@ -58,7 +58,11 @@ def test_a_service_that_does_not_advertise_a_control_stops_the_job_naming_the_fl
         [JFK, "--output", str(tmp_path / "b"), "--endpoint", server.url, "--api_key", server.api_key]
         + ["--task", "translate"]
     )
-    assert err.flag == "--task" and "does not offer 'translate'" in str(err) and "hotwords, prompt" in str(err), err
+    assert (
+        err.flag == "--task"
+        and "does not offer 'translate'" in str(err)
+        and "hotwords, profanity, prompt, redact" in str(err)
+    ), err
 
 
 def test_hotwords_reach_the_service_and_fix_a_misheard_name(server, tmp_path):

@@ -17,7 +17,9 @@ from tests.jobs.helpers import EXAMPLES
 from tests.server import helpers as h
 
 pytestmark = pytest.mark.second_model
-BASE_CAPABILITIES = ["hotwords", "languages", "prompt", "translate"]
+# Redaction (profanity, redact) is the server's, on the text: every model offers it.
+BASE_CAPABILITIES = ["hotwords", "languages", "profanity", "prompt", "redact", "translate"]
+TINY_CAPABILITIES = ["hotwords", "profanity", "prompt", "redact"]
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +33,9 @@ def test_healthz_lists_the_models_each_with_its_own_capabilities(tiers):
     with urllib.request.urlopen(tiers.url.replace("ws://", "http://") + "/healthz", timeout=5) as response:
         public = json.load(response)  # what anyone may read, without a key
     assert "worker_models" not in public
-    assert public["capabilities"] == ["hotwords", "prompt"]  # the default's: tiny.en, English only
+    assert public["capabilities"] == TINY_CAPABILITIES  # the default's: tiny.en, English only
     assert public["models"] == [
-        {"name": "tiny.en", "default": True, "multilingual": False, "capabilities": ["hotwords", "prompt"]},
+        {"name": "tiny.en", "default": True, "multilingual": False, "capabilities": TINY_CAPABILITIES},
         {"name": "base", "default": False, "multilingual": True, "capabilities": BASE_CAPABILITIES},
     ]
     stt = tiers.health()["stt"]

@@ -9,7 +9,7 @@ Plumbing (the session pool, the loop, the segmenter) stays in its submodule.
 
 from voxbeam.client.config import CircuitPolicy, ClientConfig, RetryPolicy, Timeouts
 from voxbeam.client.results import Segment, SynthesisResult, TranscriptResult, Word
-from voxbeam.client.speech import SpeechClient
+from voxbeam.client.speech import SpeechClient, TranscribeOptions
 from voxbeam.client.sync import SyncSpeechClient
 from voxbeam.protocol import TtsParams
 
@@ -22,6 +22,7 @@ __all__ = [
     "SyncSpeechClient",
     "SynthesisResult",
     "Timeouts",
+    "TranscribeOptions",
     "TtsParams",
     "TranscriptResult",
     "Word",

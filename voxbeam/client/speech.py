@@ -8,7 +8,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TypeVar
+from typing import TypedDict, TypeVar
 
 from voxbeam import audio, protocol
 from voxbeam.audio import BYTES_PER_SAMPLE
@@ -51,6 +51,16 @@ class _Record:
     def attempts(self) -> int:
         """1 + the retries it took."""
         return 1 + self.retries
+
+
+class TranscribeOptions(TypedDict, total=False):
+    """``SpeechClient.transcribe``'s keywords, for the facades that pass them on (``SyncSpeechClient``)."""
+
+    sample_rate: int
+    language: str
+    timestamps: bool
+    controls: SttControls | None
+    redaction: Policy | None
 
 
 class SpeechClient:

@@ -14,15 +14,13 @@ import os
 import threading
 from collections.abc import Callable, Coroutine, Iterable
 from types import TracebackType
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, Unpack
 
 from voxbeam.client._sources import AudioSource, ThreadedSource
 from voxbeam.client.config import ClientConfig
 from voxbeam.client.results import SynthesisResult, TranscriptResult
-from voxbeam.client.speech import SpeechClient
-from voxbeam.protocol import AUTO_LANGUAGE, TtsParams
-from voxbeam.protocol_controls import SttControls
-from voxbeam.redaction import Policy
+from voxbeam.client.speech import SpeechClient, TranscribeOptions
+from voxbeam.protocol import TtsParams
 
 T = TypeVar("T")
 
@@ -151,44 +149,22 @@ class SyncSpeechClient:
         return self._client
 
     def transcribe_async(
-        self,
-        audio_factory: AudioFactory | AudioSource,
-        *,
-        sample_rate: int = 16000,
-        language: str = AUTO_LANGUAGE,
-        timestamps: bool = True,
-        controls: SttControls | None = None,
-        redaction: Policy | None = None,
+        self, audio_factory: AudioFactory | AudioSource, **options: Unpack[TranscribeOptions]
     ) -> concurrent.futures.Future[TranscriptResult]:
-        """Start a transcription (``SpeechClient.transcribe``); ``audio_factory()`` is called and iterated
-        in a worker thread.
+        """Start a transcription (``SpeechClient.transcribe``, which takes the same ``options``);
+        ``audio_factory()`` is called and iterated in a worker thread.
 
         A factory (not an iterator) so that nothing is opened until a session is ready for it.
         In-memory bytes and async iterables are accepted as they are.
         """
-        return self._loop.submit(
-            self._transcribe(audio_factory, sample_rate, language, timestamps, controls, redaction)
-        )
+        return self._loop.submit(self._transcribe(audio_factory, options))
 
     async def _transcribe(
-        self,
-        audio_factory: AudioFactory | AudioSource,
-        sample_rate: int,
-        language: str,
-        timestamps: bool,
-        controls: SttControls | None,
-        redaction: Policy | None,
+        self, audio_factory: AudioFactory | AudioSource, options: TranscribeOptions
     ) -> TranscriptResult:
         if callable(audio_factory):  # iterated in its own thread, from here on the loop
             audio_factory = ThreadedSource(audio_factory, self.config.max_in_flight_chunks)
-        return await self._client.transcribe(
-            audio_factory,
-            sample_rate=sample_rate,
-            language=language,
-            timestamps=timestamps,
-            controls=controls,
-            redaction=redaction,
-        )
+        return await self._client.transcribe(audio_factory, **options)
 
     def synthesize_async(
         self, text: str, params: TtsParams | None = None
@@ -197,23 +173,9 @@ class SyncSpeechClient:
         return self._loop.submit(self._client.synthesize(text, params))
 
     def transcribe(
-        self,
-        audio_factory: AudioFactory | AudioSource,
-        *,
-        sample_rate: int = 16000,
-        language: str = AUTO_LANGUAGE,
-        timestamps: bool = True,
-        controls: SttControls | None = None,
-        redaction: Policy | None = None,
+        self, audio_factory: AudioFactory | AudioSource, **options: Unpack[TranscribeOptions]
     ) -> TranscriptResult:
-        return self.transcribe_async(
-            audio_factory,
-            sample_rate=sample_rate,
-            language=language,
-            timestamps=timestamps,
-            controls=controls,
-            redaction=redaction,
-        ).result()
+        return self.transcribe_async(audio_factory, **options).result()
 
     def synthesize(self, text: str, params: TtsParams | None = None) -> SynthesisResult:
         return self.synthesize_async(text, params).result()
