@@ -20,6 +20,8 @@ DEFAULT_MAX_DEAD_LETTER_FRACTION = 0.05
 KINDS = ("transcribe", "synthesize")
 # Where a transcription's redaction is applied (--redact_on; ``Transcribe(redact_on=...)``).
 REDACT_ON = ("client", "server")
+# What replaces a redacted span in --redact_audio's copies (``voxbeam.bleep.MODES``, which imports PyAV).
+REDACT_AUDIO = ("tone", "silence")
 
 
 # Recognition controls whose flag is not spelled as their field (``SttControls.model`` is --stt_model).
@@ -343,6 +345,14 @@ TRANSCRIBE_FLAGS = (
         "--profanity)",
         "false",
         choices=BOOLEAN,
+    ),
+    Flag(
+        "redact_audio",
+        "also write a copy of every input with each --redact value's time span replaced by a 1 kHz tone or by "
+        "silence, on all channels, in the input's container and codec where possible (else FLAC), to "
+        "<output>/redacted_audio/, listed in <output>/redacted_audio_manifest/ (with --redact)",
+        choices=REDACT_AUDIO,
+        default_help="off",
     ),
     *_stream_flags("transcribe"),
     Flag(

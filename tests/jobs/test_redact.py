@@ -10,29 +10,39 @@ leak check looks for the values as recognised, not as scripted.
 from __future__ import annotations
 
 import glob
+import io
 import json
 import logging
 import os
 import re
 
 import apache_beam as beam
+import av
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from tests import speech
 from tests.jobs.helpers import assert_usage_error, voxbeam
-from voxbeam import audio
+from voxbeam import audio, bleep
 from voxbeam.beam import (
     DEAD_LETTERS,
+    REDACTED_AUDIO,
+    REDACTED_AUDIO_MANIFEST,
     TRANSCRIPTS,
     UNREDACTED,
     Secret,
     ServiceSettings,
     Transcribe,
+    WriteRedactedAudioManifest,
     WriteTranscripts,
     WriteUnredacted,
+    storage,
 )
+from voxbeam.beam.redacted_audio import FAILED, AudioRedaction
+from voxbeam.beam.redacting import RedactFn, Redaction
+from voxbeam.client import ClientConfig, SyncSpeechClient
 from voxbeam.errors import UsageError
 from voxbeam.jobs.args import parse
 from voxbeam.jobs.kinds import Transcription
@@ -259,6 +269,8 @@ def test_a_job_that_has_the_server_redact_asks_its_preflight_for_the_capability(
         (["--redact_keep_original", "true"], "--redact_keep_original"),
         (["--redact", "EMAIL", "--phone_region", "GB"], "--phone_region"),
         (["--redact", "all", "--redact_on", "server", "--redact_keep_original", "true"], "--redact_keep_original"),
+        (["--redact_audio", "tone"], "--redact_audio"),
+        (["--redact", "all", "--redact_audio", "bleep"], "--redact_audio"),
     ],
 )
 def test_bad_redaction_flags_are_usage_errors_naming_the_flag(flags, named, tmp_path):
@@ -274,3 +286,132 @@ def test_the_command_line_refuses_a_bad_redaction_flag_in_one_line(tmp_path):
     proc = voxbeam("transcribe", "in.wav", "--output", str(tmp_path / "out"), "--redact", "cards")
     line = assert_usage_error(proc, "--redact", "CARDS", "PHONE_NUMBER")
     assert not (tmp_path / "out").exists(), line
+
+
+def _channels(data: bytes) -> tuple[np.ndarray, int, str]:
+    """(channels x samples as floats, rate, container) of an encoded file, at its own rate and layout."""
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.audio[0]
+        rate, layout = stream.codec_context.sample_rate, stream.codec_context.layout.name
+        to_float = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        blocks = [f.to_ndarray() for frame in container.decode(stream) for f in to_float.resample(frame)]
+        blocks += [f.to_ndarray() for f in to_float.resample(None)]
+        return np.concatenate(blocks, axis=1), rate, container.format.name
+
+
+def _peak_hz(samples: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return float(np.fft.rfftfreq(len(samples), 1 / rate)[int(np.argmax(spectrum))])
+
+
+def test_redacted_audio_bleeps_every_value_in_the_inputs_own_container(server, recordings, tmp_path):
+    """``--redact_audio tone``: a WAV, a stereo FLAC and an M4A with values, and a WAV without; each gets a copy in
+    its container, the tone on every channel over each value, and the copies transcribed again hold no value the
+    originals' transcripts hold."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pcm = {name: (recordings / f"{name}.wav").read_bytes()[44:] for name in ("phone", "email")}
+    (folder / "card.wav").write_bytes((recordings / "card.wav").read_bytes())
+    (folder / "phone.flac").write_bytes(speech.stereo_flac(pcm["phone"], 16000))
+    (folder / "email.m4a").write_bytes(speech.m4a(pcm["email"], 16000))
+    (folder / "near_misses.wav").write_bytes((recordings / "near_misses.wav").read_bytes())
+    settings = ServiceSettings(endpoints=(server.url,), api_key=Secret(server.api_key))
+    out = str(tmp_path / "out")
+    copies = os.path.join(out, REDACTED_AUDIO, "run=t")
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        result = (
+            p
+            | beam.Create(sorted(str(f) for f in folder.iterdir()))
+            | Transcribe(
+                settings, language="en", redact="all", keep_original=True, redact_audio="tone",
+                redacted_audio_prefix=copies,
+            )
+        )  # fmt: skip
+        result[TRANSCRIPTS] | WriteTranscripts(out, "t")
+        result[UNREDACTED] | WriteUnredacted(out, "t")
+        result[REDACTED_AUDIO] | WriteRedactedAudioManifest(out, "t")
+
+    rows = {os.path.basename(r["source_uri"]): r for r in _parquet_rows(f"{out}/{TRANSCRIPTS}/run=t/*.parquet")}
+    originals = {os.path.basename(r["source_uri"]): r for r in _parquet_rows(f"{out}/{UNREDACTED}/run=t/*.parquet")}
+    manifest = {
+        os.path.basename(m["source_uri"]): m for m in _parquet_rows(f"{out}/{REDACTED_AUDIO_MANIFEST}/run=t/*.parquet")
+    }
+    names = {"card.wav", "phone.flac", "email.m4a", "near_misses.wav"}
+    assert set(rows) == set(originals) == set(manifest) == names
+    assert {n: [e["type"] for e in r["entities"]] for n, r in rows.items()} == {
+        "card.wav": ["CARD_NUMBER"],
+        "phone.flac": ["PHONE_NUMBER"],
+        "email.m4a": ["EMAIL"],
+        "near_misses.wav": [],
+    }, {n: r["text"] for n, r in originals.items()}
+
+    # Every input has its copy; one without values is the input's bytes.
+    quiet = manifest["near_misses.wav"]
+    assert (quiet["mode"], quiet["spans"]) == ("copy", [])
+    assert open(quiet["uri"], "rb").read() == (folder / "near_misses.wav").read_bytes()
+    assert sorted(os.listdir(copies)) == sorted(os.path.basename(m["uri"]) for m in manifest.values())
+
+    expected = {"card.wav": ("wav", "wav", 1), "phone.flac": ("flac", "flac", 2), "email.m4a": ("m4a", "mov,mp4", 1)}
+    heard = {}
+    with SyncSpeechClient(ClientConfig(endpoints=(server.url,), api_key=server.api_key, pool_size=3)) as client:
+        futures = {}
+        for name, (ext, container, channels) in expected.items():
+            m = manifest[name]
+            assert (m["mode"], m["format"], m["container_kept"], m["sample_rate"]) == ("tone", ext, True, 16000), m
+            assert m["uri"].startswith(copies) and m["uri"].endswith(f".{ext}")
+            # Each value's span is inside what was replaced.
+            for e in rows[name]["entities"]:
+                assert any(s["start_ms"] <= e["start_ms"] and e["end_ms"] <= s["end_ms"] for s in m["spans"]), m
+            data = open(m["uri"], "rb").read()
+            assert len(data) == m["bytes"]
+            samples, rate, found = _channels(data)
+            assert found.startswith(container) and rate == 16000
+            assert samples.shape[0] == m["channels"] == channels
+            for s in m["spans"]:  # the tone, on every channel, over each span (its fades left out)
+                inside = samples[:, (s["start_ms"] + 20) * 16 : (s["end_ms"] - 20) * 16]
+                for channel in inside:
+                    assert abs(_peak_hz(channel, rate) - bleep.TONE_HZ) < 20
+                    rms = float(np.sqrt(np.mean(channel**2)))
+                    assert abs(rms - bleep.TONE_LEVEL / np.sqrt(2)) < 0.03, rms
+            futures[name] = client.transcribe_async(lambda d=data: audio.decode_to_pcm(io.BytesIO(d)), language="en")
+        for name, future in futures.items():
+            result = future.result(timeout=120)
+            heard[name] = " ".join([result.text, *(w.word for w in result.words)])
+
+    # The floor: the originals' transcripts hold the values (so this can fail); the copies', none of them.
+    needles = {
+        n for name in expected for v in _raw_values(originals[name], rows[name]["entities"]) for n in _needles(v)
+    }
+    assert len(needles) >= 3, needles
+    assert _leaks(needles, {"unredacted": json.dumps([originals[n] for n in expected], default=str)})
+    assert _leaks(needles, heard) == [], heard
+    # ... while the rest of the speech is still there to hear.
+    cues = {"card.wav": "card", "phone.flac": "call", "email.m4a": "email"}
+    assert all(cue in heard[name].lower() for name, cue in cues.items()), heard
+
+
+def test_an_input_whose_copy_fails_is_one_dead_letter_and_nothing_else(recordings, tmp_path, caplog):
+    """The transcript is withheld (and its original): every input ends in exactly one of output or dead letters."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    fn = RedactFn(Redaction.of("all", keep_original=True), AudioRedaction(str(blocker / "copies"), "silence"))
+    fn.setup()
+    source = storage.stat(str(recordings / "card.wav"))
+    row = {
+        "source_uri": source.uri, "source_size": source.size, "source_generation_or_mtime": source.version,
+        "language": "en",
+        "text": "My Visa card is 4111 1111 1111 1111.", "segments": [], "audio_duration_ms": 3000,
+        "words": [
+            {"word": w, "offset_ms": 300 * i, "duration_ms": 250, "confidence": 0.9}
+            for i, w in enumerate("My Visa card is 4111 1111 1111 1111.".split())
+        ],
+    }  # fmt: skip
+    caplog.set_level(logging.DEBUG)
+    (out,) = list(fn.process(row))
+    assert out.tag == DEAD_LETTERS and (out.value["stage"], out.value["error_code"]) == ("redact_audio", FAILED)
+    assert json.loads(out.value["input"]) == {"uri": row["source_uri"]}
+    assert "4111" not in json.dumps(out.value, default=str) and "4111" not in caplog.text
+    with pytest.raises(ValueError, match="redact_audio"):
+        Transcribe(redact_audio="tone", redacted_audio_prefix=str(tmp_path))
+    with pytest.raises(ValueError, match="redact_audio"):
+        Transcribe(redact="all", redact_audio="beep", redacted_audio_prefix=str(tmp_path))

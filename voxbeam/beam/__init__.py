@@ -14,6 +14,7 @@ from voxbeam.beam.options import (
     TranscribeAudioOptions,
     VoxBeamOptions,
 )
+from voxbeam.beam.redacted_audio import REDACTED_AUDIO, REDACTED_AUDIO_MANIFEST
 from voxbeam.beam.redacting import UNREDACTED
 from voxbeam.beam.transforms import (
     MANIFEST,
@@ -22,6 +23,7 @@ from voxbeam.beam.transforms import (
     Transcribe,
     WriteDeadLetters,
     WriteManifest,
+    WriteRedactedAudioManifest,
     WriteTranscripts,
     WriteUnredacted,
 )
@@ -31,6 +33,8 @@ __all__ = [
     "DEAD_LETTERS",
     "MANIFEST",
     "RECORDS",
+    "REDACTED_AUDIO",
+    "REDACTED_AUDIO_MANIFEST",
     "TRANSCRIPTS",
     "UNREDACTED",
     "AudioNotifications",
@@ -45,6 +49,7 @@ __all__ = [
     "VoxBeamOptions",
     "WriteDeadLetters",
     "WriteManifest",
+    "WriteRedactedAudioManifest",
     "WriteTranscripts",
     "WriteUnredacted",
 ]

@@ -21,6 +21,7 @@ import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 
 from voxbeam.beam._dofns import DEAD_LETTERS, Row
+from voxbeam.beam.redacted_audio import REDACTED_AUDIO, AudioRedaction, CopyCounters, copy_or_dead_letter
 from voxbeam.beam.rows import dead_letter
 from voxbeam.beam.schema import UNREDACTED_SCHEMA
 from voxbeam.errors import VoxBeamError
@@ -132,16 +133,22 @@ def unredacted_row(row: Row) -> Row:
     return {name: row.get(name) for name in UNREDACTED_SCHEMA.names}
 
 
-@beam.typehints.with_output_types(Row, dead_letters=Row, unredacted=Row)
+@beam.typehints.with_output_types(Row, dead_letters=Row, unredacted=Row, redacted_audio=Row)
 class RedactFn(beam.DoFn):
-    """A transcript row redacted; its unredacted columns to ``unredacted`` when kept.
+    """A transcript row redacted; its unredacted columns to ``unredacted`` when kept; with ``audio``, its
+    source's bleeped copy written first (the manifest row to ``redacted_audio``).
 
     A row that cannot be redacted is never written: it becomes a dead letter naming only its
-    source (the error's type, never its message, which could quote the text).
+    source (the error's type, never its message, which could quote the text). So does a row whose
+    copy fails (``redacted_audio`` says why), and then neither its transcript nor its original is written.
     """
 
-    def __init__(self, redaction: Redaction) -> None:
+    def __init__(self, redaction: Redaction, audio: AudioRedaction | None = None) -> None:
         self._redaction = redaction
+        self._audio = audio
+
+    def setup(self) -> None:
+        self._counters = CopyCounters() if self._audio is not None else None
 
     def process(self, row: Row) -> Iterator[Any]:
         try:
@@ -151,6 +158,13 @@ class RedactFn(beam.DoFn):
             why = VoxBeamError(f"redaction failed ({type(exc).__name__})", code="REDACTION_FAILED")
             yield TaggedOutput(DEAD_LETTERS, dead_letter("redact", {"uri": row.get("source_uri")}, why))
             return
+        if self._audio is not None and self._counters is not None:
+            ok, copied = copy_or_dead_letter(self._audio, redacted)
+            self._counters.add(ok, copied)
+            if not ok:
+                yield TaggedOutput(DEAD_LETTERS, copied)
+                return
+            yield TaggedOutput(REDACTED_AUDIO, copied)
         yield redacted
         if self._redaction.keep_original:
             yield TaggedOutput(UNREDACTED, unredacted_row(row))

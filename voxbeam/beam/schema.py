@@ -82,6 +82,27 @@ MANIFEST_SCHEMA = pa.schema(
     ]
 )
 
+# With --redact_audio: one row per copy of an input, its redacted spans bleeped (beam.redacted_audio).
+REDACTED_AUDIO_SCHEMA = pa.schema(
+    [
+        ("source_uri", pa.string()),
+        ("source_generation_or_mtime", pa.string()),
+        ("uri", pa.string()),
+        ("bytes", pa.int64()),
+        # The copy's file extension (the source's when its container is kept) and encoder ("copy": the bytes as
+        # they were).
+        ("format", pa.string()),
+        ("codec", pa.string()),
+        ("sample_rate", pa.int32()),
+        ("channels", pa.int32()),
+        ("container_kept", pa.bool_()),
+        # tone, silence, or copy (no entities: nothing replaced).
+        ("mode", pa.string()),
+        # What was replaced, in ms from the start of the file: the entities' spans widened and merged.
+        ("spans", pa.list_(pa.struct([("start_ms", pa.int64()), ("end_ms", pa.int64())]))),
+    ]
+)
+
 # One row per input record that could not be processed. ``input`` is the record as JSON.
 DEAD_LETTER_SCHEMA = pa.schema(
     [

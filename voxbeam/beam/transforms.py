@@ -13,8 +13,15 @@ from voxbeam.beam import _dofns, storage
 from voxbeam.beam._dofns import DEAD_LETTERS, AudioSource, Row
 from voxbeam.beam.captions import CAPTION_FORMATS
 from voxbeam.beam.options import ServiceSettings
+from voxbeam.beam.redacted_audio import REDACTED_AUDIO, REDACTED_AUDIO_MANIFEST, AudioRedaction, RedactAudioFn
 from voxbeam.beam.redacting import UNREDACTED, RedactFn, Redaction
-from voxbeam.beam.schema import DEAD_LETTER_SCHEMA, MANIFEST_SCHEMA, TRANSCRIPT_SCHEMA, UNREDACTED_SCHEMA
+from voxbeam.beam.schema import (
+    DEAD_LETTER_SCHEMA,
+    MANIFEST_SCHEMA,
+    REDACTED_AUDIO_SCHEMA,
+    TRANSCRIPT_SCHEMA,
+    UNREDACTED_SCHEMA,
+)
 from voxbeam.beam.sink import WriteRows, stream_prefix
 from voxbeam.flags import REDACT_ON
 from voxbeam.protocol import AUTO_LANGUAGE, TtsParams
@@ -62,6 +69,11 @@ class Transcribe(beam.PTransform):
     ``"client"`` (here, after recognition: any spec-compatible service) or ``"server"`` (the service
     masks finals itself, the ``redact`` extension it must advertise; the text as recognised never
     leaves it, so ``keep_original`` cannot be had).
+
+    ``redact_audio`` (``"tone"`` or ``"silence"``, with ``redact``) writes a copy of every input under
+    ``redacted_audio_prefix`` with each entity's span replaced (``voxbeam.beam.redacted_audio``); the output
+    then has ``redacted_audio``, a ``REDACTED_AUDIO_SCHEMA`` row per copy, for ``WriteRedactedAudioManifest``.
+    An input whose copy fails becomes a dead letter, its transcript withheld.
     """
 
     def __init__(
@@ -81,6 +93,8 @@ class Transcribe(beam.PTransform):
         profanity: str | None = None,
         keep_original: bool = False,
         redact_on: str = "client",
+        redact_audio: str | None = None,
+        redacted_audio_prefix: str | None = None,
     ) -> None:
         super().__init__()
         self._service = service or ServiceSettings()
@@ -100,6 +114,11 @@ class Transcribe(beam.PTransform):
         if redact_on == "server" and keep_original:
             raise ValueError("keep_original needs redact_on='client': a redacting service never sends the original")
         self._redact_on = redact_on
+        self._audio: AudioRedaction | None = None
+        if redact_audio is not None:
+            if not self._redaction.types:
+                raise ValueError("redact_audio bleeps the entities redact finds: give redact")
+            self._audio = AudioRedaction(redacted_audio_prefix or "", redact_audio)
 
     def expand(self, files: Any) -> Any:
         result = (
@@ -119,15 +138,26 @@ class Transcribe(beam.PTransform):
             )
             | "Route" >> beam.ParDo(_dofns.RouteFn()).with_outputs(DEAD_LETTERS, main=TRANSCRIPTS)
         )
-        if not self._redaction.enabled or self._server_redaction is not None:
+        if not self._redaction.enabled:
             return {TRANSCRIPTS: result[TRANSCRIPTS], DEAD_LETTERS: result[DEAD_LETTERS]}
-        redacted = result[TRANSCRIPTS] | "Redact" >> beam.ParDo(RedactFn(self._redaction)).with_outputs(
-            DEAD_LETTERS, UNREDACTED, main=TRANSCRIPTS
+        if self._server_redaction is not None:
+            if self._audio is None:
+                return {TRANSCRIPTS: result[TRANSCRIPTS], DEAD_LETTERS: result[DEAD_LETTERS]}
+            # The service's entities, made absolute by the client: the copy needs nothing else.
+            copied = result[TRANSCRIPTS] | "RedactAudio" >> beam.ParDo(RedactAudioFn(self._audio)).with_outputs(
+                DEAD_LETTERS, REDACTED_AUDIO, main=TRANSCRIPTS
+            )
+            failed = (result[DEAD_LETTERS], copied[DEAD_LETTERS]) | "AllDeadLetters" >> beam.Flatten()
+            return {TRANSCRIPTS: copied[TRANSCRIPTS], DEAD_LETTERS: failed, REDACTED_AUDIO: copied[REDACTED_AUDIO]}
+        redacted = result[TRANSCRIPTS] | "Redact" >> beam.ParDo(RedactFn(self._redaction, self._audio)).with_outputs(
+            DEAD_LETTERS, UNREDACTED, REDACTED_AUDIO, main=TRANSCRIPTS
         )
         failed = (result[DEAD_LETTERS], redacted[DEAD_LETTERS]) | "AllDeadLetters" >> beam.Flatten()
         out = {TRANSCRIPTS: redacted[TRANSCRIPTS], DEAD_LETTERS: failed}
         if self._redaction.keep_original:
             out[UNREDACTED] = redacted[UNREDACTED]
+        if self._audio is not None:
+            out[REDACTED_AUDIO] = redacted[REDACTED_AUDIO]
         return out
 
     @property
@@ -145,6 +175,8 @@ class Transcribe(beam.PTransform):
             "profanity": r.profanity or "",
             "phone_region": r.phone_region,
             "redact_on": self._redact_on,
+            "redact_audio": self._audio.mode if self._audio else "",
+            "redacted_audio_prefix": self._audio.prefix if self._audio else "",
         }
         controls = {
             "stt_model" if k == "model" else k: v if isinstance(v, str) else ",".join(v)
@@ -218,6 +250,19 @@ class WriteUnredacted(beam.PTransform):
     def __init__(self, output: str, run_id: str, *, window_s: float | None = None) -> None:
         super().__init__()
         self._sink = WriteRows(output, UNREDACTED, UNREDACTED_SCHEMA, run_id, window_s=window_s)
+
+    def expand(self, rows: Any) -> Any:
+        return rows | "WriteParquet" >> self._sink
+
+
+@beam.typehints.with_input_types(Row)
+class WriteRedactedAudioManifest(beam.PTransform):
+    """``Transcribe(redact_audio=...)``'s manifest rows to Parquet: ``redacted_audio_manifest/run=<run_id>/``,
+    or per window under ``stream/redacted_audio_manifest/``."""
+
+    def __init__(self, output: str, run_id: str, *, window_s: float | None = None) -> None:
+        super().__init__()
+        self._sink = WriteRows(output, REDACTED_AUDIO_MANIFEST, REDACTED_AUDIO_SCHEMA, run_id, window_s=window_s)
 
     def expand(self, rows: Any) -> Any:
         return rows | "WriteParquet" >> self._sink

@@ -50,6 +50,7 @@ class JobConfig:
     profanity: str | None = None
     redact_keep_original: bool = False
     redact_on: str = "client"
+    redact_audio: str | None = None
     # Synthesis only: the records' defaults (a record may override any of them).
     tts: TtsParams | None = None
 

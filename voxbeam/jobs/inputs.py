@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from voxbeam.beam import DEAD_LETTERS, storage
+from voxbeam.beam import DEAD_LETTERS, REDACTED_AUDIO_MANIFEST, storage
 from voxbeam.beam.schema import SOURCE_KEY_COLUMNS
 from voxbeam.beam.sink import stream_prefix
 from voxbeam.beam.transforms import CAPTIONS, TRANSCRIPTS, UNREDACTED
@@ -142,12 +142,13 @@ def summarize(summary: Summary, output: str, run_id: str, main: str, *, stream: 
                 summary.outputs.append(f.uri)
         if stream and files:
             summary.outputs.append(storage.join(stream_prefix(output, name), ""))
-    if main == TRANSCRIPTS:  # --redact_keep_original's own output, listed so that nobody misses where it went
-        kept = run_files(output, UNREDACTED, run_id, stream=stream)
-        if stream and kept:
-            summary.outputs.append(storage.join(stream_prefix(output, UNREDACTED), ""))
-        elif not stream:
-            summary.outputs += [f.uri for f in kept]
+    if main == TRANSCRIPTS:  # --redact_keep_original's and --redact_audio's own outputs, listed too
+        for extra in (UNREDACTED, REDACTED_AUDIO_MANIFEST):
+            kept = run_files(output, extra, run_id, stream=stream)
+            if stream and kept:
+                summary.outputs.append(storage.join(stream_prefix(output, extra), ""))
+            elif not stream:
+                summary.outputs += [f.uri for f in kept]
     for (code, message), _ in reversed(pairs.most_common()):  # the commonest message per code wins
         summary.messages[code] = message
     if main == TRANSCRIPTS and not stream:

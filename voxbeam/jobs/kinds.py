@@ -11,6 +11,7 @@ from voxbeam.beam import (
     DEAD_LETTERS,
     MANIFEST,
     RECORDS,
+    REDACTED_AUDIO,
     TRANSCRIPTS,
     UNREDACTED,
     AudioNotifications,
@@ -20,6 +21,7 @@ from voxbeam.beam import (
     Transcribe,
     WriteDeadLetters,
     WriteManifest,
+    WriteRedactedAudioManifest,
     WriteTranscripts,
     WriteUnredacted,
     storage,
@@ -131,8 +133,12 @@ class Transcription(Job):
             raise UsageError(
                 "--redact_keep_original", "needs --redact_on client: a redacting service never sends the original"
             )
+        if config.redact_audio and not config.redact:
+            raise UsageError("--redact_audio", "bleeps the values --redact finds: give --redact")
 
-    def transcribe(self, service: ServiceSettings, progress_id: str | None) -> Transcribe:
+    def transcribe(
+        self, service: ServiceSettings, progress_id: str | None, redacted_audio_prefix: str | None = None
+    ) -> Transcribe:
         v = self.config
         return Transcribe(
             service,
@@ -149,6 +155,8 @@ class Transcription(Job):
             profanity=v.profanity,
             keep_original=v.redact_keep_original,
             redact_on=v.redact_on,
+            redact_audio=v.redact_audio,
+            redacted_audio_prefix=redacted_audio_prefix,
         )
 
     def read(self, summary: Summary) -> list[Any]:
@@ -181,12 +189,18 @@ class Transcription(Job):
         self, p: beam.Pipeline, records: list[Any], service: ServiceSettings, run_id: str, progress_id: str | None
     ) -> None:
         v = self.config
+        # Like synthesis's audio: each run writes its own copies.
+        copies = storage.join(v.output, REDACTED_AUDIO, f"run={run_id}")
         result = (
-            p | "Files" >> beam.Create(records, reshuffle=False) | "Transcribe" >> self.transcribe(service, progress_id)
+            p
+            | "Files" >> beam.Create(records, reshuffle=False)
+            | "Transcribe" >> self.transcribe(service, progress_id, copies)
         )
         result[TRANSCRIPTS] | "WriteTranscripts" >> WriteTranscripts(v.output, run_id, captions=self.captions)
         if UNREDACTED in result:
             result[UNREDACTED] | "WriteUnredacted" >> WriteUnredacted(v.output, run_id)
+        if REDACTED_AUDIO in result:
+            result[REDACTED_AUDIO] | "WriteRedactedAudioManifest" >> WriteRedactedAudioManifest(v.output, run_id)
         self.dead_letters(p, result[DEAD_LETTERS]) | "WriteDeadLetters" >> WriteDeadLetters(v.output, run_id)
 
     def build_stream(self, p: beam.Pipeline, service: ServiceSettings, run_id: str, progress_id: str | None) -> None:
@@ -194,12 +208,19 @@ class Transcription(Job):
         found = self.stream_messages(p) | "Notifications" >> AudioNotifications(
             v.input_pattern, dedup_window_s=v.dedup_minutes * 60, progress_id=progress_id
         )
-        result = found[RECORDS] | "Transcribe" >> self.transcribe(service, progress_id)
+        # Copies named by source, as synthesis's by id: a newer version of an object replaces its copy (the
+        # manifest row says which version).
+        copies = stream_prefix(v.output, REDACTED_AUDIO)
+        result = found[RECORDS] | "Transcribe" >> self.transcribe(service, progress_id, copies)
         result[TRANSCRIPTS] | "WriteTranscripts" >> WriteTranscripts(
             v.output, run_id, captions=self.captions, window_s=v.window_seconds, progress_id=progress_id
         )
         if UNREDACTED in result:
             result[UNREDACTED] | "WriteUnredacted" >> WriteUnredacted(v.output, run_id, window_s=v.window_seconds)
+        if REDACTED_AUDIO in result:
+            result[REDACTED_AUDIO] | "WriteRedactedAudioManifest" >> WriteRedactedAudioManifest(
+                v.output, run_id, window_s=v.window_seconds
+            )
         self.stream_dead_letters(run_id, progress_id, found[DEAD_LETTERS], result[DEAD_LETTERS])
 
 
