@@ -106,7 +106,8 @@ def _strings(value: object) -> list[str]:
 
 
 def _everything_written(out: str) -> dict[str, str]:
-    """The text of every file under ``out`` but the unredacted output, without what is only timing.
+    """The text of every file under ``out`` but the unredacted output and the bleeped audio, without what is only
+    timing. (Audio bytes read as text spell digits by chance; the copies are heard again instead, below.)
 
     Timings are left out because a millisecond count or a caption's cue time may spell a raw value's digits
     by chance (an offset of 1985 ms is not a date of birth): Parquet counts by its string values and schema
@@ -114,7 +115,7 @@ def _everything_written(out: str) -> dict[str, str]:
     """
     contents = {}
     for path in glob.glob(os.path.join(out, "**", "*"), recursive=True):
-        if os.path.isdir(path) or os.sep + UNREDACTED + os.sep in path:
+        if os.path.isdir(path) or any(f"{os.sep}{kind}{os.sep}" in path for kind in (UNREDACTED, REDACTED_AUDIO)):
             continue
         if path.endswith(".parquet"):
             table = pq.read_table(path)
@@ -154,7 +155,7 @@ def test_a_redacted_job_writes_no_raw_value_anywhere_but_its_unredacted_output(s
     out = str(tmp_path / "out")
     proc = voxbeam(
         "transcribe", str(recordings), "--output", out, "--endpoint", server.url, "--language", "en",
-        "--redact", "all", "--redact_keep_original", "true", "--captions", "srt,vtt",
+        "--redact", "all", "--redact_keep_original", "true", "--captions", "srt,vtt", "--redact_audio", "silence",
         "--max_dead_letter_fraction", "0.5", env={"VOXNEXUS_API_KEY": server.api_key},
     )  # fmt: skip
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
@@ -195,6 +196,17 @@ def test_a_redacted_job_writes_no_raw_value_anywhere_but_its_unredacted_output(s
     assert _leaks(needles, written) == []
     assert _leaks(needles, {"stdout": proc.stdout, "stderr": proc.stderr}) == []
     assert f"{out}/{UNREDACTED}/run=" in proc.stdout, proc.stdout
+
+    # --redact_audio silence: a copy of every transcribed input (none of the broken one), zeros over each value.
+    manifest = {os.path.basename(m["source_uri"]): m for m in _parquet_rows(f"{out}/{REDACTED_AUDIO_MANIFEST}/*/*")}
+    assert set(manifest) == set(rows) and f"{out}/{REDACTED_AUDIO_MANIFEST}/run=" in proc.stdout
+    for name, m in manifest.items():
+        assert m["uri"].startswith(f"{out}/{REDACTED_AUDIO}/run=") and m["uri"].endswith(".wav")
+        assert m["mode"] == ("silence" if rows[name]["entities"] else "copy")
+        samples, rate, _ = _channels(open(m["uri"], "rb").read())
+        assert m["spans"] or rows[name]["entities"] == []
+        for span in m["spans"]:
+            assert not samples[:, span["start_ms"] * rate // 1000 : span["end_ms"] * rate // 1000].any()
 
 
 def test_the_transform_keeps_originals_only_when_asked_and_logs_no_text(server, recordings, tmp_path, caplog):
