@@ -204,7 +204,9 @@ _OUTPUT_HELP = {
 }
 _INPUT_HELP = {
     "transcribe": "audio to transcribe: a glob, a folder (every file below it), or a text file (.txt, .lst) "
-    "listing one URI per line; local paths or gs:// URIs; wav, flac, mp3, ogg/opus, m4a",
+    "listing one URI per line; local paths or gs:// URIs; wav, flac, mp3, ogg/opus, m4a; or records (.jsonl or "
+    ".parquet, or a glob of them) of uri and any of language, prompt, hotwords, task, languages, stt_model, "
+    "which override the flags for that file",
     "synthesize": "text records: text lines (.txt), JSON lines (.jsonl), CSV or Parquet with id and text",
 }
 

@@ -22,7 +22,16 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from tests.jobs.helpers import EXAMPLES
 from voxbeam import jobs
-from voxbeam.beam import DEAD_LETTERS, TRANSCRIPTS, Secret, ServiceSettings, Transcribe, _dofns, transforms
+from voxbeam.beam import (
+    DEAD_LETTERS,
+    TRANSCRIPTS,
+    AudioRecord,
+    Secret,
+    ServiceSettings,
+    Transcribe,
+    _dofns,
+    transforms,
+)
 
 pytestmark = pytest.mark.smoke
 CHECKED = ["--performance_runtime_type_check", "--pipeline_type_check"]
@@ -97,6 +106,22 @@ def test_transcribe_takes_readable_files_with_runtime_checks(server, tmp_path):
         )
         assert_that(result[TRANSCRIPTS] | beam.Map(lambda r: r["source_uri"].rsplit("/", 1)[-1]), equal_to(["jfk.wav"]))
         assert_that(result[DEAD_LETTERS], equal_to([]), label="no dead letters")
+
+
+def test_transcribe_takes_records_with_runtime_checks(server, tmp_path):
+    """Records (an ``AudioRecord``, a dict) are declared inputs too, each a dead letter saying what is wrong with
+    it. (tests/jobs/test_record_controls.py transcribes dict records with these checks on.)"""
+    missing = str(tmp_path / "missing.wav")
+    settings = ServiceSettings(endpoints=(server.url,), api_key=Secret(server.api_key))
+    records = [AudioRecord(missing, hotwords="Kennedy"), {"uri": missing, "hotword": "Kennedy"}]
+    with beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions(CHECKED)) as p:
+        result = p | beam.Create(records, reshuffle=False) | Transcribe(settings, language="en")
+        assert_that(result[TRANSCRIPTS], equal_to([]))
+        assert_that(
+            result[DEAD_LETTERS] | beam.Map(lambda r: (r["error_code"], json.loads(r["input"]))),
+            equal_to([("NOT_FOUND", {"uri": missing, "hotwords": "Kennedy"}), ("INVALID_INPUT", records[1])]),
+            label="dead letters",
+        )
 
 
 def test_a_wrong_declaration_is_refused_when_the_pipeline_is_built():

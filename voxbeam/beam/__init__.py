@@ -6,6 +6,7 @@ Plumbing (worker clients, progress, storage) stays in its submodule.
 """
 
 from voxbeam.beam._dofns import DEAD_LETTERS
+from voxbeam.beam.audio_records import AudioRecord
 from voxbeam.beam.notifications import RECORDS, AudioNotifications, TextRecordMessages
 from voxbeam.beam.options import (
     Secret,
@@ -38,6 +39,7 @@ __all__ = [
     "TRANSCRIPTS",
     "UNREDACTED",
     "AudioNotifications",
+    "AudioRecord",
     "Secret",
     "ServiceSettings",
     "Synthesize",

@@ -24,6 +24,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from voxbeam import audio
 from voxbeam.beam import _workers, progress, storage
+from voxbeam.beam.audio_records import AudioRecord, audio_record
 from voxbeam.beam.options import ServiceSettings
 from voxbeam.beam.rows import caption_basename, dead_letter, manifest_row, object_name, text_sha256, transcript_row
 from voxbeam.errors import AudioError, InputError, RetriesExhaustedError, VoxBeamError
@@ -42,7 +43,8 @@ Row: TypeAlias = dict[str, Any]
 DeadLetter: TypeAlias = TaggedOutput[Literal["dead_letters"], Row]
 # A finished record: (True, its output row) or (False, its dead-letter row).
 Outcome: TypeAlias = tuple[bool, Row]
-AudioSource: TypeAlias = str | fileio.ReadableFile | storage.SourceFile
+# A transcription's input: a file, or a record with the file and its own controls (audio_records.py).
+AudioSource: TypeAlias = str | fileio.ReadableFile | storage.SourceFile | AudioRecord | dict[str, Any]
 
 
 class _InFlightDoFn(beam.DoFn):
@@ -195,6 +197,8 @@ def _describe(element: Any) -> Any:
         return {"uri": element.metadata.path}
     if isinstance(element, storage.SourceFile):
         return {"uri": element.uri}
+    if isinstance(element, AudioRecord):
+        return element.as_input()
     return element
 
 
@@ -238,8 +242,15 @@ class TranscribeFn(_InFlightDoFn):
     def work(self, element: Any) -> tuple[bool, dict[str, Any]] | None:
         tracker = progress.lookup(self._progress_id)
         started = time.monotonic()
+        language, controls, file = self._language, self._controls, element
         try:
-            source = _source_of(element)
+            if isinstance(element, dict | AudioRecord):
+                # The record's own controls: the pool keys sessions by their init, so records asking the
+                # same share sessions, and the job's own sessions are not re-initialised for them.
+                record = audio_record(element)
+                language, controls = record.applied_to(language, controls)
+                file = record.uri
+            source = _source_of(file)
             if source.size == 0:
                 raise AudioError("the file is empty", code=audio.EMPTY_AUDIO)
             uri = source.uri
@@ -253,9 +264,9 @@ class TranscribeFn(_InFlightDoFn):
                 self._handle.client.transcribe_async(
                     pcm,
                     sample_rate=STT_RATE,
-                    language=self._language,
+                    language=language,
                     timestamps=self._timestamps,
-                    controls=self._controls,
+                    controls=controls,
                     redaction=self._redaction,
                 )
             )

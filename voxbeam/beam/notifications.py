@@ -2,9 +2,9 @@
 
 Audio: Cloud Storage notifications (``eventType`` ``OBJECT_FINALIZE``; other events are counted
 and ignored), a plain ``gs://`` URI (or a local path), or JSON ``{"uri": ...}`` (optionally with
-``"generation"``). Text: one JSON record per message (``id``, ``text``, overrides), as the batch
-job reads from JSON lines. Anything else becomes an ``INVALID_INPUT`` dead letter that carries
-the raw message.
+``"generation"``; a record's own controls, as a batch job reads them, are refused). Text: one JSON
+record per message (``id``, ``text``, overrides), as the batch job reads from JSON lines. Anything
+else becomes an ``INVALID_INPUT`` dead letter that carries the raw message.
 
 Pub/Sub delivers at least once and Cloud Storage may notify an object twice, so records are
 deduplicated by a stateful DoFn keyed by (URI, generation), or (id, text) for text, whose state
@@ -32,6 +32,7 @@ from apache_beam.utils.timestamp import Duration
 
 from voxbeam.beam import progress, storage
 from voxbeam.beam._dofns import DEAD_LETTERS, NAMESPACE
+from voxbeam.beam.audio_records import FIELDS
 from voxbeam.beam.rows import dead_letter, text_sha256
 from voxbeam.beam.text_records import json_record, record_problem
 from voxbeam.errors import InputError
@@ -93,6 +94,13 @@ def parse_audio(message: Any) -> Notice | str:
     if text.startswith("gs://") or text.startswith("/"):
         return Notice(text)
     body = _json(text)
+    controls = sorted(k for k in (body if isinstance(body, dict) else {}) if k in FIELDS and k != "uri")
+    if controls:
+        # Never transcribed without what it asks for: a stream does not take a record's own controls (yet).
+        raise InputError(
+            f"a stream's message cannot set {', '.join(map(repr, controls))} for its file: give them to "
+            "the job (its flags), or transcribe a file of such records in a batch job"
+        )
     if isinstance(body, dict) and isinstance(body.get("uri"), str) and body["uri"].strip():
         generation = body.get("generation")
         return Notice(body["uri"].strip(), str(generation) if generation else None, _size(body.get("size")))

@@ -1,4 +1,5 @@
-"""Synthesis records: one JSON object's checks and clean-up, shared by the batch reader and the stream."""
+"""Synthesis records: one JSON object's checks and clean-up, shared by the batch reader and the stream
+(``json_record`` reads transcription records' lines too)."""
 
 from __future__ import annotations
 
@@ -16,15 +17,20 @@ _NUMERIC_PARAMETERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def json_record(line: str) -> dict[str, Any] | str:
-    """The line's record, or why it is none."""
+def json_record(
+    line: str,
+    clean: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    holding: str = "id and text",
+) -> dict[str, Any] | str:
+    """The line's record (``clean``, by default a synthesis record's clean-up), or why it is none;
+    ``holding`` says what a record holds, for the message."""
     try:
         obj = json.loads(line)
     except ValueError as exc:
         return f"the line is not JSON ({exc.args[0] if exc.args else exc})"
     if not isinstance(obj, dict):
-        return f"the line is JSON but not an object with id and text (it is a {type(obj).__name__})"
-    return clean_record(obj)
+        return f"the line is JSON but not an object with {holding} (it is a {type(obj).__name__})"
+    return (clean or clean_record)(obj)
 
 
 def record_problem(record: dict[str, Any]) -> str | None:

@@ -50,9 +50,12 @@ def _service_display(settings: ServiceSettings) -> dict[str, Any]:
 class Transcribe(beam.PTransform):
     """Audio files to transcript rows, with dead letters for files that fail.
 
-    Input: file paths or URIs (``str``), ``fileio.ReadableFile`` from MatchFiles/ReadMatches, or
-    ``voxbeam.beam.storage.SourceFile``. Output: a dict with ``transcripts`` (rows in
-    ``TRANSCRIPT_SCHEMA``) and ``dead_letters`` (rows in ``DEAD_LETTER_SCHEMA``).
+    Input: file paths or URIs (``str``), ``fileio.ReadableFile`` from MatchFiles/ReadMatches,
+    ``voxbeam.beam.storage.SourceFile``, or records with controls of their own: ``AudioRecord`` or a dict
+    with ``uri`` and any of ``language``, ``prompt``, ``hotwords``, ``task``, ``languages``, ``stt_model``
+    (``voxbeam.beam.audio_records``), which override this transform's for that record; a record with an
+    unknown field or a bad value becomes an ``INVALID_INPUT`` dead letter naming it. Output: a dict with
+    ``transcripts`` (rows in ``TRANSCRIPT_SCHEMA``) and ``dead_letters`` (rows in ``DEAD_LETTER_SCHEMA``).
 
     Recognition controls (extensions the service must offer; docs/protocol.md): ``prompt`` (text the
     audio follows or resembles), ``hotwords`` (words and names to favour), ``task`` ("transcribe", or

@@ -26,18 +26,22 @@ from voxbeam.beam import (
     WriteUnredacted,
     storage,
 )
+from voxbeam.beam.audio_records import audio_record
 from voxbeam.beam.captions import CAPTION_FORMATS
-from voxbeam.beam.rows import text_sha256
+from voxbeam.beam.rows import dead_letter, text_sha256
 from voxbeam.beam.sink import stream_prefix
 from voxbeam.beam.transforms import AUDIO
-from voxbeam.errors import UsageError
+from voxbeam.client.config import ClientConfig
+from voxbeam.client.probe import MODEL
+from voxbeam.errors import InputError, UsageError, VoxBeamError
 from voxbeam.flags import control_flag
 from voxbeam.jobs.config import JobConfig
 from voxbeam.jobs.inputs import check_writable, earlier_rows, existing_sources, expand_input
-from voxbeam.jobs.records import TextRecords, read_text_records
+from voxbeam.jobs.records import TextRecords, is_audio_record_input, read_audio_records, read_text_records
 from voxbeam.jobs.replay import audio_records, dead_letter_files, text_records
+from voxbeam.jobs.service import not_offered
 from voxbeam.jobs.summary import Summary
-from voxbeam.protocol import AUTO_LANGUAGE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Service, SttInit
+from voxbeam.protocol import AUTO_LANGUAGE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, ErrorCode, Service, SttInit
 from voxbeam.protocol_controls import ControlError
 
 
@@ -59,6 +63,13 @@ class Job:
     def session(self) -> tuple[Service, Any]:
         """The service kind and init every record's session uses (the pre-flight check opens one)."""
         raise NotImplementedError
+
+    def screen(self, client: ClientConfig) -> None:
+        """After the pre-flight: check what records ask of the service beyond the job's own session."""
+
+    def screened(self, records: list[Any]) -> list[Any]:
+        """``records`` without those ``screen`` turned into dead letters."""
+        return records
 
     def build(
         self, p: beam.Pipeline, records: list[Any], service: ServiceSettings, run_id: str, progress_id: str | None
@@ -110,6 +121,10 @@ class Transcription(Job):
     def __init__(self, config: JobConfig) -> None:
         super().__init__(config)
         self.captions = config.captions
+        # Records whose own controls ask more of the service than the job's (``screen`` checks them), and
+        # the ones it turned into dead letters (by id(): records are dicts, and may be equal).
+        self._asks: dict[tuple[tuple[str, ...], str | None], list[Any]] = {}
+        self._dropped: set[int] = set()
         # A transcription's --language has a default ("auto"): never None.
         self.language = config.language if config.language is not None else AUTO_LANGUAGE
         try:
@@ -160,13 +175,29 @@ class Transcription(Job):
         )
 
     def read(self, summary: Summary) -> list[Any]:
-        replay = dead_letter_files(self.config.batch_input)
-        if replay is not None:
-            uris, self.rejected = audio_records(replay)
-            sources = [_stat_or_missing(uri) for uri in uris]
-        else:
-            sources = expand_input(self.config.batch_input)
-        summary.inputs = len(sources) + len(self.rejected)
+        spec = self.config.batch_input
+        replay = dead_letter_files(spec)
+        if replay is not None or is_audio_record_input(spec):
+            # Records (a replay's, or a file of them) may carry their own controls: they go to Transcribe as
+            # they are, and each file is looked at once, where it is transcribed.
+            records: list[Any]
+            if replay is not None:
+                records, self.rejected = audio_records(replay)
+            else:
+                records, self.rejected = read_audio_records(spec)
+                if not records and not self.rejected:
+                    raise UsageError("--input", f"{spec} holds no records")
+            summary.inputs = len(records) + len(self.rejected)
+            check_writable(self.config.output)
+            if self.config.skip_existing:
+                done = existing_sources(self.config.output)
+                kept = [r for r in records if _source_key(r) not in done]
+                summary.skipped = len(records) - len(kept)
+                records = kept
+            self._asks = self._record_asks(records)
+            return records
+        sources = expand_input(spec)
+        summary.inputs = len(sources)
         check_writable(self.config.output)
         if self.config.skip_existing:
             done = existing_sources(self.config.output)
@@ -174,6 +205,41 @@ class Transcription(Job):
             summary.skipped = len(sources) - len(todo)
             sources = todo
         return [s if s.size >= 0 else s.uri for s in sources]
+
+    def _record_asks(self, records: list[Any]) -> dict[tuple[tuple[str, ...], str | None], list[Any]]:
+        """The records that ask the service for capabilities or a model beyond the job's, by what they ask."""
+        asks: dict[tuple[tuple[str, ...], str | None], list[Any]] = {}
+        job = (self.controls.capabilities, self.controls.model)
+        for r in records:
+            if not isinstance(r, dict):
+                continue
+            try:
+                _, controls = audio_record(r).applied_to(self.language, self.controls)
+            except InputError:
+                continue  # Transcribe makes it a dead letter naming the field
+            ask = (controls.capabilities, controls.model)
+            if ask != job:  # the job's own asks: the pre-flight checked them
+                asks.setdefault(ask, []).append(r)
+        return asks
+
+    def screen(self, client: ClientConfig) -> None:
+        """Records asking for a control (or model) the service does not advertise become UNSUPPORTED_OPTION
+        dead letters here, before the run: a service that does not know an extension may ignore it, and
+        the record would quietly get less than it asked. (The pre-flight stops the whole job only for
+        what the job's flags ask.) One /healthz look per distinct ask."""
+        for (capabilities, model), records in self._asks.items():
+            found = not_offered(client, capabilities, model)
+            if found is None:
+                continue
+            capability, why = found
+            field = {"translate": "task", MODEL: "stt_model"}.get(capability, capability)
+            error = VoxBeamError(f"the record's {field!r}: {why}", code=ErrorCode.UNSUPPORTED_OPTION.value)
+            for r in records:
+                self.rejected.append(dead_letter("preflight", r, error))
+                self._dropped.add(id(r))
+
+    def screened(self, records: list[Any]) -> list[Any]:
+        return [r for r in records if id(r) not in self._dropped]
 
     def session(self) -> tuple[Service, Any]:
         v = self.config
@@ -289,12 +355,16 @@ class Synthesis(Job):
         self.stream_dead_letters(run_id, progress_id, found[DEAD_LETTERS], result[DEAD_LETTERS])
 
 
-def _stat_or_missing(uri: str) -> storage.SourceFile:
-    """The object as it stands; a missing one still becomes a record, so that it ends as a dead letter."""
+def _source_key(record: Any) -> tuple[str, int, str] | None:
+    """(uri, size, version) of the file a record names as it stands; None when there is none to skip."""
+    uri = record.get("uri") if isinstance(record, dict) else record
+    if not isinstance(uri, str) or not uri.strip():
+        return None  # no file: the record ends as a dead letter
     try:
-        return storage.stat(uri)
+        s = storage.stat(uri.strip())
     except (OSError, ValueError):
-        return storage.SourceFile(uri, -1, "")
+        return None
+    return s.uri, s.size, s.version
 
 
 KINDS: dict[str, type[Job]] = {"transcribe": Transcription, "synthesize": Synthesis}

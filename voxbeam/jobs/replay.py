@@ -1,10 +1,11 @@
 """Dead letters as input: a dead-letter Parquet file, folder or glob given as ``--input`` runs its records again.
 
-Each dead-letter row's ``input`` is the record as it failed: a URI or ``{"uri": ...}`` for
-transcription, the record for synthesis, or, for a message that was never a record, the raw
-Pub/Sub message (``{"message": {...}}``), which is parsed again as a stream would. What still
-is no record becomes a dead letter again. A batch run's and a stream's dead letters replay alike
-(e.g. ``--input OUT/stream/dead_letters/`` after a stream was stopped with records INTERRUPTED).
+Each dead-letter row's ``input`` is the record as it failed: a URI, ``{"uri": ...}`` or a record with
+its own controls (``{"uri", "hotwords", ...}``) for transcription, the record for synthesis, or, for a
+message that was never a record, the raw Pub/Sub message (``{"message": {...}}``), which is parsed
+again as a stream would. What still is no record becomes a dead letter again. A batch run's and a
+stream's dead letters replay alike (e.g. ``--input OUT/stream/dead_letters/`` after a stream was
+stopped with records INTERRUPTED).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from voxbeam.errors import InputError
 from voxbeam.jobs.inputs import read_parquet
 
 DEAD_LETTER_COLUMNS = ("stage", "input", "error_code")
+# What a transcription dead letter's input holds when it names a file alone (a stream's notices add the
+# generation); any other field makes it a record of its own.
+FILE_FIELDS = {"uri", "generation"}
 STAGE = "replay"
 
 
@@ -65,16 +69,21 @@ def _message(value: dict[str, Any]) -> PubsubMessage:
     return PubsubMessage(data, dict(body.get("attributes") or {}))
 
 
-def audio_records(files: list[storage.SourceFile]) -> tuple[list[str], list[dict[str, Any]]]:
-    """(the URIs to transcribe again, dead-letter rows for inputs that still name none)."""
-    uris: list[str] = []
+def audio_records(files: list[storage.SourceFile]) -> tuple[list[str | dict[str, Any]], list[dict[str, Any]]]:
+    """(the URIs, or records with controls of their own, to transcribe again; dead-letter rows for inputs
+    that still name none)."""
+    uris: list[str | dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     for value in _inputs(files):
         try:
             if isinstance(value, str) and value.strip():
                 uris.append(value.strip())
+            elif isinstance(value, dict) and "uri" in value and set(value) - FILE_FIELDS:
+                # A record of its own (controls, or a field misspelt): checked again where it is transcribed,
+                # never transcribed without what it asked for.
+                uris.append(value)
             elif isinstance(value, dict) and isinstance(value.get("uri"), str):
-                uris.append(value["uri"])
+                uris.append(value["uri"])  # with a stream's "generation", say: the object as it is now
             elif isinstance(value, dict) and "message" in value:
                 found = parse_audio(_message(value))
                 if not isinstance(found, Notice):

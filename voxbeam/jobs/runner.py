@@ -152,11 +152,17 @@ def execute(parsed: job_args.JobArgs, *, show_progress: bool = False) -> Summary
     try:
         with ctrl_c or contextlib.nullcontext():
             with service_for(
-                parsed, job.session(), local=local, options=options, summary=summary, emergency=emergency
+                parsed,
+                job.session(),
+                local=local,
+                options=options,
+                summary=summary,
+                emergency=emergency,
+                screen=job.screen,
             ) as service:
                 interrupted = _run_pipeline(
                     job,
-                    records=records,
+                    records=job.screened(records),
                     options=options,
                     service=service,
                     run_id=run_id,

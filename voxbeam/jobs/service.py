@@ -8,7 +8,7 @@ import dataclasses
 import logging
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -43,10 +43,12 @@ def service_for(
     options: PipelineOptions,
     summary: Summary,
     emergency: Emergency | None = None,
+    screen: Callable[[ClientConfig], None] | None = None,
 ) -> Iterator[ServiceSettings]:
     """Settings for the workers, built once; starts and stops an embedded server when no endpoint is named.
 
-    ``job_session`` is the (kind, init) every record will use: the pre-flight check opens it. The
+    ``job_session`` is the (kind, init) every record will use: the pre-flight check opens it; then
+    ``screen`` checks the records' own asks against the same service (``Job.screen``). The
     embedded server is stopped whatever happens: an error, Ctrl-C while it starts or stops, or
     (through ``emergency``) a second Ctrl-C that quits the process at once.
     """
@@ -56,6 +58,8 @@ def service_for(
         key = api_key or os.environ.get(API_KEY_ENV)
         # Checked (and the key read) before the fleet is asked its capacity, which sizes the settings.
         client = preflight(_client_config(config, endpoints, key), job_session, secret=bool(config.api_key_secret))
+        if screen is not None:
+            screen(client)
         sizing = _sizing(config, endpoints, client.api_key, options)
         summary.sessions = sizing.describe()
         yield _settings(config, endpoints=endpoints, api_key=key, sessions_per_worker=sizing.sessions_per_worker)
@@ -87,7 +91,9 @@ def service_for(
         settings = _settings(
             config, endpoints=(server.url,), api_key=server.api_key, sessions_per_worker=sessions, embedded=True
         )
-        preflight(settings.client_config(), job_session, secret=False)
+        client = preflight(settings.client_config(), job_session, secret=False)
+        if screen is not None:
+            screen(client)
         yield settings
     finally:
         try:
@@ -198,23 +204,36 @@ def require_capabilities(client: ClientConfig, required: Sequence[str], model: s
     The one check for every extension a job may ask for: a spec-only service would ignore it, and the
     job would quietly get less than it asked. Add a capability's flag to ``CAPABILITY_FLAGS``.
     """
+    from voxbeam.client.probe import MODEL
+
+    found = not_offered(client, required, model)
+    if found is None:
+        return
+    capability, why = found
+    if capability == MODEL:
+        raise UsageError(
+            "--stt_model",
+            f"{why}; pick one of them, or run the server with it (voxbeam serve --stt_model tiny.en,base)",
+        )
+    raise UsageError(CAPABILITY_FLAGS.get(capability, ""), f"{why}; leave the flag out or use a service that offers it")
+
+
+def not_offered(client: ClientConfig, required: Sequence[str], model: str | None = None) -> tuple[str, str] | None:
+    """The first of ``required`` (or ``model``: ``probe.MODEL``) an endpoint does not advertise, and why in
+    words; None when every endpoint advertises them all."""
     from voxbeam.client.probe import MODEL, unadvertised
 
     for miss in asyncio.run(unadvertised(client, required, model)):
         shown = ", ".join(miss.advertised) or "none"
         where = f"the service at {protocol.redact(miss.endpoint)}"
         if miss.capability == MODEL:
-            raise UsageError(
-                "--stt_model",
-                f"{where} does not serve model {model!r} (its /healthz models: {shown}); pick one of them, or "
-                "run the server with it (voxbeam serve --stt_model tiny.en,base)",
-            )
+            return MODEL, f"{where} does not serve model {model!r} (its /healthz models: {shown})"
         of = f" with model {model!r}" if model is not None else ""
-        raise UsageError(
-            CAPABILITY_FLAGS.get(miss.capability, ""),
-            f"{where} does not offer {miss.capability!r}{of} (its /healthz capabilities{of}: {shown}); "
-            "leave the flag out or use a service that offers it",
+        return (
+            miss.capability,
+            f"{where} does not offer {miss.capability!r}{of} (its /healthz capabilities{of}: {shown})",
         )
+    return None
 
 
 def preflight(client: ClientConfig, job_session: tuple[Service, Any], *, secret: bool) -> ClientConfig:
