@@ -14,6 +14,7 @@ import json
 import shutil
 
 import apache_beam as beam
+import pyarrow as pa
 import pytest
 from apache_beam.io import fileio
 from apache_beam.options.pipeline_options import PipelineOptions, TypeOptions
@@ -30,6 +31,7 @@ from voxbeam.beam import (
     ServiceSettings,
     Transcribe,
     _dofns,
+    sink,
     transforms,
 )
 
@@ -49,11 +51,14 @@ def test_every_dofn_declares_what_it_takes_and_gives():
         _dofns.SynthesizeFn(settings, "out", {}),
         _dofns.FirstPerKeyFn(),
         _dofns.RouteFn(),
-        _dofns.WriteTextFilesFn("out", ()),
+        sink.WriteTextFilesFn("out", ()),
+        sink.WriteWindowFn("out", pa.schema([]), "run", None),
     ]
     declared = {type(fn) for fn in instances}
-    every = {c for _, c in inspect.getmembers(_dofns, inspect.isclass) if issubclass(c, beam.DoFn)}
-    assert {c for c in every if c.__module__ == _dofns.__name__ and not c.__name__.startswith("_")} == declared
+    modules = (_dofns, sink)
+    every = {c for m in modules for _, c in inspect.getmembers(m, inspect.isclass) if issubclass(c, beam.DoFn)}
+    names = {m.__name__ for m in modules}
+    assert {c for c in every if c.__module__ in names and not c.__name__.startswith("_")} == declared
     for fn in instances:
         hints = fn.get_type_hints()
         assert hints.input_types is not None and hints.output_types is not None, type(fn).__name__

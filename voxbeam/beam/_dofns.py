@@ -26,7 +26,7 @@ from voxbeam import audio
 from voxbeam.beam import _workers, progress, storage
 from voxbeam.beam.audio_records import AudioRecord, audio_record
 from voxbeam.beam.options import ServiceSettings
-from voxbeam.beam.rows import caption_basename, dead_letter, manifest_row, object_name, text_sha256, transcript_row
+from voxbeam.beam.rows import dead_letter, manifest_row, object_name, text_sha256, transcript_row
 from voxbeam.errors import AudioError, InputError, RetriesExhaustedError, VoxBeamError
 from voxbeam.protocol import TtsParams, redact
 from voxbeam.protocol_controls import SttControls
@@ -373,32 +373,3 @@ class FirstPerKeyFn(beam.DoFn):
                 DEAD_LETTERS,
                 dead_letter("synthesize", dup, InputError(f"duplicate id {key!r}", code="DUPLICATE_ID")),
             )
-
-
-class WriteTextFilesFn(beam.DoFn):
-    """Writes captions (or any small text object) beside the transcripts: under ``prefix``, or with
-    ``window_s``, under the partition of the row's window below it (``sink.partition``)."""
-
-    def __init__(self, prefix: str, formats: tuple[str, ...], window_s: float | None = None) -> None:
-        self._prefix = prefix
-        self._formats = formats
-        self._window_s = window_s
-
-    def setup(self) -> None:
-        if storage.emulator_host():
-            storage.configure_beam_for_emulator()
-
-    def process(self, row: Row, timestamp: Any = beam.DoFn.TimestampParam) -> Iterator[str]:
-        from voxbeam.beam.captions import CAPTION_FORMATS, build_cues
-        from voxbeam.beam.sink import partition
-
-        cues = build_cues(row["words"])
-        name = caption_basename(row["source_uri"])
-        prefix = self._prefix
-        if self._window_s is not None:
-            prefix = storage.join(prefix, partition(float(timestamp), self._window_s))
-        for fmt in self._formats:
-            render, content_type = CAPTION_FORMATS[fmt]
-            uri = storage.join(prefix, f"{name}.{fmt}")
-            storage.write_object(uri, render(cues).encode("utf-8"), content_type=content_type)
-            yield uri

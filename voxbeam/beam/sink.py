@@ -34,7 +34,9 @@ from apache_beam.transforms import trigger, window
 from apache_beam.utils.timestamp import Duration
 
 from voxbeam.beam import progress, storage
-from voxbeam.beam._dofns import NAMESPACE
+from voxbeam.beam._dofns import NAMESPACE, Row
+from voxbeam.beam.captions import CAPTION_FORMATS, build_cues
+from voxbeam.beam.rows import caption_basename
 
 STREAM = "stream"
 DEFAULT_WINDOW_S = 60.0
@@ -153,3 +155,29 @@ class WriteWindowFn(beam.DoFn):
         if tracker is not None and tracker.stream is not None:
             tracker.stream.add_written(latencies)
         yield uri
+
+
+class WriteTextFilesFn(beam.DoFn):
+    """Writes captions (or any small text object) beside the transcripts: under ``prefix``, or with
+    ``window_s``, under the partition of the row's window below it (``sink.partition``)."""
+
+    def __init__(self, prefix: str, formats: tuple[str, ...], window_s: float | None = None) -> None:
+        self._prefix = prefix
+        self._formats = formats
+        self._window_s = window_s
+
+    def setup(self) -> None:
+        if storage.emulator_host():
+            storage.configure_beam_for_emulator()
+
+    def process(self, row: Row, timestamp: Any = beam.DoFn.TimestampParam) -> Iterator[str]:
+        cues = build_cues(row["words"])
+        name = caption_basename(row["source_uri"])
+        prefix = self._prefix
+        if self._window_s is not None:
+            prefix = storage.join(prefix, partition(float(timestamp), self._window_s))
+        for fmt in self._formats:
+            render, content_type = CAPTION_FORMATS[fmt]
+            uri = storage.join(prefix, f"{name}.{fmt}")
+            storage.write_object(uri, render(cues).encode("utf-8"), content_type=content_type)
+            yield uri

@@ -22,7 +22,7 @@ from voxbeam.beam.schema import (
     TRANSCRIPT_SCHEMA,
     UNREDACTED_SCHEMA,
 )
-from voxbeam.beam.sink import WriteRows, stream_prefix
+from voxbeam.beam.sink import WriteRows, WriteTextFilesFn, stream_prefix
 from voxbeam.flags import REDACT_ON
 from voxbeam.protocol import AUTO_LANGUAGE, TtsParams
 from voxbeam.protocol_controls import SttControls
@@ -240,7 +240,7 @@ class WriteTranscripts(beam.PTransform):
                 prefix, window_s = storage.join(self._output, CAPTIONS, f"run={self._run_id}"), None
             else:
                 prefix, window_s = stream_prefix(self._output, CAPTIONS), self._window_s
-            rows | "WriteCaptions" >> beam.ParDo(_dofns.WriteTextFilesFn(prefix, self._captions, window_s))
+            rows | "WriteCaptions" >> beam.ParDo(WriteTextFilesFn(prefix, self._captions, window_s))
         return written
 
 

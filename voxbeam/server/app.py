@@ -28,7 +28,8 @@ from voxbeam.server.context import build_context
 from voxbeam.server.errors import ConfigError
 from voxbeam.server.metrics import METRICS_PATH, replica_id
 from voxbeam.server.session import Session
-from voxbeam.server.stt import REDACTION_CAPABILITIES, SttSession
+from voxbeam.server.stt import SttSession
+from voxbeam.server.transcripts import REDACTION_CAPABILITIES
 from voxbeam.server.tts import TtsSession
 
 log = logging.getLogger("voxbeam.server")
