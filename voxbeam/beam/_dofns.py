@@ -75,8 +75,7 @@ class _InFlightDoFn(beam.DoFn):
         return False, dead_letter(self.stage, element, exc, attempts)
 
     def setup(self) -> None:
-        if storage.emulator_host():
-            storage.configure_beam_for_emulator()
+        storage.configure_beam_for_emulator()
         self._handle = _workers.acquire(self._settings)
         tracker = progress.lookup(self._progress_id)
         if tracker is not None:  # a local run: its progress line says when the service is down

@@ -170,8 +170,7 @@ class ParseAudioFn(_Counted):
         self._pattern = pattern
 
     def setup(self) -> None:
-        if storage.emulator_host():
-            storage.configure_beam_for_emulator()
+        storage.configure_beam_for_emulator()
         self._matcher = name_matcher(self._pattern)
 
     def process(self, message: Any) -> Iterator[Any]:

@@ -135,8 +135,7 @@ class CopyCounters:
     """The copies' metrics (made in a DoFn's ``setup``; gs:// through the emulator in tests)."""
 
     def __init__(self) -> None:
-        if storage.emulator_host():
-            storage.configure_beam_for_emulator()
+        storage.configure_beam_for_emulator()
         self._copies = Metrics.counter(NAMESPACE, "redacted_audio_copies")
         self._bytes = Metrics.counter(NAMESPACE, "redacted_audio_bytes")
         self._failures = Metrics.counter(NAMESPACE, "redacted_audio_failures")

@@ -125,8 +125,7 @@ class WriteWindowFn(beam.DoFn):
         self._progress_id = progress_id
 
     def setup(self) -> None:
-        if storage.emulator_host():
-            storage.configure_beam_for_emulator()
+        storage.configure_beam_for_emulator()
         self._latency = Metrics.distribution(NAMESPACE, "publish_to_row_ms")
         self._files = Metrics.counter(NAMESPACE, "stream_files_written")
 
@@ -167,8 +166,7 @@ class WriteTextFilesFn(beam.DoFn):
         self._window_s = window_s
 
     def setup(self) -> None:
-        if storage.emulator_host():
-            storage.configure_beam_for_emulator()
+        storage.configure_beam_for_emulator()
 
     def process(self, row: Row, timestamp: Any = beam.DoFn.TimestampParam) -> Iterator[str]:
         cues = build_cues(row["words"])

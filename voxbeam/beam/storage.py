@@ -69,7 +69,7 @@ def gcs_client() -> Any:
 
 
 def configure_beam_for_emulator() -> None:
-    """Make Beam's own GCS filesystem use an anonymous client when an emulator is configured.
+    """Make Beam's own GCS filesystem use an anonymous client when an emulator is configured (else nothing).
 
     Without credentials Beam spends ~30 s probing for them; an emulator accepts anonymous
     requests and google-cloud-storage already routes them to STORAGE_EMULATOR_HOST.

@@ -125,8 +125,7 @@ def execute(parsed: job_args.JobArgs, *, show_progress: bool = False) -> Summary
     """Run a job whose command line has been parsed."""
     kind = parsed.kind
     options = beam_options(kind, parsed.beam_args)
-    if storage.emulator_host():
-        storage.configure_beam_for_emulator()
+    storage.configure_beam_for_emulator()
     local = is_local(options)
     if not local and not _workers_get_voxbeam(options):
         print(STAGING_NOTE, file=sys.stderr)
