@@ -37,9 +37,9 @@ from voxbeam.errors import InputError, UsageError, VoxBeamError
 from voxbeam.flags import control_flag
 from voxbeam.jobs.config import JobConfig
 from voxbeam.jobs.inputs import check_writable, earlier_rows, existing_sources, expand_input
+from voxbeam.jobs.preflight import not_offered
 from voxbeam.jobs.records import TextRecords, is_audio_record_input, read_audio_records, read_text_records
 from voxbeam.jobs.replay import audio_records, dead_letter_files, text_records
-from voxbeam.jobs.service import not_offered
 from voxbeam.jobs.summary import Summary
 from voxbeam.protocol import AUTO_LANGUAGE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, ErrorCode, Service, SttInit
 from voxbeam.protocol_controls import ControlError
