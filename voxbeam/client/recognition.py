@@ -96,9 +96,12 @@ class AudioUpload:
 class Finals:
     """The finals of one recognition as they arrive, and the request id they go by."""
 
-    def __init__(self, request_id: str | None) -> None:
+    def __init__(
+        self, request_id: str | None, on_transcript: Callable[[protocol.Transcript], None] | None = None
+    ) -> None:
         self.request_id = request_id
         self.finals: list[protocol.Transcript] = []
+        self._on_transcript = on_transcript
 
     def add(self, item: protocol.ServerMessage) -> bool:
         """File one message from the service; True for the ``flush_done`` that ends the recognition."""
@@ -108,6 +111,8 @@ class Finals:
             self.request_id = self.request_id or item.request_id or None
             if item.is_final:
                 self.finals.append(item)
+            if self._on_transcript is not None:
+                self._on_transcript(item)
             return False
         if isinstance(item, protocol.FlushDone):
             self.request_id = item.request_id or self.request_id

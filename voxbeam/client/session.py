@@ -291,14 +291,16 @@ class Session:
         *,
         result_timeout: float,
         pacing_bytes_per_s: int | None = None,
+        on_transcript: Callable[[protocol.Transcript], None] | None = None,
     ) -> RecognitionResult:
-        """Stream ``chunks`` as one recognition session, flush, and collect its finals."""
+        """Stream ``chunks`` as one recognition session, flush, and collect its finals (``on_transcript``
+        hears every transcript, partials too, as it arrives)."""
         self._begin()
         rate = self.init.sample_rate * audio.BYTES_PER_SAMPLE
         upload = AudioUpload(self._send, self._stats, chunks, result_timeout, pacing_bytes_per_s, rate)
         task = asyncio.create_task(upload.run(), name=f"voxbeam-session-{self.id}-sender")
         task.add_done_callback(lambda _t: self._inbox.put_nowait(_Signal.SENDER_DONE))
-        finals = Finals(self.protocol.open.request_id)
+        finals = Finals(self.protocol.open.request_id, on_transcript)
         try:
             await self._receive_finals(finals, upload, task, result_timeout)
             await task
