@@ -1,4 +1,4 @@
-"""The `voxbeam` command: serve | transcribe | synthesize."""
+"""The `voxbeam` command: serve | transcribe | synthesize | caption | plan."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ commands:
                             audio files (glob, directory, or a list of URIs) to Parquet transcripts
   synthesize INPUT --output OUT [options]
                             text records (lines, JSON lines, CSV, Parquet) to audio objects
+  caption FILE [options]    play audio (a file, or - for PCM on stdin) to a server at real time and print
+                            its live partials and finals
   plan --workers N --per_session_rate R (--replicas N --capacity C | --endpoint URL) ...
                             expected wall time on a fleet, and the sessions per worker to use
 
@@ -34,6 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from voxbeam.jobs.plan import plan_main
 
         return plan_main(rest)
+    if command == "caption":
+        from voxbeam.jobs.caption import caption_main
+
+        return caption_main(rest)
     if command in ("transcribe", "synthesize"):
         from voxbeam import jobs  # Beam is imported only after the job's flags are parsed
         from voxbeam.jobs.cli import exit_now
