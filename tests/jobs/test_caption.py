@@ -41,8 +41,17 @@ def _run(capsys, *argv: str, stdin: io.BytesIO | None = None) -> tuple[int, str,
     return status, captured.out, captured.err
 
 
+def _measured(server, within_s: float = 120.0) -> None:
+    """Waits until the server has measured its speed: its workers do that in the background after a start,
+    and a live stream meanwhile falls behind and gets no partials (as it would from a busy server)."""
+    deadline = time.monotonic() + within_s
+    while server.health().get("audio_capacity") is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
 def test_a_clip_at_real_time_gives_partials_then_a_final_with_its_words_as_json_lines(server, capsys):
     clip = corpus_clip(CLIP)
+    _measured(server)
     status, out, err = _run(capsys, clip.path, *_service(server), "--format", "jsonl", "--language", "en")
     assert status == 0, err
     events = [json.loads(line) for line in out.splitlines()]

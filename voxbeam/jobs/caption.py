@@ -215,7 +215,9 @@ def _stream(args: argparse.Namespace, client: ClientConfig, pcm: Iterable[bytes]
         realtime=_realtime(args, client),
         controls=SttControls(model=args.stt_model),
     )
-    preflight(client, ("stt", init), secret=False)  # wrong URL, key, CA, language, model: exit 2 naming the flag
+    # A wrong URL, key, CA, language or model: exit 2 naming the flag. Checked without "realtime", so that the
+    # check takes no live slot of a service that holds few (the stream's own session may then be SERVER_BUSY).
+    preflight(client, ("stt", dataclasses.replace(init, realtime=None)), secret=False)
     view = LiveLine(out) if args.format == "text" and out.isatty() else EventLines(out, args.format)
     feed = LiveFeed(pcm, sample_rate=args.sample_rate, chunk_ms=CHUNK_MS, speed=args.speed)
     pace = "as fast as it goes" if args.speed == 0 else f"{args.speed:g}x real time"
@@ -235,7 +237,7 @@ def _stream(args: argparse.Namespace, client: ClientConfig, pcm: Iterable[bytes]
         return EXIT_JOB_FAILED
     except ServerBusyError as exc:
         view.close()
-        print(f"error: {exc} (the service holds no more live streams now; try later)", file=sys.stderr)
+        print(f"error: {exc} (it holds no more streams now: try again later)", file=sys.stderr)
         return EXIT_JOB_FAILED
     except VoxBeamError as exc:
         view.close()
