@@ -42,7 +42,7 @@ from voxbeam.server.engines.base import (
 )
 from voxbeam.server.engines.whisper_batch import EncodeOneByOne, transcribe_many
 from voxbeam.server.engines.whisper_controls import best_language, decode_options, fitted
-from voxbeam.server.engines.whisper_timing import RATE, finals_from, ms, round_cuts, speech_regions
+from voxbeam.server.engines.whisper_timing import RATE, finals_from, ms, round_cuts, speech_regions, vad_probabilities
 
 WINDOWS_PER_ROUND = 3
 # Buffered audio that triggers a round: its windows' worth and room to find a pause after them.
@@ -187,15 +187,11 @@ class WhisperEngine(SttEngine):
             )
         return tokenizer
 
-    def speech_probabilities(self, audio: np.ndarray) -> np.ndarray:
-        """Silero's speech probability for each 32 ms window of ``audio`` (a whole number of windows).
-
-        The model sees each window with the end of the one before it (the first gets silence), so
-        callers pass one window of look-behind and drop its result: the probabilities are then
-        the same however the audio was split into pushes.
-        """
-        out: np.ndarray = self.vad(audio)
-        return out.reshape(-1)
+    def speech_probabilities(self, audio: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+        """Silero's speech probability for each 32 ms window of ``audio`` after its first (whole windows; the
+        first is look-behind), carrying its recurrent ``state`` from the call before (None: a stream's start):
+        a stream scored push by push gets what its whole audio scored at once would (``whisper_timing``)."""
+        return vad_probabilities(self.vad.session, audio, state)
 
 
 def _float(pcm: bytes | bytearray, start: int = 0, end: int | None = None) -> np.ndarray:
@@ -245,6 +241,7 @@ class WhisperStream(SttStream):
         self._buf = bytearray()  # 16 kHz s16le not yet finalized
         self._start = 0  # sample index of _buf[0] in this recognition session
         self._probs: list[float] = []  # live: speech probability per window from _start
+        self._vad_state: Any = None  # live: Silero's recurrent state after the last window scored
         self._utt: int | None = None  # live: window index where the open utterance starts
         self._silence = 0  # live: windows of silence since the utterance's last speech
         self._partial_at = 0  # live: window index of the last partial
@@ -347,10 +344,10 @@ class WhisperStream(SttStream):
         done = len(self._probs)
         available = len(self._buf) // BYTES_PER_SAMPLE // WINDOW
         if available > done:
-            lo = max(0, done - 1) * WINDOW
-            chunk = self._audio(lo, available * WINDOW)
-            probs = self._engine.speech_probabilities(chunk)
-            self._probs.extend(float(x) for x in probs[1 if done else 0 :])
+            chunk = self._audio(max(0, done - 1) * WINDOW, available * WINDOW)
+            chunk = chunk if done else np.concatenate([np.zeros(WINDOW, np.float32), chunk])  # silence before
+            probs, self._vad_state = self._engine.speech_probabilities(chunk, self._vad_state)
+            self._probs.extend(float(x) for x in probs)
         out: list[Recognized] = []
         end_windows = int(END_SILENCE_S * RATE / WINDOW)
         for i in range(done, len(self._probs)):

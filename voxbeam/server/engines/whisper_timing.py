@@ -27,6 +27,8 @@ SNAP_PAD_MS = 30
 NO_SPEECH_PROB = 0.6
 LOGPROB_FLOOR = -1.0
 MIN_WORD_S = 0.02
+VAD_WINDOW = 512  # samples Silero scores at a time
+VAD_CONTEXT = 64  # samples of the window before that Silero sees with each window
 
 
 def _clean_word(text: str) -> str:
@@ -52,6 +54,20 @@ def speech_regions(audio: np.ndarray) -> list[tuple[float, float]]:
         return []
     found = get_speech_timestamps(audio, VadOptions(min_silence_duration_ms=160, speech_pad_ms=SNAP_PAD_MS))
     return [(r["start"] / RATE, r["end"] / RATE) for r in found]
+
+
+def vad_probabilities(session: Any, audio: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+    """Silero (faster-whisper's ONNX ``session``) over the 512-sample windows of ``audio`` after its first, each
+    with the end of the one before it, the recurrent ``state`` (h, c) carried from the windows before (None:
+    none): ``SileroVADModel.__call__`` over the whole audio does the same in one call. Scored afresh at each
+    live push, as it was, the state started from zero every 100 ms and quiet speech scored as silence (a
+    human recording's probabilities off by up to 0.9)."""
+    windows = audio.reshape(-1, VAD_WINDOW)
+    batch = np.concatenate([windows[:-1, -VAD_CONTEXT:], windows[1:]], axis=1)
+    if state is None:
+        state = (np.zeros((1, 1, 128), np.float32), np.zeros((1, 1, 128), np.float32))
+    out, h, c = session.run(None, {"input": batch, "h": state[0], "c": state[1]})
+    return np.asarray(out).reshape(-1), (h, c)
 
 
 def round_cuts(
