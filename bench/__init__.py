@@ -23,10 +23,12 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "client": ("bench.client_bench", "the client engineer's benchmarks (bench/client_bench.py), when present"),
     "chaos": ("bench.chaos", "transcription pipeline while the server is killed and down for 30 s and 120 s"),
     "fairness": ("bench.fairness", "one key's flood or overload against another key's 3 s request; live admission"),
+    "live": ("bench.live", "live captioning: 2/4 real-time streams, beside a bulk job; flush, finals, partial lag"),
     "soak": ("bench.soak", "one replica with the k8s settings: one adversarial record, then 15 min of mixed load"),
     "streaming": ("bench.streaming", "Pub/Sub stream at 0.5x, 1.5x batch capacity: latency, drain, memory, faults"),
 }
 # Left out of a bare ``--quick`` run (name them to run them): client_bench's quick mode streams
 # 15 minutes of audio, and chaos's kills and restarts a server, each longer than the two minutes
-# --quick is for; streaming's runs a stream for minutes on the Pub/Sub emulator.
-NOT_IN_QUICK = {"client", "chaos", "soak", "streaming"}
+# --quick is for; live's streams run 3 minutes at real time; streaming's runs a stream for minutes
+# on the Pub/Sub emulator.
+NOT_IN_QUICK = {"client", "chaos", "live", "soak", "streaming"}
