@@ -175,6 +175,26 @@ PACKAGES: dict[str, Package] = {
             10565860,
             pool="pool/main/a/asterisk-core-sounds",
         ),
+        # Spanish and French prompts (not in the corpus: its references are English); see ``prompts``.
+        *(
+            Package(
+                "debian", name, "1.6.1-1", f"{name}_1.6.1-1_all.deb", sha, size, pool="pool/main/a/asterisk-core-sounds"
+            )
+            for name, sha, size in (
+                ("asterisk-core-sounds-es", "9afdab7f559f036649fb406e625899306ca1004df8ebe39c30bfbd5912d66f74", 22012),
+                (
+                    "asterisk-core-sounds-es-g722",
+                    "e4e3b4281057d3b81b779298fd6be705f57411513955c518eed1bcaabbd615b8",
+                    13048380,
+                ),
+                ("asterisk-core-sounds-fr", "04c82c78c570c43a7136cbc5e2488d0c470b775468dff9fbce4a131b18cf1056", 23152),
+                (
+                    "asterisk-core-sounds-fr-g722",
+                    "7add61d5e42279ecff1bbdf842a5a946ac3644fac9a0fe44384731aa7270c8e0",
+                    10822860,
+                ),
+            )
+        ),
     )
 }
 
@@ -755,6 +775,83 @@ def select(clips: list[Clip], subset: str = "full") -> list[Clip]:
     prompts = sorted((c.id for c in clips if c.source == "asterisk"), key=lambda i: hashlib.sha1(i.encode()).digest())
     keep = set(prompts[:CI_ASTERISK])
     return [c for c in clips if (c.source != "asterisk" and c.id not in CI_EXCLUDE) or c.id in keep]
+
+
+# Asterisk's prompts in other languages, each in its own voice: language -> (voice directory, speaker).
+PROMPT_VOICES = {
+    "es": ("es_MX_f_Allison", "allison-smith"),  # the English corpus's speaker, in Mexican Spanish
+    "fr": ("fr_CA_f_June", "june-wallack"),  # Canadian French
+}
+
+
+def _prompt_refs(data: tarfile.TarFile, lang: str) -> dict[str, str]:
+    member = data.extractfile(f"./usr/share/doc/asterisk-core-sounds-{lang}/core-sounds-{lang}.txt.gz")
+    assert member is not None
+    refs: dict[str, str] = {}
+    for line in gzip.decompress(member.read()).decode("utf-8", "replace").splitlines():
+        if line.strip() and not line.startswith(";"):
+            key, _, text = line.partition(":")
+            refs[key.strip()] = re.sub(r"\s+", " ", text).strip()
+    return refs
+
+
+def prompts(
+    lang: str, cache: str | os.PathLike[str] | None = None, *, log: Callable[[str], None] = print
+) -> list[Clip]:
+    """Asterisk's phone prompts in ``lang`` ("es" or "fr"; "en" is the corpus's own ``asterisk`` source),
+    with their reference in that language, selected by the English corpus's rule (:func:`asterisk_keeps`).
+
+    Not part of the corpus (its WER is English): for language detection and translation
+    (``bench/recognition.py``). Built once into ``<cache>/<LAYOUT>/prompts/<lang>`` like the corpus, from
+    Debian's pinned asterisk-core-sounds-<lang>(-g722) 1.6.1-1 (CC-BY-SA-3.0; es: Allison Smith, fr: June
+    Wallack, financed by Digium, Inc.).
+    """
+    if lang == "en":
+        return [c for c in build(cache, log=log) if c.source == "asterisk"]
+    voice, speaker = PROMPT_VOICES[lang]
+    root = cache_dir(cache) / LAYOUT
+    manifest = root / "prompts" / f"{lang}.jsonl"
+    found = _read_rows(manifest, root) if manifest.exists() else None
+    if found is not None:
+        return found
+    with _locked(root):
+        fetcher = _Fetcher(root / "downloads", log)
+        with _deb_data(fetcher.get(f"asterisk-core-sounds-{lang}")) as data:
+            refs = _prompt_refs(data, lang)
+        out_dir = root / "prompts" / lang
+        out_dir.mkdir(parents=True, exist_ok=True)
+        pkg = ", ".join(PACKAGES[f"asterisk-core-sounds-{lang}{s}"].pin for s in ("", "-g722"))
+        clips: list[Clip] = []
+        with _deb_data(fetcher.get(f"asterisk-core-sounds-{lang}-g722")) as data:
+            prefix = f"./usr/share/asterisk/sounds/{voice}/"
+            for m in sorted(data.getmembers(), key=lambda m: m.name):
+                if not (m.isfile() and m.name.startswith(prefix) and m.name.endswith(".g722")):
+                    continue
+                key = m.name[len(prefix) : -len(".g722")]
+                if key not in refs or not asterisk_keeps(key, refs[key]):
+                    continue
+                fh = data.extractfile(m)
+                assert fh is not None
+                samples = decode(fh.read(), "g722")
+                path = out_dir / f"{key.replace('/', '-')}.wav"
+                _write_atomic(path, _wav(samples))
+                clips.append(
+                    Clip(
+                        id=f"asterisk-{lang}/{key.replace('/', '-')}",
+                        path=str(path),
+                        duration=round(len(samples) / RATE, 3),
+                        text=refs[key],
+                        source=f"asterisk-{lang}",
+                        license="CC-BY-SA-3.0 (Asterisk core sounds, Digium, Inc.)",
+                        speaker=speaker,
+                        style="read (IVR prompt)",
+                        package=pkg,
+                    )
+                )
+        fetcher.remove()
+        _write_atomic(manifest, _rows(clips, root).encode("utf-8"))
+    log(f"corpus: prompts in {lang}: {len(clips)} clips, {sum(c.duration for c in clips):.0f} s")
+    return clips
 
 
 def load(subset: str = "full", cache: str | os.PathLike[str] | None = None, **kw: Any) -> list[Clip]:
