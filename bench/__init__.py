@@ -20,6 +20,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "longfile": ("bench.longfile", "pipeline memory over time on a long file (2 hours in full mode)"),
     "fleet": ("bench.fleet", "simulated workers on the real pool against 1/2/4 stub replicas; replica memory"),
     "accuracy": ("bench.accuracy", "WER and word timings on real human speech: voxbeam vs faster-whisper directly"),
+    "redaction": (
+        "bench.redaction",
+        "per-type recall and precision of --redact on spoken personal data end to end; its CPU cost (issue 30)",
+    ),
     "client": ("bench.client_bench", "the client engineer's benchmarks (bench/client_bench.py), when present"),
     "chaos": ("bench.chaos", "transcription pipeline while the server is killed and down for 30 s and 120 s"),
     "fairness": ("bench.fairness", "one key's flood or overload against another key's 3 s request; live admission"),
