@@ -353,6 +353,34 @@ def _report(res: Result, label: str, tallies: dict[str, Tally], where: str) -> N
         )
 
 
+def heard_split(clips: list[Clip], texts: dict[str, Any], misses: list[str]) -> dict[tuple[bool, bool], list[str]]:
+    """Positive digit values by (heard: every digit, in order, in the unredacted transcript; found)."""
+    missed = {m.split(":")[0] for m in misses if m.endswith("missed")}
+    out: dict[tuple[bool, bool], list[str]] = {}
+    for c in clips:
+        if c.item.kind is None or c.item.keys is None:
+            continue
+        heard = _digits(c.item.written) in _digits(texts.get(c.item.id, {}).get("heard") or "")
+        out.setdefault((heard, c.item.id not in missed), []).append(c.item.id)
+    return out
+
+
+def _heard_split(res: Result, clips: list[Clip], texts: dict[str, Any], misses: list[str]) -> None:
+    """Which misses are the recognizer's (the digits never reached the transcript) and which redaction's."""
+    split = heard_split(clips, texts, misses)
+    for (heard, found), ids in sorted(split.items()):
+        key = f"e2e_{'heard' if heard else 'misheard'}_{'found' if found else 'missed'}"
+        what = "every digit in the transcript" if heard else "digits lost or changed by the recognizer"
+        res.measure(key, len(ids), "clips", f"positive digit values with {what}, {'found' if found else 'missed'}")
+    res.notes.append(
+        "Digit values by what tiny.en heard (every digit in order, or not) and whether they were found: "
+        + "; ".join(
+            f"{'heard' if h else 'misheard'}/{'found' if f else 'missed'}: {', '.join(ids)}"
+            for (h, f), ids in sorted(split.items())
+        )
+    )
+
+
 def _redaction_cpu(rows: list[dict[str, Any]], repeats: int) -> float:
     """CPU seconds of ``redact_row`` (the job's own step) over ``rows``, median of ``repeats`` passes."""
     from voxbeam.beam.redacting import Redaction, redact_row
@@ -438,6 +466,7 @@ def run(ctx: Context) -> Result:
         "<=",
         unit="clips",
     )
+    _heard_split(res, clips, texts, e2e_misses)
     # Cost: the job's own redaction step, timed here over the same rows.
     transcription_cpu = job.cpu + job.server_cpu.cpu
     red_cpu = _redaction_cpu(originals, 5)
