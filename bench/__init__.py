@@ -20,6 +20,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "longfile": ("bench.longfile", "pipeline memory over time on a long file (2 hours in full mode)"),
     "fleet": ("bench.fleet", "simulated workers on the real pool against 1/2/4 stub replicas; replica memory"),
     "accuracy": ("bench.accuracy", "WER and word timings on real human speech: voxbeam vs faster-whisper directly"),
+    "recognition": (
+        "bench.recognition",
+        "hotwords and prompt, candidate languages, translation, model tiers on real recordings (issue 29)",
+    ),
     "redaction": (
         "bench.redaction",
         "per-type recall and precision of --redact on spoken personal data end to end; its CPU cost (issue 30)",
