@@ -1,0 +1,330 @@
+"""Speaker embeddings and turns: resemblyzer's encoder read without torch, checked against numbers from
+the original, and clustering on real recordings (the examples: President Kennedy, and the LibriVox
+reader of *Sense and Sensibility* in four clips).
+
+The reference numbers were computed once, outside this repository, with resemblyzer 0.1.4 on
+torch 2.13.0 (CPU) and librosa 0.11.0, from examples/audio/jfk.wav decoded as here (int16 / 32768):
+``wav_to_mel_spectrogram(y)[300, [0, 5, 10, 20, 39]]`` and
+``VoiceEncoder("cpu").embed_utterance(normalize_volume(0.05 * y, -30, increase_only=True))`` (its five
+largest components). ``data/torch_zip_state.pt`` was written by torch 2.13.0:
+``torch.save(OrderedDict(a=arange(6, float32).reshape(2, 3), b=ones(3, float64), c=a[:, 1],
+d=tensor([-2, 7])), path)``.
+
+THRESHOLD and MIN_CLUSTER in diarization.py were chosen on 33 simulated conversations (1-4 speakers,
+30-60 s, turns of 2-8 s) cut from the human corpus (bench/human_corpus.py): the speaker count was
+right in 21, and 7% of the speech went to the wrong speaker on average (median 0); knowing the count,
+4.7%.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import pickle
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voxbeam.audio import decode_to_pcm
+from voxbeam.server.engines import diarization as di
+from voxbeam.server.engines import speaker as sp
+from voxbeam.server.engines.models import sha256_of
+from voxbeam.server.errors import ModelError
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples" / "audio"
+DATA = Path(__file__).resolve().parent / "data"
+RATE = sp.RATE
+AUSTEN = ["austen-0870.flac", "austen-0890.ogg", "austen-0920.mp3", "austen-0930.m4a"]
+
+needs_weights = pytest.mark.skipif(
+    importlib.util.find_spec("resemblyzer") is None, reason=f"resemblyzer is not installed: {sp.RESEMBLYZER.pip}"
+)
+
+
+def _load(name: str) -> np.ndarray:
+    pcm = b"".join(decode_to_pcm(str(EXAMPLES / name), RATE))
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768
+
+
+def _weights() -> Path:
+    spec = importlib.util.find_spec("resemblyzer")
+    assert spec is not None and spec.submodule_search_locations
+    return Path(next(iter(spec.submodule_search_locations))) / "pretrained.pt"
+
+
+@pytest.fixture(scope="module")
+def encoder() -> sp.SpeakerEncoder:
+    return sp.SpeakerEncoder()
+
+
+@pytest.fixture(scope="module")
+def clips() -> dict[str, np.ndarray]:
+    return {name: _load(name) for name in [*AUSTEN, "jfk.wav"]}
+
+
+# ---------------------------------------------------------------------------
+# Reading the weights
+
+
+@needs_weights
+def test_the_packaged_weights_load_without_torch_or_resemblyzer_being_imported(encoder):
+    assert sha256_of(encoder.path) == sp.RESEMBLYZER.files[0].sha256
+    assert "torch" not in sys.modules and "resemblyzer" not in sys.modules
+
+
+@needs_weights
+def test_the_checkpoint_reads_as_a_state_dict_of_numpy_arrays():
+    checkpoint = sp.load_torch_state(_weights())
+    assert checkpoint["step"] == 1564501
+    state = checkpoint["model_state"]
+    shapes = {k: v.shape for k, v in state.items()}
+    for k in range(3):
+        assert shapes[f"lstm.weight_ih_l{k}"] == (1024, 40 if k == 0 else 256)
+        assert shapes[f"lstm.weight_hh_l{k}"] == (1024, 256)
+        assert shapes[f"lstm.bias_ih_l{k}"] == shapes[f"lstm.bias_hh_l{k}"] == (1024,)
+    assert shapes["linear.weight"] == (256, 256) and shapes["linear.bias"] == (256,)
+    assert all(v.dtype == np.float32 for v in state.values())
+    # The LSTM's tensors are views into one shared storage: each must start at its own offset.
+    assert not np.array_equal(state["lstm.weight_hh_l0"][:, :40], state["lstm.weight_ih_l0"])
+    assert np.isfinite(state["lstm.weight_hh_l2"]).all()
+
+
+def test_the_zip_format_reads_with_dtypes_and_strided_views():
+    state = sp.load_torch_state(DATA / "torch_zip_state.pt")
+    assert list(state) == ["a", "b", "c", "d"]
+    np.testing.assert_array_equal(state["a"], np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert state["b"].dtype == np.float64 and state["b"].tolist() == [1.0, 1.0, 1.0]
+    assert state["c"].tolist() == [1.0, 4.0]  # a[:, 1]: offset 1, stride 3 into a's storage
+    assert state["d"].dtype == np.int64 and state["d"].tolist() == [-2, 7]
+
+
+class _Payload:
+    """Pickles as a call to os.mkdir: what a hostile weights file would carry."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (os.mkdir, (self.target,))
+
+
+def test_a_pickle_naming_any_other_callable_is_refused_and_nothing_runs(tmp_path):
+    marker = tmp_path / "ran"
+    hostile = pickle.dumps({"model_state": _Payload(str(marker))}, protocol=2)
+    zipped = tmp_path / "zipped.pt"
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("zipped/data.pkl", hostile)
+    legacy = tmp_path / "legacy.pt"
+    legacy.write_bytes(hostile)
+    for path in (zipped, legacy):
+        with pytest.raises(ModelError, match="os.mkdir|posix.mkdir"):
+            sp.load_torch_state(path)
+    assert not marker.exists()
+
+
+@needs_weights
+def test_a_missing_package_names_the_pip_command(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if "site-packages" not in p])
+    importlib.invalidate_caches()
+    with pytest.raises(ModelError, match=r"pip install --no-deps resemblyzer==0\.1\.4"):
+        sp.SpeakerEncoder()
+
+
+@needs_weights
+def test_weights_that_do_not_match_the_pin_are_refused(monkeypatch, tmp_path):
+    shadow = tmp_path / "resemblyzer"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise ImportError('never imported')\n")
+    tampered = bytearray(_weights().read_bytes())
+    tampered[-1] ^= 1
+    (shadow / "pretrained.pt").write_bytes(bytes(tampered))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    with pytest.raises(ModelError, match="SHA-256.*not the pinned"):
+        sp.SpeakerEncoder()
+    with pytest.raises(ModelError, match="SHA-256.*not the pinned"):
+        sp.SpeakerEncoder(shadow / "pretrained.pt")
+    (shadow / "pretrained.pt").unlink()
+    with pytest.raises(ModelError, match=r"missing from its package.*pip install --no-deps resemblyzer==0\.1\.4"):
+        sp.SpeakerEncoder()
+    shutil.rmtree(shadow)
+
+
+# ---------------------------------------------------------------------------
+# Front end and network against the original
+
+
+def test_the_front_end_matches_librosa_through_resemblyzer(clips):
+    mel = sp.mel_spectrogram(clips["jfk.wav"])
+    assert mel.shape == (1101, 40) and mel.dtype == np.float32
+    reference = [0.0010280305286869407, 0.0008651525131426752, 0.00026033332687802613, 1.1588763300096616e-05]
+    reference.append(7.361924758697569e-08)
+    np.testing.assert_allclose(mel[300, [0, 5, 10, 20, 39]], reference, rtol=1e-4)
+
+
+def test_partial_slices_follow_resemblyzer():
+    # As resemblyzer's VoiceEncoder.compute_partial_slices(n, 1.3, 0.75) gives them.
+    assert sp.partial_slices(100) == [(0, 160)]  # always one, padded
+    assert sp.partial_slices(25600) == [(0, 160)]
+    assert sp.partial_slices(41000) == [(0, 160), (77, 237)]
+    assert sp.partial_slices(80000) == [(0, 160), (77, 237), (154, 314), (231, 391), (308, 468)]
+    with pytest.raises(ValueError):
+        sp.partial_slices(RATE, rate=0.1)
+
+
+@needs_weights
+def test_the_embedding_matches_resemblyzers(encoder, clips):
+    # A quiet copy, so that the volume normalisation is part of what is compared.
+    embedding = encoder.embed(0.05 * clips["jfk.wav"])
+    assert embedding.shape == (256,) and embedding.dtype == np.float32
+    assert abs(float(np.linalg.norm(embedding)) - 1) < 1e-5 and embedding.min() >= 0
+    top = [212, 13, 203, 162, 61]
+    assert np.argsort(-embedding)[:5].tolist() == top
+    reference = [0.22309672832489014, 0.2224283367395401, 0.21369251608848572, 0.18704167008399963, 0.1690642386674881]
+    np.testing.assert_allclose(embedding[top], reference, atol=2e-5)
+
+
+@needs_weights
+def test_windows_embed_as_their_own_utterances_in_one_batch(encoder, clips):
+    pcm = clips["austen-0870.flac"]
+    windows = [(0, 24000), (8000, 40000), (40000, len(pcm)), (100, 4000)]
+    batched = encoder.embed_windows(pcm, windows)
+    single = np.stack([encoder.embed(pcm[a:b]) for a, b in windows])
+    np.testing.assert_allclose(batched, single, atol=1e-6)
+    assert encoder.embed_windows(pcm, []).shape == (0, 256)
+    with pytest.raises(ValueError):
+        encoder.embed_windows(pcm, [(10, 10)])
+
+
+@needs_weights
+def test_one_reader_across_recordings_is_nearer_than_another_speaker(encoder, clips):
+    embedded = {name: encoder.embed(pcm) for name, pcm in clips.items()}
+    same = [float(embedded[a] @ embedded[b]) for i, a in enumerate(AUSTEN) for b in AUSTEN[i + 1 :]]
+    other = [float(embedded[a] @ embedded["jfk.wav"]) for a in AUSTEN]
+    # Measured: same reader 0.83-0.91, reader against Kennedy 0.47-0.58.
+    assert min(same) > 0.75 and max(other) < 0.7
+    assert min(same) > max(other) + 0.15
+
+
+# ---------------------------------------------------------------------------
+# Clustering and turns
+
+
+def _speech(pcm: np.ndarray) -> list[tuple[int, int]]:
+    from voxbeam.server.engines.whisper_timing import speech_regions
+
+    return [(int(a * RATE), int(b * RATE)) for a, b in speech_regions(pcm)]
+
+
+def _join(clips: dict[str, np.ndarray], names: list[str]) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The clips end to end, and where each one's speech starts and ends (ms)."""
+    spans, offset = [], 0
+    for name in names:
+        regions = _speech(clips[name])
+        spans.append(((offset + regions[0][0]) // 16, (offset + regions[-1][1]) // 16))
+        offset += len(clips[name])
+    return np.concatenate([clips[n] for n in names]), spans
+
+
+@needs_weights
+@pytest.mark.parametrize(
+    "names, speakers",
+    [
+        (["jfk.wav", "austen-0870.flac", "austen-0920.mp3"], ["S1", "S2", "S2"]),
+        (["austen-0870.flac", "jfk.wav", "austen-0920.mp3", "austen-0890.ogg"], ["S1", "S2", "S1", "S1"]),
+    ],
+)
+def test_two_speakers_are_found_with_their_turns_within_half_a_second(encoder, clips, names, speakers):
+    pcm, spans = _join(clips, names)
+    turns = di.speaker_turns(encoder, pcm, _speech(pcm))
+    assert {t.speaker for t in turns} == {"S1", "S2"}
+    # Each clip's speech lies in turns of its speaker, which start and end within 0.5 s of it.
+    for (start, end), speaker in zip(spans, speakers, strict=True):
+        inside = [t for t in turns if t.end_ms > start and t.start_ms < end]
+        assert {t.speaker for t in inside} == {speaker}, (start, end, turns)
+    changes = [i for i in range(1, len(speakers)) if speakers[i] != speakers[i - 1]]
+    for i in changes:
+        ending = max(
+            (t for t in turns if t.speaker == speakers[i - 1] and t.start_ms < spans[i][0]), key=lambda t: t.end_ms
+        )
+        starting = min(
+            (t for t in turns if t.speaker == speakers[i] and t.end_ms > spans[i - 1][1]), key=lambda t: t.start_ms
+        )
+        assert abs(ending.end_ms - spans[i - 1][1]) <= 500
+        assert abs(starting.start_ms - spans[i][0]) <= 500
+    # Without a VAD the windows cover everything: the change is placed within 0.5 s of the join.
+    joins = np.cumsum([len(clips[n]) for n in names])[:-1] // 16
+    plain = di.speaker_turns(encoder, pcm)
+    assert [t.speaker for t in plain] == [s for i, s in enumerate(speakers) if i == 0 or s != speakers[i - 1]]
+    for t, join in zip(plain[1:], [joins[i - 1] for i in changes], strict=True):
+        assert abs(t.start_ms - join) <= 500
+
+
+@needs_weights
+def test_one_reader_is_one_speaker_and_the_bounds_are_honoured(encoder, clips):
+    pcm = np.concatenate([clips[n] for n in AUSTEN])
+    assert {t.speaker for t in di.speaker_turns(encoder, pcm, _speech(pcm))} == {"S1"}
+    assert {t.speaker for t in di.speaker_turns(encoder, pcm, _speech(pcm), min_speakers=2)} == {"S1", "S2"}
+    two, _ = _join(clips, ["jfk.wav", "austen-0870.flac"])
+    assert {t.speaker for t in di.speaker_turns(encoder, two, max_speakers=1)} == {"S1"}
+    assert len({t.speaker for t in di.speaker_turns(encoder, two, min_speakers=3, max_speakers=3)}) == 3
+    assert di.speaker_turns(encoder, two[:4000]) == []  # under the shortest window
+
+
+def _naive_average_linkage(x: np.ndarray) -> list[float]:
+    """Merge heights by the definition: the closest pair of clusters by mean pairwise cosine distance."""
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    dist = 1 - unit @ unit.T
+    clusters = [[i] for i in range(len(x))]
+    heights = []
+    while len(clusters) > 1:
+        best = min(
+            (float(dist[np.ix_(a, b)].mean()), i, j)
+            for i, a in enumerate(clusters)
+            for j, b in enumerate(clusters)
+            if i < j
+        )
+        heights.append(best[0])
+        _, i, j = best
+        clusters[i] = clusters[i] + clusters.pop(j)
+    return heights
+
+
+def test_average_linkage_agrees_with_its_definition():
+    rng = np.random.default_rng(7)
+    x = np.abs(rng.normal(size=(24, 8))) + np.repeat(np.eye(8)[:3] * 4, 8, axis=0)
+    merges = di.average_linkage(x)
+    np.testing.assert_allclose(np.sort(merges[:, 2]), np.sort(_naive_average_linkage(x)), atol=1e-6)
+    labels = di.cluster(x, threshold=0.3, min_cluster=1)
+    assert len(set(labels)) == 3 and [len(set(labels[i : i + 8])) for i in (0, 8, 16)] == [1, 1, 1]
+    assert di.cluster(x[:1]).tolist() == [0] and di.cluster(np.zeros((0, 8))).tolist() == []
+
+
+def test_turns_absorb_short_ones_and_are_named_in_order_of_appearance():
+    windows = [(0, 1500), (750, 2250), (1500, 3000), (2250, 3750), (3000, 4500)]
+    # The middle window owns 1875-2625 ms: 750 ms, kept at min_turn_ms=500, absorbed at 1000.
+    assert di.make_turns(windows, [7, 7, 3, 7, 7]) == [
+        (0, 1875, "S1"),
+        (1875, 2625, "S2"),
+        (2625, 4500, "S1"),
+    ]
+    assert di.make_turns(windows, [7, 7, 3, 7, 7], min_turn_ms=1000) == [(0, 4500, "S1")]
+    # Same speaker across a pause: one turn up to max_gap_ms, two beyond.
+    apart = [(0, 1500), (2000, 3500), (6000, 7500)]
+    assert di.make_turns(apart, [1, 1, 1]) == [(0, 3500, "S1"), (6000, 7500, "S1")]
+    # A short turn alone (no neighbour near) stays.
+    assert di.make_turns([(0, 300), (5000, 6500)], [0, 1]) == [(0, 300, "S1"), (5000, 6500, "S2")]
+    assert di.make_turns([], []) == []
+
+
+def test_words_go_to_the_turn_they_overlap_most_else_the_nearest():
+    turns = [di.Turn(0, 1000, "S1"), di.Turn(1000, 2000, "S2"), di.Turn(3000, 4000, "S1")]
+    words = [(100, 400), (900, 1300), (700, 1100), (2100, 2300), (2600, 2900), (5000, 5100)]
+    assert di.assign_words(words, turns) == ["S1", "S2", "S1", "S2", "S1", "S1"]
+    assert di.assign_words(words[:2], []) == [None, None]
