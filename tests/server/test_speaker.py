@@ -129,7 +129,7 @@ def test_a_pickle_naming_any_other_callable_is_refused_and_nothing_runs(tmp_path
 
 
 @needs_weights
-def test_a_missing_package_names_the_pip_command(monkeypatch, tmp_path):
+def test_a_missing_package_names_the_pip_command(monkeypatch):
     monkeypatch.setattr(sys, "path", [p for p in sys.path if "site-packages" not in p])
     importlib.invalidate_caches()
     with pytest.raises(ModelError, match=r"pip install --no-deps resemblyzer==0\.1\.4"):
