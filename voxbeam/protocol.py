@@ -18,7 +18,7 @@ from typing import Any
 import pybase64
 
 # The messages are defined in protocol_messages; most callers import them from here.
-from voxbeam.protocol_controls import ControlError, SttControls
+from voxbeam.protocol_controls import ControlError, SttControls, check_speaker_bounds
 from voxbeam.protocol_messages import AUTO_LANGUAGE as AUTO_LANGUAGE
 from voxbeam.protocol_messages import (
     Audio,
@@ -129,8 +129,8 @@ def serialize(msg: Message) -> str:
     for key, value in asdict(msg).items():
         if value is None:
             continue
-        if key == "words":
-            value = list(value)
+        if key == "words":  # a word's extensions (speaker) are left out when None, as a message's are
+            value = [{k: v for k, v in w.items() if v is not None} for w in value]
         out[key] = value
     return json.dumps(out, separators=(",", ":"))
 
@@ -251,7 +251,9 @@ def _parse_stt_init(obj: dict[str, Any]) -> SttInit:
             ErrorCode.INVALID_MESSAGE,
             f"'redact' must be \"all\" or a list of at most {MAX_REDACT_NAMES} entity type names (strings)",
         )
+    min_speakers, max_speakers = _field(obj, "min_speakers", int), _field(obj, "max_speakers", int)
     try:
+        check_speaker_bounds(min_speakers, max_speakers)
         controls = SttControls(
             prompt=_field(obj, "prompt", str),
             hotwords=_field(obj, "hotwords", str),
@@ -276,6 +278,9 @@ def _parse_stt_init(obj: dict[str, Any]) -> SttInit:
         phone_region=_field(obj, "phone_region", str),
         profanity=_field(obj, "profanity", str),
         model=controls.model,
+        enable_diarization=_field(obj, "enable_diarization", bool),
+        min_speakers=min_speakers,
+        max_speakers=max_speakers,
     )
 
 
@@ -346,6 +351,7 @@ def parse_server_message(
                         offset=int(w.get("offset", 0)),
                         duration=int(w.get("duration", 0)),
                         confidence=float(w.get("confidence", 0.0)),
+                        speaker=None if w.get("speaker") is None else str(w["speaker"]),
                     )
                     for w in words
                 ),
@@ -360,6 +366,7 @@ def parse_server_message(
                     )
                     for e in entities
                 ),
+                speaker=None if obj.get("speaker") is None else str(obj["speaker"]),
             )
         if kind == "flush_done":
             return FlushDone(request_id=str(obj.get("request_id", "")))

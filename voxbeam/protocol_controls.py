@@ -23,6 +23,10 @@ MAX_HOTWORDS_CHARS = 250
 MAX_LANGUAGES = 16
 # A model's name: a packaged tier (tiny.en, base), a faster-whisper name or a directory's name.
 MAX_MODEL_CHARS = 200
+# The most speakers a diarizing init may bound its count by (``min_speakers``/``max_speakers``).
+MAX_SPEAKERS = 32
+# What a service advertises in /healthz ``capabilities`` when it diarizes (``enable_diarization``).
+DIARIZATION = "diarization"
 # What a service advertises in /healthz ``capabilities`` for each control it honours.
 CAPABILITIES = ("prompt", "hotwords", "translate", "languages")
 
@@ -85,6 +89,15 @@ class SttControls:
             "languages": self.languages is not None,
         }
         return tuple(name for name in CAPABILITIES if asked[name])
+
+
+def check_speaker_bounds(min_speakers: int | None, max_speakers: int | None) -> None:
+    """Raises ``ControlError`` unless each bound given is 1 to ``MAX_SPEAKERS`` and min <= max."""
+    for field, n in (("min_speakers", min_speakers), ("max_speakers", max_speakers)):
+        if n is not None and not 1 <= n <= MAX_SPEAKERS:
+            raise ControlError(field, f"must be 1 to {MAX_SPEAKERS}, not {n}")
+    if min_speakers is not None and max_speakers is not None and min_speakers > max_speakers:
+        raise ControlError("min_speakers", f"({min_speakers}) is more than 'max_speakers' ({max_speakers})")
 
 
 def _text(field: str, value: str | None, limit: int) -> str | None:

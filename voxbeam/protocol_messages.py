@@ -26,6 +26,8 @@ class TranscriptWord:
     offset: int
     duration: int
     confidence: float
+    # Extension: who said it (a diarizing session's label, "S1", "S2", ...); None: not diarized.
+    speaker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,11 @@ class SttInit:
     profanity: str | None = None
     # Extension: the served model tier to use (``/healthz`` ``models``); None: the service's default.
     model: str | None = None
+    # Extensions: speaker diarization (``/healthz`` capability "diarization"): a ``speaker`` on each word
+    # and final, finals split at speaker changes; the count bounded when given. None leaves each out.
+    enable_diarization: bool | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
 
     @classmethod
     def asking(
@@ -204,6 +211,8 @@ class Transcript:
     language_probability: float | None = None
     # Not in the spec: on a final of a session that asked for redaction, what was masked (may be empty).
     entities: tuple[TranscriptEntity, ...] | None = None
+    # Not in the spec: on a final of a session that asked for diarization, who said it ("S1", ...).
+    speaker: str | None = None
     type: Literal["transcript"] = "transcript"
 
 

@@ -27,7 +27,8 @@ def _heard(msgs: list[dict]) -> str:
 
 
 def test_hotwords_and_a_prompt_fix_a_name_each_in_its_own_session(server, clip):
-    assert server.health()["capabilities"] == ["hotwords", "profanity", "prompt", "redact"]  # tiny.en: English only
+    # tiny.en: English only (diarization is there too when the speaker model is installed)
+    assert set(server.health()["capabilities"]) - {"diarization"} == {"hotwords", "profanity", "prompt", "redact"}
 
     async def main():
         # At once: the 15 s clip is decoded as deferred windows, which the server batches across sessions;

@@ -5,6 +5,7 @@ against the model picked, and a model not served is refused naming the field and
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import urllib.request
@@ -18,8 +19,10 @@ from tests.server import helpers as h
 
 pytestmark = pytest.mark.second_model
 # Redaction (profanity, redact) is the server's, on the text: every model offers it.
-BASE_CAPABILITIES = ["hotwords", "languages", "profanity", "prompt", "redact", "translate"]
-TINY_CAPABILITIES = ["hotwords", "profanity", "prompt", "redact"]
+# Diarization is every model's when the speaker model is installed (the server does it, not the engine).
+_SPEAKERS = ["diarization"] if importlib.util.find_spec("resemblyzer") else []
+BASE_CAPABILITIES = sorted(["hotwords", "languages", "profanity", "prompt", "redact", "translate", *_SPEAKERS])
+TINY_CAPABILITIES = sorted(["hotwords", "profanity", "prompt", "redact", *_SPEAKERS])
 
 
 @pytest.fixture(scope="module")

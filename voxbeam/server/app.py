@@ -23,6 +23,7 @@ from websockets.http11 import Request, Response
 
 from voxbeam import protocol as p
 from voxbeam.protocol import ErrorCode
+from voxbeam.protocol_controls import DIARIZATION
 from voxbeam.server.config import ServerConfig
 from voxbeam.server.context import build_context
 from voxbeam.server.errors import ConfigError
@@ -122,6 +123,12 @@ class SpeechServer:
 
     # -- HTTP ---------------------------------------------------------------------------
 
+    @property
+    def _server_capabilities(self) -> set[str]:
+        """The extensions every model has, because the server does them: redaction, and diarization when the
+        speaker model is installed."""
+        return set(REDACTION_CAPABILITIES) | ({DIARIZATION} if self.ctx.diarizer else set())
+
     def public_health(self) -> dict[str, Any]:
         """What /healthz tells anyone: status, capacity (sessions, live streams, bulk audio s/s) and the
         extensions a client may ask for (``capabilities``: the recognition controls the default model honours,
@@ -134,13 +141,13 @@ class SpeechServer:
             "live_capacity": self.ctx.live_capacity,
             "audio_capacity": round(rate, 2) if rate else None,
             "bulk_sessions": self.pool.bulk_sessions,
-            "capabilities": sorted(self.ctx.stt_model.controls | set(REDACTION_CAPABILITIES)),
+            "capabilities": sorted(self.ctx.stt_model.controls | self._server_capabilities),
             "models": [
                 {
                     "name": m.name,
                     "default": m is self.ctx.stt_model,
                     "multilingual": m.detects_language,
-                    "capabilities": sorted(m.controls | set(REDACTION_CAPABILITIES)),
+                    "capabilities": sorted(m.controls | self._server_capabilities),
                 }
                 for m in self.ctx.stt_models.values()
             ],

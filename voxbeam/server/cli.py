@@ -99,6 +99,13 @@ def _engines(add: Any) -> None:
         default=None,
         metavar="NAME_OR_DIR[,...]",
     )
+    add(
+        "--diarization",
+        "speaker diarization for sessions that ask for it (enable_diarization): auto offers it when the speaker "
+        "model is installed (pip install --no-deps resemblyzer==0.1.4), off never (default: %(default)s)",
+        default="auto",
+        choices=["auto", "off"],
+    )
     add("--voices_dir", "add every Piper voice (*.onnx + *.onnx.json) in DIR (default: none)", metavar="DIR")
     add("--list_voices", "print the voice catalog and exit", action="store_true")
     add(
@@ -304,6 +311,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
         stt_engine=args.stt_engine,
         stt_model=args.stt_model,
         voices_dir=args.voices_dir,
+        diarization=args.diarization,
         threads_per_worker=args.threads_per_worker,
         memory_limit_mb=args.memory_limit_mb,
         stt_capacity=args.stt_capacity,

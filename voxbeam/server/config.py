@@ -56,6 +56,9 @@ class ServerConfig:
     # loaded by each worker when a session first asks for one); None: the engine's default.
     stt_model: str | None = None
     voices_dir: str | None = None
+    # Speaker diarization (the init's enable_diarization): "auto" when the speaker model is installed
+    # (pip install --no-deps resemblyzer==0.1.4), "off" never (not advertised in /healthz).
+    diarization: str = "auto"
     # Engine threads per worker (CTranslate2, ONNX Runtime); None: cores // workers.
     threads_per_worker: int | None = None
     # Admission by load: the bulk speed in audio seconds per second (None: measured at start), the live

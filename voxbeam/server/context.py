@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from voxbeam import protocol as p
 from voxbeam.protocol import ErrorCode
 from voxbeam.server.config import ServerConfig
-from voxbeam.server.engines import stt_engine
+from voxbeam.server.engines import diarizer, stt_engine
 from voxbeam.server.engines.base import SttModel, SttSettings
 from voxbeam.server.errors import ConfigError
 from voxbeam.server.metrics import ServerMetrics
@@ -74,6 +74,8 @@ class ServerContext:
     live_streams: int = 0  # STT sessions holding a live slot
     # Every model served, by name, the default (``stt_model``) first: a session picks one with ``model``.
     stt_models: dict[str, SttModel] = field(default_factory=dict)
+    # The speaker model sessions may diarize with (its label), None: no diarization (/healthz says which).
+    diarizer: str | None = None
 
     def __post_init__(self) -> None:
         if not self.stt_models:
@@ -193,6 +195,8 @@ def build_context(config: ServerConfig) -> ServerContext:
     for problem in problems:
         log.error("voice catalog: %s", problem)
     threads = config.threads
+    speakers, said = diarizer() if config.diarization == "auto" else (None, "speaker diarization off (--diarization)")
+    log.info("%s", said)
     spec = WorkerSpec(
         stt=SttSettings(
             model,
@@ -203,6 +207,7 @@ def build_context(config: ServerConfig) -> ServerContext:
         tts_threads=threads,
         preload_voices=(voices.default,),
         stt_tiers=tuple(models.values())[1:],
+        diarization=speakers is not None,
     )
     metrics = ServerMetrics(config.max_sessions)
     pool = WorkerPool(
@@ -224,4 +229,4 @@ def build_context(config: ServerConfig) -> ServerContext:
         config.workers,
         threads,
     )
-    return ServerContext(config, pool, model, voices, metrics, stt_models=models)
+    return ServerContext(config, pool, model, voices, metrics, stt_models=models, diarizer=speakers)

@@ -24,8 +24,10 @@ from voxbeam.protocol import ErrorCode
 from voxbeam.protocol_controls import SttControls
 from voxbeam.redaction import Policy
 from voxbeam.server.engines.base import Deferred, Recognized, SttModel
+from voxbeam.server.engines.diarization import Turn
 from voxbeam.server.errors import EngineError, WorkerDied, WorkerUnavailable
 from voxbeam.server.session import ByteBudget, Session
+from voxbeam.server.speakers import labelled, split_at_speakers
 from voxbeam.server.transcripts import redacted, redaction_policy, transcript
 from voxbeam.server.worker.fair import Lane
 from voxbeam.server.worker.process import Worker
@@ -126,6 +128,9 @@ class SttSession(Session):
         self._redaction: Policy | None = None  # what the init asked to redact
         self._timestamps = False  # whether the init asked for word timings
         self._language: str | None = None  # the language transcribed (None: detected), for phone regions
+        # A diarizing session's speaker bounds (None: not diarizing), and its finals held until flush, by request.
+        self._speakers: tuple[int | None, int | None] | None = None
+        self._held: dict[str, list[Recognized]] = {}
 
     # -- init ---------------------------------------------------------------------------
 
@@ -138,6 +143,12 @@ class SttSession(Session):
             language = model_language(model, msg.language, detect)
             controls = dataclasses.replace(model_controls(model, msg, language), model=model.name)
             redaction = redaction_policy(msg)
+            if msg.enable_diarization and not self.ctx.diarizer:
+                raise p.ProtocolError(
+                    ErrorCode.UNSUPPORTED_OPTION,
+                    "'enable_diarization': this server has no speaker model (voxbeam serve --diarization auto, "
+                    "with pip install --no-deps resemblyzer==0.1.4)",
+                )
         except p.ProtocolError as exc:
             await self.report(exc.code, exc.message)
             return
@@ -148,12 +159,15 @@ class SttSession(Session):
             return
         self._pin(worker)
         self._redaction, self._timestamps, self._language = redaction, msg.enable_timestamps, language
-        # Entities need word times: a redacting session's words are timed whether or not the client wants them.
-        timed = msg.enable_timestamps or redaction is not None
+        self._speakers = (msg.min_speakers, msg.max_speakers) if msg.enable_diarization else None
+        # Entities and speakers need word times: such a session's words are timed whether the client wants them or not.
+        timed = msg.enable_timestamps or redaction is not None or self._speakers is not None
         worker.models.add(model.name)  # loaded there on first use, if it was not
         # No round trip: the worker runs requests in order, so the stream exists before any audio,
         # and `ready` does not wait behind other sessions' queued audio on a busy worker.
-        worker.cast("stt_open", self.sid, language, msg.sample_rate, timed, detect, controls, lane=self._lane())
+        worker.cast(
+            "stt_open", self.sid, language, msg.sample_rate, timed, detect, controls, self._speakers, lane=self._lane()
+        )
         self.sample_rate = msg.sample_rate
         self._new_request_id()
         assert self.request_id is not None
@@ -261,9 +275,25 @@ class SttSession(Session):
             self._deferred_ms -= owed
             self.ctx.metrics.decode_backlog(-owed)  # [metrics]
             self._deferred_done.set()
-        return (finals, reply[1]) if flush else finals
+        return (finals, *reply[1:]) if flush else finals
 
-    def _stamp(self, results: list[Recognized], request_id: str) -> list[p.ServerMessage]:
+    def _stamp(
+        self, results: list[Recognized], request_id: str, turns: list[Turn] | None = None
+    ) -> list[p.ServerMessage]:
+        """The messages of ``results``. A diarizing session's finals wait for the speaker ``turns`` its flush
+        brings: held until then, and sent then, split at speaker changes, each with its speaker."""
+        if self._speakers is not None and turns is None:
+            self._held.setdefault(request_id, []).extend(r for r in results if r.is_final)
+            results = [r for r in results if not r.is_final]
+        elif self._speakers is not None and turns is not None:
+            parts = [part for r in self._held.pop(request_id, []) + results for part in split_at_speakers(r, turns)]
+            return [
+                labelled(m, speaker, turns, words=self._timestamps) if isinstance(m, p.Transcript) else m
+                for m, (_, speaker) in zip(self._messages([r for r, _ in parts], request_id), parts, strict=True)
+            ]
+        return self._messages(results, request_id)
+
+    def _messages(self, results: list[Recognized], request_id: str) -> list[p.ServerMessage]:
         if request_id not in self._detected and any(r.language_probability is not None for r in results):
             self._detected.add(request_id)  # the engine detected the language of this recognition session
             self.ctx.stats.language_detections += 1
@@ -289,15 +319,16 @@ class SttSession(Session):
 
     async def _flushed(self, fut: asyncio.Future[Any], request_id: str) -> list[p.ServerMessage]:
         try:
-            finals, odd = await fut
+            finals, odd, turns = await fut
         except (WorkerDied, WorkerUnavailable):
             self._on_worker_lost()
             return []
         except EngineError as exc:
             finals, odd = [], False
+            self._held.pop(request_id, None)
             out: list[p.ServerMessage] = [p.error(exc.code, exc.message, request_id)]
         else:
-            out = self._stamp(finals, request_id)
+            out = self._stamp(finals, request_id, turns or [] if self._speakers is not None else None)
         if odd:
             out.append(
                 p.error(

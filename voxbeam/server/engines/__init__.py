@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 
 from voxbeam.server.engines.base import SttEngine, TtsEngine
+from voxbeam.server.engines.models import materialize, sha256_of
 from voxbeam.server.errors import ConfigError
 
 # name -> "module:class", and the pip command that installs what the module imports.
@@ -30,6 +31,19 @@ def _load(table: dict[str, tuple[str, str]], kind: str, name: str) -> type:
     except ImportError as exc:
         raise ConfigError(f"the {name} engine cannot load ({exc}): {pip}") from None
     return cls
+
+
+def diarizer() -> tuple[str | None, str]:
+    """The speaker model diarization runs (``diarization.py``, ``speaker.py``): its label when installed and
+    verified, else None, and one line saying which (server process, at start; workers load it on first use)."""
+    from voxbeam.server.engines.speaker import RESEMBLYZER  # numpy, only when asked
+
+    try:
+        path = materialize(RESEMBLYZER) / "pretrained.pt"
+    except ConfigError as exc:  # ModelError: not installed, or not the pinned weights
+        return None, f"speaker diarization off: {exc}"
+    label = f"{RESEMBLYZER.name}@sha256:{sha256_of(path)[:12]}"
+    return label, f"speaker diarization: {label}"
 
 
 def stt_engine(name: str) -> type[SttEngine]:

@@ -267,3 +267,87 @@ def assign_words(words: Sequence[tuple[int, int]], turns: Sequence[Turn]) -> lis
             best = int(np.argmin(np.maximum(starts - end, start - ends)))
         out.append(turns[best].speaker)
     return out
+
+
+# Windows quieter than this (dBFS) hold no voice to tell: silence between turns, a muted line.
+SILENT_DBFS = -50.0
+
+
+class SpeakerTrack:
+    """A recognition session's speakers, embedded as its audio arrives and clustered when it ends.
+
+    ``push`` takes PCM s16le mono at ``sample_rate`` and embeds each window of ``WINDOW_MS`` (every
+    ``HOP_MS``) once its audio is in, so memory holds one embedding per window (1 KiB per 0.75 s), not the
+    audio. ``finish`` embeds the last window, clusters, and returns the turns (ms from the session's
+    start); the track then starts afresh at 0, as the recognition session does.
+    """
+
+    def __init__(
+        self,
+        encoder: SpeakerEncoder,
+        sample_rate: int,
+        *,
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
+    ) -> None:
+        # Imported here: the wire module's resampler (PyAV) only where a session diarizes.
+        from voxbeam.audio import PcmResampler
+
+        self.encoder = encoder
+        self.bounds = {"min_speakers": min_speakers, "max_speakers": max_speakers}
+        self._resampler = PcmResampler(sample_rate, RATE)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._buf = np.zeros(0, dtype=np.float32)
+        self._buf_start = 0  # the session's sample at _buf[0]
+        self._next = 0  # where the next window starts
+        self._covered = 0  # where the last window ended
+        self._embeddings: list[np.ndarray] = []
+        self._windows: list[tuple[int, int]] = []
+
+    def push(self, pcm: bytes) -> None:
+        self._take(self._resampler.push(pcm))
+        window, hop = WINDOW_MS * RATE // 1000, HOP_MS * RATE // 1000
+        spans = []
+        while self._next + window <= self._buf_start + len(self._buf):
+            spans.append((self._next, self._next + window))
+            self._next += hop
+        self._embed(spans)
+        drop = self._next - self._buf_start
+        if drop > 0:
+            self._buf, self._buf_start = self._buf[drop:], self._next
+
+    def finish(self) -> list[Turn]:
+        self._take(self._resampler.flush())
+        end = self._buf_start + len(self._buf)
+        window, least = WINDOW_MS * RATE // 1000, MIN_WINDOW_MS * RATE // 1000
+        if end - self._covered >= least:  # audio no window reached: the last one ends at the end
+            self._embed([(max(self._buf_start, end - window), end)])
+        turns: list[Turn] = []
+        if self._embeddings:
+            turns = diarize(np.stack(self._embeddings), self._windows, **self.bounds)  # type: ignore[arg-type]
+        self._reset()
+        return turns
+
+    def _take(self, pcm: bytes) -> None:
+        if pcm:
+            x = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768
+            self._buf = np.concatenate([self._buf, x])
+
+    def _embed(self, spans: list[tuple[int, int]]) -> None:
+        if spans:
+            self._covered = spans[-1][1]
+        local = [(a - self._buf_start, b - self._buf_start) for a, b in spans]
+        kept = []
+        for (a, b), span in zip(local, spans, strict=True):
+            rms = float(np.sqrt(np.mean(self._buf[a:b] ** 2))) if b > a else 0.0
+            if b > a and 20 * np.log10(max(rms, 1e-10)) > SILENT_DBFS:
+                kept.append(((a, b), span))
+        if not kept:
+            return
+        vectors = self.encoder.embed_windows(self._buf, [k[0] for k in kept])
+        per_ms = RATE // 1000
+        for vector, (_, (a, b)) in zip(vectors, kept, strict=True):
+            self._embeddings.append(vector)
+            self._windows.append((a // per_ms, b // per_ms))

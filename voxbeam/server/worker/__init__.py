@@ -34,3 +34,5 @@ class WorkerSpec:
     # ``stt``'s settings. Lazily, because a worker holds a model it was never asked for otherwise (base:
     # ~150 MiB each) and starts slower; the watchdog counts a loaded one as the worker's own memory.
     stt_tiers: tuple[SttModel, ...] = ()
+    # Whether sessions may diarize (the speaker model is installed and verified): loaded on first use.
+    diarization: bool = False

@@ -34,11 +34,13 @@ from voxbeam.server.engines.base import (
     SttStream,
     TtsEngine,
     Voice,
-    max_render_seconds,
 )
+from voxbeam.server.engines.diarization import SpeakerTrack, Turn
+from voxbeam.server.engines.speaker import SpeakerEncoder
 from voxbeam.server.errors import EngineError
 from voxbeam.server.heap import give_back, keep_large_buffers_out_of_the_heap
 from voxbeam.server.worker import CANCEL, DONE, ERROR, FAILED, READY, SKIPPED, WorkerSpec
+from voxbeam.server.worker.rendering import Rendering
 
 log = logging.getLogger("voxbeam.server.worker")
 
@@ -52,9 +54,6 @@ WORKER_TRIM_THRESHOLD = 64 * 1024 * 1024
 # partials, no endpointing until the worker has caught up): extra work would make it fall further behind.
 LIVE_MAX_LAG_S = 1.0
 
-# An engine's estimate of an utterance's audio must exceed what is left of its budget by this much
-# before it is refused unrendered (the render itself is still held to the budget).
-EXPECTED_SLACK = 1.25
 # What a worker renders with its default voice and transcribes to measure its speed (about 8 s of speech).
 CALIBRATION_TEXT = (
     "The weather is nice today, and the children are playing in the park. "
@@ -75,6 +74,7 @@ class _Open:
     model: str
     carry: bytes = b""
     odd: bool = False
+    speakers: SpeakerTrack | None = None  # a diarizing session's
 
 
 class EngineHost:
@@ -88,7 +88,8 @@ class EngineHost:
         self._loading = threading.Lock()  # the decoding thread may need a tier while a call loads it
         self._tts: dict[str, TtsEngine] = {}
         self.streams: dict[str, _Open] = {}
-        self.renderings: dict[str, _Rendering] = {}
+        self._encoder: SpeakerEncoder | None = None  # diarization's speaker model, loaded on first use
+        self.renderings: dict[str, Rendering] = {}
         self.lag = 0.0  # how long the call being handled waited for the worker
         self.owes_memory = False  # rendered since the last give_back
         for voice in spec.preload_voices:
@@ -140,14 +141,29 @@ class EngineHost:
     # -- speech to text ---------------------------------------------------------------------
 
     def op_stt_open(
-        self, sid: str, language: str | None, sample_rate: int, words: bool, detect: bool, controls: SttControls
+        self,
+        sid: str,
+        language: str | None,
+        sample_rate: int,
+        words: bool,
+        detect: bool,
+        controls: SttControls,
+        speakers: tuple[int | None, int | None] | None = None,
     ) -> None:
+        """``speakers``: a diarizing session's (min_speakers, max_speakers); None: not diarizing."""
         old = self.streams.pop(sid, None)
         if old is not None:
             old.stream.close()
         engine = self.stt_for(controls.model)
         stream = engine.open(language=language, sample_rate=sample_rate, words=words, detect=detect, controls=controls)
-        self.streams[sid] = _Open(stream, controls.model or self.spec.stt.model.name)
+        track = None
+        if speakers is not None:
+            if not self.spec.diarization:  # the server admits diarizing sessions only when it may
+                raise ValueError("this server does not diarize")
+            if self._encoder is None:
+                self._encoder = SpeakerEncoder()
+            track = SpeakerTrack(self._encoder, sample_rate, min_speakers=speakers[0], max_speakers=speakers[1])
+        self.streams[sid] = _Open(stream, controls.model or self.spec.stt.model.name, speakers=track)
 
     def op_stt_audio(self, sid: str, data: bytes, live: bool) -> Results:
         s = self.streams[sid]
@@ -155,13 +171,17 @@ class EngineHost:
             data, s.carry = s.carry + data, b""
         if len(data) % 2:
             data, s.carry = data[:-1], data[-1:]
+        if s.speakers is not None:
+            s.speakers.push(data)
         return _opaque(s.stream.push(data, live and self.lag < LIVE_MAX_LAG_S), s.model)
 
-    def op_stt_flush(self, sid: str, live: bool) -> tuple[Results, bool]:
-        """Every remaining final, and whether a stray byte was dropped (odd byte count)."""
+    def op_stt_flush(self, sid: str, live: bool) -> tuple[Results, bool, list[Turn] | None]:
+        """Every remaining final, whether a stray byte was dropped (odd byte count), and a diarizing session's
+        speaker turns (ms from the recognition session's start; None when it does not diarize)."""
         s = self.streams[sid]
         odd, s.carry = bool(s.carry), b""
-        return _opaque(s.stream.finish(live), s.model), odd
+        results = _opaque(s.stream.finish(live), s.model)
+        return results, odd, None if s.speakers is None else s.speakers.finish()
 
     def op_stt_decode(self, works: list[tuple[str, bytes]]) -> list[list[Recognized]]:
         """Finals for what streams deferred (``Deferred.work``: its model and the work, pickled by ``_opaque``),
@@ -212,13 +232,13 @@ class EngineHost:
 
     def op_tts_render(self, text: str, voice: Voice, prosody: Prosody, rate: int, fmt: str, limit_s: float) -> bytes:
         """A whole one-sentence utterance as one file of ``fmt``."""
-        rendering = _Rendering(self.tts(voice.engine), voice, prosody, rate, limit_s)
+        rendering = Rendering(self.tts(voice.engine), voice, prosody, rate, limit_s)
         self.owes_memory = True
         pcm = rendering.pcm(text) + rendering.resampler.flush()
         return audio.encode(pcm, rate, fmt)
 
     def op_tts_open(self, uid: str, voice: Voice, prosody: Prosody, rate: int, fmt: str, limit_s: float) -> None:
-        rendering = _Rendering(self.tts(voice.engine), voice, prosody, rate, limit_s)
+        rendering = Rendering(self.tts(voice.engine), voice, prosody, rate, limit_s)
         rendering.encoder = audio.StreamEncoder(fmt, rate)
         self.renderings[uid] = rendering
         while len(self.renderings) > MAX_RENDERINGS:  # left open by sessions that went away
@@ -249,41 +269,6 @@ def _opaque(results: Results, model: str) -> Results:
     """Deferred work pickled here, with the name of the model whose engine decodes it: the server passes it
     on unread, without importing the engine, to whichever worker is free."""
     return [Deferred((model, pickle.dumps(r.work)), r.audio_s) if isinstance(r, Deferred) else r for r in results]
-
-
-class _Rendering:
-    """An utterance being rendered: engine, voice, resampler to the asked rate, and its audio budget."""
-
-    def __init__(self, engine: TtsEngine, voice: Voice, prosody: Prosody, rate: int, limit_s: float) -> None:
-        self.engine, self.voice, self.prosody = engine, voice, prosody
-        self.resampler = audio.PcmResampler(voice.sample_rate, rate)
-        self.encoder: audio.StreamEncoder | None = None
-        self.limit_s = limit_s
-        self.left = int(limit_s * voice.sample_rate) * audio.BYTES_PER_SAMPLE
-
-    def pcm(self, text: str) -> bytes:
-        # Refused before rendering when the engine can tell it would not fit (by a clear margin: its
-        # estimate is rough): in what is left of the utterance's budget, or in this piece's own (a voice
-        # spelling out a page it cannot read is refused at its first piece, not after minutes of it).
-        expected = self.engine.audio_seconds(text, self.voice, self.prosody)
-        left_s = self.left / audio.BYTES_PER_SAMPLE / self.voice.sample_rate
-        allowed = min(left_s, max_render_seconds(text, self.prosody))
-        if expected is not None and expected > EXPECTED_SLACK * allowed:
-            raise self._too_long()
-        out = []
-        for pcm in self.engine.render(text, self.voice, self.prosody):
-            self.left -= len(pcm)
-            if self.left < 0:
-                raise self._too_long()
-            out.append(self.resampler.push(pcm))
-        return b"".join(out)
-
-    def _too_long(self) -> EngineError:
-        return EngineError(
-            ErrorCode.TEXT_TOO_LONG,
-            f"the utterance would be over {self.limit_s:.0f} s of audio (a voice spells out text it cannot read, "
-            f"letter by letter: is it in {self.voice.language}?); send shorter text or choose a voice for its language",
-        )
 
 
 class _Pipe:
