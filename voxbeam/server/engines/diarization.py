@@ -1,9 +1,10 @@
 """Speaker turns from window embeddings, in numpy: who spoke when, and which words each said.
 
 Windows over the speech (:func:`voxbeam.server.engines.speaker.sliding_windows`) are embedded,
-clustered by average linkage on cosine distance, the dendrogram cut where the clusters are
-farther apart than ``threshold`` (bounded by ``min_speakers``/``max_speakers``), and each window
-then moved to its nearest cluster centroid. Each instant of speech goes to the window whose centre
+clustered by average linkage on cosine distance, the dendrogram cut where clusters of at least
+``min_cluster`` windows are farther apart than ``threshold`` (bounded by ``min_speakers``/``max_speakers``;
+small clusters are strays, see :func:`cluster`), and each window then moved to its nearest cluster
+centroid. Each instant of speech goes to the window whose centre
 is nearest; turns shorter than ``min_turn_ms`` are given to their longer neighbour. Labels are
 "S1", "S2", ... in order of first appearance.
 """
@@ -92,8 +93,12 @@ def cluster(
 ) -> np.ndarray:
     """A cluster number per embedding, 0 ... k - 1, k chosen by ``threshold`` within the bounds.
 
-    Clusters of fewer than ``min_cluster`` embeddings (while more than ``min_speakers`` clusters
-    remain) are dissolved, and every embedding then goes to its nearest cluster centroid.
+    Only merges between two clusters of at least ``min_cluster`` embeddings count: k is one more than
+    the number of those above ``threshold``, and the cut leaves out the k - 1 highest of them (then, if
+    there are too few, the highest others). A stray (noise, a cough, two voices at once) is a small
+    cluster far from the rest: its merge is high, but it neither adds a speaker nor keeps two voices
+    together by taking a speaker's place in the cut. Clusters under ``min_cluster`` are then dissolved
+    and every embedding goes to its nearest remaining centroid.
     """
     x = np.asarray(embeddings, dtype=np.float64)
     n = len(x)
@@ -101,9 +106,18 @@ def cluster(
         return np.zeros(0, dtype=int)
     low = max(1, min_speakers or 1)
     merges = average_linkage(x)
-    k = 1 + int(np.sum(merges[:, 2] > threshold))
+    # Average linkage never merges below an earlier merge, so merges in height order replay the dendrogram.
+    order = np.argsort(merges[:, 2], kind="stable")
+    size = np.ones(n, dtype=int)
+    between = np.zeros(len(merges), dtype=bool)  # a merge of two clusters of min_cluster or more
+    for i in order:
+        a, b = int(merges[i, 0]), int(merges[i, 1])
+        between[i] = size[a] >= min_cluster and size[b] >= min_cluster
+        size[a] += size[b]
+    k = 1 + int(np.sum(between & (merges[:, 2] > threshold)))
     k = min(max(k, low), max_speakers or n, n)
-    # Average linkage never merges below an earlier merge, so the n - k lowest merges are a cut.
+    highest = order[::-1]
+    skip = {int(i) for i in [*highest[between[highest]], *highest[~between[highest]]][: k - 1]}
     parent = np.arange(n)
 
     def root(i: int) -> int:
@@ -112,10 +126,10 @@ def cluster(
             i = parent[i]
         return i
 
-    for a, b, _ in merges[np.argsort(merges[:, 2], kind="stable")][: n - k]:
-        parent[root(int(b))] = root(int(a))
+    for i in order:
+        if int(i) not in skip:
+            parent[root(int(merges[i, 1]))] = root(int(merges[i, 0]))
     labels = np.unique([root(i) for i in range(n)], return_inverse=True)[1]
-    # Stray windows (noise, laughter, a cough, two voices at once) form small clusters of their own.
     counts = np.bincount(labels)
     by_size = np.argsort(-counts, kind="stable")
     keep = [int(c) for c in by_size if counts[c] >= min_cluster]
