@@ -342,6 +342,14 @@ TRANSCRIBE_FLAGS = (
         choices=REDACT_ON,
     ),
     Flag(
+        "diarize",
+        "label who speaks: words and segments get a speaker (the service must offer it)",
+        "false",
+        choices=BOOLEAN,
+    ),
+    Flag("min_speakers", "with --diarize: the fewest speakers a file holds", type=whole_number(1), default_help="1"),
+    Flag("max_speakers", "with --diarize: the most speakers a file holds", type=whole_number(1), default_help="any"),
+    Flag(
         "redact_keep_original",
         "also write the unredacted text, words and segments, to <output>/unredacted/ only (with --redact or "
         "--profanity)",

@@ -135,6 +135,7 @@ def test_parquet_reads_back_with_the_documented_schema(server, spoken, tmp_path)
 
 # The README's "Outputs", written out here (not taken from voxbeam.beam.schema, whose change is what this catches).
 _TIMED = [("offset_ms", pa.int64()), ("duration_ms", pa.int64()), ("confidence", pa.float32())]
+_WHO = [("speaker", pa.string()), ("channel", pa.int32())]
 _ENTITY = [("type", pa.string()), ("start_ms", pa.int64()), ("end_ms", pa.int64()), ("confidence", pa.float32())]
 DOCUMENTED_TRANSCRIPT = pa.schema(
     [
@@ -145,8 +146,8 @@ DOCUMENTED_TRANSCRIPT = pa.schema(
         ("text", pa.string()),
         ("confidence", pa.float32()),
         ("audio_duration_ms", pa.int64()),
-        ("words", pa.list_(pa.struct([("word", pa.string()), *_TIMED]))),
-        ("segments", pa.list_(pa.struct([("text", pa.string()), *_TIMED]))),
+        ("words", pa.list_(pa.struct([("word", pa.string()), *_TIMED, *_WHO]))),
+        ("segments", pa.list_(pa.struct([("text", pa.string()), *_TIMED, *_WHO]))),
         ("request_ids", pa.list_(pa.string())),
         ("model", pa.string()),
         ("processed_at", pa.timestamp("ms", tz="UTC")),

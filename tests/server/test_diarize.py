@@ -106,3 +106,25 @@ def test_a_diarizing_session_labels_words_and_finals_and_splits_at_the_change(se
     assert {f["speaker"] for f in h.finals(one)} == {"S1"} and all("words" not in f for f in h.finals(one))
     # Without the extension: no speaker anywhere (a spec-only client sees the spec's shape).
     assert not any("speaker" in f or any("speaker" in w for w in f["words"]) for f in h.finals(plain))
+
+
+@needs_weights
+def test_the_client_asks_with_speakers_and_its_result_carries_them(server, two_voices):
+    from voxbeam.client import ClientConfig, SpeechClient
+    from voxbeam.errors import InputError
+
+    pcm, change_ms = two_voices
+
+    async def main():
+        async with SpeechClient(ClientConfig(endpoints=(server.url,), api_key=server.api_key)) as client:
+            with pytest.raises(InputError, match="min_speakers"):
+                await client.transcribe(pcm, language="en", speakers=(3, 2))
+            plain = await client.transcribe(pcm[: 16000 * 2 * 3], language="en")
+            return plain, await client.transcribe(pcm, language="en", speakers=(None, 3))
+
+    plain, result = asyncio.run(main())
+    assert all(w.speaker is None for w in plain.words) and all(s.speaker is None for s in plain.segments)
+    assert {s.speaker for s in result.segments} == {"S1", "S2"}, result.segments
+    assert all({w.speaker for w in s.words} == {s.speaker} for s in result.segments), result.segments
+    right = [w.speaker == ("S1" if w.offset_ms + w.duration_ms / 2 < change_ms else "S2") for w in result.words]
+    assert np.mean(right) >= 0.9, result.words

@@ -225,12 +225,14 @@ class TranscribeFn(_InFlightDoFn):
         controls: SttControls | None = None,
         progress_id: str | None = None,
         redaction: Policy | None = None,
+        speakers: tuple[int | None, int | None] | None = None,
     ) -> None:
         super().__init__(settings, progress_id)
         self._language = language
         self._timestamps = timestamps
         self._controls = controls
         self._redaction = redaction  # the service redacts (--redact_on server)
+        self._speakers = speakers  # the service diarizes: (min_speakers, max_speakers)
 
     def setup(self) -> None:
         super().setup()
@@ -267,6 +269,7 @@ class TranscribeFn(_InFlightDoFn):
                     timestamps=self._timestamps,
                     controls=controls,
                     redaction=self._redaction,
+                    speakers=self._speakers,
                 )
             )
         except concurrent.futures.CancelledError:

@@ -81,8 +81,19 @@ def redact_row(row: Row, redaction: Redaction) -> Row:
     out["text"] = done.text
     out["segments"] = new_segments
     if words:
+        # A word keeps its speaker and channel; a placeholder takes those of the first word it covers.
+        starts = [int(w["offset_ms"]) for w in words]
         out["words"] = [
-            {"word": w.word, "offset_ms": w.offset_ms, "duration_ms": w.duration_ms, "confidence": w.confidence}
+            {
+                "word": w.word,
+                "offset_ms": w.offset_ms,
+                "duration_ms": w.duration_ms,
+                "confidence": w.confidence,
+                **{
+                    k: words[max(0, bisect.bisect_right(starts, w.offset_ms) - 1)].get(k)
+                    for k in ("speaker", "channel")
+                },
+            }
             for w in done.words
         ]
     out["entities"] = [

@@ -33,12 +33,27 @@ def transcript_row(source: SourceFile, result: Any) -> dict[str, Any]:
         "text": result.text,
         "confidence": float(result.confidence),
         "audio_duration_ms": int(result.audio_duration_ms),
+        # channel: None, the audio mixed to mono.
         "words": [
-            {"word": w.word, "offset_ms": w.offset_ms, "duration_ms": w.duration_ms, "confidence": w.confidence}
+            {
+                "word": w.word,
+                "offset_ms": w.offset_ms,
+                "duration_ms": w.duration_ms,
+                "confidence": w.confidence,
+                "speaker": getattr(w, "speaker", None),
+                "channel": None,
+            }
             for w in result.words
         ],
         "segments": [
-            {"text": s.text, "offset_ms": s.offset_ms, "duration_ms": s.duration_ms, "confidence": s.confidence}
+            {
+                "text": s.text,
+                "offset_ms": s.offset_ms,
+                "duration_ms": s.duration_ms,
+                "confidence": s.confidence,
+                "speaker": getattr(s, "speaker", None),
+                "channel": None,
+            }
             for s in result.segments
         ],
         "request_ids": list(result.request_ids),

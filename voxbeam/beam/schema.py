@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+# ``speaker`` (the service's label when it diarized, else null) and ``channel`` (null when the audio was
+# mixed to mono) come last: readers of the fields before them are unaffected.
 WORD = pa.struct(
     [
         ("word", pa.string()),
         ("offset_ms", pa.int64()),
         ("duration_ms", pa.int64()),
         ("confidence", pa.float32()),
+        ("speaker", pa.string()),
+        ("channel", pa.int32()),
     ]
 )
 
@@ -19,6 +23,8 @@ SEGMENT = pa.struct(
         ("offset_ms", pa.int64()),
         ("duration_ms", pa.int64()),
         ("confidence", pa.float32()),
+        ("speaker", pa.string()),
+        ("channel", pa.int32()),
     ]
 )
 

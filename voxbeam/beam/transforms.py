@@ -25,7 +25,7 @@ from voxbeam.beam.schema import (
 from voxbeam.beam.sink import WriteRows, WriteTextFilesFn, stream_prefix
 from voxbeam.flags import REDACT_ON
 from voxbeam.protocol import AUTO_LANGUAGE, TtsParams
-from voxbeam.protocol_controls import SttControls
+from voxbeam.protocol_controls import ControlError, SttControls, check_speaker_bounds
 from voxbeam.redaction import Policy
 
 TRANSCRIPTS = "transcripts"
@@ -77,6 +77,10 @@ class Transcribe(beam.PTransform):
     ``redacted_audio_prefix`` with each entity's span replaced (``voxbeam.beam.redacted_audio``); the output
     then has ``redacted_audio``, a ``REDACTED_AUDIO_SCHEMA`` row per copy, for ``WriteRedactedAudioManifest``.
     An input whose copy fails becomes a dead letter, its transcript withheld.
+
+    ``diarize`` asks the service to label speakers (the ``enable_diarization`` extension it must advertise),
+    within ``min_speakers`` and ``max_speakers`` when given: words and segments then carry ``speaker``
+    (labels per recognition session; see ``SpeechClient.transcribe``).
     """
 
     def __init__(
@@ -98,8 +102,18 @@ class Transcribe(beam.PTransform):
         redact_on: str = "client",
         redact_audio: str | None = None,
         redacted_audio_prefix: str | None = None,
+        diarize: bool = False,
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
     ) -> None:
         super().__init__()
+        if not diarize and (min_speakers is not None or max_speakers is not None):
+            raise ValueError("min_speakers and max_speakers bound diarization: give diarize=True")
+        try:
+            check_speaker_bounds(min_speakers, max_speakers)
+        except ControlError as exc:
+            raise ValueError(str(exc)) from None
+        self._speakers = (min_speakers, max_speakers) if diarize else None
         self._service = service or ServiceSettings()
         self._language = language
         self._timestamps = timestamps
@@ -137,6 +151,7 @@ class Transcribe(beam.PTransform):
                     controls=self._controls,
                     progress_id=self._progress_id,
                     redaction=self._server_redaction,
+                    speakers=self._speakers,
                 )
             )
             | "Route" >> beam.ParDo(_dofns.RouteFn()).with_outputs(DEAD_LETTERS, main=TRANSCRIPTS)
@@ -192,7 +207,13 @@ class Transcribe(beam.PTransform):
             "timestamps": self._timestamps,
             **controls,
             **({k: v for k, v in redaction.items() if v} if r.enabled else {}),
+            **(_speakers_display(self._speakers) if self._speakers is not None else {}),
         }
+
+
+def _speakers_display(speakers: tuple[int | None, int | None]) -> dict[str, Any]:
+    bounds = {"min_speakers": speakers[0], "max_speakers": speakers[1]}
+    return {"diarize": True, **{k: v for k, v in bounds.items() if v is not None}}
 
 
 @beam.typehints.with_input_types(Row)

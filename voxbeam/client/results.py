@@ -13,6 +13,8 @@ class Word:
     offset_ms: int
     duration_ms: int
     confidence: float
+    # Who said it, when the service diarized (its label, "S1", ...); None otherwise.
+    speaker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,8 @@ class Segment:
     duration_ms: int
     confidence: float
     words: tuple[Word, ...] = ()
+    # Who said it, when the service diarized; None otherwise.
+    speaker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,7 @@ class TranscriptBuilder:
                 # monotonic even if a recogniser nudges a boundary word slightly backwards.
                 start = max(self._last_word_ms, offset_ms + w.offset)
                 self._last_word_ms = start
-                words.append(Word(w.word, start, max(0, w.duration), float(w.confidence)))
+                words.append(Word(w.word, start, max(0, w.duration), float(w.confidence), w.speaker))
             self._entities.extend(
                 protocol.TranscriptEntity(e.type, offset_ms + e.start_ms, offset_ms + e.end_ms, e.confidence)
                 for e in t.entities or ()
@@ -102,7 +106,7 @@ class TranscriptBuilder:
             seg_start = max(self._last_segment_ms, offset_ms + t.offset)
             self._last_segment_ms = seg_start
             self._segments.append(
-                Segment(text, seg_start, max(0, t.duration), float(t.confidence or 0.0), tuple(words))
+                Segment(text, seg_start, max(0, t.duration), float(t.confidence or 0.0), tuple(words), t.speaker)
             )
 
     def result(self, *, audio_duration_ms: int, attempts: int, model: str | None = None) -> TranscriptResult:

@@ -30,7 +30,7 @@ from voxbeam.errors import (
     VoxBeamError,
 )
 from voxbeam.protocol import Service, TtsParams
-from voxbeam.protocol_controls import ControlError, SttControls
+from voxbeam.protocol_controls import ControlError, SttControls, check_speaker_bounds
 from voxbeam.redaction import Policy
 from voxbeam.text import pack
 
@@ -61,6 +61,7 @@ class TranscribeOptions(TypedDict, total=False):
     timestamps: bool
     controls: SttControls | None
     redaction: Policy | None
+    speakers: tuple[int | None, int | None] | None
 
 
 class SpeechClient:
@@ -120,12 +121,17 @@ class SpeechClient:
         timestamps: bool = True,
         controls: SttControls | None = None,
         redaction: Policy | None = None,
+        speakers: tuple[int | None, int | None] | None = None,
     ) -> TranscriptResult:
         """Transcribe PCM s16le mono at ``sample_rate`` (bytes, or an iterable / async iterable of chunks).
 
         ``language`` "auto" asks the service to detect it (the result says which it found); ``controls``
         (prompt, hotwords, task, candidate languages) and ``redaction`` (the service masks personal data
-        and lists it in the result's ``entities``) are sent as init extensions. Long
+        and lists it in the result's ``entities``) are sent as init extensions, and so is ``speakers``:
+        ``(min_speakers, max_speakers)`` (either None) asks the service to diarize, and each segment and word
+        then has its ``speaker``. Labels are the service's, per recognition session: a file longer than
+        ``segment_seconds`` goes in several, whose labels are not linked (``S1`` of one need not be ``S1`` of
+        the next). Long
         audio goes in segments of about ``segment_seconds`` cut at quiet points; word offsets are
         absolute from the start. Blocking iterators are drained in a thread.
         """
@@ -135,6 +141,11 @@ class SpeechClient:
             init = protocol.SttInit.asking(
                 language, sample_rate, timestamps, realtime=self.config.realtime_pacing, controls=controls
             )
+            if speakers is not None:
+                check_speaker_bounds(*speakers)
+                init = dataclasses.replace(
+                    init, enable_diarization=True, min_speakers=speakers[0], max_speakers=speakers[1]
+                )
         except ControlError as exc:
             raise InputError(str(exc)) from None
         if redaction is not None and redaction.enabled:

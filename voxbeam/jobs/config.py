@@ -51,6 +51,10 @@ class JobConfig:
     redact_keep_original: bool = False
     redact_on: str = "client"
     redact_audio: str | None = None
+    # Diarization on the service (--diarize, bounded by --min_speakers / --max_speakers).
+    diarize: bool = False
+    min_speakers: int | None = None
+    max_speakers: int | None = None
     # Synthesis only: the records' defaults (a record may override any of them).
     tts: TtsParams | None = None
 
@@ -84,6 +88,7 @@ class JobConfig:
             ),
             "redact": tuple(v.get("redact") or ()),
             "redact_keep_original": v.get("redact_keep_original", "false") == "true",
+            "diarize": v.get("diarize", "false") == "true",
         }
         return cls(**{**given, **typed, "kind": kind, "tts": tts})
 

@@ -42,7 +42,7 @@ from voxbeam.jobs.records import TextRecords, is_audio_record_input, read_audio_
 from voxbeam.jobs.replay import audio_records, dead_letter_files, text_records
 from voxbeam.jobs.summary import Summary
 from voxbeam.protocol import AUTO_LANGUAGE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, ErrorCode, Service, SttInit
-from voxbeam.protocol_controls import ControlError
+from voxbeam.protocol_controls import ControlError, check_speaker_bounds
 
 
 class Job:
@@ -140,6 +140,13 @@ class Transcription(Job):
             raise UsageError(
                 "--captions", "captions are built from word timings: drop --timestamps false or --captions"
             )
+        for bound in ("min_speakers", "max_speakers"):
+            if getattr(config, bound) is not None and not config.diarize:
+                raise UsageError(f"--{bound}", "bounds --diarize: give --diarize true")
+        try:
+            check_speaker_bounds(config.min_speakers, config.max_speakers)
+        except ControlError as exc:
+            raise UsageError(f"--{exc.field}", exc.message) from None
         if config.redact_keep_original and not (config.redact or config.profanity):
             raise UsageError("--redact_keep_original", "keeps what --redact or --profanity masks: give one of them")
         if config.phone_region and "PHONE_NUMBER" not in config.redact:
@@ -172,6 +179,9 @@ class Transcription(Job):
             redact_on=v.redact_on,
             redact_audio=v.redact_audio,
             redacted_audio_prefix=redacted_audio_prefix,
+            diarize=v.diarize,
+            min_speakers=v.min_speakers,
+            max_speakers=v.max_speakers,
         )
 
     def read(self, summary: Summary) -> list[Any]:
@@ -248,6 +258,10 @@ class Transcription(Job):
             # The records' sessions ask the service to redact: the pre-flight checks it offers that.
             init = dataclasses.replace(
                 init, redact=tuple(v.redact) or None, phone_region=v.phone_region, profanity=v.profanity
+            )
+        if v.diarize:  # the records' sessions ask the service to diarize: the pre-flight checks it offers that
+            init = dataclasses.replace(
+                init, enable_diarization=True, min_speakers=v.min_speakers, max_speakers=v.max_speakers
             )
         return "stt", init
 

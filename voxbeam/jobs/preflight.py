@@ -17,7 +17,7 @@ from voxbeam.client.config import ClientConfig
 from voxbeam.errors import ConnectionLostError, UsageError, VoxBeamError
 from voxbeam.flags import control_flag, split_list
 from voxbeam.protocol import API_KEY_ENV, Service
-from voxbeam.protocol_controls import SttControls
+from voxbeam.protocol_controls import DIARIZATION, SttControls
 
 NO_KEY = f"no API key given: pass --api_key, set {API_KEY_ENV} or --api_key_secret"
 _ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ")
@@ -54,6 +54,7 @@ CAPABILITY_FLAGS = {
     "languages": "--languages",
     "redact": "--redact_on",
     "profanity": "--redact_on",
+    "diarization": "--diarize",
 }
 
 
@@ -62,7 +63,7 @@ def required_capabilities(init: Any) -> tuple[str, ...]:
     if not isinstance(init, protocol.SttInit):
         return ()
     redaction = ("redact",) * bool(init.redact) + ("profanity",) * bool(init.profanity)
-    return init.controls.capabilities + redaction
+    return init.controls.capabilities + redaction + (DIARIZATION,) * bool(init.enable_diarization)
 
 
 def require_capabilities(client: ClientConfig, required: Sequence[str], model: str | None = None) -> None:
