@@ -41,3 +41,17 @@ def test_srt_and_vtt_formats():
     assert vtt.startswith("WEBVTT\n\n00:01:01.000 --> 00:01:01.500\nhello")
     assert len(re.findall(r"-->", vtt)) == 2
     assert to_srt([]) == "" and to_vtt([]) == "WEBVTT\n\n"
+
+
+def test_a_new_cue_at_each_change_of_speaker_labelled_in_both_formats():
+    spec = [("Yes,", 0, 300, "S1"), ("indeed.", 300, 700, "S1"), ("No.", 800, 1000, "S2"), ("Why?", 1100, 1400, "S1")]
+    ws = [{**w, "speaker": s} for w, (*_, s) in zip(words([x[:3] for x in spec]), spec, strict=True)]
+    cues = build_cues(ws)
+    assert [(c.speaker, c.lines) for c in cues] == [
+        ("Speaker 1", ("Yes, indeed.",)),
+        ("Speaker 2", ("No.",)),
+        ("Speaker 1", ("Why?",)),
+    ]
+    assert "<v Speaker 2>No." in to_vtt(cues) and "[Speaker 1] Why?" in to_srt(cues)
+    # Not diarized: no label, as before.
+    assert "Speaker" not in to_vtt(build_cues(words([x[:3] for x in spec])))

@@ -34,3 +34,30 @@ def test_short_safe_ids_are_their_own_names():
     assert object_name("a.b") == "a.b"
     assert object_name("x" * 100) == "x" * 100
     assert object_name("x" * 101) != "x" * 101
+
+
+def test_talk_summary_counts_each_speakers_talk_the_silence_and_the_overlap():
+    from voxbeam.beam.rows import talk_summary
+    from voxbeam.client.results import Segment, Word
+
+    segments = [
+        Segment("a", 0, 1000, 1.0, (), "S1"),
+        Segment("b", 800, 1000, 1.0, (), "S2"),
+        Segment("c", 900, 200, 1.0, (), "S3"),
+        Segment("d", 3000, 500, 1.0, (), "S1"),
+    ]
+    words = [Word("a", 0, 10, 1.0, "S1"), Word("b", 800, 10, 1.0, "S2"), Word("d", 3000, 10, 1.0, "S1")]
+    summary = talk_summary(segments, words, 5000)
+    assert summary["speakers"] == [
+        {"speaker": "S1", "channel": None, "talk_ms": 1500, "words": 2},
+        {"speaker": "S2", "channel": None, "talk_ms": 1000, "words": 1},
+        {"speaker": "S3", "channel": None, "talk_ms": 200, "words": 0},
+    ]
+    # Speech spans 0-1800 and 3000-3500; two or more speak at once over 800-1100.
+    assert (summary["silence_ms"], summary["overlap_ms"]) == (5000 - 2300, 300)
+    plain = talk_summary([Segment("a", 0, 1000, 1.0)], [Word("a", 0, 10, 1.0)], 2000)
+    assert plain == {
+        "speakers": [{"speaker": None, "channel": None, "talk_ms": 1000, "words": 1}],
+        "silence_ms": 1000,
+        "overlap_ms": 0,
+    }

@@ -152,6 +152,9 @@ DOCUMENTED_TRANSCRIPT = pa.schema(
         ("model", pa.string()),
         ("processed_at", pa.timestamp("ms", tz="UTC")),
         ("entities", pa.list_(pa.struct(_ENTITY))),
+        ("speakers", pa.list_(pa.struct([*_WHO, ("talk_ms", pa.int64()), ("words", pa.int64())]))),
+        ("silence_ms", pa.int64()),
+        ("overlap_ms", pa.int64()),
     ]
 )
 DOCUMENTED_DEAD_LETTER = pa.schema(

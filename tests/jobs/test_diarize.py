@@ -3,7 +3,8 @@
 Bad bounds are usage errors naming the flag; a service that does not advertise diarization stops the job in
 its pre-flight (exit 2, one line naming --diarize) instead of writing rows without speakers; against the
 shared server, a file of two real voices (Kennedy, then the LibriVox reader) comes back with a speaker on
-every word and segment, the speakers change where the voices do, and client-side redaction keeps them.
+every word and segment, the speakers change where the voices do, and client-side redaction keeps them; the
+row's speakers summary, silence and overlap, and captions with a labelled cue at each change of speaker.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def test_rows_carry_a_speaker_on_every_word_and_segment(server, tmp_path):
     out = str(tmp_path / "out")
     with beam.Pipeline(runner=FnApiRunner()) as p:
         result = p | beam.Create([str(two)]) | Transcribe(settings, language="en", diarize=True, redact="all")
-        result[TRANSCRIPTS] | WriteTranscripts(out, "d")
+        result[TRANSCRIPTS] | WriteTranscripts(out, "d", captions=("vtt", "srt"))
         assert DEAD_LETTERS in result
     (row,) = [r for f in glob.glob(f"{out}/{TRANSCRIPTS}/run=d/*.parquet") for r in pq.read_table(f).to_pylist()]
     words, segments = row["words"], row["segments"]
@@ -79,6 +80,15 @@ def test_rows_carry_a_speaker_on_every_word_and_segment(server, tmp_path):
     assert all(w["speaker"] in ("S1", "S2") and w["channel"] is None for w in words), words
     right = [w["speaker"] == ("S1" if w["offset_ms"] + w["duration_ms"] / 2 < change_ms else "S2") for w in words]
     assert np.mean(right) >= 0.9, words
+    summary = {s["speaker"]: s for s in row["speakers"]}
+    assert set(summary) == {"S1", "S2"} and sum(s["words"] for s in summary.values()) == len(words), summary
+    assert 0 < summary["S1"]["talk_ms"] <= change_ms + 500 and row["overlap_ms"] == 0, summary
+    assert 0 <= row["silence_ms"] < row["audio_duration_ms"]
+    (vtt,) = glob.glob(f"{out}/**/*.vtt", recursive=True)
+    text = open(vtt).read()
+    assert text.index("<v Speaker 1>") < text.index("<v Speaker 2>"), text
+    (srt,) = glob.glob(f"{out}/**/*.srt", recursive=True)
+    assert "[Speaker 2]" in open(srt).read()
     assert Transcribe(settings, diarize=True, max_speakers=2).display_data()["max_speakers"] == 2
     with pytest.raises(ValueError, match="diarize"):
         Transcribe(settings, min_speakers=2)

@@ -1,7 +1,9 @@
 """SRT and WebVTT captions from word timings.
 
 Cues follow common broadcast guidance: at most two lines of ``max_chars`` characters, at most
-``max_duration_ms`` on screen, and a new cue after a pause or at a segment boundary.
+``max_duration_ms`` on screen, and a new cue after a pause or at a segment boundary. With speakers
+(words diarized), a new cue at each change of speaker, labelled ``Speaker 1`` for ``S1``: WebVTT's voice
+span ``<v Speaker 1>``, SRT's ``[Speaker 1]`` before the first line.
 """
 
 from __future__ import annotations
@@ -16,6 +18,13 @@ class Cue:
     start_ms: int
     end_ms: int
     lines: tuple[str, ...]
+    # Who speaks in the cue ("Speaker 1"), when the words were diarized.
+    speaker: str | None = None
+
+
+def speaker_name(label: str) -> str:
+    """A diarization label as captions show it: "S1" is "Speaker 1" (others as they are)."""
+    return f"Speaker {label[1:]}" if label[:1] == "S" and label[1:].isdigit() else label
 
 
 def build_cues(
@@ -30,13 +39,15 @@ def build_cues(
     cues: list[Cue] = []
     lines: list[list[str]] = [[]]
     start = end = 0
+    speaker: str | None = None
 
     def line_len(line: Sequence[str]) -> int:
         return sum(len(w) for w in line) + max(0, len(line) - 1)
 
     def close() -> None:
         if any(lines):
-            cues.append(Cue(start, end, tuple(" ".join(line) for line in lines if line)))
+            name = None if speaker is None else speaker_name(speaker)
+            cues.append(Cue(start, end, tuple(" ".join(line) for line in lines if line), name))
 
     for w in words:
         text = str(w["word"]).strip()
@@ -44,17 +55,18 @@ def build_cues(
             continue
         w_start = int(w["offset_ms"])
         w_end = w_start + int(w["duration_ms"])
+        who = w.get("speaker")
         if any(lines):
             too_long_on_screen = w_end - start > max_duration_ms
             paused = w_start - end > max_gap_ms
             fits = line_len(lines[-1] + [text]) <= max_chars
-            if too_long_on_screen or paused or (not fits and len(lines) >= max_lines):
+            if who != speaker or too_long_on_screen or paused or (not fits and len(lines) >= max_lines):
                 close()
                 lines = [[]]
             elif not fits:
                 lines.append([])
         if not any(lines):
-            start = w_start
+            start, speaker = w_start, who
         lines[-1].append(text)
         end = max(end, w_end)
     close()
@@ -70,14 +82,21 @@ def _stamp(ms: int, sep: str) -> str:
 
 def to_srt(cues: Sequence[Cue]) -> str:
     blocks = [
-        f"{i}\n{_stamp(c.start_ms, ',')} --> {_stamp(c.end_ms, ',')}\n" + "\n".join(c.lines)
+        f"{i}\n{_stamp(c.start_ms, ',')} --> {_stamp(c.end_ms, ',')}\n"
+        + (f"[{c.speaker}] " if c.speaker else "")
+        + "\n".join(c.lines)
         for i, c in enumerate(cues, start=1)
     ]
     return "\n\n".join(blocks) + ("\n" if blocks else "")
 
 
 def to_vtt(cues: Sequence[Cue]) -> str:
-    blocks = [f"{_stamp(c.start_ms, '.')} --> {_stamp(c.end_ms, '.')}\n" + "\n".join(c.lines) for c in cues]
+    blocks = [
+        f"{_stamp(c.start_ms, '.')} --> {_stamp(c.end_ms, '.')}\n"
+        + (f"<v {c.speaker}>" if c.speaker else "")
+        + "\n".join(c.lines)
+        for c in cues
+    ]
     return "WEBVTT\n\n" + "\n\n".join(blocks) + ("\n" if blocks else "")
 
 

@@ -6,10 +6,12 @@ Plain functions over plain values, so the DoFns stay about concurrency and the s
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from voxbeam.beam.storage import SourceFile
@@ -64,6 +66,48 @@ def transcript_row(source: SourceFile, result: Any) -> dict[str, Any]:
             {"type": e.type, "start_ms": e.start_ms, "end_ms": e.end_ms, "confidence": e.confidence}
             for e in getattr(result, "entities", ())
         ],
+        **talk_summary(result.segments, result.words, int(result.audio_duration_ms)),
+    }
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _union_ms(spans: list[tuple[int, int]]) -> int:
+    return sum(end - start for start, end in _merged(spans))
+
+
+def talk_summary(segments: Sequence[Any], words: Sequence[Any], audio_duration_ms: int) -> dict[str, Any]:
+    """A row's ``speakers`` (speaker, channel, talk_ms, words; by first appearance), ``silence_ms`` (audio no
+    segment spans) and ``overlap_ms`` (time spanned by the segments of two or more speakers at once)."""
+    spans: dict[tuple[str | None, int | None], list[tuple[int, int]]] = {}
+    for s in segments:
+        key = (getattr(s, "speaker", None), getattr(s, "channel", None))
+        spans.setdefault(key, []).append((s.offset_ms, s.offset_ms + s.duration_ms))
+    counts = collections.Counter((getattr(w, "speaker", None), getattr(w, "channel", None)) for w in words)
+    every = [span for group in spans.values() for span in group]
+    speech = _union_ms(every)
+    # A sweep over each speaker's spans: where two or more speakers are active at once.
+    events = sorted((t, d) for group in spans.values() for a, b in _merged(group) for t, d in ((a, 1), (b, -1)))
+    overlap, active, last = 0, 0, 0
+    for t, d in events:
+        if active >= 2:
+            overlap += t - last
+        active, last = active + d, t
+    return {
+        "speakers": [
+            {"speaker": k[0], "channel": k[1], "talk_ms": _union_ms(group), "words": counts.get(k, 0)}
+            for k, group in spans.items()
+        ],
+        "silence_ms": max(0, audio_duration_ms - speech),
+        "overlap_ms": max(0, overlap),
     }
 
 

@@ -40,6 +40,17 @@ ENTITY = pa.struct(
 
 _TIMESTAMP = pa.timestamp("ms", tz="UTC")
 
+# Who spoke how much: one entry per speaker and channel among the segments (speaker null: not diarized;
+# channel null: mixed to mono). talk_ms: the union of their segments' spans; words: their word count.
+SPEAKER = pa.struct(
+    [
+        ("speaker", pa.string()),
+        ("channel", pa.int32()),
+        ("talk_ms", pa.int64()),
+        ("words", pa.int64()),
+    ]
+)
+
 # One row per transcribed file. Offsets are absolute milliseconds from the start of the file.
 TRANSCRIPT_SCHEMA = pa.schema(
     [
@@ -57,6 +68,10 @@ TRANSCRIPT_SCHEMA = pa.schema(
         ("processed_at", _TIMESTAMP),
         # Redaction's finds (empty when the job redacts nothing); appended, so older readers keep working.
         ("entities", pa.list_(ENTITY)),
+        # Appended too: talk per speaker; the audio no segment spans; the time two speakers' segments share.
+        ("speakers", pa.list_(SPEAKER)),
+        ("silence_ms", pa.int64()),
+        ("overlap_ms", pa.int64()),
     ]
 )
 
