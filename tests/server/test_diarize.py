@@ -128,3 +128,28 @@ def test_the_client_asks_with_speakers_and_its_result_carries_them(server, two_v
     assert all({w.speaker for w in s.words} == {s.speaker} for s in result.segments), result.segments
     right = [w.speaker == ("S1" if w.offset_ms + w.duration_ms / 2 < change_ms else "S2") for w in result.words]
     assert np.mean(right) >= 0.9, result.words
+
+
+def test_a_track_embeds_the_same_windows_however_the_audio_is_chunked():
+    from voxbeam.server.engines.diarization import EMBED_BATCH, SpeakerTrack
+
+    class Encoder:  # records what it is asked to embed: each window's samples, in batches
+        def __init__(self):
+            self.batches = []
+
+        def embed_windows(self, pcm, windows):
+            self.batches.append(len(windows))
+            return np.array([[float(pcm[a:b].sum()), 1.0] for a, b in windows])
+
+    rng = np.random.default_rng(3)
+    pcm = (rng.standard_normal(16000 * 20) * 3000).astype("<i2").tobytes()
+    found = []
+    for chunk in (3200, 6400 + 2, len(pcm)):
+        encoder = Encoder()
+        track = SpeakerTrack(encoder, 16000)
+        for i in range(0, len(pcm), chunk):
+            track.push(pcm[i : i + chunk])
+        found.append(track.finish())
+        # 1.5 s every 0.75 s over 20 s, and one ending at the end: 26 windows, a batch at a time when pushed in pieces.
+        assert sum(encoder.batches) == 26 and (chunk == len(pcm) or max(encoder.batches) <= EMBED_BATCH)
+    assert found[0] and found == [found[0]] * 3, found

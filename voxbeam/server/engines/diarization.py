@@ -285,15 +285,18 @@ def assign_words(words: Sequence[tuple[int, int]], turns: Sequence[Turn]) -> lis
 
 # Windows quieter than this (dBFS) hold no voice to tell: silence between turns, a muted line.
 SILENT_DBFS = -50.0
+# Windows embedded together: the LSTM's steps cost less per window in a batch (32 ms alone, 19.5 ms in 16, on
+# one core here); the audio kept meanwhile is at most 16 windows' hops (12 s).
+EMBED_BATCH = 16
 
 
 class SpeakerTrack:
     """A recognition session's speakers, embedded as its audio arrives and clustered when it ends.
 
-    ``push`` takes PCM s16le mono at ``sample_rate`` and embeds each window of ``WINDOW_MS`` (every
-    ``HOP_MS``) once its audio is in, so memory holds one embedding per window (1 KiB per 0.75 s), not the
-    audio. ``finish`` embeds the last window, clusters, and returns the turns (ms from the session's
-    start); the track then starts afresh at 0, as the recognition session does.
+    ``push`` takes PCM s16le mono at ``sample_rate`` and embeds the windows of ``WINDOW_MS`` (every
+    ``HOP_MS``) once their audio is in, ``EMBED_BATCH`` at a time, so memory holds one embedding per window
+    (1 KiB per 0.75 s), not the audio. ``finish`` embeds the last windows, clusters, and returns the turns
+    (ms from the session's start); the track then starts afresh at 0, as the recognition session does.
     """
 
     def __init__(
@@ -316,28 +319,32 @@ class SpeakerTrack:
         self._buf = np.zeros(0, dtype=np.float32)
         self._buf_start = 0  # the session's sample at _buf[0]
         self._next = 0  # where the next window starts
-        self._covered = 0  # where the last window ended
+        self._covered = 0  # where the last window embedded ended
+        self._pending: list[tuple[int, int]] = []  # windows whose audio is in, embedded EMBED_BATCH at a time
         self._embeddings: list[np.ndarray] = []
         self._windows: list[tuple[int, int]] = []
 
     def push(self, pcm: bytes) -> None:
         self._take(self._resampler.push(pcm))
         window, hop = WINDOW_MS * RATE // 1000, HOP_MS * RATE // 1000
-        spans = []
         while self._next + window <= self._buf_start + len(self._buf):
-            spans.append((self._next, self._next + window))
+            self._pending.append((self._next, self._next + window))
             self._next += hop
-        self._embed(spans)
-        drop = self._next - self._buf_start
-        if drop > 0:
-            self._buf, self._buf_start = self._buf[drop:], self._next
+        if len(self._pending) >= EMBED_BATCH:
+            self._embed(self._pending)
+            self._pending = []
+        keep = self._pending[0][0] if self._pending else self._next
+        if keep > self._buf_start:
+            self._buf, self._buf_start = self._buf[keep - self._buf_start :], keep
 
     def finish(self) -> list[Turn]:
         self._take(self._resampler.flush())
         end = self._buf_start + len(self._buf)
         window, least = WINDOW_MS * RATE // 1000, MIN_WINDOW_MS * RATE // 1000
-        if end - self._covered >= least:  # audio no window reached: the last one ends at the end
-            self._embed([(max(self._buf_start, end - window), end)])
+        covered = self._pending[-1][1] if self._pending else self._covered
+        if end - covered >= least:  # audio no window reached: the last one ends at the end
+            self._pending.append((max(self._buf_start, end - window), end))
+        self._embed(self._pending)
         turns: list[Turn] = []
         if self._embeddings:
             turns = diarize(np.stack(self._embeddings), self._windows, **self.bounds)  # type: ignore[arg-type]
