@@ -117,10 +117,21 @@ def test_card_numbers_written_and_spoken(sentence):
         "we shipped 1,234 boxes and 5,678 crates",
         "reference 1234 5678 9012 3452",  # passes Luhn but starts with 1: not a payment card
         "0000 0000 0000 0000",
+        # A Luhn-valid 13-16 digit window inside a longer run is no card: the whole run has to be one.
+        "reference 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 was cancelled",  # 3456789012 3456 passes Luhn
+        "order 9 4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 was shipped",  # 4111 1111 1111 1111 inside 20 digits
+        "my Ivan is D E 8 9 3 7 0 4 0 0 4 4 4 0 5 3 2 0 1 3 0 0 0",  # a misheard IBAN's digits
     ],
 )
 def test_card_near_misses_stay(sentence):
     assert found(sentence, "CARD_NUMBER") == []
+
+
+def test_a_card_is_the_whole_run_or_the_run_less_a_part_after_a_pause():
+    assert found("use 4 2 4 2 4 2 4 2 4 2 4 2 4 2 4 2 today") == [("CARD_NUMBER", "4 2 4 2 4 2 4 2 4 2 4 2 4 2 4 2")]
+    # A CVV or an order number said after a pause: the card is the rest, and with no cue only the card goes.
+    assert found("it's 4111 1111 1111 1111, 123 thanks") == [("CARD_NUMBER", "4111 1111 1111 1111,")]
+    assert found("ref 77, 4111 1111 1111 1111 thanks") == [("CARD_NUMBER", "4111 1111 1111 1111")]
 
 
 def test_misheard_card_number_near_a_cue_is_redacted_with_lower_confidence():
@@ -249,6 +260,13 @@ def test_email_near_misses_stay(sentence):
 )
 def test_ibans(sentence):
     assert [t for t, _ in found(sentence)] == ["IBAN"]
+
+
+def test_an_iban_is_found_by_its_structure_without_a_keyword():
+    # "IBAN" misheard ("Ivan") or not said: country code, length and mod 97 are enough, spelled out too.
+    span = "D E 8 9 3 7 0 4 0 0 4 4 0 5 3 2 0 1 3 0 0 0"
+    assert found(f"my Ivan is {span} thanks") == [("IBAN", span)]
+    assert found("wire it to DE89 3704 0044 0532 0130 00 today") == [("IBAN", "DE89 3704 0044 0532 0130 00")]
 
 
 def test_iban_checksum_and_misheard_policy():

@@ -79,6 +79,17 @@ class Piece(NamedTuple):
     chars: str
 
 
+def card_edges(run: list[Group]) -> dict[int, set[int]]:
+    """Where a card may start and end in a run, as group indices (end exclusive): the whole run, or the run
+    less its first or last pause-separated part ("4111 1111 1111 1111, 123" with its CVV read on). Never a
+    window inside the digits: any 13-16 of a longer run pass Luhn one time in ten, so an IBAN's digits or a
+    16-digit order number read one digit at a time would always hold a "card"."""
+    cuts = [k for k in range(1, len(run)) if run[k].cut]
+    starts = {0} | set(cuts[:1])
+    ends = {len(run)} | set(cuts[-1:])
+    return {a: {b for b in ends if b > a} for a in starts}
+
+
 class NumberScan(Words):
     """The detectors over digit groups."""
 
@@ -159,6 +170,7 @@ class NumberScan(Words):
         if total < 7:
             return
         luhn_found = False
+        edges = card_edges(run)
         for a in range(len(run)):
             for b in range(a, len(run)):
                 size = offs[b + 1] - offs[a]
@@ -166,7 +178,7 @@ class NumberScan(Words):
                     break
                 s = digits[offs[a] : offs[b + 1]]
                 f, t = run[a].first, run[b].last
-                if size >= 13 and luhn(s):
+                if size >= 13 and a in edges and b + 1 in edges[a] and luhn(s):
                     cue = self._near(("card",), f, t)
                     if cue or s[0] in "23456":
                         luhn_found = True
