@@ -289,6 +289,12 @@ def test_iban_checksum_and_misheard_policy():
             "one nine two dot one six eight dot zero dot one.",
         ),
         ("connect to 172 dot 16 dot 4 dot 20, port 22", "172 dot 16 dot 4 dot 20,"),
+        # As Whisper writes digits: hyphens and spaces inside octets.
+        ("the gateway is 2-03.0.113.9 now", "2-03.0.113.9"),
+        ("it is 1-7-2.1-6.0.2-5-4.", "1-7-2.1-6.0.2-5-4."),
+        ("use 1 9 2 dot 1 6 8 dot 0 dot 9 9 now", "1 9 2 dot 1 6 8 dot 0 dot 9 9"),
+        # A number said just before the first octet stays out of it.
+        ("port 80 10 dot 1 dot 1 dot 5 please", "10 dot 1 dot 1 dot 5"),
     ],
 )
 def test_ip_addresses(sentence, span):
@@ -297,7 +303,21 @@ def test_ip_addresses(sentence, span):
 
 @pytest.mark.parametrize(
     "sentence",
-    ["python 3.11 is fine", "meet at 12:30:45", "the score was 3.5", "256.1.1.1 is not one", "one dot two dot three"],
+    [
+        "python 3.11 is fine",
+        "meet at 12:30:45",
+        "the score was 3.5",
+        "256.1.1.1 is not one",
+        "one dot two dot three",
+        "python 3.10.2 is out",
+        "release 4.1-0.2 ships",
+        "we paid $1-2.50 for it",
+        "versions 1.5 2.5 3.5 work",
+        "one dot two dot three dot four dot five",
+        "2-56.1.1.1 is not one",
+        "count 1. 2. 3. 4. done",  # written dots with a space after them end sentences
+        "it is 10.0.0.1.5 here",
+    ],
 )
 def test_ip_near_misses_stay(sentence):
     assert found(sentence, "IP_ADDRESS") == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import NamedTuple
 
 from voxbeam.redaction._lexicon import (
     BIRTH_CUE_BEFORE,
@@ -11,6 +12,7 @@ from voxbeam.redaction._lexicon import (
     DATE_TOKEN,
     DOTS,
     IPV4_SHAPE,
+    JOINERS,
     STRIP_IP,
     TEENS,
     TENS,
@@ -54,6 +56,24 @@ EMAIL_STOP = frozenset(
 )
 
 
+# A word of digits and dots between them, as written ("1-98.51.100.23" once its hyphens are gone).
+DOTTED_TOKEN = re.compile(r"[\d.]*\d[\d.]*", re.ASCII)
+DOTTED_PART = re.compile(r"\d+|\.", re.ASCII)
+DOTTED_STRIP = STRIP_IP.replace(".", "")
+
+
+class _Digits(NamedTuple):
+    first: int
+    last: int
+    digits: str
+    whole: bool  # all of its words' digits: no written dot beside it ("1.5 2.5" is no octet "52")
+
+
+def _octet(pieces: list[_Digits]) -> bool:
+    s = "".join(p.digits for p in pieces)
+    return bool(s) and len(s) <= 3 and int(s) <= 255 and (s == "0" or s[0] != "0")
+
+
 class AddressScan(Words):
     """The detectors over addresses and dates."""
 
@@ -67,29 +87,77 @@ class AddressScan(Words):
                 except ValueError:
                     continue
                 self._add(i, i, "IP_ADDRESS", 0.9)
+        self._dotted_ips(groups)
+
+    def _dotted_ips(self, groups: list[Group]) -> None:
+        """IPv4 as Whisper writes what it heard: "dot"/"point" or written dots between octets, and digits
+        split by spaces or hyphens inside an octet ("1 9 2 dot 168", "1-98.51.100.23", "1-9-2.0.2.4-5").
+        Exactly four octets between breaks ("3.10.2" and "1 dot 2 dot 3 dot 4 dot 5" stay); a stray number
+        said just before the first is left out of it ("port 22 10 dot 0 dot 0 dot 1")."""
+        chains: list[list[_Digits]] = []  # digit pieces of one octet each; [] for a dot
         by_first = {g.first: g for g in groups}
-        lasts = {g.last for g in groups}
-        for g in groups:
-            if g.first > 0 and (self.low[g.first - 1] in DOTS or g.first - 1 in lasts):
-                continue  # inside a longer number, not its start
-            k = g.first
-            parts = 0
-            while parts < 4:
-                digits = ""
-                while k in by_first:
-                    digits += by_first[k].digits
-                    k = by_first[k].last + 1
-                if not digits or len(digits) > 3 or int(digits) > 255 or (len(digits) > 1 and digits[0] == "0"):
-                    break
-                parts += 1
-                if parts < 4:
-                    if k < self.n and self.low[k] in DOTS:
-                        k += 1
+
+        def flush() -> None:
+            self._ipv4_of(chains)
+            chains.clear()
+
+        def digits(piece: _Digits) -> None:
+            if chains and chains[-1]:
+                prev = chains[-1][-1]
+                if prev.last != piece.first and not (prev.whole or piece.whole):
+                    flush()  # "1.5 2.5": two decimals, not one octet "52"
+            if not chains or not chains[-1]:
+                chains.append([])
+            chains[-1].append(piece)
+
+        def dot() -> None:
+            if chains and not chains[-1]:
+                flush()  # two dots in a row
+            chains.append([])
+
+        i = 0
+        while i < self.n:
+            word = self.raw[i].strip(DOTTED_STRIP)
+            token = word.strip(".").replace("-", "")
+            g = by_first.get(i)
+            if word.startswith("."):
+                flush()  # a written dot with a space after it ends a sentence ("Count 1. 2. 3. 4.")
+            if "." in token and DOTTED_TOKEN.fullmatch(token):
+                for part in DOTTED_PART.findall(token):
+                    if part == ".":
+                        dot()
                     else:
-                        break
-            fifth = k + 1 < self.n and self.low[k] in DOTS and (k + 1) in by_first
-            if parts == 4 and not fifth:
-                self._add(g.first, k - 1, "IP_ADDRESS", 0.85)
+                        digits(_Digits(i, i, part, False))
+                i += 1
+            elif g is not None:
+                digits(_Digits(g.first, g.last, g.digits, True))
+                i = g.last + 1
+                word = self.raw[g.last].strip(DOTTED_STRIP)
+            elif self.low[i] in DOTS:
+                dot()
+                i += 1
+            elif self.low[i] in JOINERS:
+                i += 1
+            else:
+                flush()
+                i += 1
+            if word.endswith("."):
+                flush()
+        flush()
+
+    def _ipv4_of(self, chains: list[list[_Digits]]) -> None:
+        while chains and not chains[0]:
+            chains.pop(0)
+        while chains and not chains[-1]:
+            chains.pop()
+        octets = chains[::2]
+        if len(chains) != 7 or len(octets) != 4 or any(not c for c in octets) or any(chains[1::2]):
+            return
+        first = next((k for k in range(len(octets[0])) if _octet(octets[0][k:])), None)
+        last = next((k for k in range(len(octets[3]), 0, -1) if _octet(octets[3][:k])), None)
+        if first is None or last is None or not all(_octet(c) for c in octets[1:3]):
+            return
+        self._add(octets[0][first].first, octets[3][last - 1].last, "IP_ADDRESS", 0.85)
 
     def _emails(self) -> None:
         low, core = self.low, self.core

@@ -53,10 +53,11 @@ CARD_CUED_DIGITS = 10
 
 
 def written_digits(core: str) -> str | None:
-    """The digits of a written number ("4111", "1,234", "555-0123", "+44"); None for decimals, dates, IPs."""
+    """The digits of a written number ("4111", "1,234", "555-0123", "+44"); None for decimals, dates, IPs
+    (also with hyphens inside octets, as Whisper writes digits: "1-98.51.100.23")."""
     if not WRITTEN_NUMBER.fullmatch(core):
         return None
-    if core.count(".") == 1 or IPV4_SHAPE.fullmatch(core) or DATE_TOKEN.fullmatch(core):
+    if core.count(".") == 1 or IPV4_SHAPE.fullmatch(core.replace("-", "")) or DATE_TOKEN.fullmatch(core):
         return None
     return NON_DIGIT.sub("", core)
 
