@@ -87,7 +87,8 @@ def test_each_object_once_whatever_is_published_and_ctrl_c_ends_it(
     gen = {name: upload(gcs_emulator, bucket, name, talk[i]) for i, name in enumerate(["a.wav", "b.wav", "c.wav"])}
     gen["notes.wav"] = upload(gcs_emulator, bucket, "notes.wav", b"meeting notes, not audio\n" * 40)
     out = str(tmp_path / "out")
-    proc = start_stream(server, subscription, out)
+    # With --redact_audio (issue 30), so the stream's bleeped copies and their manifest are checked too.
+    proc = start_stream(server, subscription, out, "--redact", "all", "--redact_audio", "tone")
     reap((proc, []))
 
     def publish(name: str, event: str = "OBJECT_FINALIZE") -> None:
@@ -117,6 +118,15 @@ def test_each_object_once_whatever_is_published_and_ctrl_c_ends_it(
     assert re.search(r"\d+ done, \d+ failed, \d+ in flight", stderr), stderr[-2000:]  # the status line
     wall = re.search(r"wall time: ([\d.]+) s", stdout)
     assert wall and float(wall.group(1)) > WINDOW_S, stdout  # the stream ran for windows, not no time
+    # One copy per transcribed object, named by its source; these sentences hold no personal data, so each copy
+    # is the object's own bytes, and the manifest says so.
+    copies = {r["source_uri"]: r for _, r in stream_rows(out, "redacted_audio_manifest")}
+    assert sorted(copies) == sorted(r["source_uri"] for _, r in rows), copies
+    for uri, row in copies.items():
+        name = uri.rsplit("/", 1)[1]
+        assert row["mode"] == "copy" and row["source_generation_or_mtime"] == gen[name], row
+        with open(row["uri"], "rb") as f:
+            assert f.read() == talk[["a.wav", "b.wav", "c.wav"].index(name)], row["uri"]
 
 
 @pytest.mark.timeout(420)
