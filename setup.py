@@ -61,6 +61,7 @@ TEST = (
         "mypy>=2.4.1,<3",
         "ruff>=0.17.6,<0.18",  # lint rules change between 0.x releases
         "import-linter>=2.17,<3",  # the layer contracts in .importlinter
+        "openai>=3.63.0,<4",  # the official client against the server's OpenAI-compatible API
     ]
 )
 

@@ -26,10 +26,14 @@ from voxbeam.server.context import build_context
 from voxbeam.server.errors import ConfigError
 from voxbeam.server.gate import Gate
 from voxbeam.server.metrics import METRICS_PATH, replica_id
+from voxbeam.server.openai_api import ModelCatalog, OpenAiApi, not_found
+from voxbeam.server.openai_stt import Transcriber
+from voxbeam.server.openai_tts import Speaker
 from voxbeam.server.session import Session
 from voxbeam.server.stt import SttSession
 from voxbeam.server.transcripts import REDACTION_CAPABILITIES
 from voxbeam.server.tts import TtsSession
+from voxbeam.server.uploads import MIB, Spool
 
 log = logging.getLogger("voxbeam.server")
 
@@ -58,6 +62,16 @@ class SpeechServer:
         self._runner: web.ServerRunner | None = None
         self._site: web.TCPSite | None = None
         self._idle = asyncio.Event()
+        spool = Spool(config.upload_dir, config.max_upload_mb * MIB, config.spool_mb * MIB, config.upload_timeout)
+        self.transcriber = Transcriber(self.ctx, spool, self._track, self._untrack)
+        self.speaker = Speaker(self.ctx, self._track, self._untrack)
+        self.api = OpenAiApi(
+            self._label,
+            lambda request: self.gate.client_address(_peer(request), request.headers),
+            ModelCatalog(self.ctx, self.speaker.voices),
+            self.transcriber.handle,
+            self.speaker.handle,
+        )
         self._hard_cap = max(_HARD_CAP_FACTOR * config.max_message_size, config.max_message_size + 65536)
 
     # -- life cycle ---------------------------------------------------------------------
@@ -204,7 +218,27 @@ class SpeechServer:
             return _respond(HTTPStatus.OK, body, content_type, {"Cache-Control": "no-store"})
         if path in (p.STT_PATH, p.TTS_PATH):
             return await self._websocket(request, "stt" if path == p.STT_PATH else "tts")
-        return _respond(HTTPStatus.NOT_FOUND, f"no such endpoint; use {p.STT_PATH} or {p.TTS_PATH}\n")
+        if path.startswith("/v1/"):
+            return await self.api.handle(request, path)
+        return not_found(request).response()
+
+    def _track(self, session: Session) -> None:
+        """An HTTP request's session: counted as live, so a shutdown lets it finish (within the grace)."""
+        self.live.add(session)
+
+    def _untrack(self, session: Session) -> None:
+        self.live.discard(session)
+        self._idle.set()
+        log.info(
+            "session %s (http) closed: auth=%s request_ids=%s %s outcome=%s codes=%s seconds=%.1f",
+            session.service,
+            session.key_label,
+            _ids(session.request_ids),
+            session.summary(),
+            session.outcome,
+            ",".join(dict.fromkeys(session.error_codes)) or "-",
+            time.monotonic() - session.started,
+        )
 
     def _label(self, request: web.BaseRequest) -> str | None:
         return self.gate.authenticate(request.headers, request.query.getall("token", []))

@@ -10,6 +10,7 @@ aiohttp, so the front can change library without the session logic noticing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from aiohttp import WSMsgType, web
 
@@ -101,3 +102,66 @@ async def answer_and_close(request: web.BaseRequest, response: web.StreamRespons
     # sent 2 MiB each left the front ~110 MiB larger, for good.
     await asyncio.sleep(0)
     return response
+
+
+class LocalChannel(Channel):
+    """A ``Channel`` whose far end is code in this process: the HTTP API drives a session through it.
+
+    ``put`` hands the session a frame (waiting while ``inbound`` frames are queued), ``put_end`` tells it
+    the client is gone; what the session sends comes out of ``get`` as text, None once it closed or dropped.
+    """
+
+    def __init__(self, label: str, address: str | None, inbound: int = 4, outbound: int = 256) -> None:
+        super().__init__(label, address)
+        self._in: asyncio.Queue[str | None] = asyncio.Queue(inbound)
+        self._out: asyncio.Queue[str | None] = asyncio.Queue(outbound)
+        self._code: int | None = None
+        self._ending: asyncio.Future[None] | None = None
+
+    # -- the session's end ----------------------------------------------------------------
+
+    async def recv(self) -> str | bytes:
+        frame = await self._in.get()
+        if frame is None:
+            self._in.put_nowait(None)  # every later read ends too
+            raise ChannelClosed
+        return frame
+
+    async def send(self, text: str) -> None:
+        if self._code is not None:
+            raise ChannelClosed
+        await self._out.put(text)
+
+    async def close(self, code: int, reason: str) -> None:
+        self._end(code)
+
+    def abort(self) -> None:
+        self._end(1006)
+
+    def _end(self, code: int) -> None:
+        if self._code is None:
+            self._code = code
+            with contextlib.suppress(asyncio.QueueFull):
+                self._out.put_nowait(None)
+
+    @property
+    def close_code(self) -> int | None:
+        return self._code
+
+    # -- the driver's end -------------------------------------------------------------------
+
+    async def put(self, frame: str) -> None:
+        await self._in.put(frame)
+
+    def put_end(self) -> None:
+        """The driver is done (or gone): the session's next read ends it."""
+        try:
+            self._in.put_nowait(None)
+        except asyncio.QueueFull:  # after the frames already queued
+            self._ending = asyncio.ensure_future(self._in.put(None))
+
+    async def get(self) -> str | None:
+        """The session's next message, or None once it has closed the channel."""
+        if self._code is not None and self._out.empty():
+            return None
+        return await self._out.get()
