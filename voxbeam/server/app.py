@@ -19,7 +19,6 @@ from aiohttp import web
 
 from voxbeam import protocol as p
 from voxbeam.protocol import ErrorCode
-from voxbeam.protocol_controls import DIARIZATION
 from voxbeam.server.channel import AiohttpChannel, Channel, ChannelClosed, answer_and_close
 from voxbeam.server.config import ServerConfig
 from voxbeam.server.context import build_context
@@ -31,7 +30,6 @@ from voxbeam.server.openai_stt import Transcriber
 from voxbeam.server.openai_tts import Speaker
 from voxbeam.server.session import Session
 from voxbeam.server.stt import SttSession
-from voxbeam.server.transcripts import REDACTION_CAPABILITIES
 from voxbeam.server.tts import TtsSession
 from voxbeam.server.uploads import MIB, Spool
 
@@ -131,12 +129,6 @@ class SpeechServer:
 
     # -- HTTP ---------------------------------------------------------------------------
 
-    @property
-    def _server_capabilities(self) -> set[str]:
-        """The extensions every model has, because the server does them: redaction, and diarization when the
-        speaker model is installed."""
-        return set(REDACTION_CAPABILITIES) | ({DIARIZATION} if self.ctx.diarizer else set())
-
     def public_health(self) -> dict[str, Any]:
         """What /healthz tells anyone: status, capacity (sessions, live streams, bulk audio s/s) and the
         extensions a client may ask for (``capabilities``: the recognition controls the default model honours,
@@ -149,13 +141,13 @@ class SpeechServer:
             "live_capacity": self.ctx.live_capacity,
             "audio_capacity": round(rate, 2) if rate else None,
             "bulk_sessions": self.pool.bulk_sessions,
-            "capabilities": sorted(self.ctx.stt_model.controls | self._server_capabilities),
+            "capabilities": sorted(self.ctx.stt_model.controls | self.ctx.server_capabilities),
             "models": [
                 {
                     "name": m.name,
                     "default": m is self.ctx.stt_model,
                     "multilingual": m.detects_language,
-                    "capabilities": sorted(m.controls | self._server_capabilities),
+                    "capabilities": sorted(m.controls | self.ctx.server_capabilities),
                 }
                 for m in self.ctx.stt_models.values()
             ],
