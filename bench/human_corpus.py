@@ -574,6 +574,20 @@ def asterisk_keeps(key: str, text: str) -> bool:
     return len(re.split(r"[\s-]+", text.strip())) >= 3
 
 
+def _asterisk_prompts(data: Any, prefix: str, refs: dict[str, str]) -> Iterator[tuple[str, bytes]]:
+    """(key, G.722 bytes) of each prompt under ``prefix`` in a package's tar that has a reference and that
+    :func:`asterisk_keeps`, by name."""
+    for m in sorted(data.getmembers(), key=lambda m: m.name):
+        if not (m.isfile() and m.name.startswith(prefix) and m.name.endswith(".g722")):
+            continue
+        key = m.name[len(prefix) : -len(".g722")]
+        if key not in refs or not asterisk_keeps(key, refs[key]):
+            continue
+        fh = data.extractfile(m)
+        assert fh is not None
+        yield key, fh.read()
+
+
 def _asterisk(get: Callable[[str], Path]) -> Iterator[_Raw]:
     with _deb_data(get("asterisk-core-sounds-en")) as data:
         member = data.extractfile("./usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
@@ -585,18 +599,10 @@ def _asterisk(get: Callable[[str], Path]) -> Iterator[_Raw]:
             key, _, text = line.partition(":")
             refs[key.strip()] = re.sub(r"\s+", " ", text).strip()
     with _deb_data(get("asterisk-core-sounds-en-g722")) as data:
-        for m in sorted(data.getmembers(), key=lambda m: m.name):
-            prefix = f"./{_AST_VOICE}/"
-            if not (m.isfile() and m.name.startswith(prefix) and m.name.endswith(".g722")):
-                continue
-            key = m.name[len(prefix) : -len(".g722")]
-            if key not in refs or not asterisk_keeps(key, refs[key]):
-                continue
-            fh = data.extractfile(m)
-            assert fh is not None
+        for key, g722 in _asterisk_prompts(data, f"./{_AST_VOICE}/", refs):
             yield _Raw(
                 key.replace("/", "-"),
-                fh.read(),
+                g722,
                 refs[key],
                 "CC-BY-SA-3.0 (Asterisk core sounds: Allison Smith, Digium, Inc.)",
                 "allison-smith",
@@ -823,16 +829,8 @@ def prompts(
         pkg = ", ".join(PACKAGES[f"asterisk-core-sounds-{lang}{s}"].pin for s in ("", "-g722"))
         clips: list[Clip] = []
         with _deb_data(fetcher.get(f"asterisk-core-sounds-{lang}-g722")) as data:
-            prefix = f"./usr/share/asterisk/sounds/{voice}/"
-            for m in sorted(data.getmembers(), key=lambda m: m.name):
-                if not (m.isfile() and m.name.startswith(prefix) and m.name.endswith(".g722")):
-                    continue
-                key = m.name[len(prefix) : -len(".g722")]
-                if key not in refs or not asterisk_keeps(key, refs[key]):
-                    continue
-                fh = data.extractfile(m)
-                assert fh is not None
-                samples = decode(fh.read(), "g722")
+            for key, g722 in _asterisk_prompts(data, f"./usr/share/asterisk/sounds/{voice}/", refs):
+                samples = decode(g722, "g722")
                 path = out_dir / f"{key.replace('/', '-')}.wav"
                 _write_atomic(path, _wav(samples))
                 clips.append(
