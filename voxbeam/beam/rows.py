@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from voxbeam.beam.storage import SourceFile
+from voxbeam.bleep import widen
 from voxbeam.errors import VoxBeamError, describe_os_error
 from voxbeam.protocol import redact
 
@@ -70,18 +71,8 @@ def transcript_row(source: SourceFile, result: Any) -> dict[str, Any]:
     }
 
 
-def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for start, end in sorted(spans):
-        if out and start <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], end))
-        else:
-            out.append((start, end))
-    return out
-
-
 def _union_ms(spans: list[tuple[int, int]]) -> int:
-    return sum(end - start for start, end in _merged(spans))
+    return sum(end - start for start, end in widen(spans, pad_ms=0))
 
 
 def talk_summary(segments: Sequence[Any], words: Sequence[Any], audio_duration_ms: int) -> dict[str, Any]:
@@ -95,7 +86,7 @@ def talk_summary(segments: Sequence[Any], words: Sequence[Any], audio_duration_m
     every = [span for group in spans.values() for span in group]
     speech = _union_ms(every)
     # A sweep over each speaker's spans: where two or more speakers are active at once.
-    events = sorted((t, d) for group in spans.values() for a, b in _merged(group) for t, d in ((a, 1), (b, -1)))
+    events = sorted((t, d) for group in spans.values() for a, b in widen(group, pad_ms=0) for t, d in ((a, 1), (b, -1)))
     overlap, active, last = 0, 0, 0
     for t, d in events:
         if active >= 2:
