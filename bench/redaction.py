@@ -13,9 +13,10 @@ tail. Who speaks what:
   (Asterisk has no recorded words such as "smith" or "example").
 
 ``voxbeam transcribe --redact all --redact_keep_original`` (the job, against the run's server, Whisper
-tiny.en) transcribes the clips; the rows' ``entities`` are scored against where each value was placed
-in its clip (a hit: same type, overlapping in time). Near misses (a Luhn-invalid order number, a
-year, a price, a room, a page) must get no entity. The same items' reference text
+tiny.en; or ``VOXBEAM_BENCH_REDACTION_MODEL=base``, on a server of its own) transcribes the clips; the
+rows' ``entities`` are scored against where each value was placed in its clip (a hit: same type,
+overlapping in time). Near misses (a Luhn-invalid order number, a year, a price, a room, a page) must
+get no entity. The same items' reference text
 (carrier + value as written) is scored through ``voxbeam.redaction.find`` as well.
 
 Floors: per type recall ≥ 0.95 and precision ≥ 0.9, end to end and on the reference text; no
@@ -28,6 +29,7 @@ the wall-time ratio the issue names, beside.
 from __future__ import annotations
 
 import glob
+import os
 import statistics
 import tarfile
 import time
@@ -48,6 +50,8 @@ TARGET_COST = 0.05
 RATE = 16000
 WORD_GAP_S = 0.10
 GROUP_GAP_S = 0.35
+# The recognizer under the redaction: the server's default, or another packaged tier (on its own server).
+MODEL = os.environ.get("VOXBEAM_BENCH_REDACTION_MODEL", "tiny.en")
 TOLERANCE_MS = 300
 _VOICE = "./usr/share/asterisk/sounds/en_US_f_Allison/"
 TYPES = ("CARD_NUMBER", "PHONE_NUMBER", "EMAIL", "IBAN", "IP_ADDRESS", "DATE_OF_BIRTH", "NATIONAL_ID")
@@ -373,7 +377,7 @@ def _heard_split(res: Result, clips: list[Clip], texts: dict[str, Any], misses: 
         what = "every digit in the transcript" if heard else "digits lost or changed by the recognizer"
         res.measure(key, len(ids), "clips", f"positive digit values with {what}, {'found' if found else 'missed'}")
     res.notes.append(
-        "Digit values by what tiny.en heard (every digit in order, or not) and whether they were found: "
+        f"Digit values by what {MODEL} heard (every digit in order, or not) and whether they were found: "
         + "; ".join(
             f"{'heard' if h else 'misheard'}/{'found' if f else 'missed'}: {', '.join(ids)}"
             for (h, f), ids in sorted(split.items())
@@ -396,6 +400,13 @@ def _redaction_cpu(rows: list[dict[str, Any]], repeats: int) -> float:
 
 
 def run(ctx: Context) -> Result:
+    if MODEL == "tiny.en":
+        return _run(ctx, ctx.server())
+    with ctx.other_server(["--stt_model", MODEL], f"redaction-{MODEL}") as server:
+        return _run(ctx, server)
+
+
+def _run(ctx: Context, server: Any) -> Result:
     res = Result(NAME, ctx.quick)
     clips = build(ctx.workdir / "redaction_input")
     audio_s = sum(c.duration_s for c in clips)
@@ -407,7 +418,7 @@ def run(ctx: Context) -> Result:
         "values_piper": len(clips) - human,
         "near_misses": sum(1 for c in clips if c.item.kind is None),
         "per_type": {t: sum(1 for c in clips if c.item.kind == t) for t in TYPES},
-        "model": "server default (Whisper tiny.en)",
+        "model": f"Whisper {MODEL}",
     }
     log(f"redaction: {len(clips)} clips, {audio_s:.0f} s ({human} values in Asterisk's recorded words)")
 
@@ -419,7 +430,9 @@ def run(ctx: Context) -> Result:
         plain = run_job(
             ctx,
             "transcribe",
-            ["--input", str(clips[0].path.parent), "--output", str(ctx.workdir / "red_plain")] + ctx.endpoint_args(),
+            ["--input", str(clips[0].path.parent), "--output", str(ctx.workdir / "red_plain")]
+            + ctx.endpoint_args(server),
+            server=server,
         )
         plain_wall = plain.wall
     out = ctx.workdir / "red_out"
@@ -433,7 +446,7 @@ def run(ctx: Context) -> Result:
         "--redact_keep_original",
         "true",
     ]
-    job = run_job(ctx, "transcribe", argv + ctx.endpoint_args())
+    job = run_job(ctx, "transcribe", argv + ctx.endpoint_args(server), server=server)
     by_name = {c.path.name: c for c in clips}
     rows = _rows(out / "transcripts")
     originals = _rows(out / "unredacted")
@@ -498,7 +511,7 @@ def run(ctx: Context) -> Result:
     )
     res.notes.append("Reference text misses: " + (", ".join(ref_misses) or "none"))
     res.notes.append("End-to-end misses: " + (", ".join(e2e_misses) or "none"))
-    lines = ["What tiny.en heard for the misses (heard | redacted):"]
+    lines = [f"What {MODEL} heard for the misses (heard | redacted):"]
     for m in e2e_misses:
         cid = m.split(":")[0]
         t = texts.get(cid, {})
