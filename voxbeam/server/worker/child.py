@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
 from voxbeam import audio
 from voxbeam.protocol import ErrorCode
 from voxbeam.protocol_controls import SttControls
@@ -309,6 +311,10 @@ def worker_main(conn: Any, slot: int, spec: WorkerSpec, log_level: int) -> None:
     # the front process's 128 KiB, every decode mmapped and page-faulted them afresh and Whisper
     # used ~45 % more CPU per file than when called directly.
     keep_large_buffers_out_of_the_heap(WORKER_MMAP_THRESHOLD, WORKER_TRIM_THRESHOLD)
+    # numpy's BLAS would start a thread per core in every worker, on top of the engines' own pools that the
+    # server's layout already sizes to the cores; its matrices here (mel filterbanks, the speaker LSTM's
+    # steps) are too small to gain from threads, whose spinning cost diarization 3 to 5 times its CPU.
+    threadpool_limits(limits=1, user_api="blas")
     logging.basicConfig(
         level=log_level, stream=sys.stderr, format=f"%(asctime)s worker-{slot} %(levelname)s %(message)s"
     )
