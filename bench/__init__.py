@@ -28,6 +28,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "bench.redaction",
         "per-type recall and precision of --redact on spoken personal data end to end; its CPU cost (issue 30)",
     ),
+    "diarization": (
+        "bench.diarization",
+        "speaker count, words to speakers, DER and CPU on conversations of real people (issue 28)",
+    ),
     "client": ("bench.client_bench", "the client engineer's benchmarks (bench/client_bench.py), when present"),
     "chaos": ("bench.chaos", "transcription pipeline while the server is killed and down for 30 s and 120 s"),
     "fairness": ("bench.fairness", "one key's flood or overload against another key's 3 s request; live admission"),
