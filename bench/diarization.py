@@ -16,7 +16,8 @@ count given (``min_speakers = max_speakers``). Figures:
 - words to the right speaker under the best mapping of labels (floor: 90 %), both ways: a word counts where
   its middle falls inside a reference turn;
 - DER over the reference's speech, 10 ms frames, with the transcript's segments (each has its speaker) as
-  the system's turns: missed speech, false alarm and confusion, no collar;
+  the system's turns, one speaker's joined across pauses of up to a second: missed speech, false alarm and
+  confusion, no collar (what recognition leaves out counts as missed);
 - the server's CPU with diarization against without (ceiling: +15 %).
 """
 
@@ -167,6 +168,21 @@ def _speaker_at(turns: Sequence[tuple[int, int, str]], ms: int) -> str | None:
     return next((s for a, b, s in turns if a <= ms < b), None)
 
 
+def _turns(segments: Sequence[Any], mapping: dict[str, str]) -> list[tuple[int, int, str]]:
+    """The system's turns: its segments, one speaker's joined across pauses up to the server's ``MAX_GAP_MS``
+    (as its own turns are), labels mapped to the reference's."""
+    from voxbeam.server.engines.diarization import MAX_GAP_MS
+
+    turns: list[tuple[int, int, str]] = []
+    for s in sorted(segments, key=lambda s: s.offset_ms):
+        who = mapping.get(s.speaker or "", "?")
+        if turns and turns[-1][2] == who and s.offset_ms - turns[-1][1] <= MAX_GAP_MS:
+            turns[-1] = (turns[-1][0], max(turns[-1][1], s.offset_ms + s.duration_ms), who)
+        else:
+            turns.append((s.offset_ms, s.offset_ms + s.duration_ms, who))
+    return turns
+
+
 def score(conv: Conversation, result: Any) -> dict[str, float]:
     """Speaker count, words right (and how many were placed), DER's parts in ms for one conversation."""
     words = [w for w in result.words if w.speaker]
@@ -177,7 +193,7 @@ def score(conv: Conversation, result: Any) -> dict[str, float]:
     end = max(conv.turns[-1][1], max((s.offset_ms + s.duration_ms for s in result.segments), default=0))
     frames = np.arange(0, end, 10)
     ref = [_speaker_at(conv.turns, int(t)) for t in frames]
-    hyp_turns = [(s.offset_ms, s.offset_ms + s.duration_ms, mapping.get(s.speaker or "", "?")) for s in result.segments]
+    hyp_turns = _turns(result.segments, mapping)
     hyp = [_speaker_at(hyp_turns, int(t)) for t in frames]
     speech = sum(r is not None for r in ref)
     missed = sum(r is not None and h is None for r, h in zip(ref, hyp, strict=True))
