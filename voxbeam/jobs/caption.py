@@ -27,7 +27,8 @@ from voxbeam import audio, protocol
 from voxbeam.client.config import ClientConfig
 from voxbeam.client.live import LiveEvent, LiveFeed, advertises_live, recognize_live
 from voxbeam.errors import AudioError, ServerBusyError, UsageError, VoxBeamError, describe_os_error
-from voxbeam.flags import BOOLEAN, SERVICE_FLAGS, TRANSCRIBE_FLAGS, Flag, number, sample_rate
+from voxbeam.flag_values import number, sample_rate
+from voxbeam.flags import BOOLEAN, SERVICE_FLAGS, TRANSCRIBE_FLAGS, Flag
 from voxbeam.jobs.caption_view import FORMATS, EventLines, LiveLine
 from voxbeam.jobs.embedded import embedded_server
 from voxbeam.jobs.preflight import checked_endpoints, preflight

@@ -11,7 +11,7 @@ from dataclasses import asdict
 
 from voxbeam import protocol
 from voxbeam.client.sizing import DEFAULT_UTILISATION, advertised_capacity, plan
-from voxbeam.flags import positive, whole_number
+from voxbeam.flag_values import positive, whole_number
 
 
 def _fmt_duration(seconds: float) -> str:
