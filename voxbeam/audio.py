@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import struct
 import wave
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import IO, Any
 
 import av
@@ -61,7 +61,8 @@ def pcm_frame(pcm: bytes, rate: int) -> av.AudioFrame:
 
 
 def _frame_bytes(frame: av.AudioFrame) -> bytes:
-    return bytes(frame.planes[0])[: frame.samples * BYTES_PER_SAMPLE]
+    # Packed s16: one plane, every channel's samples interleaved.
+    return bytes(frame.planes[0])[: frame.samples * BYTES_PER_SAMPLE * frame.layout.nb_channels]
 
 
 class PcmResampler:
@@ -114,8 +115,11 @@ def resample(pcm: bytes, src_rate: int, dst_rate: int) -> bytes:
     return rs.push(pcm) + rs.flush()
 
 
-def decode_to_pcm(source: str | IO[bytes], rate: int = 16000, chunk_ms: int = 200) -> Iterator[bytes]:
-    """Decode any container PyAV reads to PCM s16le mono at ``rate``, chunk by chunk.
+def decode_to_pcm(
+    source: str | IO[bytes], rate: int = 16000, chunk_ms: int = 200, *, keep_channels: bool = False
+) -> Generator[bytes, None, None]:
+    """Decode any container PyAV reads to PCM s16le mono at ``rate``, chunk by chunk (``keep_channels``:
+    the first audio stream's own channels, interleaved; ``voxbeam.channels`` splits them).
 
     Streams: memory stays bounded by one chunk plus the decoder's own buffers. Raises
     ``AudioError`` with EMPTY_AUDIO, NOT_AUDIO or CORRUPT_AUDIO: a file cut short (its container
@@ -124,7 +128,7 @@ def decode_to_pcm(source: str | IO[bytes], rate: int = 16000, chunk_ms: int = 20
     """
     if isinstance(source, str):
         with open(source, "rb") as fh:
-            yield from decode_to_pcm(fh, rate, chunk_ms)
+            yield from decode_to_pcm(fh, rate, chunk_ms, keep_channels=keep_channels)
         return
     checkable = _seekable(source)
     cut = containers.truncation(source) if checkable else None
@@ -132,7 +136,6 @@ def decode_to_pcm(source: str | IO[bytes], rate: int = 16000, chunk_ms: int = 20
         raise AudioError(cut, code=CORRUPT_AUDIO)
     # Before FFmpeg reads the file: it shares the file object, and its position.
     mp3_length_declared = checkable and containers.mp3_declares_length(source)
-    chunk_bytes = max(2, rate * chunk_ms // 1000 * BYTES_PER_SAMPLE)
     try:
         container = av.open(source, mode="r", metadata_errors="ignore")
     except av.error.FileNotFoundError:
@@ -148,7 +151,10 @@ def decode_to_pcm(source: str | IO[bytes], rate: int = 16000, chunk_ms: int = 20
         fmt = container.format.name
         if fmt in containers.ESTIMATED_DURATION_FORMATS or (fmt == "mp3" and not mp3_length_declared):
             declared = None
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+        width = stream.channels if keep_channels else 1  # samples per instant
+        chunk_bytes = max(1, rate * chunk_ms // 1000) * BYTES_PER_SAMPLE * width
+        layout = stream.layout.name if keep_channels else "mono"
+        resampler = av.AudioResampler(format="s16", layout=layout, rate=rate)
         buf = bytearray()
         total = 0
         try:
@@ -163,7 +169,7 @@ def decode_to_pcm(source: str | IO[bytes], rate: int = 16000, chunk_ms: int = 20
             for out in resampler.resample(None):
                 buf += _frame_bytes(out)
         except av.FFmpegError as exc:
-            decoded = (total + len(buf)) / BYTES_PER_SAMPLE / rate
+            decoded = (total + len(buf)) / BYTES_PER_SAMPLE / width / rate
             of = f" of the {declared:.2f} s its header declares" if declared is not None else ""
             why = "FFmpeg finds invalid data there" if isinstance(exc, av.error.InvalidDataError) else ffmpeg_words(exc)
             raise AudioError(
@@ -175,7 +181,7 @@ def decode_to_pcm(source: str | IO[bytes], rate: int = 16000, chunk_ms: int = 20
             yield bytes(buf)
         if total == 0:
             raise AudioError("the file holds no audio samples", code=EMPTY_AUDIO)
-        decoded = total / BYTES_PER_SAMPLE / rate
+        decoded = total / BYTES_PER_SAMPLE / width / rate
         if declared is not None and declared - decoded > _TRUNCATION_SLACK_S:
             raise AudioError(
                 f"the file is truncated: its header declares {declared:.2f} s of audio, only {decoded:.2f} s decode",

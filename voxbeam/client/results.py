@@ -15,6 +15,8 @@ class Word:
     confidence: float
     # Who said it, when the service diarized (its label, "S1", ...); None otherwise.
     speaker: str | None = None
+    # The file's channel it was heard on, when channels were transcribed apart (0, 1, ...); None: mixed.
+    channel: int | None = None
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,20 @@ class Segment:
     words: tuple[Word, ...] = ()
     # Who said it, when the service diarized; None otherwise.
     speaker: str | None = None
+    # As the words' (``Word.channel``).
+    channel: int | None = None
+
+
+def confidence_of(segments: tuple[Segment, ...]) -> float:
+    """A transcript's confidence: its segments', weighted by duration (0.0 without speech)."""
+    total = sum(s.duration_ms for s in segments)
+    if not segments:
+        confidence = 0.0
+    elif total > 0:
+        confidence = sum(s.confidence * s.duration_ms for s in segments) / total
+    else:
+        confidence = sum(s.confidence for s in segments) / len(segments)
+    return round(confidence, 6)
 
 
 @dataclass(frozen=True)
@@ -111,19 +127,12 @@ class TranscriptBuilder:
 
     def result(self, *, audio_duration_ms: int, attempts: int, model: str | None = None) -> TranscriptResult:
         segments = tuple(self._segments)
-        total = sum(s.duration_ms for s in segments)
-        if not segments:
-            confidence = 0.0
-        elif total > 0:
-            confidence = sum(s.confidence * s.duration_ms for s in segments) / total
-        else:
-            confidence = sum(s.confidence for s in segments) / len(segments)
         return TranscriptResult(
             text=" ".join(s.text for s in segments if s.text),
             segments=segments,
             words=tuple(w for s in segments for w in s.words),
             language=self._detected or (None if self._language == protocol.AUTO_LANGUAGE else self._language),
-            confidence=round(confidence, 6),
+            confidence=confidence_of(segments),
             audio_duration_ms=audio_duration_ms,
             request_ids=tuple(self._request_ids),
             attempts=attempts,

@@ -6,14 +6,16 @@ import asyncio
 import dataclasses
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import TypedDict, TypeVar
+from typing import TypedDict, TypeVar, Unpack
 
 from voxbeam import audio, protocol
 from voxbeam.audio import BYTES_PER_SAMPLE
+from voxbeam.channels import Levels
 from voxbeam.client._sources import AudioSource, as_async_chunks
 from voxbeam.client._stats import Stats
+from voxbeam.client.channels import merge
 from voxbeam.client.config import ClientConfig
 from voxbeam.client.connector import Connector
 from voxbeam.client.pool import SessionPool
@@ -197,6 +199,21 @@ class SpeechClient:
             await feed.aclose()
         self._stats.incr("transcriptions")
         return result
+
+    async def transcribe_channels(
+        self, sources: Sequence[AudioSource], *, levels: Levels | None = None, **options: Unpack[TranscribeOptions]
+    ) -> TranscriptResult:
+        """Transcribe each of a file's channels (``sources``: each its PCM, as ``transcribe`` takes it) as its own
+        stream, at once, and merge them on one timeline (``voxbeam.client.channels.merge``, which drops words
+        ``levels`` say another channel heard much louder). The first failure cancels the other channels."""
+        tasks = [asyncio.ensure_future(self.transcribe(source, **options)) for source in sources]
+        try:
+            results = await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return merge(results, levels)
 
     # -- text to speech --------------------------------------------------------------------
 

@@ -12,10 +12,11 @@ import asyncio
 import concurrent.futures
 import os
 import threading
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, TypeVar, Unpack
 
+from voxbeam.channels import Levels
 from voxbeam.client._sources import AudioSource, ThreadedSource
 from voxbeam.client.config import ClientConfig
 from voxbeam.client.results import SynthesisResult, TranscriptResult
@@ -165,6 +166,22 @@ class SyncSpeechClient:
         if callable(audio_factory):  # iterated in its own thread, from here on the loop
             audio_factory = ThreadedSource(audio_factory, self.config.max_in_flight_chunks)
         return await self._client.transcribe(audio_factory, **options)
+
+    def transcribe_channels_async(
+        self,
+        audio_factories: Sequence[AudioFactory],
+        levels: Levels | None = None,
+        **options: Unpack[TranscribeOptions],
+    ) -> concurrent.futures.Future[TranscriptResult]:
+        """Start a transcription of a file's channels (``SpeechClient.transcribe_channels``), one factory each,
+        each iterated in its own worker thread."""
+        return self._loop.submit(self._transcribe_channels(audio_factories, levels, options))
+
+    async def _transcribe_channels(
+        self, audio_factories: Sequence[AudioFactory], levels: Levels | None, options: TranscribeOptions
+    ) -> TranscriptResult:
+        sources = [ThreadedSource(f, self.config.max_in_flight_chunks) for f in audio_factories]
+        return await self._client.transcribe_channels(sources, levels=levels, **options)
 
     def synthesize_async(
         self, text: str, params: TtsParams | None = None
