@@ -1,6 +1,7 @@
 """``voxbeam.channels`` and ``voxbeam.client.channels`` on their own (no server): the ``auto`` rule, the crosstalk
 gate, stereo decoding, and the merge of channels' transcripts (labels per channel, a word heard twice dropped
-from the quieter channel). Signals are noise bursts: levels are all these parts look at."""
+from the quieter channel); ``--channels`` reaching ``Transcribe``. Signals are noise bursts: levels are all
+these parts look at."""
 
 from __future__ import annotations
 
@@ -8,10 +9,15 @@ import io
 import wave
 
 import numpy as np
+import pytest
 
 from voxbeam import audio, channels
+from voxbeam.beam import ServiceSettings, Transcribe
 from voxbeam.client.channels import merge
 from voxbeam.client.results import Segment, TranscriptResult, Word
+from voxbeam.errors import UsageError
+from voxbeam.jobs.args import parse
+from voxbeam.jobs.kinds import Transcription
 
 RATE = 16000
 
@@ -110,3 +116,16 @@ def test_merge_tags_channels_labels_speakers_per_channel_and_drops_a_word_the_ot
     flat = channels.Levels(RATE)
     flat.add(np.full((250, 2), -30.0, dtype=np.float32))
     assert len(merge([left, right], flat).words) == 4
+
+
+def test_the_flag_reaches_the_transform_and_bad_values_are_refused(tmp_path):
+    def job(*flags: str) -> Transcription:
+        return Transcription(parse("transcribe", ["in.wav", "--output", str(tmp_path / "o"), *flags]).config)
+
+    assert job().transcribe(ServiceSettings(), None).display_data()["channels"] == "auto"
+    assert job("--channels", "split").transcribe(ServiceSettings(), None).display_data()["channels"] == "split"
+    with pytest.raises(UsageError) as caught:
+        job("--channels", "stereo")
+    assert caught.value.flag == "--channels"
+    with pytest.raises(ValueError, match="channels"):
+        Transcribe(channels="both")

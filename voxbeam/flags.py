@@ -19,6 +19,8 @@ DEFAULT_MAX_DEAD_LETTER_FRACTION = 0.05
 KINDS = ("transcribe", "synthesize")
 # Where a transcription's redaction is applied (--redact_on; ``Transcribe(redact_on=...)``).
 REDACT_ON = ("client", "server")
+# How a file's channels are transcribed (--channels; ``Transcribe(channels=...)``; ``voxbeam.channels``).
+CHANNELS = ("auto", "split", "mix")
 # What replaces a redacted span in --redact_audio's copies (``voxbeam.bleep.MODES``, which imports PyAV).
 REDACT_AUDIO = ("tone", "silence")
 
@@ -281,6 +283,16 @@ TRANSCRIBE_FLAGS = (
     ),
     Flag("min_speakers", "with --diarize: the fewest speakers a file holds", type=whole_number(1), default_help="1"),
     Flag("max_speakers", "with --diarize: the most speakers a file holds", type=whole_number(1), default_help="any"),
+    Flag(
+        "channels",
+        "a file of two or more channels (a stereo call): mix them to one stream; split: transcribe each as its own "
+        "stream, words and segments tagged with their channel (0, 1, ...), the other side's bleed gated out, and "
+        "with --diarize speakers per channel (C0-S1, C1-S1); auto: split when the channels carry different "
+        "speech (two channels each clearly louder than the other on part of the first 2 minutes), mix "
+        "duplicated mono",
+        CHANNELS[0],
+        choices=CHANNELS,
+    ),
     Flag(
         "redact_keep_original",
         "also write the unredacted text, words and segments, to <output>/unredacted/ only (with --redact or "

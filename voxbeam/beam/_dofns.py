@@ -23,7 +23,7 @@ from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.windowed_value import WindowedValue
 
 from voxbeam import audio
-from voxbeam.beam import _workers, progress, storage
+from voxbeam.beam import _channels, _workers, progress, storage
 from voxbeam.beam.audio_records import AudioRecord, audio_record
 from voxbeam.beam.options import ServiceSettings
 from voxbeam.beam.rows import dead_letter, manifest_row, object_name, text_sha256, transcript_row
@@ -226,8 +226,10 @@ class TranscribeFn(_InFlightDoFn):
         progress_id: str | None = None,
         redaction: Policy | None = None,
         speakers: tuple[int | None, int | None] | None = None,
+        channels: str = "auto",
     ) -> None:
         super().__init__(settings, progress_id)
+        self._channels = channels  # mix, split or auto (beam/_channels.py)
         self._language = language
         self._timestamps = timestamps
         self._controls = controls
@@ -254,17 +256,12 @@ class TranscribeFn(_InFlightDoFn):
             source = _source_of(file)
             if source.size == 0:
                 raise AudioError("the file is empty", code=audio.EMPTY_AUDIO)
-            uri = source.uri
-
-            def pcm() -> Iterator[bytes]:
-                # A generator, so the file closes when decoding ends or the client abandons it.
-                with storage.open_read(uri) as fh:
-                    yield from audio.decode_to_pcm(fh, rate=STT_RATE, chunk_ms=200)
-
             result = self._await(
-                self._handle.client.transcribe_async(
-                    pcm,
-                    sample_rate=STT_RATE,
+                _channels.start(
+                    self._handle.client,
+                    source.uri,
+                    self._channels,
+                    STT_RATE,
                     language=language,
                     timestamps=self._timestamps,
                     controls=controls,

@@ -2,8 +2,9 @@
 
 Cues follow common broadcast guidance: at most two lines of ``max_chars`` characters, at most
 ``max_duration_ms`` on screen, and a new cue after a pause or at a segment boundary. With speakers
-(words diarized), a new cue at each change of speaker, labelled ``Speaker 1`` for ``S1``: WebVTT's voice
-span ``<v Speaker 1>``, SRT's ``[Speaker 1]`` before the first line.
+(words diarized) or channels (transcribed apart), a new cue at each change of speaker or channel, labelled
+``Speaker 1`` for ``S1``, ``Channel 0`` (``Channel 0 Speaker 1`` diarized): WebVTT's voice span ``<v Speaker 1>``,
+SRT's ``[Speaker 1]`` before the first line.
 """
 
 from __future__ import annotations
@@ -22,8 +23,13 @@ class Cue:
     speaker: str | None = None
 
 
-def speaker_name(label: str) -> str:
-    """A diarization label as captions show it: "S1" is "Speaker 1" (others as they are)."""
+def speaker_name(label: str | None, channel: int | None = None) -> str | None:
+    """Who speaks as captions show it: "S1" is "Speaker 1", a channel's "C0-S1" "Channel 0 Speaker 1"; a
+    channel's words without a speaker "Channel 0" (others as they are; None: nobody to name)."""
+    if channel is not None and label is not None and label.startswith(f"C{channel}-"):
+        return f"Channel {channel} {speaker_name(label[len(f'C{channel}-') :])}"
+    if label is None:
+        return None if channel is None else f"Channel {channel}"
     return f"Speaker {label[1:]}" if label[:1] == "S" and label[1:].isdigit() else label
 
 
@@ -39,14 +45,14 @@ def build_cues(
     cues: list[Cue] = []
     lines: list[list[str]] = [[]]
     start = end = 0
-    speaker: str | None = None
+    speaker: tuple[str | None, int | None] = (None, None)
 
     def line_len(line: Sequence[str]) -> int:
         return sum(len(w) for w in line) + max(0, len(line) - 1)
 
     def close() -> None:
         if any(lines):
-            name = None if speaker is None else speaker_name(speaker)
+            name = speaker_name(*speaker)
             cues.append(Cue(start, end, tuple(" ".join(line) for line in lines if line), name))
 
     for w in words:
@@ -55,7 +61,7 @@ def build_cues(
             continue
         w_start = int(w["offset_ms"])
         w_end = w_start + int(w["duration_ms"])
-        who = w.get("speaker")
+        who = (w.get("speaker"), w.get("channel"))
         if any(lines):
             too_long_on_screen = w_end - start > max_duration_ms
             paused = w_start - end > max_gap_ms

@@ -36,7 +36,7 @@ def transcript_row(source: SourceFile, result: Any) -> dict[str, Any]:
         "text": result.text,
         "confidence": float(result.confidence),
         "audio_duration_ms": int(result.audio_duration_ms),
-        # channel: None, the audio mixed to mono.
+        # channel: None, the audio mixed to mono; else the file's channel it was heard on (Transcribe(channels=)).
         "words": [
             {
                 "word": w.word,
@@ -44,7 +44,7 @@ def transcript_row(source: SourceFile, result: Any) -> dict[str, Any]:
                 "duration_ms": w.duration_ms,
                 "confidence": w.confidence,
                 "speaker": getattr(w, "speaker", None),
-                "channel": None,
+                "channel": getattr(w, "channel", None),
             }
             for w in result.words
         ],
@@ -55,7 +55,7 @@ def transcript_row(source: SourceFile, result: Any) -> dict[str, Any]:
                 "duration_ms": s.duration_ms,
                 "confidence": s.confidence,
                 "speaker": getattr(s, "speaker", None),
-                "channel": None,
+                "channel": getattr(s, "channel", None),
             }
             for s in result.segments
         ],

@@ -23,7 +23,7 @@ from voxbeam.beam.schema import (
     UNREDACTED_SCHEMA,
 )
 from voxbeam.beam.sink import WriteRows, WriteTextFilesFn, stream_prefix
-from voxbeam.flags import REDACT_ON
+from voxbeam.flags import CHANNELS, REDACT_ON
 from voxbeam.protocol import AUTO_LANGUAGE, TtsParams
 from voxbeam.protocol_controls import ControlError, SttControls, check_speaker_bounds
 from voxbeam.redaction import Policy
@@ -81,6 +81,11 @@ class Transcribe(beam.PTransform):
     ``diarize`` asks the service to label speakers (the ``enable_diarization`` extension it must advertise),
     within ``min_speakers`` and ``max_speakers`` when given: words and segments then carry ``speaker``
     (labels per recognition session; see ``SpeechClient.transcribe``).
+
+    ``channels``: ``"mix"`` (one stream, ``channel`` null), ``"split"`` (each channel of a file with two or more
+    its own stream and session, merged on one timeline: ``channel`` 0, 1, ... on words, segments and
+    ``speakers``; diarized speakers labelled per channel, ``C0-S1``) or ``"auto"`` (split when the channels carry
+    different speech, not duplicated mono; ``voxbeam.channels`` has the rule and the crosstalk gate).
     """
 
     def __init__(
@@ -105,8 +110,12 @@ class Transcribe(beam.PTransform):
         diarize: bool = False,
         min_speakers: int | None = None,
         max_speakers: int | None = None,
+        channels: str = "auto",
     ) -> None:
         super().__init__()
+        if channels not in CHANNELS:
+            raise ValueError(f"channels must be {', '.join(CHANNELS)}, not {channels!r}")
+        self._channels = channels
         if not diarize and (min_speakers is not None or max_speakers is not None):
             raise ValueError("min_speakers and max_speakers bound diarization: give diarize=True")
         try:
@@ -152,6 +161,7 @@ class Transcribe(beam.PTransform):
                     progress_id=self._progress_id,
                     redaction=self._server_redaction,
                     speakers=self._speakers,
+                    channels=self._channels,
                 )
             )
             | "Route" >> beam.ParDo(_dofns.RouteFn()).with_outputs(DEAD_LETTERS, main=TRANSCRIPTS)
@@ -205,6 +215,7 @@ class Transcribe(beam.PTransform):
             **_service_display(self._service),
             "language": self._language,
             "timestamps": self._timestamps,
+            "channels": self._channels,
             **controls,
             **({k: v for k, v in redaction.items() if v} if r.enabled else {}),
             **(_speakers_display(self._speakers) if self._speakers is not None else {}),

@@ -55,6 +55,8 @@ class JobConfig:
     diarize: bool = False
     min_speakers: int | None = None
     max_speakers: int | None = None
+    # A file's channels: mixed, split, or split when they carry different speech (--channels).
+    channels: str = "auto"
     # Synthesis only: the records' defaults (a record may override any of them).
     tts: TtsParams | None = None
 

@@ -182,6 +182,7 @@ class Transcription(Job):
             diarize=v.diarize,
             min_speakers=v.min_speakers,
             max_speakers=v.max_speakers,
+            channels=v.channels,
         )
 
     def read(self, summary: Summary) -> list[Any]:

@@ -1,0 +1,157 @@
+"""Stereo calls of two real people (issue 28's floors for ``--channels``): words on the right channel, no word
+twice, per-channel WER next to each speaker's clips transcribed alone, and the cost of a split call against
+its mono mix.
+
+A call (``call``) interleaves the turns of speaker A (channel 0) and speaker B (channel 1) from the human
+corpus (``bench/human_corpus.py``, real recordings of different people), a pause between turns; each channel
+also carries the other side at -20 dB (``BLEED_DB``), as crosstalk does on real lines. The tests build a short
+one from the ``ci`` subset (``tests/beam/test_channels.py``); this benchmark a call of over 2 minutes.
+
+The job (``voxbeam transcribe``, Whisper tiny.en on the run's server) transcribes, in one run:
+
+- the call with ``--channels split``, and again with ``--channels mix`` (the baseline for cost: the server's
+  worker CPU seconds, and wall time, split over mix; floor 1.3 for a call of 2 minutes or more);
+- each turn's clip alone (the baseline for WER: per speaker, the clips' hypotheses joined, against their
+  references joined; floor: the channel's WER at most that plus 0.02);
+- a duplicated-mono copy of the call's mix with ``--channels auto`` (must not be split: one stream).
+
+Words on the right channel: a word's channel is the channel of the turn its middle falls in (the nearest
+turn, in a pause); floor 99 %. Duplicates: two same words (after normalisation) on two channels overlapping
+in time; floor none.
+"""
+
+from __future__ import annotations
+
+import wave
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import human_corpus, wer
+from bench.accuracy import read_wav
+
+NAME = "channels"
+RATE = 16000
+BLEED_DB = -20.0
+GAP_S = 0.6
+TARGET_RIGHT_CHANNEL = 0.99
+TARGET_WER_SLACK = 0.02
+TARGET_COST = 1.3
+_OVERLAP_SLACK_MS = 200
+
+
+@dataclass(frozen=True)
+class Turn:
+    channel: int
+    start_ms: int
+    end_ms: int
+    clip: human_corpus.Clip
+
+
+@dataclass(frozen=True)
+class Call:
+    """Two channels of interleaved turns (samples x 2, int16), and the turns."""
+
+    audio: np.ndarray
+    turns: tuple[Turn, ...]
+
+    def clips(self, channel: int) -> list[human_corpus.Clip]:
+        return [t.clip for t in self.turns if t.channel == channel]
+
+    def reference(self, channel: int) -> str:
+        return " ".join(c.text for c in self.clips(channel))
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.audio) / RATE
+
+
+def call(a: Sequence[human_corpus.Clip], b: Sequence[human_corpus.Clip], *, bleed_db: float = BLEED_DB) -> Call:
+    """A's clips on channel 0 and B's on channel 1, turn about (A first), ``GAP_S`` apart, each side's voice
+    also on the other channel at ``bleed_db``."""
+    order = [(0, c) for c in a]
+    for i, c in enumerate(b):
+        order.insert(2 * i + 1, (1, c))
+    gap = np.zeros(int(GAP_S * RATE), dtype=np.float32)
+    sides: list[list[np.ndarray]] = [[gap], [gap]]
+    turns: list[Turn] = []
+    at = len(gap)
+    for channel, clip in order:
+        voice = read_wav(clip.path)
+        sides[channel] += [voice, gap]
+        sides[1 - channel] += [np.zeros_like(voice), gap]
+        turns.append(Turn(channel, at * 1000 // RATE, (at + len(voice)) * 1000 // RATE, clip))
+        at += len(voice) + len(gap)
+    own = np.stack([np.concatenate(sides[0]), np.concatenate(sides[1])], axis=1)
+    mixed = own + own[:, ::-1] * 10 ** (bleed_db / 20)
+    return Call(np.clip(mixed * 32767, -32768, 32767).astype("<i2"), tuple(turns))
+
+
+def write_wav(path: Path, samples: np.ndarray) -> Path:
+    """A 16 kHz 16-bit WAV of ``samples`` (samples, or samples x channels)."""
+    frames = samples if samples.ndim == 2 else samples[:, None]
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(frames.shape[1])
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(np.ascontiguousarray(frames, dtype="<i2").tobytes())
+    return path
+
+
+def duplicated_mono(c: Call) -> np.ndarray:
+    """The call's mix on both channels: a duplicated-mono file."""
+    mono = (c.audio.astype(np.int32).sum(axis=1) // 2).astype("<i2")
+    return np.stack([mono, mono], axis=1)
+
+
+def expected_channel(c: Call, word: Mapping[str, Any]) -> int:
+    """The channel of the turn a word's middle falls in (else the nearest turn)."""
+    mid = int(word["offset_ms"]) + int(word["duration_ms"]) // 2
+    return min(
+        c.turns, key=lambda t: 0 if t.start_ms <= mid < t.end_ms else min(abs(mid - t.start_ms), abs(mid - t.end_ms))
+    ).channel
+
+
+def right_channel_share(c: Call, words: Sequence[Mapping[str, Any]]) -> float:
+    if not words:
+        return 0.0
+    return sum(w["channel"] == expected_channel(c, w) for w in words) / len(words)
+
+
+def duplicates(words: Iterable[Mapping[str, Any]]) -> int:
+    """Pairs of same words (normalised) on different channels whose spans overlap (give or take 200 ms)."""
+    keyed = sorted(
+        (
+            (
+                int(w["offset_ms"]),
+                int(w["offset_ms"]) + int(w["duration_ms"]),
+                w["channel"],
+                " ".join(wer.words(w["word"])),
+            )
+            for w in words
+        ),
+    )
+    found = 0
+    for i, (_start, end, channel, key) in enumerate(keyed):
+        for s2, _e2, ch2, k2 in keyed[i + 1 :]:
+            if s2 > end + _OVERLAP_SLACK_MS:
+                break
+            found += bool(key) and ch2 != channel and k2 == key
+    return found
+
+
+def channel_text(words: Iterable[Mapping[str, Any]], channel: int) -> str:
+    return " ".join(str(w["word"]) for w in words if w["channel"] == channel)
+
+
+def channel_wer(c: Call, words: Sequence[Mapping[str, Any]], channel: int) -> wer.Score:
+    return wer.score(c.reference(channel), channel_text(words, channel))
+
+
+def alone_wer(c: Call, channel: int, hyps: Mapping[str, str]) -> wer.Score:
+    """The WER of the channel's clips transcribed alone (``hyps``: clip id -> text), joined as the channel is."""
+    clips = c.clips(channel)
+    return wer.score(" ".join(x.text for x in clips), " ".join(hyps[x.id] for x in clips))
