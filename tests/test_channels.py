@@ -60,19 +60,26 @@ def test_auto_splits_two_sides_and_mixes_duplicated_near_duplicated_panned_and_o
     assert not channels.survey(_chunks(call), 2, RATE, seconds=3.0).split
 
 
-def test_the_gate_silences_the_other_sides_bleed_and_keeps_overlap():
+def test_the_gate_silences_the_other_sides_bleed_leaves_most_of_it_out_and_keeps_overlap():
     a = _bursts(6, [(0.5, 2.5), (4.0, 5.0)], 1)
-    b = _bursts(6, [(3.0, 5.0)], 2)  # 4-5 s: both speak
+    b = _bursts(6, [(3.0, 5.0)], 2)  # 3-4 s: B alone (A's channel hears only its bleed); 4-5 s: both speak
     levels = channels.Levels(RATE)
     left = np.frombuffer(b"".join(channels.gated(_chunks(_stereo(a, b)), 2, 0, RATE, levels)), dtype="<i2")
-    assert len(left) == len(a)
+    # Of the silenced second, 300 ms at each end is sent; the 400 ms between is left out, and put back by the map.
+    skips = levels.skips[0]
+    assert skips.total_ms == 400 and len(left) == len(a) - 400 * RATE // 1000
+    assert [skips.original(ms) for ms in (3000, 3299, 3300, 4100)] == [3000, 3299, 3700, 4500]
 
     def rms(x: np.ndarray, start: float, end: float) -> float:
         return float(np.sqrt(np.mean(x[int(start * RATE) : int(end * RATE)].astype(np.float64) ** 2)))
 
-    assert rms(left, 3.1, 3.9) == 0.0  # only B's bleed there: gated
-    assert rms(left, 0.6, 2.4) > 2000 and rms(left, 4.1, 4.9) > 2000  # A alone, and both at once: kept
+    assert rms(left, 3.05, 3.55) == 0.0  # B's bleed only, silenced (the stream's 3.0-3.6 s is the file's 3.0-4.0 s)
+    assert rms(left, 0.6, 2.4) > 2000 and rms(left, 3.7, 4.5) > 2000  # A alone, and both at once: kept
     assert levels.quieter_by(0, 1, 3100, 3900) > 15 and abs(levels.quieter_by(0, 1, 4100, 4900)) < 5
+    # A stream that is not channel 0's measures no levels (channel 0's does, once), but keeps its own skips.
+    right = channels.Levels(RATE)
+    assert b"".join(channels.gated(_chunks(_stereo(a, b)), 2, 1, RATE, right)) and right.table().size == 0
+    assert right.skips[1].total_ms > 0
 
 
 def test_stereo_files_decode_with_their_channels_kept():
@@ -104,17 +111,20 @@ def test_merge_tags_channels_labels_speakers_per_channel_and_drops_a_word_the_ot
     levels.add(table)
     left = _result([("Hello", 0, "S1"), ("yes", 2000, "S1")], "r0")
     right = _result([("Yes.", 2050, "S1"), ("sure", 3000, "S2")], "r1")
+    levels.skips[1] = channels.Skips()
+    levels.skips[1].add(2500, 1000)  # channel 1's stream left out a second at 2.5 s: "sure" was at 4 s in the file
     out = merge([left, right], levels)
     assert [(w.word, w.channel, w.speaker) for w in out.words] == [
         ("Hello", 0, "C0-S1"),
         ("Yes.", 1, "C1-S1"),
         ("sure", 1, "C1-S2"),
     ]
+    assert out.words[-1].offset_ms == 4000 and out.audio_duration_ms == 6000
     assert [(s.channel, s.text) for s in out.segments] == [(0, "Hello"), (1, "Yes. sure")]
-    assert out.request_ids == ("r0", "r1") and out.audio_duration_ms == 5000
+    assert out.request_ids == ("r0", "r1")
     # Same words at the same time, at like levels (both spoke): both kept.
     flat = channels.Levels(RATE)
-    flat.add(np.full((250, 2), -30.0, dtype=np.float32))
+    flat.add(np.full((300, 2), -30.0, dtype=np.float32))
     assert len(merge([left, right], flat).words) == 4
 
 

@@ -11,17 +11,20 @@ Everything works on 20 ms frames of the decoded audio at the recognition rate, e
   duplicate (two mics in one room, a codec's difference), panned mono (one side always louder) and a silent
   side all have at most one leading channel: they are mixed, one stream, ``channel`` null.
 - Crosstalk: a channel's frame is silenced (a 20 ms ramp at each edge) where another channel is voiced and at
-  least ``GATE_DB`` louder; the other side's voice at -20 dB on a line then never reaches recognition, and its
-  silence costs nothing. Where both speak at once neither is gated, so a word can be heard on both: after
-  recognition, of two same words overlapping in time on two channels, the one on the channel at least
-  ``DEDUP_DB`` quieter over the word's span is dropped.
+  least ``GATE_DB`` louder; the other side's voice at -20 dB on a line then never reaches recognition. Of a
+  silenced run longer than twice ``KEEP_MS`` only that much is sent at each end: the rest is left out of the
+  stream (and put back into the words' times after recognition), so the other side's turns cost nothing.
+  Where both speak at once neither is gated, so a word can be heard on both: after recognition, of two same
+  words overlapping in time on two channels, the one on the channel at least ``DEDUP_DB`` quieter over the
+  word's span is dropped.
 
 Decoding stays streamed: each channel's stream decodes the file on its own (decoding costs little next to
-recognition), and only the levels are kept (two bytes per channel per 20 ms).
+recognition), and only the levels are kept (two bytes per channel per 20 ms), and where time was left out.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
@@ -36,6 +39,7 @@ LEAD_DB = 6.0
 LEAD_SHARE = 0.05
 LEAD_MIN_S = 1.0
 GATE_DB = 12.0
+KEEP_MS = 300
 DEDUP_DB = 10.0
 _FLOOR_DB = -100.0
 
@@ -102,10 +106,30 @@ def survey(chunks: Iterable[bytes], channels: int, rate: int, seconds: float = A
 
 
 @dataclass
+class Skips:
+    """Where a channel's stream left out silenced time: marks of (ms into the stream, ms left out up to there)."""
+
+    marks: list[tuple[int, int]] = field(default_factory=list)
+    total_ms: int = 0
+
+    def add(self, at_ms: int, left_out_ms: int) -> None:
+        if left_out_ms > 0:
+            self.total_ms += left_out_ms
+            self.marks.append((at_ms, self.total_ms))
+
+    def original(self, ms: int) -> int:
+        """A time of the stream (ms) as a time of the file."""
+        i = bisect.bisect_right(self.marks, (ms, self.total_ms)) - 1
+        return ms + (self.marks[i][1] if i >= 0 else 0)
+
+
+@dataclass
 class Levels:
-    """Every frame's level per channel, as one channel's stream decodes them (whole dB, int16)."""
+    """What the channels' streams measured: every frame's level per channel (channel 0's stream measures them;
+    whole dB, int16), and the time each stream left out (``skips``)."""
 
     rate: int
+    skips: dict[int, Skips] = field(default_factory=dict)
     _parts: list[np.ndarray] = field(default_factory=list)
     _all: np.ndarray | None = None
 
@@ -134,17 +158,24 @@ def gated(
     chunks: Iterable[bytes], channels: int, channel: int, rate: int, levels: Levels | None = None
 ) -> Iterator[bytes]:
     """``channel`` of ``chunks`` (interleaved s16le of ``channels``; whole 20 ms frames but the last) as mono
-    PCM, silenced where another channel is voiced and ``GATE_DB`` louder; ``levels`` gets every frame's."""
+    PCM, silenced where another channel is voiced and ``GATE_DB`` louder; of a silenced run longer than twice
+    ``KEEP_MS``, only that much at each end is sent, and ``levels.skips[channel]`` records the time left out.
+    ``levels`` also gets every frame's levels (when the stream is channel 0's: one stream measures them)."""
     step = rate * FRAME_MS // 1000
     last_gain = 1.0
+    keep = KEEP_MS // FRAME_MS
+    skips = levels.skips.setdefault(channel, Skips()) if levels is not None else None
+    sent = run = dropped = drop_at = 0  # samples sent; frames in the silenced run, and left out of it
     for block in _blocks(chunks, channels):
         lv = frame_levels(block, rate)
-        if levels is not None:
+        if levels is not None and channel == 0:
             levels.add(lv)
         mine = block[:, channel].astype(np.float32)
+        silenced = np.zeros(len(lv), dtype=bool)
         if channels > 1:
             others = np.delete(lv, channel, axis=1).max(axis=1)
-            gain = np.where((others > VOICED_DBFS) & (others - lv[:, channel] >= GATE_DB), 0.0, 1.0)
+            silenced = (others > VOICED_DBFS) & (others - lv[:, channel] >= GATE_DB)
+            gain = np.where(silenced, 0.0, 1.0)
             if last_gain != 1.0 or not gain.all():
                 # Within each frame, a ramp from the previous frame's gain (the last block's, first) to its own.
                 before = np.repeat(np.concatenate(([last_gain], gain[:-1])), step)[: len(mine)]
@@ -152,4 +183,31 @@ def gated(
                 ramp = (np.arange(len(mine)) % step + 1) / step
                 mine *= before + (after - before) * ramp
             last_gain = float(gain[-1])
-        yield np.clip(mine, -32768, 32767).astype("<i2").tobytes()
+        pcm = np.clip(mine, -32768, 32767).astype("<i2")
+        if skips is None or not (silenced.any() or run):
+            sent += len(pcm)
+            yield pcm.tobytes()
+            continue
+        pieces = []
+        for f, quiet in enumerate(silenced):
+            frame = pcm[f * step : (f + 1) * step]
+            if quiet:
+                run += 1
+                if run > keep:
+                    drop_at = sent if not dropped else drop_at
+                    dropped += 1
+                    continue
+            else:
+                if dropped:  # the run's end, as silence, then the time left out
+                    pad = min(dropped, keep)
+                    pieces.append(np.zeros(pad * step, dtype="<i2"))
+                    sent += pad * step
+                    skips.add(drop_at * 1000 // rate, (dropped - pad) * FRAME_MS)
+                    dropped = 0
+                run = 0
+            pieces.append(frame)
+            sent += len(frame)
+        if pieces:
+            yield np.concatenate(pieces).tobytes()
+    if skips is not None and dropped:
+        skips.add(drop_at * 1000 // rate, dropped * FRAME_MS)

@@ -4,7 +4,8 @@ Each channel's words and segments get their ``channel`` (0, 1, ...); a diarized 
 labelled per channel (``C0-S1``, ``C1-S1``: distinct across channels). A word heard on two channels at once
 (the other side's voice, bleeding through while both spoke) stays only on the louder channel: the one at least
 ``voxbeam.channels.DEDUP_DB`` quieter over the word's span loses it (``voxbeam.channels`` says how levels are
-measured and how crosstalk is gated before recognition).
+measured, how crosstalk is gated before recognition, and which silenced time each stream leaves out: the
+words' times are put back on the file's timeline here).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import dataclasses
 import re
 from collections.abc import Sequence
 
-from voxbeam.channels import DEDUP_DB, Levels
+from voxbeam.channels import DEDUP_DB, Levels, Skips
 from voxbeam.client.results import Segment, TranscriptResult, Word, confidence_of
 
 # Two same words on two channels are one word heard twice when their spans overlap, give or take this.
@@ -51,39 +52,61 @@ def _echoes(words: list[Word], levels: Levels) -> set[int]:
     return drop
 
 
+def _span(skips: Skips | None, offset_ms: int, duration_ms: int) -> tuple[int, int]:
+    """A stream's span (offset, duration) as the file's (the stream left out time where ``skips`` says)."""
+    if skips is None:
+        return offset_ms, duration_ms
+    start = skips.original(offset_ms)
+    return start, max(0, skips.original(offset_ms + duration_ms) - start)
+
+
 def merge(results: Sequence[TranscriptResult], levels: Levels | None = None) -> TranscriptResult:
     """One transcript of channels 0, 1, ... (``results`` in channel order) on the file's timeline."""
     segments: list[Segment] = []
+    skips = levels.skips if levels is not None else {}
+    entities = []
     for channel, result in enumerate(results):
+        left_out = skips.get(channel)
         for s in result.segments:
-            words = tuple(
-                dataclasses.replace(w, channel=channel, speaker=speaker_label(channel, w.speaker)) for w in s.words
-            )
+            words = []
+            for w in s.words:
+                at, length = _span(left_out, w.offset_ms, w.duration_ms)
+                label = speaker_label(channel, w.speaker)
+                words.append(dataclasses.replace(w, offset_ms=at, duration_ms=length, channel=channel, speaker=label))
+            at, length = _span(left_out, s.offset_ms, s.duration_ms)
+            label = speaker_label(channel, s.speaker)
             segments.append(
-                dataclasses.replace(s, words=words, channel=channel, speaker=speaker_label(channel, s.speaker))
+                dataclasses.replace(
+                    s, words=tuple(words), offset_ms=at, duration_ms=length, channel=channel, speaker=label
+                )
             )
+        for e in result.entities:
+            at, length = _span(left_out, e.start_ms, e.end_ms - e.start_ms)
+            entities.append(dataclasses.replace(e, start_ms=at, end_ms=at + length))
     if levels is not None and len(results) > 1:
         drop = _echoes([w for s in segments for w in s.words], levels)
         if drop:
             kept = []
             for s in segments:
-                words = tuple(w for w in s.words if id(w) not in drop)
-                if len(words) < len(s.words):
-                    if not words:
+                remaining = tuple(w for w in s.words if id(w) not in drop)
+                if len(remaining) < len(s.words):
+                    if not remaining:
                         continue
-                    s = dataclasses.replace(s, words=words, text=" ".join(w.word for w in words))
+                    s = dataclasses.replace(s, words=remaining, text=" ".join(w.word for w in remaining))
                 kept.append(s)
             segments = kept
     segments.sort(key=lambda s: (s.offset_ms, s.channel))
     ordered = tuple(segments)
-    entities = sorted((e for r in results for e in r.entities), key=lambda e: (e.start_ms, e.end_ms))
+    entities.sort(key=lambda e: (e.start_ms, e.end_ms))
     return TranscriptResult(
         text=" ".join(s.text for s in ordered if s.text),
         segments=ordered,
         words=tuple(sorted((w for s in ordered for w in s.words), key=lambda w: (w.offset_ms, w.channel or 0))),
         language=next((r.language for r in results if r.language), None),
         confidence=confidence_of(ordered),
-        audio_duration_ms=max((r.audio_duration_ms for r in results), default=0),
+        audio_duration_ms=max(
+            (r.audio_duration_ms + (skips[c].total_ms if c in skips else 0) for c, r in enumerate(results)), default=0
+        ),
         request_ids=tuple(i for r in results for i in r.request_ids),
         attempts=1 + sum(r.attempts - 1 for r in results),
         model=next((r.model for r in results if r.model), None),
