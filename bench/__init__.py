@@ -32,6 +32,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "bench.diarization",
         "speaker count, words to speakers, DER and CPU on conversations of real people (issue 28)",
     ),
+    "channels": (
+        "bench.channels",
+        "stereo calls of two real people with crosstalk: words on the right channel, WER vs alone, split vs mix cost",
+    ),
     "client": ("bench.client_bench", "the client engineer's benchmarks (bench/client_bench.py), when present"),
     "chaos": ("bench.chaos", "transcription pipeline while the server is killed and down for 30 s and 120 s"),
     "fairness": ("bench.fairness", "one key's flood or overload against another key's 3 s request; live admission"),

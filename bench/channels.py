@@ -22,6 +22,7 @@ in time; floor none.
 
 from __future__ import annotations
 
+import math
 import wave
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,9 @@ from typing import Any
 import numpy as np
 
 from bench import human_corpus, wer
-from bench.accuracy import read_wav
+from bench._common import Result, log
+from bench._context import Context, run_job
+from bench.accuracy import read_transcripts, read_wav
 
 NAME = "channels"
 RATE = 16000
@@ -155,3 +158,160 @@ def alone_wer(c: Call, channel: int, hyps: Mapping[str, str]) -> wer.Score:
     """The WER of the channel's clips transcribed alone (``hyps``: clip id -> text), joined as the channel is."""
     clips = c.clips(channel)
     return wer.score(" ".join(x.text for x in clips), " ".join(hyps[x.id] for x in clips))
+
+
+def _speakers(quick: bool) -> tuple[list[human_corpus.Clip], list[human_corpus.Clip]]:
+    """Quick: the tests' short call (the Sense and Sensibility reader, Allison Smith). Full: the sonnets' reader
+    and the MFA author, over 2 minutes of turns (the cost floor's length)."""
+    clips = human_corpus.load("ci" if quick else "full")
+
+    def of(speaker: str) -> list[human_corpus.Clip]:
+        return sorted((c for c in clips if c.speaker == speaker), key=lambda c: c.id)
+
+    if quick:
+        allison = sorted(of("allison-smith"), key=lambda c: (-c.duration, c.id))
+        return of("librivox-sense-and-sensibility-reader")[:3], allison[:3]
+    return of("librivox-sonnets-reader"), of("mfa-author")
+
+
+def _job(ctx: Context, source: Path, out: Path, channels: str) -> tuple[list[dict[str, Any]], Any]:
+    run = run_job(
+        ctx, "transcribe", ["--input", str(source), "--output", str(out), "--channels", channels, *ctx.endpoint_args()]
+    )
+    return read_transcripts(out), run
+
+
+def run(ctx: Context) -> Result:
+    res = Result(NAME, ctx.quick)
+    a, b = _speakers(ctx.quick)
+    c = call(a, b)
+    work = ctx.workdir / "channels"
+    (work / "alone").mkdir(parents=True, exist_ok=True)
+    call_wav = write_wav(work / "call.wav", c.audio)
+    mono_wav = write_wav(work / "mono.wav", duplicated_mono(c))
+    by_name = {}
+    for i, t in enumerate(c.turns):
+        by_name[f"turn-{i:02d}.wav"] = t.clip
+        write_wav(work / "alone" / f"turn-{i:02d}.wav", (read_wav(t.clip.path) * 32767).astype("<i2"))
+    # Each side alone as a mono file (its turns at their times, no crosstalk): the same long stream a channel
+    # is, without channels; the service's VAD and windows meet it as they meet the channel's.
+    own = call(a, b, bleed_db=-math.inf)
+    for channel in (0, 1):
+        write_wav(work / "alone" / f"own-{channel}.wav", np.ascontiguousarray(own.audio[:, channel]))
+    res.config = {
+        "call_seconds": round(c.duration_s, 1),
+        "turns": len(c.turns),
+        "speakers": [a[0].speaker, b[0].speaker],
+        "bleed_db": BLEED_DB,
+        "model": "server default (Whisper tiny.en)",
+    }
+    log(f"channels: a {c.duration_s:.0f} s call of {len(c.turns)} turns ({a[0].speaker} | {b[0].speaker})")
+
+    # Cost: split and mix of the same call, alternated (twice each in full mode), the server's CPU.
+    split_cpu, mix_cpu, split_wall, mix_wall, split_total, mix_total = [], [], [], [], [], []
+    rounds = 1 if ctx.quick else 2
+    for r in range(rounds):
+        mixed, m = _job(ctx, call_wav, work / f"out_mix{r}", "mix")
+        split_rows, s = _job(ctx, call_wav, work / f"out_split{r}", "split")
+        mix_cpu.append(m.server_cpu.cpu)
+        split_cpu.append(s.server_cpu.cpu)
+        mix_total.append(m.server_cpu.cpu + m.cpu)
+        split_total.append(s.server_cpu.cpu + s.cpu)
+        mix_wall.append(m.wall)
+        split_wall.append(s.wall)
+    row = split_rows[0]
+    words = row["words"]
+    alone_rows = {Path(x["source_uri"]).name: x for x in _job(ctx, work / "alone", work / "out_alone", "auto")[0]}
+    alone = {clip.id: alone_rows[name]["text"] or "" for name, clip in by_name.items()}
+    mono_rows, _ = _job(ctx, mono_wav, work / "out_mono", "auto")
+
+    res.measure("split_server_cpu_s", min(split_cpu), "s", "server CPU, --channels split (least of the runs)")
+    res.measure("mix_server_cpu_s", min(mix_cpu), "s", "server CPU, --channels mix (least of the runs)")
+    res.compare(
+        "split_cost_vs_mix",
+        f"server CPU of the {c.duration_s:.0f} s call split over its mono mix (least of {rounds} alternated runs each)",
+        min(split_cpu) / min(mix_cpu),
+        TARGET_COST if c.duration_s >= 120 else None,
+        "<=",
+        subject="--channels split",
+        baseline="--channels mix",
+    )
+    res.compare(
+        "split_total_cpu_vs_mix",
+        "server + job CPU, split over mix (the job decodes the file once per channel and gates it)",
+        min(split_total) / min(mix_total),
+        None,
+        "<=",
+        subject="--channels split",
+        baseline="--channels mix",
+    )
+    res.compare(
+        "split_wall_vs_mix",
+        "job wall time, split over mix (same runs)",
+        min(split_wall) / min(mix_wall),
+        None,
+        "<=",
+        subject="--channels split",
+        baseline="--channels mix",
+    )
+    res.compare(
+        "right_channel",
+        "share of the split call's words on the channel of the turn they fall in",
+        right_channel_share(c, words),
+        TARGET_RIGHT_CHANNEL,
+        ">=",
+        unit="share",
+    )
+    res.compare(
+        "duplicates",
+        "words heard twice (same word, two channels, overlapping)",
+        duplicates(words),
+        0,
+        "<=",
+        unit="words",
+    )
+    for channel in (0, 1):
+        split_wer = channel_wer(c, words, channel).wer
+        solo = alone_wer(c, channel, alone).wer
+        res.series[f"channel{channel}"] = {
+            "split": channel_text(words, channel),
+            "alone": " ".join(alone[x.id] for x in c.clips(channel)),
+            "reference": c.reference(channel),
+        }
+        res.measure(f"wer_channel{channel}_split", split_wer, "WER", f"channel {channel} of the split call")
+        res.measure(f"wer_channel{channel}_alone", solo, "WER", f"channel {channel}'s clips transcribed alone")
+        own_wer = wer.score(c.reference(channel), alone_rows[f"own-{channel}.wav"]["text"] or "").wer
+        res.measure(f"wer_channel{channel}_own_mono", own_wer, "WER", f"channel {channel}'s side alone, one mono file")
+        res.compare(
+            f"wer_channel{channel}_over_own_mono",
+            f"channel {channel}'s WER split minus its side's own mono file (same turns, same times, no crosstalk)",
+            split_wer - own_wer,
+            None,
+            "<=",
+            subject="--channels split",
+            baseline="the side alone, mono",
+            unit="WER",
+        )
+        res.compare(
+            f"wer_channel{channel}_over_alone",
+            f"channel {channel}'s WER split minus its clips' alone",
+            split_wer - solo,
+            TARGET_WER_SLACK,
+            "<=",
+            subject="--channels split",
+            baseline="clips alone",
+            unit="WER",
+        )
+    mixed_words = " ".join(str(w["word"]) for w in mixed[0]["words"])
+    in_turns = " ".join(t.clip.text for t in c.turns)
+    res.measure("wer_mix", wer.score(in_turns, mixed_words).wer, "WER", "the mono mix against the turns' references")
+    mono = mono_rows[0]["words"]
+    res.compare(
+        "duplicated_mono_split",
+        "words of the duplicated-mono copy given a channel under --channels auto (not split: 0)",
+        sum(w["channel"] is not None for w in mono),
+        0,
+        "<=",
+        unit="words",
+    )
+    return res
