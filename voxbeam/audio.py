@@ -29,6 +29,7 @@ _CONTAINERS = {
     "mp3": ("mp3", "libmp3lame"),
     "flac": ("flac", "flac"),
     "opus": ("ogg", "libopus"),
+    "aac": ("adts", "aac"),  # the HTTP API's (OpenAI's) aac; the WebSocket protocol does not offer it
 }
 CONTENT_TYPES = {
     "wav": "audio/wav",
@@ -36,6 +37,7 @@ CONTENT_TYPES = {
     "mp3": "audio/mpeg",
     "flac": "audio/flac",
     "opus": "audio/ogg",
+    "aac": "audio/aac",
 }
 FILE_EXTENSIONS = {"wav": "wav", "pcm": "pcm", "mp3": "mp3", "flac": "flac", "opus": "ogg"}
 # Rates each lossy format is made at; others become the nearest allowed rate above.

@@ -1,12 +1,11 @@
-"""The WebSocket front: routing, /healthz, auth, admission, counters, graceful shutdown (what it serves
-with is built by ``context.build_context``)."""
+"""The front: one aiohttp server on the port, routing /healthz, /metrics and the WebSocket services, auth
+before the upgrade, admission, counters, graceful shutdown (what it serves with is built by
+``context.build_context``; who may come in is ``gate``; a session sees its socket as a ``channel.Channel``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
-import ipaddress
 import json
 import logging
 import os
@@ -15,23 +14,24 @@ import ssl
 import time
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
+from aiohttp import web
 
 from voxbeam import protocol as p
 from voxbeam.protocol import ErrorCode
-from voxbeam.protocol_controls import DIARIZATION
+from voxbeam.server.channel import AiohttpChannel, Channel, ChannelClosed, answer_and_close
 from voxbeam.server.config import ServerConfig
 from voxbeam.server.context import build_context
 from voxbeam.server.errors import ConfigError
+from voxbeam.server.gate import Gate
 from voxbeam.server.metrics import METRICS_PATH, replica_id
+from voxbeam.server.openai_api import ModelCatalog, OpenAiApi, not_found
+from voxbeam.server.openai_stt import Transcriber
+from voxbeam.server.openai_tts import Speaker
 from voxbeam.server.session import Session
 from voxbeam.server.stt import SttSession
-from voxbeam.server.transcripts import REDACTION_CAPABILITIES
 from voxbeam.server.tts import TtsSession
+from voxbeam.server.uploads import MIB, Spool
 
 log = logging.getLogger("voxbeam.server")
 
@@ -39,8 +39,9 @@ READY_LINE = "VOXBEAM_SERVER_READY"
 # A launcher that wants to know when we serve passes a pipe's write end here; stdout stays the user's.
 READY_FD_ENV = "VOXBEAM_READY_FD"
 HEALTH_PATH = "/healthz"
+SERVER_HEADER = "VoxBeam"
 # Frames up to this size reach us, so we can answer MESSAGE_TOO_LARGE before closing with 1009;
-# websockets itself cuts anything bigger (1009 without a message).
+# aiohttp itself cuts anything bigger (1009 without a message).
 _HARD_CAP_FACTOR = 2
 
 
@@ -54,9 +55,22 @@ class SpeechServer:
         self.live: set[Session] = set()
         self.url = ""
         self.started = time.monotonic()
-        self._ws: Server | None = None
+        self.gate = Gate(config)
+        self.channels: set[Channel] = set()  # WebSocket connections let in (counted per key and address)
+        self._runner: web.ServerRunner | None = None
+        self._site: web.TCPSite | None = None
         self._idle = asyncio.Event()
-        self._proxies = tuple(ipaddress.ip_network(n, strict=False) for n in config.trusted_proxies)
+        spool = Spool(config.upload_dir, config.max_upload_mb * MIB, config.spool_mb * MIB, config.upload_timeout)
+        self.transcriber = Transcriber(self.ctx, spool, self._track, self._untrack)
+        self.speaker = Speaker(self.ctx, self._track, self._untrack)
+        self.api = OpenAiApi(
+            self._label,
+            lambda request: self.gate.client_address(_peer(request), request.headers),
+            ModelCatalog(self.ctx, self.speaker.voices),
+            self.transcriber.handle,
+            self.speaker.handle,
+        )
+        self._hard_cap = max(_HARD_CAP_FACTOR * config.max_message_size, config.max_message_size + 65536)
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -67,23 +81,16 @@ class SpeechServer:
         if cfg.tls_cert:
             tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             tls.load_cert_chain(cfg.tls_cert, cfg.tls_key)
-        self._ws = await serve(
-            self.handler,
-            cfg.host,
-            cfg.port,
-            process_request=self.process_request,
-            ssl=tls,
-            max_size=max(_HARD_CAP_FACTOR * cfg.max_message_size, cfg.max_message_size + 65536),
-            max_queue=4,  # with max_size, bounds what one connection can buffer before we read it
-            compression=None,  # deflate would cost the one event-loop process CPU on every audio frame
-            server_header="VoxBeam",
-            close_timeout=5,
-            # No WebSocket keepalive: when the server holds back reading a session (backpressure) the
-            # client's pong queues behind its audio and a healthy session would be killed with 1011.
-            # Idle sessions end by --idle_timeout; pooled clients ping at the protocol level.
-            ping_interval=None,
-        )
-        port = self._ws.sockets[0].getsockname()[1]
+        # The low-level server: our own routing, no access log (our one line per session says more, and a
+        # request line may carry ?token=).
+        # keepalive_timeout: a connection that has not sent a whole request within 10 s is closed (as websockets'
+        # open timeout did), so stalled handshakes cannot hold the connection caps.
+        server = web.Server(self.handle, access_log=None, handler_cancellation=False, keepalive_timeout=10)
+        self._runner = web.ServerRunner(server, shutdown_timeout=5)
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, cfg.host, cfg.port, ssl_context=tls, shutdown_timeout=5)
+        await self._site.start()
+        port = self._runner.addresses[0][1]
         host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
         self.url = f"{cfg.scheme}://{host}:{port}"
         log.info("listening on %s (%d workers, max %d sessions)", self.url, cfg.workers, cfg.max_sessions)
@@ -91,8 +98,8 @@ class SpeechServer:
     async def shutdown(self, force: asyncio.Event | None = None) -> None:
         """Stop accepting, let sessions finish within the grace period, close the rest with 1001."""
         self.ctx.shutting_down = True
-        if self._ws is not None:
-            self._ws.close(close_connections=False)
+        if self._site is not None:
+            await self._site.stop()  # no new connections; the open ones carry on
         for session in list(self.live):
             session.drain()  # idle ones go now; the others when their work is done
         if self.live:
@@ -108,11 +115,10 @@ class SpeechServer:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(10):
                 await self._wait_idle()
-        if self._ws is not None:
-            self._ws.close()
+        if self._runner is not None:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(5):
-                    await self._ws.wait_closed()
+                async with asyncio.timeout(10):
+                    await self._runner.cleanup()
         await self.pool.close()
         log.info("stopped")
 
@@ -122,12 +128,6 @@ class SpeechServer:
             await self._idle.wait()
 
     # -- HTTP ---------------------------------------------------------------------------
-
-    @property
-    def _server_capabilities(self) -> set[str]:
-        """The extensions every model has, because the server does them: redaction, and diarization when the
-        speaker model is installed."""
-        return set(REDACTION_CAPABILITIES) | ({DIARIZATION} if self.ctx.diarizer else set())
 
     def public_health(self) -> dict[str, Any]:
         """What /healthz tells anyone: status, capacity (sessions, live streams, bulk audio s/s) and the
@@ -141,13 +141,13 @@ class SpeechServer:
             "live_capacity": self.ctx.live_capacity,
             "audio_capacity": round(rate, 2) if rate else None,
             "bulk_sessions": self.pool.bulk_sessions,
-            "capabilities": sorted(self.ctx.stt_model.controls | self._server_capabilities),
+            "capabilities": sorted(self.ctx.stt_model.controls | self.ctx.server_capabilities),
             "models": [
                 {
                     "name": m.name,
                     "default": m is self.ctx.stt_model,
                     "multilingual": m.detects_language,
-                    "capabilities": sorted(m.controls | self._server_capabilities),
+                    "capabilities": sorted(m.controls | self.ctx.server_capabilities),
                 }
                 for m in self.ctx.stt_models.values()
             ],
@@ -193,119 +193,112 @@ class SpeechServer:
             "uptime_s": round(time.monotonic() - self.started, 1),
         }
 
-    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = urlsplit(request.path).path.rstrip("/") or "/"
+    # -- routing ------------------------------------------------------------------------
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Every request on the port: /healthz, /metrics, the WebSocket services."""
+        path = request.path.rstrip("/") or "/"
+        if log.isEnabledFor(logging.DEBUG):  # as sent (a ?token= too: the log formatter redacts it)
+            log.debug("< %s %s", request.method, request.raw_path)
         if path == HEALTH_PATH:
             # Without a key: whether it serves, and how much (probes and sizing need no more); the rest
             # (sessions, errors, workers, the catalog) is for key holders.
-            doc = self.health() if self.authenticate(request) else self.public_health()
-            response = connection.respond(HTTPStatus.OK, json.dumps(doc) + "\n")
-            del response.headers["Content-Type"]
-            response.headers["Content-Type"] = "application/json"
-            response.headers["Cache-Control"] = "no-store"
-            return response
+            doc = self.health() if self._label(request) else self.public_health()
+            return _respond(HTTPStatus.OK, json.dumps(doc) + "\n", "application/json", {"Cache-Control": "no-store"})
         if path == METRICS_PATH:  # unauthenticated, like /healthz: aggregates only
-            return self.metrics.http_response(connection)
-        if path not in (p.STT_PATH, p.TTS_PATH):
-            return connection.respond(HTTPStatus.NOT_FOUND, f"no such endpoint; use {p.STT_PATH} or {p.TTS_PATH}\n")
+            body, content_type = self.metrics.http_body()
+            return _respond(HTTPStatus.OK, body, content_type, {"Cache-Control": "no-store"})
+        if path in (p.STT_PATH, p.TTS_PATH):
+            return await self._websocket(request, "stt" if path == p.STT_PATH else "tts")
+        if path.startswith("/v1/"):
+            return await self.api.handle(request, path)
+        return not_found(request).response()
+
+    def _track(self, session: Session) -> None:
+        """An HTTP request's session: counted as live, so a shutdown lets it finish (within the grace)."""
+        self.live.add(session)
+
+    def _untrack(self, session: Session) -> None:
+        self.live.discard(session)
+        self._idle.set()
+        log.info(
+            "session %s (http) closed: auth=%s request_ids=%s %s outcome=%s codes=%s seconds=%.1f",
+            session.service,
+            session.key_label,
+            _ids(session.request_ids),
+            session.summary(),
+            session.outcome,
+            ",".join(dict.fromkeys(session.error_codes)) or "-",
+            time.monotonic() - session.started,
+        )
+
+    def _label(self, request: web.BaseRequest) -> str | None:
+        return self.gate.authenticate(request.headers, request.query.getall("token", []))
+
+    def _refuse_unauthorized(self) -> web.Response:
+        self.stats.connections_total += 1
+        self.stats.rejected_unauthorized += 1
+        self.metrics.session_refused("unauthorized")
+        self.ctx.count_error(ErrorCode.UNAUTHORIZED.value)
+        log.info("connection rejected: UNAUTHORIZED")
+        error = p.error(ErrorCode.UNAUTHORIZED, "a valid API key is required (?token= or X-Api-Key)")
+        auth = 'ApiKey realm="voxbeam", header="X-Api-Key", query="token"'
+        body = p.serialize(error) + "\n"
+        return _respond(HTTPStatus.UNAUTHORIZED, body, "application/json", {"WWW-Authenticate": auth})
+
+    async def _websocket(self, request: web.BaseRequest, service: str) -> web.StreamResponse:
         # Before the upgrade: a connection without a valid key, or over the caps, never gets to send a
         # frame (no buffers, no session slot). The key is checked first, so the caps count key by key.
-        label = self.authenticate(request)
+        label = self._label(request)
         if label is None:
-            self.stats.connections_total += 1
-            self.stats.rejected_unauthorized += 1
-            self.metrics.session_refused("unauthorized")
-            self.ctx.count_error(ErrorCode.UNAUTHORIZED.value)
-            log.info("connection rejected: UNAUTHORIZED")
-            error = p.error(ErrorCode.UNAUTHORIZED, "a valid API key is required (?token= or X-Api-Key)")
-            response = connection.respond(HTTPStatus.UNAUTHORIZED, p.serialize(error) + "\n")
-            del response.headers["Content-Type"]
-            response.headers["Content-Type"] = "application/json"
-            response.headers["WWW-Authenticate"] = 'ApiKey realm="voxbeam", header="X-Api-Key", query="token"'
-            return response
-        refused = self._crowded(connection, request, label)
+            return await answer_and_close(request, self._refuse_unauthorized())
+        address = self.gate.client_address(_peer(request), request.headers)
+        mine = [(c.address, c.initialized) for c in self.channels if c.label == label]
+        connections = len(self._runner.server.connections) if self._runner and self._runner.server else 0
+        refused = self.gate.crowded(label, address, mine, connections)
         if refused is not None:
             status, why = refused
             self.stats.rejected_busy += 1
             self.metrics.session_refused("busy")
             log.info("connection refused: %s", why)
-            response = connection.respond(status, f"{why}; retry later\n")
-            response.headers["Retry-After"] = "1"
-            return response
-        connection.voxbeam_label = label  # type: ignore[attr-defined]  # counted per key from now on
-        connection.voxbeam_address = self._client_address(connection, request)  # type: ignore[attr-defined]
-        return None
+            return await answer_and_close(
+                request, _respond(status, f"{why}; retry later\n", headers={"Retry-After": "1"})
+            )
+        ws = web.WebSocketResponse(
+            max_msg_size=self._hard_cap,
+            compress=False,  # deflate would cost the one event-loop process CPU on every audio frame
+            autoping=True,  # pings are answered while the socket is read, as the inbox allows
+            # No WebSocket keepalive: when the server holds back reading a session (backpressure) the
+            # client's pong queues behind its audio and a healthy session would be killed with 1011.
+            # Idle sessions end by --idle_timeout; pooled clients ping at the protocol level.
+            heartbeat=None,
+            timeout=5,  # for the client's half of a closing handshake
+        )
+        if not ws.can_prepare(request).ok:
+            return _respond(
+                HTTPStatus.UPGRADE_REQUIRED, "this endpoint speaks WebSocket\n", headers={"Upgrade": "websocket"}
+            )
+        ws.headers["Server"] = SERVER_HEADER
+        # Counted from now on (before the handshake's first await), per key and per address.
+        channel = AiohttpChannel(ws, request.transport, label, address)
+        self.channels.add(channel)
+        try:
+            await ws.prepare(request)
+            await self._serve(channel, service)
+        finally:
+            self.channels.discard(channel)
+        return ws
 
-    def _crowded(self, connection: ServerConnection, request: Request, label: str) -> tuple[HTTPStatus, str] | None:
-        """Why a connection of key ``label`` is one too many, and the status that says so; None when it is not.
-
-        Key by key first: connections that never send their init cost their own key its pre-init
-        slots (429), never another key's; per client address (the one a trusted proxy names) and key
-        next; the whole server's cap last.
-        """
-        if self._ws is None:
-            return None
-        cfg = self.config
-        # Connections process_request let through carry their key; Session marks them at their init.
-        mine = [c for c in self._ws.all_connections if getattr(c, "voxbeam_label", None) == label]
-        if sum(not getattr(c, "voxbeam_initialized", False) for c in mine) >= cfg.pre_init_per_key:
-            why = f"this API key has {cfg.pre_init_per_key} connections that have not sent their init"
-            return HTTPStatus.TOO_MANY_REQUESTS, why
-        address = self._client_address(connection, request)
-        if sum(getattr(c, "voxbeam_address", None) == address for c in mine) >= cfg.max_connections_per_address:
-            why = f"{cfg.max_connections_per_address} connections of this key from one address are open"
-            return HTTPStatus.TOO_MANY_REQUESTS, why
-        if len(self._ws.all_connections) > cfg.max_connections:
-            return HTTPStatus.SERVICE_UNAVAILABLE, f"the server holds its {cfg.max_connections} connections"
-        return None
-
-    def _client_address(self, connection: ServerConnection, request: Request) -> str | None:
-        """The client's address: the peer's, or the one a trusted proxy puts in X-Forwarded-For."""
-        peer = _host(connection)
-        if peer is None or not self._proxies or not _within(peer, self._proxies):
-            return peer
-        hops = [h.strip() for h in (request.headers.get("X-Forwarded-For") or "").split(",") if h.strip()]
-        # The rightmost address no trusted proxy owns is the client (anything left of it could be forged).
-        for hop in reversed(hops):
-            if not _within(hop, self._proxies):
-                return hop
-        return peer
-
-    # -- WebSocket ----------------------------------------------------------------------
-
-    def authenticate(self, request: Request) -> str | None:
-        """A label for the key the client presented ("key1", ...), or None. Never the key itself."""
-        if self.config.no_auth:
-            return "anonymous"
-        offered = [request.headers.get("X-Api-Key")]
-        bearer = request.headers.get("Authorization") or ""
-        if bearer[:7].lower() == "bearer ":
-            offered.append(bearer[7:].strip())
-        offered += parse_qs(urlsplit(request.path).query).get("token", [])
-        label = None
-        for candidate in offered:
-            if not candidate:
-                continue
-            for i, key in enumerate(self.config.api_keys):
-                # Compare against every key (no early exit): timing says nothing about which matched.
-                if hmac.compare_digest(candidate.encode(), key.encode()) and label is None:
-                    label = f"key{i + 1}"
-        return label
-
-    async def _reject(self, ws: ServerConnection, code: ErrorCode, message: str, close_code: int) -> None:
+    async def _reject(self, ws: Channel, code: ErrorCode, message: str, close_code: int) -> None:
         self.ctx.count_error(code.value)
-        with contextlib.suppress(ConnectionClosed, TimeoutError):
+        with contextlib.suppress(ChannelClosed, TimeoutError):
             async with asyncio.timeout(5):
                 await ws.send(p.serialize(p.error(code, message)))
                 await ws.close(close_code, code.value)
 
-    async def handler(self, ws: ServerConnection) -> None:
-        assert ws.request is not None
-        path = urlsplit(ws.request.path).path.rstrip("/")
-        service = "stt" if path == p.STT_PATH else "tts"
+    async def _serve(self, ws: Channel, service: str) -> None:
         self.stats.connections_total += 1
-        label = self.authenticate(ws.request)
-        assert label is not None  # process_request refused every other connection
+        label = ws.label
         if self.ctx.shutting_down:
             self.metrics.session_refused("shutting_down")
             await self._reject(ws, ErrorCode.SERVER_BUSY, "the server is shutting down", p.CLOSE_TRY_AGAIN_LATER)
@@ -332,17 +325,23 @@ class SpeechServer:
             )
 
 
-def _host(connection: ServerConnection) -> str | None:
-    address = connection.remote_address
+def _respond(
+    status: HTTPStatus, body: str | bytes, content_type: str = "text/plain", headers: dict[str, str] | None = None
+) -> web.Response:
+    response = web.Response(status=status, body=body.encode() if isinstance(body, str) else body, headers=headers)
+    response.content_type = content_type.split(";")[0]
+    if "charset=" in content_type:
+        response.charset = content_type.split("charset=")[1]
+    elif content_type.startswith("text/"):
+        response.charset = "utf-8"
+    response.headers["Server"] = SERVER_HEADER
+    return response
+
+
+def _peer(request: web.BaseRequest) -> str | None:
+    transport = request.transport
+    address = transport.get_extra_info("peername") if transport is not None else None
     return str(address[0]) if address else None
-
-
-def _within(address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in net for net in networks)
 
 
 def _ids(ids: list[str]) -> str:

@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voxbeam serve",
         description="Self-hosted VoxNexus-compatible speech server: /v1/stt/realtime (Whisper or pocketsphinx) "
-        "and /v1/tts/realtime (Piper and eSpeak NG voices) over WebSocket, /healthz and /metrics over HTTP.",
+        "and /v1/tts/realtime (Piper and eSpeak NG voices) over WebSocket; the OpenAI-compatible /v1/audio/... "
+        "and /v1/models, /healthz and /metrics over HTTP, on the same port.",
         epilog="Options are spelled with underscores, as the jobs' are; the hyphenated spellings "
         "(--api-key, --no-auth, --stt-engine, ...) are accepted too.",
         allow_abbrev=False,
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     _engines(add)
     _listening(add)
     _limits(add)
+    _uploads(add)
     add("--tls_cert", "PEM certificate chain: serve wss:// (default: none, plain ws://)")
     add("--tls_key", "PEM private key for --tls_cert (default: none)")
     add(
@@ -259,6 +261,37 @@ def _limits(add: Any) -> None:
     )
 
 
+def _uploads(add: Any) -> None:
+    add(
+        "--max_upload_mb",
+        "largest audio upload the HTTP API accepts; bigger gets HTTP 413 (default: %(default)s, as OpenAI's)",
+        type=_positive_int,
+        default=DEFAULTS.max_upload_mb,
+        metavar="MB",
+    )
+    add(
+        "--upload_dir",
+        "where uploads are spooled while they are transcribed (default: the system's temporary directory; "
+        "on Kubernetes an emptyDir with a sizeLimit)",
+        default=None,
+        metavar="DIR",
+    )
+    add(
+        "--spool_mb",
+        "what all uploads in progress may hold in --upload_dir at once; past it HTTP 503 (default: %(default)s)",
+        type=_positive_int,
+        default=DEFAULTS.spool_mb,
+        metavar="MB",
+    )
+    add(
+        "--upload_timeout",
+        "seconds an upload may send nothing before it is cut off with HTTP 408 (default: %(default)s)",
+        type=_positive_float,
+        default=DEFAULTS.upload_timeout,
+        metavar="S",
+    )
+
+
 def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
     """Parse ``argv``; exits 2 with one line on stderr when the options are unusable."""
     parser = build_parser()
@@ -318,6 +351,10 @@ def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
         live_capacity=args.live_capacity,
         max_queue_s=args.max_queue_s,
         worker_memory_mb=args.worker_memory_mb,
+        max_upload_mb=args.max_upload_mb,
+        upload_dir=args.upload_dir,
+        spool_mb=args.spool_mb,
+        upload_timeout=args.upload_timeout,
     )
 
 

@@ -71,6 +71,13 @@ class ServerConfig:
     # cgroup's limit, if any. worker_memory_mb sets the ceiling itself.
     memory_limit_mb: int | None = None
     worker_memory_mb: int | None = None
+    # The HTTP API's uploads: the largest accepted (413 past it), where they are spooled (None: the system's
+    # temporary directory; on Kubernetes an emptyDir with a sizeLimit), what all uploads in progress may hold
+    # there at once (503 past it), and how long an upload may send nothing before it is cut off (408).
+    max_upload_mb: int = 25
+    upload_dir: str | None = None
+    spool_mb: int = 1024
+    upload_timeout: float = 30.0
 
     @property
     def stt_models(self) -> tuple[str | None, ...]:

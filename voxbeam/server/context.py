@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 
 from voxbeam import protocol as p
 from voxbeam.protocol import ErrorCode
+from voxbeam.protocol_controls import DIARIZATION
 from voxbeam.server.config import ServerConfig
 from voxbeam.server.engines import diarizer, stt_engine
 from voxbeam.server.engines.base import SttModel, SttSettings
 from voxbeam.server.errors import ConfigError
 from voxbeam.server.metrics import ServerMetrics
+from voxbeam.server.transcripts import REDACTION_CAPABILITIES
 from voxbeam.server.voices import VoiceCatalog, load_catalog
 from voxbeam.server.worker import WorkerSpec
 from voxbeam.server.worker.parent import WorkerPool
@@ -93,6 +95,12 @@ class ServerContext:
                 "(a server serves several with --stt_model, comma-separated)",
             )
         return model
+
+    @property
+    def server_capabilities(self) -> set[str]:
+        """The extensions every model has, because the server does them: redaction, and diarization when the
+        speaker model is installed."""
+        return set(REDACTION_CAPABILITIES) | ({DIARIZATION} if self.diarizer else set())
 
     @property
     def bulk_rate(self) -> float | None:

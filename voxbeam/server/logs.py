@@ -42,5 +42,6 @@ def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # websockets logs every connection open/close at INFO; our one line per session says more.
+    # websockets (the clients in this process, e.g. the jobs' embedded use) logs every connection at INFO;
+    # our one line per session says more. aiohttp's access log is off (app.py).
     logging.getLogger("websockets").setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)

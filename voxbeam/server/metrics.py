@@ -20,7 +20,6 @@ import os
 import socket
 import time
 from collections.abc import Hashable
-from http import HTTPStatus
 from typing import Any
 
 from prometheus_client import (
@@ -174,10 +173,6 @@ class ServerMetrics:
         """The registry in Prometheus text format."""
         return generate_latest(self.registry)
 
-    def http_response(self, connection: Any) -> Any:
-        """``GET /metrics`` for websockets' ``process_request``: 200, Prometheus text format."""
-        response = connection.respond(HTTPStatus.OK, self.exposition().decode("utf-8"))
-        del response.headers["Content-Type"]
-        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-        response.headers["Cache-Control"] = "no-store"
-        return response
+    def http_body(self) -> tuple[bytes, str]:
+        """``GET /metrics``: the body and its content type (Prometheus text format)."""
+        return self.exposition(), CONTENT_TYPE_LATEST

@@ -20,12 +20,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
-
 from voxbeam import protocol as p
 from voxbeam.protocol import ErrorCode
 from voxbeam.protocol_state import Phase, ProtocolState, Role
+from voxbeam.server.channel import Channel, ChannelClosed
 from voxbeam.server.context import ServerContext
 
 log = logging.getLogger("voxbeam.server.session")
@@ -70,12 +68,12 @@ class Abort:
 
 
 class Session:
-    """One WebSocket connection to an endpoint, after auth and admission."""
+    """One WebSocket connection to an endpoint, after auth and admission (the socket behind a ``Channel``)."""
 
     service: p.Service
     out_queue = OUT_QUEUE  # items waiting for the writer; the reader waits when it is full
 
-    def __init__(self, ctx: ServerContext, ws: ServerConnection, key_label: str) -> None:
+    def __init__(self, ctx: ServerContext, ws: Channel, key_label: str) -> None:
         self.ctx = ctx
         self.config = ctx.config
         self.ws = ws
@@ -134,12 +132,12 @@ class Session:
             # A client that stopped reading, or never started, would not read a close frame either: drop
             # the connection (after the error, when there is one and its frame goes out at once).
             if abort.code is not None:
-                with contextlib.suppress(ConnectionClosed, TimeoutError):
+                with contextlib.suppress(ChannelClosed, TimeoutError):
                     async with asyncio.timeout(0.05):
                         await self.ws.send(p.serialize(p.error(abort.code, abort.message, self.request_id)))
-            self.ws.transport.abort()
+            self.ws.abort()
             return
-        with contextlib.suppress(ConnectionClosed, TimeoutError):
+        with contextlib.suppress(ChannelClosed, TimeoutError):
             async with asyncio.timeout(5):
                 if abort.code is not None:
                     await self.ws.send(p.serialize(p.error(abort.code, abort.message, self.request_id)))
@@ -191,7 +189,7 @@ class Session:
                 if self._timed_out(loop.time()):
                     return
                 continue
-            except ConnectionClosed:
+            except ChannelClosed:
                 if self.outcome == "ok":
                     self.outcome = "client closed"
                 return
@@ -265,7 +263,7 @@ class Session:
         if isinstance(msg, p.Ping):
             await self.emit(p.Pong())
         elif isinstance(msg, (p.SttInit, p.TtsInit)):
-            self.ws.voxbeam_initialized = True  # type: ignore[attr-defined]  # no longer counted as pre-init
+            self.ws.initialized = True  # no longer counted as pre-init
             if not self.admitted:
                 live = msg.realtime if isinstance(msg, p.SttInit) else None
                 refused = self.ctx.admit(self.service, self.key_label, live)
@@ -316,7 +314,7 @@ class Session:
                 else:
                     for msg in await produced:
                         await self._send(msg)
-            except ConnectionClosed:
+            except ChannelClosed:
                 return
             finally:
                 self._working = False
@@ -334,4 +332,4 @@ class Session:
                 await self.ws.send(p.serialize(msg))
         except TimeoutError:
             self.fail(None, "", CLOSE_ABORT, "the client read nothing for too long")
-            raise ConnectionClosed(None, None) from None
+            raise ChannelClosed() from None
