@@ -19,7 +19,7 @@ from aiohttp import web
 
 from voxbeam import protocol as p
 from voxbeam.protocol import ErrorCode
-from voxbeam.server.channel import AiohttpChannel, Channel, ChannelClosed, answer_and_close
+from voxbeam.server.channel import AiohttpChannel, Channel, ChannelClosed, LingeringServer, answer_and_close
 from voxbeam.server.config import ServerConfig
 from voxbeam.server.context import build_context
 from voxbeam.server.errors import ConfigError
@@ -82,10 +82,10 @@ class SpeechServer:
             tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             tls.load_cert_chain(cfg.tls_cert, cfg.tls_key)
         # The low-level server: our own routing, no access log (our one line per session says more, and a
-        # request line may carry ?token=).
+        # request line may carry ?token=), and closes that let the client read our last bytes (LingeringClose).
         # keepalive_timeout: a connection that has not sent a whole request within 10 s is closed (as websockets'
         # open timeout did), so stalled handshakes cannot hold the connection caps.
-        server = web.Server(self.handle, access_log=None, handler_cancellation=False, keepalive_timeout=10)
+        server = LingeringServer(self.handle, access_log=None, handler_cancellation=False, keepalive_timeout=10)
         self._runner = web.ServerRunner(server, shutdown_timeout=5)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, cfg.host, cfg.port, ssl_context=tls, shutdown_timeout=5)
