@@ -201,6 +201,7 @@ def score(conv: Conversation, result: Any) -> dict[str, float]:
     confusion = sum(r is not None and h is not None and r != h for r, h in zip(ref, hyp, strict=True))
     return {
         "count_right": float(len({w.speaker for w in words}) == len(conv.speakers)),
+        "found": len({w.speaker for w in words}),
         "words": len(pairs),
         "words_right": right,
         "speech": speech,
@@ -216,6 +217,16 @@ def _report(res: Result, key: str, what: str, convs: Sequence[Conversation], res
     res.compare(f"{key}_words_right", f"words on the right speaker, {what}", right, TARGET_WORDS, ">=", unit="share")
     res.measure(f"{key}_der", der, "share", f"DER (missed + false alarm + confusion over speech), {what}")
     if key == "count_free":
+        res.series["conversations"] = [
+            {
+                "id": c.id,
+                "speakers": len(c.speakers),
+                "found": s["found"],
+                "same_source": c.same_source,
+                "least_talk_s": round(min(sum(b - a for a, b, w in c.turns if w == x) for x in c.speakers) / 1000, 1),
+            }
+            for c, s in zip(convs, scores, strict=True)
+        ]
         count = sum(s["count_right"] for s in scores) / len(scores)
         res.compare("speaker_count_right", "conversations whose speaker count is right", count, TARGET_COUNT, ">=")
         same = [s["count_right"] for s, c in zip(scores, convs, strict=True) if c.same_source]
