@@ -256,6 +256,7 @@ def test_email_near_misses_stay(sentence):
         "G B two nine, N W B K, six zero one six, one three three one, nine two six eight, one nine",
         "FR14 2004 1010 0505 0001 3M02 606",
         "NL91 ABNA 0417 1643 00",
+        "I T 6 0 x 0 5 4 2 8 1 1 1 0 1 0 0 0 0 0 0 1 2 3 4 5 6",  # a letter heard in lower case
     ],
 )
 def test_ibans(sentence):

@@ -258,6 +258,8 @@ class NumberScan(Words):
                 i = g.last + 1
                 continue
             chars = LETTER_WORDS.get(self.low[i]) or self.core[i].replace("-", "")
+            if len(chars) == 1 and chars.isalpha():
+                chars = chars.upper()  # a letter spelled out: Whisper writes some in lower case ("6 0 x 0 5")
             if len(chars) <= 34 and ALNUM_UPPER.fullmatch(chars) and not chars.isdigit():
                 pieces.append(Piece(i, i, chars))
                 has_letter = True
