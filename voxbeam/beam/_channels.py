@@ -54,6 +54,7 @@ def start(
     count = splits(uri, mode, rate)
     if count < 2:
         return client.transcribe_async(functools.partial(_mixed, uri, rate), sample_rate=rate, **options)
-    levels = channels.Levels(rate)  # filled by channel 0's stream, read when every channel is done
-    factories = [functools.partial(_channel, uri, count, c, rate, levels if c == 0 else None) for c in range(count)]
+    # Frame levels are measured by channel 0's stream, the time each stream leaves out by each; read when all are done.
+    levels = channels.Levels(rate)
+    factories = [functools.partial(_channel, uri, count, c, rate, levels) for c in range(count)]
     return client.transcribe_channels_async(factories, levels, sample_rate=rate, **options)
