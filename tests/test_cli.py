@@ -14,6 +14,8 @@ import pytest
 from tests import speech
 from tests.jobs.helpers import EXAMPLES, ROOT, assert_usage_error, voxbeam
 from voxbeam import audio, jobs
+from voxbeam.jobs.args import build_parser
+from voxbeam.server.launcher import LocalServer
 
 
 def test_unknown_flag(tmp_path):
@@ -181,3 +183,12 @@ def test_descriptions_name_the_default_engines(capsys):
     first_doc_line = (server.__doc__ or "").splitlines()[0]
     for text in (serve_line, first_doc_line, build_parser().description or ""):
         assert names[stt] in text and names[tts] in text, text
+
+
+def test_a_generated_key_can_follow_its_flag_on_the_command_line():
+    # A key that starts with '-' is read by argparse as a flag: `--api_key KEY` then fails with
+    # "expected one argument" (it did, once in CI).
+    for _ in range(1000):
+        key = LocalServer().api_key
+        args, _ = build_parser("transcribe").parse_known_args(["--api_key", key])
+        assert args.api_key == key

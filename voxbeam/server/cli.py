@@ -308,7 +308,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
         parser.exit(
             2,
             f"voxbeam serve: --api_key / ${API_KEY_ENV}: {len(short)} key(s) shorter than {MIN_KEY_CHARS} characters; "
-            "a short key is guessable (make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')\n",
+            "a short key is guessable (make one with: python3 -c 'import secrets; print(secrets.token_hex(32))')\n",
         )
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.exit(2, "voxbeam serve: --tls_cert and --tls_key go together\n")

@@ -39,7 +39,9 @@ class LocalServer:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        self._keys = list(api_keys) if api_keys is not None else [secrets.token_urlsafe(24)]
+        # Hex, not urlsafe: a urlsafe key starts with '-' one time in 64, and argparse then reads
+        # `--api_key KEY` as a flag without its value.
+        self._keys = list(api_keys) if api_keys is not None else [secrets.token_hex(24)]
         if not self._keys:
             raise ValueError("api_keys is empty; pass None for a fresh random key or add --no_auth to extra_args")
         self.workers = workers
