@@ -40,7 +40,7 @@ from voxbeam.server.engines.base import (
     SttSettings,
     SttStream,
 )
-from voxbeam.server.engines.whisper_batch import EncodeOneByOne, transcribe_many
+from voxbeam.server.engines.whisper_batch import OneWindowAtATime, transcribe_many
 from voxbeam.server.engines.whisper_controls import best_language, decode_options, fitted
 from voxbeam.server.engines.whisper_timing import RATE, finals_from, ms, round_cuts, speech_regions, vad_probabilities
 
@@ -80,7 +80,7 @@ class WhisperEngine(SttEngine):
     def __init__(self, settings: SttSettings) -> None:
         logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # it logs every call at INFO
         self.settings = settings
-        self.model = EncodeOneByOne(
+        self.model = OneWindowAtATime(
             settings.model.path,
             device="cpu",
             compute_type="int8",
