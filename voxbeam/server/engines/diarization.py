@@ -1,12 +1,11 @@
 """Speaker turns from window embeddings, in numpy: who spoke when, and which words each said.
 
-Windows over the speech (:func:`voxbeam.server.engines.speaker.sliding_windows`) are embedded,
-clustered by average linkage on cosine distance, the dendrogram cut where clusters of at least
-``min_cluster`` windows are farther apart than ``threshold`` (bounded by ``min_speakers``/``max_speakers``;
-small clusters are strays, see :func:`cluster`), and each window then moved to its nearest cluster
-centroid. Each instant of speech goes to the window whose centre
-is nearest; turns shorter than ``min_turn_ms`` are given to their longer neighbour. Labels are
-"S1", "S2", ... in order of first appearance.
+Windows over the speech (:func:`voxbeam.server.engines.speaker.sliding_windows`), each cut to its longest
+stretch without a pause (:func:`speech_span`), are embedded and clustered
+(:func:`voxbeam.server.engines.clustering.cluster`: average linkage on cosine distance, the count by
+silhouette within ``min_speakers``/``max_speakers``, small clusters dissolved as strays). Each instant of
+speech goes to the window whose centre is nearest; turns shorter than ``min_turn_ms`` are given to their
+longer neighbour. Labels are "S1", "S2", ... in order of first appearance.
 """
 
 from __future__ import annotations
@@ -16,16 +15,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from voxbeam.server.engines.clustering import MIN_CLUSTER, ONE_SPEAKER, cluster
 from voxbeam.server.engines.speaker import RATE, SpeakerEncoder, sliding_windows
 
-# Average-linkage cosine distance above which two clusters are taken for two speakers.
-# Calibrated on simulated conversations of 1-4 speakers (see the tests' module docstring).
-THRESHOLD = 0.45
-# Clusters of fewer windows than this (about 3 s of speech) are taken for strays, not speakers.
-MIN_CLUSTER = 4
-MIN_TURN_MS = 500
+# A turn shorter than this is given to its neighbour: more than one window's worth, so that one window
+# (a stray, or two voices at a change) never makes a turn of its own.
+MIN_TURN_MS = 1600
 WINDOW_MS = 1500
-HOP_MS = 750
+HOP_MS = 1500
 MIN_WINDOW_MS = 500
 # Turns of one speaker closer than this are one turn (a pause inside it).
 MAX_GAP_MS = 1000
@@ -35,119 +32,6 @@ class Turn(NamedTuple):
     start_ms: int
     end_ms: int
     speaker: str
-
-
-def average_linkage(embeddings: np.ndarray) -> np.ndarray:
-    """The average-linkage dendrogram of ``embeddings`` on cosine distance, by nearest-neighbour chains.
-
-    Returns (n - 1, 3) rows ``(a, b, height)``: cluster ``b`` (named by one of its members) merged
-    into ``a``, in the order found, which is not sorted by height. O(n^2) time, and 4 n^2 bytes of
-    memory: 90 MB for an hour of speech in windows 0.75 s apart.
-    """
-    x = np.asarray(embeddings, dtype=np.float64)
-    n = len(x)
-    if n < 2:
-        return np.zeros((0, 3))
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    dist = np.clip(1.0 - x @ x.T, 0.0, 2.0).astype(np.float32)
-    np.fill_diagonal(dist, np.inf)
-    size = np.ones(n)
-    alive = np.ones(n, dtype=bool)
-    merges = np.zeros((n - 1, 3))
-    chain: list[int] = []
-    done = 0
-    while done < n - 1:
-        if not chain:
-            chain.append(int(np.flatnonzero(alive)[0]))
-        a = chain[-1]
-        row = dist[a]
-        b = int(np.argmin(row))
-        # Ties go to the previous link, so the chain ends in a pair of reciprocal nearest neighbours.
-        if len(chain) > 1 and row[chain[-2]] <= row[b]:
-            b = chain[-2]
-        if len(chain) > 1 and b == chain[-2]:
-            chain.pop()
-            chain.pop()
-            height = row[b]
-            merged = (size[a] * dist[a] + size[b] * dist[b]) / (size[a] + size[b])
-            merged[~alive] = np.inf
-            dist[a], dist[:, a] = merged, merged
-            dist[a, a] = np.inf
-            dist[b], dist[:, b] = np.inf, np.inf
-            size[a] += size[b]
-            alive[b] = False
-            merges[done] = (a, b, height)
-            done += 1
-        else:
-            chain.append(b)
-    return merges
-
-
-def cluster(
-    embeddings: np.ndarray,
-    *,
-    threshold: float = THRESHOLD,
-    min_speakers: int | None = None,
-    max_speakers: int | None = None,
-    min_cluster: int = MIN_CLUSTER,
-) -> np.ndarray:
-    """A cluster number per embedding, 0 ... k - 1, k chosen by ``threshold`` within the bounds.
-
-    Only merges between two clusters of at least ``min_cluster`` embeddings count: k is one more than
-    the number of those above ``threshold``, and the cut leaves out the k - 1 highest of them (then, if
-    there are too few, the highest others). A stray (noise, a cough, two voices at once) is a small
-    cluster far from the rest: its merge is high, but it neither adds a speaker nor keeps two voices
-    together by taking a speaker's place in the cut. Clusters under ``min_cluster`` are then dissolved
-    and every embedding goes to its nearest remaining centroid.
-    """
-    x = np.asarray(embeddings, dtype=np.float64)
-    n = len(x)
-    if n == 0:
-        return np.zeros(0, dtype=int)
-    low = max(1, min_speakers or 1)
-    merges = average_linkage(x)
-    # Average linkage never merges below an earlier merge, so merges in height order replay the dendrogram.
-    order = np.argsort(merges[:, 2], kind="stable")
-    size = np.ones(n, dtype=int)
-    between = np.zeros(len(merges), dtype=bool)  # a merge of two clusters of min_cluster or more
-    for i in order:
-        a, b = int(merges[i, 0]), int(merges[i, 1])
-        between[i] = size[a] >= min_cluster and size[b] >= min_cluster
-        size[a] += size[b]
-    k = 1 + int(np.sum(between & (merges[:, 2] > threshold)))
-    k = min(max(k, low), max_speakers or n, n)
-    highest = order[::-1]
-    skip = {int(i) for i in [*highest[between[highest]], *highest[~between[highest]]][: k - 1]}
-    parent = np.arange(n)
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i in order:
-        if int(i) not in skip:
-            parent[root(int(merges[i, 1]))] = root(int(merges[i, 0]))
-    labels = np.unique([root(i) for i in range(n)], return_inverse=True)[1]
-    counts = np.bincount(labels)
-    by_size = np.argsort(-counts, kind="stable")
-    keep = [int(c) for c in by_size if counts[c] >= min_cluster]
-    if len(keep) < min(low, k):
-        keep = [int(c) for c in by_size[: min(low, k)]]
-    moved = _nearest_centroid(x, labels, keep)
-    result: np.ndarray = np.unique(moved, return_inverse=True)[1]
-    return result if result.max() + 1 >= min(low, k) else labels
-
-
-def _nearest_centroid(x: np.ndarray, labels: np.ndarray, keep: list[int]) -> np.ndarray:
-    """Each embedding's nearest (cosine) centroid among the clusters ``keep``."""
-    if len(keep) < 2:
-        return np.zeros(len(x), dtype=int)
-    unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    centroids = np.stack([unit[labels == c].mean(axis=0) for c in keep])
-    centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
-    return np.asarray(np.argmax(unit @ centroids.T, axis=1))
 
 
 def _owned(windows: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -190,8 +74,10 @@ def make_turns(
     *,
     min_turn_ms: int = MIN_TURN_MS,
     max_gap_ms: int = MAX_GAP_MS,
+    min_speakers: int = 1,
 ) -> list[Turn]:
-    """Speaker turns from labelled windows (ms): nearest-centre ownership, short turns absorbed."""
+    """Speaker turns from labelled windows (ms): nearest-centre ownership, short turns absorbed (but not a
+    speaker's only turn while that would leave fewer than ``min_speakers``)."""
     if len(windows_ms) != len(labels):
         raise ValueError(f"{len(windows_ms)} windows but {len(labels)} labels")
     order = sorted(range(len(windows_ms)), key=lambda i: tuple(windows_ms[i]))
@@ -201,7 +87,14 @@ def make_turns(
     # The shortest turn with a neighbour within max_gap_ms takes the longer such neighbour's speaker;
     # neighbours of one speaker are merged at once, so each pass leaves one turn fewer.
     while True:
-        near = {i: _neighbours(turns, i, max_gap_ms) for i, t in enumerate(turns) if t[1] - t[0] < min_turn_ms}
+        kept = set()
+        if len({t[2] for t in turns}) <= min_speakers:
+            kept = {s for s in {t[2] for t in turns} if sum(t[2] == s for t in turns) == 1}
+        near = {
+            i: _neighbours(turns, i, max_gap_ms)
+            for i, t in enumerate(turns)
+            if t[1] - t[0] < min_turn_ms and t[2] not in kept
+        }
         near = {i: js for i, js in near.items() if js}
         if not near:
             break
@@ -221,7 +114,7 @@ def diarize(
     *,
     min_speakers: int | None = None,
     max_speakers: int | None = None,
-    threshold: float = THRESHOLD,
+    one_speaker: float = ONE_SPEAKER,
     min_cluster: int = MIN_CLUSTER,
     min_turn_ms: int = MIN_TURN_MS,
     max_gap_ms: int = MAX_GAP_MS,
@@ -232,9 +125,15 @@ def diarize(
     if min_speakers is not None and max_speakers is not None and min_speakers > max_speakers:
         raise ValueError(f"min_speakers {min_speakers} > max_speakers {max_speakers}")
     labels = cluster(
-        embeddings, threshold=threshold, min_speakers=min_speakers, max_speakers=max_speakers, min_cluster=min_cluster
+        embeddings,
+        min_speakers=min_speakers,
+        max_speakers=max_speakers,
+        min_cluster=min_cluster,
+        one_speaker=one_speaker,
     )
-    return make_turns(windows_ms, labels, min_turn_ms=min_turn_ms, max_gap_ms=max_gap_ms)
+    return make_turns(
+        windows_ms, labels, min_turn_ms=min_turn_ms, max_gap_ms=max_gap_ms, min_speakers=min_speakers or 1
+    )
 
 
 def speaker_turns(
@@ -249,13 +148,16 @@ def speaker_turns(
 ) -> list[Turn]:
     """Speaker turns of 16 kHz mono ``pcm`` over its speech ``regions`` (samples; all of it when None).
 
-    ``options`` go to :func:`diarize` (``min_speakers``, ``max_speakers``, ``threshold``, ...).
-    Regions shorter than ``min_window_ms`` are left out: too short to tell a voice by.
+    ``options`` go to :func:`diarize` (``min_speakers``, ``max_speakers``, ``one_speaker``, ...).
+    Regions shorter than ``min_window_ms`` are left out: too short to tell a voice by. Each window is embedded
+    over its :func:`speech_span`, as a session's are.
     """
     spans = [(0, len(pcm))] if regions is None else regions
     per_ms = RATE // 1000
     windows = [
-        w for w in sliding_windows(spans, window_ms * per_ms, hop_ms * per_ms) if w[1] - w[0] >= min_window_ms * per_ms
+        speech_span(pcm, *w)
+        for w in sliding_windows(spans, window_ms * per_ms, hop_ms * per_ms)
+        if w[1] - w[0] >= min_window_ms * per_ms
     ]
     if not windows:
         return []
@@ -285,18 +187,42 @@ def assign_words(words: Sequence[tuple[int, int]], turns: Sequence[Turn]) -> lis
 
 # Windows quieter than this (dBFS) hold no voice to tell: silence between turns, a muted line.
 SILENT_DBFS = -50.0
+# So long a run of such 10 ms frames is a pause; a window holding one is embedded over its longest stretch
+# without one, so that the voices either side of a change are not mixed in one embedding.
+PAUSE_MS = 200
 # Windows embedded together: the LSTM's steps cost less per window in a batch (32 ms alone, 19.5 ms in 16, on
-# one core here); the audio kept meanwhile is at most 16 windows' hops (12 s).
+# one core here); the audio kept meanwhile is at most 16 windows' hops (24 s).
 EMBED_BATCH = 16
+
+
+def speech_span(pcm: np.ndarray, start: int, end: int, least: int = MIN_WINDOW_MS * RATE // 1000) -> tuple[int, int]:
+    """The longest stretch of ``pcm[start:end]`` (samples) without a pause; the whole when that is under ``least``."""
+    frame = RATE // 100
+    n = (end - start) // frame
+    if n == 0:
+        return start, end
+    x = pcm[start : start + n * frame].astype(np.float64).reshape(n, frame)
+    quiet = 10 * np.log10(np.mean(x**2, axis=1) + 1e-20) <= SILENT_DBFS
+    edges = np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]]))
+    runs = zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True)
+    pauses: list[int] = [v for a, b in runs if (b - a) * 10 >= PAUSE_MS for v in (a, b)]
+    if not pauses:
+        return start, end
+    # Stretches between pauses, in samples; the last reaches the window's end (the part under a frame).
+    bounds = [start, *[start + v * frame for v in pauses], end]
+    stretches: list[tuple[int, int]] = list(zip(bounds[::2], bounds[1::2], strict=True))
+    lo, hi = max(stretches, key=lambda se: se[1] - se[0])
+    return (lo, hi) if hi - lo >= least else (start, end)
 
 
 class SpeakerTrack:
     """A recognition session's speakers, embedded as its audio arrives and clustered when it ends.
 
     ``push`` takes PCM s16le mono at ``sample_rate`` and embeds the windows of ``WINDOW_MS`` (every
-    ``HOP_MS``) once their audio is in, ``EMBED_BATCH`` at a time, so memory holds one embedding per window
-    (1 KiB per 0.75 s), not the audio. ``finish`` embeds the last windows, clusters, and returns the turns
-    (ms from the session's start); the track then starts afresh at 0, as the recognition session does.
+    ``HOP_MS``; each over its :func:`speech_span`) once their audio is in, ``EMBED_BATCH`` at a time, so memory
+    holds one embedding per window (1 KiB per 1.5 s), not the audio. ``finish`` embeds the last windows,
+    clusters, and returns the turns (ms from the session's start); the track then starts afresh at 0, as the
+    recognition session does.
     """
 
     def __init__(
@@ -359,12 +285,12 @@ class SpeakerTrack:
     def _embed(self, spans: list[tuple[int, int]]) -> None:
         if spans:
             self._covered = spans[-1][1]
-        local = [(a - self._buf_start, b - self._buf_start) for a, b in spans]
         kept = []
-        for (a, b), span in zip(local, spans, strict=True):
+        for a, b in [(a - self._buf_start, b - self._buf_start) for a, b in spans]:
             rms = float(np.sqrt(np.mean(self._buf[a:b] ** 2))) if b > a else 0.0
             if b > a and 20 * np.log10(max(rms, 1e-10)) > SILENT_DBFS:
-                kept.append(((a, b), span))
+                lo, hi = speech_span(self._buf, a, b)
+                kept.append(((lo, hi), (lo + self._buf_start, hi + self._buf_start)))
         if not kept:
             return
         vectors = self.encoder.embed_windows(self._buf, [k[0] for k in kept])
