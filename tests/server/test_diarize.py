@@ -142,7 +142,7 @@ def test_a_track_embeds_the_same_windows_however_the_audio_is_chunked():
             return np.array([[float(pcm[a:b].sum()), 1.0] for a, b in windows])
 
     rng = np.random.default_rng(3)
-    pcm = (rng.standard_normal(16000 * 32) * 3000).astype("<i2").tobytes()
+    pcm = (rng.standard_normal(16000 * 56) * 3000).astype("<i2").tobytes()
     found = []
     for chunk in (3200, 6400 + 2, len(pcm)):
         encoder = Encoder()
@@ -150,8 +150,8 @@ def test_a_track_embeds_the_same_windows_however_the_audio_is_chunked():
         for i in range(0, len(pcm), chunk):
             track.push(pcm[i : i + chunk])
         found.append(track.finish())
-        # 1.5 s every 1.5 s over 32 s (21, the last ending at 31.5 s), and one ending at the end: 22 windows, a
+        # 1.5 s every 1.5 s over 56 s (37, the last ending at 55.5 s), and one ending at the end: 38 windows, a
         # batch at a time when pushed in pieces.
-        assert sum(encoder.batches) == 22
+        assert sum(encoder.batches) == 38
         assert chunk == len(pcm) or (max(encoder.batches) <= EMBED_BATCH and len(encoder.batches) > 1)
     assert found[0] and found == [found[0]] * 3, found
