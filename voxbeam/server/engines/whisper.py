@@ -41,8 +41,9 @@ from voxbeam.server.engines.base import (
     SttStream,
 )
 from voxbeam.server.engines.whisper_batch import OneWindowAtATime, transcribe_many
-from voxbeam.server.engines.whisper_controls import best_language, decode_options, fitted
-from voxbeam.server.engines.whisper_timing import RATE, finals_from, ms, round_cuts, speech_regions, vad_probabilities
+from voxbeam.server.engines.whisper_controls import decode_options, fitted
+from voxbeam.server.engines.whisper_timing import RATE, finals_from, round_cuts, speech_regions, vad_probabilities
+from voxbeam.server.engines.whisper_utterance import UtteranceSession, guess
 
 WINDOWS_PER_ROUND = 3
 # Buffered audio that triggers a round: its windows' worth and room to find a pause after them.
@@ -53,17 +54,8 @@ BEAM_SIZE = 5
 # tail of a file) is decoded at its flush by its own worker, beside whatever batch that worker's
 # decoding thread has in hand, instead of waiting in the queue behind other sessions' rounds.
 INLINE_FINAL_S = 10.0
-# Live endpointing on Silero's speech probability, 32 ms windows.
-WINDOW = 512
-SPEECH_THRESHOLD = 0.5
-SILENCE_THRESHOLD = 0.35
-END_SILENCE_S = 0.6
-PAD_S = 0.3
-PARTIAL_EVERY_S = 1.0
-# Mel frames (10 ms each): Whisper's window, and what a partial encodes (its audio + 1 s, at least 10 s).
-WINDOW_FRAMES = 3000
-PARTIAL_MIN_FRAMES = 1000
-PARTIAL_PAD_FRAMES = 100
+# Audio a live session that is not live for now (a worker behind, a client sending in bulk) buffers unprocessed.
+BACKLOG_S = 20.0
 
 
 class WhisperEngine(SttEngine):
@@ -154,32 +146,7 @@ class WhisperEngine(SttEngine):
             )
         return finals, language, first.probability if first.language is not None else detected
 
-    def partial(self, audio: np.ndarray, language: str | None, controls: SttControls) -> str:
-        """A quick guess at ``audio`` (an utterance in progress, up to 30 s): greedy, no timestamps.
-
-        The encoder sees only the audio plus a second of padding, not a whole 30 s window (costs a
-        fraction: ~0.1 CPU s instead of ~0.9 for tiny.en); Whisper was trained on 30 s windows, so
-        finals keep the full window, but a partial only has to be a good guess.
-        """
-        features = self.model.feature_extractor(audio)[..., :-1]
-        frames = min(WINDOW_FRAMES, max(PARTIAL_MIN_FRAMES, features.shape[-1] + PARTIAL_PAD_FRAMES))
-        x = np.zeros((1, features.shape[0], frames), dtype=np.float32)
-        x[0, :, : min(frames, features.shape[-1])] = features[:, :frames]
-        encoded = self.model.encode(x)
-        if not self.multilingual:
-            language = "en"
-        elif language is None:
-            probabilities = [(token[2:-2], p) for token, p in self.model.model.detect_language(encoded)[0]]
-            language = (
-                best_language(probabilities, controls.languages)[0] if controls.languages else probabilities[0][0]
-            )
-        tokenizer = self._tokenizer(language, controls.task or "transcribe")
-        before = tokenizer.encode(" " + controls.prompt) if controls.prompt else []
-        prompt = self.model.get_prompt(tokenizer, before, without_timestamps=True, hotwords=controls.hotwords)
-        result = self.model.model.generate(encoded, [prompt], beam_size=1, suppress_blank=True)
-        return str(tokenizer.decode(result[0].sequences_ids[0])).strip()
-
-    def _tokenizer(self, language: str, task: str) -> Any:
+    def tokenizer(self, language: str, task: str) -> Any:
         tokenizer = self._tokenizers.get((language, task))
         if tokenizer is None:
             tokenizer = self._tokenizers[language, task] = Tokenizer(
@@ -232,26 +199,24 @@ class WhisperStream(SttStream):
         self._requested = language
         self._detect = detect
         self._resampler = PcmResampler(sample_rate, RATE)
-        self._max_utt = int(engine.settings.max_utterance_s * RATE)
         self._reset()
 
     def _reset(self) -> None:
         self._language = self._requested  # None until detected
         self._probability: float | None = None
-        self._buf = bytearray()  # 16 kHz s16le not yet finalized
+        self._buf = bytearray()  # bulk: 16 kHz s16le not yet cut off
         self._start = 0  # sample index of _buf[0] in this recognition session
-        self._probs: list[float] = []  # live: speech probability per window from _start
-        self._vad_state: Any = None  # live: Silero's recurrent state after the last window scored
-        self._utt: int | None = None  # live: window index where the open utterance starts
-        self._silence = 0  # live: windows of silence since the utterance's last speech
-        self._partial_at = 0  # live: window index of the last partial
+        self._live: UtteranceSession | None = None  # once audio has come live, until the session's end
 
     # -- SttStream ----------------------------------------------------------------------
 
     def push(self, pcm: bytes, live: bool) -> list[Recognized | Deferred]:
         self._buf += self._resampler.push(pcm)
-        if live:
-            return list(self._live())
+        if live or self._live is not None:
+            session = self._live_session()
+            # Not live now (the worker is behind, or the client sends faster than real time): buffered, and
+            # endpointed once there is a backlog, so that a session that went on in bulk stays bounded.
+            return list(session.push(self._take_buffer(), process=live or session.backlog_s >= BACKLOG_S))
         out: list[Recognized | Deferred] = []
         while len(self._buf) >= ROUND_S * RATE * BYTES_PER_SAMPLE and self._round(out):
             pass
@@ -260,10 +225,9 @@ class WhisperStream(SttStream):
     def finish(self, live: bool) -> list[Recognized | Deferred]:
         self._buf += self._resampler.flush()
         out: list[Recognized | Deferred]
-        if live and self._probs:
-            out = list(self._live())
-            if self._utt is not None:
-                out += self._final_live(len(self._probs))
+        if self._live is not None:
+            self._live.push(self._take_buffer(), process=False)
+            out = list(self._live.finish())
         else:
             out = self._bulk()
         self._reset()
@@ -271,6 +235,26 @@ class WhisperStream(SttStream):
 
     def close(self) -> None:
         self._buf = bytearray()
+        self._live = None
+
+    # -- live -----------------------------------------------------------------------------
+
+    def _live_session(self) -> UtteranceSession:
+        """The live decoding of this recognition session (begun with the audio so far, taken from the buffer)."""
+        if self._live is None:
+            self._live = UtteranceSession(
+                lambda pcm, start: self._decode(self._window(pcm, start)),
+                lambda audio: guess(self._engine, audio, self._language, self._controls),
+                self._engine.speech_probabilities,
+                start=self._start,
+                max_utt_s=self._engine.settings.max_utterance_s,
+            )
+        return self._live
+
+    def _take_buffer(self) -> bytes:
+        pcm, self._buf = bytes(self._buf), bytearray()
+        self._start += len(pcm) // BYTES_PER_SAMPLE
+        return pcm
 
     # -- bulk ---------------------------------------------------------------------------
 
@@ -336,60 +320,3 @@ class WhisperStream(SttStream):
             return []
         finals, self._language, self._probability = self._engine.decode_windows([window], beside=True)
         return finals[0]
-
-    # -- live ---------------------------------------------------------------------------
-
-    def _live(self) -> list[Recognized]:
-        """Score new windows, close utterances that ended, and give the open one a partial."""
-        done = len(self._probs)
-        available = len(self._buf) // BYTES_PER_SAMPLE // WINDOW
-        if available > done:
-            chunk = self._audio(max(0, done - 1) * WINDOW, available * WINDOW)
-            chunk = chunk if done else np.concatenate([np.zeros(WINDOW, np.float32), chunk])  # silence before
-            probs, self._vad_state = self._engine.speech_probabilities(chunk, self._vad_state)
-            self._probs.extend(float(x) for x in probs)
-        out: list[Recognized] = []
-        end_windows = int(END_SILENCE_S * RATE / WINDOW)
-        for i in range(done, len(self._probs)):
-            p = self._probs[i]
-            if self._utt is None:
-                if p >= SPEECH_THRESHOLD:
-                    self._utt, self._silence, self._partial_at = i, 0, i
-                continue
-            self._silence = self._silence + 1 if p < SILENCE_THRESHOLD else 0
-            if self._silence >= end_windows or (i - self._utt) * WINDOW >= self._max_utt:
-                out += self._final_live(i + 1 - (self._silence if self._silence >= end_windows else 0))
-        if self._utt is not None and (len(self._probs) - self._partial_at) * WINDOW >= PARTIAL_EVERY_S * RATE:
-            self._partial_at = len(self._probs)
-            lo = max(0, self._utt * WINDOW - int(PAD_S * RATE))
-            out += self._partial(self._audio(lo, len(self._probs) * WINDOW), self._start + lo)
-        self._trim()
-        return out
-
-    def _final_live(self, end_window: int) -> list[Recognized]:
-        """The open utterance's finals, from its start (with a little pre-roll) to ``end_window``."""
-        assert self._utt is not None
-        lo = max(0, self._utt * WINDOW - int(PAD_S * RATE))
-        hi = min(len(self._buf) // BYTES_PER_SAMPLE, end_window * WINDOW + int(PAD_S * RATE))
-        self._utt, self._silence = None, 0
-        return self._decode(
-            self._window(bytes(self._buf[lo * BYTES_PER_SAMPLE : hi * BYTES_PER_SAMPLE]), self._start + lo)
-        )
-
-    def _partial(self, audio: np.ndarray, start: int) -> list[Recognized]:
-        if len(audio) < RATE // 10:
-            return []
-        text = self._engine.partial(audio[-WINDOW_FRAMES * RATE // 100 :], self._language, self._controls)
-        return [Recognized(text, False, ms(start / RATE), ms(len(audio) / RATE))] if text else []
-
-    def _trim(self) -> None:
-        """Drop audio no utterance needs any more (keeping pre-roll), and its windows."""
-        keep_from = self._utt if self._utt is not None else len(self._probs)
-        drop = max(0, keep_from - int(PAD_S * RATE / WINDOW) - 1)
-        if drop:
-            del self._buf[: drop * WINDOW * BYTES_PER_SAMPLE]
-            del self._probs[:drop]
-            self._start += drop * WINDOW
-            if self._utt is not None:
-                self._utt -= drop
-            self._partial_at = max(0, self._partial_at - drop)

@@ -1,0 +1,153 @@
+"""Live decoding by utterance (``--live_decoding utterance``, the default): each utterance decoded whole.
+
+Silero endpoints the audio as it arrives; the open utterance gets a quick greedy partial every
+``PARTIAL_EVERY_S`` (its last 30 s at most), and when it ends (``END_SILENCE_S`` of silence, or
+``max_utterance_s`` of speech, or at ``flush``) it is decoded whole by the same pipeline as bulk finals.
+Finals come only at utterance ends: continuous speech waits for its pause (``whisper_live`` commits as it goes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from voxbeam.audio import BYTES_PER_SAMPLE
+from voxbeam.protocol_controls import SttControls
+from voxbeam.server.engines.base import Recognized
+from voxbeam.server.engines.whisper_controls import best_language
+from voxbeam.server.engines.whisper_timing import RATE, VAD_WINDOW, ms
+
+# Endpointing on Silero's speech probability, 32 ms windows.
+WINDOW = VAD_WINDOW
+SPEECH_THRESHOLD = 0.5
+SILENCE_THRESHOLD = 0.35
+END_SILENCE_S = 0.6
+PAD_S = 0.3  # audio kept before speech starts
+PARTIAL_EVERY_S = 1.0
+PARTIAL_MAX_S = 30.0
+# Mel frames (10 ms each): Whisper's window, and what a partial encodes (its audio + 1 s, at least 10 s).
+WINDOW_FRAMES = 3000
+PARTIAL_MIN_FRAMES = 1000
+PARTIAL_PAD_FRAMES = 100
+
+# (audio float32 whole windows, Silero's recurrent state) -> a probability per window after the first, new state.
+Scorer = Callable[[np.ndarray, Any], tuple[np.ndarray, Any]]
+# (an utterance's pcm, its first sample in the session) -> its finals.
+UtteranceDecoder = Callable[[bytes, int], list[Recognized]]
+# (audio float32) -> a quick guess at its text.
+Guess = Callable[[np.ndarray], str]
+
+
+class UtteranceSession:
+    """One live recognition session decoded utterance by utterance (see the module's docstring)."""
+
+    def __init__(self, decode: UtteranceDecoder, guess: Guess, score: Scorer, *, start: int, max_utt_s: float) -> None:
+        self._decode, self._guess, self._score = decode, guess, score
+        self._max_utt = int(max_utt_s * RATE)
+        self._buf = bytearray()  # 16 kHz s16le from sample _start of the session
+        self._start = start
+        self._probs: list[float] = []  # speech probability per window from _start
+        self._vad_state: Any = None
+        self._utt: int | None = None  # window index where the open utterance starts
+        self._silence = 0  # windows of silence since the utterance's last speech
+        self._partial_at = 0  # window index of the last partial
+
+    @property
+    def backlog_s(self) -> float:
+        """Audio buffered but not yet scored (pushed with ``process`` off)."""
+        return (len(self._buf) // BYTES_PER_SAMPLE - len(self._probs) * WINDOW) / RATE
+
+    def push(self, pcm: bytes, *, process: bool = True) -> list[Recognized]:
+        """Buffer ``pcm``; with ``process``, score it, close utterances that ended and give the open one a partial."""
+        self._buf += pcm
+        return self._live() if process else []
+
+    def finish(self) -> list[Recognized]:
+        """Every remaining final (the end of the recognition session)."""
+        out = self._live()
+        if self._utt is not None:
+            out += self._final(len(self._probs))
+        return out
+
+    def _audio(self, start: int, end: int) -> np.ndarray:
+        return np.frombuffer(self._buf, "<i2")[start:end].astype(np.float32) / 32768.0
+
+    def _live(self) -> list[Recognized]:
+        done = len(self._probs)
+        available = len(self._buf) // BYTES_PER_SAMPLE // WINDOW
+        if available > done:
+            chunk = self._audio(max(0, done - 1) * WINDOW, available * WINDOW)
+            chunk = chunk if done else np.concatenate([np.zeros(WINDOW, np.float32), chunk])  # silence before
+            probs, self._vad_state = self._score(chunk, self._vad_state)
+            self._probs.extend(float(x) for x in probs)
+        out: list[Recognized] = []
+        end_windows = int(END_SILENCE_S * RATE / WINDOW)
+        for i in range(done, len(self._probs)):
+            p = self._probs[i]
+            if self._utt is None:
+                if p >= SPEECH_THRESHOLD:
+                    self._utt, self._silence, self._partial_at = i, 0, i
+                continue
+            self._silence = self._silence + 1 if p < SILENCE_THRESHOLD else 0
+            if self._silence >= end_windows or (i - self._utt) * WINDOW >= self._max_utt:
+                out += self._final(i + 1 - (self._silence if self._silence >= end_windows else 0))
+        if self._utt is not None and (len(self._probs) - self._partial_at) * WINDOW >= PARTIAL_EVERY_S * RATE:
+            self._partial_at = len(self._probs)
+            lo = max(0, self._utt * WINDOW - int(PAD_S * RATE))
+            out += self._partial(self._audio(lo, len(self._probs) * WINDOW), self._start + lo)
+        self._trim()
+        return out
+
+    def _final(self, end_window: int) -> list[Recognized]:
+        """The open utterance's finals, from its start (with a little pre-roll) to ``end_window``."""
+        assert self._utt is not None
+        lo = max(0, self._utt * WINDOW - int(PAD_S * RATE))
+        hi = min(len(self._buf) // BYTES_PER_SAMPLE, end_window * WINDOW + int(PAD_S * RATE))
+        self._utt, self._silence = None, 0
+        return self._decode(bytes(self._buf[lo * BYTES_PER_SAMPLE : hi * BYTES_PER_SAMPLE]), self._start + lo)
+
+    def _partial(self, audio: np.ndarray, start: int) -> list[Recognized]:
+        if len(audio) < RATE // 10:
+            return []
+        text = self._guess(audio[-int(PARTIAL_MAX_S * RATE) :])
+        return [Recognized(text, False, ms(start / RATE), ms(len(audio) / RATE))] if text else []
+
+    def _trim(self) -> None:
+        """Drop audio no utterance needs any more (keeping pre-roll), and its windows."""
+        keep_from = self._utt if self._utt is not None else len(self._probs)
+        drop = max(0, keep_from - int(PAD_S * RATE / WINDOW) - 1)
+        if drop:
+            del self._buf[: drop * WINDOW * BYTES_PER_SAMPLE]
+            del self._probs[:drop]
+            self._start += drop * WINDOW
+            if self._utt is not None:
+                self._utt -= drop
+            self._partial_at = max(0, self._partial_at - drop)
+
+
+def guess(engine: Any, audio: np.ndarray, language: str | None, controls: SttControls) -> str:
+    """A quick guess at ``audio`` (an utterance in progress, up to 30 s) by ``engine`` (a WhisperEngine):
+    greedy, no timestamps.
+
+    The encoder sees only the audio plus a second of padding, not a whole 30 s window (costs a
+    fraction: ~0.1 CPU s instead of ~0.9 for tiny.en); Whisper was trained on 30 s windows, so
+    finals keep the full window, but a partial only has to be a good guess.
+    """
+    model = engine.model
+    features = model.feature_extractor(audio)[..., :-1]
+    frames = min(WINDOW_FRAMES, max(PARTIAL_MIN_FRAMES, features.shape[-1] + PARTIAL_PAD_FRAMES))
+    x = np.zeros((1, features.shape[0], frames), dtype=np.float32)
+    x[0, :, : min(frames, features.shape[-1])] = features[:, :frames]
+    encoded = model.encode(x)
+    if not engine.multilingual:
+        language = "en"
+    elif language is None:
+        probabilities = [(token[2:-2], p) for token, p in model.model.detect_language(encoded)[0]]
+        language = best_language(probabilities, controls.languages)[0] if controls.languages else probabilities[0][0]
+    tokenizer = engine.tokenizer(language, controls.task or "transcribe")
+    before = tokenizer.encode(" " + controls.prompt) if controls.prompt else []
+    prompt = model.get_prompt(tokenizer, before, without_timestamps=True, hotwords=controls.hotwords)
+    result = model.model.generate(encoded, [prompt], beam_size=1, suppress_blank=True)
+    return str(tokenizer.decode(result[0].sequences_ids[0])).strip()
