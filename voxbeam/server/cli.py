@@ -259,6 +259,8 @@ def _limits(add: Any) -> None:
         type=_positive_float,
         default=30.0,
     )
+    modes = ["utterance", "incremental"]  # incremental: words committed as two decodes agree (engines/whisper_live.py)
+    add("--live_decoding", "whisper's live finals (default: %(default)s)", default=modes[0], choices=modes)
 
 
 def _uploads(add: Any) -> None:
@@ -336,6 +338,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> ServerConfig:
         max_message_size=args.max_message_size,
         max_text_chars=args.max_text_chars,
         max_utterance_s=args.max_utterance,
+        live_decoding=args.live_decoding,
         send_timeout=args.send_timeout,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,

@@ -20,6 +20,7 @@ class ServerConfig:
     no_auth: bool = False
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     decoders_per_worker: int = 3
+    live_decoding: str = "utterance"  # whisper's live streams: "utterance" or "incremental" (whisper_live.py)
     max_sessions: int = field(default_factory=lambda: SESSIONS_PER_CORE * (os.cpu_count() or 1))
     # Connections, handshaking or open, authenticated or not: past these, HTTP 503 before the upgrade.
     # Per address they are counted key by key: behind one proxy, one key cannot use up another's.

@@ -210,7 +210,7 @@ def build_context(config: ServerConfig) -> ServerContext:
             model,
             threads=threads,
             max_utterance_s=config.max_utterance_s,
-            engine_options={"decoders": config.decoders_per_worker},
+            engine_options={"decoders": config.decoders_per_worker, "live_decoding": config.live_decoding},
         ),
         tts_threads=threads,
         preload_voices=(voices.default,),

@@ -8,10 +8,13 @@ every core, results flow while audio does, memory stays bounded, and ``flush`` h
 Windows are decoded in batches: two or three cost ~20 % less CPU per window than one at a time. A short
 file is decoded whole at its flush.
 
-Live streams (audio at about real time) are endpointed on the same VAD as audio arrives: a greedy
-partial every second of speech, and a final from the same pipeline as bulk finals. Finals are split
-at sentence ends; ``text`` keeps Whisper's punctuation and casing, ``words`` the spoken words without
-punctuation. The design in full: voxbeam/server/README.md, "Architecture".
+Live streams (audio at about real time) are endpointed on the same VAD as audio arrives. By default
+(``whisper_utterance``) each utterance gets a greedy partial every second and, when it ends, a final from
+the same pipeline as bulk finals. With ``voxbeam serve --live_decoding incremental`` (``whisper_live``)
+the open utterance is decoded again every half second and words are committed once two decodes agree:
+finals sentence by sentence while the speech goes on. Finals are split at sentence ends; ``text`` keeps
+Whisper's punctuation and casing, ``words`` the spoken words without punctuation. The design in full:
+voxbeam/server/README.md, "Architecture".
 
 Which model files are loaded: ``whisper_models``; speech regions, round cuts, times snapped to
 speech and segments made finals: ``whisper_timing``.
@@ -31,7 +34,7 @@ from faster_whisper.vad import get_vad_model
 
 from voxbeam.audio import BYTES_PER_SAMPLE, PcmResampler
 from voxbeam.protocol_controls import SttControls
-from voxbeam.server.engines import whisper_models
+from voxbeam.server.engines import whisper_hypothesis, whisper_models
 from voxbeam.server.engines.base import (
     Deferred,
     Recognized,
@@ -41,7 +44,9 @@ from voxbeam.server.engines.base import (
     SttStream,
 )
 from voxbeam.server.engines.whisper_batch import OneWindowAtATime, transcribe_many
-from voxbeam.server.engines.whisper_controls import decode_options, fitted
+from voxbeam.server.engines.whisper_controls import best_language, decode_options, fitted
+from voxbeam.server.engines.whisper_hypothesis import Word
+from voxbeam.server.engines.whisper_live import MAX_BUFFER_S, LiveSession, live_final
 from voxbeam.server.engines.whisper_timing import RATE, finals_from, round_cuts, speech_regions, vad_probabilities
 from voxbeam.server.engines.whisper_utterance import UtteranceSession, guess
 
@@ -87,6 +92,8 @@ class WhisperEngine(SttEngine):
         self._pipelines = {beside: (BatchedInferencePipeline(self.model), threading.Lock()) for beside in (False, True)}
         self.vad = get_vad_model()
         self.multilingual = bool(self.model.model.is_multilingual)
+        # Live streams commit words as they come (whisper_live) or are decoded utterance by utterance.
+        self.incremental = settings.engine_options.get("live_decoding") == "incremental"
         self._tokenizers: dict[tuple[str, str], Any] = {}
 
     def open(
@@ -146,6 +153,28 @@ class WhisperEngine(SttEngine):
             )
         return finals, language, first.probability if first.language is not None else detected
 
+    def live_words(
+        self, audio: np.ndarray, offset_s: float, said: str, language: str | None, controls: SttControls
+    ) -> tuple[list[Word], str, float | None]:
+        """A live hypothesis of ``audio`` (a buffer of under 28 s at ``offset_s``; ``said``: the committed text
+        before it), see ``whisper_hypothesis``; the language and, when it was detected here, its probability."""
+        probability = None
+        if not self.multilingual:
+            language = "en"
+        elif language is None:
+            found = self.model.detect_language(audio=audio)[2]
+            if controls.languages:
+                language, probability = best_language(found, controls.languages)
+            else:
+                language, probability = found[0]
+        tokenizer = self.tokenizer(language, controls.task or "transcribe")
+        prompt = " ".join(p for p in (controls.prompt, said) if p)
+        previous = tokenizer.encode(" " + prompt) if prompt else []
+        words = whisper_hypothesis.decode(
+            self.model, tokenizer, audio, offset_s, previous, hotwords=controls.hotwords, beam_size=BEAM_SIZE
+        )
+        return words, language, probability
+
     def tokenizer(self, language: str, task: str) -> Any:
         tokenizer = self._tokenizers.get((language, task))
         if tokenizer is None:
@@ -199,6 +228,7 @@ class WhisperStream(SttStream):
         self._requested = language
         self._detect = detect
         self._resampler = PcmResampler(sample_rate, RATE)
+        self._max_buffer_s = min(MAX_BUFFER_S, engine.settings.max_utterance_s)
         self._reset()
 
     def _reset(self) -> None:
@@ -206,7 +236,7 @@ class WhisperStream(SttStream):
         self._probability: float | None = None
         self._buf = bytearray()  # bulk: 16 kHz s16le not yet cut off
         self._start = 0  # sample index of _buf[0] in this recognition session
-        self._live: UtteranceSession | None = None  # once audio has come live, until the session's end
+        self._live: LiveSession | UtteranceSession | None = None  # once audio has come live, until the session's end
 
     # -- SttStream ----------------------------------------------------------------------
 
@@ -239,9 +269,17 @@ class WhisperStream(SttStream):
 
     # -- live -----------------------------------------------------------------------------
 
-    def _live_session(self) -> UtteranceSession:
+    def _live_session(self) -> LiveSession | UtteranceSession:
         """The live decoding of this recognition session (begun with the audio so far, taken from the buffer)."""
-        if self._live is None:
+        if self._live is None and self._engine.incremental:
+            self._live = LiveSession(
+                self._hypothesis,
+                self._engine.speech_probabilities,
+                self._final,
+                start=self._start,
+                max_buffer_s=self._max_buffer_s,
+            )
+        elif self._live is None:
             self._live = UtteranceSession(
                 lambda pcm, start: self._decode(self._window(pcm, start)),
                 lambda audio: guess(self._engine, audio, self._language, self._controls),
@@ -255,6 +293,21 @@ class WhisperStream(SttStream):
         pcm, self._buf = bytes(self._buf), bytearray()
         self._start += len(pcm) // BYTES_PER_SAMPLE
         return pcm
+
+    def _hypothesis(self, audio: np.ndarray, offset_s: float, said: str) -> list[Word]:
+        words, language, probability = self._engine.live_words(audio, offset_s, said, self._language, self._controls)
+        if self._language is None:
+            self._language, self._probability = language, probability
+        return words
+
+    def _final(self, words: list[Word]) -> Recognized:
+        """Committed words (a sentence, or what an utterance ended with) as a final."""
+        return live_final(
+            words,
+            with_words=self._words,
+            language=self._language if self._detect or self._requested is None else None,
+            probability=self._probability,
+        )
 
     # -- bulk ---------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ VAD_WINDOW = 512  # samples Silero scores at a time
 VAD_CONTEXT = 64  # samples of the window before that Silero sees with each window
 
 
-def _clean_word(text: str) -> str:
+def clean_word(text: str) -> str:
     """A word as spoken: no surrounding whitespace or punctuation (inner apostrophes and hyphens stay)."""
     text = text.strip()
     start, end = 0, len(text)
@@ -176,7 +176,7 @@ def finals_from(
             timed = tuple(
                 WordTiming(clean, ms(offset_s + a), max(0, ms(b - a)), round(prob, 4))
                 for raw, a, b, prob in group
-                if (clean := _clean_word(raw))
+                if (clean := clean_word(raw))
             )
             if timed:
                 confidence = sum(x[3] for x in group) / len(group)
