@@ -19,6 +19,7 @@ against the references, next to each clip's bulk decode by the same server (``re
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
 from typing import Any
@@ -181,12 +182,13 @@ def run(ctx: Context) -> Result:
     pcms = [lead + corpus.read_wav(clips[c].path) + corpus.silence(0.3) for c in CLIPS]
     refs = [clips[c].text for c in CLIPS]
     key = "live-bench-key-000000000000"
-    server = LocalServer(api_keys=[key], workers=ctx.workers, extra_args=["--live_capacity", "8"],
-                         log_path=str(ctx.results_dir / "live.log"))  # fmt: skip
+    decoding = os.environ.get("VOXBEAM_BENCH_LIVE_DECODING", "utterance")  # voxbeam serve --live_decoding
+    server = LocalServer(api_keys=[key], workers=ctx.workers, log_path=str(ctx.results_dir / "live.log"),
+                         extra_args=["--live_capacity", "8", "--live_decoding", decoding])  # fmt: skip
     server.start()
     url = f"{server.url}{protocol.STT_PATH}?token={key}"
     bulk_pcm = corpus.read_wav(clips[CLIPS[0]].path)
-    res.config = {"workers": ctx.workers, "clips": CLIPS, "bulk_s": BULK_S}
+    res.config = {"workers": ctx.workers, "clips": CLIPS, "bulk_s": BULK_S, "live_decoding": decoding}
     try:
         asyncio.run(request(url, pcms[0], realtime=False))  # warm-up
         bulk_texts = [asyncio.run(request(url, pcm, realtime=False))["text"] for pcm in pcms]
