@@ -145,3 +145,15 @@ def test_incremental_live_decoding_prompts_with_the_committed_text_and_decodes_o
     assert all(end - offset >= 1.0 for offset, end, _ in recognizer.calls[:-1])
     # Nor more than Whisper's window.
     assert all(end - offset < 28 for offset, end, _ in recognizer.calls)
+
+
+def test_a_hypothesis_is_cut_where_whisper_loops_but_not_where_a_speaker_repeats_a_word():
+    from voxbeam.server.engines.whisper_live import _without_loop
+
+    def words(text: str) -> list[Word]:
+        return [Word(i * 0.3, i * 0.3 + 0.2, " " + w, 0.9) for i, w in enumerate(text.split())]
+
+    looped = words("All right, thanks. All right, thanks.")
+    assert [w.text for w in _without_loop(looped)] == [" All", " right,", " thanks."]
+    said = words("here are some more words, words, words, words. And that")
+    assert _without_loop(said) == said

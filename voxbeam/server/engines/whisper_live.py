@@ -309,11 +309,11 @@ def live_final(words: list[Word], *, with_words: bool, language: str | None, pro
 def _without_loop(words: list[Word], shortest: int = 2) -> list[Word]:
     """``words`` up to where a run of at least ``shortest`` words comes again at once: Whisper looping over
     audio it has run out of ("Alright, thanks. Alright, thanks."), not a speaker (who repeats a word: "words,
-    words, words")."""
+    words, words, words" is no run of two)."""
     keys = [w.key for w in words]
     for i in range(len(keys)):
         for n in range(shortest, (len(keys) - i) // 2 + 1):
-            if keys[i : i + n] == keys[i + n : i + 2 * n]:
+            if keys[i : i + n] == keys[i + n : i + 2 * n] and len(set(keys[i : i + n])) > 1:
                 return words[: i + n]
     return words
 
