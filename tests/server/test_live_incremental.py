@@ -98,3 +98,13 @@ def test_the_server_option_reaches_the_engine():
     assert config_from_args(["--no_auth", "--live_decoding", "incremental"]).live_decoding == "incremental"
     with pytest.raises(SystemExit):
         config_from_args(["--no_auth", "--live_decoding", "sometimes"])
+
+
+def test_the_server_admits_fewer_incremental_live_streams_for_the_same_speed():
+    from voxbeam.server.context import engine_options
+
+    by_utterance = WhisperEngine.live_cost_with(engine_options(config_from_args(["--no_auth"])))
+    incremental = WhisperEngine.live_cost_with(
+        engine_options(config_from_args(["--no_auth", "--live_decoding", "incremental"]))
+    )
+    assert by_utterance == WhisperEngine.live_cost and incremental > by_utterance

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from voxbeam import protocol as p
 from voxbeam.protocol import ErrorCode
@@ -113,7 +114,8 @@ class ServerContext:
         if self.config.live_capacity is not None:
             return self.config.live_capacity
         rate = self.bulk_rate
-        return None if rate is None else max(1, int(rate * LIVE_SHARE / stt_engine(self.config.stt_engine).live_cost))
+        cost = stt_engine(self.config.stt_engine).live_cost_with(engine_options(self.config))
+        return None if rate is None else max(1, int(rate * LIVE_SHARE / cost))
 
     def admit(self, service: str, key_label: str, live: bool | None = None) -> str:
         """Take a session slot for a session's first init; why not, when it cannot have one.
@@ -186,6 +188,11 @@ class ServerContext:
         self.metrics.error(code)
 
 
+def engine_options(config: ServerConfig) -> dict[str, Any]:
+    """The engines' own settings (``SttSettings.engine_options``) from the server's options."""
+    return {"decoders": config.decoders_per_worker, "live_decoding": config.live_decoding}
+
+
 def build_context(config: ServerConfig) -> ServerContext:
     """Resolve the STT model and the voice catalog, and set up (not start) the workers.
 
@@ -210,7 +217,7 @@ def build_context(config: ServerConfig) -> ServerContext:
             model,
             threads=threads,
             max_utterance_s=config.max_utterance_s,
-            engine_options={"decoders": config.decoders_per_worker, "live_decoding": config.live_decoding},
+            engine_options=engine_options(config),
         ),
         tts_threads=threads,
         preload_voices=(voices.default,),

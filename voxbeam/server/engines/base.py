@@ -123,6 +123,11 @@ class SttEngine(abc.ABC):
     live_cost: ClassVar[float] = 1.0
 
     @classmethod
+    def live_cost_with(cls, options: Mapping[str, Any]) -> float:
+        """``live_cost`` with the engine options it runs with (``SttSettings.engine_options``)."""
+        return cls.live_cost
+
+    @classmethod
     @abc.abstractmethod
     def resolve(cls, model: str | None) -> SttModel:
         """Find and verify the model's weights (server process, at start); raises ``ModelError``."""

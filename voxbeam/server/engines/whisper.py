@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +70,13 @@ class WhisperEngine(SttEngine):
     # Partials re-encode the utterance so far every second, and a final is decoded alone, not in a
     # batch: bench/fairness.py measured 5.6 (2 cores, tiny.en).
     live_cost = 5.5
+    # --live_decoding incremental decodes the open utterance again every half second: bench/live.py measured
+    # 6.4 and 7.4 (2 live streams on 2 cores, beside another engineer's load).
+    INCREMENTAL_LIVE_COST = 7.5
+
+    @classmethod
+    def live_cost_with(cls, options: Mapping[str, Any]) -> float:
+        return cls.INCREMENTAL_LIVE_COST if options.get("live_decoding") == "incremental" else cls.live_cost
 
     @classmethod
     def resolve(cls, model: str | None) -> SttModel:
