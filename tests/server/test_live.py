@@ -157,3 +157,14 @@ def test_a_hypothesis_is_cut_where_whisper_loops_but_not_where_a_speaker_repeats
     assert [w.text for w in _without_loop(looped)] == [" All", " right,", " thanks."]
     said = words("here are some more words, words, words, words. And that")
     assert _without_loop(said) == said
+
+
+def test_a_flush_after_a_backlog_never_decodes_more_than_whispers_window():
+    # 40 s of speech pushed while the worker was behind (no processing), then the flush: endpointed and
+    # decoded in pieces, none near 30 s.
+    recognizer = _Recognizer()
+    session = LiveSession(recognizer, _score, _final, start=0)
+    t = np.arange(40 * 16000) / 16000
+    session.push(np.where((t % 4) < 3.5, 8000, 0).astype("<i2").tobytes(), process=False)
+    session.finish()
+    assert recognizer.calls and all(end - offset <= 21 for offset, end, _ in recognizer.calls), recognizer.calls

@@ -10,7 +10,8 @@ after them, so it stays short and cheap to decode. Partials show the committed w
 
 When Silero hears the utterance end (``END_SILENCE_S`` of silence), or at ``flush``, the last hypothesis is
 committed whole: decoded again only when it did not already hear the end of the speech. A buffer never
-reaches Whisper's 30 s window: past ``MAX_BUFFER_S`` it is cut at its last committed word.
+reaches Whisper's 30 s window: past ``MAX_BUFFER_S`` it is cut at its last committed word, and 5 s later
+an utterance no two hypotheses agreed on is ended there, as ``--max_utterance`` ends one by utterance.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ CUT_SLACK_S = 0.15  # how far before a sentence's last word ends the buffer may 
 # While an utterance goes on, its buffer is cut at sentence ends only past this long: more audio before the
 # words being decided helped Whisper (tiny.en, human speech: WER 0.13 -> 0.115 against 0.06 in bulk).
 KEEP_S = 8.0
+BACKLOG_S = 5.0  # audio not yet endpointed that the flush endpoints before decoding the tail
 PROMPT_CHARS = 200  # committed text before the buffer given as the prompt (whisper_streaming's)
 _SENTENCE_END = (".", "?", "!", "。", "？", "！")  # noqa: RUF001 - full-width sentence ends
 
@@ -121,6 +123,8 @@ class LiveSession:
 
     def finish(self) -> list[Recognized]:
         """Every remaining final (the end of the recognition session)."""
+        # A backlog (pushed while the worker was behind) is endpointed first: no decode outgrows the window.
+        out = self.push(b"") if self.backlog_s >= BACKLOG_S else []
         self._score_new()
         heard = any(p >= SPEECH_THRESHOLD for p in self._probs[self._scanned :])
         if self._open or heard or self._tentative:
@@ -129,7 +133,7 @@ class LiveSession:
                 self._agree(self._decode_buffer(end), everything=True)
             else:
                 self._agree([], everything=True)
-        return self._finals(everything=True)
+        return out + self._finals(everything=True)
 
     # -- decoding -------------------------------------------------------------------------
 
@@ -159,7 +163,9 @@ class LiveSession:
             self._agree(self._decode_buffer(windows * WINDOW), everything=True)
         else:
             self._agree([], everything=True)
-        return self._finals(everything=True)
+        out = self._finals(everything=True)
+        self._cut(self._time(windows) - PAD_S)  # (what follows may be more of a backlog)
+        return out
 
     def _decode_buffer(self, end: int) -> list[Word]:
         """The hypothesis for the buffer's first ``end`` samples (dropping words before the last committed one)."""
