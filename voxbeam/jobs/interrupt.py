@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import logging
 import os
 import shutil
 import signal
@@ -138,6 +139,11 @@ class CtrlC:
             return
         if time.monotonic() - self._pressed_at < SAME_PRESS_SECONDS:
             return
+        # Beam's threads go on until the exit below, and the cleanup removes files from under them: a
+        # FinalizeWrite that then missed its temp file logged an ERROR with a traceback after the user had
+        # asked to quit. Nothing they say from here on is news; our own line below says what happened.
+        logging.disable(logging.CRITICAL)
+        threading.excepthook = lambda args: None
         written = self._emergency.run()
         done = self._tracker.done
         outcome = (
