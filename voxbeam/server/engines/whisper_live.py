@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
@@ -32,6 +31,7 @@ from voxbeam.server.engines.whisper_utterance import (
     SILENCE_THRESHOLD,
     SPEECH_THRESHOLD,
     WINDOW,
+    ScoredAudio,
     Scorer,
 )
 
@@ -57,19 +57,15 @@ Decoder = Callable[[np.ndarray, float, str], list[Word]]
 Finalizer = Callable[[list[Word]], Recognized]
 
 
-class LiveSession:
+class LiveSession(ScoredAudio):
     """One live recognition session's audio and words (see the module's docstring)."""
 
     def __init__(
         self, decode: Decoder, score: Scorer, finalize: Finalizer, *, start: int, max_buffer_s: float = MAX_BUFFER_S
     ) -> None:
-        self._decode, self._score, self._finalize = decode, score, finalize
+        super().__init__(score, start=start)
+        self._decode, self._finalize = decode, finalize
         self._max_buffer_s = max_buffer_s
-        self._pcm = bytearray()  # 16 kHz s16le from sample _start of the session: the buffer
-        self._start = start
-        self._probs: list[float] = []  # Silero's speech probability per window from _start
-        self._vad_state: Any = None
-        self._tail = np.zeros(WINDOW, np.float32)  # the last window scored (look-behind for the next)
         self._scanned = 0  # windows the endpointing has seen
         self._open = False  # an utterance goes on (speech heard, its end not yet)
         self._silence = 0  # windows of silence since its last speech
@@ -84,11 +80,6 @@ class LiveSession:
         self._boundary: Word | None = None  # the last final's last word, while the buffer is not yet cut after it
         self._committed: list[Word] = []  # every word committed in this recognition session
         self.decode_seconds = 0.0  # wall time spent decoding (tests and benchmarks read it)
-
-    @property
-    def backlog_s(self) -> float:
-        """Audio buffered but not yet scored (pushed with ``process`` off)."""
-        return (len(self._pcm) // BYTES_PER_SAMPLE - len(self._probs) * WINDOW) / RATE
 
     @property
     def committed(self) -> tuple[Word, ...]:
@@ -271,22 +262,6 @@ class LiveSession:
         self._said += "".join(w.text for w in gone)
         self._said = self._said[-4 * PROMPT_CHARS :]
         self._in_buffer = self._in_buffer[len(gone) :]
-
-    def _score_new(self) -> None:
-        """Silero over the whole windows not yet scored."""
-        done = len(self._probs)
-        available = len(self._pcm) // BYTES_PER_SAMPLE // WINDOW
-        if available <= done:
-            return
-        lo = max(0, done - 1) * WINDOW
-        chunk = np.frombuffer(self._pcm, "<i2", count=available * WINDOW)[lo:].astype(np.float32) / 32768.0
-        if not done and self._vad_state is None:
-            chunk = np.concatenate([np.zeros(WINDOW, np.float32), chunk])  # silence before the session
-        elif not done:  # the window before this one was cut off with the silence: its end still counts
-            chunk = np.concatenate([self._tail, chunk])
-        probs, self._vad_state = self._score(chunk, self._vad_state)
-        self._probs.extend(float(x) for x in probs)
-        self._tail = chunk[-WINDOW:]
 
     def _time(self, windows: int) -> float:
         """Session time (s) at the end of ``windows`` windows of the buffer."""

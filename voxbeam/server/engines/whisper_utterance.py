@@ -40,28 +40,53 @@ UtteranceDecoder = Callable[[bytes, int], list[Recognized]]
 Guess = Callable[[np.ndarray], str]
 
 
-class UtteranceSession:
-    """One live recognition session decoded utterance by utterance (see the module's docstring)."""
+class ScoredAudio:
+    """A live session's buffered audio and Silero's speech probability for each of its whole windows."""
 
-    def __init__(self, decode: UtteranceDecoder, guess: Guess, score: Scorer, *, start: int, max_utt_s: float) -> None:
-        self._decode, self._guess, self._score = decode, guess, score
-        self._max_utt = int(max_utt_s * RATE)
-        self._buf = bytearray()  # 16 kHz s16le from sample _start of the session
+    def __init__(self, score: Scorer, *, start: int) -> None:
+        self._score = score
+        self._pcm = bytearray()  # 16 kHz s16le from sample _start of the session
         self._start = start
         self._probs: list[float] = []  # speech probability per window from _start
         self._vad_state: Any = None
-        self._utt: int | None = None  # window index where the open utterance starts
-        self._silence = 0  # windows of silence since the utterance's last speech
-        self._partial_at = 0  # window index of the last partial
+        self._tail = np.zeros(WINDOW, np.float32)  # the last window scored (look-behind for the next)
 
     @property
     def backlog_s(self) -> float:
         """Audio buffered but not yet scored (pushed with ``process`` off)."""
-        return (len(self._buf) // BYTES_PER_SAMPLE - len(self._probs) * WINDOW) / RATE
+        return (len(self._pcm) // BYTES_PER_SAMPLE - len(self._probs) * WINDOW) / RATE
+
+    def _score_new(self) -> None:
+        """Silero over the whole windows not yet scored."""
+        done = len(self._probs)
+        available = len(self._pcm) // BYTES_PER_SAMPLE // WINDOW
+        if available <= done:
+            return
+        lo = max(0, done - 1) * WINDOW
+        chunk = np.frombuffer(self._pcm, "<i2", count=available * WINDOW)[lo:].astype(np.float32) / 32768.0
+        if not done and self._vad_state is None:
+            chunk = np.concatenate([np.zeros(WINDOW, np.float32), chunk])  # silence before the session
+        elif not done:  # the window before this one was cut off with the silence: its end still counts
+            chunk = np.concatenate([self._tail, chunk])
+        probs, self._vad_state = self._score(chunk, self._vad_state)
+        self._probs.extend(float(x) for x in probs)
+        self._tail = chunk[-WINDOW:]
+
+
+class UtteranceSession(ScoredAudio):
+    """One live recognition session decoded utterance by utterance (see the module's docstring)."""
+
+    def __init__(self, decode: UtteranceDecoder, guess: Guess, score: Scorer, *, start: int, max_utt_s: float) -> None:
+        super().__init__(score, start=start)
+        self._decode, self._guess = decode, guess
+        self._max_utt = int(max_utt_s * RATE)
+        self._utt: int | None = None  # window index where the open utterance starts
+        self._silence = 0  # windows of silence since the utterance's last speech
+        self._partial_at = 0  # window index of the last partial
 
     def push(self, pcm: bytes, *, process: bool = True) -> list[Recognized]:
         """Buffer ``pcm``; with ``process``, score it, close utterances that ended and give the open one a partial."""
-        self._buf += pcm
+        self._pcm += pcm
         return self._live() if process else []
 
     def finish(self) -> list[Recognized]:
@@ -72,16 +97,11 @@ class UtteranceSession:
         return out
 
     def _audio(self, start: int, end: int) -> np.ndarray:
-        return np.frombuffer(self._buf, "<i2")[start:end].astype(np.float32) / 32768.0
+        return np.frombuffer(self._pcm, "<i2")[start:end].astype(np.float32) / 32768.0
 
     def _live(self) -> list[Recognized]:
         done = len(self._probs)
-        available = len(self._buf) // BYTES_PER_SAMPLE // WINDOW
-        if available > done:
-            chunk = self._audio(max(0, done - 1) * WINDOW, available * WINDOW)
-            chunk = chunk if done else np.concatenate([np.zeros(WINDOW, np.float32), chunk])  # silence before
-            probs, self._vad_state = self._score(chunk, self._vad_state)
-            self._probs.extend(float(x) for x in probs)
+        self._score_new()
         out: list[Recognized] = []
         end_windows = int(END_SILENCE_S * RATE / WINDOW)
         for i in range(done, len(self._probs)):
@@ -104,9 +124,9 @@ class UtteranceSession:
         """The open utterance's finals, from its start (with a little pre-roll) to ``end_window``."""
         assert self._utt is not None
         lo = max(0, self._utt * WINDOW - int(PAD_S * RATE))
-        hi = min(len(self._buf) // BYTES_PER_SAMPLE, end_window * WINDOW + int(PAD_S * RATE))
+        hi = min(len(self._pcm) // BYTES_PER_SAMPLE, end_window * WINDOW + int(PAD_S * RATE))
         self._utt, self._silence = None, 0
-        return self._decode(bytes(self._buf[lo * BYTES_PER_SAMPLE : hi * BYTES_PER_SAMPLE]), self._start + lo)
+        return self._decode(bytes(self._pcm[lo * BYTES_PER_SAMPLE : hi * BYTES_PER_SAMPLE]), self._start + lo)
 
     def _partial(self, audio: np.ndarray, start: int) -> list[Recognized]:
         if len(audio) < RATE // 10:
@@ -119,7 +139,7 @@ class UtteranceSession:
         keep_from = self._utt if self._utt is not None else len(self._probs)
         drop = max(0, keep_from - int(PAD_S * RATE / WINDOW) - 1)
         if drop:
-            del self._buf[: drop * WINDOW * BYTES_PER_SAMPLE]
+            del self._pcm[: drop * WINDOW * BYTES_PER_SAMPLE]
             del self._probs[:drop]
             self._start += drop * WINDOW
             if self._utt is not None:
