@@ -170,11 +170,7 @@ class WhisperEngine(SttEngine):
         if not self.multilingual:
             language = "en"
         elif language is None:
-            found = self.model.detect_language(audio=audio)[2]
-            if controls.languages:
-                language, probability = best_language(found, controls.languages)
-            else:
-                language, probability = found[0]
+            language, probability = best_language(self.model.detect_language(audio=audio)[2], controls.languages or ())
         tokenizer = self.tokenizer(language, controls.task or "transcribe")
         prompt = " ".join(p for p in (controls.prompt, said) if p)
         previous = tokenizer.encode(" " + prompt) if prompt else []

@@ -45,9 +45,10 @@ def decode_options(controls: SttControls) -> dict[str, Any]:
 
 
 def best_language(probabilities: Iterable[tuple[str, float]], candidates: Sequence[str]) -> tuple[str, float]:
-    """The most probable of ``candidates`` among faster-whisper's (code, probability) pairs, and its probability."""
+    """The most probable of ``candidates`` (none: of all) among faster-whisper's (code, probability) pairs, and
+    its probability."""
     allowed = set(candidates)
-    found = [(code, p) for code, p in probabilities if code in allowed]
+    found = [(code, p) for code, p in probabilities if code in allowed or not allowed]
     if not found:  # (the server admits only the model's own codes)
         return candidates[0], 0.0
     code, p = max(found, key=lambda pair: pair[1])

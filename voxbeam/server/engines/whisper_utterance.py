@@ -165,7 +165,7 @@ def guess(engine: Any, audio: np.ndarray, language: str | None, controls: SttCon
         language = "en"
     elif language is None:
         probabilities = [(token[2:-2], p) for token, p in model.model.detect_language(encoded)[0]]
-        language = best_language(probabilities, controls.languages)[0] if controls.languages else probabilities[0][0]
+        language = best_language(probabilities, controls.languages or ())[0]
     tokenizer = engine.tokenizer(language, controls.task or "transcribe")
     before = tokenizer.encode(" " + controls.prompt) if controls.prompt else []
     prompt = model.get_prompt(tokenizer, before, without_timestamps=True, hotwords=controls.hotwords)
