@@ -109,6 +109,17 @@ def test_a_redacting_session_masks_finals_words_and_every_partial(server, card):
             assert not re.search(rf"(?<![\w,]){n}(?![\w,])", logged.replace(",", "")), n
 
 
+def test_a_number_split_over_two_live_finals_is_masked_in_both(server):
+    """A pause in the middle of the number ends the live utterance: its second half is a final of its own, with
+    no cue and too few digits to be anything alone. The server reads each final with the end of the one before."""
+    said = [asyncio.run(h.tts_pcm(server, [text])) for text in ("My card is 4111 1111", "1111 1111.")]
+    pcm = h.silence(0.3) + said[0] + h.silence(1.2) + said[1] + h.silence(0.8)
+    finals = h.finals(asyncio.run(_live(server, pcm, language="en-US", redact="all")))
+    assert len(finals) >= 2, finals  # the pause cut the utterance: else this test shows nothing
+    assert not any(_raw(f["text"]) for f in finals), finals
+    assert [e["type"] for e in finals[-1]["entities"]] == ["CARD_NUMBER"], finals
+
+
 BAD = [
     ({"redact": ["CARD_NUMBER", "SHOE_SIZE"]}, "UNSUPPORTED_OPTION", "'redact': unknown redaction type(s): SHOE_SIZE"),
     ({"redact": 7}, "INVALID_MESSAGE", "'redact' must be"),

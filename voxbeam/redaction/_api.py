@@ -70,12 +70,24 @@ def find(
     region: str | None = None,
     language: str | None = None,
     partial: bool = False,
+    before: Sequence[WordLike] = (),
+    open_end: bool = False,
 ) -> list[Entity]:
-    """Entities of ``types`` in ``words``: non-overlapping, in order."""
+    """Entities of ``types`` in ``words``: non-overlapping, in order.
+
+    For a session's finals one after another: ``before``, words said just before, read for context only; an
+    entity that began in them is reported for its part in ``words``, so a number split over two finals is
+    still found. ``open_end``: more may follow, so a number that ends ``words`` near its cue goes whatever its
+    length.
+    """
     wanted = _types(types)
-    spans = Scan([w.word for w in words], wanted, region_for(region, language), partial).spans()
+    raw = [w.word for w in [*before, *words]]
+    spans = Scan(raw, wanted, region_for(region, language), partial, open_end).spans()
     out = []
-    for first, last, kind, confidence in spans:
+    for first_read, last_read, kind, confidence in spans:
+        if last_read < len(before):
+            continue
+        first, last = max(first_read - len(before), 0), last_read - len(before)
         start = min(w.offset_ms for w in words[first : last + 1])
         end = max(w.offset_ms + w.duration_ms for w in words[first : last + 1])
         out.append(Entity(kind, start, end, confidence, first, last))
@@ -91,11 +103,14 @@ def redact(
     language: str | None = None,
     profanity: str | None = None,
     partial: bool = False,
+    before: Sequence[WordLike] = (),
+    open_end: bool = False,
 ) -> Redacted:
-    """``words`` (and ``text``, if given; else the redacted words joined) with entities replaced."""
+    """``words`` (and ``text``, if given; else the redacted words joined) with entities replaced; ``before`` and
+    ``open_end`` as for ``find``."""
     _check_profanity(profanity)
     types = _types(types)
-    entities = find(words, types, region=region, language=language, partial=partial)
+    entities = find(words, types, region=region, language=language, partial=partial, before=before, open_end=open_end)
     if text is not None and words:
         entities = _text_entities(words, text, entities, types, region_for(region, language), partial)
     starts = {e.first_word: e for e in entities}

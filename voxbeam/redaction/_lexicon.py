@@ -89,7 +89,9 @@ def tens_digits(w: str, nxt: str) -> str | None:
 class Words:
     """A word list's normalised forms and cue positions, and the spans detectors find in it."""
 
-    def __init__(self, raw: Sequence[str], wanted: frozenset[str], region: str, partial: bool) -> None:
+    def __init__(
+        self, raw: Sequence[str], wanted: frozenset[str], region: str, partial: bool, open_end: bool = False
+    ) -> None:
         self.n = len(raw)
         self.raw = raw
         self.core = [w.strip(STRIP) for w in raw]
@@ -97,6 +99,7 @@ class Words:
         self.wanted = wanted
         self.region = region
         self.partial = partial
+        self.open_end = open_end  # a final that more may follow (a live session's): its last number may go on
         self.cues: dict[str, list[int]] = {}
         for i, low in enumerate(self.low):
             for cat in CUES.get(cue_key(low), ()):

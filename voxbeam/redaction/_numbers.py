@@ -50,6 +50,11 @@ HELD_CUES = (
 # whole groups ("4,111, 1111,111" for four groups of four was heard once in 48 renders), and the part
 # heard is still cardholder data. 10 digits: a 16-digit card with six lost, a 13-digit one with three.
 CARD_CUED_DIGITS = 10
+# Such a run short of 16 digits takes in the run after it across this many stray words: tiny.en heard the last
+# group of "4111 1111 1111 1111" as "in 1,111", in the rest of a window it decoded again, and those four digits
+# stood alone, readable. What it costs: a number said right after a short card ("..., expiring 0925") goes too.
+CARD_STRAY_WORDS = 1
+CARD_MAX_DIGITS = 19
 
 
 def written_digits(core: str) -> str | None:
@@ -153,7 +158,24 @@ class NumberScan(Words):
                 runs[-1].append(g)
             else:
                 runs.append([g])
-        return [r for r in runs if not all(g.weak for g in r)]
+        out: list[list[Group]] = []
+        for r in runs:
+            if all(g.weak for g in r):
+                continue
+            if out and self._card_tail(out[-1], r):
+                out[-1] = out[-1] + r
+            else:
+                out.append(r)
+        return out
+
+    def _card_tail(self, card: list[Group], tail: list[Group]) -> bool:
+        """``tail`` is what is left of a card that ``card`` began: see ``CARD_STRAY_WORDS``."""
+        have = sum(len(g.digits) for g in card)
+        if not CARD_CUED_DIGITS <= have < 16 or have + sum(len(g.digits) for g in tail) > CARD_MAX_DIGITS:
+            return False
+        return tail[0].first - card[-1].last - 1 <= CARD_STRAY_WORDS and self._near(
+            ("card",), card[0].first, card[-1].last
+        )
 
     def _joined(self, last: int, first: int) -> bool:
         gap = range(last + 1, first)
@@ -168,6 +190,10 @@ class NumberScan(Words):
         total = len(digits)
         if self.partial and self.wanted & DIGIT_TYPES:
             self._held(first, last, total)
+        elif self.open_end and last == self.n - 1 and (named := self._cue_type(first, last)) is not None:
+            # The number may go on in the next final, which reads this one again (``find``'s ``before``): what
+            # was said of it so far goes as what its cue names, however short.
+            self._add(first, last, named, 0.5)
         if total < 7:
             return
         luhn_found = False
@@ -175,7 +201,7 @@ class NumberScan(Words):
         for a in range(len(run)):
             for b in range(a, len(run)):
                 size = offs[b + 1] - offs[a]
-                if size > 19:
+                if size > CARD_MAX_DIGITS:
                     break
                 s = digits[offs[a] : offs[b + 1]]
                 f, t = run[a].first, run[b].last
@@ -193,12 +219,16 @@ class NumberScan(Words):
         """A live partial's number, masked wherever it is: it may still grow into an entity, or a cue said
         after it make it one. Named by a cue near it, else ``HELD`` (kept even when the cue's type is not
         wanted). Under ``PARTIAL_DIGITS`` only at the partial's end right after a cue ("my card number is 4")."""
-        cue = next((kind for cats, kind in HELD_CUES if self._near(cats, first, last)), None)
+        cue = self._cue_type(first, last)
         if total < PARTIAL_DIGITS and (cue is None or last != self.n - 1):
             return
         if cue is not None:
             self._add(first, last, cue, 0.5)
         self._add(first, last, HELD, 0.0)
+
+    def _cue_type(self, first: int, last: int) -> str | None:
+        """The type the surest cue near a number names, if any."""
+        return next((kind for cats, kind in HELD_CUES if self._near(cats, first, last)), None)
 
     def _national(self, s: str, f: int, t: int) -> None:
         size = len(s)

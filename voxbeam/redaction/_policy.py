@@ -62,10 +62,17 @@ class Policy:
         offset_ms: int = 0,
         duration_ms: int = 0,
         language: str | None = None,
+        before: Sequence[WordLike] | None = None,
     ) -> Redacted:
-        """A final transcript redacted: its words (or, without any, its tokens spanning its time) and its text."""
+        """A final transcript redacted: its words (or, without any, its tokens spanning its time) and its text.
+
+        ``before``: when it is one of a session's finals, the words said before it (see ``find``); None: it is
+        the whole transcript."""
         timed: Sequence[WordLike] = words or as_words(text, offset_ms, duration_ms)
-        return redact(timed, self.types, text=text, region=self.region(language), profanity=self.profanity)
+        region, more = self.region(language), before is not None
+        return redact(
+            timed, self.types, text=text, region=region, profanity=self.profanity, before=before or (), open_end=more
+        )
 
     def partial(self, text: str, language: str | None = None) -> str:
         """A live partial's text redacted, with the stricter policy for speech still under way

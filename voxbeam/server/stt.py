@@ -23,7 +23,7 @@ from voxbeam.audio import BYTES_PER_SAMPLE
 from voxbeam.protocol import ErrorCode
 from voxbeam.protocol_controls import SttControls
 from voxbeam.redaction import Policy
-from voxbeam.server.engines.base import Deferred, Recognized, SttModel
+from voxbeam.server.engines.base import Deferred, Recognized, SttModel, WordTiming
 from voxbeam.server.engines.diarization import Turn
 from voxbeam.server.errors import EngineError, WorkerDied, WorkerUnavailable
 from voxbeam.server.session import ByteBudget, Session
@@ -47,6 +47,9 @@ MAX_DEFERRED_MS = 120_000
 # stretch is being decoded holds up the pushes behind it (each an item of a few hundred bytes). This
 # many keep the reader going meanwhile (100 s of 100 ms chunks: enough to cut the next round).
 STT_OUT_QUEUE = 1024
+# The words before a final that a redacting session reads with it: a card's or phone's digits split over
+# finals, and the cue said a few words before them (the detectors look about this far back for a cue).
+CONTEXT_WORDS = 16
 
 
 def model_language(model: SttModel, requested: str | None, detect: bool) -> str | None:
@@ -131,6 +134,8 @@ class SttSession(Session):
         # A diarizing session's speaker bounds (None: not diarizing), and its finals held until flush, by request.
         self._speakers: tuple[int | None, int | None] | None = None
         self._held: dict[str, list[Recognized]] = {}
+        # A redacting session's last final's end, by request: a number can go on in the next final.
+        self._said: dict[str, tuple[WordTiming, ...]] = {}
 
     # -- init ---------------------------------------------------------------------------
 
@@ -302,8 +307,12 @@ class SttSession(Session):
         return [self._redacted(r, request_id, self._redaction) for r in results]
 
     def _redacted(self, r: Recognized, request_id: str, policy: Policy) -> p.ServerMessage:
+        language = r.language or self._language
+        before = self._said.get(request_id, ())
+        if r.is_final:
+            self._said[request_id] = (*before, *(r.words or ()))[-CONTEXT_WORDS:]
         try:
-            return redacted(r, request_id, policy, words=self._timestamps, language=r.language or self._language)
+            return redacted(r, request_id, policy, words=self._timestamps, language=language, before=before)
         except Exception as exc:  # a bug must not send the text unredacted, nor log it (only the error's type)
             log.error("redaction failed (%s); transcript withheld", type(exc).__name__)
             return p.error(ErrorCode.INTERNAL_ERROR, "redaction failed; this transcript was withheld", request_id)
@@ -338,6 +347,7 @@ class SttSession(Session):
                 )
             )
         out.append(p.FlushDone(request_id))
+        self._said.pop(request_id, None)
         self._stream_ended(request_id)
         return out
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 from voxbeam import protocol as p
 from voxbeam.protocol import ErrorCode
-from voxbeam.redaction import Policy, parse_types
+from voxbeam.redaction import Policy, WordLike, parse_types
 from voxbeam.server.engines.base import Recognized
 
 # What /healthz ``capabilities`` adds to the model's controls: the init extensions every model honours,
@@ -34,14 +35,25 @@ def redaction_policy(msg: p.SttInit) -> Policy | None:
     return policy if policy.enabled else None
 
 
-def redacted(r: Recognized, request_id: str, policy: Policy, *, words: bool, language: str | None) -> p.Transcript:
+def redacted(
+    r: Recognized,
+    request_id: str,
+    policy: Policy,
+    *,
+    words: bool,
+    language: str | None,
+    before: Sequence[WordLike],
+) -> p.Transcript:
     """``r`` as a transcript with ``policy`` applied: a partial's text (the stricter partial policy), or a
     final's text and words, with its ``entities``. ``words``: whether the client asked for word timings
-    (the engine times words for a redacting session either way, so that entities have their times)."""
+    (the engine times words for a redacting session either way, so that entities have their times);
+    ``before``: the session's words before it (see ``Policy.final``)."""
     out = transcript(r, request_id)
     if not r.is_final:
         return dataclasses.replace(out, text=policy.partial(r.text, language))
-    done = policy.final(r.words, r.text, offset_ms=r.offset_ms, duration_ms=r.duration_ms, language=language)
+    done = policy.final(
+        r.words, r.text, offset_ms=r.offset_ms, duration_ms=r.duration_ms, language=language, before=before
+    )
     return dataclasses.replace(
         out,
         text=done.text,
