@@ -31,6 +31,9 @@ from voxbeam.server.engines.whisper_timing import RATE, WINDOW_S
 PIPELINE_VAD = VadOptions(max_speech_duration_s=WINDOW_S, min_silence_duration_ms=160)
 # Silence between the clips laid end to end (in no clip, so never decoded).
 _GAP = np.zeros(RATE // 2, dtype=np.float32)
+# Speech left after a chunk's last word that is decoded again, on its own (see ``_unheard``).
+UNHEARD_S = 2.0
+UNHEARD_PASSES = 3
 
 
 class OneWindowAtATime(WhisperModel):
@@ -89,10 +92,10 @@ def transcribe_many(
     pieces: list[tuple[int, np.ndarray, dict[str, float]]] = []  # (audio index, chunk, its metadata)
     speech: list[list[dict[str, int]]] = []
     for i, audio in enumerate(audios):
-        found = get_speech_timestamps(audio, PIPELINE_VAD)
-        speech.append(found)
-        if found:
-            chunks, metadata = collect_chunks(audio, found, max_duration=WINDOW_S)
+        regions = get_speech_timestamps(audio, PIPELINE_VAD)
+        speech.append(regions)
+        if regions:
+            chunks, metadata = collect_chunks(audio, regions, max_duration=WINDOW_S)
             pieces += [(i, chunk, meta) for chunk, meta in zip(chunks, metadata, strict=True) if len(chunk)]
     out: list[list[Any]] = [[] for _ in audios]
     if not pieces:
@@ -102,6 +105,19 @@ def transcribe_many(
         # The pipeline's own detection (the first 30 s of speech), then the likeliest of the candidates.
         _, _, probabilities = pipeline.model.detect_language(audio=np.concatenate([c for _, c, _ in pieces]))
         options["language"], chosen = best_language(probabilities, candidates)
+    found, info = _decode(pipeline, pieces, options)
+    if options.get("word_timestamps"):
+        found = _decode_unheard(pipeline, pieces, found, {**options, "language": info.language})
+    for k, segment in sorted(found, key=lambda pair: pair[1].start):
+        out[pieces[k][0]].append(segment)
+    restored = [list(restore_speech_timestamps(segs, speech[i], RATE)) if segs else [] for i, segs in enumerate(out)]
+    return restored, info.language, float(info.language_probability) if chosen is None else chosen
+
+
+def _decode(
+    pipeline: Any, pieces: Sequence[tuple[int, np.ndarray, dict[str, float]]], options: dict[str, Any]
+) -> tuple[list[tuple[int, Any]], Any]:
+    """``pieces`` decoded together: each segment with its piece's index, in its audio's speech time."""
     starts, clips, parts, at = [], [], [], 0
     for _, chunk, _ in pieces:
         starts.append(at / RATE)
@@ -109,13 +125,55 @@ def transcribe_many(
         parts += [chunk, _GAP]
         at += len(chunk) + len(_GAP)
     segments, info = pipeline.transcribe(np.concatenate(parts), clip_timestamps=clips, **options)
+    found = []
     for segment in segments:
         # Its clip: the last to start before it (times come rounded to 10 ms; the gap keeps that unambiguous).
         k = max(0, bisect.bisect_right(starts, segment.start + len(_GAP) / RATE / 2) - 1)
-        i, _, meta = pieces[k]
-        out[i].append(_shift(segment, meta["offset"] - starts[k]))
-    restored = [list(restore_speech_timestamps(segs, speech[i], RATE)) if segs else [] for i, segs in enumerate(out)]
-    return restored, info.language, float(info.language_probability) if chosen is None else chosen
+        found.append((k, _shift(segment, pieces[k][2]["offset"] - starts[k])))
+    return found, info
+
+
+def _decode_unheard(
+    pipeline: Any,
+    pieces: Sequence[tuple[int, np.ndarray, dict[str, float]]],
+    found: list[tuple[int, Any]],
+    options: dict[str, Any],
+) -> list[tuple[int, Any]]:
+    """``found`` and what Whisper left out of each piece's speech after its last word, decoded again (up to
+    ``UNHEARD_PASSES`` times: a rest can stop early too); segments that stopped early end at their last word."""
+    tried: dict[int, float] = {}  # piece -> where its words ended when its rest was last decoded
+    for _ in range(UNHEARD_PASSES):
+        rest = [r for r in _unheard(pieces, found) if r[2] > tried.get(r[0], -1.0)]
+        if not rest:
+            break
+        ends = {k: end for k, _, end in rest}
+        tried.update(ends)
+        found = [(k, dataclasses.replace(s, end=min(s.end, ends.get(k, s.end)))) for k, s in found]
+        more, _ = _decode(pipeline, [piece for _, piece, _ in rest], options)
+        found += [(rest[j][0], segment) for j, segment in more]
+    return found
+
+
+def _unheard(
+    pieces: Sequence[tuple[int, np.ndarray, dict[str, float]]], found: Sequence[tuple[int, Any]]
+) -> list[tuple[int, tuple[int, np.ndarray, dict[str, float]], float]]:
+    """Each piece's speech after its last word, where more than ``UNHEARD_S`` of it is left: (piece, the rest,
+    where its last word ends).
+
+    Without timestamps Whisper writes a chunk's text in one go, and it can end it early: tiny.en heard the
+    first of three people in a 23 s chunk and stopped, where decoding from the first one's end heard all.
+    """
+    last: dict[int, float] = {}
+    for k, segment in found:
+        for word in segment.words or []:
+            last[k] = max(last.get(k, 0.0), word.end)
+    rest = []
+    for k, end in last.items():
+        i, chunk, meta = pieces[k]
+        cut = int((end - meta["offset"]) * RATE)
+        if len(chunk) - cut > UNHEARD_S * RATE:
+            rest.append((k, (i, chunk[cut:], {**meta, "offset": meta["offset"] + cut / RATE}), end))
+    return rest
 
 
 def _shift(segment: Any, by: float) -> Any:
