@@ -215,3 +215,14 @@ def test_three_people_in_one_window_are_all_heard(server):
     heard = h.words(" ".join(m["text"] for m in h.finals(msgs)))
     assert {"wizard", "curtain"} <= set(heard), heard  # the first
     assert {"sick", "corpus", "recording", "levels"} <= set(heard), heard  # the third, from 10.5 s on
+
+
+def test_speech_after_a_long_digital_silence_is_heard(server):
+    """One side of a split call: a real person's turn after 30 s of digital silence (the other side talking).
+    Silero's state after that much silence heard 11 s of the turn's 26 s of speech, and Whisper lost "this is
+    the sick corpus, I have a cold"; it now starts afresh after a second of silence."""
+    with wave.open(corpus_clip("mfa/cold-corpus").path, "rb") as w:
+        turn = w.readframes(w.getnframes())
+    msgs = asyncio.run(h.transcribe(server, h.silence(30.0) + turn, enable_timestamps=True))
+    heard = h.words(" ".join(m["text"] for m in h.finals(msgs)))
+    assert {"sick", "corpus", "cold"} <= set(heard), heard

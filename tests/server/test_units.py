@@ -17,6 +17,7 @@ from voxbeam.server import voices
 from voxbeam.server.engines import espeak
 from voxbeam.server.engines.base import Recognized, Voice
 from voxbeam.server.engines.pocketsphinx import DecoderPool, NoiseFloor, RecognitionStream, RecognizerSettings
+from voxbeam.server.engines.whisper_timing import RATE, sounding
 from voxbeam.server.logs import RedactingFormatter
 from voxbeam.text import check_text, join_chunk, sentences
 
@@ -278,3 +279,22 @@ def test_a_worker_ceiling_without_room_for_the_model_tiers_stops_the_start():
     pool._check_room_for_tiers()
     pool.memory_ceiling = None  # no limit anywhere: no watchdog, nothing to check
     pool._check_room_for_tiers()
+
+
+def test_sounding_cuts_at_long_digital_silence_only():
+    rng = np.random.default_rng(0)
+
+    def noise(s: float) -> np.ndarray:
+        return rng.uniform(-0.1, 0.1, int(s * RATE)).astype(np.float32)
+
+    def zeros(s: float) -> np.ndarray:
+        return np.zeros(int(s * RATE), np.float32)
+
+    assert sounding(zeros(5)) == []
+    # No run of a second: the whole audio, its short silences and one-step dither included.
+    dither = np.where(rng.random(RATE * 4 // 10) < 0.5, 1, -1).astype(np.float32) / 32768
+    whole = np.concatenate([zeros(0.9), noise(2), zeros(0.5), dither, noise(1)])
+    assert sounding(whole) == [(0, len(whole))]
+    # Runs of a second or more are left out, but for 0.4 s of them on each side.
+    cut = np.concatenate([zeros(3), noise(2), zeros(30), noise(1), zeros(0.5)])
+    assert sounding(cut) == [(int(2.6 * RATE), int(5.4 * RATE)), (int(34.6 * RATE), len(cut))]

@@ -21,10 +21,10 @@ import ctranslate2
 import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.transcribe import restore_speech_timestamps
-from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
+from faster_whisper.vad import VadOptions, collect_chunks
 
 from voxbeam.server.engines.whisper_controls import best_language
-from voxbeam.server.engines.whisper_timing import RATE, WINDOW_S
+from voxbeam.server.engines.whisper_timing import RATE, WINDOW_S, speech_timestamps
 
 # What BatchedInferencePipeline.transcribe uses when vad_filter is on (faster-whisper 1.2); its
 # chunks are one 30 s window each.
@@ -92,7 +92,7 @@ def transcribe_many(
     pieces: list[tuple[int, np.ndarray, dict[str, float]]] = []  # (audio index, chunk, its metadata)
     speech: list[list[dict[str, int]]] = []
     for i, audio in enumerate(audios):
-        regions = get_speech_timestamps(audio, PIPELINE_VAD)
+        regions = speech_timestamps(audio, PIPELINE_VAD)
         speech.append(regions)
         if regions:
             chunks, metadata = collect_chunks(audio, regions, max_duration=WINDOW_S)

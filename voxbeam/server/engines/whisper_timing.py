@@ -29,6 +29,12 @@ LOGPROB_FLOOR = -1.0
 MIN_WORD_S = 0.02
 VAD_WINDOW = 512  # samples Silero scores at a time
 VAD_CONTEXT = 64  # samples of the window before that Silero sees with each window
+# Silero starts afresh after this much digital silence (a muted line; one side of a split call while the other
+# talks): after 25 s of it, its state heard 12 s of a real person's next 26 s turn, started 2 s before, 19 s.
+SILENT_RUN_S = 1.0
+SILENT_MARGIN_S = 0.4  # of the silence kept on each side of what sounds, for Silero's padding
+_FRAME = RATE // 100
+_LSB = 2 / 32768  # dither of one step either way is silence too
 
 
 def clean_word(text: str) -> str:
@@ -52,8 +58,37 @@ def speech_regions(audio: np.ndarray) -> list[tuple[float, float]]:
         # Digital silence (a muted line, a file padded with zeros) holds no speech, and Silero would take about
         # a second per minute of it to say so: most of what a long, sparse recording costs.
         return []
-    found = get_speech_timestamps(audio, VadOptions(min_silence_duration_ms=160, speech_pad_ms=SNAP_PAD_MS))
+    found = speech_timestamps(audio, VadOptions(min_silence_duration_ms=160, speech_pad_ms=SNAP_PAD_MS))
     return [(r["start"] / RATE, r["end"] / RATE) for r in found]
+
+
+def speech_timestamps(audio: np.ndarray, options: VadOptions) -> list[dict[str, int]]:
+    """faster-whisper's ``get_speech_timestamps`` (Silero's speech, in samples), run afresh on each stretch of
+    ``audio`` that sounds between runs of ``SILENT_RUN_S`` of digital silence."""
+    out = []
+    for lo, hi in sounding(audio):
+        out += [{"start": r["start"] + lo, "end": r["end"] + lo} for r in get_speech_timestamps(audio[lo:hi], options)]
+    return out
+
+
+def sounding(audio: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) samples of the stretches of ``audio`` between runs of ``SILENT_RUN_S`` or more of digital
+    silence (with ``SILENT_MARGIN_S`` of it on each side); the whole audio when it has no such run."""
+    usable = len(audio) // _FRAME * _FRAME
+    frames = audio[:usable].reshape(-1, _FRAME)
+    loud = np.flatnonzero((frames.max(axis=1) > _LSB) | (frames.min(axis=1) < -_LSB))
+    if usable < len(audio) and np.abs(audio[usable:]).max() > _LSB:
+        loud = np.append(loud, len(frames))  # the last partial frame
+    if not len(loud):
+        return []
+    run, margin = round(SILENT_RUN_S * 100), round(SILENT_MARGIN_S * 100)
+    gaps = np.flatnonzero(np.diff(loud) > run)
+    starts = [0 if loud[0] <= run else loud[0] - margin] + [loud[g + 1] - margin for g in gaps]
+    ends = [loud[g] + 1 + margin for g in gaps] + [None if len(frames) - loud[-1] - 1 <= run else loud[-1] + 1 + margin]
+    return [
+        (int(a) * _FRAME, len(audio) if b is None else min(len(audio), int(b) * _FRAME))
+        for a, b in zip(starts, ends, strict=True)
+    ]
 
 
 def vad_probabilities(session: Any, audio: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
