@@ -54,10 +54,6 @@ def ms(seconds: float) -> int:
 
 def speech_regions(audio: np.ndarray) -> list[tuple[float, float]]:
     """Where Silero hears speech in ``audio``, in seconds, padded by about one window."""
-    if not audio.any():
-        # Digital silence (a muted line, a file padded with zeros) holds no speech, and Silero would take about
-        # a second per minute of it to say so: most of what a long, sparse recording costs.
-        return []
     found = speech_timestamps(audio, VadOptions(min_silence_duration_ms=160, speech_pad_ms=SNAP_PAD_MS))
     return [(r["start"] / RATE, r["end"] / RATE) for r in found]
 
@@ -73,7 +69,10 @@ def speech_timestamps(audio: np.ndarray, options: VadOptions) -> list[dict[str, 
 
 def sounding(audio: np.ndarray) -> list[tuple[int, int]]:
     """(start, end) samples of the stretches of ``audio`` between runs of ``SILENT_RUN_S`` or more of digital
-    silence (with ``SILENT_MARGIN_S`` of it on each side); the whole audio when it has no such run."""
+    silence (with ``SILENT_MARGIN_S`` of it on each side); the whole audio when it has no such run.
+
+    Such silence holds no speech, and Silero would take about a second per minute of it to say so: most of what
+    a long, sparse recording costs."""
     usable = len(audio) // _FRAME * _FRAME
     frames = audio[:usable].reshape(-1, _FRAME)
     loud = np.flatnonzero((frames.max(axis=1) > _LSB) | (frames.min(axis=1) < -_LSB))
