@@ -17,7 +17,8 @@ from voxbeam.server import voices
 from voxbeam.server.engines import espeak
 from voxbeam.server.engines.base import Recognized, Voice
 from voxbeam.server.engines.pocketsphinx import DecoderPool, NoiseFloor, RecognitionStream, RecognizerSettings
-from voxbeam.server.engines.whisper_timing import RATE, sounding
+from voxbeam.server.engines.whisper_timing import RATE, sounding, vad_probabilities
+from voxbeam.server.engines.whisper_utterance import WINDOW, ScoredAudio
 from voxbeam.server.logs import RedactingFormatter
 from voxbeam.text import check_text, join_chunk, sentences
 
@@ -298,3 +299,29 @@ def test_sounding_cuts_at_long_digital_silence_only():
     # Runs of a second or more are left out, but for 0.4 s of them on each side.
     cut = np.concatenate([zeros(3), noise(2), zeros(30), noise(1), zeros(0.5)])
     assert sounding(cut) == [(int(2.6 * RATE), int(5.4 * RATE)), (int(34.6 * RATE), len(cut))]
+
+
+def test_live_speech_after_a_long_digital_silence_is_scored_as_after_a_short_one():
+    """A muted microphone for 30 s, then a real person: Silero's state after the silence heard half as much of
+    the turn as speech; a live session now starts it afresh after a second of digital silence."""
+    import wave
+
+    from faster_whisper.vad import get_vad_model
+
+    from tests.speech import corpus_clip
+
+    vad = get_vad_model()
+    with wave.open(corpus_clip("mfa/cold-corpus").path, "rb") as w:
+        turn = w.readframes(w.getnframes())
+
+    def speech_windows(lead_s: float) -> int:
+        scored = ScoredAudio(lambda a, state: vad_probabilities(vad.session, a, state), start=0)
+        pcm = b"\0\0" * int(lead_s * RATE) + turn
+        for i in range(0, len(pcm), 3200):  # 100 ms pushes, as a live client sends them
+            scored._pcm += pcm[i : i + 3200]
+            scored._score_new()
+        return sum(p > 0.5 for p in scored._probs[int(lead_s * RATE) // WINDOW :])
+
+    after_short, after_long = speech_windows(0.4), speech_windows(30.0)
+    assert after_short > 300, after_short
+    assert after_long >= 0.9 * after_short, (after_long, after_short)

@@ -67,6 +67,11 @@ def speech_timestamps(audio: np.ndarray, options: VadOptions) -> list[dict[str, 
     return out
 
 
+def silent(audio: np.ndarray) -> bool:
+    """Whether ``audio`` is digital silence (one step of dither either way included)."""
+    return not len(audio) or (audio.max() <= _LSB and audio.min() >= -_LSB)
+
+
 def sounding(audio: np.ndarray) -> list[tuple[int, int]]:
     """(start, end) samples of the stretches of ``audio`` between runs of ``SILENT_RUN_S`` or more of digital
     silence (with ``SILENT_MARGIN_S`` of it on each side); the whole audio when it has no such run.
@@ -76,7 +81,7 @@ def sounding(audio: np.ndarray) -> list[tuple[int, int]]:
     usable = len(audio) // _FRAME * _FRAME
     frames = audio[:usable].reshape(-1, _FRAME)
     loud = np.flatnonzero((frames.max(axis=1) > _LSB) | (frames.min(axis=1) < -_LSB))
-    if usable < len(audio) and np.abs(audio[usable:]).max() > _LSB:
+    if not silent(audio[usable:]):
         loud = np.append(loud, len(frames))  # the last partial frame
     if not len(loud):
         return []
