@@ -10,7 +10,7 @@ from tests.speech import corpus_clip
 from voxbeam.server.engines.base import Recognized
 from voxbeam.server.engines.whisper_hypothesis import Word
 from voxbeam.server.engines.whisper_live import LiveSession, live_final
-from voxbeam.server.engines.whisper_timing import VAD_WINDOW, vad_probabilities
+from voxbeam.server.engines.whisper_vad import VAD_WINDOW, vad_probabilities
 
 
 def test_speech_scored_in_100_ms_pushes_scores_as_the_whole_recording_does():

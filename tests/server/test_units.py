@@ -17,8 +17,9 @@ from voxbeam.server import voices
 from voxbeam.server.engines import espeak
 from voxbeam.server.engines.base import Recognized, Voice
 from voxbeam.server.engines.pocketsphinx import DecoderPool, NoiseFloor, RecognitionStream, RecognizerSettings
-from voxbeam.server.engines.whisper_timing import RATE, sounding, vad_probabilities
+from voxbeam.server.engines.whisper_timing import RATE
 from voxbeam.server.engines.whisper_utterance import WINDOW, ScoredAudio
+from voxbeam.server.engines.whisper_vad import sounding, vad_probabilities
 from voxbeam.server.logs import RedactingFormatter
 from voxbeam.text import check_text, join_chunk, sentences
 

@@ -24,7 +24,8 @@ from faster_whisper.transcribe import restore_speech_timestamps
 from faster_whisper.vad import VadOptions, collect_chunks
 
 from voxbeam.server.engines.whisper_controls import best_language
-from voxbeam.server.engines.whisper_timing import RATE, WINDOW_S, speech_timestamps
+from voxbeam.server.engines.whisper_timing import RATE, WINDOW_S
+from voxbeam.server.engines.whisper_vad import speech_timestamps
 
 # What BatchedInferencePipeline.transcribe uses when vad_filter is on (faster-whisper 1.2); its
 # chunks are one 30 s window each.

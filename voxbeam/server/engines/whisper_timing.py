@@ -10,9 +10,10 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-from faster_whisper.vad import VadOptions, get_speech_timestamps
+from faster_whisper.vad import VadOptions
 
 from voxbeam.server.engines.base import Recognized, WordTiming
+from voxbeam.server.engines.whisper_vad import speech_timestamps
 
 RATE = 16000
 WINDOW_S = 30.0
@@ -27,14 +28,6 @@ SNAP_PAD_MS = 30
 NO_SPEECH_PROB = 0.6
 LOGPROB_FLOOR = -1.0
 MIN_WORD_S = 0.02
-VAD_WINDOW = 512  # samples Silero scores at a time
-VAD_CONTEXT = 64  # samples of the window before that Silero sees with each window
-# Silero starts afresh after this much digital silence (a muted line; one side of a split call while the other
-# talks): after 25 s of it, its state heard 12 s of a real person's next 26 s turn, started 2 s before, 19 s.
-SILENT_RUN_S = 1.0
-SILENT_MARGIN_S = 0.4  # of the silence kept on each side of what sounds, for Silero's padding
-_FRAME = RATE // 100
-_LSB = 2 / 32768  # dither of one step either way is silence too
 
 
 def clean_word(text: str) -> str:
@@ -53,60 +46,9 @@ def ms(seconds: float) -> int:
 
 
 def speech_regions(audio: np.ndarray) -> list[tuple[float, float]]:
-    """Where Silero hears speech in ``audio``, in seconds, padded by about one window."""
+    """Where Silero hears speech in ``audio`` (float32, or int16 as buffered), in seconds, padded by ~a window."""
     found = speech_timestamps(audio, VadOptions(min_silence_duration_ms=160, speech_pad_ms=SNAP_PAD_MS))
     return [(r["start"] / RATE, r["end"] / RATE) for r in found]
-
-
-def speech_timestamps(audio: np.ndarray, options: VadOptions) -> list[dict[str, int]]:
-    """faster-whisper's ``get_speech_timestamps`` (Silero's speech, in samples), run afresh on each stretch of
-    ``audio`` that sounds between runs of ``SILENT_RUN_S`` of digital silence."""
-    out = []
-    for lo, hi in sounding(audio):
-        out += [{"start": r["start"] + lo, "end": r["end"] + lo} for r in get_speech_timestamps(audio[lo:hi], options)]
-    return out
-
-
-def silent(audio: np.ndarray) -> bool:
-    """Whether ``audio`` is digital silence (one step of dither either way included)."""
-    return not len(audio) or (audio.max() <= _LSB and audio.min() >= -_LSB)
-
-
-def sounding(audio: np.ndarray) -> list[tuple[int, int]]:
-    """(start, end) samples of the stretches of ``audio`` between runs of ``SILENT_RUN_S`` or more of digital
-    silence (with ``SILENT_MARGIN_S`` of it on each side); the whole audio when it has no such run.
-
-    Such silence holds no speech, and Silero would take about a second per minute of it to say so: most of what
-    a long, sparse recording costs."""
-    usable = len(audio) // _FRAME * _FRAME
-    frames = audio[:usable].reshape(-1, _FRAME)
-    loud = np.flatnonzero((frames.max(axis=1) > _LSB) | (frames.min(axis=1) < -_LSB))
-    if not silent(audio[usable:]):
-        loud = np.append(loud, len(frames))  # the last partial frame
-    if not len(loud):
-        return []
-    run, margin = round(SILENT_RUN_S * 100), round(SILENT_MARGIN_S * 100)
-    gaps = np.flatnonzero(np.diff(loud) > run)
-    starts = [0 if loud[0] <= run else loud[0] - margin] + [loud[g + 1] - margin for g in gaps]
-    ends = [loud[g] + 1 + margin for g in gaps] + [None if len(frames) - loud[-1] - 1 <= run else loud[-1] + 1 + margin]
-    return [
-        (int(a) * _FRAME, len(audio) if b is None else min(len(audio), int(b) * _FRAME))
-        for a, b in zip(starts, ends, strict=True)
-    ]
-
-
-def vad_probabilities(session: Any, audio: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
-    """Silero (faster-whisper's ONNX ``session``) over the 512-sample windows of ``audio`` after its first, each
-    with the end of the one before it, the recurrent ``state`` (h, c) carried from the windows before (None:
-    none): ``SileroVADModel.__call__`` over the whole audio does the same in one call. Scored afresh at each
-    live push, as it was, the state started from zero every 100 ms and quiet speech scored as silence (a
-    human recording's probabilities off by up to 0.9)."""
-    windows = audio.reshape(-1, VAD_WINDOW)
-    batch = np.concatenate([windows[:-1, -VAD_CONTEXT:], windows[1:]], axis=1)
-    if state is None:
-        state = (np.zeros((1, 1, 128), np.float32), np.zeros((1, 1, 128), np.float32))
-    out, h, c = session.run(None, {"input": batch, "h": state[0], "c": state[1]})
-    return np.asarray(out).reshape(-1), (h, c)
 
 
 def round_cuts(

@@ -17,7 +17,8 @@ from voxbeam.audio import BYTES_PER_SAMPLE
 from voxbeam.protocol_controls import SttControls
 from voxbeam.server.engines.base import Recognized
 from voxbeam.server.engines.whisper_controls import best_language
-from voxbeam.server.engines.whisper_timing import RATE, SILENT_RUN_S, VAD_WINDOW, ms, silent
+from voxbeam.server.engines.whisper_timing import RATE, ms
+from voxbeam.server.engines.whisper_vad import SILENT_RUN_S, VAD_WINDOW, silent
 
 # Endpointing on Silero's speech probability, 32 ms windows.
 WINDOW = VAD_WINDOW
