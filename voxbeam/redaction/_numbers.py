@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import NamedTuple, TypeVar
 
 from voxbeam.redaction._checks import (
     IBAN_LENGTH,
@@ -85,6 +86,9 @@ class Piece(NamedTuple):
     chars: str
 
 
+Spanned = TypeVar("Spanned", Group, Piece)  # words first..last
+
+
 def card_edges(run: list[Group]) -> dict[int, set[int]]:
     """Where a card may start and end in a run, as group indices (end exclusive): the whole run, or the run
     less its first or last pause-separated part ("4111 1111 1111 1111, 123" with its CVV read on). Never a
@@ -152,14 +156,8 @@ class NumberScan(Words):
 
     def _runs(self, groups: list[Group]) -> list[list[Group]]:
         """Groups next to each other (or with only joiners between) as runs; runs of only "oh" dropped."""
-        runs: list[list[Group]] = []
-        for g in groups:
-            if runs and self._joined(runs[-1][-1].last, g.first):
-                runs[-1].append(g)
-            else:
-                runs.append([g])
         out: list[list[Group]] = []
-        for r in runs:
+        for r in self._chains(groups):
             if all(g.weak for g in r):
                 continue
             if out and self._card_tail(out[-1], r):
@@ -176,6 +174,16 @@ class NumberScan(Words):
         return tail[0].first - card[-1].last - 1 <= CARD_STRAY_WORDS and self._near(
             ("card",), card[0].first, card[-1].last
         )
+
+    def _chains(self, items: Sequence[Spanned]) -> list[list[Spanned]]:
+        """``items`` next to each other (or with only joiners between) as runs."""
+        runs: list[list[Spanned]] = []
+        for item in items:
+            if runs and self._joined(runs[-1][-1].last, item.first):
+                runs[-1].append(item)
+            else:
+                runs.append([item])
+        return runs
 
     def _joined(self, last: int, first: int) -> bool:
         gap = range(last + 1, first)
@@ -296,13 +304,7 @@ class NumberScan(Words):
             i += 1
         if not has_letter:
             return
-        runs: list[list[Piece]] = []
-        for p in pieces:
-            if runs and self._joined(runs[-1][-1].last, p.first):
-                runs[-1].append(p)
-            else:
-                runs.append([p])
-        for run in runs:
+        for run in self._chains(pieces):
             chars = "".join(p.chars for p in run)
             if len(chars) < 9 or chars.isdigit():
                 continue
