@@ -134,7 +134,7 @@ class SttSession(Session):
         # A diarizing session's speaker bounds (None: not diarizing), and its finals held until flush, by request.
         self._speakers: tuple[int | None, int | None] | None = None
         self._held: dict[str, list[Recognized]] = {}
-        # A redacting session's last final's end, by request: a number can go on in the next final.
+        # A redacting session's last words of finals (CONTEXT_WORDS), by request: a number can go on in the next final.
         self._said: dict[str, tuple[WordTiming, ...]] = {}
 
     # -- init ---------------------------------------------------------------------------
