@@ -45,7 +45,7 @@ from voxbeam.server.engines.base import (
     SttStream,
 )
 from voxbeam.server.engines.whisper_batch import OneWindowAtATime, transcribe_many
-from voxbeam.server.engines.whisper_controls import best_language, decode_options, fitted
+from voxbeam.server.engines.whisper_controls import decode_options, detect, fitted
 from voxbeam.server.engines.whisper_hypothesis import Word
 from voxbeam.server.engines.whisper_live import MAX_BUFFER_S, LiveSession, live_final
 from voxbeam.server.engines.whisper_timing import RATE, finals_from, round_cuts, speech_regions
@@ -171,7 +171,7 @@ class WhisperEngine(SttEngine):
         if not self.multilingual:
             language = "en"
         elif language is None:
-            language, probability = best_language(self.model.detect_language(audio=audio)[2], controls.languages or ())
+            language, probability = detect(self.model, audio, controls.languages or ())
         tokenizer = self.tokenizer(language, controls.task or "transcribe")
         prompt = " ".join(p for p in (controls.prompt, said) if p)
         previous = tokenizer.encode(" " + prompt) if prompt else []

@@ -23,7 +23,7 @@ from faster_whisper import WhisperModel
 from faster_whisper.transcribe import restore_speech_timestamps
 from faster_whisper.vad import VadOptions, collect_chunks
 
-from voxbeam.server.engines.whisper_controls import best_language
+from voxbeam.server.engines.whisper_controls import detect
 from voxbeam.server.engines.whisper_timing import RATE, WINDOW_S
 from voxbeam.server.engines.whisper_vad import speech_timestamps
 
@@ -102,10 +102,11 @@ def transcribe_many(
     if not pieces:
         return out, options.get("language") or (candidates[0] if candidates else "en"), 1.0
     chosen: float | None = None
-    if options.get("language") is None and candidates and pipeline.model.model.is_multilingual:
-        # The pipeline's own detection (the first 30 s of speech), then the likeliest of the candidates.
-        _, _, probabilities = pipeline.model.detect_language(audio=np.concatenate([c for _, c, _ in pieces]))
-        options["language"], chosen = best_language(probabilities, candidates)
+    if options.get("language") is None and pipeline.model.model.is_multilingual:
+        # Detected here, not by the pipeline: from the first 30 s of speech, as the pipeline would, but padded
+        # with silence (whisper_controls.window_features); the likeliest of the candidates.
+        speech_only = np.concatenate([c for _, c, _ in pieces])
+        options["language"], chosen = detect(pipeline.model, speech_only, candidates or ())
     found, info = _decode(pipeline, pieces, options)
     if options.get("word_timestamps"):
         found = _decode_unheard(pipeline, pieces, found, {**options, "language": info.language})

@@ -16,7 +16,7 @@ import numpy as np
 from voxbeam.audio import BYTES_PER_SAMPLE
 from voxbeam.protocol_controls import SttControls
 from voxbeam.server.engines.base import Recognized
-from voxbeam.server.engines.whisper_controls import best_language
+from voxbeam.server.engines.whisper_controls import WINDOW_FRAMES, language_of, window_features
 from voxbeam.server.engines.whisper_timing import RATE, ms
 from voxbeam.server.engines.whisper_vad import SILENT_RUN_S, VAD_WINDOW, silent
 
@@ -28,8 +28,7 @@ END_SILENCE_S = 0.6
 PAD_S = 0.3  # audio kept before speech starts
 PARTIAL_EVERY_S = 1.0
 PARTIAL_MAX_S = 30.0
-# Mel frames (10 ms each): Whisper's window, and what a partial encodes (its audio + 1 s, at least 10 s).
-WINDOW_FRAMES = 3000
+# Mel frames (10 ms each) a partial encodes: its audio + 1 s, at least 10 s (Whisper's window: 3000).
 PARTIAL_MIN_FRAMES = 1000
 PARTIAL_PAD_FRAMES = 100
 SILENT_WINDOWS = int(SILENT_RUN_S * RATE) // WINDOW
@@ -166,16 +165,13 @@ def guess(engine: Any, audio: np.ndarray, language: str | None, controls: SttCon
     finals keep the full window, but a partial only has to be a good guess.
     """
     model = engine.model
-    features = model.feature_extractor(audio)[..., :-1]
-    frames = min(WINDOW_FRAMES, max(PARTIAL_MIN_FRAMES, features.shape[-1] + PARTIAL_PAD_FRAMES))
-    x = np.zeros((1, features.shape[0], frames), dtype=np.float32)
-    x[0, :, : min(frames, features.shape[-1])] = features[:, :frames]
-    encoded = model.encode(x)
+    heard = len(audio) // model.feature_extractor.hop_length + 1
+    frames = min(WINDOW_FRAMES, max(PARTIAL_MIN_FRAMES, heard + PARTIAL_PAD_FRAMES))
+    encoded = model.encode(window_features(model, audio, frames))
     if not engine.multilingual:
         language = "en"
     elif language is None:
-        probabilities = [(token[2:-2], p) for token, p in model.model.detect_language(encoded)[0]]
-        language = best_language(probabilities, controls.languages or ())[0]
+        language = language_of(model, encoded, controls.languages or ())[0]
     tokenizer = engine.tokenizer(language, controls.task or "transcribe")
     before = tokenizer.encode(" " + controls.prompt) if controls.prompt else []
     prompt = model.get_prompt(tokenizer, before, without_timestamps=True, hotwords=controls.hotwords)
