@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 from faster_whisper.transcribe import get_suppressed_tokens
 
+from voxbeam.server.engines.whisper_controls import WINDOW_FRAMES
 from voxbeam.server.engines.whisper_timing import LOGPROB_FLOOR, MIN_WORD_S, NO_SPEECH_PROB, RATE
 
 PAD_S = 2.0
-WINDOW_FRAMES = 3000  # Whisper's 30 s window, in 10 ms mel frames
 # Decoded tokens allowed per second of audio (speech runs at 3-5 text tokens a second, timestamps aside).
 TOKENS_PER_S = 10
 MIN_TOKENS = 24
