@@ -117,7 +117,8 @@ def test_a_number_split_over_two_live_finals_is_masked_in_both(server):
     finals = h.finals(asyncio.run(_live(server, pcm, language="en-US", redact="all")))
     assert len(finals) >= 2, finals  # the pause cut the utterance: else this test shows nothing
     assert not any(_raw(f["text"]) for f in finals), finals
-    assert [e["type"] for e in finals[-1]["entities"]] == ["CARD_NUMBER"], finals
+    # The rest of the card, in a final of its own (whatever Whisper may add after it), named as the card.
+    assert "CARD_NUMBER" in [e["type"] for f in finals[1:] for e in f["entities"]], finals
 
 
 BAD = [
