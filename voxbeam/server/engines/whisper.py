@@ -195,9 +195,9 @@ class WhisperEngine(SttEngine):
         return vad_probabilities(self.vad.session, audio, state)
 
 
-def _float(pcm: bytes | bytearray, start: int = 0, end: int | None = None) -> np.ndarray:
-    """Samples ``start``..``end`` of s16le ``pcm`` as float32 in [-1, 1)."""
-    return np.frombuffer(pcm, dtype="<i2")[start:end].astype(np.float32) / 32768.0
+def _float(pcm: bytes | bytearray) -> np.ndarray:
+    """s16le ``pcm`` as float32 in [-1, 1)."""
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
 
 
 @dataclass(frozen=True)
