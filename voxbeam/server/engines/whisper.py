@@ -236,6 +236,11 @@ class WhisperStream(SttStream):
         self._max_buffer_s = min(MAX_BUFFER_S, engine.settings.max_utterance_s)
         self._reset()
 
+    @property
+    def _reports_language(self) -> bool:
+        """Whether finals carry the language: detection was asked for, or the language left to the engine."""
+        return self._detect or self._requested is None
+
     def _reset(self) -> None:
         self._language = self._requested  # None until detected
         self._probability: float | None = None
@@ -310,7 +315,7 @@ class WhisperStream(SttStream):
         return live_final(
             words,
             with_words=self._words,
-            language=self._language if self._detect or self._requested is None else None,
+            language=self._language if self._reports_language else None,
             probability=self._probability,
         )
 
@@ -365,7 +370,7 @@ class WhisperStream(SttStream):
             regions = speech_regions(_float(pcm))
         if not regions:  # the pipeline's VAD (the same Silero model and threshold) would find none either
             return None
-        report = self._detect or self._requested is None
+        report = self._reports_language
         return _Window(
             pcm, start / RATE, regions, self._language, self._words, report, self._probability, self._controls
         )
