@@ -79,8 +79,13 @@ def speech_timestamps(audio: np.ndarray, options: VadOptions) -> list[dict[str, 
 
 def silent(audio: np.ndarray) -> bool:
     """Whether ``audio`` (float32 or int16) is digital silence."""
-    step = 1 if audio.dtype == np.int16 else 1 / 32768
-    return not len(audio) or (audio.max() <= _STEPS * step and audio.min() >= -_STEPS * step)
+    quiet = _quiet(audio)
+    return not len(audio) or (audio.max() <= quiet and audio.min() >= -quiet)
+
+
+def _quiet(audio: np.ndarray) -> float:
+    """The loudest sample of digital silence in ``audio``'s scale."""
+    return _STEPS * (1 if audio.dtype == np.int16 else 1 / 32768)
 
 
 def sounding(audio: np.ndarray) -> list[tuple[int, int]]:
@@ -91,7 +96,7 @@ def sounding(audio: np.ndarray) -> list[tuple[int, int]]:
     a long, sparse recording costs."""
     usable = len(audio) // _FRAME * _FRAME
     frames = audio[:usable].reshape(-1, _FRAME)
-    quiet = _STEPS * (1 if audio.dtype == np.int16 else 1 / 32768)
+    quiet = _quiet(audio)
     loud = np.flatnonzero((frames.max(axis=1) > quiet) | (frames.min(axis=1) < -quiet))
     if not silent(audio[usable:]):
         loud = np.append(loud, len(frames))  # the last partial frame
