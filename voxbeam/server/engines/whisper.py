@@ -72,8 +72,9 @@ class WhisperEngine(SttEngine):
     # batch: bench/fairness.py measured 5.6 (2 cores, tiny.en).
     live_cost = 5.5
     # --live_decoding incremental decodes the open utterance again every half second: bench/live.py measured
-    # 6.4, 7.4 and 8.5 (2 live streams on 2 cores, beside another engineer's load; 5.6 by utterance).
-    INCREMENTAL_LIVE_COST = 8.5
+    # 6.4, 7.4 and 8.5 (2 live streams on 2 cores, beside another engineer's load; 5.6 by utterance); with a
+    # decode at each pause too, 9.4 twice on a quiet machine (9.0 without).
+    INCREMENTAL_LIVE_COST = 9.5
 
     @classmethod
     def live_cost_with(cls, options: Mapping[str, Any]) -> float:
@@ -163,10 +164,17 @@ class WhisperEngine(SttEngine):
         return finals, language, first.probability if first.language is not None else detected
 
     def live_words(
-        self, audio: np.ndarray, offset_s: float, said: str, language: str | None, controls: SttControls
+        self,
+        audio: np.ndarray,
+        offset_s: float,
+        said: str,
+        known: tuple[str, float],
+        language: str | None,
+        controls: SttControls,
     ) -> tuple[list[Word], str, float | None]:
         """A live hypothesis of ``audio`` (a buffer of under 28 s at ``offset_s``; ``said``: the committed text
-        before it), see ``whisper_hypothesis``; the language and, when it was detected here, its probability."""
+        before it; ``known``: in it, and where that ends, s into ``audio``): the words after ``known``, see
+        ``whisper_hypothesis``; the language and, when it was detected here, its probability."""
         probability = None
         if not self.multilingual:
             language = "en"
@@ -176,7 +184,15 @@ class WhisperEngine(SttEngine):
         prompt = " ".join(p for p in (controls.prompt, said) if p)
         previous = tokenizer.encode(" " + prompt) if prompt else []
         words = whisper_hypothesis.decode(
-            self.model, tokenizer, audio, offset_s, previous, hotwords=controls.hotwords, beam_size=BEAM_SIZE
+            self.model,
+            tokenizer,
+            audio,
+            offset_s,
+            previous,
+            hotwords=controls.hotwords,
+            beam_size=BEAM_SIZE,
+            prefix=known[0],
+            prefix_end=known[1],
         )
         return words, language, probability
 
@@ -304,8 +320,9 @@ class WhisperStream(SttStream):
         self._start += len(pcm) // BYTES_PER_SAMPLE
         return pcm
 
-    def _hypothesis(self, audio: np.ndarray, offset_s: float, said: str) -> list[Word]:
-        words, language, probability = self._engine.live_words(audio, offset_s, said, self._language, self._controls)
+    def _hypothesis(self, audio: np.ndarray, offset_s: float, said: str, known: tuple[str, float]) -> list[Word]:
+        engine = self._engine
+        words, language, probability = engine.live_words(audio, offset_s, said, known, self._language, self._controls)
         if self._language is None:
             self._language, self._probability = language, probability
         return words

@@ -2,14 +2,17 @@
 
 LocalAgreement-2, as in ufal/whisper_streaming: while Silero hears an utterance, the audio not yet cut off
 (the buffer, from the last committed sentence end) is decoded again every ``STEP_S`` of new audio, with the
-committed text before it as Whisper's prompt. Whole sentences two consecutive hypotheses agree on, from
-the last committed word on, are committed: the newest hypothesis' words, with their times, one final each
-(``text`` as Whisper wrote it, ``words`` timed); once the buffer holds ``KEEP_S`` it is cut in a pause
-after them, so it stays short and cheap to decode. Partials show the committed words not yet in a final
-(none, as sentences are committed whole) and the newest hypothesis' tail: their committed part never changes.
+committed text before it as Whisper's prompt and the committed words in the buffer as the start it must
+write (so it hears them and goes on after them, never saying them twice). Whole sentences two consecutive
+hypotheses agree on are committed: the newest hypothesis' words, with their times, one final each (``text``
+as Whisper wrote it, ``words`` timed); once the buffer holds ``KEEP_S`` it is cut in a pause after them, so
+it stays short and cheap to decode. Partials show the committed words not yet in a final and the newest
+hypothesis' tail: their committed part never changes.
 
-When Silero hears the utterance end (``END_SILENCE_S`` of silence), or at ``flush``, the last hypothesis is
-committed whole: decoded again only when it did not already hear the end of the speech. A buffer never
+When Silero hears a pause (``PAUSE_S``), what was said before it is committed at once, from a hypothesis
+that heard the pause: a final comes a pause and a decode after its last word, not two agreeing decodes
+later. When it hears the utterance end (``END_SILENCE_S`` of silence), or at ``flush``, the last hypothesis
+is committed whole: decoded again only when it did not already hear the end of the speech. A buffer never
 reaches Whisper's 30 s window: past ``MAX_BUFFER_S`` it is cut at its last committed word, and 5 s later
 an utterance no two hypotheses agreed on is ended there, as ``--max_utterance`` ends one by utterance.
 """
@@ -42,6 +45,9 @@ MIN_SPEECH_S = 0.25  # an utterance with less speech is not decoded (Silero's ow
 # A hypothesis that heard this much silence after the last speech has heard the speech end: at the end of
 # the utterance it is committed as it is, not decoded again.
 HEARD_END_S = 0.25
+# A pause this long in an utterance commits what was said before it (the utterance goes on: the buffer is kept).
+PAUSE_S = 0.25
+LOOP_WORDS = 3  # the fewest words said again that are taken for Whisper going back (see ``_after``)
 MAX_BUFFER_S = 15.0
 CUT_SLACK_S = 0.15  # how far before a sentence's last word ends the buffer may be cut after it
 # While an utterance goes on, its buffer is cut at sentence ends only past this long: more audio before the
@@ -51,8 +57,9 @@ BACKLOG_S = 5.0  # audio not yet endpointed that the flush endpoints before deco
 PROMPT_CHARS = 200  # committed text before the buffer given as the prompt (whisper_streaming's)
 _SENTENCE_END = (".", "?", "!", "。", "？", "！")  # noqa: RUF001 - full-width sentence ends
 
-# (audio float32, its offset in the session s, prompt text) -> the hypothesis' words, in session time.
-Decoder = Callable[[np.ndarray, float, str], list[Word]]
+# (audio float32, its offset in the session s, prompt text, (the committed text the audio starts with, where it
+# ends in the audio, s)) -> the hypothesis' words after that text, in session time.
+Decoder = Callable[[np.ndarray, float, str, tuple[str, float]], list[Word]]
 # Committed words (one sentence or the end of an utterance) -> their final.
 Finalizer = Callable[[list[Word]], Recognized]
 
@@ -77,6 +84,7 @@ class LiveSession(ScoredAudio):
         self._pending: list[Word] = []  # committed words not yet in a final
         self._tentative: list[Word] = []  # the last hypothesis after its committed words
         self._committed_end = start / RATE
+        self._known_end = self._committed_end  # where the audio after the committed words begins (s)
         self._boundary: Word | None = None  # the last final's last word, while the buffer is not yet cut after it
         self._committed: list[Word] = []  # every word committed in this recognition session
         self.decode_seconds = 0.0  # wall time spent decoding (tests and benchmarks read it)
@@ -94,6 +102,7 @@ class LiveSession(ScoredAudio):
         self._score_new()
         out: list[Recognized] = []
         end_windows = int(END_SILENCE_S * RATE / WINDOW)
+        pause_windows = int(PAUSE_S * RATE / WINDOW)
         while self._scanned < len(self._probs):
             i, self._scanned = self._scanned, self._scanned + 1
             p = self._probs[i]
@@ -105,8 +114,11 @@ class LiveSession(ScoredAudio):
                 self._silence = self._silence + 1 if p < SILENCE_THRESHOLD else 0
                 if self._silence >= end_windows or self._time(i + 1) - self._start / RATE >= self._max_buffer_s + 5:
                     out += self._close(i + 1)  # (or a buffer never cut: speech without agreement, a backlog)
+                elif self._silence == pause_windows:
+                    out += self._pause(i + 1)
         # (within a window of STEP_S: 100 ms pushes then give a hypothesis every fifth push, not sixth)
-        if self._open and self._time(len(self._probs)) - self._decoded_to >= STEP_S - WINDOW / RATE:
+        due = self._time(len(self._probs)) - self._decoded_to >= STEP_S - WINDOW / RATE
+        if self._open and due and self._silence < pause_windows:
             out += self._hypothesis(len(self._probs))
         if not self._open and not self._tentative:
             self._cut(self._time(len(self._probs)) - PAD_S)  # silence: only the pre-roll is kept
@@ -144,6 +156,19 @@ class LiveSession(ScoredAudio):
             out.append(Recognized(text, False, ms(first), ms(partial[-1].end - first)))
         return out
 
+    def _pause(self, windows: int) -> list[Recognized]:
+        """Silero hears a pause (``PAUSE_S``): what was said before it is committed, as a hypothesis that heard
+        the pause has it (one is enough: no word before a pause is cut short by the buffer's end)."""
+        if windows * WINDOW / RATE < MIN_DECODE_S:
+            return []
+        if self._decoded_to < self._speech_end + HEARD_END_S:
+            self._agree(self._decode_buffer(windows * WINDOW), everything=True)
+        else:
+            self._agree([], everything=True)
+        # What follows starts after the pause (Whisper's word ends can fall short of it: the word came twice).
+        self._known_end = max(self._committed_end, self._speech_end)
+        return self._finals(everything=True)
+
     def _close(self, windows: int) -> list[Recognized]:
         """The utterance ended (Silero heard ``END_SILENCE_S`` of silence by ``windows``): commit it whole."""
         self._open, self._silence = False, 0
@@ -159,27 +184,23 @@ class LiveSession(ScoredAudio):
         return out
 
     def _decode_buffer(self, end: int) -> list[Word]:
-        """The hypothesis for the buffer's first ``end`` samples (dropping words before the last committed one)."""
+        """The hypothesis for the buffer's first ``end`` samples: the words after its committed ones, which
+        Whisper is made to start with (it hears the audio before the words to decide, and says none again)."""
         end = min(end, len(self._pcm) // BYTES_PER_SAMPLE)
         audio = np.frombuffer(self._pcm, "<i2", count=end).astype(np.float32) / 32768.0
         self._decoded_to = (self._start + end) / RATE
         began = time.perf_counter()
-        words = self._decode(audio, self._start / RATE, self._said[-PROMPT_CHARS:].strip())
+        known = ("".join(w.text for w in self._in_buffer), self._known_end - self._start / RATE)
+        words = self._decode(audio, self._start / RATE, self._said[-PROMPT_CHARS:].strip(), known)
         self.decode_seconds += time.perf_counter() - began
-        return _without_loop([w for w in words if w.key])
+        return _after(self._in_buffer, [w for w in words if w.key])
 
     def _agree(self, words: list[Word], *, everything: bool) -> None:
-        """Commit the longest common prefix (by ``Word.key``) of ``words`` and the last hypothesis (``everything``:
-        all of ``words``, or with none, all of the last hypothesis), past the words already committed."""
+        """Commit the whole sentences of the longest common prefix (by ``Word.key``) of ``words`` and the last
+        hypothesis (``everything``: all of ``words``, or with none, all of the last hypothesis)."""
         if not words and everything:
             words, self._tentative = self._tentative, []
-        # The buffer starts at a committed sentence end: its committed words come again first.
-        new = [w for w in words if (w.start + w.end) / 2 > self._committed_end]
-        if new and self._in_buffer and new[0].start < self._committed_end:
-            for n in range(min(5, len(new), len(self._in_buffer)), 0, -1):  # a repeat of the last committed ones
-                if [w.key for w in self._in_buffer[-n:]] == [w.key for w in new[:n]]:
-                    new = new[n:]
-                    break
+        new = list(words)
         agreed = len(new)
         if not everything:
             agreed = 0
@@ -199,7 +220,7 @@ class LiveSession(ScoredAudio):
             self._committed += commit
             self._pending += commit
             self._in_buffer += commit
-            self._committed_end = commit[-1].end
+            self._committed_end = self._known_end = commit[-1].end
 
     # -- finals and the buffer ------------------------------------------------------------
 
@@ -287,16 +308,53 @@ def live_final(words: list[Word], *, with_words: bool, language: str | None, pro
     )
 
 
-def _without_loop(words: list[Word], shortest: int = 2) -> list[Word]:
-    """``words`` up to where a run of at least ``shortest`` words comes again at once: Whisper looping over
-    audio it has run out of ("Alright, thanks. Alright, thanks."), not a speaker (who repeats a word: "words,
-    words, words, words" is no run of two)."""
-    keys = [w.key for w in words]
+def _without_loop(words: list[Word]) -> list[Word]:
+    """``words`` up to where a run of them comes again at once: Whisper looping over audio it has run out of
+    ("Alright, thanks. Alright, thanks.", "Congratulations. Congratulations."), not a speaker (who repeats a
+    word: "words, words, words, words" is no run of two, nor a sentence)."""
+    keys = _keys(words)
     for i in range(len(keys)):
-        for n in range(shortest, (len(keys) - i) // 2 + 1):
-            if keys[i : i + n] == keys[i + n : i + 2 * n] and len(set(keys[i : i + n])) > 1:
+        for n in range(1, (len(keys) - i) // 2 + 1):
+            run = keys[i : i + n]
+            if run == keys[i + n : i + 2 * n] and (len(set(run)) > 1 or _ends_sentence(words[i + n - 1].text)):
                 return words[: i + n]
+    # A loop cut short by the audio's end: a sentence's first words again, after it ("Press 3 to record your
+    # name. Press 3 to record your").
+    for i in range(len(keys) - 1):
+        tail = len(keys) - i - 1
+        if _ends_sentence(words[i].text) and tail >= LOOP_WORDS:
+            first = max((j + 1 for j in range(i) if _ends_sentence(words[j].text)), default=0)
+            if keys[i + 1 :] == keys[first : first + tail]:
+                return words[: i + 1]
     return words
+
+
+def _after(known: list[Word], new: list[Word]) -> list[Word]:
+    """``new``, the words Whisper wrote after the ``known`` ones it was made to start with, without what it
+    said of them again (a commit's last word may end later than timed, or Whisper doubts the known words)
+    and without a loop."""
+    again = True
+    while again:  # their last words again ("Congratulations. Congratulations."), not a speaker's "words, words"
+        again = False
+        for n in range(min(len(known), len(new)), 0, -1):
+            if _keys(new[:n]) == _keys(known[-n:]) and (n > 1 or _ends_sentence(new[0].text)):
+                new, again = new[n:], True
+                break
+    # Words of them again, squeezed into a fraction of the time they took (a speaker's repeat takes about as
+    # long): taken for none, and decoded again with more audio.
+    n, start = LOOP_WORDS, _keys(new[:LOOP_WORDS])
+    for i in range(len(known) - n + 1) if len(start) == n else ():
+        if _keys(known[i : i + n]) == start and _span(new[:n]) < _span(known[i : i + n]) / 2:
+            return []
+    return _without_loop([*known, *new])[len(known) :]  # (a loop may start in the known words)
+
+
+def _keys(words: list[Word]) -> list[str]:
+    return [w.key for w in words]
+
+
+def _span(words: list[Word]) -> float:
+    return words[-1].end - words[0].start
 
 
 def _ends_sentence(text: str) -> bool:
