@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from bench import corpus
+from bench.live_sim import bulk
 from tests.speech import corpus_clip, wer
 from voxbeam.protocol_controls import SttControls
 from voxbeam.server.cli import config_from_args
-from voxbeam.server.engines.base import Deferred, SttSettings
+from voxbeam.server.engines.base import SttSettings
 from voxbeam.server.engines.whisper import WhisperEngine
 
 CLIP = "mfa/cold-corpus"  # a man with a cold, 26 s of continuous speech; sentences with and without pauses
@@ -38,15 +39,6 @@ def _live(engine: WhisperEngine, pcm: bytes) -> list[tuple[int, object]]:
     for i, chunk in enumerate(corpus.chunks(pcm, 100)):
         got += [(i, r) for r in stream.push(chunk, i >= 5)]
     return got + [(-1, r) for r in stream.finish(True)]
-
-
-def _bulk(engine: WhisperEngine, pcm: bytes) -> str:
-    stream = engine.open(language="en", sample_rate=16000, words=True, detect=False)
-    texts = []
-    for r in [*stream.push(pcm, False), *stream.finish(False)]:
-        found = engine.decode([r.work])[0] if isinstance(r, Deferred) else [r]
-        texts += [f.text for f in found if f.is_final]
-    return " ".join(texts)
 
 
 def test_live_finals_come_sentence_by_sentence_while_the_speech_goes_on(engine, clip):
@@ -79,7 +71,7 @@ def test_live_finals_come_sentence_by_sentence_while_the_speech_goes_on(engine, 
         assert all(b - a <= 5 for a, b in zip(during, during[1:], strict=False)), (r.text, during)
     # Not garbage: the same words as the reference, mostly (tiny.en; bulk decoding of the clip scores ~0.07).
     live = " ".join(texts)
-    assert wer([meta.text], [live]) <= 0.3, (live, _bulk(engine, pcm))
+    assert wer([meta.text], [live]) <= 0.3, (live, bulk(engine, pcm))
     assert pushes > 0
 
 

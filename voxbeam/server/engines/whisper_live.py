@@ -161,11 +161,9 @@ class LiveSession(ScoredAudio):
         the pause has it (one is enough: no word before a pause is cut short by the buffer's end)."""
         if windows * WINDOW / RATE < MIN_DECODE_S:
             return []
-        if self._decoded_to < self._speech_end + HEARD_END_S:
-            self._agree(self._decode_buffer(windows * WINDOW), everything=True)
-        else:
-            self._agree([], everything=True)
-        # What follows starts after the pause (Whisper's word ends can fall short of it: the word came twice).
+        self._commit_heard(windows)
+        # What follows starts after the pause (Whisper's word ends can fall short of it: the word came twice;
+        # and what it wrote nothing for before the pause, it is not asked again).
         self._known_end = max(self._committed_end, self._speech_end)
         return self._finals(everything=True)
 
@@ -175,13 +173,17 @@ class LiveSession(ScoredAudio):
         blip, self._speech_windows = self._speech_windows * WINDOW / RATE < MIN_SPEECH_S, 0
         if blip and not self._tentative and not self._pending:  # a click or a breath: Whisper would make words of it
             return []
+        self._commit_heard(windows)
+        out = self._finals(everything=True)
+        self._cut(self._time(windows) - PAD_S)  # (what follows may be more of a backlog)
+        return out
+
+    def _commit_heard(self, windows: int) -> None:
+        """Commit the whole hypothesis of the buffer up to ``windows``: the last one when it heard the speech end."""
         if self._decoded_to < self._speech_end + HEARD_END_S:
             self._agree(self._decode_buffer(windows * WINDOW), everything=True)
         else:
             self._agree([], everything=True)
-        out = self._finals(everything=True)
-        self._cut(self._time(windows) - PAD_S)  # (what follows may be more of a backlog)
-        return out
 
     def _decode_buffer(self, end: int) -> list[Word]:
         """The hypothesis for the buffer's first ``end`` samples: the words after its committed ones, which
@@ -200,8 +202,7 @@ class LiveSession(ScoredAudio):
         hypothesis (``everything``: all of ``words``, or with none, all of the last hypothesis)."""
         if not words and everything:
             words, self._tentative = self._tentative, []
-        new = list(words)
-        agreed = len(new)
+        new, agreed = words, len(words)
         if not everything:
             agreed = 0
             while agreed < min(len(new), len(self._tentative)) and new[agreed].key == self._tentative[agreed].key:
