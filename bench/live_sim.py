@@ -42,7 +42,7 @@ def live(engine: Any, pcm: bytes) -> tuple[dict[str, Any], float]:
     chunks = corpus.chunks(pcm, 100)
     busy, spent, got = 0.0, 0.0, []
     for i, chunk in enumerate([*chunks, None]):
-        start = max(0.1 * (i + 1) if chunk is not None else 0.1 * len(chunks), busy)
+        start = max(0.1 * min(i + 1, len(chunks)), busy)  # (the flush goes with the last chunk)
         began = time.perf_counter()
         out = stream.push(chunk, True) if chunk is not None else stream.finish(True)
         took = time.perf_counter() - began
