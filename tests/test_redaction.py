@@ -102,6 +102,7 @@ def test_held_out_set_stays_good():
         "Amex 3782 822463 10005",
         "double five, double five, double five, double five, double five, double five, four four four four",
         "5105-1051-0510-5100",
+        "my card is four-one-one-one, one-one-one-one, one-one-one-one, one-one-one-one",  # Whisper joins them
     ],
 )
 def test_card_numbers_written_and_spoken(sentence):
@@ -207,6 +208,7 @@ def test_a_sessions_finals_are_read_with_the_words_before_them():
         ("020 7946 0958", {"region": "GB"}),
         ("030 12345678", {"language": "de"}),
         ("ring me on 555 0123", {}),  # only possible, but a phone cue is near
+        ("call me at five-five-five, oh-one-two-three", {}),
     ],
 )
 def test_phone_numbers(sentence, kwargs):
@@ -584,9 +586,17 @@ def test_partials_hide_a_number_still_being_spoken():
     assert r.redact_text("We have 4111 1111", "all", partial=True) == "We have [NUMBER]"
     assert r.redact_text("It is 212 555, right", "all", partial=True) == "It is [NUMBER], right"
     assert r.redact_text("Four one one one one one", "all", partial=True) == "[NUMBER]"
+    # However Whisper writes a number half heard: joined number words, a decimal, a price, a date.
+    for said in ("four-one-one-one", "4.1111", "$4,111", "4/11/11"):
+        assert r.redact_text(f"My card is {said}", "all", partial=True) == "My card is [CARD_NUMBER]", said
+    assert r.redact_text("We paid $4.99 and", "all", partial=True) == "We paid $4.99 and"
+    # Or garbled into short pieces with stray words between: together they are the number.
+    assert r.redact_text("My card is 41 for 11 to love", "all", partial=True) == "My card is [CARD_NUMBER] to love"
+    assert r.redact_text("page 12 of 13 done", "all", partial=True) == "page [NUMBER] done"
     # The cost: a year or a price of four digits while it is spoken (the final shows it); fewer digits stay.
     assert r.redact_text("It cost 45 dollars in 2019.", "all", partial=True) == "It cost 45 dollars in [NUMBER]."
     assert r.redact_text("I have 3 kids and 2 cats", "all", partial=True) == "I have 3 kids and 2 cats"
+    assert r.redact_text("at 5, left at 7, back at 9 today", "all", partial=True) == "at 5, left at 7, back at 9 today"
     # Right after a cue, at the partial's end, the first digit is the number's.
     assert r.redact_text("My card number is four", "all", partial=True) == "My card number is [CARD_NUMBER]"
     assert r.redact_text("My card has 3 colours", "all", partial=True) == "My card has 3 colours"

@@ -36,8 +36,10 @@ class Scan(NumberScan, AddressScan):
         if not self.wanted or not self.n:
             return []
         groups = self._groups()
-        for run in self._runs(groups):
+        runs = self._runs(groups)
+        for run in runs:
             self._numeric(run)
+        self._held_together(runs)
         self._alphanumeric(groups)
         self._ips(groups)
         self._emails()

@@ -39,6 +39,9 @@ ALNUM_UPPER = re.compile(r"[A-Z0-9]+")
 # A live partial masks numbers from this many digits: fewer give away no more than a card's issuer prefix
 # (which PCI DSS allows to be shown), and years, prices and counts below it stay readable while spoken.
 PARTIAL_DIGITS = 4
+# A partial's numbers this many words apart or fewer count as one: Whisper garbles a number still being
+# said into pieces with stray words between ("41 for 11", "4 to 111"), each short of ``PARTIAL_DIGITS``.
+PARTIAL_STRAY_WORDS = 1
 # The cues that name a partial's number, surest first.
 HELD_CUES = (
     (("card",), "CARD_NUMBER"),
@@ -66,6 +69,21 @@ def written_digits(core: str) -> str | None:
     if core.count(".") == 1 or IPV4_SHAPE.fullmatch(core.replace("-", "")) or DATE_TOKEN.fullmatch(core):
         return None
     return NON_DIGIT.sub("", core)
+
+
+def _partial_digits(core: str) -> str | None:
+    """Every digit of a word, however written: a partial holds back a number still being said, and Whisper may
+    write it half-heard as a decimal, a price or a date ("4.1111", "$4,111", "4/11/11") that a final reads as
+    no digit run."""
+    return NON_DIGIT.sub("", core) or None
+
+
+def _hyphenated_digits(word: str) -> str | None:
+    """The digits of number words said one by one and written joined ("four-one-one-one", "oh-eleven")."""
+    parts = word.split("-")
+    if len(parts) < 2 or not all(p in UNITS or p in TEENS for p in parts):
+        return None
+    return "".join(str(UNITS[p]) if p in UNITS else str(TEENS[p]) for p in parts)
 
 
 class Group(NamedTuple):
@@ -114,8 +132,10 @@ class NumberScan(Words):
             digits: str | None = None
             weak = False
             count = False
-            if w and w[0] in "0123456789+":
+            if (w and w[0] in "0123456789+") or (self.partial and _partial_digits(core[i])):
                 digits = written_digits(core[i])
+                if digits is None and self.partial:  # see ``_partial_digits``
+                    digits = _partial_digits(core[i])
                 plus = plus or core[i].startswith("+")
                 count = bool(THOUSANDS.fullmatch(core[i]))
                 i += 1
@@ -134,6 +154,8 @@ class NumberScan(Words):
                     digits, weak, i = str(UNITS[w]), w in ("oh", "o"), i + 1
             elif w in TEENS:
                 digits, i = str(TEENS[w]), i + 1
+            elif "-" in w and (spelled := _hyphenated_digits(w)):
+                digits, weak, i = spelled, set(spelled) == {"0"} and "zero" not in w, i + 1
             elif w in TENS or "-" in w:
                 digits, i = tens_digits(w, low[i + 1] if i + 1 < self.n else ""), i + 1
                 if digits is not None and len(digits) == 2 and digits[1] != "0" and "-" not in w:
@@ -222,6 +244,19 @@ class NumberScan(Words):
         if total >= CARD_CUED_DIGITS and self._near(("card",), first, last):
             self._add(first, last, "CARD_NUMBER", 0.95 if luhn_found else 0.6 if total >= 13 else 0.5)
         self._phones(run, offs, digits)
+
+    def _held_together(self, runs: list[list[Group]]) -> None:
+        """A partial's runs ``PARTIAL_STRAY_WORDS`` apart or closer, held as one number (``_held``)."""
+        if not (self.partial and self.wanted & DIGIT_TYPES):
+            return
+        near: list[list[Group]] = []
+        for run in [*runs, None]:
+            if run and near and run[0].first - near[-1][-1].last - 1 <= PARTIAL_STRAY_WORDS:
+                near.append(run)
+                continue
+            if len(near) > 1:
+                self._held(near[0][0].first, near[-1][-1].last, sum(len(g.digits) for r in near for g in r))
+            near = [run] if run else []
 
     def _held(self, first: int, last: int, total: int) -> None:
         """A live partial's number, masked wherever it is: it may still grow into an entity, or a cue said
