@@ -176,6 +176,9 @@ def run_job(
     if result_timeout is not None:
         env["VOXBEAM_BENCH_RESULT_TIMEOUT"] = str(result_timeout)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    # A job once died of SIGABRT ("terminate called without an active exception") in CI: on the next, the
+    # stderr below holds every thread's Python stack, naming the library whose native thread was left running.
+    env.setdefault("PYTHONFAULTHANDLER", "1")
     t0 = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench._job", job, json.dumps(list(argv))],
@@ -213,7 +216,7 @@ def run_job(
             proc.wait()
     drain.join(5)
     if proc.returncode != 0 or not out:
-        raise RuntimeError(f"bench._job {job} failed (exit {proc.returncode}): {''.join(stderr_lines)[-3000:]}")
+        raise RuntimeError(f"bench._job {job} failed (exit {proc.returncode}): {''.join(stderr_lines)[-6000:]}")
     return JobRun(
         wall=float(out["wall"]),
         cpu=float(out["cpu"]),

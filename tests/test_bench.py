@@ -63,7 +63,7 @@ def test_quick_bench_writes_well_formed_results(tmp_path: Path) -> None:
         text=True,
         timeout=280,
     )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.returncode == 0, proc.stderr[-8000:]
     transport = _check_result(results / "transport.json", results)
     longfile = _check_result(results / "longfile.json", results)
     assert transport["measurements"]["raw_audio_s_per_s"]["value"] > 0
