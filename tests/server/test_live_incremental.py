@@ -11,12 +11,15 @@ import numpy as np
 import pytest
 
 from bench import corpus
+from bench import redaction as redaction_bench
 from bench.live_sim import bulk
 from tests.speech import corpus_clip, wer
 from voxbeam.protocol_controls import SttControls
 from voxbeam.server.cli import config_from_args
 from voxbeam.server.engines.base import SttSettings
 from voxbeam.server.engines.whisper import WhisperEngine
+from voxbeam.server.engines.whisper_timing import MIN_TOKENS, TOKENS_PER_S
+from voxbeam.server.engines.whisper_utterance import guess
 
 CLIP = "mfa/cold-corpus"  # a man with a cold, 26 s of continuous speech; sentences with and without pauses
 
@@ -116,3 +119,18 @@ def test_a_hypothesis_made_to_start_with_the_committed_words_gives_only_what_fol
     after, _, _ = engine.live_words(audio, 0.0, "", (known, free[cut - 1].end), "en", SttControls())
     assert [w.key for w in after] == keys[cut:], (known, after)
     assert after[0].start >= free[cut - 1].end, after[0]
+
+
+def test_a_partial_that_runs_away_stops_where_the_audio_could_hold_no_more_words(engine):
+    """Real digits read one by one (Allison Smith's Asterisk recordings, the redaction benchmark's): on the
+    first 1.5 s of "4 4 4 9, 1 4 0 4, ...", a greedy guess loops ("4, 4, 4, ...") to Whisper's 448 tokens, a
+    second of CPU for one partial of an utterance. It is cut where 1.5 s could hold no more words."""
+    digits = "4449140496396904"
+    said = redaction_bench._asterisk_words({f"digits/{d}" for d in set(digits)})
+    parts = []
+    for i, d in enumerate(digits):
+        parts += [redaction_bench._trim(said[f"digits/{d}"]), redaction_bench._gap(0.3 if i % 4 == 3 else 0.05)]
+    audio = np.concatenate(parts)[: int(1.5 * 16000)].astype(np.float32) / 32768.0
+    text = guess(engine, audio, "en", SttControls())
+    assert text.count("4") >= 8, text  # a runaway: 1.5 s holds four digits (else this test shows nothing)
+    assert len(text.split()) <= MIN_TOKENS + TOKENS_PER_S * 1.5, text

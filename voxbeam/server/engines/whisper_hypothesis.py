@@ -19,12 +19,9 @@ import numpy as np
 from faster_whisper.transcribe import get_suppressed_tokens
 
 from voxbeam.server.engines.whisper_controls import WINDOW_FRAMES
-from voxbeam.server.engines.whisper_timing import LOGPROB_FLOOR, MIN_WORD_S, NO_SPEECH_PROB, RATE
+from voxbeam.server.engines.whisper_timing import LOGPROB_FLOOR, MIN_WORD_S, NO_SPEECH_PROB, RATE, token_limit
 
 PAD_S = 2.0
-# Decoded tokens allowed per second of audio (speech runs at 3-5 text tokens a second, timestamps aside).
-TOKENS_PER_S = 10
-MIN_TOKENS = 24
 # faster-whisper's own defaults for these.
 PREPEND = "\"'“¿([{-"
 APPEND = "\"'.。,，!！?？:：”)]}、"  # noqa: RUF001 - Whisper's own punctuation, full-width forms included
@@ -80,7 +77,7 @@ def decode(
         encoded,
         [prompt],
         beam_size=beam_size,
-        max_length=min(model.max_length, len(prompt) + MIN_TOKENS + int(TOKENS_PER_S * duration)),
+        max_length=token_limit(model, len(prompt), duration),
         return_scores=True,
         return_no_speech_prob=True,
         suppress_blank=True,

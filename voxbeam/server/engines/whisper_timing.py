@@ -28,6 +28,16 @@ SNAP_PAD_MS = 30
 NO_SPEECH_PROB = 0.6
 LOGPROB_FLOOR = -1.0
 MIN_WORD_S = 0.02
+# Decoded tokens allowed per second of audio (speech runs at 3-5 text tokens a second, timestamps aside).
+TOKENS_PER_S = 10
+MIN_TOKENS = 24
+
+
+def token_limit(model: Any, prompt: int, seconds: float) -> int:
+    """``generate``'s ``max_length`` for ``seconds`` of audio after ``prompt`` tokens: a runaway (Whisper
+    looping, "1,111,111,111, ..." over a card number) stops where the audio could hold no more words, not at
+    the model's 448 tokens. ``model``: a faster-whisper WhisperModel."""
+    return int(min(model.max_length, prompt + MIN_TOKENS + int(TOKENS_PER_S * seconds)))
 
 
 def clean_word(text: str) -> str:

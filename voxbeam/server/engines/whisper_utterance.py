@@ -17,7 +17,7 @@ from voxbeam.audio import BYTES_PER_SAMPLE
 from voxbeam.protocol_controls import SttControls
 from voxbeam.server.engines.base import Recognized
 from voxbeam.server.engines.whisper_controls import WINDOW_FRAMES, language_of, window_features
-from voxbeam.server.engines.whisper_timing import RATE, ms
+from voxbeam.server.engines.whisper_timing import RATE, ms, token_limit
 from voxbeam.server.engines.whisper_vad import SILENT_RUN_S, VAD_WINDOW, silent
 
 # Endpointing on Silero's speech probability, 32 ms windows.
@@ -158,7 +158,7 @@ class UtteranceSession(ScoredAudio):
 
 def guess(engine: Any, audio: np.ndarray, language: str | None, controls: SttControls) -> str:
     """A quick guess at ``audio`` (an utterance in progress, up to 30 s) by ``engine`` (a WhisperEngine):
-    greedy, no timestamps.
+    greedy, no timestamps, and no longer than the audio could hold (``token_limit``).
 
     The encoder sees only the audio plus a second of padding, not a whole 30 s window (costs a
     fraction: ~0.1 CPU s instead of ~0.9 for tiny.en); Whisper was trained on 30 s windows, so
@@ -175,5 +175,6 @@ def guess(engine: Any, audio: np.ndarray, language: str | None, controls: SttCon
     tokenizer = engine.tokenizer(language, controls.task or "transcribe")
     before = tokenizer.encode(" " + controls.prompt) if controls.prompt else []
     prompt = model.get_prompt(tokenizer, before, without_timestamps=True, hotwords=controls.hotwords)
-    result = model.model.generate(encoded, [prompt], beam_size=1, suppress_blank=True)
+    limit = token_limit(model, len(prompt), len(audio) / RATE)
+    result = model.model.generate(encoded, [prompt], beam_size=1, suppress_blank=True, max_length=limit)
     return str(tokenizer.decode(result[0].sequences_ids[0])).strip()
