@@ -132,10 +132,9 @@ class NumberScan(Words):
             digits: str | None = None
             weak = False
             count = False
-            if (w and w[0] in "0123456789+") or (self.partial and _partial_digits(core[i])):
-                digits = written_digits(core[i])
-                if digits is None and self.partial:  # see ``_partial_digits``
-                    digits = _partial_digits(core[i])
+            any_digits = _partial_digits(core[i]) if self.partial else None  # see ``_partial_digits``
+            if (w and w[0] in "0123456789+") or any_digits:
+                digits = written_digits(core[i]) or any_digits
                 plus = plus or core[i].startswith("+")
                 count = bool(THOUSANDS.fullmatch(core[i]))
                 i += 1
@@ -155,7 +154,7 @@ class NumberScan(Words):
             elif w in TEENS:
                 digits, i = str(TEENS[w]), i + 1
             elif "-" in w and (spelled := _hyphenated_digits(w)):
-                digits, weak, i = spelled, set(spelled) == {"0"} and "zero" not in w, i + 1
+                digits, weak, i = spelled, all(p in ("oh", "o") for p in w.split("-")), i + 1
             elif w in TENS or "-" in w:
                 digits, i = tens_digits(w, low[i + 1] if i + 1 < self.n else ""), i + 1
                 if digits is not None and len(digits) == 2 and digits[1] != "0" and "-" not in w:
