@@ -36,8 +36,12 @@ MIN_TOKENS = 24
 def token_limit(model: Any, prompt: int, seconds: float) -> int:
     """``generate``'s ``max_length`` for ``seconds`` of audio after ``prompt`` tokens: a runaway (Whisper
     looping, "1,111,111,111, ..." over a card number) stops where the audio could hold no more words, not at
-    the model's 448 tokens. ``model``: a faster-whisper WhisperModel."""
-    return int(min(model.max_length, prompt + MIN_TOKENS + int(TOKENS_PER_S * seconds)))
+    224 tokens. ``model``: a faster-whisper WhisperModel.
+
+    CTranslate2's Whisper decodes at most min(max_length / 2, max_length - prompt) tokens (its whisper.cc;
+    CTranslate2 issue 1856), so the length asked for is what lets the budget through."""
+    budget = MIN_TOKENS + int(TOKENS_PER_S * seconds)
+    return int(min(model.max_length, max(2 * budget, budget + prompt)))
 
 
 def clean_word(text: str) -> str:
