@@ -75,19 +75,20 @@ def test_a_redacting_session_masks_finals_words_and_every_partial(server, card):
         assert finals and not any(_raw(f["text"]) for f in finals), finals
         assert "[CARD_NUMBER]" in " ".join(f["text"] for f in finals)
         entities = [e for f in finals for e in f["entities"]]
-        assert [e["type"] for e in entities] == ["CARD_NUMBER"], entities
-        e = entities[0]
-        assert set(e) == {"type", "start_ms", "end_ms", "confidence"} and 0 < e["confidence"] <= 1
+        # One, or two when the number comes in two finals (Whisper wrote a full stop inside it): both the card.
+        assert [e["type"] for e in entities] in (["CARD_NUMBER"], ["CARD_NUMBER"] * 2), entities
+        for e in entities:
+            assert set(e) == {"type", "start_ms", "end_ms", "confidence"} and 0 < e["confidence"] <= 1
         # Where the plain session heard the digits.
-        assert abs(e["start_ms"] - heard[0]["offset"]) <= 300, (e, heard)
-        assert abs(e["end_ms"] - (heard[-1]["offset"] + heard[-1]["duration"])) <= 300, (e, heard)
+        assert abs(entities[0]["start_ms"] - heard[0]["offset"]) <= 300, (entities, heard)
+        assert abs(entities[-1]["end_ms"] - (heard[-1]["offset"] + heard[-1]["duration"])) <= 300, (entities, heard)
 
     # Words, when asked for: masked too, the placeholder spanning the entity's time.
     words = [w for f in bulk for w in f["words"]]
     assert not any(_raw(w["word"]) for w in words), words
-    (mask,) = [w for w in words if w["word"].startswith("[CARD_NUMBER]")]
-    (e,) = [e for f in bulk for e in f["entities"]]
-    assert (mask["offset"], mask["offset"] + mask["duration"]) == (e["start_ms"], e["end_ms"])
+    masks = [w for w in words if w["word"].startswith("[CARD_NUMBER]")]
+    spans = [(e["start_ms"], e["end_ms"]) for f in bulk for e in f["entities"]]
+    assert [(m["offset"], m["offset"] + m["duration"]) for m in masks] == spans, (masks, spans)
     # Not asked for: none (the engine timed them for the entities only).
     assert all("words" not in f for f in h.finals(live))
 
