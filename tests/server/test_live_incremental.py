@@ -122,16 +122,14 @@ def test_a_hypothesis_made_to_start_with_the_committed_words_gives_only_what_fol
 
 
 def test_a_partial_that_runs_away_stops_where_the_audio_could_hold_no_more_words(engine):
-    """Real digits read one by one (Allison Smith's Asterisk recordings, the redaction benchmark's): on the
-    first 1.5 s of "4 4 4 9, 1 4 0 4, ...", a greedy guess loops ("4, 4, 4, ...") to the 224 tokens that
-    CTranslate2 allows, a second of CPU for one partial of an utterance. It is cut where 1.5 s could hold no
-    more words."""
-    digits = "4449140496396904"
-    said = redaction_bench._asterisk_words({f"digits/{d}" for d in set(digits)})
-    parts = []
-    for i, d in enumerate(digits):
-        parts += [redaction_bench._trim(said[f"digits/{d}"]), redaction_bench._gap(0.3 if i % 4 == 3 else 0.05)]
-    audio = np.concatenate(parts)[: int(1.5 * 16000)].astype(np.float32) / 32768.0
+    """Real digits read one by one, as the redaction benchmark reads a number back (Allison Smith's Asterisk
+    recordings): on the first 1.5 s of "4 4 4 9, 1 4 0 4, ...", a greedy guess loops ("4, 4, 4, ...") to the
+    224 tokens that CTranslate2 allows, a second of CPU for one partial of an utterance. It is cut where 1.5 s
+    could hold no more words."""
+    digits = "4449 1404 9639 6904"
+    item = redaction_bench.Item("runaway", "CARD_NUMBER", "", redaction_bench._d(digits), digits)
+    said = redaction_bench._asterisk_words({f"digits/{d}" for d in digits.replace(" ", "")})
+    audio = redaction_bench._value_audio(item, said)[: int(1.5 * 16000)].astype(np.float32) / 32768.0
     text = guess(engine, audio, "en", SttControls())
     assert text.count("4") >= 8, text  # a runaway: 1.5 s holds four digits (else this test shows nothing)
     budget = MIN_TOKENS + TOKENS_PER_S * 1.5
