@@ -304,9 +304,30 @@ def test_an_iban_is_found_by_its_structure_without_a_keyword():
 
 
 def test_iban_checksum_and_misheard_policy():
-    assert found("we paid DE89 3704 0044 0532 0130 01 and it bounced", "IBAN") == []
+    # The check sets the confidence; the shape (country code, check digits, length +-1) finds it, cue or not.
     (e,) = r.find(words_of("my IBAN is DE89 3704 0044 0532 0130 01"), "IBAN")
     assert e.confidence == 0.6
+    (e,) = r.find(words_of("we paid DE89 3704 0044 0532 0130 01 and it bounced"), "IBAN")
+    assert e.confidence == 0.5
+    # As tiny.en heard a real IBAN read out (a zero doubled, "IBAN" as "Ivan"): one character too many.
+    heard = "I T 6 0 x 0 5 4 2 8 1 1 1 0 1 0 0 0 0 0 0 0 1 2 3 4 5 6"
+    assert found(f"Send it to Ivan {heard}") == [("IBAN", heard)]
+    assert found("F-R-1-4-2-0-0-4-1-0-1-0-0-5-0-5-0-0-0-0-1-3-M-0-2-6-0-6.") == [
+        ("IBAN", "F-R-1-4-2-0-0-4-1-0-1-0-0-5-0-5-0-0-0-0-1-3-M-0-2-6-0-6.")
+    ]
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "we paid DE89 3704 0044 0532 0130 and it bounced",  # two short, no cue
+        "we paid DE89 3704 0044 0532 0130 0012 and it bounced",  # two long
+        "the postcode is DE 89 and the flat is 3704",
+        "we paid GBXX 3704 0044 0532 0130 00",  # no check digits
+    ],
+)
+def test_iban_near_misses_stay(sentence):
+    assert found(sentence, "IBAN") == []
 
 
 # ---- IP_ADDRESS
@@ -420,8 +441,8 @@ def test_national_ids(sentence):
     "sentence",
     [
         "the code is 123-45-6789",  # an SSN needs its cue
-        "my social security number is 666-12-3456",  # area 666 is never issued
-        "SSN 123-00-6789",  # group 00 neither
+        "SSN 123 4567",  # too short for a misheard SSN
+        "my social security number is 4111 1111 1111",  # too long
         "DNI 12345678A",  # wrong letter
         "the batch number is 45128371 W",  # number and letter apart need a cue
         "the BSN is 238476109",  # fails the 11-proof
@@ -432,6 +453,25 @@ def test_national_ids(sentence):
 )
 def test_national_id_near_misses_stay(sentence):
     assert found(sentence, "NATIONAL_ID") == []
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "my social security number is 666-12-3456",  # area 666 is never issued
+        "SSN 123-00-6789",  # group 00 neither
+        "my social is 2 1 9 0 9 9 9 9",  # a digit lost, as tiny.en heard "219 09 9999"
+        "social security number 123 45 67890",  # a digit too many
+    ],
+)
+def test_a_misheard_ssn_near_its_cue_is_redacted_with_lower_confidence(sentence):
+    # An SSN has no check digit: near its cue, one of 8-10 digits that its rules reject goes all the same.
+    (e,) = r.find(words_of(sentence), "NATIONAL_ID")
+    assert e.confidence == 0.5
+
+
+def test_a_phone_number_near_social_stays_a_phone_number():
+    assert found("call social services on 212 555 0147") == [("PHONE_NUMBER", "212 555 0147")]
 
 
 # ---- API

@@ -59,6 +59,16 @@ CARD_CUED_DIGITS = 10
 # stood alone, readable. What it costs: a number said right after a short card ("..., expiring 0925") goes too.
 CARD_STRAY_WORDS = 1
 CARD_MAX_DIGITS = 19
+# A country code, two check digits and the country's IBAN length give or take a character is an IBAN even
+# when mod 97 fails and no cue was heard: Whisper doubles a zero ("IT60 X054 ... 0000000 ...") and hears
+# "IBAN" as "Ivan" or leaves the carrier phrase out, and the rest is still the account number. Nothing
+# else said has that shape; its confidence says the check failed.
+IBAN_SHAPE_CONFIDENCE = 0.5
+# The SSN has no check digit, so a misheard one cannot be told from a real one: near an SSN cue, a run of
+# one digit fewer or more than its nine is redacted too (tiny.en heard "219 09 9999" as "2 1 9 0 9 9 9 9"),
+# and so is a nine-digit one its issuing rules reject. What it costs: any 8-10 digit number said near
+# "social" goes, unless it is a valid phone number (then it is one).
+SSN_CUED_DIGITS = range(8, 11)
 
 
 def written_digits(core: str) -> str | None:
@@ -242,6 +252,8 @@ class NumberScan(Words):
                 self._national(s, f, t)
         if total >= CARD_CUED_DIGITS and self._near(("card",), first, last):
             self._add(first, last, "CARD_NUMBER", 0.95 if luhn_found else 0.6 if total >= 13 else 0.5)
+        if total in SSN_CUED_DIGITS and self._near(("ssn",), first, last):
+            self._add(first, last, "NATIONAL_ID", 0.5)
         self._phones(run, offs, digits)
 
     def _held_together(self, runs: list[list[Group]]) -> None:
@@ -349,11 +361,15 @@ class NumberScan(Words):
             for a, p in enumerate(run):
                 start = offs[a]
                 need = IBAN_LENGTH.get(chars[start : start + 2])
-                if need is not None:
+                if need is not None and chars[start + 2 : start + 4].isdigit():
                     b = at.get(start + need)
+                    near = next((at[start + k] for k in (need + 1, need, need - 1) if start + k in at), None)
+                    cued = self._near(("iban",), p.first, run[-1].last)
                     if b is not None and iban_ok(chars[start : start + need]):
                         self._add(p.first, run[b - 1].last, "IBAN", 0.95)
-                    elif len(chars) - start >= need - 2 and self._near(("iban",), p.first, run[-1].last):
+                    elif near is not None:  # see ``IBAN_SHAPE_CONFIDENCE``
+                        self._add(p.first, run[near - 1].last, "IBAN", 0.6 if cued else IBAN_SHAPE_CONFIDENCE)
+                    elif len(chars) - start >= need - 2 and cued:
                         self._add(p.first, run[-1].last, "IBAN", 0.6)
                 end = offs[a + 1]
                 if end >= 9 and chars[end - 1].isalpha() and (end - 9) in at and dni_ok(chars[end - 9 : end]):
