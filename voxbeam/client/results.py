@@ -112,10 +112,14 @@ class TranscriptBuilder:
                 start = max(self._last_word_ms, offset_ms + w.offset)
                 self._last_word_ms = start
                 words.append(Word(w.word, start, max(0, w.duration), float(w.confidence), w.speaker))
-            self._entities.extend(
-                protocol.TranscriptEntity(e.type, offset_ms + e.start_ms, offset_ms + e.end_ms, e.confidence)
-                for e in t.entities or ()
-            )
+            for k, e in enumerate(t.entities or ()):
+                entity = protocol.TranscriptEntity(e.type, offset_ms + e.start_ms, offset_ms + e.end_ms, e.confidence)
+                if k or not self._continues(entity, words):
+                    self._entities.append(entity)
+                else:
+                    last = self._entities[-1]
+                    end, conf = max(last.end_ms, entity.end_ms), min(last.confidence, entity.confidence)
+                    self._entities[-1] = protocol.TranscriptEntity(e.type, last.start_ms, end, conf)
             text = t.text.strip()
             if not text and not words:
                 continue
@@ -124,6 +128,17 @@ class TranscriptBuilder:
             self._segments.append(
                 Segment(text, seg_start, max(0, t.duration), float(t.confidence or 0.0), tuple(words), t.speaker)
             )
+
+    def _continues(self, e: protocol.TranscriptEntity, words: list[Word]) -> bool:
+        """Whether ``e``, a final's first entity, is the rest of the last final's last one: one value the service
+        redacted in two finals (a card number with a full stop written inside it) is one entity, as the job's
+        own redaction makes it, when no word was said between its parts. Without words, that is not known."""
+        last = self._entities[-1] if self._entities else None
+        if last is None or last.type != e.type or not words or not (self._segments and self._segments[-1].words):
+            return False
+        earlier = (w for s in self._segments for w in s.words)
+        now = (w for w in words if w.offset_ms + w.duration_ms <= e.start_ms)
+        return not any(w.offset_ms >= last.end_ms for w in (*earlier, *now))
 
     def result(self, *, audio_duration_ms: int, attempts: int, model: str | None = None) -> TranscriptResult:
         segments = tuple(self._segments)
