@@ -31,6 +31,9 @@ PARTIAL_MAX_S = 30.0
 # Mel frames (10 ms each) a partial encodes: its audio + 1 s, at least 10 s (Whisper's window: 3000).
 PARTIAL_MIN_FRAMES = 1000
 PARTIAL_PAD_FRAMES = 100
+# A partial is cut where it says again words it said before (``unlooped``): this many in a row, three of them
+# different and one not a number.
+LOOP_WORDS = 4
 SILENT_WINDOWS = int(SILENT_RUN_S * RATE) // WINDOW
 
 # (audio float32 whole windows, Silero's recurrent state) -> a probability per window after the first, new state.
@@ -177,4 +180,26 @@ def guess(engine: Any, audio: np.ndarray, language: str | None, controls: SttCon
     prompt = model.get_prompt(tokenizer, before, without_timestamps=True, hotwords=controls.hotwords)
     limit = token_limit(model, len(prompt), len(audio) / RATE)
     result = model.model.generate(encoded, [prompt], beam_size=1, suppress_blank=True, max_length=limit)
-    return str(tokenizer.decode(result[0].sequences_ids[0])).strip()
+    return unlooped(str(tokenizer.decode(result[0].sequences_ids[0])).strip())
+
+
+def unlooped(text: str) -> str:
+    """``text`` up to where it starts saying again what it already said.
+
+    With a second of padding after the audio, Whisper often runs out of speech and starts over: tiny.en's
+    guess at the first 10 s of a fast talker says all of it, then again from "This is the acoustic corpus";
+    at 14 s, its last sentence twice. Its compression-ratio test does not catch texts this short (2.2-2.4
+    against its 2.4). ``LOOP_WORDS`` in a row seen before, not overlapping them, mark the loop; runs of one or
+    two words ("words words words", "4 2 4 2") and of numbers only are real speech as often, and stay.
+    """
+    words = text.split()
+    keys = [w.strip(".,!?;:\"'()").lower() for w in words]
+    seen: dict[tuple[str, ...], int] = {}
+    for j in range(len(keys) - LOOP_WORDS + 1):
+        gram = tuple(keys[j : j + LOOP_WORDS])
+        if len(set(gram)) < 3 or all(k.isdigit() for k in gram):
+            continue
+        first = seen.setdefault(gram, j)
+        if first + LOOP_WORDS <= j:
+            return " ".join(words[:j])
+    return text
