@@ -39,3 +39,18 @@ def test_silence_after_a_short_prompt_changes_no_detection(model):
     followed = detect(model, np.concatenate([audio, np.zeros(2 * 16000, dtype=np.float32)]), CANDIDATES)
     assert alone[0] == "fr", alone
     assert followed[0] == "fr" and followed[1] == pytest.approx(alone[1], abs=1e-6), (alone, followed)
+
+
+@pytest.mark.parametrize(
+    "clip_id",
+    [
+        # Allison Smith, an American voice, reading Spanish: detection alone heard these as French or English.
+        "asterisk-es/conf-placeintoconf",  # fr 0.16, es 0.01
+        "asterisk-es/dictate-playback_mode",  # en 0.23, es 0.04
+        "asterisk-es/confbridge-menu-exit-in",  # fr 0.14, es 0.04
+        "asterisk-es/conf-roll-callcomplete",  # en 0.47, es 0.37
+    ],
+)
+def test_among_candidates_the_language_the_speech_reads_as_wins(model, clip_id):
+    language, probability = detect(model, _prompt("es", clip_id), CANDIDATES)
+    assert language == "es" and 0.5 < probability <= 1.0, (language, probability)
