@@ -21,6 +21,8 @@ from voxbeam.protocol_controls import SttControls
 from voxbeam.server.engines.whisper_timing import RATE, token_limit
 
 PROMPT_TOKENS = 150
+HOTWORDS_TOKENS = 80
+WINDOW_FRAMES = 3000  # Whisper's 30 s window, in 10 ms feature frames
 # ``rescored``: how many candidates are transcribed at most (more are left to detection alone), how long each
 # transcript may be (CTranslate2 decodes half of it: 60 tokens), and how much its mean log-probability per token
 # weighs against the log of detection's probability. 10: 0.1 more per token is worth a factor of e. Chosen
@@ -29,8 +31,6 @@ PROMPT_TOKENS = 150
 RESCORED = 5
 RESCORE_MAX_LENGTH = 120
 TEXT_WEIGHT = 10.0
-HOTWORDS_TOKENS = 80
-WINDOW_FRAMES = 3000  # Whisper's 30 s window, in 10 ms feature frames
 
 
 def fitted(tokenizer: Any, controls: SttControls | None) -> SttControls:
