@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from bench import chaos
 from tests.client.spec_server import ThreadedSpecServer, transcript_for
+from tests.metrics import parse, value
 from tests.reliability.conftest import ThreadedProxy, dedicated_server
 from voxbeam import audio, jobs
 from voxbeam.beam import Secret, ServiceSettings
@@ -97,9 +97,7 @@ def test_an_outage_longer_than_the_budget_fails_the_rest_clearly(chaos_server, f
 
     def flushed() -> float:
         """Recognitions the server has answered (a file's flush, its finals with it): replies, not requests."""
-        families = text_string_to_metric_families(chaos_server.metrics_text())
-        counts = (s for f in families for s in f.samples if s.name == "voxbeam_engine_seconds_count")
-        return sum(s.value for s in counts if s.labels["op"] == "stt_flush")
+        return value(parse(chaos_server.metrics_text()), "voxbeam_engine_seconds_count", op="stt_flush")
 
     # Killed once ten files are through, and left down. (Counted by the engine calls sent, 40 of them, the
     # kill could come before any file's answer when the machine was loaded: then every record failed, exit 4.)

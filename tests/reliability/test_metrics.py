@@ -4,35 +4,15 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests.metrics import scrape, value
 from tests.reliability.conftest import SHORT_SENTENCES, dedicated_server, read_parquet_rows
 from voxbeam import jobs
 
 KEY = "metrics-test-key"
-
-
-def scrape(srv: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of /metrics as {(name, sorted labels): value}; no key is sent."""
-    url = srv.url.replace("ws://", "http://", 1) + "/metrics"
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        assert resp.status == 200
-        assert resp.headers["Content-Type"].startswith("text/plain")
-        text = resp.read().decode("utf-8")
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
-
-
-def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def test_metrics_match_the_runs_own_summary(short_wavs: list[bytes], tmp_path: Path) -> None:

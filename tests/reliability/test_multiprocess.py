@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
+from tests.metrics import scrape, value
 from tests.reliability.conftest import (
     SHORT_SENTENCES,
     dead_letter_key,
     dedicated_server,
     read_parquet_rows,
 )
-from tests.reliability.test_metrics import scrape, value
 from voxbeam import jobs
 
 KEY = "fleet-test-key-0000"

@@ -11,13 +11,12 @@ import asyncio
 import re
 import threading
 import time
-import urllib.request
 import wave
 
 import jiwer
 import numpy as np
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests import metrics
 from tests.server import helpers as h
 from tests.speech import corpus_clip
 from voxbeam.audio import quietest_cut
@@ -122,12 +121,9 @@ def test_word_offsets_match_where_speech_is(server, record_property):
 
 
 def _backlog_s(server) -> float:
-    url = server.url.replace("ws://", "http://", 1) + "/metrics"
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        for family in text_string_to_metric_families(resp.read().decode()):
-            if family.name == "voxbeam_decode_backlog_seconds":
-                return float(family.samples[0].value)
-    raise AssertionError("no voxbeam_decode_backlog_seconds in /metrics")
+    samples = metrics.scrape(server)
+    assert ("voxbeam_decode_backlog_seconds", ()) in samples, "no voxbeam_decode_backlog_seconds in /metrics"
+    return metrics.value(samples, "voxbeam_decode_backlog_seconds")
 
 
 def test_one_long_upload_is_decoded_on_every_worker_in_order(server, record_property):
