@@ -331,6 +331,29 @@ def _rows(directory: Path) -> list[dict[str, Any]]:
     return [row for f in files for row in pq.read_table(f).to_pylist()]
 
 
+def _redacting_job(
+    ctx: Context, server: Any, clips: list[Clip], out: Path, extra: list[str]
+) -> tuple[Any, dict[str, list[tuple[str, int, int]]], dict[str, Any], list[str]]:
+    """``voxbeam transcribe --redact all`` over the clips: the job, each clip's entities (type, ms, ms), its
+    redacted text, and the positive values whose digits (4 or more) are still in it."""
+    argv = ["--input", str(clips[0].path.parent), "--output", str(out), "--redact", "all", *extra]
+    job = run_job(ctx, "transcribe", argv + ctx.endpoint_args(server), server=server)
+    by_name = {c.path.name: c for c in clips}
+    found: dict[str, list[tuple[str, int, int]]] = {}
+    texts: dict[str, Any] = {}
+    leaks = []
+    for row in _rows(out / "transcripts"):
+        c = by_name.get(Path(row["source_uri"]).name)
+        if c is None:
+            continue
+        found[c.item.id] = [(e["type"], int(e["start_ms"]), int(e["end_ms"])) for e in row.get("entities") or []]
+        value = _digits(c.item.written)
+        if c.item.kind and len(value) >= 4 and value in _digits(row.get("text") or ""):
+            leaks.append(c.item.id)
+        texts[c.item.id] = {"redacted": row.get("text")}
+    return job, found, texts, leaks
+
+
 def _digits(text: str) -> str:
     return "".join(ch for ch in text if ch.isdigit())
 
@@ -436,32 +459,9 @@ def _run(ctx: Context, server: Any) -> Result:
         )
         plain_wall = plain.wall
     out = ctx.workdir / "red_out"
-    argv = [
-        "--input",
-        str(clips[0].path.parent),
-        "--output",
-        str(out),
-        "--redact",
-        "all",
-        "--redact_keep_original",
-        "true",
-    ]
-    job = run_job(ctx, "transcribe", argv + ctx.endpoint_args(server), server=server)
-    by_name = {c.path.name: c for c in clips}
-    rows = _rows(out / "transcripts")
+    job, found, texts, leaks = _redacting_job(ctx, server, clips, out, ["--redact_keep_original", "true"])
     originals = _rows(out / "unredacted")
-    found: dict[str, list[tuple[str, int, int]]] = {}
-    leaks = []
-    texts: dict[str, Any] = {}
-    for row in rows:
-        c = by_name.get(Path(row["source_uri"]).name)
-        if c is None:
-            continue
-        found[c.item.id] = [(e["type"], int(e["start_ms"]), int(e["end_ms"])) for e in row.get("entities") or []]
-        value = _digits(c.item.written)
-        if c.item.kind and len(value) >= 4 and value in _digits(row.get("text") or ""):
-            leaks.append(c.item.id)
-        texts[c.item.id] = {"redacted": row.get("text")}
+    by_name = {c.path.name: c for c in clips}
     for row in originals:
         c = by_name.get(Path(row["source_uri"]).name)
         if c is not None:
@@ -480,6 +480,22 @@ def _run(ctx: Context, server: Any) -> Result:
         unit="clips",
     )
     _heard_split(res, clips, texts, e2e_misses)
+    # The same job with the service redacting (--redact_on server): each final read with the 16 words before it,
+    # not the whole file (docs/redaction.md, "On the server").
+    _, on_server, _, server_leaks = _redacting_job(
+        ctx, server, clips, ctx.workdir / "red_server", ["--redact_on", "server"]
+    )
+    server_tallies, server_misses = score(clips, on_server)
+    _report(res, "server", server_tallies, "end to end, redacted by the service")
+    res.compare(
+        "server_values_left_in_text",
+        "positive values whose digits (4 or more) still appear in the text the service redacted",
+        len(server_leaks),
+        0,
+        "<=",
+        unit="clips",
+    )
+    res.notes.append("Misses with the service redacting: " + (", ".join(server_misses) or "none"))
     # Cost: the job's own redaction step, timed here over the same rows.
     transcription_cpu = job.cpu + job.server_cpu.cpu
     red_cpu = _redaction_cpu(originals, 5)
