@@ -354,6 +354,28 @@ def _redacting_job(
     return job, found, texts, leaks
 
 
+def _end_to_end(
+    res: Result,
+    clips: list[Clip],
+    found: dict[str, list[tuple[str, int, int]]],
+    leaks: list[str],
+    label: str,
+    where: str,
+) -> list[str]:
+    """Per-type recall and precision of one way of redacting, and the values left in its text; its misses."""
+    tallies, misses = score(clips, found)
+    _report(res, label, tallies, where)
+    res.compare(
+        f"{label}_values_left_in_text",
+        f"{where}: positive values whose digits (4 or more) still appear in the redacted text",
+        len(leaks),
+        0,
+        "<=",
+        unit="clips",
+    )
+    return misses
+
+
 def _digits(text: str) -> str:
     return "".join(ch for ch in text if ch.isdigit())
 
@@ -469,32 +491,15 @@ def _run(ctx: Context, server: Any) -> Result:
     missing = [c.item.id for c in clips if c.item.id not in found]
     if missing:
         res.errors.append(f"no transcript row for {missing}")
-    e2e_tallies, e2e_misses = score(clips, found)
-    _report(res, "e2e", e2e_tallies, "end to end (audio in, rows out)")
-    res.compare(
-        "e2e_values_left_in_text",
-        "positive values whose digits (4 or more) still appear in the redacted text",
-        len(leaks),
-        0,
-        "<=",
-        unit="clips",
-    )
+    e2e_misses = _end_to_end(res, clips, found, leaks, "e2e", "end to end (audio in, rows out)")
     _heard_split(res, clips, texts, e2e_misses)
     # The same job with the service redacting (--redact_on server): each final read with the 16 words before it,
     # not the whole file (docs/redaction.md, "On the server").
     _, on_server, _, server_leaks = _redacting_job(
         ctx, server, clips, ctx.workdir / "red_server", ["--redact_on", "server"]
     )
-    server_tallies, server_misses = score(clips, on_server)
-    _report(res, "server", server_tallies, "end to end, redacted by the service")
-    res.compare(
-        "server_values_left_in_text",
-        "positive values whose digits (4 or more) still appear in the text the service redacted",
-        len(server_leaks),
-        0,
-        "<=",
-        unit="clips",
-    )
+    where = "end to end, redacted by the service"
+    server_misses = _end_to_end(res, clips, on_server, server_leaks, "server", where)
     res.notes.append("Misses with the service redacting: " + (", ".join(server_misses) or "none"))
     # Cost: the job's own redaction step, timed here over the same rows.
     transcription_cpu = job.cpu + job.server_cpu.cpu
