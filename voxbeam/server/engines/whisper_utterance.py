@@ -17,7 +17,7 @@ from voxbeam.audio import BYTES_PER_SAMPLE
 from voxbeam.protocol_controls import SttControls
 from voxbeam.server.engines.base import Recognized
 from voxbeam.server.engines.whisper_controls import WINDOW_FRAMES, language_of, window_features
-from voxbeam.server.engines.whisper_timing import RATE, ms, token_limit
+from voxbeam.server.engines.whisper_timing import RATE, clean_word, ms, token_limit
 from voxbeam.server.engines.whisper_vad import SILENT_RUN_S, VAD_WINDOW, silent
 
 # Endpointing on Silero's speech probability, 32 ms windows.
@@ -193,7 +193,7 @@ def unlooped(text: str) -> str:
     two words ("words words words", "4 2 4 2") and of numbers only are real speech as often, and stay.
     """
     words = text.split()
-    keys = [w.strip(".,!?;:\"'()").lower() for w in words]
+    keys = [clean_word(w).lower() for w in words]
     seen: dict[tuple[str, ...], int] = {}
     for j in range(len(keys) - LOOP_WORDS + 1):
         gram = tuple(keys[j : j + LOOP_WORDS])
