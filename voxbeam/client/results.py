@@ -136,9 +136,9 @@ class TranscriptBuilder:
         last = self._entities[-1] if self._entities else None
         if last is None or last.type != e.type or not words or not (self._segments and self._segments[-1].words):
             return False
-        earlier = (w for s in self._segments for w in s.words)
-        now = (w for w in words if w.offset_ms + w.duration_ms <= e.start_ms)
-        return not any(w.offset_ms >= last.end_ms for w in (*earlier, *now))
+        # Word starts never go back (``add`` clamps them), so the latest word said before ``e`` is the one to check.
+        before = [w for w in words if w.offset_ms + w.duration_ms <= e.start_ms]
+        return (before or self._segments[-1].words)[-1].offset_ms < last.end_ms
 
     def result(self, *, audio_duration_ms: int, attempts: int, model: str | None = None) -> TranscriptResult:
         segments = tuple(self._segments)
