@@ -257,6 +257,9 @@ def test_region_comes_from_language_or_is_given():
         ("john.smith@example dot com", "john.smith@example dot com"),
         # "at" misheard as a dot (Whisper, our voice): after an email cue, a written domain counts.
         ("my email is john.smith.example.com.", "john.smith.example.com."),
+        # A misheard top-level label (tiny.en, base for "support at voxbeam dot io"): see MISHEARD_DOMAIN_CONFIDENCE.
+        ("write to support at box beam dot eagle if it breaks", "support at box beam dot eagle"),
+        ("write to support at boxbeam.eagle if it breaks", "support at boxbeam.eagle"),
     ],
 )
 def test_emails_written_and_spoken(sentence, span):
@@ -270,6 +273,9 @@ def test_emails_written_and_spoken(sentence, span):
         "I'll see you at the station",
         "look at the dot on the map",
         "he's at home, dot dot dot.",
+        "she shouted at Bob dot dot dot",
+        "aim at the red dot there",
+        "we arrived at five on the dot",
         "the file is at example.notatld",
         "the news is on example.com today",
     ],
@@ -317,11 +323,25 @@ def test_iban_checksum_and_misheard_policy():
     ]
 
 
+def test_long_digit_run_is_an_account_number_unless_named_otherwise():
+    # As tiny.en heard "IBAN ES91 2100 0418 4502 0005 1332": no cue, no country code, a zero doubled.
+    heard = "1 2 1 0 0 0 4 1 8 4 5 0 2 0 0 0 0 5 1 3 3 2"
+    (e,) = r.find(words_of(f"I've been... {heard}"), "all")
+    assert (e.type, e.confidence) == ("IBAN", 0.4)
+    # An IBAN two characters long fails its shape, but its digits still go.
+    assert found("we paid DE89 3704 0044 0532 0130 0012 and it bounced") == [("IBAN", "3704 0044 0532 0130 0012")]
+    assert found(f"The account is {heard}") == [("IBAN", heard)]
+    # Named as no personal number, or shorter than 20 digits, it stays.
+    assert found(f"Tracking number {heard}, thanks") == []
+    assert found(f"reference {heard}") == []
+    assert found("it was 1 2 1 0 0 0 4 1 8 4 5 0 2 0 0 0 0 5 1 today") == []
+
+
 @pytest.mark.parametrize(
     "sentence",
     [
         "we paid DE89 3704 0044 0532 0130 and it bounced",  # two short, no cue
-        "we paid DE89 3704 0044 0532 0130 0012 and it bounced",  # two long
+        "we paid NL91 ABNA 0417 1643 0012 and it bounced",  # two long
         "the postcode is DE 89 and the flat is 3704",
         "we paid GBXX 3704 0044 0532 0130 00",  # no check digits
     ],
@@ -350,6 +370,10 @@ def test_iban_near_misses_stay(sentence):
         ("use 1 9 2 dot 1 6 8 dot 0 dot 9 9 now", "1 9 2 dot 1 6 8 dot 0 dot 9 9"),
         # A number said just before the first octet stays out of it.
         ("port 80 10 dot 1 dot 1 dot 5 please", "10 dot 1 dot 1 dot 5"),
+        # An octet written as two numbers (tiny.en, base), near an IP cue: see SPLIT_OCTET_CONFIDENCE.
+        ("Connect to 1.72.16.4.20", "1.72.16.4.20"),
+        ("ping 172.16.4.2.0 and tell me.", "172.16.4.2.0"),
+        ("the gateway is 1 dot 92 dot 168 dot 1 dot 1", "1 dot 92 dot 168 dot 1 dot 1"),
     ],
 )
 def test_ip_addresses(sentence, span):
@@ -372,6 +396,9 @@ def test_ip_addresses(sentence, span):
         "2-56.1.1.1 is not one",
         "count 1. 2. 3. 4. done",  # written dots with a space after them end sentences
         "it is 10.0.0.1.5 here",
+        "release 1.72.16.4.20 ships",  # five numbers and no IP cue
+        "connect to 300.1.2.3.4",  # no two neighbours join into four octets
+        "ping 0.0.0.0.254",
     ],
 )
 def test_ip_near_misses_stay(sentence):

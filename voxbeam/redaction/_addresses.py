@@ -56,6 +56,18 @@ EMAIL_STOP = frozenset(
 )
 
 
+# Whisper writes a spoken octet of two or three number words as two numbers ("one seventy-two" as "1.72",
+# "twenty" as "2.0"): tiny.en and base each split one of "172.16.4.20" so. Near an IP cue, five numbers that
+# are four octets once two neighbours join are an IP address. What it costs: a five-part version string said
+# near "server" or "host" goes; without a cue, five parts stay ("10.0.0.1.5").
+SPLIT_OCTET_CONFIDENCE = 0.5
+
+# A spoken address's top-level label is a short word Whisper does not expect, so it writes another: tiny.en
+# and base both heard "voxbeam dot io" as "box beam dot eagle" or "boxbeam.eagle". After "at" and a local
+# part, a domain whose last label is any plain word counts, at this confidence. What it costs: "X at Y dot Z"
+# said with no address meant ("aim at Jupiter dot" ...) goes, when X, Y and Z are no function words.
+MISHEARD_DOMAIN_CONFIDENCE = 0.5
+
 # A word of digits and dots between them, as written ("1-98.51.100.23" once its hyphens are gone).
 DOTTED_TOKEN = re.compile(r"[\d.]*\d[\d.]*", re.ASCII)
 DOTTED_PART = re.compile(r"\d+|\.", re.ASCII)
@@ -151,13 +163,29 @@ class AddressScan(Words):
         while chains and not chains[-1]:
             chains.pop()
         octets = chains[::2]
-        if len(chains) != 7 or len(octets) != 4 or any(not c for c in octets) or any(chains[1::2]):
+        if any(not c for c in octets) or any(chains[1::2]):
+            return
+        if len(octets) == 5:
+            self._split_octet(octets)
+        if len(octets) != 4:
             return
         first = next((k for k in range(len(octets[0])) if _octet(octets[0][k:])), None)
         last = next((k for k in range(len(octets[3]), 0, -1) if _octet(octets[3][:k])), None)
         if first is None or last is None or not all(_octet(c) for c in octets[1:3]):
             return
         self._add(octets[0][first].first, octets[3][last - 1].last, "IP_ADDRESS", 0.85)
+
+    def _split_octet(self, octets: list[list[_Digits]]) -> None:
+        """Five numbers with dots between, near an IP cue, that are four octets once two neighbours join: see
+        ``SPLIT_OCTET_CONFIDENCE``."""
+        first, last = octets[0][0].first, octets[-1][-1].last
+        if not self._near(("ip",), first, last):
+            return
+        for k in range(4):
+            joined = [*octets[:k], octets[k] + octets[k + 1], *octets[k + 2 :]]
+            if all(_octet(c) for c in joined):
+                self._add(first, last, "IP_ADDRESS", SPLIT_OCTET_CONFIDENCE)
+                return
 
     def _emails(self) -> None:
         low, core = self.low, self.core
@@ -174,11 +202,14 @@ class AddressScan(Words):
                 if end is None and self.partial and i >= self.n - 2:
                     # A partial ending on "... smith at" or "... smith at exam": the domain may still come.
                     end = self.n - 1
+                confidence = 0.85 if "@" not in core[i] else 0.95
+                if end is None and (end := self._misheard_domain(i + 1)) is not None:
+                    confidence = MISHEARD_DOMAIN_CONFIDENCE
                 if end is None:
                     continue
                 start = self._local(i)
                 if start is not None:
-                    self._add(start, end, "EMAIL", 0.85 if "@" not in core[i] else 0.95)
+                    self._add(start, end, "EMAIL", confidence)
             elif "." in w and self._near(("email",), i, i, after=0):
                 # A misheard "at" ("john.smith.example.com" for john.smith@example.com): right after an
                 # email cue, a written domain counts. Cost: a bare domain said as one's email provider goes too.
@@ -204,6 +235,22 @@ class AddressScan(Words):
         if len(labels) < 2 or not all(labels) or not (tld in TLDS or (len(tld) == 2 and tld.isalpha())):
             return None
         return end
+
+    def _misheard_domain(self, k: int) -> int | None:
+        """The last word of a domain from word ``k`` whose top-level label was misheard: one or two words, a
+        dot, a word ("box beam dot eagle"), or one written word "name.word" ("boxbeam.eagle")."""
+        low = self.low
+
+        def plain(label: str) -> bool:
+            return label.isalpha() and label not in EMAIL_STOP and label not in DOTS and cue_key(label) not in CUES
+
+        if k < self.n and "." in low[k]:
+            labels = low[k].split(".")
+            return k if len(labels) == 2 and all(plain(x) for x in labels) else None
+        for dot in (k + 1, k + 2):
+            if dot + 1 < self.n and low[dot] in DOTS and all(plain(low[j]) for j in (*range(k, dot), dot + 1)):
+                return dot + 1
+        return None
 
     def _local(self, at: int) -> int | None:
         """Where a spoken email's local part starts (back from "at"); None if the word before is no local part."""

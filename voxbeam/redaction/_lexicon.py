@@ -47,6 +47,7 @@ CUE_WORDS = {
     "es_id": "dni nie nif documento identidad",
     "id": "id identity identification national citizen",
     "iban": "iban bank account",
+    "ip": "ip ipv4 server host hostname gateway router ping connect dns subnet",
 }
 CUES: dict[str, tuple[str, ...]] = {}
 for _cat, _ws in CUE_WORDS.items():

@@ -64,6 +64,13 @@ CARD_MAX_DIGITS = 19
 # "IBAN" as "Ivan" or leaves the carrier phrase out, and the rest is still the account number. Nothing
 # else said has that shape; its confidence says the check failed.
 IBAN_SHAPE_CONFIDENCE = 0.5
+# A run of this many digits or more, longer than any card (19) or phone number (17), is a bank account number
+# heard without its country code: tiny.en lost the "ES9" of "ES91 2100 0418 ..." and heard 22 digits. It goes
+# as an IBAN, unless a word just before it names another kind of number ("order", "tracking", "reference")
+# and none names a bank account.
+# What it costs: a long tracking or parcel number said with no such word goes too.
+ACCOUNT_DIGITS = 20
+ACCOUNT_CONFIDENCE = 0.4
 # The SSN has no check digit, so a misheard one cannot be told from a real one: near an SSN cue, a run of
 # one digit fewer or more than its nine is redacted too (tiny.en heard "219 09 9999" as "2 1 9 0 9 9 9 9"),
 # and so is a nine-digit one its issuing rules reject. What it costs: any 8-10 digit number said near
@@ -254,6 +261,8 @@ class NumberScan(Words):
             self._add(first, last, "CARD_NUMBER", 0.95 if luhn_found else 0.6 if total >= 13 else 0.5)
         if total in SSN_CUED_DIGITS and self._near(("ssn",), first, last):
             self._add(first, last, "NATIONAL_ID", 0.5)
+        if total >= ACCOUNT_DIGITS and (self._near(("iban",), first, last) or not self._named_other(first, last)):
+            self._add(first, last, "IBAN", ACCOUNT_CONFIDENCE)
         self._phones(run, offs, digits)
 
     def _held_together(self, runs: list[list[Group]]) -> None:
@@ -302,10 +311,14 @@ class NumberScan(Words):
         elif size == 15 and nir_ok(s):
             self._add(f, t, "NATIONAL_ID", 0.92)
 
+    def _named_other(self, first: int, last: int) -> bool:
+        """A word just before a number names it as no personal one ("order", "tracking", "reference")."""
+        return self._near(("not_phone",), first, last, before=4, after=0)
+
     def _phones(self, run: list[Group], offs: list[int], digits: str) -> None:
         first, last = run[0].first, run[-1].last
         cue = self._near(("phone",), first, last)
-        if not cue and self._near(("not_phone",), first, last, before=4, after=0):
+        if not cue and self._named_other(first, last):
             return
         for a in range(len(run)):
             if a > 2 and not (run[a].cut or run[a].plus):
