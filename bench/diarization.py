@@ -55,6 +55,8 @@ TARGET_COUNT = 0.80
 TARGET_WORDS = 0.90
 TARGET_CPU = 1.15
 SEED = 28
+# The server's --diarization: auto (its best speaker model installed), campplus or ge2e.
+MODEL_ENV = "VOXBEAM_BENCH_DIARIZATION_MODEL"
 SEED_ENV = "VOXBEAM_BENCH_DIARIZATION_SEED"
 CONCURRENCY = 2
 
@@ -271,7 +273,15 @@ def run(ctx: Context) -> Result:
         "turns": sum(len(c.turns) for c in convs),
     }
     log(f"diarization: {len(convs)} conversations, {audio_s:.0f} s")
-    server = ctx.server()
+    model = os.environ.get(MODEL_ENV, "auto")
+    res.config["speaker_model"] = model
+    if model == "auto":
+        return _run(res, ctx.server(), convs)
+    with ctx.other_server(["--diarization", model], f"diarization-{model}") as server:
+        return _run(res, server, convs)
+
+
+def _run(res: Result, server: Any, convs: Sequence[Conversation]) -> Result:
     calibrated(server)
     plain, plain_cpu = _transcribe(server, convs, None)
     free, free_cpu = _transcribe(server, convs, False)

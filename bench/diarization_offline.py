@@ -32,6 +32,8 @@ SPEECH_DBFS = -45.0
 class _Recorder:
     """An encoder that embeds through the real one once per window, remembering the windows it was asked for."""
 
+    one_speaker = 0.0  # unused: track_windows stops at the clustering, which evaluate runs with the model's
+
     def __init__(self, encoder: Any, cache: dict[tuple[int, int], np.ndarray]) -> None:
         self.encoder, self.cache, self.track = encoder, cache, None
 
@@ -78,11 +80,16 @@ def track_windows(conv: Conversation, encoder: Any, cache: dict, hop_ms: int) ->
 def load(
     seed: int, hop_ms: int, n: int = 30, sizes: Sequence[int] = (2, 3)
 ) -> list[tuple[Conversation, np.ndarray, list]]:
-    """Each conversation of ``seed`` (of ``sizes`` speakers) with its embeddings and windows at ``hop_ms`` (cached)."""
-    from voxbeam.server.engines.speaker import SpeakerEncoder
+    """Each conversation of ``seed`` (of ``sizes`` speakers) with its embeddings and windows at ``hop_ms``, by the
+    speaker model the server would run (cached per model)."""
+    from voxbeam.server.engines import diarizer, speaker_encoder
 
-    CACHE.mkdir(parents=True, exist_ok=True)
-    path = CACHE / f"seed{seed}-n{n}{'' if tuple(sizes) == (2, 3) else '-' + ''.join(map(str, sizes))}.pkl"
+    label, said = diarizer()
+    if label is None:
+        raise SystemExit(said)
+    cache_dir = CACHE / label.partition("@")[0]
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"seed{seed}-n{n}{'' if tuple(sizes) == (2, 3) else '-' + ''.join(map(str, sizes))}.pkl"
     store: dict[str, dict] = pickle.loads(path.read_bytes()) if path.exists() else {}
     convs = conversations(human_corpus.load("full"), n, seed, sizes)
     encoder: Any = None
@@ -92,7 +99,7 @@ def load(
         cache = store.setdefault(c.id, {})
         size = len(cache)
         if encoder is None:
-            encoder = _Lazy(SpeakerEncoder)
+            encoder = _Lazy(lambda: speaker_encoder(label))
         e, w = track_windows(c, encoder, cache, hop_ms)
         changed |= len(cache) != size
         out.append((c, e, w))
@@ -137,8 +144,13 @@ def score(conv: Conversation, turns: Sequence[Any]) -> tuple[int, float]:
 
 def evaluate(data: Sequence[tuple[Conversation, np.ndarray, list]], **options: Any) -> dict[str, Any]:
     """Count right, words right (count free and given) over ``data``, diarized with ``options``."""
+    from voxbeam.server.engines import diarizer, speaker_models
     from voxbeam.server.engines.diarization import diarize
 
+    label = diarizer()[0] or ""
+    options.setdefault(
+        "one_speaker", next(c.one_speaker for m, c in speaker_models().values() if label.startswith(f"{m.name}@"))
+    )
     found, free, given = [], [], []
     for c, e, w in data:
         k = len(c.speakers)

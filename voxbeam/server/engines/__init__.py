@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from voxbeam.server.engines.base import SttEngine, TtsEngine
-from voxbeam.server.engines.models import materialize, sha256_of
-from voxbeam.server.errors import ConfigError
+from voxbeam.server.engines.models import PackagedModel, materialize, sha256_of
+from voxbeam.server.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:
+    from voxbeam.server.engines.speaker import Embedder
 
 # name -> "module:class", and the pip command that installs what the module imports.
 STT_ENGINES: dict[str, tuple[str, str]] = {
@@ -33,17 +38,38 @@ def _load(table: dict[str, tuple[str, str]], kind: str, name: str) -> type:
     return cls
 
 
-def diarizer() -> tuple[str | None, str]:
-    """The speaker model diarization runs (``diarization.py``, ``speaker.py``): its label when installed and
-    verified, else None, and one line saying which (server process, at start; workers load it on first use)."""
-    from voxbeam.server.engines.speaker import RESEMBLYZER  # numpy, only when asked
+def speaker_models() -> dict[str, tuple[PackagedModel, Callable[[], Embedder]]]:
+    """The speaker models diarization can run, by ``--diarization`` name, best first: the model and a loader."""
+    from voxbeam.server.engines.campplus import CAMPPLUS, CamPlusEncoder  # numpy, only when asked
+    from voxbeam.server.engines.speaker import RESEMBLYZER, SpeakerEncoder
 
-    try:
-        path = materialize(RESEMBLYZER) / "pretrained.pt"
-    except ConfigError as exc:  # ModelError: not installed, or not the pinned weights
-        return None, f"speaker diarization off: {exc}"
-    label = f"{RESEMBLYZER.name}@sha256:{sha256_of(path)[:12]}"
-    return label, f"speaker diarization: {label}"
+    return {"campplus": (CAMPPLUS, CamPlusEncoder), "ge2e": (RESEMBLYZER, SpeakerEncoder)}
+
+
+def diarizer(choice: str = "auto") -> tuple[str | None, str]:
+    """The speaker model diarization runs (``diarization.py``): ``choice``'s, or with "auto" the best one installed;
+    its label when installed and verified, else None, and one line saying which (server process, at start;
+    workers load it on first use)."""
+    models = speaker_models()
+    errors = []
+    for name in models if choice == "auto" else [choice]:
+        model = models[name][0]
+        try:
+            path = materialize(model) / model.files[0].name
+        except ConfigError as exc:  # ModelError: not installed, or not the pinned weights
+            errors.append(str(exc))
+            continue
+        label = f"{model.name}@sha256:{sha256_of(path)[:12]}"
+        return label, f"speaker diarization: {label}"
+    return None, f"speaker diarization off: {'; '.join(errors)}"
+
+
+def speaker_encoder(label: str) -> Embedder:
+    """The speaker model of a :func:`diarizer` label, loaded."""
+    for model, load in speaker_models().values():
+        if label.startswith(f"{model.name}@"):
+            return load()
+    raise ModelError(f"no speaker model is labelled {label!r}")
 
 
 def stt_engine(name: str) -> type[SttEngine]:

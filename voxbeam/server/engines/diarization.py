@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from voxbeam.server.engines.clustering import MIN_CLUSTER, ONE_SPEAKER, cluster
-from voxbeam.server.engines.speaker import RATE, SpeakerEncoder, sliding_windows
+from voxbeam.server.engines.speaker import RATE, Embedder, sliding_windows
 
 # A turn shorter than this is given to its neighbour: more than one window's worth, so that one window
 # (a stray, or two voices at a change) never makes a turn of its own.
@@ -137,7 +137,7 @@ def diarize(
 
 
 def speaker_turns(
-    encoder: SpeakerEncoder,
+    encoder: Embedder,
     pcm: np.ndarray,
     regions: Sequence[tuple[int, int]] | None = None,
     *,
@@ -162,6 +162,7 @@ def speaker_turns(
     if not windows:
         return []
     embeddings = encoder.embed_windows(pcm, windows)
+    options.setdefault("one_speaker", encoder.one_speaker)
     return diarize(embeddings, [(a // per_ms, b // per_ms) for a, b in windows], **options)
 
 
@@ -227,7 +228,7 @@ class SpeakerTrack:
 
     def __init__(
         self,
-        encoder: SpeakerEncoder,
+        encoder: Embedder,
         sample_rate: int,
         *,
         min_speakers: int | None = None,
@@ -273,7 +274,12 @@ class SpeakerTrack:
         self._embed(self._pending)
         turns: list[Turn] = []
         if self._embeddings:
-            turns = diarize(np.stack(self._embeddings), self._windows, **self.bounds)  # type: ignore[arg-type]
+            turns = diarize(
+                np.stack(self._embeddings),
+                self._windows,
+                one_speaker=self.encoder.one_speaker,
+                **self.bounds,  # type: ignore[arg-type]
+            )
         self._reset()
         return turns
 

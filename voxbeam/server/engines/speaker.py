@@ -22,10 +22,11 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from voxbeam.server.engines.clustering import ONE_SPEAKER
 from voxbeam.server.engines.models import ModelFile, PackagedModel, Part, materialize, verify
 from voxbeam.server.engines.torch_state import load_torch_state
 from voxbeam.server.errors import ModelError
@@ -151,12 +152,23 @@ def _l2_normalise(x: np.ndarray) -> np.ndarray:
     return np.asarray(x / np.maximum(norm, 1e-12), dtype=np.float32)
 
 
+class Embedder(Protocol):
+    """A speaker model as diarization uses it: unit-norm embeddings of windows, and the cosine distance under
+    which a file's clusters are one voice (``clustering.cluster``'s ``one_speaker``), which depends on the model."""
+
+    one_speaker: float
+
+    def embed_windows(self, pcm: np.ndarray, windows: Sequence[tuple[int, int]]) -> np.ndarray: ...
+
+
 class SpeakerEncoder:
     """resemblyzer's ``VoiceEncoder`` in numpy: 256-d unit-norm speaker embeddings of 16 kHz mono speech.
 
     ``weights_path`` defaults to the installed ``resemblyzer`` package's ``pretrained.pt``; either
     way its SHA-256 is checked before it is read.
     """
+
+    one_speaker = ONE_SPEAKER
 
     def __init__(self, weights_path: str | os.PathLike[str] | None = None) -> None:
         if weights_path is None:

@@ -35,4 +35,4 @@ class WorkerSpec:
     # ~150 MiB each) and starts slower; the watchdog counts a loaded one as the worker's own memory.
     stt_tiers: tuple[SttModel, ...] = ()
     # Whether sessions may diarize (the speaker model is installed and verified): loaded on first use.
-    diarization: bool = False
+    diarization: str | None = None  # the speaker model's label (engines.diarizer), when diarizing

@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits
 from voxbeam import audio
 from voxbeam.protocol import ErrorCode
 from voxbeam.protocol_controls import SttControls
-from voxbeam.server.engines import stt_engine, tts_engine
+from voxbeam.server.engines import speaker_encoder, stt_engine, tts_engine
 from voxbeam.server.engines.base import (
     Deferred,
     Prosody,
@@ -38,7 +38,7 @@ from voxbeam.server.engines.base import (
     Voice,
 )
 from voxbeam.server.engines.diarization import SpeakerTrack, Turn
-from voxbeam.server.engines.speaker import SpeakerEncoder
+from voxbeam.server.engines.speaker import Embedder
 from voxbeam.server.errors import EngineError
 from voxbeam.server.heap import give_back, keep_large_buffers_out_of_the_heap
 from voxbeam.server.worker import CANCEL, DONE, ERROR, FAILED, READY, SKIPPED, WorkerSpec
@@ -90,7 +90,7 @@ class EngineHost:
         self._loading = threading.Lock()  # the decoding thread may need a tier while a call loads it
         self._tts: dict[str, TtsEngine] = {}
         self.streams: dict[str, _Open] = {}
-        self._encoder: SpeakerEncoder | None = None  # diarization's speaker model, loaded on first use
+        self._encoder: Embedder | None = None  # diarization's speaker model, loaded on first use
         self.renderings: dict[str, Rendering] = {}
         self.lag = 0.0  # how long the call being handled waited for the worker
         self.owes_memory = False  # rendered since the last give_back
@@ -163,7 +163,7 @@ class EngineHost:
             if not self.spec.diarization:  # the server admits diarizing sessions only when it may
                 raise ValueError("this server does not diarize")
             if self._encoder is None:
-                self._encoder = SpeakerEncoder()
+                self._encoder = speaker_encoder(self.spec.diarization)
             track = SpeakerTrack(self._encoder, sample_rate, min_speakers=speakers[0], max_speakers=speakers[1])
         self.streams[sid] = _Open(stream, controls.model or self.spec.stt.model.name, speakers=track)
 
