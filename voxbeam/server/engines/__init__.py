@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from voxbeam.server.engines.base import SttEngine, TtsEngine
-from voxbeam.server.engines.models import PackagedModel, materialize, sha256_of
+from voxbeam.server.engines.models import PackagedModel, sha256_of, weights_file
 from voxbeam.server.errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
@@ -51,11 +51,13 @@ def diarizer(choice: str = "auto") -> tuple[str | None, str]:
     its label when installed and verified, else None, and one line saying which (server process, at start;
     workers load it on first use)."""
     models = speaker_models()
+    if choice != "auto" and choice not in models:
+        raise ConfigError(f"unknown speaker model {choice!r} for --diarization; models: auto, {', '.join(models)}, off")
     errors = []
     for name in models if choice == "auto" else [choice]:
         model = models[name][0]
         try:
-            path = materialize(model) / model.files[0].name
+            path = weights_file(model)
         except ConfigError as exc:  # ModelError: not installed, or not the pinned weights
             errors.append(str(exc))
             continue

@@ -34,5 +34,6 @@ class WorkerSpec:
     # ``stt``'s settings. Lazily, because a worker holds a model it was never asked for otherwise (base:
     # ~150 MiB each) and starts slower; the watchdog counts a loaded one as the worker's own memory.
     stt_tiers: tuple[SttModel, ...] = ()
-    # Whether sessions may diarize (the speaker model is installed and verified): loaded on first use.
-    diarization: str | None = None  # the speaker model's label (engines.diarizer), when diarizing
+    # The speaker model sessions diarize with (its engines.diarizer label: installed and verified), loaded on
+    # first use; None: sessions may not diarize.
+    diarization: str | None = None
