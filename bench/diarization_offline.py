@@ -14,6 +14,7 @@ benchmark counts the labels of words. Not a substitute for the benchmark (no rec
 from __future__ import annotations
 
 import argparse
+import functools
 import pickle
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -82,11 +83,9 @@ def load(
 ) -> list[tuple[Conversation, np.ndarray, list]]:
     """Each conversation of ``seed`` (of ``sizes`` speakers) with its embeddings and windows at ``hop_ms``, by the
     speaker model the server would run (cached per model)."""
-    from voxbeam.server.engines import diarizer, speaker_encoder
+    from voxbeam.server.engines import speaker_encoder
 
-    label, said = diarizer()
-    if label is None:
-        raise SystemExit(said)
+    label = _label()
     cache_dir = CACHE / label.partition("@")[0]
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"seed{seed}-n{n}{'' if tuple(sizes) == (2, 3) else '-' + ''.join(map(str, sizes))}.pkl"
@@ -106,6 +105,17 @@ def load(
     if changed:
         path.write_bytes(pickle.dumps(store))
     return out
+
+
+@functools.cache
+def _label() -> str:
+    """The speaker model the server would run (its ``diarizer`` label), looked up and hashed once."""
+    from voxbeam.server.engines import diarizer
+
+    label, said = diarizer()
+    if label is None:
+        raise SystemExit(said)
+    return label
 
 
 class _Lazy:
@@ -144,13 +154,10 @@ def score(conv: Conversation, turns: Sequence[Any]) -> tuple[int, float]:
 
 def evaluate(data: Sequence[tuple[Conversation, np.ndarray, list]], **options: Any) -> dict[str, Any]:
     """Count right, words right (count free and given) over ``data``, diarized with ``options``."""
-    from voxbeam.server.engines import diarizer, speaker_models
+    from voxbeam.server.engines import speaker_loader
     from voxbeam.server.engines.diarization import diarize
 
-    label = diarizer()[0] or ""
-    options.setdefault(
-        "one_speaker", next(c.one_speaker for m, c in speaker_models().values() if label.startswith(f"{m.name}@"))
-    )
+    options.setdefault("one_speaker", speaker_loader(_label()).one_speaker)  # type: ignore[attr-defined]
     found, free, given = [], [], []
     for c, e, w in data:
         k = len(c.speakers)

@@ -66,12 +66,17 @@ def diarizer(choice: str = "auto") -> tuple[str | None, str]:
     return None, f"speaker diarization off: {'; '.join(errors)}"
 
 
-def speaker_encoder(label: str) -> Embedder:
-    """The speaker model of a :func:`diarizer` label, loaded."""
+def speaker_loader(label: str) -> Callable[[], Embedder]:
+    """The loader (the encoder class) of a :func:`diarizer` label's speaker model."""
     for model, load in speaker_models().values():
         if label.startswith(f"{model.name}@"):
-            return load()
+            return load
     raise ModelError(f"no speaker model is labelled {label!r}")
+
+
+def speaker_encoder(label: str) -> Embedder:
+    """The speaker model of a :func:`diarizer` label, loaded."""
+    return speaker_loader(label)()
 
 
 def stt_engine(name: str) -> type[SttEngine]:
